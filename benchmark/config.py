@@ -1,0 +1,196 @@
+"""Typed configuration: the schema Hydra validates against, and the start-up checks.
+
+Hydra composes `conf/`; the resolved tree is merged onto these dataclasses (registered
+in Hydra's ConfigStore as `run_schema`), so a wrong type or unknown key fails before any
+work. Cross-field rules that a schema cannot express live in `validate()`, which raises
+`ConfigError` naming the key, the value and what is allowed.
+
+Enums, not `Literal`: OmegaConf 2.3 (required by hydra-core 1.3) accepts only Enums.
+`cell` and `task` stay open dicts with a `_target_`, because users add their own from
+outside the package; their dataclasses validate themselves when built.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """A bad configuration value: the message names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str, hint: str = "") -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        msg = f"invalid config: {key}={value!r}; allowed: {allowed}."
+        if hint:
+            msg += f" {hint}"
+        super().__init__(msg)
+
+
+class Impl(str, enum.Enum):
+    native = "native"  # torch's fused nn.RNN / nn.LSTM / nn.GRU (cuDNN, oneDNN)
+    custom = "custom"  # the suite's own time loop: needed for anything inside the recurrence
+    auto = "auto"  # native where the variant allows it, custom otherwise
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, enum.Enum):
+    fp32 = "fp32"
+    tf32 = "tf32"  # fp32 storage, TF32 matmuls on Ampere+
+    bf16 = "bf16"  # autocast to bfloat16
+
+
+class RegName(str, enum.Enum):
+    none = "none"
+    bn = "bn"
+    dropout = "dropout"
+    both = "both"  # the default bn placement plus the default dropout placement
+
+
+class BNPlacement(str, enum.Enum):
+    recurrent = "recurrent"  # Cooijmans et al. 2016
+    input = "input"  # Laurent et al. 2016
+    output = "output"  # BN over features of each layer's output sequence
+
+
+class DropoutPlacement(str, enum.Enum):
+    output = "output"  # Zaremba et al. 2014: non-recurrent connections, fresh mask per step
+    variational = "variational"  # Gal & Ghahramani 2016: one mask per sequence, inputs + state
+    recurrent = "recurrent"  # Semeniuta et al. 2016: candidate update only
+
+
+class Optimizer(str, enum.Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class Scheduler(str, enum.Enum):
+    none = "none"
+    cosine = "cosine"
+    step = "step"
+
+
+@dataclass
+class BNConfig:
+    placement: BNPlacement = BNPlacement.recurrent
+    momentum: float = 0.1
+    eps: float = 1e-5
+    # None = the placement's literature default: 0.1 for recurrent (Cooijmans), 1.0 otherwise.
+    gain_init: Optional[float] = None
+    # Population statistics are kept per time step up to this many steps; later steps reuse the last.
+    max_stats_steps: int = 1000
+
+
+@dataclass
+class DropoutConfig:
+    placement: DropoutPlacement = DropoutPlacement.output
+    p: float = 0.25
+
+
+@dataclass
+class RegConfig:
+    name: RegName = RegName.none
+    bn: BNConfig = field(default_factory=BNConfig)
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
+
+    @property
+    def uses_bn(self) -> bool:
+        return self.name in (RegName.bn, RegName.both)
+
+    @property
+    def uses_dropout(self) -> bool:
+        return self.name in (RegName.dropout, RegName.both)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: Optimizer = Optimizer.adam
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd / rmsprop only
+    scheduler: Scheduler = Scheduler.none
+    warmup_steps: int = 0
+    max_norm: Optional[float] = 1.0  # gradient clipping; null = off (norms are still measured)
+    eval_interval: int = 100
+    log_interval: int = 10
+    eval_batches: int = 0  # 0 = the whole split
+    early_stopping_patience: Optional[int] = None  # in evaluations; null = off
+    progress: bool = True  # a progress bar, quiet when stderr is not a terminal
+
+
+@dataclass
+class TimingConfig:
+    enabled: bool = True
+    warmup: int = 5
+    repeats: int = 20
+    batch_size: Optional[int] = None  # null = train.batch_size
+
+
+@dataclass
+class RunConfig:
+    cell: Any = None  # {name, _target_}: conf/cell/
+    task: Any = None  # {name, _target_, seq_len, ...}: conf/task/
+    reg: RegConfig = field(default_factory=RegConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    seed: int = 0
+    impl: Impl = Impl.auto
+    device: Device = Device.auto
+    precision: Precision = Precision.fp32
+    hidden_size: int = 128
+    num_layers: int = 1
+    threads: Optional[int] = None  # torch intra-op threads per job; null = leave torch's default
+    results_dir: str = "results"
+    sweep: str = "single"
+    force: bool = False  # re-run a grid point even if its metrics.json is complete
+
+
+def register_configs() -> None:
+    """Register the schema so `defaults: [run_schema, ...]` in conf/config.yaml type-checks."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str, hint: str = "") -> None:
+    if not cond:
+        raise ConfigError(key, value, allowed, hint)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Cross-field checks that a schema cannot express. Raises ConfigError; returns cfg."""
+    _check(cfg.hidden_size > 0, "hidden_size", cfg.hidden_size, "an integer > 0")
+    _check(cfg.num_layers >= 1, "num_layers", cfg.num_layers, "an integer >= 1")
+    d = cfg.reg.dropout
+    _check(0.0 <= d.p < 1.0, "reg.dropout.p", d.p, "a probability in [0, 1)")
+    bn = cfg.reg.bn
+    _check(0.0 <= bn.momentum <= 1.0, "reg.bn.momentum", bn.momentum, "a number in [0, 1]")
+    _check(bn.eps > 0, "reg.bn.eps", bn.eps, "a number > 0")
+    _check(bn.max_stats_steps >= 1, "reg.bn.max_stats_steps", bn.max_stats_steps, "an integer >= 1")
+    t = cfg.train
+    _check(t.steps >= 1, "train.steps", t.steps, "an integer >= 1")
+    _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
+    if cfg.reg.uses_bn:
+        _check(t.batch_size >= 2, "train.batch_size", t.batch_size, "an integer >= 2 when reg uses BN",
+               "Batch statistics of a single example are undefined (reg=" + cfg.reg.name.value + ").")
+    _check(t.lr > 0, "train.lr", t.lr, "a number > 0")
+    _check(t.max_norm is None or t.max_norm > 0, "train.max_norm", t.max_norm, "null (off) or a number > 0")
+    _check(t.eval_interval >= 1, "train.eval_interval", t.eval_interval, "an integer >= 1")
+    _check(t.log_interval >= 1, "train.log_interval", t.log_interval, "an integer >= 1")
+    _check(cfg.timing.repeats >= 1, "timing.repeats", cfg.timing.repeats, "an integer >= 1")
+    _check(cfg.threads is None or cfg.threads >= 1, "threads", cfg.threads, "null or an integer >= 1")
+    res = Path(cfg.results_dir)
+    _check(not res.exists() or res.is_dir(), "results_dir", cfg.results_dir,
+           "a directory (or a path that does not exist yet)", "It names an existing file.")
+    _check(bool(cfg.sweep) and "/" not in cfg.sweep, "sweep", cfg.sweep, "a non-empty name without '/'")
+    return cfg
