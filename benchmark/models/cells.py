@@ -1,0 +1,159 @@
+"""The gate math of each recurrent cell, written once.
+
+A cell here is pure math over pre-activations: the layer (`layer.py`) owns the weights,
+computes `xw = W_ih·x + b_ih` for all steps in one GEMM and `hw = W_hh·h + b_hh` per step,
+and hands both to `step`. Regularisers that act *inside* a cell arrive as two slots
+(`Slots`) that default to the identity, so no variant copies the gate math:
+
+- `candidate`: applied to the candidate update (Semeniuta et al. 2016 recurrent dropout);
+- `cell_norm`: applied to the LSTM cell state before its output tanh (Cooijmans et al. 2016).
+
+Gate order and the placement of biases follow torch's nn.RNN/LSTM/GRU exactly, so the
+custom loop and the fused kernels compute the same function on the same parameters.
+
+To add a cell: subclass `CellMath`, set `gates` (pre-activation width in units of H),
+`native` (a torch module with the same parameter layout, or None) and write `step`;
+then point a `conf/cell/<name>.yaml` `_target_` at the class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Optional
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.config import ConfigError
+
+State = tuple[Tensor, ...]
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _identity_t(x: Tensor, t: int) -> Tensor:
+    return x
+
+
+@dataclass
+class Slots:
+    """Regulariser hooks inside the cell step; identity unless a variant sets them."""
+
+    candidate: Callable[[Tensor], Tensor] = _identity
+    cell_norm: Callable[[Tensor, int], Tensor] = _identity_t
+
+
+class CellMath:
+    """One recurrent cell's step. Stateless; parameters live in the layer.
+
+    Class attributes:
+        name: label used in results.
+        gates: the pre-activation width is `gates * hidden_size`.
+        native: torch's fused module with the same parameter layout, or None.
+        additive: True when the gates depend on `xw + hw` only, so the layer may fold
+            `xw_t` into the recurrent GEMM (`addmm(xw_t, h, W_hh^T)`) and pass `xw=None`.
+        has_cell_state: True when the state carries a memory besides h (LSTM's c).
+    """
+
+    name: ClassVar[str] = "cell"
+    gates: ClassVar[int] = 1
+    native: ClassVar[Optional[type[nn.RNNBase]]] = None
+    additive: ClassVar[bool] = True
+    has_cell_state: ClassVar[bool] = False
+
+    def init_state(self, batch: int, hidden: int, like: Tensor) -> State:
+        """Zero initial state, (B, H) per state tensor."""
+        n = 2 if self.has_cell_state else 1
+        return tuple(like.new_zeros(batch, hidden) for _ in range(n))
+
+    def step(self, xw: Optional[Tensor], hw: Tensor, state: State, t: int, slots: Slots) -> tuple[Tensor, State]:
+        """One time step. xw, hw: (B, gates*H) incl. biases (xw None: already summed into hw).
+
+        Returns the output h_t (B, H) and the new state.
+        """
+        raise NotImplementedError
+
+
+class RNNCell(CellMath):
+    """Elman RNN, tanh: h' = tanh(W_ih x + b_ih + W_hh h + b_hh).
+
+    Recurrent dropout (Semeniuta) drops the update tanh(...): a vanilla RNN has no
+    separate memory path, so this equals dropout on the new state with a per-step mask.
+    """
+
+    name = "rnn"
+    gates = 1
+    native = nn.RNN
+
+    def step(self, xw, hw, state, t, slots):
+        pre = hw if xw is None else xw + hw
+        h = slots.candidate(torch.tanh(pre))
+        return h, (h,)
+
+
+class LSTMCell(CellMath):
+    """LSTM with torch's gate order (i, f, g, o).
+
+    c' = σ(f)⊙c + σ(i)⊙d(tanh(g));  h' = σ(o)⊙tanh(N(c'))
+    with d = recurrent dropout (Semeniuta: the candidate only, memory kept) and
+    N = the cell-state BN of Cooijmans et al.; both identity by default.
+    """
+
+    name = "lstm"
+    gates = 4
+    native = nn.LSTM
+    has_cell_state = True
+
+    def step(self, xw, hw, state, t, slots):
+        h, c = state
+        gates = hw if xw is None else xw + hw  # (B, 4H)
+        H = h.shape[1]
+        sig = torch.sigmoid(gates)  # one launch for i, f, o (the g slice is unused)
+        i, f, o = sig[:, :H], sig[:, H : 2 * H], sig[:, 3 * H :]
+        g = slots.candidate(torch.tanh(gates[:, 2 * H : 3 * H]))
+        c = torch.addcmul(f * c, i, g)
+        h = o * torch.tanh(slots.cell_norm(c, t))
+        return h, (h, c)
+
+
+class GRUCell(CellMath):
+    """GRU with torch's gate order (r, z, n) and b_hn inside the reset product.
+
+    n = d(tanh(x_n + r⊙(W_hn h + b_hn)));  h' = (1-z)⊙n + z⊙h = lerp(n, h, z)
+    with d = recurrent dropout on the candidate (Semeniuta).
+    """
+
+    name = "gru"
+    gates = 3
+    native = nn.GRU
+    additive = False
+
+    def step(self, xw, hw, state, t, slots):
+        (h,) = state
+        H = h.shape[1]
+        rz = torch.sigmoid(xw[:, : 2 * H] + hw[:, : 2 * H])  # (B, 2H)
+        r, z = rz[:, :H], rz[:, H:]
+        n = slots.candidate(torch.tanh(torch.addcmul(xw[:, 2 * H :], r, hw[:, 2 * H :])))
+        h = torch.lerp(n, h, z)
+        return h, (h,)
+
+
+CELLS: dict[str, type[CellMath]] = {c.name: c for c in (RNNCell, LSTMCell, GRUCell)}
+
+
+def get_cell(name: str) -> type[CellMath]:
+    """Look a built-in cell up by name, with an error that lists the choices."""
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise ConfigError("cell.name", name, "one of: " + ", ".join(sorted(CELLS))) from None
+
+
+def check_cell_class(cls: object, key: str = "cell._target_") -> type[CellMath]:
+    """Make sure a class given by import path is a usable cell."""
+    if not (isinstance(cls, type) and issubclass(cls, CellMath)):
+        raise ConfigError(key, getattr(cls, "__name__", cls), "a subclass of benchmark.models.cells.CellMath")
+    if cls.gates < 1:
+        raise ConfigError(key, cls.__name__, "a CellMath with gates >= 1")
+    return cls

@@ -1,0 +1,29 @@
+"""Dropout masks over time: fresh per step (Zaremba) or one per sequence (Gal).
+
+Inverted dropout throughout: kept units are scaled by 1/(1-p) in training, so nothing
+is rescaled at eval and expectations match.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def sequence_mask(like: Tensor, p: float) -> Tensor:
+    """A (B, F) inverted-dropout mask, to be reused at every step of a sequence."""
+    return like.new_empty(like.shape).bernoulli_(1.0 - p).div_(1.0 - p)
+
+
+class LockedDropout(nn.Module):
+    """Variational dropout on a (T, B, F) sequence: one mask per sequence, shared over T."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * sequence_mask(x[0], self.p).unsqueeze(0)  # (1, B, F) broadcast over T
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

@@ -1,0 +1,131 @@
+"""One recurrent layer with two implementations over the same parameters.
+
+`native` calls torch's fused module (cuDNN / oneDNN / ATen); `custom` is the suite's own
+time loop, needed whenever a regulariser acts inside the recurrence. Both read the same
+`weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0`, so switching impl changes speed,
+never the function.
+
+The custom loop is O(T) in time and memory, forward and backward:
+- the input projection of all steps is one GEMM: (T·B, I) × (I, gH);
+- input-side BN is one vectorised op over the (T, B, gH) tensor;
+- steps are taken with `unbind(0)` (indexing `xw[t]` makes backward O(T²));
+- when the cell is additive and h is not normalised, `xw_t` rides in the recurrent GEMM
+  as its bias: `addmm(xw_t, h, W_hh^T)`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmark.config import BNPlacement, DropoutPlacement, RegConfig
+from benchmark.models.cells import CellMath, Slots
+from benchmark.models.dropout import sequence_mask
+from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
+
+
+class CellParams(nn.Module):
+    """Parameters in torch's RNN layout, for cells that have no native module."""
+
+    def __init__(self, input_size: int, hidden_size: int, gates: int) -> None:
+        super().__init__()
+        gh = gates * hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.empty(gh, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(gh, hidden_size))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(gh))
+        self.bias_hh_l0 = nn.Parameter(torch.empty(gh))
+        k = 1.0 / math.sqrt(hidden_size)  # torch's RNN initialisation
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
+
+
+def default_gain(reg: RegConfig) -> float:
+    """Cooijmans et al. initialise BN gains to 0.1; the other placements use 1.0."""
+    if reg.bn.gain_init is not None:
+        return reg.bn.gain_init
+    return 0.1 if reg.bn.placement is BNPlacement.recurrent else 1.0
+
+
+class RecurrentLayer(nn.Module):
+    """A single recurrent layer. Input and output are (T, B, ·)."""
+
+    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: RegConfig) -> None:
+        super().__init__()
+        self.cell = cell()
+        self.hidden_size = hidden_size
+        gh = cell.gates * hidden_size
+        self.rnn = cell.native(input_size, hidden_size) if cell.native is not None else CellParams(
+            input_size, hidden_size, cell.gates)
+
+        bn, drop = reg.bn, reg.dropout
+        bn_in = reg.uses_bn and bn.placement in (BNPlacement.recurrent, BNPlacement.input)
+        bn_rec = reg.uses_bn and bn.placement is BNPlacement.recurrent
+        gain = default_gain(reg)
+        # Slots on the pre-activations: W_ih·x (input / recurrent BN) and W_hh·h (recurrent BN).
+        self.norm_x: Optional[nn.Module] = None
+        if bn_in and bn.placement is BNPlacement.recurrent:
+            self.norm_x = StepBatchNorm(gh, bn.max_stats_steps, gain, bn.momentum, bn.eps)
+        elif bn_in:
+            self.norm_x = SeqBatchNorm(gh, gain, bn.momentum, bn.eps)
+        self.norm_h = StepBatchNorm(gh, bn.max_stats_steps, gain, bn.momentum, bn.eps) if bn_rec else None
+        # Cooijmans also normalise the LSTM cell state before its output tanh (with a beta).
+        self.norm_c = (StepBatchNorm(hidden_size, bn.max_stats_steps, gain, bn.momentum, bn.eps, bias=True)
+                       if bn_rec and cell.has_cell_state else None)
+        self.p_state = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.variational else 0.0
+        self.p_candidate = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.recurrent else 0.0
+
+    @property
+    def needs_custom(self) -> bool:
+        """True when something acts inside the recurrence, so the fused kernel cannot run it."""
+        return (self.cell.native is None or self.norm_x is not None or self.norm_h is not None
+                or self.p_state > 0 or self.p_candidate > 0)
+
+    def weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r = self.rnn
+        return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
+
+    def forward(self, x: Tensor, custom: bool, hiddens: Optional[list[Tensor]] = None) -> Tensor:
+        """x: (T, B, I) -> (T, B, H). `hiddens`, if given, collects each h_t with retain_grad()."""
+        if not custom and hiddens is None:
+            return self.rnn(x)[0]
+        return self._loop(x, hiddens)
+
+    def _slots(self) -> Slots:
+        slots = Slots()
+        if self.p_candidate > 0 and self.training:
+            p = self.p_candidate
+            slots.candidate = lambda g: F.dropout(g, p, True)  # fresh mask per step
+        if self.norm_c is not None:
+            slots.cell_norm = self.norm_c.step
+        return slots
+
+    def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> Tensor:
+        T, B, _ = x.shape
+        w_ih, w_hh, b_ih, b_hh = self.weights()
+        fold = self.cell.additive and self.norm_h is None  # xw_t can ride in the recurrent GEMM
+        if self.norm_x is None:
+            bias = b_ih + b_hh if fold else b_ih
+            xw = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, -1)  # (T, B, gH): one GEMM
+        else:
+            xw = self.norm_x(torch.matmul(x, w_ih.t())) + (b_ih + b_hh if fold else b_ih)
+        w_hh_t = w_hh.t()
+        state = self.cell.init_state(B, self.hidden_size, xw)
+        h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
+        slots, cell, norm_h = self._slots(), self.cell, self.norm_h
+        outs: list[Tensor] = []
+        for t, xw_t in enumerate(xw.unbind(0)):
+            h = state[0] if h_mask is None else state[0] * h_mask  # Gal: the same mask every step
+            if fold:
+                h, state = cell.step(None, torch.addmm(xw_t, h, w_hh_t), state, t, slots)
+            elif norm_h is not None:
+                h, state = cell.step(xw_t, norm_h.step(torch.mm(h, w_hh_t), t) + b_hh, state, t, slots)
+            else:
+                h, state = cell.step(xw_t, torch.addmm(b_hh, h, w_hh_t), state, t, slots)
+            if hiddens is not None:
+                h.retain_grad()
+                hiddens.append(h)
+            outs.append(h)
+        return torch.stack(outs)

@@ -1,0 +1,147 @@
+"""The sequence model every variant shares: dropout → layer → [BN, dropout] → … → head.
+
+Where each regulariser sits (DESIGN.md):
+- bn `recurrent` / `input` and dropout `variational` (state mask) / `recurrent` act inside
+  each `RecurrentLayer`;
+- bn `output` normalises each layer's output features, between layers and before the head;
+- dropout `output` (Zaremba) drops every non-recurrent connection — layer inputs and the
+  head's input — with a fresh mask per step; `variational` (Gal) drops the same places
+  with one mask per sequence, plus the recurrent state inside the layer.
+
+Every variant returns the same thing (one output contract), so the trainer and the
+timer never branch on which variant they hold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.config import BNPlacement, ConfigError, DropoutPlacement, Impl, RegConfig
+from benchmark.models.cells import CellMath
+from benchmark.models.dropout import LockedDropout
+from benchmark.models.layer import RecurrentLayer, default_gain
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines a model; built from config at the entry point."""
+
+    cell: type[CellMath]
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    output_size: int
+    per_step: bool = False  # head on every step (B, T, O) or on the last (B, O)
+    reg: RegConfig = field(default_factory=RegConfig)
+    impl: Impl = Impl.auto
+
+
+def needs_custom(cell: type[CellMath], reg: RegConfig) -> list[str]:
+    """Config keys of the variant that the fused kernel cannot run (empty: native is possible)."""
+    why = []
+    if cell.native is None:
+        why.append(f"cell={cell.name} (no fused torch module)")
+    if reg.uses_bn and reg.bn.placement is not BNPlacement.output:
+        why.append(f"reg.bn.placement={reg.bn.placement.value}")
+    if reg.uses_dropout and reg.dropout.placement is not DropoutPlacement.output:
+        why.append(f"reg.dropout.placement={reg.dropout.placement.value}")
+    return why
+
+
+def resolve_impl(cell: type[CellMath], reg: RegConfig, impl: Impl) -> Impl:
+    """auto → native where the variant allows it; native with a variant that needs the loop → error."""
+    why = needs_custom(cell, reg)
+    if impl is Impl.auto:
+        return Impl.custom if why else Impl.native
+    if impl is Impl.native and why:
+        raise ConfigError("impl", "native", "custom or auto for this variant",
+                          f"reg={reg.name.value} with {', '.join(why)} acts inside the recurrence, "
+                          "which the fused kernel cannot do.")
+    return impl
+
+
+def _dropout(reg: RegConfig) -> nn.Module:
+    """Dropout on non-recurrent connections, or Identity."""
+    d = reg.dropout
+    if not reg.uses_dropout or d.p == 0.0:
+        return nn.Identity()
+    if d.placement is DropoutPlacement.output:
+        return nn.Dropout(d.p)
+    if d.placement is DropoutPlacement.variational:
+        return LockedDropout(d.p)
+    return nn.Identity()  # recurrent (Semeniuta): only the candidate, inside the layer
+
+
+class OutputBatchNorm(nn.BatchNorm1d):
+    """BN over the features of a (T, B, H) layer output (statistics over batch and time)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        T, B, H = x.shape
+        return super().forward(x.reshape(T * B, H)).view(T, B, H)
+
+
+class SequenceModel(nn.Module):
+    """A stack of recurrent layers and a linear head. Input (B, T, I), batch first."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.impl_used = resolve_impl(spec.cell, spec.reg, spec.impl)
+        reg, H = spec.reg, spec.hidden_size
+        sizes = [spec.input_size] + [H] * spec.num_layers
+        self.layers = nn.ModuleList(RecurrentLayer(spec.cell, sizes[k], H, reg) for k in range(spec.num_layers))
+        # drops[k] acts on layer k's input; drops[L] on the head's input.
+        self.drops = nn.ModuleList(_dropout(reg) for _ in range(spec.num_layers + 1))
+        out_bn = reg.uses_bn and reg.bn.placement is BNPlacement.output
+        self.norms = nn.ModuleList(self._output_bn(reg, H) if out_bn else nn.Identity() for _ in range(spec.num_layers))
+        self.head = nn.Linear(H, spec.output_size)
+
+    @staticmethod
+    def _output_bn(reg: RegConfig, H: int) -> nn.Module:
+        bn = OutputBatchNorm(H, eps=reg.bn.eps, momentum=reg.bn.momentum)
+        nn.init.constant_(bn.weight, default_gain(reg))
+        return bn
+
+    def forward(self, x: Tensor, return_hidden: bool = False):
+        """x: (B, T, I) → (B, O) or (B, T, O); with return_hidden also the top layer's h_t list.
+
+        With return_hidden the custom loop runs (same parameters, same function) and each
+        h_t (B, H) has retain_grad(), so after backward `h_t.grad` is the total ∂L/∂h_t.
+        """
+        custom = self.impl_used is Impl.custom
+        hiddens: Optional[list[Tensor]] = [] if return_hidden else None
+        z = x.transpose(0, 1)  # (T, B, I)
+        last = len(self.layers) - 1
+        for k, (layer, drop, norm) in enumerate(zip(self.layers, self.drops, self.norms)):
+            z = norm(layer(drop(z), custom, hiddens if k == last else None))  # (T, B, H)
+        z = self.drops[-1](z)
+        y = self.head(z if self.spec.per_step else z[-1])  # (T, B, O) or (B, O)
+        if self.spec.per_step:
+            y = y.transpose(0, 1)
+        return (y, hiddens) if return_hidden else y
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """input: W_ih, b_ih; recurrent: W_hh, b_hh; norm: BN gains/biases; head: the linear head."""
+        groups: dict[str, list[nn.Parameter]] = {"input": [], "recurrent": [], "norm": [], "head": []}
+        for name, p in self.named_parameters():
+            if name.startswith("head."):
+                groups["head"].append(p)
+            elif "weight_ih" in name or "bias_ih" in name:
+                groups["input"].append(p)
+            elif "weight_hh" in name or "bias_hh" in name:
+                groups["recurrent"].append(p)
+            else:
+                groups["norm"].append(p)
+        return groups
+
+
+def build_model(spec: ModelSpec) -> SequenceModel:
+    """Build a model; raises ConfigError when impl=native cannot run the variant."""
+    for key, v in (("hidden_size", spec.hidden_size), ("num_layers", spec.num_layers),
+                   ("task.input_size", spec.input_size), ("task.output_size", spec.output_size)):
+        if v < 1:
+            raise ConfigError(key, v, "an integer >= 1")
+    return SequenceModel(spec)
