@@ -108,12 +108,9 @@ class LSTMCell(CellMath):
     def step(self, xw, hw, state, t, slots):
         h, c = state
         gates = hw if xw is None else xw + hw  # (B, 4H)
-        H = h.shape[1]
-        sig = torch.sigmoid(gates)  # one launch for i, f, o (the g slice is unused)
-        i, f, o = sig[:, :H], sig[:, H : 2 * H], sig[:, 3 * H :]
-        g = slots.candidate(torch.tanh(gates[:, 2 * H : 3 * H]))
-        c = torch.addcmul(f * c, i, g)
-        h = o * torch.tanh(slots.cell_norm(c, t))
+        i, f, g, o = gates.chunk(4, 1)  # one split node: its backward is one cat, not 4 zero-fills
+        c = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), slots.candidate(torch.tanh(g)))
+        h = torch.sigmoid(o) * torch.tanh(slots.cell_norm(c, t))
         return h, (h, c)
 
 
@@ -132,9 +129,10 @@ class GRUCell(CellMath):
     def step(self, xw, hw, state, t, slots):
         (h,) = state
         H = h.shape[1]
-        rz = torch.sigmoid(xw[:, : 2 * H] + hw[:, : 2 * H])  # (B, 2H)
-        r, z = rz[:, :H], rz[:, H:]
-        n = slots.candidate(torch.tanh(torch.addcmul(xw[:, 2 * H :], r, hw[:, 2 * H :])))
+        x_rz, x_n = xw.split((2 * H, H), 1)  # split, not slicing: one cheap node in backward
+        h_rz, h_n = hw.split((2 * H, H), 1)
+        r, z = torch.sigmoid(x_rz + h_rz).chunk(2, 1)  # (B, H) each
+        n = slots.candidate(torch.tanh(torch.addcmul(x_n, r, h_n)))
         h = torch.lerp(n, h, z)
         return h, (h,)
 

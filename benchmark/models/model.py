@@ -117,10 +117,11 @@ class SequenceModel(nn.Module):
         last = len(self.layers) - 1
         for k, (layer, drop, norm) in enumerate(zip(self.layers, self.drops, self.norms)):
             z = norm(layer(drop(z), custom, hiddens if k == last else None))  # (T, B, H)
-        z = self.drops[-1](z)
-        y = self.head(z if self.spec.per_step else z[-1])  # (T, B, O) or (B, O)
         if self.spec.per_step:
-            y = y.transpose(0, 1)
+            return_y = self.head(self.drops[-1](z)).transpose(0, 1)  # (B, T, O)
+        else:  # only the last step reaches the head: drop just that (same law, T× less work)
+            return_y = self.head(self.drops[-1](z[-1:])[0])  # (B, O)
+        y = return_y
         return (y, hiddens) if return_hidden else y
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
