@@ -1,0 +1,75 @@
+"""Per-job resources under Hydra's launchers: CPU threads and, with several GPUs, which one.
+
+Hydra's launchers start grid points; they do not share out the machine. Without this,
+two joblib workers each run torch with every core (oversubscription), and `job.num %
+n_gpus` puts two long jobs on one GPU while another idles. So:
+
+- threads: the cores divided by the jobs that run at once (`cores // n_jobs`), or
+  `cpus_per_task` under submitit; an explicit `threads` in the config always wins;
+- GPUs: a pool of lock files, one per visible device, in the sweep folder. A job holds
+  the first free device for its whole run (starting its search at `job_num % n` so
+  jobs spread out) and waits when all are taken.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+from filelock import FileLock, Timeout
+
+
+def launcher_kind(launcher: Optional[Mapping[str, Any]]) -> str:
+    """'joblib', 'submitit' or 'basic', from the launcher config's `_target_`."""
+    target = str((launcher or {}).get("_target_", ""))
+    if "joblib" in target:
+        return "joblib"
+    if "submitit" in target:
+        return "submitit"
+    return "basic"
+
+
+def threads_for_job(launcher: Optional[Mapping[str, Any]], cores: int, requested: Optional[int]) -> Optional[int]:
+    """torch intra-op threads for one job; None leaves torch's default (the basic launcher)."""
+    if requested is not None:
+        return requested
+    kind = launcher_kind(launcher)
+    if kind == "joblib":
+        n_jobs = int(launcher.get("n_jobs", -1) or -1)
+        n_jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
+        return max(1, cores // max(1, n_jobs))
+    if kind == "submitit":
+        cpus = launcher.get("cpus_per_task")
+        return int(cpus) if cpus else None
+    return None
+
+
+@contextlib.contextmanager
+def gpu_slot(lock_dir: Path, n_gpus: int, job_num: int = 0, poll_s: float = 0.5,
+             timeout_s: Optional[float] = None) -> Iterator[Optional[int]]:
+    """Hold a free GPU index for the duration of the block; None when there is at most one GPU.
+
+    Raises TimeoutError if no device frees up within `timeout_s` (None: wait indefinitely).
+    """
+    if n_gpus <= 1:
+        yield 0 if n_gpus == 1 else None
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    while True:
+        for k in range(n_gpus):
+            idx = (job_num + k) % n_gpus
+            lock = FileLock(str(lock_dir / f"gpu{idx}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue
+            try:
+                yield idx
+            finally:
+                lock.release()
+            return
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"no free GPU among {n_gpus} after {timeout_s:.0f}s (locks in {lock_dir})")
+        time.sleep(poll_s)
