@@ -10,8 +10,9 @@ The custom loop is O(T) in time and memory, forward and backward:
 - input-side BN is one vectorised op over the (T, B, gH) tensor;
 - steps are taken with `unbind(0)` (indexing `xw[t]` makes backward O(T²));
 - when the cell is additive and h is not normalised, `xw_t` rides in the recurrent GEMM
-  as its bias: `addmm(xw_t, h, W_hh^T)`;
-- the recurrent weight's gradient is one GEMM per sequence (`recurrent_mm.py`).
+  as its bias: `addmm(xw_t, h, W_hh^T)`.
+Deferring W_hh's gradient to one GEMM per sequence was measured slower on the 2-core CPU
+(the concatenations cost more than the per-step GEMMs save), so autograd forms it per step.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from benchmark.config import BNPlacement, DropoutPlacement, RegConfig
 from benchmark.models.cells import CellMath, Slots
 from benchmark.models.dropout import sequence_mask
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
-from benchmark.models.recurrent_mm import RecurrentMM
 
 
 class CellParams(nn.Module):
@@ -114,7 +114,7 @@ class RecurrentLayer(nn.Module):
             xw = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, -1)  # (T, B, gH): one GEMM
         else:
             xw = self.norm_x(torch.matmul(x, w_ih.t())) + bias
-        rec = RecurrentMM(w_hh)  # h @ W_hh^T per step; dW_hh formed once in backward
+        w_hh_t = w_hh.t()
         state = self.cell.init_state(B, self.hidden_size, xw)
         h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
         slots, cell, norm_h = self._slots(), self.cell, self.norm_h
@@ -122,12 +122,12 @@ class RecurrentLayer(nn.Module):
         for t, xw_t in enumerate(xw.unbind(0)):
             h = state[0] if h_mask is None else state[0] * h_mask  # Gal: the same mask every step
             if fold:
-                h, state = cell.step(None, rec(h, xw_t), state, t, slots)
+                h, state = cell.step(None, torch.addmm(xw_t, h, w_hh_t), state, t, slots)
             elif norm_h is not None:
-                hw = norm_h.step(rec(h), t)  # Cooijmans: BN(W_hh h) with the bias shared, outside it
+                hw = norm_h.step(torch.mm(h, w_hh_t), t)  # Cooijmans: BN(W_hh h) with the bias shared, outside it
                 h, state = cell.step(xw_t, hw if additive else hw + b_hh, state, t, slots)
             else:
-                h, state = cell.step(xw_t, rec(h, b_hh), state, t, slots)
+                h, state = cell.step(xw_t, torch.addmm(b_hh, h, w_hh_t), state, t, slots)
             if hiddens is not None:
                 h.retain_grad()
                 hiddens.append(h)

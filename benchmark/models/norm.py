@@ -7,6 +7,8 @@ statistics; only rows t < max_stats_steps are updated.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -44,19 +46,23 @@ class StepBatchNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalise a whole (T, B, F) sequence, each step with its own statistics, at once."""
         T = x.shape[0]
-        if self.training:
-            mean = x.mean(1)  # (T, F): one reduction over the batch for every step
-            var = x.var(1, unbiased=False)
-            with torch.no_grad():
-                n, m = min(T, self.max_steps), self.momentum
-                unbiased = var[:n] * (x.shape[1] / max(x.shape[1] - 1, 1))
-                self.running_mean[:n].lerp_(mean[:n], m)
-                self.running_var[:n].lerp_(unbiased, m)
-        else:
+        n = min(T, self.max_steps)
+        if not self.training:  # population stats: step t reads row min(t, max_steps - 1)
             rows = torch.arange(T, device=x.device).clamp_(max=self.max_steps - 1)
-            mean, var = self.running_mean[rows], self.running_var[rows]
-        y = (x - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + self.eps) * self.weight
-        return y if self.bias is None else y + self.bias
+            return self._bn(x, self.running_mean[rows], self.running_var[rows])
+        y = self._bn(x[:n], self.running_mean[:n], self.running_var[:n])  # rows 0..n-1 updated in place
+        if T > n:  # steps with no row of their own: batch statistics only
+            y = torch.cat([y, self._bn(x[n:], None, None)])
+        return y
+
+    def _bn(self, x: Tensor, rm: Optional[Tensor], rv: Optional[Tensor]) -> Tensor:
+        """One fused batch_norm with every (step, feature) pair as a channel: (T, B, F) -> (B, T·F)."""
+        T, B, Fdim = x.shape
+        flat = lambda v: None if v is None else v.reshape(-1)  # noqa: E731  (a view: updates reach the buffer)
+        bias = None if self.bias is None else self.bias.repeat(T)
+        y = F.batch_norm(x.transpose(0, 1).reshape(B, T * Fdim), flat(rm), flat(rv), self.weight.repeat(T), bias,
+                         self.training, self.momentum, self.eps)
+        return y.view(B, T, Fdim).transpose(0, 1)  # (T, B, F)
 
     def extra_repr(self) -> str:
         return f"{self.features}, max_steps={self.max_steps}, bias={self.bias is not None}"
