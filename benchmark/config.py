@@ -12,6 +12,7 @@ outside the package; their dataclasses validate themselves when built.
 from __future__ import annotations
 
 import enum
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -155,11 +156,27 @@ class RunConfig:
     force: bool = False  # re-run a grid point even if its metrics.json is complete
 
 
+def hydra_output_root(results_dir: str) -> str:
+    """`${hydra_output_root:${results_dir}}`: where Hydra keeps its own logs for this run.
+
+    Hydra creates that folder before any job code runs. When results_dir names a file, its
+    bookkeeping goes to the temp folder instead, so `validate` can reject results_dir with a
+    clear message (raising here would surface as a Hydra-internal stack trace).
+    """
+    p = Path(results_dir)
+    if p.exists() and not p.is_dir():
+        return str(Path(tempfile.gettempdir()) / "rnn-ablation-bench-rejected")
+    return results_dir
+
+
 def register_configs() -> None:
     """Register the schema so `defaults: [run_schema, ...]` in conf/config.yaml type-checks."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    if not OmegaConf.has_resolver("hydra_output_root"):
+        OmegaConf.register_new_resolver("hydra_output_root", hydra_output_root)
 
 
 def _check(cond: bool, key: str, value: Any, allowed: str, hint: str = "") -> None:
