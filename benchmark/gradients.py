@@ -1,0 +1,62 @@
+"""Gradient measurements: norms per parameter group, and ‖∂L/∂h_t‖ over time.
+
+The hidden-state profile is the direct view of vanishing or exploding gradients: on a
+fixed probe batch, how much does the loss depend on the top layer's state at each step?
+It is measured on a deep copy of the model, in train mode (the mode the gradients that
+train it come from), under `torch.random.fork_rng` with a fixed seed, so measuring it
+changes neither the model (BN statistics, grads) nor any random stream of the run.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, Iterable, Optional
+
+import torch
+from torch import Tensor, nn
+
+GROUPS = ("input", "recurrent", "norm", "head")
+
+
+def group_norm_tensors(groups: dict[str, list[nn.Parameter]]) -> dict[str, Optional[Tensor]]:
+    """L2 norm of each group's gradient as a 0-d tensor (no sync); None for an empty group."""
+    out: dict[str, Optional[Tensor]] = {}
+    for name in GROUPS:
+        grads = [p.grad for p in groups.get(name, []) if p.grad is not None]
+        out[name] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) \
+            if grads else None
+    return out
+
+
+def total_norm(params: Iterable[nn.Parameter]) -> Tensor:
+    """Global L2 norm over every gradient, as clip_grad_norm_ computes it (0-d tensor)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+def hidden_grad_profile(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+                        seed: int = 0) -> list[float]:
+    """‖∂L/∂h_t‖ (Frobenius over the batch) for t = 1..T of the top layer, on (x, y).
+
+    x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
+    API's custom loop, each h_t retaining its grad) on a deep copy in train mode, in fp32.
+    """
+    probe = copy.deepcopy(model).train()
+    for p in probe.parameters():
+        p.grad = None
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        torch.manual_seed(seed)
+        y_hat, hs = probe(x, return_hidden=True)  # hs: T tensors (B, H)
+        loss_fn(y_hat, y).backward()
+    norms = [0.0 if h.grad is None else torch.linalg.vector_norm(h.grad.float()).item() for h in hs]
+    return norms
+
+
+def profile_ratio(profile: list[float]) -> Optional[float]:
+    """‖∂L/∂h_1‖ / ‖∂L/∂h_T‖: ≪ 1 vanishing, ≫ 1 exploding; None when undefined."""
+    if not profile or profile[-1] == 0 or not math.isfinite(profile[-1]) or not math.isfinite(profile[0]):
+        return None
+    return profile[0] / profile[-1]

@@ -1,0 +1,104 @@
+"""Run folders: stable run ids, atomic writes, and the "is this grid point done?" check.
+
+A sweep can be killed at any moment and re-run: every file is written to a temporary
+file in the same folder and moved into place with `os.replace` (atomic on POSIX), and
+`metrics.json` is written last, so its presence with `complete: true` means the run
+finished. Runs with `status: failed` are not complete: a re-run tries them again.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+# Keys that say where outputs go or how chatty a run is, not what it computes.
+RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "train.progress")
+COMPLETE_STATUSES = ("ok", "diverged")
+METRICS = "metrics.json"
+
+
+def _drop(cfg: Mapping[str, Any], dotted: str) -> dict[str, Any]:
+    head, _, rest = dotted.partition(".")
+    out = dict(cfg)
+    if rest:
+        if isinstance(out.get(head), Mapping):
+            out[head] = _drop(out[head], rest)
+    else:
+        out.pop(head, None)
+    return out
+
+
+def run_id(resolved: Mapping[str, Any], exclude: Iterable[str] = RUN_ID_EXCLUDE) -> str:
+    """12 hex digits of sha256 over the resolved config (sorted keys) minus output paths."""
+    cfg: dict[str, Any] = dict(resolved)
+    for key in exclude:
+        cfg = _drop(cfg, key)
+    blob = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(results_dir: str | Path, sweep: str, rid: str) -> Path:
+    return Path(results_dir) / sweep / "runs" / rid
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to a temp file next to `path`, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN/inf -> None (JSON has no such numbers); tuples -> lists; recurse into containers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """One row per mapping; missing keys and None become empty cells."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_metrics(folder: str | Path) -> dict[str, Any] | None:
+    """The run's metrics.json, or None when missing or unreadable (a torn or foreign file)."""
+    p = Path(folder) / METRICS
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_complete(folder: str | Path) -> bool:
+    """True when metrics.json says complete and the status is ok or diverged (failed re-runs)."""
+    m = read_metrics(folder)
+    return bool(m and m.get("complete") is True and m.get("status") in COMPLETE_STATUSES)

@@ -1,0 +1,257 @@
+"""One grid point end to end: `python -m benchmark.run [hydra overrides]`.
+
+    python -m benchmark.run cell=gru reg=both task=adding task.seq_len=200 seed=1 impl=custom
+
+This is the only module that touches Hydra (with `benchmark.launch` for per-job
+resources). It works in two phases:
+
+1. prepare — compose, type-check (`run_schema`), `validate`, build the task, look up the
+   cell class and resolve `impl`. Any bad value raises `ConfigError`: the message is
+   printed and the process exits 2 before anything is written (in a multirun too: bad
+   input fails loud and leaves results untouched).
+2. execute — in `results/<sweep>/runs/<run_id>/`: `config.yaml`, train, measure,
+   `history.csv`, and `metrics.json` last (its `complete: true` marks the point done).
+   A grid point whose metrics.json is complete with status ok or diverged is skipped
+   (logged as "skipping complete run <run_id>") unless `force=true`; a failed one is
+   re-run. An exception in training is recorded as `status: failed` with the error and
+   traceback; a single run then exits 1, a job inside a multirun returns so the sweep
+   goes on. A non-finite loss is `status: diverged` and exits 0.
+
+Hydra's basic launcher runs every job in one process, so each job resets the RNGs, the
+torch thread count, the TF32 flags and the CUDA peak-memory statistics.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark import envinfo
+from benchmark.config import ConfigError, Device, Precision, RunConfig, register_configs, validate
+from benchmark.gradients import hidden_grad_profile, profile_ratio
+from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, run_dir,
+                          run_id)
+from benchmark.launch import gpu_slot, threads_for_job
+from benchmark.models import ModelSpec, build_model, check_cell_class, resolve_impl
+from benchmark.tasks import Task, check_task
+from benchmark.timing import MemoryMeter, time_model
+from benchmark.train import HISTORY_COLUMNS, TrainResult, autocast_dtype, final_metrics, train
+
+log = logging.getLogger("benchmark.run")
+SCHEMA_VERSION = 1
+PROBE_BATCH = 64  # examples in the fixed probe batch of the hidden-gradient profile
+_DEFAULT_THREADS = torch.get_num_threads()  # restored for jobs that set none
+
+register_configs()
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything a job needs, checked; nothing has been written yet."""
+
+    cfg: RunConfig
+    resolved: dict[str, Any]  # the resolved config, as written to config.yaml
+    run_id: str
+    out: Path
+    task: Task
+    spec: ModelSpec
+    device: torch.device
+
+
+def _config_cause(e: BaseException) -> Optional[ConfigError]:
+    while e is not None:
+        if isinstance(e, ConfigError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Validate and build everything cheap; raises ConfigError, writes nothing."""
+    run_cfg: RunConfig = OmegaConf.to_object(cfg)
+    validate(run_cfg)
+    if run_cfg.device is Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda", "auto or cpu on this machine", "torch sees no CUDA device.")
+    use_cuda = run_cfg.device is Device.cuda or (run_cfg.device is Device.auto and torch.cuda.is_available())
+    for group in ("cell", "task"):
+        if not isinstance(cfg.get(group), DictConfig) or "_target_" not in cfg[group]:
+            raise ConfigError(group, cfg.get(group), f"a config from conf/{group}/ with a _target_")
+    try:
+        task = check_task(instantiate(cfg.task, _convert_="all"))
+    except InstantiationException as e:
+        cause = _config_cause(e)
+        if cause is not None:
+            raise cause from None
+        raise ConfigError("task", cfg.task.get("name"), "a task config whose keys match its class",
+                          str(e).splitlines()[0]) from None
+    try:
+        cell = get_class(cfg.cell._target_)
+    except (ImportError, ValueError) as e:
+        raise ConfigError("cell._target_", cfg.cell._target_, "an importable CellMath subclass",
+                          str(e).splitlines()[0]) from None
+    cell = check_cell_class(cell)
+    spec = ModelSpec(cell=cell, input_size=task.input_size, hidden_size=run_cfg.hidden_size,
+                     num_layers=run_cfg.num_layers, output_size=task.output_size, per_step=task.per_step,
+                     reg=run_cfg.reg, impl=run_cfg.impl)
+    resolve_impl(cell, run_cfg.reg, run_cfg.impl)  # impl=native with a variant that needs the loop
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    rid = run_id(resolved)
+    return Prepared(cfg=run_cfg, resolved=resolved, run_id=rid, out=run_dir(run_cfg.results_dir, run_cfg.sweep, rid),
+                    task=task, spec=spec, device=torch.device("cuda" if use_cuda else "cpu"))
+
+
+def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:
+    """Per-job state that would otherwise leak between jobs of one process."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)  # CPU and every CUDA device
+    torch.set_num_threads(threads or _DEFAULT_THREADS)
+    tf32 = cfg.precision is Precision.tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def identity(p: Prepared) -> dict[str, Any]:
+    c, reg = p.cfg, p.cfg.reg
+    return {
+        "schema_version": SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
+        "cell": p.resolved["cell"].get("name", p.spec.cell.name), "reg": reg.name.value,
+        "bn_placement": reg.bn.placement.value if reg.uses_bn else None,
+        "dropout_placement": reg.dropout.placement.value if reg.uses_dropout else None,
+        "dropout_p": reg.dropout.p if reg.uses_dropout else None,
+        "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value,
+        "task": p.task.name, "seq_len": p.task.seq_len, "total_len": p.task.total_len, "seed": c.seed,
+        "hidden_size": c.hidden_size, "num_layers": c.num_layers, "batch_size": c.train.batch_size,
+        "steps": c.train.steps, "device": p.device.type, "precision": c.precision.value,
+        "metric_name": p.task.metric_name, "metric_baseline": p.task.metric_baseline,
+        "target_accuracy": p.task.target_accuracy,
+    }
+
+
+# Every key metrics.json carries (null where not applicable); README documents each.
+RESULT_KEYS = (
+    "status", "diverged_at_step", "error", "traceback", "steps_done", "stopped_early",
+    "test_accuracy", "test_metric", "test_loss", "train_accuracy", "train_loss", "train_metric",
+    "generalization_gap", "best_val_accuracy", "steps_to_target",
+    "grad_norm_mean", "grad_norm_max", "grad_norm_std", "clipped_fraction", "grad_norm_input",
+    "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "hidden_grad_profile_start",
+    "hidden_grad_profile_end", "hidden_grad_ratio_start", "hidden_grad_ratio_end",
+    "train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
+    "fwd_bwd_tokens_per_s", "timing_method", "timing_batch_size", "peak_memory_mb", "peak_memory_kind",
+    "compile_s",
+)
+
+
+def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, Any], progress: bool) -> None:
+    """Build, train and measure; fills `m` as it goes (so a failure keeps what was measured)."""
+    cfg, task = p.cfg, p.task
+    splits = task.splits()
+    torch.manual_seed(cfg.seed)  # the model's initialisation depends on the seed only
+    model = build_model(p.spec).to(device)
+    x_val, y_val = splits["val"]
+    n = min(PROBE_BATCH, len(x_val))
+    probe = (x_val[:n].to(device), y_val[:n].to(device))
+    m["hidden_grad_profile_start"] = hidden_grad_profile(model, task.loss, *probe, seed=cfg.seed)
+    m["hidden_grad_ratio_start"] = profile_ratio(m["hidden_grad_profile_start"])
+    meter = MemoryMeter(device)
+    train(model, task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res)
+    m.update(status=res.status, diverged_at_step=res.diverged_at_step, steps_done=res.steps_done,
+             stopped_early=res.stopped_early, best_val_accuracy=res.best_val_accuracy,
+             steps_to_target=res.steps_to_target, **res.summary())
+    m["hidden_grad_profile_end"] = hidden_grad_profile(model, task.loss, *probe, seed=cfg.seed)
+    m["hidden_grad_ratio_end"] = profile_ratio(m["hidden_grad_profile_end"])
+    m.update(final_metrics(model, task, device, cfg.precision))
+    if cfg.timing.enabled:
+        x_tr, y_tr = splits["train"]
+        b = min(cfg.timing.batch_size or cfg.train.batch_size, len(x_tr))
+        t = time_model(model, task.loss, x_tr[:b].to(device), y_tr[:b].to(device), cfg.timing.warmup,
+                       cfg.timing.repeats, autocast_dtype(cfg.precision))
+        m.update(dataclasses.asdict(t))
+    m["peak_memory_mb"], m["peak_memory_kind"] = meter.peak_mb(), meter.kind
+
+
+@contextlib.contextmanager
+def _device_for_job(p: Prepared, multirun: bool, job_num: int) -> Iterator[torch.device]:
+    """With several GPUs in a multirun, hold a free one (a lock-file pool) for the whole job."""
+    n = torch.cuda.device_count() if p.device.type == "cuda" else 0
+    if not multirun or n <= 1:
+        yield p.device
+        return
+    with gpu_slot(Path(p.cfg.results_dir) / p.cfg.sweep / ".gpu_locks", n, job_num) as idx:
+        torch.cuda.set_device(idx)
+        yield torch.device("cuda", idx)
+
+
+def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num: int = 0) -> str:
+    """Run one prepared grid point; returns its status ("skipped" if already complete)."""
+    cfg = p.cfg
+    if not cfg.force and is_complete(p.out):
+        log.info("skipping complete run %s", p.run_id)
+        return "skipped"
+    start, start_iso = time.perf_counter(), envinfo.now_iso()
+    reset_job_state(cfg, threads)
+    atomic_write_text(p.out / "config.yaml", OmegaConf.to_yaml(p.resolved, resolve=True))
+    log.info("run %s -> %s", p.run_id, p.out)
+    m: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
+    res = TrainResult()
+    with _device_for_job(p, multirun, job_num) as device:
+        m.update(identity(p))
+        try:
+            measure(p, device, res, m, cfg.train.progress)
+        except Exception as e:  # recorded, never silent: status failed + error + traceback
+            m.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
+                     steps_done=res.steps_done)
+            log.error("run %s failed: %s: %s", p.run_id, type(e).__name__, e)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # after an OOM, give the next job of the sweep the memory back
+        env = envinfo.collect(device, cfg.precision.value, start_iso)
+    env["wall_s"] = time.perf_counter() - start
+    m.update(env=env, wall_s=env["wall_s"], complete=True)
+    atomic_write_csv(p.out / "history.csv", res.history, HISTORY_COLUMNS)
+    atomic_write_json(p.out / "metrics.json", m)  # last: marks the run complete
+    log.info("run %s: status=%s test_accuracy=%s test_%s=%s (%.1fs)", p.run_id, m["status"], m["test_accuracy"],
+             p.task.metric_name, m["test_metric"], env["wall_s"])
+    return m["status"]
+
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works as __main__ and as an import
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        p = prepare(cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    launcher = OmegaConf.to_container(hc.launcher, resolve=True) if multirun else None
+    threads = threads_for_job(launcher, os.cpu_count() or 1, p.cfg.threads)
+    status = execute(p, threads, multirun, int(hc.job.get("num", 0) or 0))
+    if status == "failed" and not multirun:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    # Call main through the importable module, not __main__: submitit and joblib pickle the
+    # task function, and a function of __main__ is pickled by value (dragging torch along).
+    from benchmark.run import main as _main
+
+    _main()

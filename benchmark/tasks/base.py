@@ -1,0 +1,103 @@
+"""What every task shares: sizes, deterministic data, the split cache, validation.
+
+A task is a small dataclass built from `conf/task/<name>.yaml` (by `hydra.utils.instantiate`
+at the entry point only). It owns its data, its loss and its metrics, so the trainer never
+branches on which task it holds. Data is a pure function of `(name, seq_len, data_seed,
+split)`: each split draws from its own `torch.Generator`, seeded by a stable hash, so
+changing `n_train` never changes the test set.
+
+To add a task: subclass `Task`, set the class attributes, implement `_make_split`, `loss`
+and `evaluate`, and point a `conf/task/<name>.yaml` `_target_` at the class.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+from benchmark.config import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+def split_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any labels (Python's hash() is salted per process)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass
+class Task:
+    """Base class. Subclasses set the ClassVars and implement `_make_split`, `loss`, `evaluate`.
+
+    Attributes (config): name, seq_len (the length knob), data_seed, n_train / n_val / n_test
+    (examples per split), target_accuracy (for `steps_to_target`).
+    """
+
+    name: str = "task"
+    seq_len: int = 50
+    data_seed: int = 0
+    n_train: Optional[int] = 10000
+    n_val: int = 1000
+    n_test: int = 1000
+    target_accuracy: float = 0.9
+
+    input_size: ClassVar[int] = 1
+    output_size: ClassVar[int] = 1
+    per_step: ClassVar[bool] = False  # head on every step (B, T, O) or on the last one (B, O)
+    metric_name: ClassVar[str] = "loss"
+    higher_is_better: ClassVar[bool] = False  # for `metric`; accuracy is always higher-is-better
+    min_seq_len: ClassVar[int] = 1
+
+    _cache: Optional[dict[str, tuple[Tensor, Tensor]]] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seq_len, int) or self.seq_len < self.min_seq_len:
+            raise ConfigError("task.seq_len", self.seq_len, f"an integer >= {self.min_seq_len} for task {self.name}")
+        for key in ("n_val", "n_test"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"task.{key}", v, "an integer >= 1")
+        if self.n_train is not None and (not isinstance(self.n_train, int) or self.n_train < 1):
+            raise ConfigError("task.n_train", self.n_train, "an integer >= 1 (or null where the task allows it)")
+        if not 0.0 < self.target_accuracy <= 1.0:
+            raise ConfigError("task.target_accuracy", self.target_accuracy, "a number in (0, 1]")
+
+    # -- what subclasses provide -------------------------------------------------------------
+    @property
+    def total_len(self) -> int:
+        """Time steps the model sees (copy adds its 20 symbol/recall steps to `seq_len`)."""
+        return self.seq_len
+
+    @property
+    def metric_baseline(self) -> Optional[float]:
+        """The task metric of a trivial, memoryless predictor (None if not defined)."""
+        return None
+
+    def _make_split(self, split: str, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        """Scalar training loss, mean over the batch."""
+        raise NotImplementedError
+
+    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
+        """{'accuracy': ..., 'metric': ...} over one batch or a whole split."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def sizes(self) -> dict[str, int]:
+        return {"train": int(self.n_train or 0), "val": self.n_val, "test": self.n_test}
+
+    def splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """{train, val, test} -> (x (N, T, I) float32, y); built once, deterministic."""
+        if self._cache is None:
+            out = {}
+            for split, n in self.sizes().items():
+                gen = torch.Generator().manual_seed(split_seed(self.name, self.seq_len, self.data_seed, split))
+                out[split] = self._make_split(split, n, gen)
+            self._cache = out
+        return self._cache

@@ -1,0 +1,90 @@
+"""Scikit-learn's bundled 8×8 digits, read pixel by pixel (Le et al. 2015's pixel MNIST, small).
+
+1797 images ship with scikit-learn (no download). Each image is flattened row-major to 64
+pixels scaled to [0, 1], one feature per step. For another `seq_len` the 64-pixel sequence
+is resampled with linear interpolation (`torch.nn.functional.interpolate(mode="linear",
+align_corners=True)`): longer sequences repeat and blend neighbouring pixels, shorter ones
+subsample; the information per image stays that of 64 pixels, only the distance the model
+must carry it grows. The split is a permutation drawn from `data_seed` (the same for every
+`seq_len`, so lengths compare on identical images). `metric` is the classification error
+(1 - accuracy), for symmetry with the other tasks' lower-is-better metrics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from benchmark.config import ConfigError
+from benchmark.tasks.base import Task, split_seed
+
+N_PIXELS = 64
+N_CLASSES = 10
+
+
+def load_pixels() -> tuple[Tensor, Tensor]:
+    """All 1797 images: (N, 64) float in [0, 1] and labels (N,) long."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.long)
+
+
+def resample(pixels: Tensor, seq_len: int) -> Tensor:
+    """(N, 64) -> (N, seq_len) by linear interpolation along the pixel sequence."""
+    if seq_len == pixels.shape[1]:
+        return pixels
+    return F.interpolate(pixels[:, None, :], size=seq_len, mode="linear", align_corners=True)[:, 0]
+
+
+@dataclass
+class DigitsTask(Task):
+    name: str = "digits"
+    seq_len: int = 64
+    n_train: Optional[int] = None  # null = every image not in val/test (1797 - 200 - 400 = 1197)
+    n_val: int = 200
+    n_test: int = 400
+    target_accuracy: float = 0.9
+
+    input_size = 1
+    output_size = N_CLASSES
+    per_step = False
+    metric_name = "error"
+    higher_is_better = False
+    min_seq_len = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        total = 1797
+        used = self.n_val + self.n_test + (self.n_train or 0)
+        if used > total or self.n_val + self.n_test >= total:
+            raise ConfigError("task.n_train", self.n_train,
+                              f"n_train + n_val + n_test <= {total} (the images scikit-learn ships)")
+
+    @property
+    def metric_baseline(self) -> float:
+        return 1.0 - 1.0 / N_CLASSES  # error of guessing
+
+    def splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        if self._cache is None:
+            pixels, labels = load_pixels()
+            x = resample(pixels, self.seq_len)[..., None]  # (N, T, 1)
+            perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(
+                split_seed(self.name, self.data_seed)))  # independent of seq_len
+            n_test, n_val = self.n_test, self.n_val
+            n_train = self.n_train or len(labels) - n_val - n_test
+            idx = {"test": perm[:n_test], "val": perm[n_test:n_test + n_val],
+                   "train": perm[n_test + n_val:n_test + n_val + n_train]}
+            self._cache = {k: (x[i].contiguous(), labels[i]) for k, i in
+                           ((k, idx[k]) for k in ("train", "val", "test"))}
+        return self._cache
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(y_hat.float(), y)  # y_hat (B, 10)
+
+    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
+        acc = (y_hat.argmax(-1) == y).float().mean().item()
+        return {"accuracy": acc, "metric": 1.0 - acc}

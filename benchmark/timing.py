@@ -1,0 +1,147 @@
+"""A dedicated timing of forward and forward+backward, apart from the training loop.
+
+Training throughput mixes in the optimiser, logging and evaluation; this isolates the
+model. Protocol: `warmup` untimed iterations (oneDNN / cuDNN pick kernels on first use),
+then `repeats` timed ones; report the median and the interquartile range. On CUDA each
+repeat is bracketed by CUDA events and the device is synchronised before reading them;
+on CPU `time.perf_counter` brackets each repeat. Timing runs on a deep copy in train mode
+(the same work as a training step, without changing the trained model or its BN stats).
+
+Peak memory (see `MemoryMeter`): on CUDA `torch.cuda.max_memory_allocated` since the
+job's reset (tensors only, not the caching allocator's reserve); on Linux CPUs the
+process's peak resident set since a reset via /proc/self/clear_refs (VmHWM), minus the
+resident set at the reset; elsewhere `ru_maxrss` minus the resident set at the start
+(an under-estimate when an earlier job in the same process already peaked higher).
+"""
+from __future__ import annotations
+
+import copy
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Timing:
+    fwd_ms: float
+    fwd_ms_iqr: float
+    fwd_bwd_ms: float
+    fwd_bwd_ms_iqr: float
+    fwd_tokens_per_s: float
+    fwd_bwd_tokens_per_s: float
+    timing_method: str  # "cuda_events" | "perf_counter"
+    timing_batch_size: int
+
+
+def median_iqr(xs: list[float]) -> tuple[float, float]:
+    """Median and interquartile range (inclusive quartiles; 0 for a single sample)."""
+    if len(xs) < 2:
+        return xs[0], 0.0
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return statistics.median(xs), q[2] - q[0]
+
+
+def _time(fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> list[float]:
+    """Milliseconds per call of fn, one per repeat, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    out: list[float] = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(repeats)]
+        for start, end in events:
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize(device)
+        return [s.elapsed_time(e) for s, e in events]
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def time_model(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+               warmup: int, repeats: int, autocast_dtype: Optional[torch.dtype] = None) -> Timing:
+    """Time forward (with autograd on, as in training) and forward+loss+backward on (x, y).
+
+    x: (B, T, I) already on the model's device.
+    """
+    device = x.device
+    m = copy.deepcopy(model).train()
+    params = list(m.parameters())
+
+    def ctx():
+        return torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+
+    def fwd() -> None:
+        with ctx():
+            m(x)
+
+    def fwd_bwd() -> None:
+        for p in params:
+            p.grad = None
+        with ctx():
+            loss = loss_fn(m(x), y)
+        loss.backward()
+
+    with torch.enable_grad():
+        f = _time(fwd, warmup, repeats, device)
+        fb = _time(fwd_bwd, warmup, repeats, device)
+    f_med, f_iqr = median_iqr(f)
+    fb_med, fb_iqr = median_iqr(fb)
+    tokens = x.shape[0] * x.shape[1]
+    return Timing(fwd_ms=f_med, fwd_ms_iqr=f_iqr, fwd_bwd_ms=fb_med, fwd_bwd_ms_iqr=fb_iqr,
+                  fwd_tokens_per_s=tokens / f_med * 1e3, fwd_bwd_tokens_per_s=tokens / fb_med * 1e3,
+                  timing_method="cuda_events" if device.type == "cuda" else "perf_counter",
+                  timing_batch_size=x.shape[0])
+
+
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class MemoryMeter:
+    """Peak memory of one job: reset at construction, read with `peak_mb()`."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            self.kind = "cuda_max_allocated"
+            return
+        self.kind = "ru_maxrss_delta"
+        if sys.platform.startswith("linux"):
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+                self.kind = "rss_hwm_delta"
+            except OSError:
+                pass
+        self.rss0_kb = _status_kb("VmRSS") or 0
+
+    def peak_mb(self) -> Optional[float]:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.kind == "rss_hwm_delta":
+            hwm = _status_kb("VmHWM")
+            return None if hwm is None else max(0, hwm - self.rss0_kb) / 1024
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+        if sys.platform == "darwin":
+            peak_kb //= 1024  # bytes on macOS
+        return max(0, peak_kb - self.rss0_kb) / 1024

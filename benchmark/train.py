@@ -1,0 +1,244 @@
+"""The training loop: library code over plain typed objects (no Hydra here).
+
+One step: sample a batch (seeded generator, epoch permutations), forward (under bf16
+autocast if asked), loss, backward, measure the global and per-group gradient norms
+before clipping, clip, optimiser and scheduler step. The loss and every norm of a step
+are read back in one device sync. A non-finite loss or gradient norm stops training at
+that step (`status = "diverged"`) without applying the update; everything measured so
+far is kept. Progress: a tqdm bar with loss and tokens/s, quiet when stderr is not a
+terminal.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from benchmark.config import Optimizer, Precision, Scheduler, TrainConfig
+from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
+from benchmark.tasks.base import Task
+
+HISTORY_COLUMNS = ["step", "train_loss", "grad_norm", "clipped", "lr", "tokens_per_s", "grad_norm_input",
+                   "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "val_loss", "val_accuracy",
+                   "val_metric"]
+EVAL_BATCH = 512  # evaluation batch; BN uses population statistics in eval, so size does not matter
+
+
+def autocast_dtype(precision: Precision) -> Optional[torch.dtype]:
+    return torch.bfloat16 if precision is Precision.bf16 else None
+
+
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+@dataclass
+class TrainResult:
+    """What training produced; filled in as it goes, so a failure keeps the partial record."""
+
+    status: str = "ok"  # ok | diverged (failed is decided by the caller)
+    diverged_at_step: Optional[int] = None
+    steps_done: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)  # global norm before clipping, per step
+    clipped: list[bool] = field(default_factory=list)
+    group_norms: dict[str, list[float]] = field(default_factory=lambda: {g: [] for g in GROUPS})
+    train_time_s: float = 0.0  # time inside training steps only (no eval, no logging)
+    tokens: int = 0
+    best_val_accuracy: Optional[float] = None
+    steps_to_target: Optional[int] = None
+    stopped_early: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """The gradient and throughput keys of metrics.json."""
+        g = self.grad_norms
+
+        def mean(xs: list[float]) -> Optional[float]:
+            return statistics.fmean(xs) if xs else None
+
+        out: dict[str, Any] = {
+            "grad_norm_mean": mean(g), "grad_norm_max": max(g) if g else None,
+            "grad_norm_std": statistics.pstdev(g) if g else None,
+            "clipped_fraction": mean([float(c) for c in self.clipped]),
+            "train_tokens_per_s": self.tokens / self.train_time_s if self.train_time_s > 0 else None,
+        }
+        for name in GROUPS:
+            out[f"grad_norm_{name}"] = mean(self.group_norms[name])
+        return out
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer is Optimizer.adam:
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer is Optimizer.adamw:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer is Optimizer.sgd:
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of cfg.lr after `step` updates: linear warm-up, then cosine / step decay / constant.
+
+    `step` decay divides by 10 at 1/2 and again at 3/4 of the budget.
+    """
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.scheduler is Scheduler.cosine:
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+    if cfg.scheduler is Scheduler.step:
+        return 0.1 ** ((step >= cfg.steps // 2) + (step >= 3 * cfg.steps // 4))
+    return 1.0
+
+
+class BatchSampler:
+    """Epoch-wise random permutations from a seeded CPU generator (same seed → same batches)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm, self.pos = torch.randperm(n, generator=self.gen), 0
+
+    def next(self) -> Tensor:
+        if self.pos + self.batch_size > self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.device,
+             dtype: Optional[torch.dtype] = None, max_batches: int = 0) -> dict[str, float]:
+    """{'loss', 'accuracy', 'metric'} over (x, y) in eval mode (the first `max_batches` batches if > 0)."""
+    was_training = model.training
+    model.eval()
+    outs, n = [], len(x) if max_batches <= 0 else min(len(x), max_batches * EVAL_BATCH)
+    for i in range(0, n, EVAL_BATCH):
+        with _autocast(device, dtype):
+            outs.append(model(x[i:i + EVAL_BATCH].to(device)).float().cpu())
+    model.train(was_training)
+    y_hat, y = torch.cat(outs), y[:n]
+    return {"loss": task.loss(y_hat, y).item(), **task.evaluate(y_hat, y)}
+
+
+def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, seed: int,
+          precision: Precision = Precision.fp32, progress: bool = True,
+          result: Optional[TrainResult] = None) -> TrainResult:
+    """Train `model` (already on `device`) on task's train split; validate every eval_interval steps.
+
+    Pass `result` to keep the partial record if this raises. With early stopping on, the
+    model ends with the weights of its best validation accuracy.
+    """
+    res = result if result is not None else TrainResult()
+    (x_tr, y_tr), (x_val, y_val) = task.splits()["train"], task.splits()["val"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = model.param_groups()
+    opt = make_optimizer(params, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    sampler = BatchSampler(len(x_tr), min(cfg.batch_size, len(x_tr)), seed)
+    dtype = autocast_dtype(precision)
+    tokens_per_step = min(cfg.batch_size, len(x_tr)) * task.total_len
+    best_state, bad_evals = None, 0
+    window: list[tuple[float, ...]] = []  # per-step stats since the last history row
+    window_time = 0.0
+    bar = tqdm(total=cfg.steps, disable=not (progress and sys.stderr.isatty()), file=sys.stderr,
+               desc=f"{task.name} T={task.total_len}", leave=False)
+    model.train()
+    try:
+        for step in range(1, cfg.steps + 1):
+            t0 = time.perf_counter()
+            idx = sampler.next()
+            xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            with _autocast(device, dtype):
+                y_hat = model(xb)
+            loss = task.loss(y_hat, yb)
+            loss.backward()
+            if cfg.max_norm is not None:
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_norm)
+            else:
+                gnorm = total_norm(params).to(loss.device)
+            gn = group_norm_tensors(groups)
+            present = [g for g in GROUPS if gn[g] is not None]
+            stats = torch.stack([loss.detach().float(), gnorm.float()] + [gn[g].float() for g in present]).tolist()
+            loss_v, gnorm_v = stats[0], stats[1]  # one sync per step
+            if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
+                res.status, res.diverged_at_step = "diverged", step
+                break
+            opt.step()
+            sched.step()
+            dt = time.perf_counter() - t0
+            res.train_time_s += dt
+            res.tokens += tokens_per_step
+            res.steps_done = step
+            clipped = cfg.max_norm is not None and gnorm_v > cfg.max_norm
+            res.grad_norms.append(gnorm_v)
+            res.clipped.append(clipped)
+            group_v = dict(zip(present, stats[2:]))
+            for g in present:
+                res.group_norms[g].append(group_v[g])
+            window.append((loss_v, gnorm_v, float(clipped), *(group_v.get(g, math.nan) for g in GROUPS)))
+            window_time += dt
+
+            is_eval = step % cfg.eval_interval == 0 or step == cfg.steps
+            if step % cfg.log_interval == 0 or is_eval:
+                cols = list(zip(*window))
+                row: dict[str, Any] = {
+                    "step": step, "train_loss": statistics.fmean(cols[0]), "grad_norm": statistics.fmean(cols[1]),
+                    "clipped": statistics.fmean(cols[2]), "lr": opt.param_groups[0]["lr"],
+                    "tokens_per_s": len(window) * tokens_per_step / window_time if window_time > 0 else None,
+                }
+                for k, g in enumerate(GROUPS):
+                    v = [c for c in cols[3 + k] if not math.isnan(c)]
+                    row[f"grad_norm_{g}"] = statistics.fmean(v) if v else None
+                if is_eval:
+                    val = evaluate(model, task, x_val, y_val, device, dtype, cfg.eval_batches)
+                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"])
+                    acc = val["accuracy"]
+                    if res.steps_to_target is None and acc >= task.target_accuracy:
+                        res.steps_to_target = step
+                    if res.best_val_accuracy is None or acc > res.best_val_accuracy:
+                        res.best_val_accuracy, bad_evals = acc, 0
+                        if cfg.early_stopping_patience is not None:
+                            best_state = copy.deepcopy(model.state_dict())
+                    else:
+                        bad_evals += 1
+                res.history.append(row)
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}", tok_s=f"{row['tokens_per_s'] or 0:.3g}")
+                window, window_time = [], 0.0
+                if (is_eval and cfg.early_stopping_patience is not None
+                        and bad_evals > cfg.early_stopping_patience):
+                    res.stopped_early = True
+                    break
+            bar.update(1)
+    finally:
+        bar.close()
+    if best_state is not None and res.stopped_early:
+        model.load_state_dict(best_state)
+    return res
+
+
+def final_metrics(model: nn.Module, task: Task, device: torch.device,
+                  precision: Precision = Precision.fp32) -> dict[str, Any]:
+    """Test metrics, and train metrics on the first n_test training examples (equal noise)."""
+    s = task.splits()
+    dtype = autocast_dtype(precision)
+    test = evaluate(model, task, *s["test"], device, dtype)
+    n = len(s["test"][0])
+    tr = evaluate(model, task, s["train"][0][:n], s["train"][1][:n], device, dtype)
+    return {
+        "test_accuracy": test["accuracy"], "test_metric": test["metric"], "test_loss": test["loss"],
+        "train_accuracy": tr["accuracy"], "train_loss": tr["loss"], "train_metric": tr["metric"],
+        "generalization_gap": tr["accuracy"] - test["accuracy"],
+    }

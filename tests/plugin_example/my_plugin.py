@@ -1,0 +1,109 @@
+"""An example of a cell and a task added from OUTSIDE the package (README: "Adding a cell or a task").
+
+Put this module on PYTHONPATH and its conf/ on Hydra's search path:
+
+    PYTHONPATH=tests/plugin_example python -m benchmark.run \
+        hydra.searchpath=[file://$PWD/tests/plugin_example/conf] cell=leaky task=sign
+
+The tests also use two deliberately broken tasks from here (`FailingTask`, `NaNTask`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from benchmark.models.cells import CellMath
+from benchmark.tasks.base import Task
+
+
+class LeakyCell(CellMath):
+    """A leaky tanh RNN: h' = (1 - a)·h + a·tanh(W_ih x + b_ih + W_hh h + b_hh), a = 0.5.
+
+    No fused torch module has this math, so `native = None` and it runs on the custom loop
+    (the layer creates torch-layout parameters for it).
+    """
+
+    name = "leaky"
+    gates = 1
+    native = None
+    leak = 0.5
+
+    def step(self, xw, hw, state, t, slots):
+        (h,) = state
+        pre = hw if xw is None else xw + hw
+        h = torch.lerp(h, slots.candidate(torch.tanh(pre)), self.leak)
+        return h, (h,)
+
+
+@dataclass
+class SignTask(Task):
+    """Is the mean of a noisy sequence positive? Two classes, read at the last step."""
+
+    name: str = "sign"
+    seq_len: int = 20
+    n_train: int = 512
+    n_val: int = 128
+    n_test: int = 128
+    target_accuracy: float = 0.8
+
+    input_size = 1
+    output_size = 2
+    per_step = False
+    metric_name = "error"
+    higher_is_better = False
+
+    @property
+    def metric_baseline(self) -> float:
+        return 0.5
+
+    def _make_split(self, split: str, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        x = torch.randn(n, self.seq_len, 1, generator=gen)  # (N, T, 1)
+        return x, (x.mean(dim=(1, 2)) > 0).long()
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(y_hat.float(), y)
+
+    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
+        acc = (y_hat.argmax(-1) == y).float().mean().item()
+        return {"accuracy": acc, "metric": 1.0 - acc}
+
+
+@dataclass
+class FailingTask(SignTask):
+    """Raises inside training after `fail_after` loss calls (to test status: failed)."""
+
+    name: str = "failing"
+    fail_after: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._calls = 0
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        self._calls += 1
+        if self._calls > self.fail_after:
+            raise RuntimeError("boom: deliberate failure inside training")
+        return super().loss(y_hat, y)
+
+
+@dataclass
+class NaNTask(SignTask):
+    """Training loss turns NaN at training step `nan_at` (to test status: diverged)."""
+
+    name: str = "nanloss"
+    nan_at: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._calls = 0
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        out = super().loss(y_hat, y)
+        if y_hat.requires_grad:  # training and gradient probes, not evaluation
+            self._calls += 1
+            if self._calls == self.nan_at:
+                return out * float("nan")
+        return out

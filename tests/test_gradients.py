@@ -1,0 +1,110 @@
+"""The hidden-state gradient profile against hand-computed answers, and norms per group."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import benchmark as bm  # noqa: F401
+from benchmark.config import BNPlacement, RegConfig, RegName
+from benchmark.gradients import group_norm_tensors, hidden_grad_profile, profile_ratio, total_norm
+from benchmark.models import ModelSpec, build_model, get_cell
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention
+    yield
+    torch.set_num_threads(n)
+
+
+def rnn_model(T_hidden: int = 8, per_step: bool = False, out: int = 1):
+    torch.manual_seed(0)
+    return build_model(ModelSpec(cell=get_cell("rnn"), input_size=3, hidden_size=T_hidden, num_layers=1,
+                                 output_size=out, per_step=per_step))
+
+
+def sum_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return y_hat.sum()  # dL/dy = 1 for every output
+
+
+def test_linear_recurrence_matches_closed_form():
+    """h_t = tanh(a·h_{t-1} + tiny) is linear to ~1e-8, so dL/dh_t = a^(T-t) · dL/dh_T exactly."""
+    H, T, B, a = 8, 30, 5, 0.9
+    model = rnn_model(H)
+    rnn = model.layers[0].rnn
+    with torch.no_grad():
+        rnn.weight_hh_l0.copy_(a * torch.eye(H))
+        rnn.bias_ih_l0.zero_()
+        rnn.bias_hh_l0.zero_()
+        rnn.weight_ih_l0.mul_(1e-4)
+    x = torch.randn(B, T, 3)
+    prof = hidden_grad_profile(model, sum_loss, x, torch.zeros(B))
+    # dL/dh_T = W_head^T·1 for each of the B rows -> norm sqrt(B)·||w_head||
+    g_T = math.sqrt(B) * model.head.weight.norm().item()
+    expected = [a ** (T - 1 - t) * g_T for t in range(T)]
+    assert len(prof) == T
+    for got, want in zip(prof, expected):
+        assert got == pytest.approx(want, rel=1e-5)
+    assert profile_ratio(prof) == pytest.approx(a ** (T - 1), rel=1e-5)
+
+
+def test_nonlinear_per_step_matches_backward_recursion():
+    """Per-step head: g_t = W_head^T·1 + W_hh^T (D_{t+1} ⊙ g_{t+1}), D = 1 - h^2, by hand."""
+    H, T, B = 6, 12, 4
+    model = rnn_model(H, per_step=True, out=2)
+    x = torch.randn(B, T, 3)
+    prof = hidden_grad_profile(model, sum_loss, x, torch.zeros(B))
+    _, hs = model(x, return_hidden=True)
+    hs = [h.detach() for h in hs]
+    with torch.no_grad():
+        w_hh = model.layers[0].rnn.weight_hh_l0  # (H, H)
+        direct = model.head.weight.sum(0).expand(B, H)  # (B, H): dL/dh_t from the head at t
+        g = direct.clone()
+        grads = [g]
+        for t in range(T - 2, -1, -1):
+            d_next = 1 - hs[t + 1] ** 2  # tanh' at step t+1
+            g = direct + (g * d_next) @ w_hh
+            grads.append(g)
+        want = [gr.norm().item() for gr in reversed(grads)]
+    assert prof == pytest.approx(want, rel=1e-5)
+
+
+def test_profile_changes_no_state():
+    """Deep copy in train mode under fork_rng: the model, its BN stats and the RNG are untouched."""
+    torch.manual_seed(0)
+    reg = RegConfig(name=RegName.both)
+    reg.bn.placement = BNPlacement.recurrent
+    model = build_model(ModelSpec(cell=get_cell("lstm"), input_size=3, hidden_size=8, num_layers=2,
+                                  output_size=1, reg=reg)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 10, 3)
+    rng = torch.get_rng_state()
+    p1 = hidden_grad_profile(model, sum_loss, x, torch.zeros(4), seed=3)
+    p2 = hidden_grad_profile(model, sum_loss, x, torch.zeros(4), seed=3)
+    assert p1 == p2 and len(p1) == 10 and all(math.isfinite(v) and v > 0 for v in p1)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_group_norms_partition_the_global_norm():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(cell=get_cell("gru"), input_size=3, hidden_size=8, num_layers=1,
+                                  output_size=1, reg=RegConfig(name=RegName.bn))).train()
+    model(torch.randn(4, 6, 3)).pow(2).sum().backward()
+    groups = group_norm_tensors(model.param_groups())
+    present = [v for v in groups.values() if v is not None]
+    assert groups["norm"] is not None and groups["head"] is not None
+    total = total_norm(model.parameters())
+    assert torch.linalg.vector_norm(torch.stack(present)).item() == pytest.approx(total.item(), rel=1e-6)
+
+
+def test_ratio_undefined_cases():
+    assert profile_ratio([]) is None
+    assert profile_ratio([1.0, 0.0]) is None
+    assert profile_ratio([2.0, 4.0]) == 0.5

@@ -1,0 +1,187 @@
+"""`python -m benchmark.run`: the files one grid point writes, its statuses and exit codes,
+re-runs that skip complete points, config errors that write nothing, and a user plugin."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import benchmark as bm  # noqa: F401
+from benchmark import run as bm_run
+from benchmark.config import ConfigError
+from benchmark.io import atomic_write_json, is_complete, run_id
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = ROOT / "tests" / "plugin_example"
+TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
+        "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
+        "timing.repeats=2", "threads=1", "device=cpu"]
+# Keys the contract (and README) promise; values may be null where not applicable.
+CONTRACT_KEYS = {
+    "schema_version", "complete", "status", "diverged_at_step", "error", "run_id", "sweep", "cell", "reg",
+    "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used", "task", "seq_len", "seed",
+    "hidden_size", "num_layers", "batch_size", "steps", "steps_done", "device", "precision", "test_accuracy",
+    "test_metric", "metric_name", "metric_baseline", "test_loss", "train_accuracy", "train_loss",
+    "generalization_gap", "best_val_accuracy", "steps_to_target", "target_accuracy", "grad_norm_mean",
+    "grad_norm_max", "grad_norm_std", "clipped_fraction", "grad_norm_input", "grad_norm_recurrent",
+    "grad_norm_norm", "grad_norm_head", "hidden_grad_profile_start", "hidden_grad_profile_end",
+    "hidden_grad_ratio_start", "hidden_grad_ratio_end", "train_tokens_per_s", "fwd_ms", "fwd_bwd_ms",
+    "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s", "fwd_bwd_tokens_per_s", "peak_memory_mb",
+    "timing_method", "timing_batch_size", "compile_s", "env", "wall_s",
+}
+ENV_KEYS = {"device_name", "torch", "cuda", "cudnn", "threads", "git_rev", "hostname", "python", "platform",
+            "start_time", "tf32", "precision"}
+VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
+            "fwd_bwd_tokens_per_s", "peak_memory_mb", "env", "wall_s"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)  # execute() sets threads per job
+
+
+def composed(overrides: list[str], plugin: bool = False):
+    extra = [f"hydra.searchpath=[file://{PLUGIN / 'conf'}]"] if plugin else []
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=TINY + extra + overrides)
+
+
+def run_inprocess(tmp_path: Path, overrides: list[str], plugin: bool = False) -> tuple[str, dict, Path]:
+    p = bm_run.prepare(composed([f"results_dir={tmp_path}"] + overrides, plugin))
+    status = bm_run.execute(p, threads=1)
+    return status, json.loads((p.out / "metrics.json").read_text()), p.out
+
+
+def cli(args: list[str], tmp_path: Path, timeout: int = 180) -> subprocess.CompletedProcess:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
+    flags = [a for a in args if a.startswith("--")]  # argparse: flags before the overrides
+    over = [a for a in args if not a.startswith("--")]
+    return subprocess.run([sys.executable, "-m", "benchmark.run", *flags, *TINY, f"results_dir={tmp_path}", *over],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def runs(tmp_path: Path, sweep: str = "single") -> list[Path]:
+    return sorted((tmp_path / sweep / "runs").glob("*")) if (tmp_path / sweep / "runs").exists() else []
+
+
+def test_one_point_writes_the_documented_files(tmp_path):
+    status, m, out = run_inprocess(tmp_path, ["cell=gru", "reg=both", "task=copy", "impl=custom", "seed=1"])
+    assert status == "ok" and out.parent == tmp_path / "single" / "runs" and out.name == m["run_id"]
+    assert {f.name for f in out.iterdir()} == {"config.yaml", "history.csv", "metrics.json"}
+    assert CONTRACT_KEYS <= set(m) and ENV_KEYS <= set(m["env"])
+    assert m["complete"] is True and m["cell"] == "gru" and m["reg"] == "both" and m["task"] == "copy"
+    assert m["bn_placement"] == "recurrent" and m["dropout_placement"] == "output" and m["dropout_p"] == 0.25
+    assert m["impl"] == "custom" and m["impl_used"] == "custom" and m["seq_len"] == 8
+    T = 8 + 20
+    assert len(m["hidden_grad_profile_start"]) == T and len(m["hidden_grad_profile_end"]) == T
+    assert m["generalization_gap"] == pytest.approx(m["train_accuracy"] - m["test_accuracy"])
+    assert m["grad_norm_norm"] > 0 and m["fwd_bwd_ms"] > 0 and m["timing_method"] == "perf_counter"
+    assert m["metric_baseline"] == pytest.approx(10 * __import__("math").log(8) / T)
+    header = (out / "history.csv").read_text().splitlines()[0]
+    assert header.startswith("step,train_loss,grad_norm,clipped,lr,tokens_per_s")
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+    over = ["cell=lstm", "reg=dropout", "task=adding", "seed=2", "force=true"]
+    _, a, _ = run_inprocess(tmp_path / "a", over)
+    torch.manual_seed(123)  # state left by anything else must not matter: each job resets it
+    _, b, _ = run_inprocess(tmp_path / "b", over)
+    assert a["run_id"] == b["run_id"]
+    assert {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
+    _, c, _ = run_inprocess(tmp_path / "c", ["cell=lstm", "reg=dropout", "task=adding", "seed=3"])
+    assert c["run_id"] != a["run_id"] and c["test_metric"] != a["test_metric"]
+
+
+def test_run_id_ignores_output_location_only():
+    base = {"seed": 0, "results_dir": "a", "sweep": "x", "force": False, "train": {"lr": 1.0, "progress": True}}
+    same = {**base, "results_dir": "b", "sweep": "y", "force": True, "train": {"lr": 1.0, "progress": False}}
+    assert run_id(base) == run_id(same) and len(run_id(base)) == 12
+    assert run_id(base) != run_id({**base, "seed": 1})
+
+
+def test_is_complete_only_for_ok_or_diverged(tmp_path):
+    assert not is_complete(tmp_path)
+    for status, want in (("ok", True), ("diverged", True), ("failed", False)):
+        atomic_write_json(tmp_path / "metrics.json", {"complete": True, "status": status})
+        assert is_complete(tmp_path) is want
+    (tmp_path / "metrics.json").write_text('{"complete": tr')  # torn write from an older tool
+    assert not is_complete(tmp_path)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("task.seq_len=0", "task.seq_len"), ("impl=native reg=bn", "impl"), ("train.steps=0", "train.steps"),
+    ("+task.n_tain=5", "task"), ("reg=bn train.batch_size=1", "train.batch_size"),
+])
+def test_config_errors_raise_before_anything_is_written(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        bm_run.prepare(composed([f"results_dir={tmp_path}"] + override.split()))
+    assert not any(tmp_path.iterdir())
+
+
+def test_single_run_cli_exit_codes_and_statuses(tmp_path):
+    ok = cli(["task=adding"], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    bad = cli(["task.seq_len=0"], tmp_path / "bad")
+    assert bad.returncode != 0 and "task.seq_len" in bad.stderr and "Traceback" not in bad.stderr
+    assert not runs(tmp_path / "bad")
+    failed = cli([f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=failing"], tmp_path)
+    assert failed.returncode == 1
+    diverged = cli([f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=nanloss"], tmp_path)
+    assert diverged.returncode == 0, diverged.stderr
+    by_task = {json.loads((d / "metrics.json").read_text())["task"]: json.loads((d / "metrics.json").read_text())
+               for d in runs(tmp_path)}
+    assert by_task["adding"]["status"] == "ok"
+    f = by_task["failing"]
+    assert f["status"] == "failed" and f["complete"] is True and "boom" in f["error"]
+    # the loss's first call is the start-of-run gradient probe, so the 4th call is training step 3
+    assert "RuntimeError" in f["traceback"] and f["steps_done"] == 2
+    d = by_task["nanloss"]
+    assert d["status"] == "diverged" and d["diverged_at_step"] == 3 and d["steps_done"] == 2
+    assert d["test_accuracy"] is not None and d["fwd_bwd_ms"] > 0  # nothing else lost
+
+
+def test_multirun_continues_past_failures_and_resumes(tmp_path):
+    args = ["--multirun", f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=sign,failing", "seed=0,1",
+            "sweep=s"]
+    first = cli(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in runs(tmp_path, "s")]
+    assert sorted(m["status"] for m in metrics) == ["failed", "failed", "ok", "ok"]
+    mtimes = {d.name: (d / "metrics.json").stat().st_mtime_ns for d in runs(tmp_path, "s")}
+    second = cli(args, tmp_path)
+    assert second.returncode == 0, second.stderr
+    log = second.stdout + second.stderr
+    assert log.count("skipping complete run") == 2  # ok runs skipped, failed ones retried
+    after = {d.name: (d / "metrics.json").stat().st_mtime_ns for d in runs(tmp_path, "s")}
+    changed = {k for k in after if after[k] != mtimes[k]}
+    ok_ids = {m["run_id"] for m in metrics if m["status"] == "ok"}
+    assert changed == {m["run_id"] for m in metrics} - ok_ids
+    forced = cli(args + ["force=true"], tmp_path)
+    assert "skipping complete run" not in forced.stdout + forced.stderr
+
+
+def test_multirun_config_error_fails_loud_and_writes_nothing(tmp_path):
+    r = cli(["--multirun", "task.seq_len=0", "sweep=s"], tmp_path)
+    assert r.returncode != 0 and "task.seq_len" in r.stderr
+    assert not runs(tmp_path, "s")
+
+
+def test_user_cell_and_task_from_outside_the_package(tmp_path):
+    """The README's example: a module on PYTHONPATH plus configs on hydra.searchpath."""
+    r = cli([f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "cell=leaky", "task=sign", "impl=auto"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    (d,) = runs(tmp_path)
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["complete"] and m["status"] == "ok" and m["cell"] == "leaky" and m["task"] == "sign"
+    assert m["impl_used"] == "custom"  # no fused kernel for a user cell
+    assert len(m["hidden_grad_profile_end"]) == 8

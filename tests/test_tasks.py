@@ -1,0 +1,144 @@
+"""Every task config builds, is deterministic, has the documented structure and baselines."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import benchmark as bm  # noqa: F401
+from benchmark.config import ConfigError
+from benchmark.tasks import AddingTask, CopyTask, DigitsTask, Task, get_task
+from benchmark.tasks.base import split_seed
+
+CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
+TASK_FILES = sorted(CONF.glob("*.yaml"))
+SMALL = {"n_train": 64, "n_val": 32, "n_test": 32}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention
+    yield
+    torch.set_num_threads(n)
+
+
+def build(path: Path, **over) -> Task:
+    cfg = OmegaConf.load(path)
+    for k, v in over.items():
+        cfg[k] = v
+    return instantiate(cfg)
+
+
+@pytest.mark.parametrize("path", TASK_FILES, ids=lambda p: p.stem)
+def test_every_task_config_builds_and_trains_one_step(path):
+    from benchmark.models import ModelSpec, build_model, get_cell
+
+    task = build(path, **SMALL)
+    assert isinstance(task, Task) and task.name == path.stem
+    s = task.splits()
+    assert set(s) == {"train", "val", "test"}
+    for split, (x, y) in s.items():
+        assert x.dtype == torch.float32 and x.shape[1:] == (task.total_len, task.input_size)
+        assert len(x) == len(y)
+    assert len(s["val"][0]) == 32 and len(s["test"][0]) == 32
+    model = build_model(ModelSpec(cell=get_cell("gru"), input_size=task.input_size, hidden_size=8, num_layers=1,
+                                  output_size=task.output_size, per_step=task.per_step))
+    x, y = s["train"]
+    y_hat = model(x[:8])
+    loss = task.loss(y_hat, y[:8])
+    loss.backward()
+    assert math.isfinite(loss.item())
+    ev = task.evaluate(y_hat.detach(), y[:8])
+    assert set(ev) == {"accuracy", "metric"} and 0.0 <= ev["accuracy"] <= 1.0
+    assert task.metric_name and 0.0 < task.target_accuracy <= 1.0
+    assert task.metric_baseline is None or task.metric_baseline > 0
+
+
+@pytest.mark.parametrize("path", TASK_FILES, ids=lambda p: p.stem)
+def test_data_are_a_function_of_seq_len_and_data_seed(path):
+    a, b = build(path, **SMALL).splits(), build(path, **SMALL).splits()
+    for k in a:
+        assert torch.equal(a[k][0], b[k][0]) and torch.equal(a[k][1], b[k][1])
+    c = build(path, data_seed=1, **SMALL).splits()
+    assert not torch.equal(a["train"][0], c["train"][0])
+    longer = build(path, seq_len=build(path).seq_len + 6, **SMALL)
+    assert longer.splits()["test"][0].shape[1] == longer.total_len == build(path).total_len + 6
+
+
+def test_test_split_does_not_depend_on_train_size():
+    small = get_task("adding", seq_len=20, n_train=10, n_val=5, n_test=7).splits()["test"]
+    large = get_task("adding", seq_len=20, n_train=500, n_val=5, n_test=7).splits()["test"]
+    assert torch.equal(small[0], large[0])
+
+
+@pytest.mark.parametrize("name,kw,key", [
+    ("adding", {"seq_len": 1}, "task.seq_len"), ("copy", {"seq_len": 0}, "task.seq_len"),
+    ("digits", {"seq_len": 1}, "task.seq_len"), ("adding", {"n_test": 0}, "task.n_test"),
+    ("digits", {"n_train": 1500}, "task.n_train"), ("adding", {"target_accuracy": 1.5}, "task.target_accuracy"),
+])
+def test_bad_values_raise_config_error_naming_the_key(name, kw, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        get_task(name, **kw)
+
+
+def test_unknown_task_lists_the_choices():
+    with pytest.raises(ConfigError, match="adding, copy, digits"):
+        get_task("addding")
+
+
+def test_adding_structure_and_baseline():
+    t = AddingTask(seq_len=30, n_train=16, n_val=16, n_test=2000)
+    x, y = t.splits()["test"]
+    marks = x[..., 1]
+    assert torch.equal(marks.sum(1), torch.full((2000,), 2.0))
+    assert torch.equal(marks[:, :15].sum(1), torch.ones(2000))  # one marker per half
+    assert torch.allclose((x[..., 0] * marks).sum(1), y)
+    assert ((x[..., 0] >= 0) & (x[..., 0] <= 1)).all()
+    ones = torch.ones(2000, 1)  # always predict 1
+    assert t.evaluate(ones, y)["metric"] == pytest.approx(t.metric_baseline, abs=0.012)
+    assert t.metric_baseline == pytest.approx(0.167, abs=1e-3)
+    assert t.evaluate(y[:, None] + 0.039, y)["accuracy"] == 1.0
+    assert t.evaluate(y[:, None] + 0.041, y)["accuracy"] == 0.0
+
+
+def test_copy_structure_and_memoryless_baseline():
+    t = CopyTask(seq_len=15, n_train=16, n_val=16, n_test=64)
+    x, y = t.splits()["test"]
+    T = 15 + 20
+    assert x.shape == (64, T, 10) and y.shape == (64, T)
+    tokens = x.argmax(-1)
+    assert ((tokens[:, :10] >= 1) & (tokens[:, :10] <= 8)).all()
+    assert (tokens[:, 10:T - 11] == 0).all() and (tokens[:, T - 11] == 9).all() and (tokens[:, T - 10:] == 0).all()
+    assert torch.equal(y[:, -10:], tokens[:, :10]) and (y[:, :-10] == 0).all()
+    # memoryless: certain blank before the recall window, uniform over the 8 symbols inside it
+    logits = torch.full((64, T, 9), -1e4)
+    logits[:, :-10, 0] = 0.0
+    logits[:, -10:, 1:] = 0.0
+    assert t.evaluate(logits, y)["metric"] == pytest.approx(t.metric_baseline, rel=1e-5)
+    assert t.metric_baseline == pytest.approx(10 * math.log(8) / T)
+    perfect = torch.nn.functional.one_hot(y, 9).float() * 50
+    assert t.evaluate(perfect, y)["accuracy"] == 1.0
+
+
+def test_digits_resampling_and_split():
+    base = DigitsTask()
+    x64, y64 = base.splits()["train"]
+    assert x64.shape == (1197, 64, 1) and x64.min() >= 0 and x64.max() <= 1
+    assert sorted(set(y64.tolist())) == list(range(10))
+    long = DigitsTask(seq_len=127).splits()["train"]
+    assert torch.equal(long[1], y64)  # the same images at every length
+    assert torch.allclose(long[0][:, ::2], x64, atol=1e-6)  # 127 = 2·63 + 1: every other step is a pixel
+    short = DigitsTask(seq_len=32).splits()["test"][0]
+    assert short.shape == (400, 32, 1)
+    ids = lambda s: {tuple(r.flatten().tolist()) for r in base.splits()[s][0]}  # noqa: E731
+    assert not ids("train") & ids("test")
+
+
+def test_split_seed_is_stable():
+    assert split_seed("adding", 50, 0, "train") == split_seed("adding", 50, 0, "train")
+    assert split_seed("adding", 50, 0, "train") != split_seed("adding", 50, 0, "test")

@@ -1,0 +1,162 @@
+"""The training loop: determinism, divergence, gradient statistics, schedules, early stopping."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import benchmark as bm  # noqa: F401
+from benchmark.config import Precision, Scheduler, TrainConfig
+from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.tasks import get_task
+from benchmark.train import HISTORY_COLUMNS, BatchSampler, final_metrics, lr_factor, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_example"))
+from my_plugin import FailingTask, NaNTask  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def setup(task_name="adding", cell="lstm", seed=0, **task_kw):
+    task = get_task(task_name, **{"seq_len": 12, "n_train": 128, "n_val": 32, "n_test": 32, **task_kw}) \
+        if isinstance(task_name, str) else task_name
+    torch.manual_seed(seed)
+    model = build_model(ModelSpec(cell=get_cell(cell), input_size=task.input_size, hidden_size=8, num_layers=1,
+                                  output_size=task.output_size, per_step=task.per_step))
+    return task, model
+
+
+def cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"steps": 12, "batch_size": 16, "eval_interval": 5, "log_interval": 2,
+                          "progress": False, **kw})
+
+
+def strip(history):
+    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in history]
+
+
+def test_same_seed_same_training():
+    runs = []
+    for _ in range(2):
+        task, model = setup("copy")
+        r = train(model, task, cfg(), CPU, seed=3)
+        runs.append((strip(r.history), r.grad_norms, {k: v for k, v in r.summary().items()
+                                                    if k != "train_tokens_per_s"}, final_metrics(model, task, CPU)))
+    assert runs[0] == runs[1]
+    task, model = setup("copy")
+    other = train(model, task, cfg(), CPU, seed=4)
+    assert other.grad_norms != runs[0][1]  # the seed drives the batch order
+
+
+def test_history_rows_and_eval_columns():
+    task, model = setup()
+    r = train(model, task, cfg(), CPU, seed=0)
+    assert [row["step"] for row in r.history] == [2, 4, 5, 6, 8, 10, 12]
+    assert set(r.history[0]) <= set(HISTORY_COLUMNS)
+    evals = [row["step"] for row in r.history if "val_accuracy" in row]
+    assert evals == [5, 10, 12]  # every eval_interval and the last step
+    assert r.steps_done == 12 and len(r.grad_norms) == 12 and r.status == "ok"
+    assert r.best_val_accuracy == max(row["val_accuracy"] for row in r.history if "val_accuracy" in row)
+
+
+def test_clipping_statistics():
+    task, model = setup()
+    r = train(model, task, cfg(max_norm=1e-6), CPU, seed=0)
+    s = r.summary()
+    assert s["clipped_fraction"] == 1.0 and s["grad_norm_max"] >= s["grad_norm_mean"] > 0
+    assert s["grad_norm_norm"] is None  # no BN: empty group
+    assert s["grad_norm_input"] > 0 and s["grad_norm_recurrent"] > 0 and s["grad_norm_head"] > 0
+    task, model = setup()
+    off = train(model, task, cfg(max_norm=None), CPU, seed=0)
+    assert off.summary()["clipped_fraction"] == 0.0 and off.summary()["grad_norm_mean"] > 0
+
+
+def test_non_finite_loss_stops_as_diverged_and_keeps_the_record():
+    task, model = setup(NaNTask(seq_len=6, n_train=64, n_val=16, n_test=16, nan_at=4))
+    before = [p.detach().clone() for p in model.parameters()]
+    r = train(model, task, cfg(), CPU, seed=0)
+    assert r.status == "diverged" and r.diverged_at_step == 4 and r.steps_done == 3
+    assert [row["step"] for row in r.history] == [2]
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad update was not applied
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_exception_propagates_with_partial_result():
+    from benchmark.train import TrainResult
+
+    task, model = setup(FailingTask(seq_len=6, n_train=64, n_val=16, n_test=16, fail_after=5))
+    res = TrainResult()
+    with pytest.raises(RuntimeError, match="boom"):
+        train(model, task, cfg(), CPU, seed=0, result=res)
+    assert res.steps_done == 5 and len(res.history) == 2
+
+
+def test_early_stopping_restores_the_best_weights():
+    task, model = setup()
+    r = train(model, task, cfg(steps=200, eval_interval=1, lr=0.5, early_stopping_patience=1), CPU, seed=0)
+    assert r.stopped_early and r.steps_done < 200
+    from benchmark.train import evaluate
+
+    val = evaluate(model, task, *task.splits()["val"], CPU)
+    assert val["accuracy"] == pytest.approx(r.best_val_accuracy)
+
+
+def test_bf16_autocast_runs_on_cpu():
+    task, model = setup()
+    r = train(model, task, cfg(steps=3), CPU, seed=0, precision=Precision.bf16)
+    assert r.status == "ok" and all(math.isfinite(g) for g in r.grad_norms)
+
+
+def test_lr_schedules():
+    c = TrainConfig(steps=100, warmup_steps=10, scheduler=Scheduler.cosine)
+    assert lr_factor(0, c) == pytest.approx(0.1) and lr_factor(9, c) == pytest.approx(1.0)
+    assert lr_factor(10, c) == pytest.approx(1.0) and lr_factor(100, c) == pytest.approx(0.0, abs=1e-12)
+    s = TrainConfig(steps=100, scheduler=Scheduler.step)
+    assert [lr_factor(k, s) for k in (0, 49, 50, 75)] == pytest.approx([1, 1, 0.1, 0.01])
+    assert lr_factor(57, TrainConfig(steps=100)) == 1.0
+
+
+def test_batch_sampler_is_seeded_and_covers_each_epoch():
+    a, b = BatchSampler(20, 5, seed=1), BatchSampler(20, 5, seed=1)
+    first = [a.next() for _ in range(4)]
+    assert all(torch.equal(x, y) for x, y in zip(first, [b.next() for _ in range(4)]))
+    assert sorted(torch.cat(first).tolist()) == list(range(20))
+
+
+# --- learning sanity (slow): hyperparameters found to work on 2 CPU cores, 1 thread ----------
+def _fit(task, cell: str, steps: int, lr: float, scheduler: Scheduler = Scheduler.none):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(cell=get_cell(cell), input_size=task.input_size, hidden_size=64, num_layers=1,
+                                  output_size=task.output_size, per_step=task.per_step))
+    r = train(model, task, TrainConfig(steps=steps, batch_size=64, lr=lr, scheduler=scheduler, max_norm=1.0,
+                                       eval_interval=250, progress=False), CPU, seed=0)
+    return r, final_metrics(model, task, CPU)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_lstm_solves_adding_at_50_steps():
+    task = get_task("adding", seq_len=50, n_train=10000, n_val=1000, n_test=1000)
+    r, m = _fit(task, "lstm", steps=1500, lr=0.01)
+    assert r.status == "ok"
+    assert m["test_metric"] < 0.01  # MSE; the always-1 baseline is 0.167
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_digits_pixel_by_pixel(cell):
+    r, m = _fit(get_task("digits", seq_len=64), cell, steps=1500, lr=0.01, scheduler=Scheduler.cosine)
+    assert r.status == "ok"
+    assert m["test_accuracy"] >= 0.90
