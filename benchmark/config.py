@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -175,6 +176,9 @@ def register_configs() -> None:
     from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    # conf/hydra/launcher/<name>.yaml are named like the launcher plugins' schemas on purpose:
+    # Hydra 1.3 type-checks them against those schemas, and warns that this matching is deprecated.
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
     if not OmegaConf.has_resolver("hydra_output_root"):
         OmegaConf.register_new_resolver("hydra_output_root", hydra_output_root)
 
