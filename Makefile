@@ -39,5 +39,34 @@ report:  ## rebuild the report from existing results
 	$(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP)
 	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP)
 
+# --- step-time benchmarks (tests/bench; README "Timing benchmarks and regression checks") ---
+BENCH_DIR ?= results/bench
+BENCH_BASELINE ?= benchmark/baselines/cpu.json
+BENCH_TOLERANCE ?= 0.25
+BENCH_ARGS ?=
+BENCH_PYTEST = $(VPY) -m pytest tests/bench/bench_step.py -q --benchmark-columns=median,iqr,min,rounds
+# The CI subset: T=50, one thread (2 OpenMP threads on a shared 2-core runner make the ratios
+# follow co-tenant load; see README); the baseline is taken with the same subset (more rounds).
+BENCH_FAST = --bench-seq-lens=50 --bench-rounds=20 --bench-threads=1
+BENCH_CHECK = $(VPY) -m benchmark.bench_check --baseline $(BENCH_BASELINE) --tolerance $(BENCH_TOLERANCE)
+
+bench:  ## every cell × reg × impl at T=50 and T=200 -> results/bench/bench.json (a few minutes)
+	mkdir -p $(BENCH_DIR)
+	$(BENCH_PYTEST) --benchmark-json=$(BENCH_DIR)/bench.json $(BENCH_ARGS)
+
+bench-check:  ## the fast subset vs the committed baseline of ratios; exit 1 on a regression
+	mkdir -p $(BENCH_DIR)
+	rm -f $(BENCH_DIR)/bench-check-confirm.json
+	$(BENCH_PYTEST) $(BENCH_FAST) --benchmark-json=$(BENCH_DIR)/bench-check.json $(BENCH_ARGS)
+	$(BENCH_CHECK) $(BENCH_DIR)/bench-check.json || { rc=$$?; [ $$rc -eq 1 ] || exit $$rc; \
+		echo "bench-check: re-measuring once; a regression must show in both runs"; \
+		$(BENCH_PYTEST) $(BENCH_FAST) --benchmark-json=$(BENCH_DIR)/bench-check-confirm.json $(BENCH_ARGS) && \
+		$(BENCH_CHECK) $(BENCH_DIR)/bench-check.json $(BENCH_DIR)/bench-check-confirm.json; }
+
+bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check subset
+	mkdir -p $(BENCH_DIR)
+	$(BENCH_PYTEST) $(BENCH_FAST) --bench-rounds=40 --benchmark-json=$(BENCH_DIR)/bench-baseline.json $(BENCH_ARGS)
+	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
+
 clean:
 	rm -rf .pytest_cache .benchmarks outputs multirun
