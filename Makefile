@@ -68,5 +68,11 @@ bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check s
 	$(BENCH_PYTEST) $(BENCH_FAST) --bench-rounds=40 --benchmark-json=$(BENCH_DIR)/bench-baseline.json $(BENCH_ARGS)
 	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
 
+# --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; README "GPU performance") ---
+GPU_BENCH_ARGS ?=
+
+bench-gpu:  ## custom loop vs cuDNN, fwd and fwd+bwd ratios -> results/bench/gpu.json; prints "skipped" and exits 0 without CUDA
+	$(VPY) -m benchmark.gpu_bench --out $(BENCH_DIR)/gpu.json $(GPU_BENCH_ARGS)
+
 clean:
 	rm -rf .pytest_cache .benchmarks outputs multirun

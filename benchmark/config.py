@@ -48,6 +48,14 @@ class Precision(str, enum.Enum):
     bf16 = "bf16"  # autocast to bfloat16
 
 
+class Accel(str, enum.Enum):
+    """Opt-in speed-ups of the custom loop (benchmark/accel.py); off until measured on a GPU."""
+
+    none = "none"
+    compile = "compile"  # torch.compile of the per-step function only (CPU and GPU)
+    graph = "graph"  # CUDA-graph capture of forward+backward per fixed shape (CUDA only)
+
+
 class RegName(str, enum.Enum):
     none = "none"
     bn = "bn"
@@ -149,6 +157,7 @@ class RunConfig:
     impl: Impl = Impl.auto
     device: Device = Device.auto
     precision: Precision = Precision.fp32
+    accel: Accel = Accel.none
     hidden_size: int = 128
     num_layers: int = 1
     threads: Optional[int] = None  # torch intra-op threads per job; null = leave torch's default
@@ -210,6 +219,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(t.log_interval >= 1, "train.log_interval", t.log_interval, "an integer >= 1")
     _check(cfg.timing.repeats >= 1, "timing.repeats", cfg.timing.repeats, "an integer >= 1")
     _check(cfg.threads is None or cfg.threads >= 1, "threads", cfg.threads, "null or an integer >= 1")
+    if cfg.accel is Accel.graph:
+        import torch  # lazily: the schema itself needs no torch
+
+        _check(cfg.device is not Device.cpu and torch.cuda.is_available(), "accel", "graph",
+               "none or compile on this machine" if cfg.device is not Device.cpu else "none or compile with device=cpu",
+               "CUDA-graph capture needs a CUDA device" + ("" if torch.cuda.is_available()
+                                                          else "; torch sees none") + ".")
     res = Path(cfg.results_dir)
     _check(not res.exists() or res.is_dir(), "results_dir", cfg.results_dir,
            "a directory (or a path that does not exist yet)", "It names an existing file.")

@@ -35,6 +35,43 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+NVIDIA_SMI_FIELDS = ("name", "clocks.sm", "clocks.mem", "clocks.max.sm", "clocks.max.mem", "power.limit",
+                     "driver_version")
+
+
+def gpu_clocks(device: torch.device) -> tuple[Optional[dict[str, str]], Optional[str]]:
+    """(nvidia-smi's clocks, power limit and driver of `device`, None) or (None, why not).
+
+    Clocks explain run-to-run differences on one GPU model (boost, power capping); the
+    query is best effort, and a failure is recorded with its reason, never hidden.
+    """
+    if device.type != "cuda":
+        return None, "not a CUDA device"
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    cmd = ["nvidia-smi", f"--id={idx}", "--query-gpu=" + ",".join(NVIDIA_SMI_FIELDS), "--format=csv,noheader"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"{' '.join(cmd[:1])} failed: {type(e).__name__}: {e}"
+    if out.returncode != 0:
+        return None, f"nvidia-smi exited {out.returncode}: {(out.stderr or out.stdout).strip()[:200]}"
+    values = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")] if out.stdout.strip() else []
+    if len(values) != len(NVIDIA_SMI_FIELDS):
+        return None, f"unexpected nvidia-smi output: {out.stdout.strip()[:200]!r}"
+    return dict(zip(NVIDIA_SMI_FIELDS, values)), None
+
+
+def precision_flags() -> dict[str, Any]:
+    """The settings that change what an fp32 matmul / RNN kernel is on a GPU."""
+    return {
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_enabled": bool(torch.backends.cudnn.enabled),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+    }
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -42,6 +79,7 @@ def now_iso() -> str:
 def collect(device: torch.device, precision: str, start_time: str) -> dict[str, Any]:
     """The `env` block of metrics.json (wall_s is added by the caller at the end)."""
     cuda = device.type == "cuda"
+    clocks, clocks_error = gpu_clocks(device)
     return {
         "device": device.type,
         "device_name": device_name(device),
@@ -56,4 +94,8 @@ def collect(device: torch.device, precision: str, start_time: str) -> dict[str, 
         "start_time": start_time,
         "tf32": bool(cuda and torch.backends.cuda.matmul.allow_tf32),
         "precision": precision,
+        "autocast_dtype": "bfloat16" if precision == "bf16" else None,
+        **precision_flags(),
+        "gpu_clocks": clocks,
+        "gpu_clocks_error": clocks_error,
     }

@@ -37,6 +37,8 @@ def _drop(cfg: Mapping[str, Any], dotted: str) -> dict[str, Any]:
 def run_id(resolved: Mapping[str, Any], exclude: Iterable[str] = RUN_ID_EXCLUDE) -> str:
     """12 hex digits of sha256 over the resolved config (sorted keys) minus output paths."""
     cfg: dict[str, Any] = dict(resolved)
+    if cfg.get("accel") == "none":  # the default of a later knob: ids of runs made before it stay valid
+        cfg.pop("accel")
     for key in exclude:
         cfg = _drop(cfg, key)
     blob = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))

@@ -42,8 +42,9 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark import accel as accel_mod
 from benchmark import envinfo
-from benchmark.config import ConfigError, Device, Precision, RunConfig, register_configs, validate
+from benchmark.config import Accel, ConfigError, Device, Precision, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
 from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, run_dir,
                           run_id)
@@ -135,7 +136,7 @@ def identity(p: Prepared) -> dict[str, Any]:
         "bn_placement": reg.bn.placement.value if reg.uses_bn else None,
         "dropout_placement": reg.dropout.placement.value if reg.uses_dropout else None,
         "dropout_p": reg.dropout.p if reg.uses_dropout else None,
-        "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value,
+        "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value, "accel": c.accel.value,
         "task": p.task.name, "seq_len": p.task.seq_len, "total_len": p.task.total_len, "seed": c.seed,
         "hidden_size": c.hidden_size, "num_layers": c.num_layers, "batch_size": c.train.batch_size,
         "steps": c.train.steps, "device": p.device.type, "precision": c.precision.value,
@@ -163,14 +164,21 @@ def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, An
     cfg, task = p.cfg, p.task
     splits = task.splits()
     torch.manual_seed(cfg.seed)  # the model's initialisation depends on the seed only
-    model = build_model(p.spec).to(device)
+    model = accel_mod.apply(build_model(p.spec).to(device), cfg.accel)
+    dtype = autocast_dtype(cfg.precision)
+    if cfg.accel is Accel.compile:  # compile time up front, on a copy, apart from any throughput
+        x_tr, y_tr = splits["train"]
+        b = min(cfg.train.batch_size, len(x_tr))
+        m["compile_s"] = accel_mod.prime(model, task.loss, x_tr[:b].to(device), y_tr[:b].to(device), dtype)
     x_val, y_val = splits["val"]
     n = min(PROBE_BATCH, len(x_val))
     probe = (x_val[:n].to(device), y_val[:n].to(device))
     m["hidden_grad_profile_start"] = hidden_grad_profile(model, task.loss, *probe, seed=cfg.seed)
     m["hidden_grad_ratio_start"] = profile_ratio(m["hidden_grad_profile_start"])
     meter = MemoryMeter(device)
-    train(model, task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res)
+    train(model, task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res, accel=cfg.accel)
+    if res.capture_s is not None:
+        m["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph
     m.update(status=res.status, diverged_at_step=res.diverged_at_step, steps_done=res.steps_done,
              stopped_early=res.stopped_early, best_val_accuracy=res.best_val_accuracy,
              steps_to_target=res.steps_to_target, **res.summary())
@@ -180,8 +188,10 @@ def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, An
     if cfg.timing.enabled:
         x_tr, y_tr = splits["train"]
         b = min(cfg.timing.batch_size or cfg.train.batch_size, len(x_tr))
-        t = time_model(model, task.loss, x_tr[:b].to(device), y_tr[:b].to(device), cfg.timing.warmup,
-                       cfg.timing.repeats, autocast_dtype(cfg.precision))
+        xt, yt = x_tr[:b].to(device), y_tr[:b].to(device)
+        make_fns = ((lambda c: accel_mod.graph_step_fns(c, task.loss, xt, yt, dtype)[0])
+                    if cfg.accel is Accel.graph else None)  # time the replays the training step uses
+        t = time_model(model, task.loss, xt, yt, cfg.timing.warmup, cfg.timing.repeats, dtype, make_fns)
         m.update(dataclasses.asdict(t))
     m["peak_memory_mb"], m["peak_memory_kind"] = meter.peak_mb(), meter.kind
 

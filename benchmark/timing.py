@@ -71,14 +71,14 @@ def _time(fn: Callable[[], None], warmup: int, repeats: int, device: torch.devic
     return out
 
 
-def time_model(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
-               warmup: int, repeats: int, autocast_dtype: Optional[torch.dtype] = None) -> Timing:
-    """Time forward (with autograd on, as in training) and forward+loss+backward on (x, y).
+time_calls = _time  # the public name (benchmark.gpu_bench interleaves variants with it)
+StepFns = tuple[Callable[[], None], Callable[[], None]]
 
-    x: (B, T, I) already on the model's device.
-    """
+
+def step_fns(m: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+             autocast_dtype: Optional[torch.dtype] = None) -> StepFns:
+    """The eager (forward, forward+loss+backward) closures on (x, y) that `time_model` times."""
     device = x.device
-    m = copy.deepcopy(model).train()
     params = list(m.parameters())
 
     def ctx():
@@ -95,7 +95,21 @@ def time_model(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x:
             loss = loss_fn(m(x), y)
         loss.backward()
 
+    return fwd, fwd_bwd
+
+
+def time_model(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+               warmup: int, repeats: int, autocast_dtype: Optional[torch.dtype] = None,
+               make_fns: Optional[Callable[[nn.Module], StepFns]] = None) -> Timing:
+    """Time forward (with autograd on, as in training) and forward+loss+backward on (x, y).
+
+    x: (B, T, I) already on the model's device. `make_fns(copy) -> (fwd, fwd_bwd)` replaces
+    the eager closures of `step_fns` (e.g. CUDA-graph replays, benchmark.accel).
+    """
+    device = x.device
+    m = copy.deepcopy(model).train()
     with torch.enable_grad():
+        fwd, fwd_bwd = make_fns(m) if make_fns is not None else step_fns(m, loss_fn, x, y, autocast_dtype)
         f = _time(fwd, warmup, repeats, device)
         fb = _time(fwd_bwd, warmup, repeats, device)
     f_med, f_iqr = median_iqr(f)

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from benchmark.config import Optimizer, Precision, Scheduler, TrainConfig
+from benchmark.accel import forward_backward
+from benchmark.config import Accel, Optimizer, Precision, Scheduler, TrainConfig
 from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
 from benchmark.tasks.base import Task
 
@@ -57,6 +58,7 @@ class TrainResult:
     best_val_accuracy: Optional[float] = None
     steps_to_target: Optional[int] = None
     stopped_early: bool = False
+    capture_s: Optional[float] = None  # accel=graph: CUDA-graph capture time, outside train_time_s
 
     def summary(self) -> dict[str, Any]:
         """The gradient and throughput keys of metrics.json."""
@@ -134,7 +136,7 @@ def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.d
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, seed: int,
           precision: Precision = Precision.fp32, progress: bool = True,
-          result: Optional[TrainResult] = None) -> TrainResult:
+          result: Optional[TrainResult] = None, accel: Accel = Accel.none) -> TrainResult:
     """Train `model` (already on `device`) on task's train split; validate every eval_interval steps.
 
     Pass `result` to keep the partial record if this raises. With early stopping on, the
@@ -148,6 +150,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     sampler = BatchSampler(len(x_tr), min(cfg.batch_size, len(x_tr)), seed)
     dtype = autocast_dtype(precision)
+    fwd_bwd = forward_backward(model, task.loss, accel, dtype)  # eager, or CUDA-graph replay (accel=graph)
     tokens_per_step = min(cfg.batch_size, len(x_tr)) * task.total_len
     best_state, bad_evals = None, 0
     window: list[tuple[float, ...]] = []  # per-step stats since the last history row
@@ -161,10 +164,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
             idx = sampler.next()
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
-            with _autocast(device, dtype):
-                y_hat = model(xb)
-            loss = task.loss(y_hat, yb)
-            loss.backward()
+            captured = fwd_bwd.capture_s
+            loss = fwd_bwd(xb, yb)  # forward (autocast if asked), loss, backward
+            if fwd_bwd.capture_s > captured:  # accel=graph met a new shape: a capture is not throughput
+                t0 += fwd_bwd.capture_s - captured
+                res.capture_s = fwd_bwd.capture_s
             if cfg.max_norm is not None:
                 gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_norm)
             else:

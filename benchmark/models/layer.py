@@ -17,7 +17,7 @@ Deferring W_hh's gradient to one GEMM per sequence was measured slower on the 2-
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,7 @@ class RecurrentLayer(nn.Module):
                        if bn_rec and cell.has_cell_state else None)
         self.p_state = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.variational else 0.0
         self.p_candidate = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.recurrent else 0.0
+        self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None  # see accel.py
 
     @property
     def needs_custom(self) -> bool:
@@ -104,11 +105,27 @@ class RecurrentLayer(nn.Module):
             slots.cell_norm = self.norm_c.step
         return slots
 
+    def _step(self, xw_t: Tensor, state: tuple[Tensor, ...], h_mask: Optional[Tensor], w_hh_t: Tensor,
+              b_hh: Tensor, t: int, slots: Optional[Slots] = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One step of the custom loop: xw_t (B, gH) -> h_t (B, H) and the new state.
+
+        Everything per step lives here, so `benchmark.accel` can compile exactly this (never the
+        unrolled loop). `slots=None` builds them here (the compiled path).
+        """
+        slots = self._slots() if slots is None else slots
+        cell, norm_h, additive = self.cell, self.norm_h, self.cell.additive
+        h = state[0] if h_mask is None else state[0] * h_mask  # Gal: the same mask every step
+        if additive and norm_h is None:  # xw_t rides in the recurrent GEMM as its bias
+            return cell.step(None, torch.addmm(xw_t, h, w_hh_t), state, t, slots)
+        if norm_h is not None:
+            hw = norm_h.step(torch.mm(h, w_hh_t), t)  # Cooijmans: BN(W_hh h) with the bias shared, outside it
+            return cell.step(xw_t, hw if additive else hw + b_hh, state, t, slots)
+        return cell.step(xw_t, torch.addmm(b_hh, h, w_hh_t), state, t, slots)
+
     def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> Tensor:
         T, B, _ = x.shape
         w_ih, w_hh, b_ih, b_hh = self.weights()
         additive = self.cell.additive  # gates see xw + hw only: b_hh can join b_ih in xw
-        fold = additive and self.norm_h is None  # ...and xw_t can ride in the recurrent GEMM
         bias = b_ih + b_hh if additive else b_ih
         if self.norm_x is None:
             xw = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, -1)  # (T, B, gH): one GEMM
@@ -117,17 +134,16 @@ class RecurrentLayer(nn.Module):
         w_hh_t = w_hh.t()
         state = self.cell.init_state(B, self.hidden_size, xw)
         h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
-        slots, cell, norm_h = self._slots(), self.cell, self.norm_h
+        # benchmark.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
+        # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a
+        # fresh closure passed in would force a recompile per call.
+        compiled, slots = self.compiled_step, (self._slots() if self.compiled_step is None else None)
         outs: list[Tensor] = []
         for t, xw_t in enumerate(xw.unbind(0)):
-            h = state[0] if h_mask is None else state[0] * h_mask  # Gal: the same mask every step
-            if fold:
-                h, state = cell.step(None, torch.addmm(xw_t, h, w_hh_t), state, t, slots)
-            elif norm_h is not None:
-                hw = norm_h.step(torch.mm(h, w_hh_t), t)  # Cooijmans: BN(W_hh h) with the bias shared, outside it
-                h, state = cell.step(xw_t, hw if additive else hw + b_hh, state, t, slots)
+            if compiled is None:
+                h, state = self._step(xw_t, state, h_mask, w_hh_t, b_hh, t, slots)
             else:
-                h, state = cell.step(xw_t, torch.addmm(b_hh, h, w_hh_t), state, t, slots)
+                h, state = compiled(self, xw_t, state, h_mask, w_hh_t, b_hh, t)
             if hiddens is not None:
                 h.retain_grad()
                 hiddens.append(h)
