@@ -29,9 +29,13 @@ test:  ## the test suite (fast tests; slow ones with `make test-all`)
 test-all:
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml, then aggregate and report
+# The sweep's log is also kept in a temp file to count the grid points it skipped (one
+# "skipping complete run" line each; with submitit launchers those lines are in the job logs).
+sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml, then aggregate and report; prints the report path
+	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; set -o pipefail; \
 	$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) \
-		results_dir=$(RESULTS_DIR) force=$(FORCE) hydra/launcher=$(LAUNCHER) $(ARGS)
+		results_dir=$(RESULTS_DIR) force=$(FORCE) hydra/launcher=$(LAUNCHER) $(ARGS) 2>&1 | tee "$$log" && \
+	echo "sweep: skipped $$(grep -c 'skipping complete run' "$$log") grid point(s) already complete (FORCE=1 reruns them)"
 	$(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP)
 	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP)
 

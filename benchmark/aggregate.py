@@ -1,0 +1,233 @@
+"""Every run of a sweep into tidy pandas tables: `python -m benchmark.aggregate results/<sweep>`.
+
+Reads `results/<sweep>/runs/<run_id>/{config.yaml, history.csv, metrics.json}` (see the
+contract in README "One grid point") and writes, next to `runs/`:
+
+- `summary.parquet`, `summary.csv`: one row per run folder — every scalar key of
+  metrics.json, `env` flattened as `env_*`, plus `path` and `problem`. Folders that are not
+  complete runs are rows too, never silently skipped: `status` is `incomplete` (no
+  metrics.json, or `complete` not true: a run in progress or killed) or `corrupt` (unreadable
+  metrics.json or history.csv); their identity comes from config.yaml where it can be read.
+- `profiles.parquet`: the hidden-state gradient profiles, long: run_id, which (start|end), t
+  (1..T), grad_norm.
+- `curves.parquet`: history.csv of every run, long, with the run's identity columns.
+
+Each problem folder is also reported by path on stderr. A missing or empty results folder
+is an error (exit 2) that writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import pandas as pd
+import yaml
+
+SUMMARY_PARQUET, SUMMARY_CSV = "summary.parquet", "summary.csv"
+PROFILES_PARQUET, CURVES_PARQUET = "profiles.parquet", "curves.parquet"
+PROFILE_KEYS = {"start": "hidden_grad_profile_start", "end": "hidden_grad_profile_end"}
+# Identity columns copied onto every curve row, so curves.parquet reads on its own.
+IDENTITY = ["run_id", "cell", "reg", "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used",
+            "task", "seq_len", "seed", "status"]
+STATUS_ORDER = ["ok", "diverged", "failed", "incomplete", "corrupt"]
+
+
+class ResultsError(Exception):
+    """The results folder cannot be aggregated at all (missing, or holds no run folders)."""
+
+
+@dataclass
+class Aggregate:
+    """The tables of one sweep; `problems` lists (path, why) for every folder that is not a complete run."""
+
+    summary: pd.DataFrame  # (n_runs, n_keys)
+    profiles: pd.DataFrame  # long: run_id, which, t, grad_norm
+    curves: pd.DataFrame  # long: identity columns + history.csv columns
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _expected(sweep_dir: Path) -> str:
+    return (f"expected a sweep folder such as results/<sweep>/ holding runs/<run_id>/metrics.json "
+            f"(run `make sweep` or `python -m benchmark.run --multirun +experiment=smoke` first)")
+
+
+def run_folders(sweep_dir: str | Path) -> list[Path]:
+    """The run folders of a sweep, sorted; raises ResultsError if there are none."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ResultsError(f"results folder not found: {sweep_dir}; {_expected(sweep_dir)}")
+    runs = sweep_dir / "runs"
+    folders = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    if not folders:
+        raise ResultsError(f"no run folders in {runs}; {_expected(sweep_dir)}")
+    return folders
+
+
+def _identity_from_config(folder: Path) -> dict[str, Any]:
+    """What config.yaml says about the grid point (for rows of runs that never finished)."""
+    p = folder / "config.yaml"
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(cfg, dict):
+        return {}
+    sub = lambda k: cfg.get(k) if isinstance(cfg.get(k), dict) else {}  # noqa: E731
+    reg = sub("reg")
+    return {"cell": sub("cell").get("name"), "reg": reg.get("name"), "task": sub("task").get("name"),
+            "seq_len": sub("task").get("seq_len"), "seed": cfg.get("seed"), "impl": cfg.get("impl"),
+            "sweep": cfg.get("sweep"), "hidden_size": cfg.get("hidden_size")}
+
+
+def _flatten(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+    """Scalars (env flattened to env_*) and list-valued keys apart."""
+    row: dict[str, Any] = {}
+    lists: dict[str, list] = {}
+    for k, v in metrics.items():
+        if k == "env" and isinstance(v, dict):
+            row.update({f"env_{ek}": ev for ek, ev in v.items() if not isinstance(ev, (dict, list))})
+        elif isinstance(v, list):
+            lists[k] = v
+        elif isinstance(v, dict):
+            row[k] = json.dumps(v, sort_keys=True)
+        else:
+            row[k] = v
+    return row, lists
+
+
+def load_run(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Optional[pd.DataFrame], Optional[str]]:
+    """One run folder -> (summary row, profile rows, history frame or None, problem or None)."""
+    row: dict[str, Any] = {"run_id": folder.name, "path": str(folder), "problem": None}
+    mpath = folder / "metrics.json"
+    if not mpath.exists():
+        what = "config.yaml but no metrics.json" if (folder / "config.yaml").exists() else "no metrics.json"
+        row.update(_identity_from_config(folder), status="incomplete", problem=f"{what} (killed or still running)")
+        return row, [], None, row["problem"]
+    try:
+        metrics = json.loads(mpath.read_text(encoding="utf-8"))
+        if not isinstance(metrics, dict):
+            raise ValueError(f"top level is {type(metrics).__name__}, not an object")
+    except (OSError, ValueError) as e:
+        row.update(_identity_from_config(folder), status="corrupt", problem=f"unreadable metrics.json: {e}")
+        return row, [], None, row["problem"]
+    scalars, lists = _flatten(metrics)
+    row.update(scalars)
+    row["run_id"] = folder.name if metrics.get("run_id") in (None, folder.name) else metrics["run_id"]
+    problem = None
+    if metrics.get("run_id") not in (None, folder.name):
+        problem = f"metrics.json run_id {metrics['run_id']!r} does not match its folder"
+        row["status"] = "corrupt"
+    elif metrics.get("complete") is not True:
+        problem = f"metrics.json has complete={metrics.get('complete')!r}"
+        row["status"] = "incomplete"
+    profiles = [{"run_id": row["run_id"], "which": which, "t": t + 1, "grad_norm": v}
+                for which, key in PROFILE_KEYS.items() for t, v in enumerate(lists.get(key) or [])]
+    curves = None
+    hpath = folder / "history.csv"
+    if hpath.exists():
+        try:
+            curves = pd.read_csv(hpath)
+        except (OSError, ValueError) as e:
+            problem = problem or f"unreadable history.csv: {e}"
+            row["status"] = "corrupt"
+    elif row.get("status") in ("ok", "diverged"):
+        problem = problem or "metrics.json without history.csv"
+        row["status"] = "corrupt"
+    row["problem"] = problem
+    return row, profiles, curves, problem
+
+
+def aggregate(sweep_dir: str | Path, warn: Callable[[str], None] | None = None) -> Aggregate:
+    """Read every run folder of a sweep; `warn` gets one line per problem folder (default: stderr)."""
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    rows, profiles, curves, problems = [], [], [], []
+    for folder in run_folders(sweep_dir):
+        row, prof, hist, problem = load_run(folder)
+        rows.append(row)
+        profiles.extend(prof)
+        if problem:
+            problems.append((str(folder), problem))
+            warn(f"aggregate: {row['status']} run folder {folder}: {problem}")
+        if hist is not None and len(hist):
+            ident = {k: row.get(k) for k in IDENTITY}
+            curves.append(hist.assign(**ident))
+    summary = pd.DataFrame(rows)
+    lead = dict.fromkeys(["run_id", "status", *IDENTITY[1:], "test_accuracy", "test_metric", "metric_name"])
+    first = [c for c in lead if c in summary.columns]
+    summary = summary[first + [c for c in summary.columns if c not in first]]
+    curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=IDENTITY + ["step"])
+    cols = IDENTITY + [c for c in curves_df.columns if c not in IDENTITY]
+    return Aggregate(summary=summary, profiles=pd.DataFrame(profiles, columns=["run_id", "which", "t", "grad_norm"]),
+                     curves=curves_df[cols], problems=problems)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` a temp file next to `path`, then rename it over `path` (readers never see half a file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(agg: Aggregate, sweep_dir: str | Path) -> dict[str, Path]:
+    """Write the tables next to runs/ (each atomically); returns their paths."""
+    d = Path(sweep_dir)
+    out = {"summary": d / SUMMARY_PARQUET, "summary_csv": d / SUMMARY_CSV, "profiles": d / PROFILES_PARQUET,
+           "curves": d / CURVES_PARQUET}
+    _atomic(out["summary"], lambda p: agg.summary.to_parquet(p, index=False))
+    _atomic(out["summary_csv"], lambda p: agg.summary.to_csv(p, index=False))
+    _atomic(out["profiles"], lambda p: agg.profiles.to_parquet(p, index=False))
+    _atomic(out["curves"], lambda p: agg.curves.to_parquet(p, index=False))
+    return out
+
+
+def load(sweep_dir: str | Path) -> Aggregate:
+    """The written tables of a sweep (run `aggregate` first)."""
+    d = Path(sweep_dir)
+    summary = pd.read_parquet(d / SUMMARY_PARQUET)
+    problems = [(r.path, r.problem) for r in summary.itertuples() if isinstance(r.problem, str)]
+    return Aggregate(summary=summary, profiles=pd.read_parquet(d / PROFILES_PARQUET),
+                     curves=pd.read_parquet(d / CURVES_PARQUET), problems=problems)
+
+
+def status_counts(summary: pd.DataFrame) -> dict[str, int]:
+    counts = summary["status"].fillna("incomplete").value_counts()
+    return {s: int(counts.get(s, 0)) for s in STATUS_ORDER if counts.get(s, 0)} | {
+        s: int(n) for s, n in counts.items() if s not in STATUS_ORDER}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmark.aggregate", description=__doc__.splitlines()[0])
+    ap.add_argument("sweep_dir", help="results/<sweep> (holds runs/<run_id>/)")
+    args = ap.parse_args(argv)
+    try:
+        agg = aggregate(args.sweep_dir)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    paths = write(agg, args.sweep_dir)
+    counts = ", ".join(f"{n} {s}" for s, n in status_counts(agg.summary).items())
+    print(f"aggregate: {len(agg.summary)} run folders ({counts}) -> {paths['summary']}, {paths['summary_csv'].name}, "
+          f"{paths['profiles'].name}, {paths['curves'].name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

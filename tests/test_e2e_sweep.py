@@ -1,0 +1,116 @@
+"""End to end: `experiment=smoke` through the real Hydra multirun, `make sweep`, aggregation and
+the report; and a sweep interrupted (SIGINT, then SIGKILL) and re-run completes its grid with no
+duplicated, lost or half-written runs, saying how many points it skipped."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import benchmark as bm  # noqa: F401
+from synthetic_runs import parse_report
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = yaml.safe_load((ROOT / "conf" / "experiment" / "smoke.yaml").read_text())
+PARAMS = SMOKE["hydra"]["sweeper"]["params"]
+CELLS, REGS = PARAMS["cell"].split(","), PARAMS["reg"].split(",")
+LENS, SEEDS = [int(x) for x in str(PARAMS["task.seq_len"]).split(",")], [int(x) for x in str(PARAMS["seed"]).split(",")]
+TASKS = [SMOKE.get("defaults", [{}])[0].get("override /task", "adding")]
+GRID = set(itertools.product(TASKS, CELLS, REGS, LENS, SEEDS))
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def sh(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    p = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
+    return p
+
+
+def sweep_cmd(results: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "benchmark.run", "--multirun", "+experiment=smoke", f"results_dir={results}", *extra]
+
+
+def check_grid_complete(sweep: Path) -> pd.DataFrame:
+    """Every grid point once, each folder exactly the three files, every metrics.json complete."""
+    folders = sorted(p for p in (sweep / "runs").iterdir())
+    rows = []
+    for f in folders:
+        assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "history.csv", "metrics.json"], f
+        m = json.loads((f / "metrics.json").read_text())
+        assert m["complete"] is True and m["status"] == "ok" and m["run_id"] == f.name, (f, m.get("error"))
+        rows.append({"task": m["task"], "cell": m["cell"], "reg": m["reg"], "seq_len": m["seq_len"], "seed": m["seed"],
+                     "run_id": m["run_id"], "mtime": (f / "metrics.json").stat().st_mtime_ns})
+    df = pd.DataFrame(rows)
+    keys = list(df[["task", "cell", "reg", "seq_len", "seed"]].itertuples(index=False, name=None))
+    assert len(keys) == len(set(keys)) and set(keys) == GRID  # no duplicated, no lost points
+    return df
+
+
+def test_smoke_sweep_aggregate_report(tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    sh(sweep_cmd(results))
+    sweep = results / "smoke"
+    check_grid_complete(sweep)
+    assert (sweep / "hydra" / "multirun.yaml").exists()
+    agg = sh([sys.executable, "-m", "benchmark.aggregate", str(sweep)])
+    assert f"{len(GRID)} run folders ({len(GRID)} ok)" in agg.stdout
+    s = pd.read_parquet(sweep / "summary.parquet")
+    assert len(s) == len(GRID) and s["run_id"].is_unique
+    rep = sh([sys.executable, "-m", "benchmark.report", str(sweep), "--out", str(reports / "smoke")])
+    index = reports / "smoke" / "index.html"
+    assert rep.stdout.strip().endswith(str(index.resolve()))
+    html = index.read_text()
+    p = parse_report(html)
+    assert [(r["task"], r["seq_len"], r["cell"]) for r in p.verdict_rows] == \
+        [(t, T, c) for t in TASKS for T in LENS for c in CELLS]  # one row per task x length x cell, in order
+    assert p.verdict_headers == REGS  # every reg: none (baseline) and each treatment
+    for r in p.verdict_rows:
+        assert set(r["verdicts"]) == set(REGS) - {"none"}
+        assert set(r["verdicts"].values()) <= {"helps", "hurts", "no clear effect"}  # 2 seeds: an interval
+    assert len(p.imgs) >= 6 and all(src.startswith("data:image/png;base64,") for src in p.imgs)
+    assert p.external == [] and p.scripts == 0
+    for cell, reg in itertools.product(CELLS, REGS):  # every cell x reg in the tables
+        assert re.search(rf"<td>{cell}</td>\s*<td>{reg}</td>", html), (cell, reg)
+    assert "python -m benchmark.run --multirun +experiment=smoke" in html
+
+
+def _wait_for_runs(sweep: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> int:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        done = len(list((sweep / "runs").glob("*/metrics.json"))) if (sweep / "runs").exists() else 0
+        if done >= n:
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"the sweep finished or stalled before {n} runs were done")
+
+
+def test_interrupted_sweep_resumes_without_duplicates_or_losses(tmp_path):
+    results = tmp_path / "results"
+    sweep = results / "smoke"
+    for sig, after in ((signal.SIGINT, 5), (signal.SIGKILL, 15)):
+        proc = subprocess.Popen(sweep_cmd(results), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_for_runs(sweep, after, proc)
+        os.killpg(proc.pid, sig)
+        assert proc.wait(timeout=60) != 0  # it stopped mid-sweep
+    done_before = {f.parent.name: f.stat().st_mtime_ns for f in (sweep / "runs").glob("*/metrics.json")}
+    assert 15 <= len(done_before) < len(GRID)
+    r = sh(["make", "sweep", "EXPERIMENT=smoke", f"RESULTS_DIR={results}", f"REPORTS_DIR={tmp_path / 'reports'}",
+            f"VPY={sys.executable}"])
+    out = r.stdout + r.stderr
+    assert f"sweep: skipped {len(done_before)} grid point(s) already complete" in out
+    assert out.count("skipping complete run") == len(done_before)
+    df = check_grid_complete(sweep)
+    unchanged = df[df["run_id"].isin(done_before)]
+    assert (unchanged["mtime"] == unchanged["run_id"].map(done_before)).all()  # complete runs were not redone
+    assert out.rstrip().splitlines()[-1] == f"report: {(tmp_path / 'reports' / 'smoke' / 'index.html').resolve()}"
