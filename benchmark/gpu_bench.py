@@ -19,9 +19,7 @@ batch * T / median time.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import statistics
 import sys
 import time
 import traceback

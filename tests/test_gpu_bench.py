@@ -19,13 +19,6 @@ TINY = ["--device", "cpu", "--batch", "4", "--hidden", "8", "--input", "3", "--s
 VARIANTS = {"native-none", "custom-none", "custom-bn.recurrent", "custom-dropout.variational"}
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def test_cpu_table_and_json_hold_every_variant_with_ratios(tmp_path, capsys):
     out = tmp_path / "gpu.json"
     assert gpu_bench.main(TINY + ["--cells", "lstm", "gru", "--out", str(out)]) == 0

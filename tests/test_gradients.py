@@ -12,13 +12,6 @@ from benchmark.gradients import group_norm_tensors, hidden_grad_profile, profile
 from benchmark.models import ModelSpec, build_model, get_cell
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention
-    yield
-    torch.set_num_threads(n)
-
 
 def rnn_model(T_hidden: int = 8, per_step: bool = False, out: int = 1):
     torch.manual_seed(0)

@@ -1,7 +1,6 @@
 """Correctness of every variant: parity with torch's fused cells, BN and dropout semantics."""
 from __future__ import annotations
 
-import copy
 import itertools
 
 import pytest

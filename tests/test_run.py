@@ -41,12 +41,6 @@ VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd
             "fwd_bwd_tokens_per_s", "peak_memory_mb", "env", "wall_s"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)  # execute() sets threads per job
-
 
 def composed(overrides: list[str], plugin: bool = False):
     extra = [f"hydra.searchpath=[file://{PLUGIN / 'conf'}]"] if plugin else []

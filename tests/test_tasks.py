@@ -19,13 +19,6 @@ TASK_FILES = sorted(CONF.glob("*.yaml"))
 SMALL = {"n_train": 64, "n_val": 32, "n_test": 32}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention
-    yield
-    torch.set_num_threads(n)
-
 
 def build(path: Path, **over) -> Task:
     cfg = OmegaConf.load(path)

@@ -10,13 +10,6 @@ from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.timing import MemoryMeter, median_iqr, time_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_median_iqr():
     assert median_iqr([3.0]) == (3.0, 0.0)

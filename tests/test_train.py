@@ -20,13 +20,6 @@ from my_plugin import FailingTask, NaNTask  # noqa: E402
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def setup(task_name="adding", cell="lstm", seed=0, **task_kw):
     task = get_task(task_name, **{"seq_len": 12, "n_train": 128, "n_val": 32, "n_test": 32, **task_kw}) \

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 from benchmark.config import BNPlacement, ConfigError, DropoutPlacement, Impl, RegConfig
