@@ -15,6 +15,15 @@ FORCE ?= 0
 ARGS ?=
 PYTEST_ARGS ?=
 
+# Recursive makes (make called from a test run by make) would add "Entering/Leaving directory"
+# lines after the report path that `make sweep` prints last.
+MAKEFLAGS += --no-print-directory
+
+# Aggregate, then build the report even when aggregate found corrupt run folders (the report
+# lists them), and fail with aggregate's exit status afterwards: nothing is hidden, nothing held back.
+AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
+	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) || exit $$?; exit $$rc
+
 .PHONY: setup test test-all sweep report bench bench-check bench-baseline bench-gpu browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
@@ -29,19 +38,17 @@ test:  ## the test suite (fast tests; slow ones with `make test-all`)
 test-all:
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-# The sweep's log is also kept in a temp file to count the grid points it skipped (one
-# "skipping complete run" line each; with submitit launchers those lines are in the job logs).
+# Each grid point it skips leaves a file named by its run_id in a folder of this invocation
+# (beside the results, so SLURM jobs on other nodes reach it too); the files are counted, then removed.
 sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml, then aggregate and report; prints the report path
-	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; set -o pipefail; \
-	$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) \
-		results_dir=$(RESULTS_DIR) force=$(FORCE) hydra/launcher=$(LAUNCHER) $(ARGS) 2>&1 | tee "$$log" && \
-	echo "sweep: skipped $$(grep -c 'skipping complete run' "$$log") grid point(s) already complete (FORCE=1 reruns them)"
-	$(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP)
-	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP)
+	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; \
+	$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
+		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(ARGS) && \
+	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
+	@$(AGGREGATE_AND_REPORT)
 
 report:  ## rebuild the report from existing results
-	$(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP)
-	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP)
+	@$(AGGREGATE_AND_REPORT)
 
 # --- step-time benchmarks (tests/bench; README "Timing benchmarks and regression checks") ---
 BENCH_DIR ?= results/bench

@@ -13,7 +13,9 @@ contract in README "One grid point") and writes, next to `runs/`:
 - `curves.parquet`: history.csv of every run, long, with the run's identity columns.
 
 Each problem folder is also reported by path on stderr. A missing or empty results folder
-is an error (exit 2) that writes nothing.
+is an error (exit 2) that writes nothing. A corrupt run folder is an error too (exit 1), but
+only after the tables are written with that folder as a `corrupt` row, so the report still
+shows it and no other result is held back; the run folders themselves are never modified.
 """
 from __future__ import annotations
 
@@ -53,8 +55,8 @@ class Aggregate:
 
 
 def _expected(sweep_dir: Path) -> str:
-    return (f"expected a sweep folder such as results/<sweep>/ holding runs/<run_id>/metrics.json "
-            f"(run `make sweep` or `python -m benchmark.run --multirun +experiment=smoke` first)")
+    return ("expected a sweep folder such as results/<sweep>/ holding runs/<run_id>/metrics.json "
+            "(run `make sweep` or `python -m benchmark.run --multirun +experiment=smoke` first)")
 
 
 def run_folders(sweep_dir: str | Path) -> list[Path]:
@@ -114,7 +116,7 @@ def load_run(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Option
         if not isinstance(metrics, dict):
             raise ValueError(f"top level is {type(metrics).__name__}, not an object")
     except (OSError, ValueError) as e:
-        row.update(_identity_from_config(folder), status="corrupt", problem=f"unreadable metrics.json: {e}")
+        row.update(_identity_from_config(folder), status="corrupt", problem=f"unreadable {mpath}: {e}")
         return row, [], None, row["problem"]
     scalars, lists = _flatten(metrics)
     row.update(scalars)
@@ -134,7 +136,7 @@ def load_run(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Option
         try:
             curves = pd.read_csv(hpath)
         except (OSError, ValueError) as e:
-            problem = problem or f"unreadable history.csv: {e}"
+            problem = problem or f"unreadable {hpath}: {e}"
             row["status"] = "corrupt"
     elif row.get("status") in ("ok", "diverged"):
         problem = problem or "metrics.json without history.csv"
@@ -226,6 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(agg.summary).items())
     print(f"aggregate: {len(agg.summary)} run folders ({counts}) -> {paths['summary']}, {paths['summary_csv'].name}, "
           f"{paths['profiles'].name}, {paths['curves'].name}")
+    corrupt = agg.summary.loc[agg.summary["status"] == "corrupt"]
+    if len(corrupt):
+        listing = "; ".join(str(problem) for problem in corrupt["problem"])
+        print(f"error: {len(corrupt)} run folder(s) of {args.sweep_dir} hold a corrupt metrics.json or history.csv "
+              f"({listing}). They are listed as status=corrupt in {paths['summary'].name} and in the report, and "
+              "were left as they are; every other run was aggregated. A run folder must hold a complete "
+              "metrics.json (JSON object with complete=true and its own run_id) and a readable history.csv: "
+              "delete the folder and re-run the sweep (or `make sweep FORCE=1`) to redo that grid point.",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -164,6 +164,9 @@ class RunConfig:
     results_dir: str = "results"
     sweep: str = "single"
     force: bool = False  # re-run a grid point even if its metrics.json is complete
+    # A folder where each skipped grid point leaves an empty file named by its run_id, so
+    # `make sweep` counts skips under any launcher (submitit jobs log elsewhere). Not part of run_id.
+    skip_marks: Optional[str] = None
 
 
 def hydra_output_root(results_dir: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 # Keys that say where outputs go or how chatty a run is, not what it computes.
-RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "train.progress")
+RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress")
 COMPLETE_STATUSES = ("ok", "diverged")
 METRICS = "metrics.json"
 
@@ -63,6 +63,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete the temp files (`.<name>.*.tmp`) a killed earlier attempt left in a run folder.
+
+    They are never read (only renamed-into-place files are), but a re-run should leave the
+    folder exactly as an uninterrupted run would. Returns what it removed.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def json_safe(obj: Any) -> Any:

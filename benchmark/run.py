@@ -46,8 +46,8 @@ from benchmark import accel as accel_mod
 from benchmark import envinfo
 from benchmark.config import Accel, ConfigError, Device, Precision, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
-from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, run_dir,
-                          run_id)
+from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
+                          run_dir, run_id)
 from benchmark.launch import gpu_slot, threads_for_job
 from benchmark.models import ModelSpec, build_model, check_cell_class, resolve_impl
 from benchmark.tasks import Task, check_task
@@ -213,9 +213,14 @@ def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num
     cfg = p.cfg
     if not cfg.force and is_complete(p.out):
         log.info("skipping complete run %s", p.run_id)
+        if cfg.skip_marks:
+            Path(cfg.skip_marks).mkdir(parents=True, exist_ok=True)
+            (Path(cfg.skip_marks) / p.run_id).touch()
         return "skipped"
     start, start_iso = time.perf_counter(), envinfo.now_iso()
     reset_job_state(cfg, threads)
+    for tmp in remove_leftovers(p.out):
+        log.info("removed %s, left by an interrupted attempt", tmp)
     atomic_write_text(p.out / "config.yaml", OmegaConf.to_yaml(p.resolved, resolve=True))
     log.info("run %s -> %s", p.run_id, p.out)
     m: dict[str, Any] = dict.fromkeys(RESULT_KEYS)

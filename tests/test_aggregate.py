@@ -3,7 +3,6 @@ problem folders reported by path (never silently skipped), a missing results fol
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -47,8 +46,9 @@ def test_failed_diverged_and_broken_folders_are_rows_and_reported_by_path(tmp_pa
     no_history = make_run(sweep, seed=6)
     (no_history / "history.csv").unlink()
 
-    assert aggregate.main([str(sweep)]) == 0
+    assert aggregate.main([str(sweep)]) == 1  # corrupt folders are an error, raised after the tables are written
     err = capsys.readouterr().err
+    assert "error: 2 run folder(s)" in err and "status=corrupt" in err
     s = pd.read_parquet(sweep / "summary.parquet").set_index("run_id")
     assert len(s) == 7
     status = s["status"].to_dict()
@@ -65,6 +65,14 @@ def test_failed_diverged_and_broken_folders_are_rows_and_reported_by_path(tmp_pa
     diverged = s[s["status"] == "diverged"].iloc[0]
     assert diverged["diverged_at_step"] == 7
     assert s.loc[s["status"].isin(["ok", "diverged", "failed"]), "problem"].isna().all()
+
+
+def test_incomplete_folders_alone_are_reported_but_not_an_error(tmp_path, capsys):
+    sweep = tmp_path / "inprogress"
+    make_run(sweep, seed=0)
+    (make_run(sweep, seed=1) / "metrics.json").unlink()  # a run still going (or killed): rerun the sweep
+    assert aggregate.main([str(sweep)]) == 0
+    assert "incomplete run folder" in capsys.readouterr().err
 
 
 def test_run_id_mismatch_is_corrupt(tmp_path):

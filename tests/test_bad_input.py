@@ -114,3 +114,8 @@ def test_corrupt_metrics_json_is_named_and_nothing_is_lost(results):
     assert str(bad / "metrics.json") in msg and "Traceback" not in msg
     after = tree_digest(results)
     assert {k: v for k, v in after.items() if k in before} == before  # existing files untouched
+    # The good run is not held back: both folders are rows of the summary, the bad one as corrupt.
+    import pandas as pd
+    summary = pd.read_csv(results / "mysweep" / "summary.csv").set_index("run_id")
+    assert summary.loc["0123456789ab", "status"] == "ok"
+    assert summary.loc["badbadbadbad", "status"] == "corrupt"

@@ -99,3 +99,7 @@ def test_other_launchers_produce_the_same_table(tmp_path, reference, launcher):
     run_sweep(results, f"hydra/launcher={launcher}")
     pd.testing.assert_frame_equal(summary(results), reference)
     assert len(run_folders(results)) == 4
+    # Re-run: every point is skipped, and each skip is counted though the jobs log elsewhere (submitit).
+    marks = tmp_path / "marks"
+    run_sweep(results, f"hydra/launcher={launcher}", f"skip_marks={marks}")
+    assert sorted(m.name for m in marks.iterdir()) == sorted(f.name for f in run_folders(results))

@@ -137,3 +137,20 @@ def test_plots_draw_on_the_given_axes_with_one_colour_per_reg(tmp_path):
     g = plots.facet(s, plots.vs_length, y="test_accuracy", hue="variant")
     assert len(g.axes) == 2 and [a.get_title() for a in g.axes] == ["cell=lstm", "cell=gru"]
     assert plots.to_data_uri(g).startswith("data:image/png;base64,iVBOR")
+
+
+def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):
+    """`make report`/`make sweep`: the corrupt folder is shown in the report, and the command still fails."""
+    import subprocess
+    import sys
+    sweep = make_sweep(tmp_path / "results", "syn", lens=(5,), seeds=(0, 1))
+    torn = make_run(sweep, cell="gru", reg="bn", task="adding", seq_len=5, seed=5)
+    (torn / "metrics.json").write_text('{"complete": true, "status": "o')
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run(["make", "report", "SWEEP=syn", f"RESULTS_DIR={tmp_path / 'results'}",
+                        f"REPORTS_DIR={tmp_path / 'reports'}", f"VPY={sys.executable}"],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert str(torn / "metrics.json") in p.stderr
+    html = (tmp_path / "reports" / "syn" / "index.html").read_text()
+    assert str(torn) in html

@@ -84,6 +84,16 @@ def test_one_point_writes_the_documented_files(tmp_path):
     assert header.startswith("step,train_loss,grad_norm,clipped,lr,tokens_per_s")
 
 
+def test_rerun_after_a_kill_removes_the_temp_files_it_left(tmp_path):
+    over = ["cell=rnn", "reg=none", "task=adding", "seed=4"]
+    p = bm_run.prepare(composed([f"results_dir={tmp_path}"] + over))
+    p.out.mkdir(parents=True)
+    (p.out / "config.yaml").write_text("from the killed attempt\n")
+    (p.out / ".metrics.json.x1y2z3.tmp").write_text('{"complete": tr')  # killed mid-write
+    assert bm_run.execute(p, threads=1) == "ok"
+    assert {f.name for f in p.out.iterdir()} == {"config.yaml", "history.csv", "metrics.json"}
+
+
 def test_same_config_and_seed_give_identical_metrics(tmp_path):
     over = ["cell=lstm", "reg=dropout", "task=adding", "seed=2", "force=true"]
     _, a, _ = run_inprocess(tmp_path / "a", over)
