@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import torch
 
+from benchmark import allocator
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -87,6 +89,7 @@ def collect(device: torch.device, precision: str, start_time: str) -> dict[str, 
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "threads": torch.get_num_threads(),
+        "malloc_keep_freed": allocator.applied(),
         "git_rev": git_rev(),
         "hostname": socket.gethostname(),
         "python": platform.python_version(),

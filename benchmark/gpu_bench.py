@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark import accel as accel_mod
-from benchmark import envinfo
+from benchmark import allocator, envinfo
 from benchmark.config import (Accel, BNConfig, BNPlacement, DropoutConfig, DropoutPlacement, Impl, Precision,
                               RegConfig, RegName)
 from benchmark.models import ModelSpec, build_model, get_cell
@@ -270,6 +270,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print(SKIP_NO_CUDA)
         return 0
+    allocator.keep_freed_memory()  # as benchmark.run does
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

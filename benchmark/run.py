@@ -43,7 +43,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import accel as accel_mod
-from benchmark import envinfo
+from benchmark import allocator, envinfo
 from benchmark.config import Accel, ConfigError, Device, Precision, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
 from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
@@ -250,6 +250,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    allocator.keep_freed_memory()  # steady step times that scale with T (allocator.py)
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:

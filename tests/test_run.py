@@ -35,7 +35,7 @@ CONTRACT_KEYS = {
     "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s", "fwd_bwd_tokens_per_s", "peak_memory_mb",
     "timing_method", "timing_batch_size", "compile_s", "env", "wall_s",
 }
-ENV_KEYS = {"device_name", "torch", "cuda", "cudnn", "threads", "git_rev", "hostname", "python", "platform",
+ENV_KEYS = {"device_name", "torch", "cuda", "cudnn", "threads", "malloc_keep_freed", "git_rev", "hostname", "python", "platform",
             "start_time", "tf32", "precision"}
 VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
             "fwd_bwd_tokens_per_s", "peak_memory_mb", "env", "wall_s"}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmark import allocator
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("rnn-bench", "rnn-ablation-bench step-time benchmarks")
@@ -54,7 +56,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", autouse=True)
 def bench_threads(request: pytest.FixtureRequest):
-    """Fixed intra-op thread count for the whole session (restored afterwards)."""
+    """Fixed intra-op thread count for the whole session (restored afterwards).
+
+    Also the allocator setting `benchmark.run` uses, so steps are timed as runs make them.
+    """
+    allocator.keep_freed_memory()
     before = torch.get_num_threads()
     torch.set_num_threads(request.config.getoption("bench_threads"))
     yield torch.get_num_threads()
@@ -78,4 +84,5 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         cudnn=torch.backends.cudnn.version() if cuda else None,
         gpu=torch.cuda.get_device_name(0) if cuda else None,
         bench_device="cpu",
+        malloc_keep_freed=allocator.applied(),
     )
