@@ -240,10 +240,12 @@ def test_recurrent_dropout_keeps_lstm_memory_unscaled():
     cs = {}
     for mode in (True, False):
         layer.train(mode)
-        slots = layer._slots()
         w_ih, w_hh, b_ih, b_hh = layer.weights()
         xw = x[0] @ w_ih.t() + b_ih + b_hh
         state = layer.cell.init_state(x.shape[1], H, xw)
+        masks = layer.candidate_masks(1, state[0])  # (T=1, B, H) in training, None at eval
+        assert (masks is None) == (not mode)
+        slots = layer._slots(None if masks is None else masks[0])
         _, (h, c) = layer.cell.step(None, xw, state, 0, slots)
         cs[mode] = c
     torch.testing.assert_close(cs[True].mean(0), cs[False][0], atol=0.01, rtol=0)  # unscaled in expectation

@@ -13,7 +13,9 @@ custom loop and the fused kernels compute the same function on the same paramete
 
 To add a cell: subclass `CellMath`, set `gates` (pre-activation width in units of H),
 `native` (a torch module with the same parameter layout, or None) and write `step`;
-then point a `conf/cell/<name>.yaml` `_target_` at the class.
+then point a `conf/cell/<name>.yaml` `_target_` at the class. A cell may also set `fused`,
+a whole-sequence function with its own backward (LSTM does: `fused.py`); without it the
+layer's autograd loop over `step` runs, which is always correct.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.config import ConfigError
+from benchmark.models.fused import fused_lstm
 
 State = tuple[Tensor, ...]
 
@@ -54,6 +57,8 @@ class CellMath:
         additive: True when the gates depend on `xw + hw` only, so the layer may fold
             `xw_t` into the recurrent GEMM (`addmm(xw_t, h, W_hh^T)`) and pass `xw=None`.
         has_cell_state: True when the state carries a memory besides h (LSTM's c).
+        fused: optional fast path for training, `(xw, w_hh, h_mask, c_masks, norm_h, norm_c[, norm_x,
+            bias])` -> (T, B, H), computing exactly what the layer's loop over `step` computes.
     """
 
     name: ClassVar[str] = "cell"
@@ -61,6 +66,7 @@ class CellMath:
     native: ClassVar[Optional[type[nn.RNNBase]]] = None
     additive: ClassVar[bool] = True
     has_cell_state: ClassVar[bool] = False
+    fused: ClassVar[Optional[Callable[..., Tensor]]] = None
 
     def init_state(self, batch: int, hidden: int, like: Tensor) -> State:
         """Zero initial state, (B, H) per state tensor."""
@@ -104,6 +110,7 @@ class LSTMCell(CellMath):
     gates = 4
     native = nn.LSTM
     has_cell_state = True
+    fused = staticmethod(fused_lstm)
 
     def step(self, xw, hw, state, t, slots):
         h, c = state

@@ -11,8 +11,11 @@ The custom loop is O(T) in time and memory, forward and backward:
 - steps are taken with `unbind(0)` (indexing `xw[t]` makes backward O(T²));
 - when the cell is additive and h is not normalised, `xw_t` rides in the recurrent GEMM
   as its bias: `addmm(xw_t, h, W_hh^T)`.
-Deferring W_hh's gradient to one GEMM per sequence was measured slower on the 2-core CPU
-(the concatenations cost more than the per-step GEMMs save), so autograd forms it per step.
+Cells that declare a `fused` sequence function (LSTM: `fused.py`, a hand-written backward
+with one GEMM for W_hh's gradient) take it in training with gradients on; everything else,
+and every cell from outside the package, runs this autograd loop, which stays the reference.
+Dropout masks are drawn before the loop, once per sequence ((B, H), Gal) or per step
+((T, B, H), Semeniuta), so both paths and the compiled step see the same masks.
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ import math
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.config import BNPlacement, DropoutPlacement, RegConfig
@@ -96,23 +98,29 @@ class RecurrentLayer(nn.Module):
             return self.rnn(x)[0]
         return self._loop(x, hiddens)
 
-    def _slots(self) -> Slots:
+    def candidate_masks(self, T: int, like: Tensor) -> Optional[Tensor]:
+        """Semeniuta's (T, B, H) inverted-dropout masks on the candidate, fresh each step; None when off."""
+        if not (self.p_candidate > 0 and self.training):
+            return None
+        return sequence_mask(like.new_empty(T, *like.shape), self.p_candidate)
+
+    def _slots(self, c_mask: Optional[Tensor] = None) -> Slots:
+        """The cell's regulariser hooks; `c_mask` (B, H) is this step's candidate mask."""
         slots = Slots()
-        if self.p_candidate > 0 and self.training:
-            p = self.p_candidate
-            slots.candidate = lambda g: F.dropout(g, p, True)  # fresh mask per step
+        if c_mask is not None:
+            slots.candidate = c_mask.mul
         if self.norm_c is not None:
             slots.cell_norm = self.norm_c.step
         return slots
 
-    def _step(self, xw_t: Tensor, state: tuple[Tensor, ...], h_mask: Optional[Tensor], w_hh_t: Tensor,
-              b_hh: Tensor, t: int, slots: Optional[Slots] = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def _step(self, xw_t: Tensor, state: tuple[Tensor, ...], h_mask: Optional[Tensor], c_mask: Optional[Tensor],
+              w_hh_t: Tensor, b_hh: Tensor, t: int, slots: Optional[Slots] = None) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One step of the custom loop: xw_t (B, gH) -> h_t (B, H) and the new state.
 
         Everything per step lives here, so `benchmark.accel` can compile exactly this (never the
-        unrolled loop). `slots=None` builds them here (the compiled path).
+        unrolled loop). `slots=None` builds them here (the compiled path and candidate dropout).
         """
-        slots = self._slots() if slots is None else slots
+        slots = self._slots(c_mask) if slots is None else slots
         cell, norm_h, additive = self.cell, self.norm_h, self.cell.additive
         h = state[0] if h_mask is None else state[0] * h_mask  # Gal: the same mask every step
         if additive and norm_h is None:  # xw_t rides in the recurrent GEMM as its bias
@@ -122,28 +130,44 @@ class RecurrentLayer(nn.Module):
             return cell.step(xw_t, hw if additive else hw + b_hh, state, t, slots)
         return cell.step(xw_t, torch.addmm(b_hh, h, w_hh_t), state, t, slots)
 
+    def _can_fuse(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> bool:
+        """The cell's fused sequence function applies: training with gradients, nothing per step to hook."""
+        return (self.cell.fused is not None and self.training and torch.is_grad_enabled() and hiddens is None
+                and self.compiled_step is None and not torch.is_autocast_enabled(x.device.type)
+                and all(n is None or n.training for n in (self.norm_x, self.norm_h, self.norm_c)))
+
     def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> Tensor:
         T, B, _ = x.shape
         w_ih, w_hh, b_ih, b_hh = self.weights()
         additive = self.cell.additive  # gates see xw + hw only: b_hh can join b_ih in xw
         bias = b_ih + b_hh if additive else b_ih
+        fuse = self._can_fuse(x, hiddens)
         if self.norm_x is None:
             xw = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, -1)  # (T, B, gH): one GEMM
+        elif fuse and isinstance(self.norm_x, StepBatchNorm):  # the fused loop normalises each step itself
+            xw = torch.matmul(x, w_ih.t())
         else:
             xw = self.norm_x(torch.matmul(x, w_ih.t())) + bias
-        w_hh_t = w_hh.t()
         state = self.cell.init_state(B, self.hidden_size, xw)
         h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
+        c_masks = self.candidate_masks(T, state[0])
+        compiled = self.compiled_step
+        if fuse:
+            if isinstance(self.norm_x, StepBatchNorm):
+                return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, self.norm_x, bias)
+            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c)
+        w_hh_t = w_hh.t()
         # benchmark.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
         # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a
         # fresh closure passed in would force a recompile per call.
-        compiled, slots = self.compiled_step, (self._slots() if self.compiled_step is None else None)
+        slots = self._slots() if compiled is None and c_masks is None else None
+        step_masks = c_masks.unbind(0) if c_masks is not None else (None,) * T
         outs: list[Tensor] = []
-        for t, xw_t in enumerate(xw.unbind(0)):
+        for t, (xw_t, c_mask) in enumerate(zip(xw.unbind(0), step_masks)):
             if compiled is None:
-                h, state = self._step(xw_t, state, h_mask, w_hh_t, b_hh, t, slots)
+                h, state = self._step(xw_t, state, h_mask, c_mask, w_hh_t, b_hh, t, slots)
             else:
-                h, state = compiled(self, xw_t, state, h_mask, w_hh_t, b_hh, t)
+                h, state = compiled(self, xw_t, state, h_mask, c_mask, w_hh_t, b_hh, t)
             if hiddens is not None:
                 h.retain_grad()
                 hiddens.append(h)
