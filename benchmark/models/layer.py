@@ -142,9 +142,10 @@ class RecurrentLayer(nn.Module):
         additive = self.cell.additive  # gates see xw + hw only: b_hh can join b_ih in xw
         bias = b_ih + b_hh if additive else b_ih
         fuse = self._can_fuse(x, hiddens)
+        fuse_norm_x = fuse and isinstance(self.norm_x, StepBatchNorm)  # the fused loop normalises W_ih·x per step
         if self.norm_x is None:
             xw = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, -1)  # (T, B, gH): one GEMM
-        elif fuse and isinstance(self.norm_x, StepBatchNorm):  # the fused loop normalises each step itself
+        elif fuse_norm_x:
             xw = torch.matmul(x, w_ih.t())
         else:
             xw = self.norm_x(torch.matmul(x, w_ih.t())) + bias
@@ -153,9 +154,8 @@ class RecurrentLayer(nn.Module):
         c_masks = self.candidate_masks(T, state[0])
         compiled = self.compiled_step
         if fuse:
-            if isinstance(self.norm_x, StepBatchNorm):
-                return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, self.norm_x, bias)
-            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c)
+            norm_x_and_bias = (self.norm_x, bias) if fuse_norm_x else ()
+            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias)
         w_hh_t = w_hh.t()
         # benchmark.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
         # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a
