@@ -37,34 +37,48 @@ def _tanh_(x: Tensor) -> Tensor:
     return x.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
-def _bn_train(x: Tensor, eps: float, avg: Tensor, xhat: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    """Training BN statistics of x (B, F) as F.batch_norm computes them; returns 1/σ (1, F).
+class _StepBN:
+    """One per-step training BN inside the fused loop (Cooijmans): what it saves and how it differentiates.
 
-    Writes x̂ into `xhat` and the batch mean and (biased) variance into the (1, F) rows
-    `mean` and `var`; `avg` is a (1, B) row of 1/B, so batch means are small GEMMs.
+    Computes what `StepBatchNorm.step` computes in training, with batch means as GEMMs by
+    `avg`, a (1, B) row of 1/B. Keeps x̂ and 1/σ per step for backward, and each step's mean
+    and (biased) variance for `norm.update_population` after the loop.
     """
-    torch.mm(avg, x, out=mean)
-    xc = torch.sub(x, mean, out=xhat)
-    torch.mm(avg, xc * xc, out=var)
-    invstd = (var + eps).rsqrt_()
-    xc.mul_(invstd)
-    return invstd
 
+    def __init__(self, norm: StepBatchNorm, T: int, like: Tensor, avg: Tensor) -> None:
+        B, F = like.shape[1], norm.features
+        self.norm, self.avg = norm, avg
+        self.gamma = norm.weight.detach()
+        self.beta = norm.bias.detach() if norm.bias is not None else None
+        self.xhat = like.new_empty(T, B, F)
+        self.stats = like.new_empty(2, T, 1, F)  # batch mean, variance; then the means of dy, dy·x̂
+        self.invstd: list[Tensor] = []
 
-def _update_population(norm: StepBatchNorm, means: Tensor, variances: Tensor, batch: int) -> None:
-    """Rows 0..min(T, max_steps)-1 move towards each step's statistics, as `StepBatchNorm.step` does."""
-    n = min(means.shape[0], norm.max_steps)
-    norm.running_mean[:n].lerp_(means[:n], norm.momentum)
-    norm.running_var[:n].lerp_(variances[:n] * (batch / (batch - 1)), norm.momentum)  # unbiased, like torch
+    def forward(self, x: Tensor, t: int) -> Tensor:
+        """x̂_t of x (B, F), kept for backward; the caller applies γ (and β) where the output goes."""
+        mean, var = self.stats[0, t], self.stats[1, t]
+        torch.mm(self.avg, x, out=mean)
+        xc = torch.sub(x, mean, out=self.xhat[t])
+        torch.mm(self.avg, xc * xc, out=var)
+        invstd = (var + self.norm.eps).rsqrt_()
+        self.invstd.append(invstd)
+        return xc.mul_(invstd)
 
+    def update_population(self) -> None:
+        self.norm.update_population(self.stats[0, :, 0], self.stats[1, :, 0], self.xhat.shape[1])
 
-def _bn_backward(dy: Tensor, xhat: Tensor, invstd: Tensor, gamma: Tensor, avg: Tensor, m_dyx: Tensor,
-                 m_dy: Tensor, out: Tensor) -> None:
-    """∂L/∂x of training BN into `out`, given ∂L/∂y; leaves the batch means of dy·x̂ and dy in
-    the (1, F) rows m_dyx and m_dy (the gain and bias gradients are B times their sums)."""
-    torch.mm(avg, dy, out=m_dy)
-    torch.mm(avg, dy * xhat, out=m_dyx)
-    torch.addcmul(dy - m_dy, xhat, m_dyx, value=-1, out=out).mul_(gamma * invstd)
+    def backward(self, dy: Tensor, t: int, out: Tensor) -> Tensor:
+        """∂L/∂x_t into `out` given ∂L/∂y_t; keeps the batch means of dy and dy·x̂ for `grads`."""
+        xhat, m_dy, m_dyx = self.xhat[t], self.stats[0, t], self.stats[1, t]  # forward's stats are spent
+        torch.mm(self.avg, dy, out=m_dy)
+        torch.mm(self.avg, dy * xhat, out=m_dyx)
+        return torch.addcmul(dy - m_dy, xhat, m_dyx, value=-1, out=out).mul_(self.gamma * self.invstd[t])
+
+    def grads(self) -> tuple[Tensor, Optional[Tensor]]:
+        """∂L/∂γ and ∂L/∂β (None without β): B times the summed batch means."""
+        B = self.xhat.shape[1]
+        d_beta = self.stats[0].sum((0, 1)).mul_(B) if self.beta is not None else None
+        return self.stats[1].sum((0, 1)).mul_(B), d_beta
 
 
 class FusedLSTM(torch.autograd.Function):
@@ -87,30 +101,18 @@ class FusedLSTM(torch.autograd.Function):
         tcs = xw.new_empty(T, B, H)  # tanh(N(c_t))
         hin = hs[:-1] if h_mask is None else xw.new_empty(T, B, H)  # what W_hh multiplies (Gal: masked)
         avg = xw.new_full((1, B), 1.0 / B)
-        # recurrent BN (Cooijmans): x̂ and 1/σ per step for backward, batch mean/variance per step
-        # for the population statistics, updated once after the loop
-        xhat_x = xw.new_empty(T, B, G) if norm_x is not None else None  # with norm_x, xw is W_ih·x alone
-        mv_x = xw.new_empty(2, T, 1, G) if norm_x is not None else None
-        inv_x: list[Tensor] = []
-        xhat_h = xw.new_empty(T, B, G) if norm_h is not None else None
-        xhat_c = xw.new_empty(T, B, H) if norm_c is not None else None
-        mv_h = xw.new_empty(2, T, 1, G) if norm_h is not None else None
-        mv_c = xw.new_empty(2, T, 1, H) if norm_c is not None else None
+        bn_x, bn_h, bn_c = (None if n is None else _StepBN(n, T, xw, avg) for n in (norm_x, norm_h, norm_c))
         scratch = xw.new_empty(B, G) if norm_h is not None else None
-        inv_h: list[Tensor] = []
-        inv_c: list[Tensor] = []
         for t in range(T):
             h = hs[t] if h_mask is None else torch.mul(hs[t], h_mask, out=hin[t])
             a = acts[t]
             x_side = xw[t]
-            if norm_x is not None:  # γ_x·BN(W_ih·x) + b, the bias shared and outside both BNs
-                inv_x.append(_bn_train(xw[t], norm_x.eps, avg, xhat_x[t], mv_x[0, t], mv_x[1, t]))
-                x_side = torch.addcmul(bias, xhat_x[t], gamma_x, out=a)
-            if norm_h is None:
+            if bn_x is not None:  # γ_x·BN(W_ih·x) + b: with norm_x, xw is W_ih·x alone and the bias comes after
+                x_side = torch.addcmul(bias, bn_x.forward(xw[t], t), gamma_x, out=a)
+            if bn_h is None:
                 torch.addmm(x_side, h, wt, out=a)
             else:
-                inv_h.append(_bn_train(torch.mm(h, wt, out=scratch), norm_h.eps, avg, xhat_h[t], mv_h[0, t], mv_h[1, t]))
-                torch.addcmul(x_side, xhat_h[t], gamma_h, out=a)  # + γ_h·BN(W_hh·h)
+                torch.addcmul(x_side, bn_h.forward(torch.mm(h, wt, out=scratch), t), gamma_h, out=a)  # + γ_h·BN(W_hh·h)
             a[:, g_cols].mul_(2)
             a.sigmoid_()
             a[:, g_cols].mul_(2).sub_(1)
@@ -118,40 +120,34 @@ class FusedLSTM(torch.autograd.Function):
             if c_masks is not None:
                 g = g * c_masks[t]  # Semeniuta: the candidate only
             c = torch.mul(f, cs[t], out=cs[t + 1]).addcmul_(i, g)
-            if norm_c is None:
+            if bn_c is None:
                 tcs[t].copy_(c)
+            elif beta_c is None:
+                torch.mul(bn_c.forward(c, t), gamma_c, out=tcs[t])
             else:
-                inv_c.append(_bn_train(c, norm_c.eps, avg, xhat_c[t], mv_c[0, t], mv_c[1, t]))
-                if beta_c is None:
-                    torch.mul(xhat_c[t], gamma_c, out=tcs[t])
-                else:
-                    torch.addcmul(beta_c, xhat_c[t], gamma_c, out=tcs[t])
+                torch.addcmul(beta_c, bn_c.forward(c, t), gamma_c, out=tcs[t])
             torch.mul(o, _tanh_(tcs[t]), out=hs[t + 1])
-        for norm, mv in ((norm_h, mv_h), (norm_c, mv_c), (norm_x, mv_x)):
-            if norm is not None:
-                _update_population(norm, mv[0, :, 0], mv[1, :, 0], B)
-        ctx.save_for_backward(w_hh, gamma_h, gamma_c, gamma_x)  # inputs: autograd checks they are not modified in place
-        ctx.bufs = (acts, cs, tcs, hin, avg, xhat_h, xhat_c, xhat_x, inv_h, inv_c, inv_x, h_mask, c_masks)
-        ctx.has_beta_c = beta_c is not None
+        bns = (bn_x, bn_h, bn_c)
+        for bn in bns:
+            if bn is not None:
+                bn.update_population()
+        ctx.save_for_backward(w_hh)  # an input: autograd checks it is not modified in place before backward
+        ctx.bufs = (acts, cs, tcs, hin, bns, h_mask, c_masks)
         return hs[1:]
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Tensor) -> tuple[Optional[Tensor], ...]:
-        w_hh, gamma_h, gamma_c, gamma_x = ctx.saved_tensors
-        acts, cs, tcs, hin, avg, xhat_h, xhat_c, xhat_x, inv_h, inv_c, inv_x, h_mask, c_masks = ctx.bufs
+        (w_hh,) = ctx.saved_tensors
+        acts, cs, tcs, hin, (bn_x, bn_h, bn_c), h_mask, c_masks = ctx.bufs
         T, B, H = dy.shape
         G = 4 * H
-        dG = dy.new_empty(T, B, G)  # ∂L/∂gates = ∂L/∂xw
-        dA = dG if gamma_h is None else dy.new_empty(T, B, G)  # ∂L/∂(W_hh·h)
+        dG = dy.new_empty(T, B, G)  # ∂L/∂gates (= ∂L/∂xw without norm_x)
+        dA = dG if bn_h is None else dy.new_empty(T, B, G)  # ∂L/∂(W_hh·h)
+        dX = dG if bn_x is None else dy.new_empty(T, B, G)  # ∂L/∂xw
         dh = dy.new_zeros(B, H)  # ∂L/∂h_t from later steps (after the mask)
         dc_next = dy.new_zeros(B, H)
         tmp, dn, dc_bn = dy.new_empty(B, H), dy.new_empty(B, H), dy.new_empty(B, H)
-        # per-step batch means of dy·x̂ and dy: B times their sums are the BN gain and bias gradients
-        m_h = dy.new_empty(2, T, 1, G) if gamma_h is not None else None
-        m_c = dy.new_empty(2, T, 1, H) if gamma_c is not None else None
-        m_x = dy.new_empty(2, T, 1, G) if gamma_x is not None else None
-        dX = dG if gamma_x is None else dy.new_empty(T, B, G)  # ∂L/∂xw
         for t in reversed(range(T)):
             dh.add_(dy[t])
             i, f, g, o = acts[t].chunk(4, 1)
@@ -159,10 +155,7 @@ class FusedLSTM(torch.autograd.Function):
             tc = tcs[t]
             _sigmoid_backward(torch.mul(dh, tc, out=tmp), o, grad_input=do)
             _tanh_backward(torch.mul(dh, o, out=tmp), tc, grad_input=dn)
-            dc = dn
-            if gamma_c is not None:
-                _bn_backward(dn, xhat_c[t], inv_c[t], gamma_c, avg, m_c[0, t], m_c[1, t], out=dc_bn)
-                dc = dc_bn
+            dc = dn if bn_c is None else bn_c.backward(dn, t, out=dc_bn)
             dc.add_(dc_next)
             gd = g if c_masks is None else g * c_masks[t]
             _sigmoid_backward(torch.mul(dc, gd, out=tmp), i, grad_input=di)
@@ -172,10 +165,10 @@ class FusedLSTM(torch.autograd.Function):
             _tanh_backward(tmp, g, grad_input=dg)
             _sigmoid_backward(torch.mul(dc, cs[t], out=tmp), f, grad_input=df)
             torch.mul(dc, f, out=dc_next)
-            if gamma_h is not None:
-                _bn_backward(dG[t], xhat_h[t], inv_h[t], gamma_h, avg, m_h[0, t], m_h[1, t], out=dA[t])
-            if gamma_x is not None:
-                _bn_backward(dG[t], xhat_x[t], inv_x[t], gamma_x, avg, m_x[0, t], m_x[1, t], out=dX[t])
+            if bn_h is not None:
+                bn_h.backward(dG[t], t, out=dA[t])
+            if bn_x is not None:
+                bn_x.backward(dG[t], t, out=dX[t])
             if t > 0:  # h_0 is a constant zero state
                 torch.mm(dA[t], w_hh, out=dh)
                 if h_mask is not None:
@@ -183,11 +176,10 @@ class FusedLSTM(torch.autograd.Function):
         d_w_hh = None
         if ctx.needs_input_grad[1]:
             d_w_hh = dA.view(T * B, G).t().mm(hin.reshape(T * B, H))  # one GEMM for all steps
-        d_gamma_h = m_h[0].sum((0, 1)).mul_(B) if gamma_h is not None else None
-        d_gamma_c = m_c[0].sum((0, 1)).mul_(B) if gamma_c is not None else None
-        d_beta_c = m_c[1].sum((0, 1)).mul_(B) if ctx.has_beta_c else None
-        d_gamma_x = m_x[0].sum((0, 1)).mul_(B) if gamma_x is not None else None
-        d_bias = dG.sum((0, 1)) if gamma_x is not None and ctx.needs_input_grad[6] else None
+        d_gamma_h = bn_h.grads()[0] if bn_h is not None else None
+        d_gamma_c, d_beta_c = bn_c.grads() if bn_c is not None else (None, None)
+        d_gamma_x = bn_x.grads()[0] if bn_x is not None else None
+        d_bias = dG.sum((0, 1)) if bn_x is not None and ctx.needs_input_grad[6] else None
         return dX, d_w_hh, d_gamma_h, d_gamma_c, d_beta_c, d_gamma_x, d_bias, None, None, None, None, None
 
 

@@ -34,21 +34,24 @@ class StepBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(max_steps, features))
         self.register_buffer("running_var", torch.ones(max_steps, features))
 
-    def rows(self, t: int) -> tuple[Optional[Tensor], Optional[Tensor]]:
-        """Step t's population-statistics rows (views, updated in place in training).
-
-        In training, steps beyond `max_steps` have no row (batch statistics only); at eval
-        they read the last row.
-        """
-        if self.training and t >= self.max_steps:
-            return None, None
-        row = min(t, self.max_steps - 1)
-        return self.running_mean[row], self.running_var[row]
-
     def step(self, x: Tensor, t: int) -> Tensor:
         """Normalise one step's (B, F) with step t's statistics (fused kernel)."""
-        rm, rv = self.rows(t)
+        row = min(t, self.max_steps - 1)
+        if self.training and t >= self.max_steps:  # batch stats, no row to update
+            rm = rv = None
+        else:
+            rm, rv = self.running_mean[row], self.running_var[row]  # views: updated in place
         return F.batch_norm(x, rm, rv, self.weight, self.bias, self.training, self.momentum, self.eps)
+
+    @torch.no_grad()
+    def update_population(self, means: Tensor, variances: Tensor, batch: int) -> None:
+        """Training update from per-step batch statistics (T, F), as `step` makes it row by row.
+
+        Rows 0..min(T, max_steps)-1 move towards their step's mean and unbiased variance.
+        """
+        n = min(means.shape[0], self.max_steps)
+        self.running_mean[:n].lerp_(means[:n], self.momentum)
+        self.running_var[:n].lerp_(variances[:n] * (batch / (batch - 1)), self.momentum)
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise a whole (T, B, F) sequence, each step with its own statistics, at once."""
