@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import nullcontext
 from typing import Any, Callable, Optional
 
 import torch
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from benchmark.config import Accel, ConfigError
 from benchmark.models.layer import RecurrentLayer
+from benchmark.precision import autocast, sync
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 RECOMPILE_LIMIT = 64  # cells × regs × train/eval × grad mode of a sweep in one process; default 8 is too few
@@ -71,23 +71,13 @@ def check_graph_device(device: torch.device) -> None:
                           + ("" if torch.cuda.is_available() else " and torch sees no CUDA device") + ".")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def first_call_s(fn: Callable[[], Any], device: torch.device) -> float:
     """Seconds of one synchronised call: the first call of a compiled step pays its compile."""
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
-
-
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    # cache_enabled=False: autocast's weight-cast cache must not outlive a graph capture
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=False) if dtype is not None else nullcontext()
 
 
 class CudaGraphStep:
@@ -118,7 +108,7 @@ class CudaGraphStep:
         grads_before = [p.grad for p in self.params]
 
         def body() -> Tensor:
-            with _autocast(self.device, autocast_dtype):
+            with autocast(self.device.type, autocast_dtype, cache_enabled=False):
                 out = model(self.static_x)
             loss = loss_fn(out, self.static_y)
             if not forward_only:
@@ -144,7 +134,7 @@ class CudaGraphStep:
                 v.copy_(buffers[k])
         for p, g in zip(self.params, grads_before):
             p.grad = g
-        torch.cuda.synchronize(self.device)
+        sync(self.device)
         self.capture_s = time.perf_counter() - t0
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
@@ -189,7 +179,7 @@ class EagerForwardBackward:
         self.model, self.loss_fn, self.dtype = model, loss_fn, autocast_dtype
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        with torch.autocast(x.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext():
+        with autocast(x.device.type, self.dtype):
             out = self.model(x)
         loss = self.loss_fn(out, y)
         loss.backward()

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import torch
 
 from benchmark import allocator
+from benchmark.precision import cpu_bf16_fallbacks
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,6 +99,8 @@ def collect(device: torch.device, precision: str, start_time: str) -> dict[str, 
         "tf32": bool(cuda and torch.backends.cuda.matmul.allow_tf32),
         "precision": precision,
         "autocast_dtype": "bfloat16" if precision == "bf16" else None,
+        # fused CPU kernels that ran in float32 under bf16 autocast (no bf16 kernel on this CPU)
+        "cpu_bf16_fp32_fallback": cpu_bf16_fallbacks() if precision == "bf16" and not cuda else None,
         **precision_flags(),
         "gpu_clocks": clocks,
         "gpu_clocks_error": clocks_error,

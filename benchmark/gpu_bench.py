@@ -36,6 +36,7 @@ from benchmark import allocator, envinfo
 from benchmark.config import (Accel, BNConfig, BNPlacement, DropoutConfig, DropoutPlacement, Impl, Precision,
                               RegConfig, RegName)
 from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.precision import autocast_dtype, set_tf32, sync
 from benchmark.timing import StepFns, median_iqr, step_fns, time_calls
 
 SKIP_NO_CUDA = "skipped: no CUDA device (torch.cuda.is_available() is False)"
@@ -101,11 +102,6 @@ class Row:
     samples_fwd_bwd: list[float] = field(default_factory=list)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _loss(y_hat: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(y_hat.float(), y)
 
@@ -117,7 +113,7 @@ def prepare(v: Variant, cell: str, args: argparse.Namespace, x: Tensor, y: Tenso
     Setup = build + compile (the first synchronised forward+backward) or CUDA-graph capture.
     """
     device = x.device
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     torch.manual_seed(0)  # the same initial weights for every variant of a cell
     spec = ModelSpec(cell=get_cell(cell), input_size=args.input, hidden_size=args.hidden, num_layers=1,
@@ -130,7 +126,7 @@ def prepare(v: Variant, cell: str, args: argparse.Namespace, x: Tensor, y: Tenso
         if v.accel is Accel.compile:
             with torch.enable_grad():
                 fns[1]()  # compiles the step, forward and backward
-    _sync(device)
+    sync(device)
     return fns, time.perf_counter() - t0
 
 
@@ -218,10 +214,8 @@ def print_table(rows: list[Row], summary: list[dict[str, Any]], title: str) -> N
 
 def set_precision(precision: Precision) -> Optional[torch.dtype]:
     """fp32: TF32 off everywhere (cuDNN's default is on); tf32: on; bf16: autocast, TF32 off."""
-    tf32 = precision is Precision.tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    return torch.bfloat16 if precision is Precision.bf16 else None
+    set_tf32(precision)
+    return autocast_dtype(precision)
 
 
 def environment(device: torch.device, precision: Precision, start: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
-from benchmark.config import Accel, ConfigError, Device, Precision, RunConfig, register_configs, validate
+from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
 from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
                           run_dir, run_id)
@@ -52,7 +52,8 @@ from benchmark.launch import gpu_slot, threads_for_job
 from benchmark.models import ModelSpec, build_model, check_cell_class, resolve_impl
 from benchmark.tasks import Task, check_task
 from benchmark.timing import MemoryMeter, time_model
-from benchmark.train import HISTORY_COLUMNS, TrainResult, autocast_dtype, final_metrics, train
+from benchmark.precision import autocast_dtype, set_tf32
+from benchmark.train import HISTORY_COLUMNS, TrainResult, final_metrics, train
 
 log = logging.getLogger("benchmark.run")
 SCHEMA_VERSION = 1
@@ -123,9 +124,7 @@ def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:
     np.random.seed(cfg.seed % 2**32)
     torch.manual_seed(cfg.seed)  # CPU and every CUDA device
     torch.set_num_threads(threads or _DEFAULT_THREADS)
-    tf32 = cfg.precision is Precision.tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    set_tf32(cfg.precision)
 
 
 def identity(p: Prepared) -> dict[str, Any]:

@@ -20,13 +20,14 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
+
+from benchmark.precision import autocast, sync
 
 
 @dataclass
@@ -55,14 +56,14 @@ def _time(fn: Callable[[], None], warmup: int, repeats: int, device: torch.devic
         fn()
     out: list[float] = []
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        sync(device)
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                   for _ in range(repeats)]
         for start, end in events:
             start.record()
             fn()
             end.record()
-        torch.cuda.synchronize(device)
+        sync(device)
         return [s.elapsed_time(e) for s, e in events]
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -82,7 +83,7 @@ def step_fns(m: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tenso
     params = list(m.parameters())
 
     def ctx():
-        return torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        return autocast(device.type, autocast_dtype)
 
     def fwd() -> None:
         with ctx():

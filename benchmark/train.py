@@ -15,7 +15,6 @@ import math
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from benchmark.accel import forward_backward
 from benchmark.config import Accel, Optimizer, Precision, Scheduler, TrainConfig
+from benchmark.precision import autocast, autocast_dtype
 from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
 from benchmark.tasks.base import Task
 
@@ -32,14 +32,6 @@ HISTORY_COLUMNS = ["step", "train_loss", "grad_norm", "clipped", "lr", "tokens_p
                    "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "val_loss", "val_accuracy",
                    "val_metric"]
 EVAL_BATCH = 512  # evaluation batch; BN uses population statistics in eval, so size does not matter
-
-
-def autocast_dtype(precision: Precision) -> Optional[torch.dtype]:
-    return torch.bfloat16 if precision is Precision.bf16 else None
-
-
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @dataclass
@@ -127,7 +119,7 @@ def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.d
     model.eval()
     outs, n = [], len(x) if max_batches <= 0 else min(len(x), max_batches * EVAL_BATCH)
     for i in range(0, n, EVAL_BATCH):
-        with _autocast(device, dtype):
+        with autocast(device.type, dtype):
             outs.append(model(x[i:i + EVAL_BATCH].to(device)).float().cpu())
     model.train(was_training)
     y_hat, y = torch.cat(outs), y[:n]

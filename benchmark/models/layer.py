@@ -29,6 +29,7 @@ from benchmark.config import BNPlacement, DropoutPlacement, RegConfig
 from benchmark.models.cells import CellMath, Slots
 from benchmark.models.dropout import sequence_mask
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
+from benchmark.precision import native_rnn
 
 
 class CellParams(nn.Module):
@@ -95,7 +96,7 @@ class RecurrentLayer(nn.Module):
     def forward(self, x: Tensor, custom: bool, hiddens: Optional[list[Tensor]] = None) -> Tensor:
         """x: (T, B, I) -> (T, B, H). `hiddens`, if given, collects each h_t with retain_grad()."""
         if not custom and hiddens is None:
-            return self.rnn(x)[0]
+            return native_rnn(self.rnn, x)  # fp32 where this CPU has no bf16 kernel for it
         return self._loop(x, hiddens)
 
     def candidate_masks(self, T: int, like: Tensor) -> Optional[Tensor]:
