@@ -175,8 +175,8 @@ def bench_plan(cells: Sequence[str], seq_lens: Sequence[int],
         for t in seq_lens:
             ref = BenchPoint(cell, REFERENCE_IMPL, get(REFERENCE), t)
             out.append(ref)
-            out += [BenchPoint(cell, impl, v, t) for v in chosen for impl in IMPLS
-                    if impl in v.impls and not (v.name == REFERENCE and impl == REFERENCE_IMPL)]
+            points = (BenchPoint(cell, impl, v, t) for v in chosen for impl in IMPLS if impl in v.impls)
+            out += [p for p in points if not p.is_reference]
     return out
 
 

@@ -202,3 +202,19 @@ def test_confirmation_run_a_regression_must_show_in_every_run(tmp_path, baseline
     assert code == 1 and verdicts(out)["lstm-custom-none-T50"] == "REGRESSION"
     code, out = check(fluke, clean, "--baseline", tmp_path / "new.json", "--write-baseline")
     assert code == 2 and "exactly one run" in out
+
+
+def test_a_failed_baseline_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    run = bench_json(tmp_path / "run.json", RATIOS, seed=0)
+    out = tmp_path / "baselines" / "cpu.json"
+    out.parent.mkdir()
+    out.write_text("old baseline\n")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("benchmark.io.os.replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        check(run, "--baseline", out, "--write-baseline")
+    assert out.read_text() == "old baseline\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cpu.json"]

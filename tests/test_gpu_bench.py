@@ -116,3 +116,17 @@ def test_cuda_bench_runs_every_variant(tmp_path):  # pragma: no cover - GPU mach
     assert rc == 0, [r["error"] for r in data["rows"] if r["error"]]
     assert data["timing_method"] == "cuda_events" and data["env"]["device"] == "cuda"
     assert {r["accel"] for r in data["rows"]} == {"none", "compile", "graph"}
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    out = tmp_path / "gpu.json"
+    out.write_text("previous run\n")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("benchmark.io.os.replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        gpu_bench.main(TINY + ["--cells", "rnn", "--seq-lens", "5", "--variants", "none", "--out", str(out)])
+    assert out.read_text() == "previous run\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["gpu.json"]
