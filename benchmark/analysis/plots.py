@@ -18,8 +18,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # used directly: no pyplot, no display backend, nothing global
 
-REG_ORDER = ["none", "bn", "dropout", "both"]
-CELL_ORDER = ["rnn", "lstm", "gru"]
+from benchmark.analysis.comparisons import CELL_ORDER, REG_ORDER, ordered
+
 IMPL_ORDER = ["native", "custom"]
 _DASHES = {"native": "", "custom": (4, 2)}  # solid = fused kernel, dashed = the custom loop
 _CB = sns.color_palette("colorblind")  # 10 colours
@@ -27,18 +27,12 @@ _REG_COLOURS = {"none": _CB[7], "bn": _CB[0], "dropout": _CB[1], "both": _CB[2]}
 _SPARE = [_CB[i] for i in (3, 4, 5, 6, 8, 9)]
 
 
-def ordered(levels: Sequence[Any], order: Sequence[Any] = ()) -> list[Any]:
-    """The levels present, known ones in `order` first, the rest sorted."""
-    present = list(dict.fromkeys(v for v in levels if v is not None and not (isinstance(v, float) and np.isnan(v))))
-    return [v for v in order if v in present] + sorted((v for v in present if v not in order), key=str)
-
-
 def reg_palette(levels: Sequence[str]) -> dict[str, Any]:
     """Colour per regulariser (or variant label starting with one): stable across figures."""
     pal: dict[str, Any] = {}
     spare = iter(_SPARE * 4)
     for lv in ordered(levels, REG_ORDER):
-        base = str(lv).split("[")[0].split(" ")[0]
+        base = str(lv).split(".")[0].split("@")[0]
         pal[lv] = _REG_COLOURS.get(base) if base in _REG_COLOURS and _REG_COLOURS[base] not in pal.values() \
             else next(spare)
     return pal
@@ -51,25 +45,45 @@ def _new_ax(ax: Optional[Axes]) -> Axes:
     return fig.add_subplot()
 
 
+def summarise(data: pd.DataFrame, x: str, y: str, by: Sequence[str]) -> pd.DataFrame:
+    """Mean, min and max of `y` per (`by`..., `x`) in one vectorised groupby: the bands of every
+    line figure (seaborn's own error bands estimate per point and cost minutes on large sweeps)."""
+    d = data.dropna(subset=[y])
+    if len(d) == 0:
+        return pd.DataFrame(columns=[*by, x, "mean", "min", "max"])
+    return d.groupby([*by, x], sort=True, observed=True)[y].agg(["mean", "min", "max"]).reset_index()
+
+
+def band_lines(s: pd.DataFrame, x: str, *, ax: Axes, hue: str, style: Optional[str] = None,
+               marker: Optional[str] = None) -> None:
+    """Lines of the summarised mean per hue (and style) level, with the min-max band shaded."""
+    levels = ordered(s[hue].unique(), REG_ORDER)
+    pal = reg_palette(levels)
+    style_kw: dict[str, Any] = {}
+    if style is not None:  # fixed dashes per level, so every panel and figure reads the same
+        order = ordered(s[style].unique(), IMPL_ORDER)
+        style_kw = dict(style=style, style_order=order, dashes={lv: _DASHES.get(lv, (1, 1)) for lv in order})
+    sns.lineplot(data=s, x=x, y="mean", hue=hue, hue_order=levels, palette=pal, estimator=None, errorbar=None,
+                 marker=marker, ax=ax, legend="brief", sort=True, **style_kw)
+    for keys, g in s.groupby([hue] + ([style] if style else []), sort=False, observed=True):
+        level = keys[0] if isinstance(keys, tuple) else keys
+        ax.fill_between(g[x].to_numpy(float), g["min"].to_numpy(float), g["max"].to_numpy(float),
+                        color=pal[level], alpha=0.18, linewidth=0)
+
+
 def vs_length(data: pd.DataFrame, y: str, *, ax: Optional[Axes] = None, hue: str = "reg",
               style: Optional[str] = None, logy: bool = False, ylabel: Optional[str] = None) -> Figure:
     """Mean of `y` over seeds against seq_len (one line per hue level); band = min-max over seeds,
     dots = single seeds."""
     ax = _new_ax(ax)
     d = data.dropna(subset=[y])
-    levels = ordered(d[hue].unique(), REG_ORDER)
-    pal = reg_palette(levels)
     if len(d):
-        style_kw: dict[str, Any] = {}
-        if style is not None:  # fixed dashes per level, so every panel and figure reads the same
-            order = ordered(d[style].unique(), IMPL_ORDER)
-            style_kw = dict(style=style, style_order=order,
-                            dashes={lv: _DASHES.get(lv, (1, 1)) for lv in order})
-        sns.lineplot(data=d, x="seq_len", y=y, hue=hue, hue_order=levels, palette=pal, marker="o",
-                     errorbar=("pi", 100), ax=ax, legend="brief", **style_kw)
+        s = summarise(d, "seq_len", y, [hue] + ([style] if style else []))
+        band_lines(s, "seq_len", ax=ax, hue=hue, style=style, marker="o")
+        pal = reg_palette(ordered(d[hue].unique(), REG_ORDER))
         ax.scatter(d["seq_len"], d[y], s=9, c=[pal[v] for v in d[hue]], alpha=0.5, linewidths=0)
-    if d["seq_len"].nunique() > 1 and d["seq_len"].max() / max(d["seq_len"].min(), 1) >= 8:
-        ax.set_xscale("log")
+        if d["seq_len"].nunique() > 1 and d["seq_len"].max() / max(d["seq_len"].min(), 1) >= 8:
+            ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel("sequence length")
@@ -78,19 +92,19 @@ def vs_length(data: pd.DataFrame, y: str, *, ax: Optional[Axes] = None, hue: str
 
 
 def curves(data: pd.DataFrame, y: str, *, x: str = "step", ax: Optional[Axes] = None, hue: str = "reg",
-           logy: bool = False, ylabel: Optional[str] = None) -> Figure:
-    """A training-time series (grad_norm, val_accuracy, ...) per hue level: mean over seeds,
-    band = min-max over seeds."""
+           logy: bool = False, ylabel: Optional[str] = None, logx: bool = False) -> Figure:
+    """A series (grad_norm over steps, a score over learning rates, ...) per hue level: mean over
+    seeds, band = min-max over seeds."""
     ax = _new_ax(ax)
     d = data.dropna(subset=[y])
     if logy:
         d = d[d[y] > 0]
-    levels = ordered(d[hue].unique(), REG_ORDER)
     if len(d):
-        sns.lineplot(data=d, x=x, y=y, hue=hue, hue_order=levels, palette=reg_palette(levels),
-                     errorbar=("pi", 100), ax=ax, legend="brief")
+        band_lines(summarise(d, x, y, [hue]), x, ax=ax, hue=hue, marker="o" if logx else None)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel or y)
     return ax.figure
