@@ -14,6 +14,7 @@ REPORTS_DIR ?= reports
 FORCE ?= 0
 ARGS ?=
 PYTEST_ARGS ?=
+REPORT_ARGS ?=
 
 # Recursive makes (make called from a test run by make) would add "Entering/Leaving directory"
 # lines after the report path that `make sweep` prints last.
@@ -21,10 +22,10 @@ MAKEFLAGS += --no-print-directory
 
 # Aggregate, then build the report even when aggregate found corrupt run folders (the report
 # lists them), and fail with aggregate's exit status afterwards: nothing is hidden, nothing held back.
-AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
-	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) || exit $$?; exit $$rc
+AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
+	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
 
-.PHONY: setup test test-all sweep report bench bench-check bench-baseline bench-gpu browser clean
+.PHONY: setup test test-all sweep report screenshot bench bench-check bench-baseline bench-gpu bench-analysis browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -47,8 +48,12 @@ sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml, then aggregat
 	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
 	@$(AGGREGATE_AND_REPORT)
 
-report:  ## rebuild the report from existing results
+report:  ## rebuild the report from existing results (REPORT_ARGS="--min-seeds 5 --adjust holm --ci bca ...")
 	@$(AGGREGATE_AND_REPORT)
+
+SCREENSHOT ?= docs/report-claims.png
+screenshot:  ## PNG of the top of reports/$(SWEEP)/index.html (claims and verdicts) -> $(SCREENSHOT), headless Chromium
+	$(VPY) -m benchmark.analysis.screenshot $(REPORTS_DIR)/$(SWEEP)/index.html $(SCREENSHOT)
 
 # --- step-time benchmarks (tests/bench; README "Timing benchmarks and regression checks") ---
 BENCH_DIR ?= results/bench
@@ -84,6 +89,12 @@ GPU_BENCH_ARGS ?=
 
 bench-gpu:  ## custom loop vs cuDNN, fwd and fwd+bwd ratios -> results/bench/gpu.json; prints "skipped" and exits 0 without CUDA
 	$(VPY) -m benchmark.gpu_bench --out $(BENCH_DIR)/gpu.json $(GPU_BENCH_ARGS)
+
+# --- the analysis at scale (tests/bench/bench_analysis.py; docs/analysis-performance.md) ---
+bench-analysis:  ## aggregate + report of synthetic full-shaped sweeps (450 and 1800 runs, 1000 history rows each)
+	mkdir -p $(BENCH_DIR)
+	$(VPY) -m pytest tests/bench/bench_analysis.py -q --benchmark-columns=min,median,rounds \
+		--benchmark-json=$(BENCH_DIR)/analysis.json $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache .benchmarks outputs multirun

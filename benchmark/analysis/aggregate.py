@@ -1,7 +1,7 @@
-"""Every run of a sweep into tidy pandas tables: `python -m benchmark.aggregate results/<sweep>`.
+"""Every run of a sweep into tidy pandas tables: `python -m benchmark.analysis.aggregate results/<sweep>`.
 
 Reads `results/<sweep>/runs/<run_id>/{config.yaml, history.csv, metrics.json}` (see the
-contract in README "One grid point") and writes, next to `runs/`:
+run record, `benchmark/analysis/record.py`) and writes, next to `runs/`:
 
 - `summary.parquet`, `summary.csv`: one row per run folder — every scalar key of
   metrics.json, `env` flattened as `env_*`, plus `path` and `problem`. Folders that are not
@@ -36,7 +36,7 @@ PROFILES_PARQUET, CURVES_PARQUET = "profiles.parquet", "curves.parquet"
 PROFILE_KEYS = {"start": "hidden_grad_profile_start", "end": "hidden_grad_profile_end"}
 # Identity columns copied onto every curve row, so curves.parquet reads on its own.
 IDENTITY = ["run_id", "cell", "reg", "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used",
-            "task", "seq_len", "seed", "status"]
+            "task", "seq_len", "lr", "seed", "status"]
 STATUS_ORDER = ["ok", "diverged", "failed", "incomplete", "corrupt"]
 
 
@@ -84,7 +84,7 @@ def _identity_from_config(folder: Path) -> dict[str, Any]:
     reg = sub("reg")
     return {"cell": sub("cell").get("name"), "reg": reg.get("name"), "task": sub("task").get("name"),
             "seq_len": sub("task").get("seq_len"), "seed": cfg.get("seed"), "impl": cfg.get("impl"),
-            "sweep": cfg.get("sweep"), "hidden_size": cfg.get("hidden_size")}
+            "sweep": cfg.get("sweep"), "hidden_size": cfg.get("hidden_size"), "lr": sub("train").get("lr")}
 
 
 def _flatten(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
@@ -216,7 +216,7 @@ def status_counts(summary: pd.DataFrame) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmark.aggregate", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.aggregate", description=__doc__.splitlines()[0])
     ap.add_argument("sweep_dir", help="results/<sweep> (holds runs/<run_id>/)")
     args = ap.parse_args(argv)
     try:

@@ -246,7 +246,8 @@ def scores_section(s: Sweep) -> dict[str, Any]:
             figs.append(figure(plots.facet(d, plots.vs_length, y="test_metric", hue="variant",
                                            ylabel=f"test {name.iloc[0]}", logy=bool((d["test_metric"] > 0).all()),
                                            title=f"{task}: test {name.iloc[0]} ({direction} is better)"),
-                               f"{task}: the task's own metric vs sequence length"))
+                               f"{task}: test {name.iloc[0]} ({direction} is better, as the task declares) vs "
+                               f"sequence length"))
     return {"figures": figs, "score_table": html_table(tables.spread_table(s.selected, "test_score"),
                                                        table_id="score-table"),
             "accuracy_table": html_table(tables.spread_table(s.selected, "test_accuracy"), table_id="accuracy-table")}

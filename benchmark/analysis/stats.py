@@ -84,9 +84,16 @@ def t_interval(d: np.ndarray, level: float) -> tuple[float, float]:
     m, n = float(d.mean()), d.size
     if n < 2:
         return (math.nan, math.nan)
+    if _constant(d):
+        return (m, m)
     se = float(d.std(ddof=1)) / math.sqrt(n)
     half = float(ss.t.ppf(0.5 + level / 2, n - 1)) * se
     return (m - half, m + half)
+
+
+def _constant(x: np.ndarray) -> bool:
+    """Every value equal, up to rounding (a t-test of such data only measures floating-point noise)."""
+    return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())))
 
 
 def _degenerate_p(mean: float) -> float:
@@ -99,7 +106,7 @@ def paired_p(d: np.ndarray, test: Test, rng: np.random.Generator) -> float:
     """Two-sided p-value of mean(d) = 0."""
     if d.size < 2:
         return math.nan
-    if np.ptp(d) == 0:
+    if _constant(d):
         return _degenerate_p(float(d.mean()))
     if test is Test.t:
         return float(ss.ttest_1samp(d, 0.0).pvalue)
@@ -115,7 +122,7 @@ def unpaired(t: np.ndarray, b: np.ndarray, ci: CI, test: Test, level: float,
     if t.size < 2 or b.size < 2:
         return (math.nan, math.nan, math.nan)
     diff = float(t.mean() - b.mean())
-    if np.ptp(t) == 0 and np.ptp(b) == 0:
+    if _constant(t) and _constant(b):
         return (diff, diff, _degenerate_p(diff))
     welch = ss.ttest_ind(t, b, equal_var=False)
     lo, hi = welch.confidence_interval(level)
@@ -161,7 +168,7 @@ def compare(treat: Mapping[Any, float] | pd.Series, base: Mapping[Any, float] | 
     if len(common) >= 2:
         d = (t.loc[common] - b.loc[common]).to_numpy()  # (n,) per-seed improvement
         lo, hi = t_interval(d, level)
-        if ci is CI.bca and np.ptp(d) > 0:
+        if ci is CI.bca and not _constant(d):
             lo, hi = _bca((d,), lambda x, axis: x.mean(axis), level, rng)
         return Comparison(n=d.size, n_treat=len(t), n_base=len(b), paired=True, mean_diff=float(d.mean()),
                           ci_low=lo, ci_high=hi, p_value=paired_p(d, test, rng), prob_improvement=poi)
