@@ -75,6 +75,7 @@ def endpoints(selected: pd.DataFrame) -> pd.DataFrame:
                                                                                           errors="coerce")
     reached = pd.to_numeric(d.get("steps_to_target"), errors="coerce")
     d["steps_to_target_or_budget"] = reached.fillna(pd.to_numeric(d.get("steps"), errors="coerce"))
+    d["family"] = d["variant"].map(family)
     return d
 
 
@@ -101,7 +102,7 @@ def _pairs(claim: Claim, d: pd.DataFrame, skipped: list[str]) -> list:
         where = ", ".join(f"{k}={v}" for k, v in zip(KEY, keys))
         base_name = BASELINE
         if claim.against_best_of:
-            cands = g[g["variant"].map(family).isin(claim.against_best_of)]
+            cands = g[g["family"].isin(claim.against_best_of)]
             if cands.empty:
                 continue
             base_name = str(cands.groupby("variant")["val_score"].mean().sort_values(ascending=False,
@@ -114,13 +115,13 @@ def _pairs(claim: Claim, d: pd.DataFrame, skipped: list[str]) -> list:
             if not ok:
                 skipped.append(f"{where}: {why}")
                 continue
-        for v in ordered(g.loc[g["variant"].map(family) == claim.treatment, "variant"].unique()):
+        for v in ordered(g.loc[g["family"] == claim.treatment, "variant"].unique()):
             pairs.append(({**dict(zip(KEY, keys)), "variant": v, "baseline": base_name}, g[g["variant"] == v], base))
     return pairs
 
 
 def _why_not(claim: Claim, d: pd.DataFrame, skipped: list[str], opts: Options) -> str:
-    fams = set(d["variant"].map(family)) if len(d) else set()
+    fams = set(d["family"]) if len(d) else set()
     if claim.treatment not in fams:
         return f"no `{claim.treatment}` runs"
     need = set(claim.against_best_of) or {BASELINE}

@@ -119,7 +119,9 @@ def select(done: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_seed(g: pd.DataFrame, value: str, sign: float) -> pd.Series:
-    return sign * g.groupby("seed")[value].mean()
+    """One value per seed (the mean where a seed ran more than once), oriented by `sign`."""
+    v = pd.Series(g[value].to_numpy(float), index=g["seed"].to_numpy())
+    return sign * (v.groupby(level=0).mean() if v.index.has_duplicates else v)
 
 
 def compare_rows(runs: pd.DataFrame, pairs: list[tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]],

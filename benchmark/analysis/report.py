@@ -106,9 +106,12 @@ class Sweep:
     summary: pd.DataFrame  # every run folder, with `variant`
     done: pd.DataFrame  # ok or diverged
     selected: pd.DataFrame  # the comparison runs: one impl, each point's selected learning rate
-    profiles: pd.DataFrame
-    curves: pd.DataFrame
+    profiles: pd.DataFrame  # hidden-gradient profiles of the selected runs at each task's longest length
+    curves: pd.DataFrame  # history rows of the same runs
     impl: Optional[str]  # the impl comparisons use when the sweep has several
+
+
+CURVE_COLUMNS = ("run_id", "step", "grad_norm", "train_loss", "val_score")  # what the figures draw
 
 
 def load_sweep(sweep_dir: Path) -> Sweep:
@@ -124,11 +127,14 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     comp = done if impl is None else done[done["impl"] == impl]
     name = str(summary["sweep"].dropna().iloc[0]) if "sweep" in summary and summary["sweep"].notna().any() \
         else sweep_dir.name
-    ident = done[["run_id", "task", "seq_len", "cell", "variant", "seed"]]
+    selected = cmp.select(comp)
+    longest = selected["seq_len"] == selected.groupby("task")["seq_len"].transform("max")
+    ident = selected.loc[longest, ["run_id", "task", "seq_len", "cell", "variant"]].astype(
+        {"task": "category", "cell": "category", "variant": "category"})
     profiles = a.profiles.merge(ident, on="run_id", how="inner")
-    curves = a.curves.drop(columns=[c for c in ("variant",) if c in a.curves]).merge(
-        ident[["run_id", "variant"]], on="run_id", how="inner") if len(a.curves) else a.curves
-    return Sweep(name, sweep_dir, summary, done, cmp.select(comp), profiles, curves, impl)
+    curves = a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves]).merge(
+        ident, on="run_id", how="inner") if len(a.curves) else pd.DataFrame(columns=[*ident.columns, "step"])
+    return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl)
 
 
 def _ensure_tables(sweep_dir: Path) -> agg_mod.Aggregate:
@@ -138,7 +144,7 @@ def _ensure_tables(sweep_dir: Path) -> agg_mod.Aggregate:
     fresh = all((sweep_dir / n).exists() for n in (agg_mod.SUMMARY_PARQUET, agg_mod.PROFILES_PARQUET,
                                                    agg_mod.CURVES_PARQUET))
     if fresh and summary.stat().st_mtime >= newest:
-        return agg_mod.load(sweep_dir)
+        return agg_mod.load(sweep_dir, curve_columns=CURVE_COLUMNS)
     a = agg_mod.aggregate(sweep_dir)
     agg_mod.write(a, sweep_dir)
     return a
@@ -156,13 +162,21 @@ def _longest(df: pd.DataFrame, task: str) -> int:
 
 
 def claims_section(results: list[claims_mod.ClaimResult]) -> list[dict[str, Any]]:
-    """Section 1: each claim with its comparisons, or why the sweep cannot test it."""
+    """Section 1: each claim, its words per endpoint at a glance, every comparison folded below;
+    or why the sweep cannot test it."""
     out = []
     for r in results:
         rows = [{**{k: r_[k] for k in ("task", "seq_len", "cell", "variant", "baseline", "endpoint")},
                  "base_mean": fmt(r_["baseline_mean"]), **effect_cell(r_)} for _, r_ in r.rows.iterrows()]
+        glance = []
+        for ep, g in r.rows.groupby("endpoint", sort=False):
+            tally = g["verdict"].value_counts()
+            glance.append({"endpoint": ep, "points": len(g), "median": fmt(g["mean_diff"].median(), sign=True),
+                           "n": f"{int(g['n'].min())}–{int(g['n'].max())}" if g["n"].nunique() > 1 else str(int(g["n"].iloc[0])),
+                           "words": [{"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
+                                     for w in stats.WORDS if w in tally]})
         out.append({"key": r.claim.key, "title": r.claim.title, "summary": r.summary, "testable": not r.not_testable,
-                    "condition": r.claim.condition_text, "skipped": r.skipped, "rows": rows})
+                    "condition": r.claim.condition_text, "skipped": r.skipped, "rows": rows, "glance": glance})
     return out
 
 
@@ -253,24 +267,35 @@ def scores_section(s: Sweep) -> dict[str, Any]:
             "accuracy_table": html_table(tables.spread_table(s.selected, "test_accuracy"), table_id="accuracy-table")}
 
 
+def _bands(frame: pd.DataFrame, x: str, y: str, by: Sequence[str], positive: bool = False) -> pd.DataFrame:
+    """Mean and min-max of `y` per (by..., x) over seeds: one vectorised groupby for all panels."""
+    if y not in frame:
+        return pd.DataFrame(columns=[*by, x, "mean", "min", "max"])
+    d = frame[frame[y] > 0] if positive else frame
+    return plots.summarise(d, x, y, by)
+
+
+def _curve_figures(s: Sweep, frame: pd.DataFrame, x: str, y: str, what: str, logy: bool, caption: str,
+                   row: Optional[str] = None) -> list[dict[str, str]]:
+    figs = []
+    bands = _bands(frame, x, y, ["task", "cell", "variant"] + ([row] if row else []), positive=logy)
+    for task, b in bands.groupby("task", observed=True, sort=True):
+        if b.empty:
+            continue
+        T = _longest(s.selected, task)
+        figs.append(figure(plots.facet(b, plots.lines, x=x, hue="variant", logy=logy, ylabel=what, row=row,
+                                       row_order=["start", "end"], title=f"{task}, T={T}: {what}"),
+                           f"{task}, T={T}: {caption}"))
+    return figs
+
+
 def gradients_section(s: Sweep) -> dict[str, Any]:
     """Section 5: gradient norms during training and the hidden-state gradient profile."""
-    figs = []
-    sel = set(s.selected["run_id"])
-    for task in _tasks(s):
-        T = _longest(s.selected, task)
-        c = s.curves[(s.curves["task"] == task) & (s.curves["seq_len"] == T) & s.curves["run_id"].isin(sel)] \
-            if len(s.curves) else s.curves
-        if len(c) and "grad_norm" in c:
-            figs.append(figure(plots.facet(c, plots.curves, y="grad_norm", hue="variant", logy=True,
-                                           ylabel="global grad norm (before clipping)",
-                                           title=f"{task}, T={T}: global gradient norm during training"),
-                               f"{task}, T={T}: global gradient norm per logged step (mean over seeds, band = min–max)"))
-        p = s.profiles[(s.profiles["task"] == task) & (s.profiles["seq_len"] == T) & s.profiles["run_id"].isin(sel)]
-        figs.append(figure(plots.facet(p, plots.profile, hue="variant", row="which", row_order=["start", "end"],
-                                       title=f"{task}, T={T}: hidden-state gradient ‖∂L/∂h_t‖ over t"),
-                           f"{task}, T={T}: ‖∂L/∂h_t‖ on a fixed probe batch at the start and end of training; "
-                           f"falling towards t=1 = vanishing, rising = exploding"))
+    figs = _curve_figures(s, s.curves, "step", "grad_norm", "global grad norm (before clipping)", True,
+                          "global gradient norm per logged step (mean over seeds, band = min–max)")
+    figs += _curve_figures(s, s.profiles, "t", "grad_norm", "‖∂L/∂h_t‖ over t", True,
+                           "‖∂L/∂h_t‖ on a fixed probe batch at the start and end of training; falling towards "
+                           "t=1 = vanishing, rising = exploding", row="which")
     return {"figures": figs, "table": html_table(tables.gradient_table(s.selected), pct=("clipped_fraction",),
                                                  table_id="gradient-table")}
 
@@ -282,8 +307,7 @@ def cost_section(s: Sweep) -> dict[str, Any]:
     figs = []
     for task in _tasks(s):
         dt = data[data["task"] == task]
-        for y, what in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)"),
-                        ("train_tokens_per_s", "training tokens/s (in the loop)")):
+        for y, what in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)"),):
             figs.append(figure(plots.facet(dt, plots.vs_length, y=y, hue="variant", style="impl_used", sharey=False,
                                            ylabel=what, title=f"{task}: {what}"),
                                f"{task}: {what}; line style = the impl that ran"))
@@ -302,16 +326,9 @@ def cost_section(s: Sweep) -> dict[str, Any]:
 def learning_section(s: Sweep) -> dict[str, Any]:
     """Section 7: validation-score curves, training loss, generalisation and steps to target."""
     figs = []
-    sel = set(s.selected["run_id"])
-    for task in _tasks(s):
-        T = _longest(s.selected, task)
-        c = s.curves[(s.curves["task"] == task) & (s.curves["seq_len"] == T) & s.curves["run_id"].isin(sel)] \
-            if len(s.curves) else s.curves
-        for y, what, logy in (("val_score", "validation score", False), ("train_loss", "training loss", True)):
-            if len(c) and y in c and c[y].notna().any():
-                figs.append(figure(plots.facet(c, plots.curves, y=y, hue="variant", logy=logy, ylabel=what,
-                                               title=f"{task}, T={T}: {what} during training"),
-                                   f"{task}, T={T}: {what} (mean over seeds, band = min–max)"))
+    for y, what, logy in (("val_score", "validation score", False), ("train_loss", "training loss", True)):
+        figs += _curve_figures(s, s.curves, "step", y, what, logy, f"{what} during training (mean over seeds, "
+                               f"band = min–max)")
     return {"figures": figs, "table": html_table(tables.generalisation_table(s.selected) if len(s.selected) else None,
                                                  table_id="generalisation-table")}
 
