@@ -55,14 +55,14 @@ SCREENSHOT ?= docs/report-claims.png
 screenshot:  ## PNG of the top of reports/$(SWEEP)/index.html (claims and verdicts) -> $(SCREENSHOT), headless Chromium
 	$(VPY) -m benchmark.analysis.screenshot $(REPORTS_DIR)/$(SWEEP)/index.html $(SCREENSHOT)
 
-# --- step-time benchmarks (tests/bench; README "Timing benchmarks and regression checks") ---
+# --- step-time benchmarks (tests/bench; docs/timing.md) ---
 BENCH_DIR ?= results/bench
 BENCH_BASELINE ?= benchmark/baselines/cpu.json
 BENCH_TOLERANCE ?= 0.25
 BENCH_ARGS ?=
 BENCH_PYTEST = $(VPY) -m pytest tests/bench/bench_step.py -q --benchmark-columns=median,iqr,min,rounds
 # The CI subset: T=50, one thread (2 OpenMP threads on a shared 2-core runner make the ratios
-# follow co-tenant load; see README); the baseline is taken with the same subset (more rounds).
+# follow co-tenant load; see docs/timing.md); the baseline is taken with the same subset (more rounds).
 BENCH_FAST = --bench-seq-lens=50 --bench-rounds=20 --bench-threads=1
 BENCH_CHECK = $(VPY) -m benchmark.bench_check --baseline $(BENCH_BASELINE) --tolerance $(BENCH_TOLERANCE)
 
@@ -84,7 +84,7 @@ bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check s
 	$(BENCH_PYTEST) $(BENCH_FAST) --bench-rounds=40 --benchmark-json=$(BENCH_DIR)/bench-baseline.json $(BENCH_ARGS)
 	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
 
-# --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; README "GPU performance") ---
+# --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; docs/gpu.md) ---
 GPU_BENCH_ARGS ?=
 
 bench-gpu:  ## custom loop vs cuDNN, fwd and fwd+bwd ratios -> results/bench/gpu.json; prints "skipped" and exits 0 without CUDA

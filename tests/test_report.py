@@ -187,3 +187,12 @@ def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):
     assert str(torn / "metrics.json") in p.stderr
     html = (tmp_path / "reports" / "syn" / "index.html").read_text()
     assert str(torn) in html
+
+
+def test_learning_rate_grid_shows_the_selection_and_the_sensitivity_panel(tmp_path):
+    sweep = make_sweep(tmp_path, "lrs", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0, 1), lrs=(0.01, 0.03))
+    html = report.build(sweep, tmp_path / "rep").read_text()
+    assert 'id="lr-table"' in html and "The sweep tried learning rates 0.01, 0.03" in html
+    assert "validation score (selects) vs learning rate" in html and "test score (never selects)" in html
+    one = make_sweep(tmp_path, "one_lr", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0, 1))
+    assert "One learning rate in this sweep (0.01)" in report.build(one, tmp_path / "rep1").read_text()

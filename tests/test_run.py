@@ -177,7 +177,7 @@ def test_multirun_config_error_fails_loud_and_writes_nothing(tmp_path):
 
 
 def test_user_cell_and_task_from_outside_the_package(tmp_path):
-    """The README's example: a module on PYTHONPATH plus configs on hydra.searchpath."""
+    """The example of docs/extending.md: a module on PYTHONPATH plus configs on hydra.searchpath."""
     r = cli([f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "cell=leaky", "task=sign", "impl=auto"], tmp_path)
     assert r.returncode == 0, r.stderr
     (d,) = runs(tmp_path)

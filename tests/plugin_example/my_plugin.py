@@ -1,4 +1,4 @@
-"""An example of a cell and a task added from OUTSIDE the package (README: "Adding a cell or a task").
+"""An example of a cell and a task added from OUTSIDE the package (docs/extending.md).
 
 Put this module on PYTHONPATH and its conf/ on Hydra's search path:
 
