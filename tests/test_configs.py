@@ -50,9 +50,10 @@ def test_cell_and_reg_configs_build_a_model_that_trains(cell, reg):
 
 @pytest.mark.parametrize("task", names("task"))
 def test_task_configs_build_a_task_with_data(task):
-    cfg = composed(f"task={task}", "task.seq_len=12")
+    longer = OmegaConf.load(CONF / "task" / f"{task}.yaml").seq_len + 12  # each task has its own minimum
+    cfg = composed(f"task={task}", f"task.seq_len={longer}")
     t = check_task(instantiate(cfg.task, _convert_="all"))
-    assert t.seq_len == 12
+    assert t.seq_len == longer
     x, y = t.splits()["train"]
     assert x.ndim == 3 and x.shape[2] == t.input_size and torch.isfinite(x).all()
 
