@@ -442,7 +442,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=None, help="output folder (default reports/<sweep>)")
     ap.add_argument("--ci", choices=[c.value for c in stats.CI], default="t",
                     help="interval of a mean difference: t = Student-t (paired) / Welch (default); bca = BCa bootstrap "
-                         "(under-covers below ~20 seeds)")
+                         "(under-covers below ~30 seeds)")
     ap.add_argument("--test", choices=[t.value for t in stats.Test], default="t",
                     help="p-value: t = paired t-test / Welch (default); signflip = exact sign-flip permutation test")
     ap.add_argument("--adjust", choices=[a.value for a in stats.Adjust], default="bh",
@@ -450,7 +450,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-seeds", type=int, default=stats.DEFAULT_MIN_SEEDS,
                     help="seeds a comparison needs before it may say helps or hurts (default 5)")
     ap.add_argument("--level", type=float, default=0.95, help="interval level; alpha = 1 - level (default 0.95)")
-    ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (bca, aggregates; default 2000)")
+    ap.add_argument("--n-boot", type=int, default=2000, help="resamples of the aggregates' stratified bootstrap (default 2000)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
     return ap
 
