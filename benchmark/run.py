@@ -158,10 +158,6 @@ def identity(p: Prepared) -> dict[str, Any]:
     }
 
 
-# Every measured key of metrics.json (null where not applicable): defined once, in the run record.
-RESULT_KEYS = record.RESULT_KEYS
-
-
 def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, Any], progress: bool,
             jobs: RunningJobs) -> None:
     """Build, train and measure; fills `m` as it goes (so a failure keeps what was measured).
@@ -244,7 +240,7 @@ def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num
         log.info("removed %s, left by an interrupted attempt", tmp)
     atomic_write_text(p.out / "config.yaml", OmegaConf.to_yaml(p.resolved, resolve=True))
     log.info("run %s -> %s", p.run_id, p.out)
-    m: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
+    m: dict[str, Any] = dict.fromkeys(record.KEYS)  # every key of the record; null until measured
     res = TrainResult()
     running = Path(cfg.results_dir) / cfg.sweep / ".running"
     with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:

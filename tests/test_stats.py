@@ -43,7 +43,8 @@ def test_bca_limits_are_what_the_docs_say():
     for n in (3, 30):
         x, mu = draws("normal", n, rng)
         x = x[:1000]
-        r = ss.bootstrap((x,), np.mean, axis=-1, method="BCa", n_resamples=999, rng=rng, vectorized=True)
+        r = ss.bootstrap((x,), np.mean, axis=-1, method="BCa", n_resamples=999, rng=rng, vectorized=True,
+                         batch=50)  # (50, 1000, n) per batch: a few MB, not the 240 MB of all resamples at once
         lo, hi = r.confidence_interval
         cover[n] = float(np.mean((lo <= mu) & (mu <= hi)))
     assert cover[3] < 0.85 and cover[30] >= 0.92, cover

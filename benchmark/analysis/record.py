@@ -61,6 +61,12 @@ FIELDS: tuple[Field, ...] = (
     F("steps", "int", "training step budget", "identity"),
     F("lr", "float", "`train.lr`, the peak learning rate (the analysis selects it per variant on validation)",
       "identity"),
+    F("dropout_input_p", "float?", "dropout probability on the raw task input (0 or null = off, the default)",
+      "identity"),
+    F("bn_population", "str?", "how BN's population statistics are estimated (e.g. precise: re-estimated over "
+      "training batches with frozen weights before each evaluation; null without BN)", "identity"),
+    F("bn_precise_batches", "int?", "training batches used for that re-estimate (null without BN)", "identity"),
+    F("bn_stats_steps", "int?", "time steps with their own population statistics (recurrent BN)", "identity"),
     F("device", "str", "`cpu` | `cuda`", "identity"),
     F("precision", "str", "`fp32` | `tf32` | `bf16`", "identity"),
     F("metric_name", "str", "the task's own metric (e.g. `mse`, `cross_entropy`, `error`)", "identity"),
@@ -101,6 +107,10 @@ FIELDS: tuple[Field, ...] = (
       "is the recall window only): ≪ 1 vanishing, ≫ 1 exploding"),
     F("hidden_grad_ratio_end", "float?", "the same after training"),
     F("train_tokens_per_s", "float?", "`batch_size × total_len` per step / time in training steps"),
+    F("train_jobs_beside", "int?", "other jobs of the sweep running on the machine during training"),
+    F("timing_jobs_beside", "int?", "other jobs running during the dedicated timing (timings beside jobs are "
+      "not comparable with timings alone)"),
+    F("timing_load_avg", "float?", "the machine's 1-minute load average during the dedicated timing"),
     F("fwd_ms", "float?", "dedicated timing: median forward time (train mode)"),
     F("fwd_bwd_ms", "float?", "median forward+backward time"),
     F("fwd_ms_iqr", "float?", "interquartile range of the forward times"),

@@ -116,7 +116,10 @@ CURVE_COLUMNS = ("run_id", "step", "grad_norm", "train_loss", "val_score")  # wh
 
 def load_sweep(sweep_dir: Path) -> Sweep:
     a = _ensure_tables(sweep_dir)
-    summary = cmp.add_variants(a.summary)
+    # Plain Python strings: the comparisons filter by labels thousands of times, and pandas' Arrow-backed
+    # strings pay a conversion on every element access.
+    strings = a.summary.select_dtypes(include=["string", "str"]).columns
+    summary = cmp.add_variants(a.summary.astype({c: object for c in strings}))
     for c in ("lr", "test_score", "val_score", "train_score", "steps_to_target", "steps"):
         if c not in summary.columns:
             summary[c] = np.nan
@@ -131,8 +134,9 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     longest = selected["seq_len"] == selected.groupby("task")["seq_len"].transform("max")
     ident = selected.loc[longest, ["run_id", "task", "seq_len", "cell", "variant"]].astype(
         {"task": "category", "cell": "category", "variant": "category"})
-    profiles = a.profiles.merge(ident, on="run_id", how="inner")
-    curves = a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves]).merge(
+    keep = lambda t: t[t["run_id"].isin(ident["run_id"])]  # noqa: E731  (a cheap filter before the join)
+    profiles = keep(a.profiles).merge(ident, on="run_id", how="inner")
+    curves = keep(a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves])).merge(
         ident, on="run_id", how="inner") if len(a.curves) else pd.DataFrame(columns=[*ident.columns, "step"])
     return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl)
 
@@ -442,7 +446,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=None, help="output folder (default reports/<sweep>)")
     ap.add_argument("--ci", choices=[c.value for c in stats.CI], default="t",
                     help="interval of a mean difference: t = Student-t (paired) / Welch (default); bca = BCa bootstrap "
-                         "(under-covers below ~20 seeds)")
+                         "(under-covers below ~30 seeds)")
     ap.add_argument("--test", choices=[t.value for t in stats.Test], default="t",
                     help="p-value: t = paired t-test / Welch (default); signflip = exact sign-flip permutation test")
     ap.add_argument("--adjust", choices=[a.value for a in stats.Adjust], default="bh",
@@ -450,7 +454,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-seeds", type=int, default=stats.DEFAULT_MIN_SEEDS,
                     help="seeds a comparison needs before it may say helps or hurts (default 5)")
     ap.add_argument("--level", type=float, default=0.95, help="interval level; alpha = 1 - level (default 0.95)")
-    ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (bca, aggregates; default 2000)")
+    ap.add_argument("--n-boot", type=int, default=2000, help="resamples of the aggregates' stratified bootstrap (default 2000)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
     return ap
 

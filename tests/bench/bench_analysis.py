@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,17 @@ def sweeps(tmp_path_factory) -> dict[int, Path]:
 def test_aggregate_and_report(benchmark, sweeps, runs, tmp_path):
     sweep = sweeps[runs]
 
+    cpu: list[float] = []
+
     def analyse() -> None:
+        c0 = time.process_time()
         assert aggregate.main([str(sweep)]) == 0
         assert report.main([str(sweep), "--out", str(tmp_path / "report")]) == 0
+        cpu.append(time.process_time() - c0)
 
-    benchmark.extra_info.update(runs=runs, history_rows_per_run=1000, load_1min=os.getloadavg()[0],
-                                cpus=os.cpu_count())
+    load = os.getloadavg()[0]
     benchmark.pedantic(analyse, rounds=2, iterations=1, warmup_rounds=0)
+    # CPU seconds (all threads) next to the wall times: on a shared machine the wall time follows the
+    # neighbours' load, the CPU time much less.
+    benchmark.extra_info.update(runs=runs, history_rows_per_run=1000, cpu_s=cpu, load_1min_before=load,
+                                load_1min_after=os.getloadavg()[0], cpus=os.cpu_count())
