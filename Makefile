@@ -24,7 +24,7 @@ MAKEFLAGS += --no-print-directory
 AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
 	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) || exit $$?; exit $$rc
 
-.PHONY: setup test test-all sweep report bench bench-check bench-baseline bench-gpu browser clean
+.PHONY: setup test test-all sweep report status bench bench-check bench-baseline bench-gpu browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -40,8 +40,9 @@ test-all:
 
 # Each grid point it skips leaves a file named by its run_id in a folder of this invocation
 # (beside the results, so SLURM jobs on other nodes reach it too); the files are counted, then removed.
-sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml, then aggregate and report; prints the report path
+sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml with a live progress bar, then aggregate and report; prints the report path
 	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; \
+	$(VPY) -m benchmark.analysis.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
 	$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
 		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(ARGS) && \
 	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
@@ -49,6 +50,9 @@ sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml, then aggregat
 
 report:  ## rebuild the report from existing results
 	@$(AGGREGATE_AND_REPORT)
+
+status:  ## where results/$(SWEEP) stands: done, diverged, failed, incomplete or running, missing (reads files only)
+	@$(VPY) -m benchmark.analysis.status $(RESULTS_DIR)/$(SWEEP)
 
 # --- step-time benchmarks (tests/bench; README "Timing benchmarks and regression checks") ---
 BENCH_DIR ?= results/bench
