@@ -24,12 +24,12 @@ MAKEFLAGS += --no-print-directory
 AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
 	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) || exit $$?; exit $$rc
 
-.PHONY: setup test test-all sweep report status bench bench-check bench-baseline bench-gpu browser clean
+.PHONY: setup test test-all sweep report status export-tensorboard bench bench-check bench-baseline bench-gpu browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install "torch==$(TORCH_VERSION)"
-	$(VPY) -m pip install -e ".[test]"
+	$(VPY) -m pip install -e ".[test,tracking]"
 	$(VPY) -c "import torch, benchmark; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 
 test:  ## the test suite (fast tests; slow ones with `make test-all`)
@@ -50,6 +50,9 @@ sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml with a live pr
 
 report:  ## rebuild the report from existing results
 	@$(AGGREGATE_AND_REPORT)
+
+export-tensorboard:  ## results/$(SWEEP) as TensorBoard runs (hparams + scalars) -> results/$(SWEEP)/tensorboard; needs .[tracking]
+	@$(VPY) -m benchmark.analysis.tracking $(RESULTS_DIR)/$(SWEEP)
 
 status:  ## where results/$(SWEEP) stands: done, diverged, failed, incomplete or running, missing (reads files only)
 	@$(VPY) -m benchmark.analysis.status $(RESULTS_DIR)/$(SWEEP)
