@@ -24,7 +24,7 @@ MAKEFLAGS += --no-print-directory
 AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
 	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) || exit $$?; exit $$rc
 
-.PHONY: setup test test-all sweep report status export-tensorboard bench bench-check bench-baseline bench-gpu browser clean
+.PHONY: setup test test-all sweep report status compare export-tensorboard bench bench-check bench-baseline bench-gpu browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -50,6 +50,12 @@ sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml with a live pr
 
 report:  ## rebuild the report from existing results
 	@$(AGGREGATE_AND_REPORT)
+
+COMPARE_ARGS ?=
+compare:  ## B vs A (sweep names under RESULTS_DIR, or paths) -> REPORTS_DIR/compare-A-vs-B/{index.html,compare.csv}; COMPARE_ARGS="--fail-on worse"
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<sweep or path> B=<sweep or path> [COMPARE_ARGS=...]"; exit 2; }
+	@$(VPY) -m benchmark.analysis.compare $(A) $(B) --results-dir $(RESULTS_DIR) \
+		--out $(REPORTS_DIR)/compare-$(notdir $(A))-vs-$(notdir $(B)) $(COMPARE_ARGS)
 
 export-tensorboard:  ## results/$(SWEEP) as TensorBoard runs (hparams + scalars) -> results/$(SWEEP)/tensorboard; needs .[tracking]
 	@$(VPY) -m benchmark.analysis.tracking $(RESULTS_DIR)/$(SWEEP)

@@ -194,3 +194,10 @@ def test_progress_under_joblib_keeps_every_line_whole(tmp_path):
         assert log.match(line) or line.startswith("sweep smoke") or line.startswith("\t"), repr(line)
     assert out.count("[benchmark.run][INFO] - run ") == 2 * N  # "-> folder" and "status=ok", per point
     assert out.rstrip().splitlines()[-1].startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed")
+
+
+def test_a_grid_point_that_no_longer_composes_is_a_clear_error(sweep):
+    mr = sweep / "hydra" / "multirun.yaml"
+    mr.write_text(mr.read_text().replace("- cell=lstm", "- cell=lstmm"))
+    with pytest.raises(status.SweepError, match=r"grid point 0 \(cell=lstmm .* no longer composes"):
+        status.sweep_status(sweep)

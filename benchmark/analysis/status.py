@@ -146,7 +146,9 @@ def with_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[GridPoint]:
     from hydra import compose, initialize_config_dir
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from benchmark.config import register_configs
 
@@ -163,11 +165,16 @@ def with_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[GridPoint]:
             group_ov = [o for o in parsed if o.key_or_group in groups and not isinstance(o.value(), dict)]
             value_ov = [o for o in parsed if o not in group_ov]
             key = tuple(o.input_line for o in group_ov)
-            if key not in composed:
-                composed[key] = compose(config_name=str(h.job.config_name), overrides=searchpath + list(key))
-            cfg = copy.deepcopy(composed[key])
-            ConfigLoaderImpl._apply_overrides_to_config(value_ov, cfg)
-            out.append(GridPoint(p.num, p.overrides, p.axes, run_id(OmegaConf.to_container(cfg, resolve=True))))
+            try:
+                if key not in composed:
+                    composed[key] = compose(config_name=str(h.job.config_name), overrides=searchpath + list(key))
+                cfg = copy.deepcopy(composed[key])
+                ConfigLoaderImpl._apply_overrides_to_config(value_ov, cfg)
+                resolved = OmegaConf.to_container(cfg, resolve=True)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise SweepError(f"grid point {p.num} ({' '.join(p.overrides)}) no longer composes from "
+                                 f"{_config_dir(multirun)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+            out.append(GridPoint(p.num, p.overrides, p.axes, run_id(resolved)))
     return out
 
 
