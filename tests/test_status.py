@@ -201,3 +201,28 @@ def test_a_grid_point_that_no_longer_composes_is_a_clear_error(sweep):
     mr.write_text(mr.read_text().replace("- cell=lstm", "- cell=lstmm"))
     with pytest.raises(status.SweepError, match=r"grid point 0 \(cell=lstmm .* no longer composes"):
         status.sweep_status(sweep)
+
+
+def test_watcher_counts_only_this_sweeps_points(swept, tmp_path):
+    """Runs finished before the sweep started are not progress; skips come from the marks folder."""
+    sweep = tmp_path / "smoke"
+    shutil.copytree(swept, sweep)
+    runs = sorted((sweep / "runs").iterdir())
+    start = time.time()
+    for d in runs:  # everything on disk is older than this sweep...
+        os.utime(d / "metrics.json", (start - 100, start - 100))
+    os.utime(sweep / "hydra" / "multirun.yaml", (start - 100, start - 100))
+    marks = tmp_path / "marks"
+    w = progress.Watcher(sweep, marks, start)
+    c = w.poll()
+    assert (c.total, c.done, c.skipped) == (None, 0, 0)  # an earlier sweep's multirun.yaml: no total yet
+    os.utime(sweep / "hydra" / "multirun.yaml")  # ...until this sweep writes its own
+    m = json.loads((runs[0] / "metrics.json").read_text())
+    (runs[0] / "metrics.json").write_text(json.dumps({**m, "status": "failed"}))  # re-run now, failed
+    (runs[1] / "metrics.json").write_text(json.dumps(m))  # re-run now, ok
+    marks.mkdir()
+    for d in runs[2:5]:
+        (marks / d.name).touch()  # three points skipped
+    c = w.poll()
+    assert (c.total, c.done, c.n("failed"), c.n("ok"), c.skipped) == (N, 5, 1, 1, 3)
+    assert c.line("smoke", 61) == f"sweep smoke: 5/{N} grid points done, 1 failed, 0 diverged, 3 skipped (0:01:01 elapsed)"
