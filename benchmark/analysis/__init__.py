@@ -1,1 +1,2 @@
-"""Analysis of a sweep's results folder, without torch: progress and status of the grid (and, with the verdicts, aggregation and the report)."""
+"""The analysis of a sweep, importable without torch: the run record, aggregation, statistics,
+verdicts and claims, figures and the HTML report (rebuild a report on a laptop or a login node)."""
