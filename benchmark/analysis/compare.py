@@ -22,7 +22,6 @@ accuracy and the task's metric: a science-regression gate) is significantly wors
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -28,10 +28,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Optional, Sequence
 
 from benchmark.analysis.status import MULTIRUN, SweepError, expand, load_multirun
 from benchmark.io import METRICS, read_metrics
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
@@ -104,7 +107,7 @@ def _pump(stream: IO[str], lines: "queue.Queue[Optional[str]]") -> None:
 
 
 def run(cmd: Sequence[str], sweep_dir: Path, marks: Optional[Path], interval: float = 1.0,
-        log_every: float = 30.0, console: Optional["Console"] = None) -> int:  # noqa: F821
+        log_every: float = 30.0, console: Optional["Console"] = None) -> int:
     """Run `cmd` with the live display; returns its exit status (130 after Ctrl-C)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -27,9 +27,12 @@ import enum
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from benchmark.io import METRICS, read_metrics, run_id
+from benchmark.io import read_metrics, run_id
+
+if TYPE_CHECKING:
+    import pandas
 
 MULTIRUN = Path("hydra") / "multirun.yaml"
 
@@ -212,7 +215,7 @@ def sweep_status(sweep_dir: str | Path, points: Optional[Sequence[GridPoint]] = 
     return SweepStatus(sweep_dir, statuses, extra)
 
 
-def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":  # noqa: F821 (lazy import)
+def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
     """The grid points never started, one row each: `job`, `run_id`, `overrides` and one column per swept key.
 
     For the report's failures section: a missing point is shown, never dropped.
