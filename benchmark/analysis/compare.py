@@ -232,8 +232,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help=f"seeds a point needs for a word (default {stats.DEFAULT_MIN_SEEDS})")
     ap.add_argument("--level", type=float, default=0.95)
     ap.add_argument("--adjust", choices=[x.value for x in stats.Adjust], default=stats.Adjust.bh.value)
+    ap.add_argument("--ci", choices=[x.value for x in stats.CI], default=stats.CI.t.value)
+    ap.add_argument("--test", choices=[x.value for x in stats.Test], default=stats.Test.t.value)
+    ap.add_argument("--seed", type=int, default=0, help="random stream of the bca / signflip options")
     args = ap.parse_args(argv)
-    opts = cmp.Options(min_seeds=args.min_seeds, level=args.level, adjust=stats.Adjust(args.adjust))
+    if not 0 < args.level < 1 or args.min_seeds < 1:
+        ap.error("--level must be in (0, 1) and --min-seeds >= 1")
+    opts = cmp.Options(min_seeds=args.min_seeds, level=args.level, adjust=stats.Adjust(args.adjust),
+                       ci=stats.CI(args.ci), test=stats.Test(args.test), seed=args.seed)
     try:
         pa, pb = resolve(args.a, args.results_dir), resolve(args.b, args.results_dir)
         a, b = load_done(pa), load_done(pb)
