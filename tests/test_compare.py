@@ -96,3 +96,35 @@ def test_make_compare(results, tmp_path):
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "compare-a-vs-slow" / "compare.csv").exists()
     assert p.stdout.rstrip().splitlines()[-1] == f"report: {(tmp_path / 'compare-a-vs-slow' / 'index.html').resolve()}"
+
+
+def frame(lr: float, shift: float, lrs_swept: tuple[float, ...] = ()) -> pd.DataFrame:
+    """A summary of finished runs: 2 variants x 5 seeds (x swept lrs), test_metric = 1 + shift + noise."""
+    rows = []
+    for variant in ("none", "bn.recurrent"):
+        for lr_ in lrs_swept or (lr,):
+            for seed in range(5):
+                rows.append(dict(task="adding", seq_len=6, cell="lstm", variant=variant, impl="auto", lr=lr_,
+                                 seed=seed, device="cpu", test_metric=1 + shift + 0.01 * ((seed * 7) % 5),
+                                 metric_higher_is_better=False, grad_norm_mean=2.0 + 0.01 * seed))
+    return pd.DataFrame(rows)
+
+
+def test_constant_differences_are_the_change_and_swept_keys_are_the_point():
+    key, changed = compare.split_keys(frame(0.01, 0), frame(0.003, 0))
+    assert key == compare.BASE_KEY and changed == {"lr": (0.01, 0.003)}
+    key, changed = compare.split_keys(frame(0, 0, (0.01, 0.003)), frame(0, 0, (0.01, 0.03)))
+    assert key == compare.BASE_KEY + ["lr"] and changed == {}  # lr swept in both: part of the point
+
+
+def test_direction_comes_from_the_records_and_gradients_get_no_judgement():
+    measures = [m for m in compare.MEASURES if m.column in ("test_metric", "grad_norm_mean")]
+    table, key, info = compare.compare_sweeps(frame(0.01, 0), frame(0.01, 0.5), measures=measures)
+    metric = table[table["measure"] == "test_metric"]
+    assert (metric["direction"] == -1).all() and (metric["change"] == compare.WORSE).all()  # lower is better
+    assert (metric["diff"] > 0.49).all() and (metric["diff_low"] > 0).all()
+    grads = table[table["measure"] == "grad_norm_mean"]
+    assert (grads["change"] == compare.UNCLEAR).all() and (grads["diff"] == 0).all()
+    assert len(compare.worse(table)) == 2 and len(compare.worse(table, ["test_score"])) == 0
+    table, _, _ = compare.compare_sweeps(frame(0.01, 0.5), frame(0.01, 0), measures=measures)
+    assert (table[table["measure"] == "test_metric"]["change"] == compare.BETTER).all()
