@@ -6,9 +6,15 @@ VPY := $(VENV)/bin/python
 # The CPU build lies on the CPU machines; on a GPU box an importable CUDA torch is kept.
 TORCH_VERSION ?= 2.13.0
 
-EXPERIMENT ?= $(shell $(VPY) -c "import torch; print('full' if torch.cuda.is_available() else 'quick')" 2>/dev/null || echo quick)
+# Without a GPU: experiment `claims` on every core (joblib, one job per core, one torch thread each);
+# with one: `full` with the basic launcher (one job at a time on the GPU).
+HAS_CUDA := $(shell $(VPY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+EXPERIMENT ?= $(if $(filter 1,$(HAS_CUDA)),full,claims)
 SWEEP ?= $(EXPERIMENT)
-LAUNCHER ?= basic
+LAUNCHER ?= $(if $(filter 1,$(HAS_CUDA)),basic,joblib)
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# joblib's parallel jobs (ARGS="hydra.launcher.n_jobs=N" still wins: later overrides replace earlier ones)
+LAUNCHER_ARGS = $(if $(filter joblib,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS))
 RESULTS_DIR ?= results
 REPORTS_DIR ?= reports
 FORCE ?= 0
@@ -42,11 +48,11 @@ test-all:
 
 # Each grid point it skips leaves a file named by its run_id in a folder of this invocation
 # (beside the results, so SLURM jobs on other nodes reach it too); the files are counted, then removed.
-sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml with a live progress bar, then aggregate and report; prints the report path
+sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml (CPU: claims on every core) under a live progress bar, then aggregate and report; prints the report path
 	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; \
 	$(VPY) -m benchmark.analysis.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
 	$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
-		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(ARGS) && \
+		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) $(ARGS) && \
 	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
 	@$(AGGREGATE_AND_REPORT)
 

@@ -7,6 +7,12 @@ are read back in one device sync. A non-finite loss or gradient norm stops train
 that step (`status = "diverged"`) without applying the update; everything measured so
 far is kept. Progress: a tqdm bar with loss and tokens/s, quiet when stderr is not a
 terminal.
+
+With precise BN (`precise_bn_batches > 0`), BN's population statistics are re-estimated
+over a fixed set of training batches, weights frozen, before every evaluation and once
+more at the end if the weights changed since (`benchmark.models.norm.estimate_population`),
+so every evaluation, early-stopping snapshot and final metric sees statistics of the
+weights it evaluates. Its cost is outside the training throughput, like evaluation's.
 """
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ from benchmark.analysis import record
 from benchmark.config import Accel, Optimizer, Precision, Scheduler, TrainConfig
 from benchmark.precision import autocast, autocast_dtype
 from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
-from benchmark.tasks.base import Task
+from benchmark.models.norm import estimate_population
+from benchmark.tasks.base import Task, split_seed
 
 HISTORY_COLUMNS = list(record.HISTORY_COLUMNS)  # the run record defines the columns once
 EVAL_BATCH = 512  # evaluation batch; BN uses population statistics in eval, so size does not matter
@@ -113,6 +120,23 @@ class BatchSampler:
         return idx
 
 
+def precise_batches(x: Tensor, batch_size: int, n: int, seed: int) -> list[Tensor]:
+    """The n training batches (B, T, I) precise BN estimates over, fixed for the run.
+
+    Drawn by a sampler of their own (seeded from the run's seed), so they never change the
+    training batch order; full batches of the training batch size, as BN sees in training.
+    """
+    sampler = BatchSampler(len(x), min(batch_size, len(x)), split_seed("precise_bn", seed))
+    return [x[sampler.next()] for _ in range(n)]
+
+
+def refresh_population(model: nn.Module, batches: list[Tensor], device: torch.device,
+                       dtype: Optional[torch.dtype] = None) -> None:
+    """Precise BN over `batches` under the run's autocast (a no-op for a model without BN)."""
+    with autocast(device.type, dtype):
+        estimate_population(model, (b.to(device, non_blocking=True) for b in batches))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.device,
              dtype: Optional[torch.dtype] = None, max_batches: int = 0) -> dict[str, float]:
@@ -130,11 +154,14 @@ def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.d
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, seed: int,
           precision: Precision = Precision.fp32, progress: bool = True,
-          result: Optional[TrainResult] = None, accel: Accel = Accel.none) -> TrainResult:
+          result: Optional[TrainResult] = None, accel: Accel = Accel.none,
+          precise_bn_batches: int = 0) -> TrainResult:
     """Train `model` (already on `device`) on task's train split; validate every eval_interval steps.
 
     Pass `result` to keep the partial record if this raises. With early stopping on, the
-    model ends with the weights of its best validation accuracy.
+    model ends with the weights of its best validation accuracy. `precise_bn_batches > 0`:
+    precise BN over that many training batches before every evaluation and at the end
+    (0: BN keeps the momentum average its training steps update).
     """
     res = result if result is not None else TrainResult()
     (x_tr, y_tr), (x_val, y_val) = task.splits()["train"], task.splits()["val"]
@@ -147,6 +174,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     fwd_bwd = forward_backward(model, task.loss, accel, dtype)  # eager, or CUDA-graph replay (accel=graph)
     tokens_per_step = min(cfg.batch_size, len(x_tr)) * task.total_len
     best_state, bad_evals = None, 0
+    pop_batches = precise_batches(x_tr, cfg.batch_size, precise_bn_batches, seed) if precise_bn_batches else []
+    refreshed_at = -1  # steps_done when population statistics were last re-estimated (-1: never)
     window: list[tuple[float, ...]] = []  # per-step stats since the last history row
     window_time = 0.0
     bar = tqdm(total=cfg.steps, disable=not (progress and sys.stderr.isatty()), file=sys.stderr,
@@ -201,6 +230,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
                     v = [c for c in cols[3 + k] if not math.isnan(c)]
                     row[f"grad_norm_{g}"] = statistics.fmean(v) if v else None
                 if is_eval:
+                    if pop_batches:
+                        refresh_population(model, pop_batches, device, dtype)
+                        refreshed_at = step
                     val = evaluate(model, task, x_val, y_val, device, dtype, cfg.eval_batches)
                     val_score = task.score(val["metric"])
                     row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"],
@@ -227,7 +259,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     finally:
         bar.close()
     if best_state is not None and res.stopped_early:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state)  # weights and the statistics estimated for them
+    elif pop_batches and refreshed_at != res.steps_done:  # e.g. diverged between evaluations
+        refresh_population(model, pop_batches, device, dtype)
     return res
 
 

@@ -62,6 +62,14 @@ RUN_CASES = {
     "native with variational dropout": (["reg=dropout", "reg.dropout.placement=variational", "impl=native"],
                                         ["impl", "native", "reg.dropout.placement=variational"]),
     "unknown impl": (["impl=fused"], ["impl", "fused", "native", "custom", "auto"]),
+    "per-step bn statistics shorter than the task": (
+        ["reg=bn", "task=copy", "task.seq_len=50", "reg.bn.max_stats_steps=60"],
+        ["reg.bn.max_stats_steps", "60", "task.total_len = 70"]),
+    "unknown bn population": (["reg=bn", "reg.bn.population=running"],
+                              ["reg.bn.population", "running", "precise", "moving"]),
+    "precise bn with no batches": (["reg=bn", "reg.bn.precise_batches=0"], ["reg.bn.precise_batches", "0", ">= 1"]),
+    "input dropout one": (["reg=dropout", "reg.dropout.input_p=1.0"], ["reg.dropout.input_p", "1.0", "[0, 1)"]),
+    "digits shorter than its 64 pixels": (["task=digits", "task.seq_len=32"], ["task.seq_len", "32", ">= 64"]),
 }
 
 

@@ -42,6 +42,12 @@ FIELDS: tuple[Field, ...] = (
     F("bn_placement", "str?", "`recurrent` | `input` | `output` (null unless BN is used)", "identity"),
     F("dropout_placement", "str?", "`output` | `variational` | `recurrent` (null unless dropout is used)", "identity"),
     F("dropout_p", "float?", "dropout probability (null unless dropout is used)", "identity"),
+    F("dropout_input_p", "float?", "dropout probability on the raw task input (`reg.dropout.input_p`, default 0; "
+      "null unless dropout is used)", "identity"),
+    F("bn_population", "str?", "`precise` (re-estimated over training batches before every evaluation) | "
+      "`moving` (null unless BN is used)", "identity"),
+    F("bn_precise_batches", "int?", "training batches per precise-BN estimate (null when not precise)", "identity"),
+    F("bn_stats_steps", "int?", "per-step BN population rows (recurrent BN; = the task's length)", "identity"),
     F("impl", "str", "requested: `native` | `custom` | `auto`", "identity"),
     F("impl_used", "str", "what ran: `native` | `custom`", "identity"),
     F("accel", "str", "`none` | `compile` | `graph`", "identity"),
@@ -90,7 +96,9 @@ FIELDS: tuple[Field, ...] = (
     F("hidden_grad_profile_start", "list[float]?", "`‖∂L/∂h_t‖`, t = 1..T, of the top layer on a fixed probe "
       "batch before training"),
     F("hidden_grad_profile_end", "list[float]?", "the same after training"),
-    F("hidden_grad_ratio_start", "float?", "`‖∂L/∂h_1‖ / ‖∂L/∂h_T‖` before training: ≪ 1 vanishing, ≫ 1 exploding"),
+    F("hidden_grad_ratio_start", "float?", "`‖∂L/∂h_first‖ / ‖∂L/∂h_last‖` before training, between the task's "
+      "first and last memory-relevant steps (`h_1`, `h_T` unless the task says otherwise; copy: its probe loss "
+      "is the recall window only): ≪ 1 vanishing, ≫ 1 exploding"),
     F("hidden_grad_ratio_end", "float?", "the same after training"),
     F("train_tokens_per_s", "float?", "`batch_size × total_len` per step / time in training steps"),
     F("fwd_ms", "float?", "dedicated timing: median forward time (train mode)"),
@@ -104,6 +112,9 @@ FIELDS: tuple[Field, ...] = (
     F("peak_memory_mb", "float?", "peak memory of the job"),
     F("peak_memory_kind", "str?", "`cuda_max_allocated` | `rss_hwm_delta` | `ru_maxrss_delta`"),
     F("compile_s", "float?", "`accel=compile`: first compiled step; `graph`: capture time; never in throughput"),
+    F("train_jobs_beside", "int?", "most grid points of the sweep seen running beside this one during training"),
+    F("timing_jobs_beside", "int?", "grid points running beside the dedicated timing (0 = it ran alone)"),
+    F("timing_load_avg", "float?", "the machine's 1-minute load average at the dedicated timing"),
     F("env", "object", "device, versions, threads, git revision, host, clocks (docs/metrics.md)", "bookkeeping"),
     F("wall_s", "float", "the run's wall-clock seconds", "bookkeeping"),
 )

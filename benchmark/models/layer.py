@@ -32,6 +32,9 @@ from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
 from benchmark.precision import native_rnn
 
 
+DEFAULT_STATS_STEPS = 1000  # per-step BN rows of a layer built without a sequence length
+
+
 class CellParams(nn.Module):
     """Parameters in torch's RNN layout, for cells that have no native module."""
 
@@ -55,9 +58,14 @@ def default_gain(reg: RegConfig) -> float:
 
 
 class RecurrentLayer(nn.Module):
-    """A single recurrent layer. Input and output are (T, B, ·)."""
+    """A single recurrent layer. Input and output are (T, B, ·).
 
-    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: RegConfig) -> None:
+    `stats_steps`: rows of per-step BN population statistics (the task's total_len; see
+    `ModelSpec.stats_steps`); None = reg.bn.max_stats_steps or DEFAULT_STATS_STEPS.
+    """
+
+    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: RegConfig,
+                 stats_steps: Optional[int] = None) -> None:
         super().__init__()
         self.cell = cell()
         self.hidden_size = hidden_size
@@ -69,15 +77,16 @@ class RecurrentLayer(nn.Module):
         bn_in = reg.uses_bn and bn.placement in (BNPlacement.recurrent, BNPlacement.input)
         bn_rec = reg.uses_bn and bn.placement is BNPlacement.recurrent
         gain = default_gain(reg)
+        steps = stats_steps or bn.max_stats_steps or DEFAULT_STATS_STEPS
         # Slots on the pre-activations: W_ih·x (input / recurrent BN) and W_hh·h (recurrent BN).
         self.norm_x: Optional[nn.Module] = None
         if bn_in and bn.placement is BNPlacement.recurrent:
-            self.norm_x = StepBatchNorm(gh, bn.max_stats_steps, gain, bn.momentum, bn.eps)
+            self.norm_x = StepBatchNorm(gh, steps, gain, bn.momentum, bn.eps)
         elif bn_in:
             self.norm_x = SeqBatchNorm(gh, gain, bn.momentum, bn.eps)
-        self.norm_h = StepBatchNorm(gh, bn.max_stats_steps, gain, bn.momentum, bn.eps) if bn_rec else None
+        self.norm_h = StepBatchNorm(gh, steps, gain, bn.momentum, bn.eps) if bn_rec else None
         # Cooijmans also normalise the LSTM cell state before its output tanh (with a beta).
-        self.norm_c = (StepBatchNorm(hidden_size, bn.max_stats_steps, gain, bn.momentum, bn.eps, bias=True)
+        self.norm_c = (StepBatchNorm(hidden_size, steps, gain, bn.momentum, bn.eps, bias=True)
                        if bn_rec and cell.has_cell_state else None)
         self.p_state = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.variational else 0.0
         self.p_candidate = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.recurrent else 0.0

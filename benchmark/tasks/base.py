@@ -99,6 +99,21 @@ class Task:
         """{'accuracy': ..., 'metric': ...} over one batch or a whole split."""
         raise NotImplementedError
 
+    # -- the hidden-gradient probe (benchmark.gradients); defaults suit a loss at the last step --
+    def probe_loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        """The loss whose ∂/∂h_t the hidden-gradient profile shows: the part that needs memory.
+
+        Default: the training loss. A task with a loss at every step overrides it with the steps
+        that depend on the distant past, else each step's local term hides any decay.
+        """
+        return self.loss(y_hat, y)
+
+    @property
+    def probe_steps(self) -> tuple[int, int]:
+        """(first, last) 0-based steps the profile ratio ‖∂L/∂h_first‖ / ‖∂L/∂h_last‖ compares:
+        the first step that carries what the loss needs, and the last step the loss reads."""
+        return 0, self.total_len - 1
+
     # -- shared ------------------------------------------------------------------------------
     def sizes(self) -> dict[str, int]:
         return {"train": int(self.n_train or 0), "val": self.n_val, "test": self.n_test}
