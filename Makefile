@@ -31,12 +31,13 @@ MAKEFLAGS += --no-print-directory
 AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
 	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
 
-.PHONY: setup test test-all sweep report screenshot bench bench-check bench-baseline bench-gpu bench-analysis browser clean
+.PHONY: setup test test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
+	bench-gpu bench-analysis browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install "torch==$(TORCH_VERSION)"
-	$(VPY) -m pip install -e ".[test]"
+	$(VPY) -m pip install -e ".[test,tracking]"
 	$(VPY) -c "import torch, benchmark; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 
 test:  ## the test suite (fast tests; slow ones with `make test-all`)
@@ -47,8 +48,9 @@ test-all:
 
 # Each grid point it skips leaves a file named by its run_id in a folder of this invocation
 # (beside the results, so SLURM jobs on other nodes reach it too); the files are counted, then removed.
-sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml (CPU: claims on every core), then aggregate and report; prints the report path
+sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml (CPU: claims on every core) under a live progress bar, then aggregate and report; prints the report path
 	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; \
+	$(VPY) -m benchmark.analysis.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
 	$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
 		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) $(ARGS) && \
 	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
@@ -56,6 +58,18 @@ sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml (CPU: claims o
 
 report:  ## rebuild the report from existing results (REPORT_ARGS="--min-seeds 5 --adjust holm --ci bca ...")
 	@$(AGGREGATE_AND_REPORT)
+
+COMPARE_ARGS ?=
+compare:  ## B vs A (sweep names under RESULTS_DIR, or paths) -> REPORTS_DIR/compare-A-vs-B/{index.html,compare.csv}; COMPARE_ARGS="--fail-on worse"
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<sweep or path> B=<sweep or path> [COMPARE_ARGS=...]"; exit 2; }
+	@$(VPY) -m benchmark.analysis.compare $(A) $(B) --results-dir $(RESULTS_DIR) \
+		--out $(REPORTS_DIR)/compare-$(notdir $(A))-vs-$(notdir $(B)) $(COMPARE_ARGS)
+
+export-tensorboard:  ## results/$(SWEEP) as TensorBoard runs (hparams + scalars) -> results/$(SWEEP)/tensorboard; needs .[tracking]
+	@$(VPY) -m benchmark.analysis.tracking $(RESULTS_DIR)/$(SWEEP)
+
+status:  ## where results/$(SWEEP) stands: done, diverged, failed, incomplete or running, missing (reads files only)
+	@$(VPY) -m benchmark.analysis.status $(RESULTS_DIR)/$(SWEEP)
 
 SCREENSHOT ?= docs/report-claims.png
 screenshot:  ## PNG of the top of reports/$(SWEEP)/index.html (claims and verdicts) -> $(SCREENSHOT), headless Chromium

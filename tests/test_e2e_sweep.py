@@ -114,6 +114,9 @@ def test_interrupted_sweep_resumes_without_duplicates_or_losses(tmp_path):
     out = r.stdout + r.stderr
     assert f"sweep: skipped {len(done_before)} grid point(s) already complete" in out
     assert out.count("skipping complete run") == len(done_before)
+    # the live progress display (a plain line when the output is not a terminal), counted from the results folder
+    assert (f"sweep smoke: {len(GRID)}/{len(GRID)} grid points done, 0 failed, 0 diverged, "
+            f"{len(done_before)} skipped") in out
     df = check_grid_complete(sweep)
     unchanged = df[df["run_id"].isin(done_before)]
     assert (unchanged["mtime"] == unchanged["run_id"].map(done_before)).all()  # complete runs were not redone
