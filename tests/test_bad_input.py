@@ -62,6 +62,9 @@ RUN_CASES = {
     "native with variational dropout": (["reg=dropout", "reg.dropout.placement=variational", "impl=native"],
                                         ["impl", "native", "reg.dropout.placement=variational"]),
     "unknown impl": (["impl=fused"], ["impl", "fused", "native", "custom", "auto"]),
+    "zoneout p_c one": (["reg=zoneout", "reg.zoneout.p_c=1.0"], ["reg.zoneout.p_c", "1.0", "[0, 1)"]),
+    "ln eps zero": (["reg=ln", "reg.ln.eps=0"], ["reg.ln.eps", "0", "> 0"]),
+    "native with ln": (["reg=ln", "impl=native"], ["impl", "native", "custom or auto", "reg=ln"]),
 }
 
 
