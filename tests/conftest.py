@@ -19,3 +19,11 @@ def _one_torch_thread(request):
         torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """A folder holding a tiny MNIST-format data set (tests/mnist_fixture.py), for tasks with a data_dir."""
+    from mnist_fixture import write_mnist
+
+    return write_mnist(tmp_path_factory.mktemp("mnist"))

@@ -29,8 +29,8 @@ def composed(*overrides: str):
 
 def test_every_group_has_its_files():
     assert {"gru", "lstm", "rnn"} <= set(names("cell"))
-    assert {"none", "bn", "dropout", "both"} <= set(names("reg"))
-    assert {"adding", "copy", "digits"} <= set(names("task"))
+    assert {"none", "bn", "dropout", "both", "ln", "zoneout"} <= set(names("reg"))
+    assert {"adding", "copy", "digits", "smnist", "pmnist", "ucr"} <= set(names("task"))
 
 
 @pytest.mark.parametrize("reg", names("reg"))
@@ -49,10 +49,14 @@ def test_cell_and_reg_configs_build_a_model_that_trains(cell, reg):
 
 
 @pytest.mark.parametrize("task", names("task"))
-def test_task_configs_build_a_task_with_data(task):
-    cfg = composed(f"task={task}", "task.seq_len=12")
-    t = check_task(instantiate(cfg.task, _convert_="all"))
-    assert t.seq_len == 12
+def test_task_configs_build_a_task_with_data(task, mnist_dir):
+    cls = get_class(composed(f"task={task}").task._target_)
+    length = cls.allowed_seq_len(12)  # e.g. MNIST admits divisors of 784 only
+    over = [f"task={task}", f"task.seq_len={length}", "task.n_train=16", "task.n_val=8", "task.n_test=8"]
+    if "data_dir" in composed(f"task={task}").task:  # a task that reads files: the test fixture's folder
+        over.append(f"task.data_dir={mnist_dir}")
+    t = check_task(instantiate(composed(*over).task, _convert_="all"))
+    assert t.seq_len == length
     x, y = t.splits()["train"]
     assert x.ndim == 3 and x.shape[2] == t.input_size and torch.isfinite(x).all()
 

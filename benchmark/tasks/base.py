@@ -88,6 +88,11 @@ class Task:
         """{'accuracy': ..., 'metric': ...} over one batch or a whole split."""
         raise NotImplementedError
 
+    @classmethod
+    def allowed_seq_len(cls, want: int) -> int:
+        """The admissible `seq_len` nearest to `want` (tests and sweeps that pick lengths generically)."""
+        return max(int(want), cls.min_seq_len)
+
     # -- shared ------------------------------------------------------------------------------
     def sizes(self) -> dict[str, int]:
         return {"train": int(self.n_train or 0), "val": self.n_val, "test": self.n_test}

@@ -38,6 +38,8 @@ FAMILIES: tuple[tuple[Impl, RegName, Optional[BNPlacement], Optional[DropoutPlac
     (Impl.custom, RegName.dropout, None, DropoutPlacement.variational),
     (Impl.custom, RegName.dropout, None, DropoutPlacement.recurrent),
     (Impl.custom, RegName.both, BNPlacement.recurrent, DropoutPlacement.output),
+    (Impl.custom, RegName.ln, None, None),  # Ba et al. 2016, defaults of conf/reg/ln.yaml
+    (Impl.custom, RegName.zoneout, None, None),  # Krueger et al. 2017, defaults of conf/reg/zoneout.yaml
 )
 
 
