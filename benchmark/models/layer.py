@@ -18,7 +18,8 @@ Dropout masks are drawn before the loop, once per sequence ((B, H), Gal) or per 
 ((T, B, H), Semeniuta), so both paths and the compiled step see the same masks.
 Layer normalisation (`reg=ln`, `layernorm.py`) fills the same three norm slots as recurrent
 BN; zoneout (`reg=zoneout`, `zoneout.py`) mixes each new state with the previous one after
-the step, with (T, B, H) masks drawn before the loop. Both run on this autograd loop only.
+the step, with (T, B, H) masks drawn before the loop (the fused LSTM takes the same masks);
+layer normalisation runs on this autograd loop only.
 """
 from __future__ import annotations
 
@@ -120,13 +121,18 @@ class RecurrentLayer(nn.Module):
             return None
         return sequence_mask(like.new_empty(T, *like.shape), self.p_candidate)
 
-    def zone_keeps(self, T: int, like: Tensor) -> Optional[list[tuple[Optional[Tensor | float], ...]]]:
+    def zone_masks(self, T: int, like: Tensor) -> Optional[list[Optional[Tensor]]]:
+        """Zoneout's keep masks in training, per state (h[, c]): (T, B, H), or None where p = 0; None when off."""
+        if self.zone_p is None or not self.training:
+            return None
+        return [keep_masks(T, like, p) for p in self.zone_p]
+
+    def zone_keeps(self, T: int, masks: Optional[list[Optional[Tensor]]]) -> Optional[list[tuple]]:
         """Per step, what each state keeps of its previous value: (B, H) masks in training, p at eval."""
         if self.zone_p is None:
             return None
-        if not self.training:
+        if masks is None:  # eval: the expectation
             return [tuple(p if p > 0 else None for p in self.zone_p)] * T
-        masks = [keep_masks(T, like, p) for p in self.zone_p]  # per state: (T, B, H) or None
         return list(zip(*((m.unbind(0) if m is not None else (None,) * T) for m in masks)))
 
     def _slots(self, c_mask: Optional[Tensor] = None) -> Slots:
@@ -159,7 +165,6 @@ class RecurrentLayer(nn.Module):
         """The cell's fused sequence function applies: training with gradients, nothing per step to hook."""
         return (self.cell.fused is not None and self.training and torch.is_grad_enabled() and hiddens is None
                 and self.compiled_step is None and not torch.is_autocast_enabled(x.device.type)
-                and self.zone_p is None
                 and all(n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm)))
                         for n in (self.norm_x, self.norm_h, self.norm_c)))
 
@@ -179,17 +184,19 @@ class RecurrentLayer(nn.Module):
         state = self.cell.init_state(B, self.hidden_size, xw)
         h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
         c_masks = self.candidate_masks(T, state[0])
-        zone_keeps = self.zone_keeps(T, state[0])
+        zone_masks = self.zone_masks(T, state[0])
         compiled = self.compiled_step
         if fuse:
             norm_x_and_bias = (self.norm_x, bias) if fuse_norm_x else ()
-            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias)
+            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias,
+                                   zone=zone_masks)
         w_hh_t = w_hh.t()
         # benchmark.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
         # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a
         # fresh closure passed in would force a recompile per call.
         slots = self._slots() if compiled is None and c_masks is None else None
         step_masks = c_masks.unbind(0) if c_masks is not None else (None,) * T
+        zone_keeps = self.zone_keeps(T, zone_masks)
         outs: list[Tensor] = []
         for t, (xw_t, c_mask) in enumerate(zip(xw.unbind(0), step_masks)):
             prev = state
