@@ -193,6 +193,9 @@ class RunConfig:
     # A folder where each skipped grid point leaves an empty file named by its run_id, so
     # `make sweep` counts skips under any launcher (submitit jobs log elsewhere). Not part of run_id.
     skip_marks: Optional[str] = None
+    # Published values an experiment reproduces (conf/experiment/literature.yaml): never read by a run,
+    # not part of run_id; the report shows them beside the measured ones.
+    literature: Optional[Any] = None
 
 
 def hydra_output_root(results_dir: str) -> str:
