@@ -10,6 +10,8 @@ regulariser semantics as `RecurrentLayer._step` + `LSTMCell.step`, but:
   (gH × T·B)·(T·B × H) GEMM afterwards;
 - zoneout (Krueger et al. 2017) mixes each new h and c with the previous ones by the masks
   the layer drew, and the backward passes the kept share of each gradient straight back;
+- layer norm of W_hh·h and of the cell state (Ba et al., `reg=ln`) is written out the same way,
+  with statistics over each row instead of the batch (W_ih·x is normalised before the loop);
 - recurrent BN is written out (batch means as a (1, B)·(B, F) GEMM, which beats the
   generic batch-norm kernels at this size), with per-step statistics and running-stat rows
   exactly as `StepBatchNorm.step` / F.batch_norm keep them.
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from benchmark.models.layernorm import StepLayerNorm
 from benchmark.models.norm import StepBatchNorm
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
@@ -83,6 +86,53 @@ class _StepBN:
         return self.stats[1].sum((0, 1)).mul_(B), d_beta
 
 
+class _StepLN:
+    """One per-step layer norm inside the fused loop (Ba et al.): the same interface as `_StepBN`.
+
+    Statistics over the features of each row (example) of one step; keeps x̂ and 1/σ per step,
+    and accumulates ∂L/∂γ (and ∂L/∂β) step by step during the backward sweep.
+    """
+
+    def __init__(self, norm: StepLayerNorm, T: int, like: Tensor, avg: Tensor) -> None:
+        B, F = like.shape[1], norm.features
+        self.norm = norm
+        self.gamma = norm.weight.detach()
+        self.beta = norm.bias.detach() if norm.bias is not None else None
+        self.xhat = like.new_empty(T, B, F)
+        self.invstd = like.new_empty(T, B, 1)
+        self.d_gamma = like.new_zeros(F)
+        self.d_beta = like.new_zeros(F) if self.beta is not None else None
+
+    def forward(self, x: Tensor, t: int) -> Tensor:
+        """x̂_t of x (B, F), kept for backward; the caller applies γ (and β)."""
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)  # (B, 1) each
+        invstd = torch.add(var, self.norm.eps, out=self.invstd[t]).rsqrt_()
+        return torch.sub(x, mean, out=self.xhat[t]).mul_(invstd)
+
+    def update_population(self) -> None:
+        """Nothing: layer norm keeps no statistics between batches."""
+
+    def backward(self, dy: Tensor, t: int, out: Tensor) -> Tensor:
+        """∂L/∂x_t into `out` given ∂L/∂y_t (y = γ·x̂ + β): 1/σ·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = γ·dy."""
+        xhat = self.xhat[t]
+        self.d_gamma.add_((dy * xhat).sum(0))
+        if self.d_beta is not None:
+            self.d_beta.add_(dy.sum(0))
+        g = dy * self.gamma
+        m_g, m_gx = g.mean(1, keepdim=True), (g * xhat).mean(1, keepdim=True)
+        return torch.sub(g, m_g, out=out).addcmul_(xhat, m_gx, value=-1).mul_(self.invstd[t])
+
+    def grads(self) -> tuple[Tensor, Optional[Tensor]]:
+        return self.d_gamma, self.d_beta
+
+
+def _step_norm(norm: Optional[Any], T: int, like: Tensor, avg: Tensor) -> Optional[Any]:
+    """The fused loop's helper for a norm slot: per-step BN (Cooijmans) or LN (Ba et al.)."""
+    if norm is None:
+        return None
+    return (_StepLN if isinstance(norm, StepLayerNorm) else _StepBN)(norm, T, like, avg)
+
+
 class FusedLSTM(torch.autograd.Function):
     """outputs h_1..h_T (T, B, H) of one LSTM layer, given xw = W_ih·x + b_ih + b_hh (T, B, 4H)."""
 
@@ -103,7 +153,7 @@ class FusedLSTM(torch.autograd.Function):
         tcs = xw.new_empty(T, B, H)  # tanh(N(c_t))
         hin = hs[:-1] if h_mask is None else xw.new_empty(T, B, H)  # what W_hh multiplies (Gal: masked)
         avg = xw.new_full((1, B), 1.0 / B)
-        bn_x, bn_h, bn_c = (None if n is None else _StepBN(n, T, xw, avg) for n in (norm_x, norm_h, norm_c))
+        bn_x, bn_h, bn_c = (_step_norm(n, T, xw, avg) for n in (norm_x, norm_h, norm_c))
         scratch = xw.new_empty(B, G) if norm_h is not None else None
         for t in range(T):
             h = hs[t] if h_mask is None else torch.mul(hs[t], h_mask, out=hin[t])

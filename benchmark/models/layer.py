@@ -18,8 +18,8 @@ Dropout masks are drawn before the loop, once per sequence ((B, H), Gal) or per 
 ((T, B, H), Semeniuta), so both paths and the compiled step see the same masks.
 Layer normalisation (`reg=ln`, `layernorm.py`) fills the same three norm slots as recurrent
 BN; zoneout (`reg=zoneout`, `zoneout.py`) mixes each new state with the previous one after
-the step, with (T, B, H) masks drawn before the loop (the fused LSTM takes the same masks);
-layer normalisation runs on this autograd loop only.
+the step, with (T, B, H) masks drawn before the loop. The fused LSTM runs both (LN of W_ih·x
+for all steps at once before it, LN of W_hh·h and c inside it; the same zoneout masks).
 """
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ class RecurrentLayer(nn.Module):
         """The cell's fused sequence function applies: training with gradients, nothing per step to hook."""
         return (self.cell.fused is not None and self.training and torch.is_grad_enabled() and hiddens is None
                 and self.compiled_step is None and not torch.is_autocast_enabled(x.device.type)
-                and all(n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm)))
+                and all(n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm, StepLayerNorm)))
                         for n in (self.norm_x, self.norm_h, self.norm_c)))
 
     def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> Tensor:
