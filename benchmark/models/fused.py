@@ -10,8 +10,8 @@ regulariser semantics as `RecurrentLayer._step` + `LSTMCell.step`, but:
   (gH × T·B)·(T·B × H) GEMM afterwards;
 - zoneout (Krueger et al. 2017) mixes each new h and c with the previous ones by the masks
   the layer drew, and the backward passes the kept share of each gradient straight back;
-- layer norm of W_hh·h and of the cell state (Ba et al., `reg=ln`) is written out the same way,
-  with statistics over each row instead of the batch (W_ih·x is normalised before the loop);
+- layer norm of W_hh·h and of the cell state (Ba et al., `reg=ln`) calls ATen's layer-norm
+  forward and backward kernels per step (W_ih·x is normalised for all steps before the loop);
 - recurrent BN is written out (batch means as a (1, B)·(B, F) GEMM, which beats the
   generic batch-norm kernels at this size), with per-step statistics and running-stat rows
   exactly as `StepBatchNorm.step` / F.batch_norm keep them.
@@ -89,38 +89,41 @@ class _StepBN:
 class _StepLN:
     """One per-step layer norm inside the fused loop (Ba et al.): the same interface as `_StepBN`.
 
-    Statistics over the features of each row (example) of one step; keeps x̂ and 1/σ per step,
-    and accumulates ∂L/∂γ (and ∂L/∂β) step by step during the backward sweep.
+    Statistics over the features of each row (example) of one step, through ATen's own layer-norm
+    kernels (forward and backward); keeps the input, mean and 1/σ per step, and accumulates ∂L/∂γ
+    (and ∂L/∂β) during the backward sweep.
     """
 
     def __init__(self, norm: StepLayerNorm, T: int, like: Tensor, avg: Tensor) -> None:
         B, F = like.shape[1], norm.features
-        self.norm = norm
+        self.norm, self.shape = norm, (F,)
         self.gamma = norm.weight.detach()
         self.beta = norm.bias.detach() if norm.bias is not None else None
-        self.xhat = like.new_empty(T, B, F)
-        self.invstd = like.new_empty(T, B, 1)
+        self.x = like.new_empty(T, B, F)
+        self.stats: list[tuple[Tensor, Tensor]] = []  # per step: mean, 1/σ (B, 1)
         self.d_gamma = like.new_zeros(F)
         self.d_beta = like.new_zeros(F) if self.beta is not None else None
 
     def forward(self, x: Tensor, t: int) -> Tensor:
-        """x̂_t of x (B, F), kept for backward; the caller applies γ (and β)."""
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)  # (B, 1) each
-        invstd = torch.add(var, self.norm.eps, out=self.invstd[t]).rsqrt_()
-        return torch.sub(x, mean, out=self.xhat[t]).mul_(invstd)
+        """x̂_t of x (B, F); the caller applies γ (and β)."""
+        self.x[t].copy_(x)
+        xhat, mean, rstd = torch.native_layer_norm(x, self.shape, None, None, self.norm.eps)
+        self.stats.append((mean, rstd))
+        return xhat
 
     def update_population(self) -> None:
         """Nothing: layer norm keeps no statistics between batches."""
 
     def backward(self, dy: Tensor, t: int, out: Tensor) -> Tensor:
-        """∂L/∂x_t into `out` given ∂L/∂y_t (y = γ·x̂ + β): 1/σ·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = γ·dy."""
-        xhat = self.xhat[t]
-        self.d_gamma.add_((dy * xhat).sum(0))
-        if self.d_beta is not None:
-            self.d_beta.add_(dy.sum(0))
-        g = dy * self.gamma
-        m_g, m_gx = g.mean(1, keepdim=True), (g * xhat).mean(1, keepdim=True)
-        return torch.sub(g, m_g, out=out).addcmul_(xhat, m_gx, value=-1).mul_(self.invstd[t])
+        """∂L/∂x_t into `out` given ∂L/∂y_t, y = γ·x̂ (+ β)."""
+        mean, rstd = self.stats[t]
+        mask = [True, True, self.beta is not None]
+        dx, dg, db = torch.ops.aten.native_layer_norm_backward(dy, self.x[t], self.shape, mean, rstd, self.gamma,
+                                                               self.beta, mask)
+        self.d_gamma.add_(dg)
+        if db is not None:
+            self.d_beta.add_(db)
+        return out.copy_(dx)
 
     def grads(self) -> tuple[Tensor, Optional[Tensor]]:
         return self.d_gamma, self.d_beta
