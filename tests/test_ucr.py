@@ -73,4 +73,5 @@ def test_trains_end_to_end_offline(tmp_path):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     (m,) = [json.loads(f.read_text()) for f in tmp_path.rglob("metrics.json")]
-    assert m["status"] == "ok" and m["task"] == "ucr" and m["seq_len"] == 100 and m["test_accuracy"] is not None
+    assert m["status"] == "ok" and m["task"] == "ucr.BasicMotions" and m["seq_len"] == 100
+    assert (m["reg"], m["zoneout_p_h"], m["zoneout_p_c"]) == ("zoneout", 0.05, 0.5) and m["test_accuracy"] is not None

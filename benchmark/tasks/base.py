@@ -88,6 +88,11 @@ class Task:
         """{'accuracy': ..., 'metric': ...} over one batch or a whole split."""
         raise NotImplementedError
 
+    @property
+    def label(self) -> str:
+        """The task as results name it (metrics.json `task`): the name, plus any knob that picks other data."""
+        return self.name
+
     @classmethod
     def allowed_seq_len(cls, want: int) -> int:
         """The admissible `seq_len` nearest to `want` (tests and sweeps that pick lengths generically)."""

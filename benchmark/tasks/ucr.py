@@ -101,6 +101,10 @@ class UCRTask(Task):
             raise ConfigError("task.n_test", self.n_test, f"an integer <= {d.n_test} (the test series of {self.dataset})")
 
     @property
+    def label(self) -> str:
+        return f"ucr.{self.dataset}"  # each data set is its own task in the results
+
+    @property
     def input_size(self) -> int:  # channels
         return DATASETS[self.dataset].channels
 
