@@ -111,6 +111,9 @@ class DropoutConfig:
 class LNConfig:
     eps: float = 1e-5
     gain_init: float = 1.0  # Ba et al. 2016 initialise the gains to 1 and the biases to 0
+    # Normalise W_ih·x too (Ba et al.'s LSTM). With one input feature LN(w·x) = sign(x)·LN(w): only the
+    # sign of x reaches the cell, so tasks fed one value per step may want `false` (W_hh·h and c only).
+    input: bool = True
 
 
 @dataclass

@@ -30,7 +30,7 @@ def plain_ln(v: torch.Tensor, gain: torch.Tensor, bias=None) -> torch.Tensor:
     return y if bias is None else y + bias
 
 
-def reference(layer: RecurrentLayer, x: torch.Tensor, ln: bool, keeps=None) -> torch.Tensor:
+def reference(layer: RecurrentLayer, x: torch.Tensor, ln: bool, keeps=None, ln_input: bool = True) -> torch.Tensor:
     """h_1..h_T (T, B, H) from the equations. keeps[t] = (keep_h, keep_c) masks or probabilities."""
     w_ih, w_hh, b_ih, b_hh = layer.weights()
     cell = type(layer.cell)
@@ -40,7 +40,8 @@ def reference(layer: RecurrentLayer, x: torch.Tensor, ln: bool, keeps=None) -> t
     for t in range(x.shape[0]):
         ax, ah = x[t] @ w_ih.T, h @ w_hh.T
         if ln:
-            ax, ah = plain_ln(ax, layer.norm_x.weight), plain_ln(ah, layer.norm_h.weight)
+            ax = plain_ln(ax, layer.norm_x.weight) if ln_input else ax
+            ah = plain_ln(ah, layer.norm_h.weight)
         ax, ah = ax + b_ih, ah + b_hh
         c_new = c
         if cell is LSTMCell:
@@ -233,3 +234,25 @@ def test_new_arms_train_a_two_layer_model(cell, name):
     assert losses[-1] < 0.5 * losses[0]
     if name == "ln":
         assert len(m.param_groups()["norm"]) == (8 if cell is LSTMCell else 4)  # per layer: g_x, g_h (+ g_c, b_c)
+
+
+def test_ln_of_a_single_input_feature_keeps_only_its_sign_unless_input_is_off():
+    """Why `reg.ln.input` exists: LN(w·x) over the gates is invariant to the scale of a scalar x."""
+    x = torch.rand(T, B, 1, dtype=torch.float64) + 0.5
+    for use_input, same in ((True, True), (False, False)):
+        torch.manual_seed(0)
+        layer = RecurrentLayer(LSTMCell, 1, H, ln_reg(input=use_input)).double().eval()  # one input feature
+        assert (layer.norm_x is not None) == use_input
+        with torch.no_grad():
+            diff = (layer(x, True) - layer(3 * x, True)).abs().max().item()
+        equal = diff < 1e-3  # up to eps in the variance
+        assert equal == same
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
+def test_ln_without_the_input_norm_matches_the_reference(cell):
+    layer = make_layer(cell, ln_reg(input=False)).train()
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    y = layer(x, True)
+    ref = reference(layer, x, ln=True, ln_input=False)
+    assert_parity(layer, x, y, ref)

@@ -87,7 +87,7 @@ class RecurrentLayer(nn.Module):
                        if bn_rec and cell.has_cell_state else None)
         if reg.uses_ln:  # Ba et al. 2016: LN of W_ih·x and W_hh·h (bias shared), and of the LSTM cell state
             ln = reg.ln
-            self.norm_x = StepLayerNorm(gh, ln.gain_init, ln.eps)
+            self.norm_x = StepLayerNorm(gh, ln.gain_init, ln.eps) if ln.input else None
             self.norm_h = StepLayerNorm(gh, ln.gain_init, ln.eps)
             self.norm_c = StepLayerNorm(hidden_size, ln.gain_init, ln.eps, bias=True) if cell.has_cell_state else None
         # Zoneout probabilities per state tensor: (p_h,) or (p_h, p_c); None when off.
