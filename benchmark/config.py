@@ -71,6 +71,13 @@ class BNPlacement(str, enum.Enum):
     output = "output"  # BN over features of each layer's output sequence
 
 
+class BNPopulation(str, enum.Enum):
+    """How BN's population statistics (used at eval) are obtained."""
+
+    precise = "precise"  # re-estimated over training batches, weights frozen, before every evaluation
+    moving = "moving"  # torch's momentum average over the training steps' batches
+
+
 class DropoutPlacement(str, enum.Enum):
     output = "output"  # Zaremba et al. 2014: non-recurrent connections, fresh mask per step
     variational = "variational"  # Gal & Ghahramani 2016: one mask per sequence, inputs + state
@@ -97,14 +104,20 @@ class BNConfig:
     eps: float = 1e-5
     # None = the placement's literature default: 0.1 for recurrent (Cooijmans), 1.0 otherwise.
     gain_init: Optional[float] = None
-    # Population statistics are kept per time step up to this many steps; later steps reuse the last.
-    max_stats_steps: int = 1000
+    # Per-step (recurrent) BN keeps population statistics for this many steps; later steps reuse the
+    # last. null = the task's total_len (every step has its own); a value below total_len is refused.
+    max_stats_steps: Optional[int] = None
+    population: BNPopulation = BNPopulation.precise
+    precise_batches: int = 20  # training batches (of train.batch_size) per precise estimate
 
 
 @dataclass
 class DropoutConfig:
     placement: DropoutPlacement = DropoutPlacement.output
     p: float = 0.25
+    # Dropout of the raw task input (often 1-2 features here): off unless asked. `p` acts on
+    # hidden connections only (between layers, the head's input, the recurrent state).
+    input_p: float = 0.0
 
 
 @dataclass
@@ -214,6 +227,21 @@ def hydra_output_root(results_dir: str) -> str:
     return results_dir
 
 
+def check_stats_steps(bn: BNConfig, total_len: int) -> int:
+    """Rows of per-step BN population statistics for sequences of `total_len` steps.
+
+    null follows total_len, so every step has statistics of its own. An explicit value below
+    total_len would make the last steps reuse another step's statistics (e.g. copy's delimiter
+    reading a blank step's): refused, never silent.
+    """
+    if bn.max_stats_steps is None:
+        return total_len
+    _check(bn.max_stats_steps >= total_len, "reg.bn.max_stats_steps", bn.max_stats_steps,
+           f"null (= the task's total_len) or an integer >= task.total_len = {total_len}",
+           "Steps beyond it would reuse the last step's population statistics.")
+    return bn.max_stats_steps
+
+
 def register_configs() -> None:
     """Register the schema so `defaults: [run_schema, ...]` in conf/config.yaml type-checks."""
     from hydra.core.config_store import ConfigStore
@@ -238,10 +266,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(cfg.num_layers >= 1, "num_layers", cfg.num_layers, "an integer >= 1")
     d = cfg.reg.dropout
     _check(0.0 <= d.p < 1.0, "reg.dropout.p", d.p, "a probability in [0, 1)")
+    _check(0.0 <= d.input_p < 1.0, "reg.dropout.input_p", d.input_p, "a probability in [0, 1) (0 = off)")
     bn = cfg.reg.bn
     _check(0.0 <= bn.momentum <= 1.0, "reg.bn.momentum", bn.momentum, "a number in [0, 1]")
     _check(bn.eps > 0, "reg.bn.eps", bn.eps, "a number > 0")
-    _check(bn.max_stats_steps >= 1, "reg.bn.max_stats_steps", bn.max_stats_steps, "an integer >= 1")
+    _check(bn.max_stats_steps is None or bn.max_stats_steps >= 1, "reg.bn.max_stats_steps", bn.max_stats_steps,
+           "null (= the task's total_len) or an integer >= 1")
+    _check(bn.precise_batches >= 1, "reg.bn.precise_batches", bn.precise_batches, "an integer >= 1")
     _check(cfg.reg.ln.eps > 0, "reg.ln.eps", cfg.reg.ln.eps, "a number > 0")
     _check(cfg.reg.ln.gain_init > 0, "reg.ln.gain_init", cfg.reg.ln.gain_init, "a number > 0")
     for key in ("p_h", "p_c"):

@@ -5,6 +5,9 @@ fixed probe batch, how much does the loss depend on the top layer's state at eac
 It is measured on a deep copy of the model, in train mode (the mode the gradients that
 train it come from), under `torch.random.fork_rng` with a fixed seed, so measuring it
 changes neither the model (BN statistics, grads) nor any random stream of the run.
+The loss it differentiates is the task's `probe_loss` (the copy task's recall window only:
+with a loss at every step, each step's own term would hide any decay), and the ratio
+compares the task's `probe_steps`.
 """
 from __future__ import annotations
 
@@ -55,8 +58,11 @@ def hidden_grad_profile(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     return norms
 
 
-def profile_ratio(profile: list[float]) -> Optional[float]:
-    """‖∂L/∂h_1‖ / ‖∂L/∂h_T‖: ≪ 1 vanishing, ≫ 1 exploding; None when undefined."""
-    if not profile or profile[-1] == 0 or not math.isfinite(profile[-1]) or not math.isfinite(profile[0]):
+def profile_ratio(profile: list[float], first: int = 0, last: int = -1) -> Optional[float]:
+    """‖∂L/∂h_first‖ / ‖∂L/∂h_last‖ (default h_1 and h_T): ≪ 1 vanishing, ≫ 1 exploding; None when undefined."""
+    if not profile:
         return None
-    return profile[0] / profile[-1]
+    a, b = profile[first], profile[last]
+    if b == 0 or not math.isfinite(a) or not math.isfinite(b):
+        return None
+    return a / b

@@ -9,11 +9,16 @@ n_gpus` puts two long jobs on one GPU while another idles. So:
 - GPUs: a pool of lock files, one per visible device, in the sweep folder. A job holds
   the first free device for its whole run (starting its search at `job_num % n` so
   jobs spread out) and waits when all are taken.
+- honest timings: every running job holds a lock on a file of its own in the sweep folder
+  (`running_jobs`), so a job can count the grid points running beside it when it times
+  itself; a killed job's lock dies with its process, so it is never counted.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
@@ -73,3 +78,40 @@ def gpu_slot(lock_dir: Path, n_gpus: int, job_num: int = 0, poll_s: float = 0.5,
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise TimeoutError(f"no free GPU among {n_gpus} after {timeout_s:.0f}s (locks in {lock_dir})")
         time.sleep(poll_s)
+
+
+class RunningJobs:
+    """This job's entry in a folder of lock files, one per running job of the sweep."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
+        self.lock = FileLock(str(self.path))
+
+    def beside(self) -> int:
+        """Jobs running now besides this one: lock files whose lock another process holds."""
+        n = 0
+        for f in self.folder.glob("*.lock"):
+            if f == self.path:
+                continue
+            other = FileLock(str(f))
+            try:
+                other.acquire(timeout=0)
+            except Timeout:
+                n += 1  # held: that job is running
+            else:
+                other.release()  # a finished or killed job's file (never deleted here: racy)
+        return n
+
+
+@contextlib.contextmanager
+def running_jobs(folder: Path) -> Iterator[RunningJobs]:
+    """Register this job in `folder` for the duration of the block."""
+    folder.mkdir(parents=True, exist_ok=True)
+    me = RunningJobs(folder)
+    me.lock.acquire(timeout=0)
+    try:
+        yield me
+    finally:
+        me.lock.release()
+        me.path.unlink(missing_ok=True)

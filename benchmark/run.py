@@ -44,19 +44,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
-from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
+from benchmark.analysis import record
+from benchmark.config import (Accel, BNPlacement, BNPopulation, ConfigError, Device, RunConfig, register_configs,
+                              validate)
 from benchmark.gradients import hidden_grad_profile, profile_ratio
 from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
                           run_dir, run_id)
-from benchmark.launch import gpu_slot, threads_for_job
-from benchmark.models import ModelSpec, build_model, check_cell_class, resolve_impl
+from benchmark.launch import RunningJobs, gpu_slot, running_jobs, threads_for_job
+from benchmark.models import ModelSpec, build_model, check_cell_class, check_spec, resolve_impl
 from benchmark.tasks import Task, check_task
 from benchmark.timing import MemoryMeter, time_model
 from benchmark.precision import autocast_dtype, set_tf32
 from benchmark.train import HISTORY_COLUMNS, TrainResult, final_metrics, train
 
 log = logging.getLogger("benchmark.run")
-SCHEMA_VERSION = 1
 PROBE_BATCH = 64  # examples in the fixed probe batch of the hidden-gradient profile
 _DEFAULT_THREADS = torch.get_num_threads()  # restored for jobs that set none
 
@@ -110,7 +111,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     cell = check_cell_class(cell)
     spec = ModelSpec(cell=cell, input_size=task.input_size, hidden_size=run_cfg.hidden_size,
                      num_layers=run_cfg.num_layers, output_size=task.output_size, per_step=task.per_step,
-                     reg=run_cfg.reg, impl=run_cfg.impl)
+                     reg=run_cfg.reg, impl=run_cfg.impl, total_len=task.total_len)
+    check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
     resolve_impl(cell, run_cfg.reg, run_cfg.impl)  # impl=native with a variant that needs the loop
     resolved = OmegaConf.to_container(cfg, resolve=True)
     rid = run_id(resolved)
@@ -127,41 +129,48 @@ def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:
     set_tf32(cfg.precision)
 
 
+def precise_bn_batches(cfg: RunConfig) -> int:
+    """Batches per precise-BN estimate; 0 when the run has no BN or keeps the moving average."""
+    bn = cfg.reg.bn
+    return bn.precise_batches if cfg.reg.uses_bn and bn.population is BNPopulation.precise else 0
+
+
 def identity(p: Prepared) -> dict[str, Any]:
     c, reg = p.cfg, p.cfg.reg
+    per_step_bn = reg.uses_bn and reg.bn.placement is BNPlacement.recurrent
     return {
-        "schema_version": SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
+        "schema_version": record.SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
         "cell": p.resolved["cell"].get("name", p.spec.cell.name), "reg": reg.name.value,
         "bn_placement": reg.bn.placement.value if reg.uses_bn else None,
         "dropout_placement": reg.dropout.placement.value if reg.uses_dropout else None,
         "dropout_p": reg.dropout.p if reg.uses_dropout else None,
+        "dropout_input_p": reg.dropout.input_p if reg.uses_dropout else None,
+        "bn_population": reg.bn.population.value if reg.uses_bn else None,
+        "bn_precise_batches": precise_bn_batches(c) or None,
+        "bn_stats_steps": p.spec.stats_steps if per_step_bn else None,
         "zoneout_p_h": reg.zoneout.p_h if reg.uses_zoneout else None,
         "zoneout_p_c": reg.zoneout.p_c if reg.uses_zoneout else None,
         "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value, "accel": c.accel.value,
         "task": p.task.label, "seq_len": p.task.seq_len, "total_len": p.task.total_len, "seed": c.seed,
         "hidden_size": c.hidden_size, "num_layers": c.num_layers, "batch_size": c.train.batch_size,
-        "steps": c.train.steps, "device": p.device.type, "precision": c.precision.value,
+        "steps": c.train.steps, "lr": c.train.lr, "device": p.device.type, "precision": c.precision.value,
         "metric_name": p.task.metric_name, "metric_baseline": p.task.metric_baseline,
+        "metric_perfect": p.task.metric_perfect, "metric_higher_is_better": bool(p.task.higher_is_better),
         "target_accuracy": p.task.target_accuracy,
     }
 
 
-# Every key metrics.json carries (null where not applicable); README documents each.
-RESULT_KEYS = (
-    "status", "diverged_at_step", "error", "traceback", "steps_done", "stopped_early",
-    "test_accuracy", "test_metric", "test_loss", "train_accuracy", "train_loss", "train_metric",
-    "generalization_gap", "best_val_accuracy", "steps_to_target",
-    "grad_norm_mean", "grad_norm_max", "grad_norm_std", "clipped_fraction", "grad_norm_input",
-    "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "hidden_grad_profile_start",
-    "hidden_grad_profile_end", "hidden_grad_ratio_start", "hidden_grad_ratio_end",
-    "train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
-    "fwd_bwd_tokens_per_s", "timing_method", "timing_batch_size", "peak_memory_mb", "peak_memory_kind",
-    "compile_s",
-)
+# Every measured key of metrics.json (null where not applicable): defined once, in the run record.
+RESULT_KEYS = record.RESULT_KEYS
 
 
-def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, Any], progress: bool) -> None:
-    """Build, train and measure; fills `m` as it goes (so a failure keeps what was measured)."""
+def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, Any], progress: bool,
+            jobs: RunningJobs) -> None:
+    """Build, train and measure; fills `m` as it goes (so a failure keeps what was measured).
+
+    `jobs` counts the sweep's grid points running beside this one, at the start and end of
+    training and of the dedicated timing: throughput measured beside other jobs says so.
+    """
     cfg, task = p.cfg, p.task
     splits = task.splits()
     torch.manual_seed(cfg.seed)  # the model's initialisation depends on the seed only
@@ -174,17 +183,20 @@ def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, An
     x_val, y_val = splits["val"]
     n = min(PROBE_BATCH, len(x_val))
     probe = (x_val[:n].to(device), y_val[:n].to(device))
-    m["hidden_grad_profile_start"] = hidden_grad_profile(model, task.loss, *probe, seed=cfg.seed)
-    m["hidden_grad_ratio_start"] = profile_ratio(m["hidden_grad_profile_start"])
+    m["hidden_grad_profile_start"] = hidden_grad_profile(model, task.probe_loss, *probe, seed=cfg.seed)
+    m["hidden_grad_ratio_start"] = profile_ratio(m["hidden_grad_profile_start"], *task.probe_steps)
     meter = MemoryMeter(device)
-    train(model, task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res, accel=cfg.accel)
+    beside = jobs.beside()
+    train(model, task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res, accel=cfg.accel,
+          precise_bn_batches=precise_bn_batches(cfg))
+    m["train_jobs_beside"] = max(beside, jobs.beside())
     if res.capture_s is not None:
         m["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph
     m.update(status=res.status, diverged_at_step=res.diverged_at_step, steps_done=res.steps_done,
              stopped_early=res.stopped_early, best_val_accuracy=res.best_val_accuracy,
              steps_to_target=res.steps_to_target, **res.summary())
-    m["hidden_grad_profile_end"] = hidden_grad_profile(model, task.loss, *probe, seed=cfg.seed)
-    m["hidden_grad_ratio_end"] = profile_ratio(m["hidden_grad_profile_end"])
+    m["hidden_grad_profile_end"] = hidden_grad_profile(model, task.probe_loss, *probe, seed=cfg.seed)
+    m["hidden_grad_ratio_end"] = profile_ratio(m["hidden_grad_profile_end"], *task.probe_steps)
     m.update(final_metrics(model, task, device, cfg.precision))
     if cfg.timing.enabled:
         x_tr, y_tr = splits["train"]
@@ -192,9 +204,19 @@ def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, An
         xt, yt = x_tr[:b].to(device), y_tr[:b].to(device)
         make_fns = ((lambda c: accel_mod.graph_step_fns(c, task.loss, xt, yt, dtype)[0])
                     if cfg.accel is Accel.graph else None)  # time the replays the training step uses
+        beside, m["timing_load_avg"] = jobs.beside(), _load_avg()
         t = time_model(model, task.loss, xt, yt, cfg.timing.warmup, cfg.timing.repeats, dtype, make_fns)
         m.update(dataclasses.asdict(t))
+        m["timing_jobs_beside"] = max(beside, jobs.beside())
     m["peak_memory_mb"], m["peak_memory_kind"] = meter.peak_mb(), meter.kind
+
+
+def _load_avg() -> Optional[float]:
+    """The machine's 1-minute load average (other users' work included), where the OS has one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 @contextlib.contextmanager
@@ -226,10 +248,11 @@ def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num
     log.info("run %s -> %s", p.run_id, p.out)
     m: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
     res = TrainResult()
-    with _device_for_job(p, multirun, job_num) as device:
+    running = Path(cfg.results_dir) / cfg.sweep / ".running"
+    with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:
         m.update(identity(p))
         try:
-            measure(p, device, res, m, cfg.train.progress)
+            measure(p, device, res, m, cfg.train.progress, jobs)
         except Exception as e:  # recorded, never silent: status failed + error + traceback
             m.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
                      steps_done=res.steps_done)

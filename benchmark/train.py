@@ -7,6 +7,12 @@ are read back in one device sync. A non-finite loss or gradient norm stops train
 that step (`status = "diverged"`) without applying the update; everything measured so
 far is kept. Progress: a tqdm bar with loss and tokens/s, quiet when stderr is not a
 terminal.
+
+With precise BN (`precise_bn_batches > 0`), BN's population statistics are re-estimated
+over a fixed set of training batches, weights frozen, before every evaluation and once
+more at the end if the weights changed since (`benchmark.models.norm.estimate_population`),
+so every evaluation, early-stopping snapshot and final metric sees statistics of the
+weights it evaluates. Its cost is outside the training throughput, like evaluation's.
 """
 from __future__ import annotations
 
@@ -23,14 +29,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from benchmark.accel import forward_backward
+from benchmark.analysis import record
 from benchmark.config import Accel, Optimizer, Precision, Scheduler, TrainConfig
 from benchmark.precision import autocast, autocast_dtype
 from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
-from benchmark.tasks.base import Task
+from benchmark.models.norm import estimate_population
+from benchmark.tasks.base import Task, split_seed
 
-HISTORY_COLUMNS = ["step", "train_loss", "grad_norm", "clipped", "lr", "tokens_per_s", "grad_norm_input",
-                   "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "val_loss", "val_accuracy",
-                   "val_metric"]
+HISTORY_COLUMNS = list(record.HISTORY_COLUMNS)  # the run record defines the columns once
 EVAL_BATCH = 512  # evaluation batch; BN uses population statistics in eval, so size does not matter
 
 
@@ -48,6 +54,7 @@ class TrainResult:
     train_time_s: float = 0.0  # time inside training steps only (no eval, no logging)
     tokens: int = 0
     best_val_accuracy: Optional[float] = None
+    val_scores: list[float] = field(default_factory=list)  # validation score at each evaluation
     steps_to_target: Optional[int] = None
     stopped_early: bool = False
     capture_s: Optional[float] = None  # accel=graph: CUDA-graph capture time, outside train_time_s
@@ -64,6 +71,8 @@ class TrainResult:
             "grad_norm_std": statistics.pstdev(g) if g else None,
             "clipped_fraction": mean([float(c) for c in self.clipped]),
             "train_tokens_per_s": self.tokens / self.train_time_s if self.train_time_s > 0 else None,
+            "best_val_score": max(self.val_scores) if self.val_scores else None,
+            "val_score_auc": mean(self.val_scores),  # area under the validation-score curve / its length
         }
         for name in GROUPS:
             out[f"grad_norm_{name}"] = mean(self.group_norms[name])
@@ -111,6 +120,23 @@ class BatchSampler:
         return idx
 
 
+def precise_batches(x: Tensor, batch_size: int, n: int, seed: int) -> list[Tensor]:
+    """The n training batches (B, T, I) precise BN estimates over, fixed for the run.
+
+    Drawn by a sampler of their own (seeded from the run's seed), so they never change the
+    training batch order; full batches of the training batch size, as BN sees in training.
+    """
+    sampler = BatchSampler(len(x), min(batch_size, len(x)), split_seed("precise_bn", seed))
+    return [x[sampler.next()] for _ in range(n)]
+
+
+def refresh_population(model: nn.Module, batches: list[Tensor], device: torch.device,
+                       dtype: Optional[torch.dtype] = None) -> None:
+    """Precise BN over `batches` under the run's autocast (a no-op for a model without BN)."""
+    with autocast(device.type, dtype):
+        estimate_population(model, (b.to(device, non_blocking=True) for b in batches))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.device,
              dtype: Optional[torch.dtype] = None, max_batches: int = 0) -> dict[str, float]:
@@ -128,11 +154,14 @@ def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.d
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, seed: int,
           precision: Precision = Precision.fp32, progress: bool = True,
-          result: Optional[TrainResult] = None, accel: Accel = Accel.none) -> TrainResult:
+          result: Optional[TrainResult] = None, accel: Accel = Accel.none,
+          precise_bn_batches: int = 0) -> TrainResult:
     """Train `model` (already on `device`) on task's train split; validate every eval_interval steps.
 
     Pass `result` to keep the partial record if this raises. With early stopping on, the
-    model ends with the weights of its best validation accuracy.
+    model ends with the weights of its best validation accuracy. `precise_bn_batches > 0`:
+    precise BN over that many training batches before every evaluation and at the end
+    (0: BN keeps the momentum average its training steps update).
     """
     res = result if result is not None else TrainResult()
     (x_tr, y_tr), (x_val, y_val) = task.splits()["train"], task.splits()["val"]
@@ -145,6 +174,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     fwd_bwd = forward_backward(model, task.loss, accel, dtype)  # eager, or CUDA-graph replay (accel=graph)
     tokens_per_step = min(cfg.batch_size, len(x_tr)) * task.total_len
     best_state, bad_evals = None, 0
+    pop_batches = precise_batches(x_tr, cfg.batch_size, precise_bn_batches, seed) if precise_bn_batches else []
+    refreshed_at = -1  # steps_done when population statistics were last re-estimated (-1: never)
     window: list[tuple[float, ...]] = []  # per-step stats since the last history row
     window_time = 0.0
     bar = tqdm(total=cfg.steps, disable=not (progress and sys.stderr.isatty()), file=sys.stderr,
@@ -199,8 +230,15 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
                     v = [c for c in cols[3 + k] if not math.isnan(c)]
                     row[f"grad_norm_{g}"] = statistics.fmean(v) if v else None
                 if is_eval:
+                    if pop_batches:
+                        refresh_population(model, pop_batches, device, dtype)
+                        refreshed_at = step
                     val = evaluate(model, task, x_val, y_val, device, dtype, cfg.eval_batches)
-                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"])
+                    val_score = task.score(val["metric"])
+                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"],
+                               val_score=val_score)
+                    if val_score is not None and math.isfinite(val_score):
+                        res.val_scores.append(val_score)
                     acc = val["accuracy"]
                     if res.steps_to_target is None and acc >= task.target_accuracy:
                         res.steps_to_target = step
@@ -221,20 +259,26 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     finally:
         bar.close()
     if best_state is not None and res.stopped_early:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state)  # weights and the statistics estimated for them
+    elif pop_batches and refreshed_at != res.steps_done:  # e.g. diverged between evaluations
+        refresh_population(model, pop_batches, device, dtype)
     return res
 
 
 def final_metrics(model: nn.Module, task: Task, device: torch.device,
                   precision: Precision = Precision.fp32) -> dict[str, Any]:
-    """Test metrics, and train metrics on the first n_test training examples (equal noise)."""
+    """Test metrics, train metrics on the first n_test training examples (equal noise), and the
+    final model's validation score (the learning-rate selection reads it; the test split selects nothing)."""
     s = task.splits()
     dtype = autocast_dtype(precision)
     test = evaluate(model, task, *s["test"], device, dtype)
+    val = evaluate(model, task, *s["val"], device, dtype)
     n = len(s["test"][0])
     tr = evaluate(model, task, s["train"][0][:n], s["train"][1][:n], device, dtype)
     return {
         "test_accuracy": test["accuracy"], "test_metric": test["metric"], "test_loss": test["loss"],
+        "test_score": task.score(test["metric"]),
         "train_accuracy": tr["accuracy"], "train_loss": tr["loss"], "train_metric": tr["metric"],
+        "train_score": task.score(tr["metric"]), "val_score": task.score(val["metric"]),
         "generalization_gap": tr["accuracy"] - test["accuracy"],
     }

@@ -27,3 +27,11 @@ def mnist_dir(tmp_path_factory):
     from mnist_fixture import write_mnist
 
     return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def mnist_full_dir(tmp_path_factory):
+    """MNIST-format files at the real sizes (60000 / 10000, all zeros, sparse): for split-size checks."""
+    from mnist_fixture import write_full_size_headers
+
+    return write_full_size_headers(tmp_path_factory.mktemp("mnist-full"))

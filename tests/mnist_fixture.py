@@ -41,3 +41,19 @@ def write_mnist(folder: Path, gz: bool = False, **kw) -> Path:
         name = FILES[role][0]
         (folder / (name + ".gz" if gz else name)).write_bytes(gzip.compress(data, mtime=0) if gz else data)
     return folder
+
+
+def write_full_size_headers(folder: Path, n_train: int = 60000, n_test: int = 10000) -> Path:
+    """The four files at MNIST's real sizes, all-zero pixels, as sparse files (no disk, no time).
+
+    For tests that build a task with the real split sizes (prepare() reads only the headers).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for role, n in (("train_images", n_train), ("train_labels", n_train), ("test_images", n_test),
+                    ("test_labels", n_test)):
+        shape = (n, 28, 28) if role.endswith("images") else (n,)
+        header = bytes([0, 0, 0x08, len(shape)]) + b"".join(int(d).to_bytes(4, "big") for d in shape)
+        with open(folder / FILES[role][0], "wb") as f:
+            f.write(header)
+            f.truncate(len(header) + int(np.prod(shape)))
+    return folder

@@ -62,6 +62,14 @@ RUN_CASES = {
     "native with variational dropout": (["reg=dropout", "reg.dropout.placement=variational", "impl=native"],
                                         ["impl", "native", "reg.dropout.placement=variational"]),
     "unknown impl": (["impl=fused"], ["impl", "fused", "native", "custom", "auto"]),
+    "per-step bn statistics shorter than the task": (
+        ["reg=bn", "task=copy", "task.seq_len=50", "reg.bn.max_stats_steps=60"],
+        ["reg.bn.max_stats_steps", "60", "task.total_len = 70"]),
+    "unknown bn population": (["reg=bn", "reg.bn.population=running"],
+                              ["reg.bn.population", "running", "precise", "moving"]),
+    "precise bn with no batches": (["reg=bn", "reg.bn.precise_batches=0"], ["reg.bn.precise_batches", "0", ">= 1"]),
+    "input dropout one": (["reg=dropout", "reg.dropout.input_p=1.0"], ["reg.dropout.input_p", "1.0", "[0, 1)"]),
+    "digits shorter than its 64 pixels": (["task=digits", "task.seq_len=32"], ["task.seq_len", "32", ">= 64"]),
     "zoneout p_c one": (["reg=zoneout", "reg.zoneout.p_c=1.0"], ["reg.zoneout.p_c", "1.0", "[0, 1)"]),
     "ln eps zero": (["reg=ln", "reg.ln.eps=0"], ["reg.ln.eps", "0", "> 0"]),
     "native with ln": (["reg=ln", "impl=native"], ["impl", "native", "custom or auto", "reg=ln"]),
@@ -93,13 +101,13 @@ def test_results_path_that_is_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["missing", "empty"])
-@pytest.mark.parametrize("tool", ["benchmark.report", "benchmark.aggregate"])
+@pytest.mark.parametrize("tool", ["benchmark.analysis.report", "benchmark.analysis.aggregate"])
 def test_report_or_aggregate_of_no_results(tmp_path, which, tool):
     folder = tmp_path / "results" / "nosuchsweep"
     if which == "empty":
         folder.mkdir(parents=True)
     out = tmp_path / "reports" / "nosuchsweep"
-    p = python("-m", tool, str(folder), *(["--out", str(out)] if tool == "benchmark.report" else []))
+    p = python("-m", tool, str(folder), *(["--out", str(out)] if tool == "benchmark.analysis.report" else []))
     assert p.returncode != 0
     msg = p.stderr + p.stdout
     assert str(folder) in msg and "Traceback" not in msg
@@ -113,7 +121,7 @@ def test_corrupt_metrics_json_is_named_and_nothing_is_lost(results):
     (bad / "config.yaml").write_text("seed: 1\n")
     (bad / "metrics.json").write_text('{"complete": true, "status": "o')  # truncated by hand
     before = tree_digest(results)
-    p = python("-m", "benchmark.aggregate", str(results / "mysweep"))
+    p = python("-m", "benchmark.analysis.aggregate", str(results / "mysweep"))
     msg = p.stderr + p.stdout
     assert p.returncode != 0
     assert str(bad / "metrics.json") in msg and "Traceback" not in msg

@@ -51,7 +51,8 @@ def test_cell_and_reg_configs_build_a_model_that_trains(cell, reg):
 @pytest.mark.parametrize("task", names("task"))
 def test_task_configs_build_a_task_with_data(task, mnist_dir):
     cls = get_class(composed(f"task={task}").task._target_)
-    length = cls.allowed_seq_len(12)  # e.g. MNIST admits divisors of 784 only
+    default = OmegaConf.load(CONF / "task" / f"{task}.yaml").seq_len  # null: the data's native length
+    length = cls.allowed_seq_len((default or cls.min_seq_len) + 12)  # each task has its own minimum; MNIST divisors of 784
     over = [f"task={task}", f"task.seq_len={length}", "task.n_train=16", "task.n_val=8", "task.n_test=8"]
     if "data_dir" in composed(f"task={task}").task:  # a task that reads files: the test fixture's folder
         over.append(f"task.data_dir={mnist_dir}")
@@ -73,3 +74,72 @@ def test_knobs_are_reachable_from_the_command_line():
     r = OmegaConf.to_object(composed("reg=bn", "reg.bn.placement=input", "reg.bn.momentum=0.2",
                                      "reg.dropout.p=0.5")).reg
     assert (r.bn.placement.value, r.bn.momentum, r.dropout.p) == ("input", 0.2, 0.5)
+
+
+# --- experiments: every grid point composes and validates; the claims design keeps its promises ----------
+
+def sweep_axes(exp: str) -> dict[str, list[str]]:
+    params = OmegaConf.load(CONF / "experiment" / f"{exp}.yaml").hydra.sweeper.params
+    return {k: str(v).split(",") for k, v in params.items()}
+
+
+def first_values_and_points(exp: str) -> list[list[str]]:
+    """One override list per design point / regime, length and reg (what the checks depend on: data
+    sizes, per-step BN statistics vs the length), every other axis at its first value."""
+    axes = sweep_axes(exp)
+    full = [k for k in axes if k in ("design", "regime", "task.seq_len", "reg")]
+    combos = [[]]
+    for k in full:
+        combos = [c + [f"{k}={v}"] for c in combos for v in axes[k]]
+    rest = [f"{k}={v[0]}" for k, v in axes.items() if k not in full]
+    return [c + rest for c in combos]
+
+
+@pytest.mark.parametrize("exp", names("experiment"))
+def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir):
+    """prepare() = compose, type-check, validate, build the task (data stay lazy) and check the model spec."""
+    from benchmark import run as bm_run
+
+    points = first_values_and_points(exp)
+    assert points
+    for over in points:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"+experiment={exp}", f"results_dir={tmp_path}", *over])
+            if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
+                cfg = compose(config_name="config", overrides=[f"+experiment={exp}", f"results_dir={tmp_path}", *over,
+                                                               f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"])
+        p = bm_run.prepare(cfg)
+        assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
+
+
+def test_claims_design_keeps_its_promises():
+    """>= 5 seeds per comparison, a learning-rate grid, every design point a file, and the comparisons
+    the claims need: BN vs none at T >= 100 with the tanh RNN and a gated cell alone; none, dropout,
+    bn and both in the overfitting regime."""
+    axes = sweep_axes("claims")
+    assert len(axes["seed"]) >= 5 and len(set(axes["seed"])) == len(axes["seed"])
+    assert len(axes["train.lr"]) >= 2
+    assert set(axes) == {"design", "train.lr", "seed"}  # one multirun: the union of sub-grids is one axis
+    points = {}
+    for d in axes["design"]:
+        assert (CONF / "design" / f"{d}.yaml").exists(), d
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            c = compose(config_name="config", overrides=["+experiment=claims", f"design={d}"])
+        points[d] = (c.task.name, c.task.seq_len, c.task.n_train, c.cell.name, c.reg.name)
+    adding = {(cell, reg) for task, T, _, cell, reg in points.values() if task == "adding" and T >= 100}
+    assert {("rnn", "none"), ("lstm", "none"), ("lstm", "bn"), ("gru", "none")} <= adding
+    overfit = {(cell, reg) for task, _, n, cell, reg in points.values() if task == "digits" and n <= 300}
+    assert {("lstm", r) for r in ("none", "dropout", "bn", "both")} <= overfit
+
+
+def test_make_sweep_runs_claims_on_every_core_without_a_gpu():
+    import subprocess
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: make sweep runs `full` with the basic launcher")
+    root = CONF.parent
+    out = subprocess.run(["make", "-n", "sweep", f"VPY={__import__('sys').executable}"], cwd=root,
+                         capture_output=True, text=True, timeout=60).stdout
+    cores = len(__import__("os").sched_getaffinity(0))  # what nproc counts
+    assert "+experiment=claims" in out and "hydra/launcher=joblib" in out
+    assert f"hydra.launcher.n_jobs={cores}" in out

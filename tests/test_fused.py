@@ -119,3 +119,21 @@ def test_fused_path_only_in_training_with_gradients(mode):
 def test_cells_without_a_fused_function_take_the_loop(cell):
     y = RecurrentLayer(cell, I, H, VARIANTS["none"]).train()(torch.randn(3, B, I), True)
     assert cell.fused is None and type(y.grad_fn).__name__ == "StackBackward0"
+
+
+def test_fused_population_update_follows_each_calls_momentum():
+    """Precise BN sets momentum 1/(k+1) before batch k (a cumulative average); the fused path reads
+    the momentum at each call as the loop does, so both reach the average of the batch statistics."""
+    layer = RecurrentLayer(LSTMCell, I, H, VARIANTS["bn.recurrent"], stats_steps=5).double().train()
+    loop = copy.deepcopy(layer)
+    xs = [torch.randn(5, B, I, dtype=torch.float64) * (k + 1) for k in range(3)]
+    for k, x in enumerate(xs):
+        for n in (layer.norm_x, layer.norm_h, layer.norm_c, loop.norm_x, loop.norm_h, loop.norm_c):
+            n.momentum = 1.0 / (k + 1)
+        run(layer, x, fused=True)
+        run(loop, x, fused=False)
+    for (k, b_f), b_l in zip(layer.named_buffers(), loop.buffers()):
+        torch.testing.assert_close(b_f, b_l, atol=1e-12, rtol=1e-10, msg=k)
+    with torch.no_grad():  # and that average is the direct one: the mean of the batch means of W_ih·x
+        direct = torch.stack([x @ layer.rnn.weight_ih_l0.t() for x in xs]).mean(2).mean(0)
+    torch.testing.assert_close(layer.norm_x.running_mean, direct, atol=1e-12, rtol=1e-10)

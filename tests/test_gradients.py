@@ -101,3 +101,46 @@ def test_ratio_undefined_cases():
     assert profile_ratio([]) is None
     assert profile_ratio([1.0, 0.0]) is None
     assert profile_ratio([2.0, 4.0]) == 0.5
+
+
+def _copy_rnn(recurrence: float):
+    """A per-step RNN on copy whose state is h_t = tanh(W_ih x_t + a·h_{t-1}); a = 0 is memoryless."""
+    from benchmark.tasks import get_task
+
+    task = get_task("copy", seq_len=10, n_train=16, n_val=16, n_test=16)
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(cell=get_cell("rnn"), input_size=task.input_size, hidden_size=16, num_layers=1,
+                                  output_size=task.output_size, per_step=True))
+    with torch.no_grad():
+        model.layers[0].rnn.weight_hh_l0.copy_(recurrence * torch.eye(16))
+    return task, model
+
+
+def test_copy_probe_reads_zero_for_a_memoryless_model():
+    """With the loss of every step, a memoryless model's ratio is each step's own term over another's
+    (≈ 1); the recall-window probe compares the first symbol with the last recall step: 0."""
+    task, model = _copy_rnn(0.0)
+    x, y = task.splits()["val"]
+    first, last = task.probe_steps
+    assert (first, last) == (0, task.total_len - 1)
+    full = profile_ratio(hidden_grad_profile(model, task.loss, x, y), first, last)
+    recall = hidden_grad_profile(model, task.probe_loss, x, y)
+    assert 0.3 < full < 3  # the old reading: local terms only, ≈ 1
+    assert profile_ratio(recall, first, last) == 0.0
+    assert all(v == 0 for v in recall[:task.total_len - 10]) and recall[-1] > 0  # only the recall window
+    _, memory = _copy_rnn(0.95)  # a model that carries its state: the first symbol's gradient survives
+    assert profile_ratio(hidden_grad_profile(memory, task.probe_loss, x, y), first, last) > 1e-3
+
+
+def test_copy_probe_loss_is_the_recall_windows_cross_entropy():
+    from benchmark.tasks import get_task
+
+    task = get_task("copy", seq_len=5, n_train=8, n_val=8, n_test=8)
+    x, y = task.splits()["val"]
+    logits = torch.randn(8, task.total_len, task.output_size)
+    want = torch.nn.functional.cross_entropy(logits[:, -10:].reshape(-1, task.output_size), y[:, -10:].reshape(-1))
+    assert task.probe_loss(logits, y).item() == pytest.approx(want.item())
+    adding = get_task("adding", seq_len=6, n_train=8, n_val=8, n_test=8)
+    xa, ya = adding.splits()["val"]
+    assert adding.probe_loss(ya[:, None], ya).item() == adding.loss(ya[:, None], ya).item() == 0.0
+    assert adding.probe_steps == (0, 5)

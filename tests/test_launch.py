@@ -70,3 +70,15 @@ def test_single_or_no_gpu_needs_no_lock(tmp_path):
     with gpu_slot(tmp_path / "y", n_gpus=0) as idx:
         assert idx is None
     assert not (tmp_path / "x").exists()
+
+
+def test_running_jobs_count_the_others_and_not_the_dead(tmp_path):
+    from benchmark.launch import running_jobs
+
+    (tmp_path / "12345-deadbeef.lock").write_text("")  # left by a killed job: no one holds it
+    with running_jobs(tmp_path) as a:
+        assert a.beside() == 0
+        with running_jobs(tmp_path) as b:
+            assert a.beside() == 1 and b.beside() == 1
+        assert a.beside() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["12345-deadbeef.lock"]  # each removes its own

@@ -214,7 +214,7 @@ def test_output_dropout_draws_a_fresh_mask_each_step():
     torch.manual_seed(0)
     m = make(LSTMCell, reg("dropout", drop="output", p=0.5))
     x = torch.ones(T, 32, I)
-    masked = m.drops[0](x) == 0
+    masked = m.drops[-1](x) == 0  # the head's input
     assert not all(torch.equal(masked[t], masked[0]) for t in range(1, T))
 
 
@@ -305,3 +305,43 @@ def test_two_layer_bn_dropout_model_overfits_a_tiny_batch(cell):
     with torch.no_grad():
         end = loss_fn(m(x), y).item()
     assert end < start / 10, (start, end)
+
+
+# --- the raw task input is dropped only when asked --------------------------------------------------
+
+def _first_layer_inputs(m, x) -> torch.Tensor:
+    """What the first recurrent layer receives (T, B, I) in one training forward."""
+    seen = []
+    handle = m.layers[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    m.train()(x)
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
+@pytest.mark.parametrize("name,drop", [("dropout", p.value) for p in DropoutPlacement] + [("both", "output")])
+def test_dropout_never_masks_the_raw_input_unless_asked(cell, name, drop):
+    x = xb(b=64)
+    m = make(cell, reg(name, drop=drop, p=0.5), layers=2)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        assert torch.equal(_first_layer_inputs(m, x), x.transpose(0, 1))  # never masked
+    asked = reg(name, drop=drop, p=0.5)
+    asked.dropout.input_p = 0.5
+    m = make(cell, asked, layers=2)
+    torch.manual_seed(0)
+    seen = _first_layer_inputs(m, x)
+    kept = seen != 0
+    assert 0.3 < kept.float().mean() < 0.7 and torch.allclose(seen[kept], 2 * x.transpose(0, 1)[kept])  # inverted
+    if drop == "variational":  # one mask per sequence, as the hidden connections have
+        assert torch.equal(kept, kept[:1].expand_as(kept))
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
+@pytest.mark.parametrize("placement", ["output", "variational"])
+def test_hidden_connections_are_dropped(cell, placement):
+    """Between layers and the head's input: drops[1:] act, each with the placement's mask."""
+    m = make(cell, reg("dropout", drop=placement, p=0.5), layers=2)
+    assert isinstance(m.drops[0], nn.Identity)
+    kind = nn.Dropout if placement == "output" else LockedDropout
+    assert all(isinstance(d, kind) and d.p == 0.5 for d in m.drops[1:])

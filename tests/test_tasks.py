@@ -66,10 +66,11 @@ def test_data_are_a_function_of_seq_len_and_data_seed(path, build):
     c = build(path, data_seed=1, **SMALL).splits()
     assert not torch.equal(a["train"][0], c["train"][0])
     base = build(path, **SMALL)
-    other = type(base).allowed_seq_len(base.seq_len // 2)  # a length the task admits
-    assert other < base.seq_len
-    shorter = build(path, seq_len=other, **SMALL)
-    assert shorter.splits()["test"][0].shape[1] == shorter.total_len == base.total_len - (base.seq_len - other)
+    cls = type(base)  # another length the task admits: longer (digits' minimum is its default) or shorter (MNIST's maximum)
+    other = next(n for n in (cls.allowed_seq_len(base.seq_len + 6), cls.allowed_seq_len(base.seq_len // 2))
+                 if n != base.seq_len)
+    changed = build(path, seq_len=other, **SMALL)
+    assert changed.splits()["test"][0].shape[1] == changed.total_len == base.total_len + (other - base.seq_len)
 
 
 def test_test_split_does_not_depend_on_train_size():
@@ -80,7 +81,8 @@ def test_test_split_does_not_depend_on_train_size():
 
 @pytest.mark.parametrize("name,kw,key", [
     ("adding", {"seq_len": 1}, "task.seq_len"), ("copy", {"seq_len": 0}, "task.seq_len"),
-    ("digits", {"seq_len": 1}, "task.seq_len"), ("adding", {"n_test": 0}, "task.n_test"),
+    ("digits", {"seq_len": 1}, "task.seq_len"), ("digits", {"seq_len": 63}, "task.seq_len"),
+    ("adding", {"n_test": 0}, "task.n_test"),
     ("digits", {"n_train": 1500}, "task.n_train"), ("adding", {"target_accuracy": 1.5}, "task.target_accuracy"),
 ])
 def test_bad_values_raise_config_error_naming_the_key(name, kw, key):
@@ -127,16 +129,25 @@ def test_copy_structure_and_memoryless_baseline():
     assert t.evaluate(perfect, y)["accuracy"] == 1.0
 
 
-def test_digits_resampling_and_split():
+@pytest.mark.parametrize("T", [65, 128, 500])
+def test_digits_longer_sequences_hold_the_same_pixels_then_blanks(T):
+    """Length grows the distance to carry the image, not the information: the 64 pixels at T=64
+    are the first 64 steps at every T, followed by blank steps, with the same labels per split."""
+    base = DigitsTask().splits()
+    long = DigitsTask(seq_len=T).splits()
+    for split in ("train", "val", "test"):
+        x64, y64 = base[split]
+        x, y = long[split]
+        assert x.shape == (len(x64), T, 1) and torch.equal(y, y64)
+        assert torch.equal(x[:, :64], x64)
+        assert (x[:, 64:] == 0).all()
+
+
+def test_digits_split():
     base = DigitsTask()
     x64, y64 = base.splits()["train"]
     assert x64.shape == (1197, 64, 1) and x64.min() >= 0 and x64.max() <= 1
     assert sorted(set(y64.tolist())) == list(range(10))
-    long = DigitsTask(seq_len=127).splits()["train"]
-    assert torch.equal(long[1], y64)  # the same images at every length
-    assert torch.allclose(long[0][:, ::2], x64, atol=1e-6)  # 127 = 2·63 + 1: every other step is a pixel
-    short = DigitsTask(seq_len=32).splits()["test"][0]
-    assert short.shape == (400, 32, 1)
     ids = lambda s: {tuple(r.flatten().tolist()) for r in base.splits()[s][0]}  # noqa: E731
     assert not ids("train") & ids("test")
 

@@ -38,6 +38,9 @@ from benchmark.models.zoneout import keep_masks, zone
 from benchmark.precision import native_rnn
 
 
+DEFAULT_STATS_STEPS = 1000  # per-step BN rows of a layer built without a sequence length
+
+
 class CellParams(nn.Module):
     """Parameters in torch's RNN layout, for cells that have no native module."""
 
@@ -61,9 +64,14 @@ def default_gain(reg: RegConfig) -> float:
 
 
 class RecurrentLayer(nn.Module):
-    """A single recurrent layer. Input and output are (T, B, ·)."""
+    """A single recurrent layer. Input and output are (T, B, ·).
 
-    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: RegConfig) -> None:
+    `stats_steps`: rows of per-step BN population statistics (the task's total_len; see
+    `ModelSpec.stats_steps`); None = reg.bn.max_stats_steps or DEFAULT_STATS_STEPS.
+    """
+
+    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: RegConfig,
+                 stats_steps: Optional[int] = None) -> None:
         super().__init__()
         self.cell = cell()
         self.hidden_size = hidden_size
@@ -75,15 +83,16 @@ class RecurrentLayer(nn.Module):
         bn_in = reg.uses_bn and bn.placement in (BNPlacement.recurrent, BNPlacement.input)
         bn_rec = reg.uses_bn and bn.placement is BNPlacement.recurrent
         gain = default_gain(reg)
+        steps = stats_steps or bn.max_stats_steps or DEFAULT_STATS_STEPS
         # Slots on the pre-activations: W_ih·x (input / recurrent BN) and W_hh·h (recurrent BN).
         self.norm_x: Optional[nn.Module] = None
         if bn_in and bn.placement is BNPlacement.recurrent:
-            self.norm_x = StepBatchNorm(gh, bn.max_stats_steps, gain, bn.momentum, bn.eps)
+            self.norm_x = StepBatchNorm(gh, steps, gain, bn.momentum, bn.eps)
         elif bn_in:
             self.norm_x = SeqBatchNorm(gh, gain, bn.momentum, bn.eps)
-        self.norm_h = StepBatchNorm(gh, bn.max_stats_steps, gain, bn.momentum, bn.eps) if bn_rec else None
+        self.norm_h = StepBatchNorm(gh, steps, gain, bn.momentum, bn.eps) if bn_rec else None
         # Cooijmans also normalise the LSTM cell state before its output tanh (with a beta).
-        self.norm_c = (StepBatchNorm(hidden_size, bn.max_stats_steps, gain, bn.momentum, bn.eps, bias=True)
+        self.norm_c = (StepBatchNorm(hidden_size, steps, gain, bn.momentum, bn.eps, bias=True)
                        if bn_rec and cell.has_cell_state else None)
         if reg.uses_ln:  # Ba et al. 2016: LN of W_ih·x and W_hh·h (bias shared), and of the LSTM cell state
             ln = reg.ln
@@ -98,12 +107,6 @@ class RecurrentLayer(nn.Module):
         self.p_state = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.variational else 0.0
         self.p_candidate = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.recurrent else 0.0
         self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None  # see accel.py
-
-    @property
-    def needs_custom(self) -> bool:
-        """True when something acts inside the recurrence, so the fused kernel cannot run it."""
-        return (self.cell.native is None or self.norm_x is not None or self.norm_h is not None
-                or self.p_state > 0 or self.p_candidate > 0 or self.zone_p is not None)
 
     def weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r = self.rnn

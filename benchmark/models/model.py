@@ -1,12 +1,16 @@
-"""The sequence model every variant shares: dropout → layer → [BN, dropout] → … → head.
+"""The sequence model every variant shares: [input dropout] → layer → [BN, dropout] → … → head.
 
-Where each regulariser sits (DESIGN.md):
+Where each regulariser sits (docs/models.md, docs/design.md):
 - bn `recurrent` / `input` and dropout `variational` (state mask) / `recurrent` act inside
   each `RecurrentLayer`;
 - bn `output` normalises each layer's output features, between layers and before the head;
-- dropout `output` (Zaremba) drops every non-recurrent connection — layer inputs and the
-  head's input — with a fresh mask per step; `variational` (Gal) drops the same places
+- dropout `output` (Zaremba) drops the hidden non-recurrent connections — between layers and
+  the head's input — with a fresh mask per step; `variational` (Gal) drops the same places
   with one mask per sequence, plus the recurrent state inside the layer.
+- the raw task input (1-2 features for adding/digits) is dropped only with an explicit
+  `reg.dropout.input_p > 0`, with the placement's mask (per sequence for `variational`, per
+  step otherwise). Zaremba and Gal drop word embeddings of hundreds of units; on a 2-feature
+  input the same p erases the signal the task is about.
 
 Every variant returns the same thing (one output contract), so the trainer and the
 timer never branch on which variant they hold.
@@ -18,10 +22,11 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from benchmark.config import BNPlacement, ConfigError, DropoutPlacement, Impl, RegConfig
+from benchmark.config import BNPlacement, ConfigError, DropoutPlacement, Impl, RegConfig, check_stats_steps
 from benchmark.models.cells import CellMath
 from benchmark.models.dropout import LockedDropout
-from benchmark.models.layer import RecurrentLayer, default_gain
+from benchmark.models.layer import DEFAULT_STATS_STEPS, RecurrentLayer, default_gain
+from benchmark.models.norm import output_batch_norm
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,16 @@ class ModelSpec:
     per_step: bool = False  # head on every step (B, T, O) or on the last (B, O)
     reg: RegConfig = field(default_factory=RegConfig)
     impl: Impl = Impl.auto
+    # Steps of the task's sequences (task.total_len): sizes per-step BN statistics when
+    # reg.bn.max_stats_steps is null. None (a model built by hand): DEFAULT_STATS_STEPS rows.
+    total_len: Optional[int] = None
+
+    @property
+    def stats_steps(self) -> int:
+        """Rows of per-step BN population statistics (ConfigError when fewer than total_len)."""
+        if self.total_len is None:
+            return self.reg.bn.max_stats_steps or DEFAULT_STATS_STEPS
+        return check_stats_steps(self.reg.bn, self.total_len)
 
 
 def needs_custom(cell: type[CellMath], reg: RegConfig) -> list[str]:
@@ -65,7 +80,7 @@ def resolve_impl(cell: type[CellMath], reg: RegConfig, impl: Impl) -> Impl:
 
 
 def _dropout(reg: RegConfig) -> nn.Module:
-    """Dropout on non-recurrent connections, or Identity."""
+    """Dropout on hidden non-recurrent connections (between layers, the head's input), or Identity."""
     d = reg.dropout
     if not reg.uses_dropout or d.p == 0.0:
         return nn.Identity()
@@ -76,12 +91,21 @@ def _dropout(reg: RegConfig) -> nn.Module:
     return nn.Identity()  # recurrent (Semeniuta): only the candidate, inside the layer
 
 
+def _input_dropout(reg: RegConfig) -> nn.Module:
+    """Dropout of the raw task input: Identity unless reg.dropout.input_p > 0 (a per-sequence
+    mask for the variational placement, a fresh mask per step otherwise)."""
+    d = reg.dropout
+    if not reg.uses_dropout or d.input_p == 0.0:
+        return nn.Identity()
+    return LockedDropout(d.input_p) if d.placement is DropoutPlacement.variational else nn.Dropout(d.input_p)
+
+
 class OutputBatchNorm(nn.BatchNorm1d):
     """BN over the features of a (T, B, H) layer output (statistics over batch and time)."""
 
     def forward(self, x: Tensor) -> Tensor:
         T, B, H = x.shape
-        return super().forward(x.reshape(T * B, H)).view(T, B, H)
+        return output_batch_norm(self, x.reshape(T * B, H)).view(T, B, H)
 
 
 class SequenceModel(nn.Module):
@@ -93,9 +117,12 @@ class SequenceModel(nn.Module):
         self.impl_used = resolve_impl(spec.cell, spec.reg, spec.impl)
         reg, H = spec.reg, spec.hidden_size
         sizes = [spec.input_size] + [H] * spec.num_layers
-        self.layers = nn.ModuleList(RecurrentLayer(spec.cell, sizes[k], H, reg) for k in range(spec.num_layers))
-        # drops[k] acts on layer k's input; drops[L] on the head's input.
-        self.drops = nn.ModuleList(_dropout(reg) for _ in range(spec.num_layers + 1))
+        per_step_bn = reg.uses_bn and reg.bn.placement is BNPlacement.recurrent
+        steps = spec.stats_steps if per_step_bn else None
+        self.layers = nn.ModuleList(RecurrentLayer(spec.cell, sizes[k], H, reg, steps) for k in range(spec.num_layers))
+        # drops[k] acts on layer k's input, drops[L] on the head's input; drops[0] is the raw task
+        # input, dropped only with reg.dropout.input_p > 0.
+        self.drops = nn.ModuleList([_input_dropout(reg)] + [_dropout(reg) for _ in range(spec.num_layers)])
         out_bn = reg.uses_bn and reg.bn.placement is BNPlacement.output
         self.norms = nn.ModuleList(self._output_bn(reg, H) if out_bn else nn.Identity() for _ in range(spec.num_layers))
         self.head = nn.Linear(H, spec.output_size)
@@ -142,8 +169,15 @@ class SequenceModel(nn.Module):
 
 def build_model(spec: ModelSpec) -> SequenceModel:
     """Build a model; raises ConfigError when impl=native cannot run the variant."""
+    check_spec(spec)
+    return SequenceModel(spec)
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Sizes >= 1 and enough per-step BN statistics for the task's length; raises ConfigError."""
     for key, v in (("hidden_size", spec.hidden_size), ("num_layers", spec.num_layers),
                    ("task.input_size", spec.input_size), ("task.output_size", spec.output_size)):
         if v < 1:
             raise ConfigError(key, v, "an integer >= 1")
-    return SequenceModel(spec)
+    if spec.reg.uses_bn and spec.reg.bn.placement is BNPlacement.recurrent:
+        spec.stats_steps  # noqa: B018  (raises ConfigError when max_stats_steps < total_len)

@@ -18,6 +18,7 @@ from typing import ClassVar, Optional
 import torch
 from torch import Tensor
 
+from benchmark.analysis import record
 from benchmark.config import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -74,8 +75,18 @@ class Task:
 
     @property
     def metric_baseline(self) -> Optional[float]:
-        """The task metric of a trivial, memoryless predictor (None if not defined)."""
+        """The task metric of a trivial, memoryless predictor (None if not defined): score 0."""
         return None
+
+    @property
+    def metric_perfect(self) -> Optional[float]:
+        """The task metric of a perfect predictor: score 1. Default 0 for a lower-is-better metric
+        (a loss or an error); a higher-is-better metric must declare its own (None: no score)."""
+        return None if self.higher_is_better else 0.0
+
+    def score(self, metric: Optional[float]) -> Optional[float]:
+        """The metric normalised to 0 = trivial predictor, 1 = perfect (higher is better); None if undefined."""
+        return record.score(metric, self.metric_baseline, self.metric_perfect)
 
     def _make_split(self, split: str, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -97,6 +108,21 @@ class Task:
     def allowed_seq_len(cls, want: int) -> int:
         """The admissible `seq_len` nearest to `want` (tests and sweeps that pick lengths generically)."""
         return max(int(want), cls.min_seq_len)
+
+    # -- the hidden-gradient probe (benchmark.gradients); defaults suit a loss at the last step --
+    def probe_loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        """The loss whose ∂/∂h_t the hidden-gradient profile shows: the part that needs memory.
+
+        Default: the training loss. A task with a loss at every step overrides it with the steps
+        that depend on the distant past, else each step's local term hides any decay.
+        """
+        return self.loss(y_hat, y)
+
+    @property
+    def probe_steps(self) -> tuple[int, int]:
+        """(first, last) 0-based steps the profile ratio ‖∂L/∂h_first‖ / ‖∂L/∂h_last‖ compares:
+        the first step that carries what the loss needs, and the last step the loss reads."""
+        return 0, self.total_len - 1
 
     # -- shared ------------------------------------------------------------------------------
     def sizes(self) -> dict[str, int]:

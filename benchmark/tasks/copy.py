@@ -6,6 +6,11 @@ Output, at every step: blank for the first `seq_len + 10` steps, then the 10 sym
 The loss is cross-entropy averaged over all steps (as in the paper); a memoryless model
 that outputs blanks and then guesses uniformly scores 10·log(8) / (seq_len + 20), the
 baseline of the task metric. `accuracy` is per-symbol accuracy on the 10 recall steps.
+
+The hidden-gradient probe uses the recall-window loss only (`probe_loss`): with the loss of
+every step, ∂L/∂h_t at any step is dominated by its own step's (blank-predicting) term, so
+a memoryless model would read a ratio ≈ 1. Its ratio compares ‖∂L/∂h‖ at the first symbol
+(step 0) with the last recall step (T - 1): ≈ 0 for a model that carries nothing across.
 """
 from __future__ import annotations
 
@@ -57,6 +62,11 @@ class CopyTask(Task):
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(y_hat.float().reshape(-1, self.output_size), y.reshape(-1))  # y_hat (B, T, 9)
+
+    def probe_loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy over the 10 recall steps only (mean over batch and steps)."""
+        return F.cross_entropy(y_hat[:, -N_SYMBOLS:].float().reshape(-1, self.output_size),
+                               y[:, -N_SYMBOLS:].reshape(-1))
 
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         recall = y_hat[:, -N_SYMBOLS:].argmax(-1)  # (B, 10)

@@ -1,13 +1,13 @@
 """Scikit-learn's bundled 8×8 digits, read pixel by pixel (Le et al. 2015's pixel MNIST, small).
 
 1797 images ship with scikit-learn (no download). Each image is flattened row-major to 64
-pixels scaled to [0, 1], one feature per step. For another `seq_len` the 64-pixel sequence
-is resampled with linear interpolation (`torch.nn.functional.interpolate(mode="linear",
-align_corners=True)`): longer sequences repeat and blend neighbouring pixels, shorter ones
-subsample; the information per image stays that of 64 pixels, only the distance the model
-must carry it grows. The split is a permutation drawn from `data_seed` (the same for every
-`seq_len`, so lengths compare on identical images). `metric` is the classification error
-(1 - accuracy), for symmetry with the other tasks' lower-is-better metrics.
+pixels scaled to [0, 1], one feature per step. A longer `seq_len` appends `seq_len - 64`
+blank (0) steps after the image, so the model reads the same 64 pixels at every length and
+only the distance it must carry them to the answer (read at the last step) grows: length is
+not confounded with information. `seq_len < 64` is refused (it would drop pixels). The split
+is a permutation drawn from `data_seed` (the same for every `seq_len`, so lengths compare on
+identical images). `metric` is the classification error (1 - accuracy), for symmetry with
+the other tasks' lower-is-better metrics.
 """
 from __future__ import annotations
 
@@ -33,11 +33,9 @@ def load_pixels() -> tuple[Tensor, Tensor]:
     return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.long)
 
 
-def resample(pixels: Tensor, seq_len: int) -> Tensor:
-    """(N, 64) -> (N, seq_len) by linear interpolation along the pixel sequence."""
-    if seq_len == pixels.shape[1]:
-        return pixels
-    return F.interpolate(pixels[:, None, :], size=seq_len, mode="linear", align_corners=True)[:, 0]
+def pad_blank(pixels: Tensor, seq_len: int) -> Tensor:
+    """(N, 64) -> (N, seq_len): the pixels, then seq_len - 64 blank (0) steps."""
+    return F.pad(pixels, (0, seq_len - pixels.shape[1]))
 
 
 @dataclass
@@ -54,7 +52,7 @@ class DigitsTask(Task):
     per_step = False
     metric_name = "error"
     higher_is_better = False
-    min_seq_len = 2
+    min_seq_len = N_PIXELS  # every pixel is read; longer sequences add blank steps
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,7 +69,7 @@ class DigitsTask(Task):
     def splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         if self._cache is None:
             pixels, labels = load_pixels()
-            x = resample(pixels, self.seq_len)[..., None]  # (N, T, 1)
+            x = pad_blank(pixels, self.seq_len)[..., None]  # (N, T, 1)
             perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(
                 split_seed(self.name, self.data_seed)))  # independent of seq_len
             n_test, n_val = self.n_test, self.n_val
