@@ -61,6 +61,8 @@ class RegName(str, enum.Enum):
     bn = "bn"
     dropout = "dropout"
     both = "both"  # the default bn placement plus the default dropout placement
+    ln = "ln"  # layer normalisation per step (Ba et al. 2016): benchmark/models/layernorm.py
+    zoneout = "zoneout"  # Krueger et al. 2017: benchmark/models/zoneout.py
 
 
 class BNPlacement(str, enum.Enum):
@@ -119,10 +121,29 @@ class DropoutConfig:
 
 
 @dataclass
+class LNConfig:
+    eps: float = 1e-5
+    gain_init: float = 1.0  # Ba et al. 2016 initialise the gains to 1 and the biases to 0
+    # Normalise W_ih·x too (Ba et al.'s LSTM). With one input feature LN(w·x) = sign(x)·LN(w): only the
+    # sign of x reaches the cell, so tasks fed one value per step may want `false` (W_hh·h and c only).
+    input: bool = True
+
+
+@dataclass
+class ZoneoutConfig:
+    # Krueger et al. 2017 found z_c = 0.5 on LSTM cells and z_h = 0.05 on hidden states to work well
+    # across their tasks; cells without a memory (rnn, gru) use p_h only.
+    p_h: float = 0.05
+    p_c: float = 0.5
+
+
+@dataclass
 class RegConfig:
     name: RegName = RegName.none
     bn: BNConfig = field(default_factory=BNConfig)
     dropout: DropoutConfig = field(default_factory=DropoutConfig)
+    ln: LNConfig = field(default_factory=LNConfig)
+    zoneout: ZoneoutConfig = field(default_factory=ZoneoutConfig)
 
     @property
     def uses_bn(self) -> bool:
@@ -131,6 +152,14 @@ class RegConfig:
     @property
     def uses_dropout(self) -> bool:
         return self.name in (RegName.dropout, RegName.both)
+
+    @property
+    def uses_ln(self) -> bool:
+        return self.name is RegName.ln
+
+    @property
+    def uses_zoneout(self) -> bool:
+        return self.name is RegName.zoneout
 
 
 @dataclass
@@ -180,6 +209,9 @@ class RunConfig:
     # A folder where each skipped grid point leaves an empty file named by its run_id, so
     # `make sweep` counts skips under any launcher (submitit jobs log elsewhere). Not part of run_id.
     skip_marks: Optional[str] = None
+    # Published values an experiment reproduces (conf/experiment/literature.yaml): never read by a run,
+    # not part of run_id; the report shows them beside the measured ones.
+    literature: Optional[Any] = None
 
 
 def hydra_output_root(results_dir: str) -> str:
@@ -241,6 +273,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(bn.max_stats_steps is None or bn.max_stats_steps >= 1, "reg.bn.max_stats_steps", bn.max_stats_steps,
            "null (= the task's total_len) or an integer >= 1")
     _check(bn.precise_batches >= 1, "reg.bn.precise_batches", bn.precise_batches, "an integer >= 1")
+    _check(cfg.reg.ln.eps > 0, "reg.ln.eps", cfg.reg.ln.eps, "a number > 0")
+    _check(cfg.reg.ln.gain_init > 0, "reg.ln.gain_init", cfg.reg.ln.gain_init, "a number > 0")
+    for key in ("p_h", "p_c"):
+        p = getattr(cfg.reg.zoneout, key)
+        _check(0.0 <= p < 1.0, f"reg.zoneout.{key}", p, "a probability in [0, 1)")
     t = cfg.train
     _check(t.steps >= 1, "train.steps", t.steps, "an integer >= 1")
     _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 # Keys that say where outputs go or how chatty a run is, not what it computes.
-RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress")
+RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress",
+                  "task.data_dir", "task.mirrors",  # where a data set is cached or fetched from
+                  "literature")  # published reference values, shown beside the results
 COMPLETE_STATUSES = ("ok", "diverged")
 METRICS = "metrics.json"
 

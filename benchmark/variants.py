@@ -237,3 +237,13 @@ register(Variant(
 register(Variant(
     "both", ("reg=both",), ("custom",), "Cooijmans et al. 2016 + Zaremba et al. 2014",
     "the default BN placement (recurrent) plus the default dropout placement (output)"))
+register(Variant(
+    "ln", ("reg=ln",), ("custom",), "Ba, Kiros & Hinton 2016, Layer Normalization",
+    "per-step layer norm of W_x·x and W_h·h (+ the LSTM cell state), the same in training and eval",
+    targets={("cpu", "custom"): 3.0}))
+register(Variant(
+    "zoneout", ("reg=zoneout",), ("custom",),
+    "Krueger et al. 2017, Zoneout: Regularizing RNNs by Randomly Preserving Hidden Activations",
+    "each unit of h (p_h) and of the LSTM cell c (p_c) keeps its previous value with probability p; "
+    "the expectation at eval",
+    targets={("cpu", "custom"): 2.5}))

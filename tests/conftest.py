@@ -19,3 +19,19 @@ def _one_torch_thread(request):
         torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """A folder holding a tiny MNIST-format data set (tests/mnist_fixture.py), for tasks with a data_dir."""
+    from mnist_fixture import write_mnist
+
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def mnist_full_dir(tmp_path_factory):
+    """MNIST-format files at the real sizes (60000 / 10000, all zeros, sparse): for split-size checks."""
+    from mnist_fixture import write_full_size_headers
+
+    return write_full_size_headers(tmp_path_factory.mktemp("mnist-full"))

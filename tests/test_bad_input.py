@@ -70,6 +70,11 @@ RUN_CASES = {
     "precise bn with no batches": (["reg=bn", "reg.bn.precise_batches=0"], ["reg.bn.precise_batches", "0", ">= 1"]),
     "input dropout one": (["reg=dropout", "reg.dropout.input_p=1.0"], ["reg.dropout.input_p", "1.0", "[0, 1)"]),
     "digits shorter than its 64 pixels": (["task=digits", "task.seq_len=32"], ["task.seq_len", "32", ">= 64"]),
+    "zoneout p_c one": (["reg=zoneout", "reg.zoneout.p_c=1.0"], ["reg.zoneout.p_c", "1.0", "[0, 1)"]),
+    "ln eps zero": (["reg=ln", "reg.ln.eps=0"], ["reg.ln.eps", "0", "> 0"]),
+    "native with ln": (["reg=ln", "impl=native"], ["impl", "native", "custom or auto", "reg=ln"]),
+    "unknown ucr dataset": (["task=ucr", "task.dataset=Gunpoint"], ["task.dataset", "Gunpoint", "GunPoint", "PigCVP"]),
+    "smnist length not dividing 784": (["task=smnist", "task.seq_len=100"], ["task.seq_len", "100", "divisor of 784"]),
 }
 
 

@@ -29,8 +29,8 @@ def composed(*overrides: str):
 
 def test_every_group_has_its_files():
     assert {"gru", "lstm", "rnn"} <= set(names("cell"))
-    assert {"none", "bn", "dropout", "both"} <= set(names("reg"))
-    assert {"adding", "copy", "digits"} <= set(names("task"))
+    assert {"none", "bn", "dropout", "both", "ln", "zoneout"} <= set(names("reg"))
+    assert {"adding", "copy", "digits", "smnist", "pmnist", "ucr"} <= set(names("task"))
 
 
 @pytest.mark.parametrize("reg", names("reg"))
@@ -49,11 +49,15 @@ def test_cell_and_reg_configs_build_a_model_that_trains(cell, reg):
 
 
 @pytest.mark.parametrize("task", names("task"))
-def test_task_configs_build_a_task_with_data(task):
-    longer = OmegaConf.load(CONF / "task" / f"{task}.yaml").seq_len + 12  # each task has its own minimum
-    cfg = composed(f"task={task}", f"task.seq_len={longer}")
-    t = check_task(instantiate(cfg.task, _convert_="all"))
-    assert t.seq_len == longer
+def test_task_configs_build_a_task_with_data(task, mnist_dir):
+    cls = get_class(composed(f"task={task}").task._target_)
+    default = OmegaConf.load(CONF / "task" / f"{task}.yaml").seq_len  # null: the data's native length
+    length = cls.allowed_seq_len((default or cls.min_seq_len) + 12)  # each task has its own minimum; MNIST divisors of 784
+    over = [f"task={task}", f"task.seq_len={length}", "task.n_train=16", "task.n_val=8", "task.n_test=8"]
+    if "data_dir" in composed(f"task={task}").task:  # a task that reads files: the test fixture's folder
+        over.append(f"task.data_dir={mnist_dir}")
+    t = check_task(instantiate(composed(*over).task, _convert_="all"))
+    assert t.seq_len == length
     x, y = t.splits()["train"]
     assert x.ndim == 3 and x.shape[2] == t.input_size and torch.isfinite(x).all()
 
@@ -92,7 +96,7 @@ def first_values_and_points(exp: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("exp", names("experiment"))
-def test_every_point_of_every_experiment_prepares(exp, tmp_path):
+def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir):
     """prepare() = compose, type-check, validate, build the task (data stay lazy) and check the model spec."""
     from benchmark import run as bm_run
 
@@ -101,6 +105,9 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path):
     for over in points:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"+experiment={exp}", f"results_dir={tmp_path}", *over])
+            if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
+                cfg = compose(config_name="config", overrides=[f"+experiment={exp}", f"results_dir={tmp_path}", *over,
+                                                               f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"])
         p = bm_run.prepare(cfg)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 

@@ -12,7 +12,8 @@ import copy
 import pytest
 import torch
 
-from benchmark.config import BNConfig, BNPlacement, DropoutConfig, DropoutPlacement, Impl, RegConfig, RegName
+from benchmark.config import (BNConfig, BNPlacement, DropoutConfig, DropoutPlacement, Impl, LNConfig, RegConfig,
+                              RegName, ZoneoutConfig)
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.fused import FusedLSTM
@@ -28,6 +29,10 @@ VARIANTS = {
     "bn.recurrent.short_stats": RegConfig(name=RegName.bn, bn=BNConfig(placement=BNPlacement.recurrent,
                                                                        max_stats_steps=3, momentum=0.3)),
     "bn.input": RegConfig(name=RegName.bn, bn=BNConfig(placement=BNPlacement.input)),
+    "ln": RegConfig(name=RegName.ln),
+    "ln.gain": RegConfig(name=RegName.ln, ln=LNConfig(gain_init=0.6, eps=1e-3)),
+    "zoneout": RegConfig(name=RegName.zoneout, zoneout=ZoneoutConfig(p_h=0.3, p_c=0.5)),
+    "zoneout.h_only": RegConfig(name=RegName.zoneout, zoneout=ZoneoutConfig(p_h=0.4, p_c=0.0)),
     "both": RegConfig(name=RegName.both, bn=BNConfig(placement=BNPlacement.recurrent),
                       dropout=DropoutConfig(p=0.3, placement=DropoutPlacement.variational)),
 }

@@ -7,6 +7,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -159,18 +160,20 @@ def prepared(*overrides: str):
 
 
 @pytest.mark.parametrize("task", sorted(p.stem for p in (CONF / "task").glob("*.yaml")))
-def test_stats_steps_follow_total_len_and_fewer_is_a_config_error(task, tmp_path):
-    p = prepared(f"task={task}", "reg=bn", f"results_dir={tmp_path}")
+def test_stats_steps_follow_total_len_and_fewer_is_a_config_error(task, tmp_path, mnist_full_dir):
+    files = ([f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"]  # a task that reads files: never the network
+             if "data_dir" in OmegaConf.load(CONF / "task" / f"{task}.yaml") else [])
+    p = prepared(f"task={task}", *files, "reg=bn", f"results_dir={tmp_path}")
     T_task = p.task.total_len
     model = build_model(p.spec)
     rows = {bn.running_mean.shape[0] for bn in bn_modules(model) if isinstance(bn, StepBatchNorm)}
     assert rows == {T_task}  # every step of the task has a row of its own
-    assert prepared(f"task={task}", "reg=bn", f"reg.bn.max_stats_steps={T_task}", f"results_dir={tmp_path}")
+    assert prepared(f"task={task}", *files, "reg=bn", f"reg.bn.max_stats_steps={T_task}", f"results_dir={tmp_path}")
     with pytest.raises(ConfigError, match=r"reg\.bn\.max_stats_steps.*total_len") as e:
-        prepared(f"task={task}", "reg=both", f"reg.bn.max_stats_steps={T_task - 1}", f"results_dir={tmp_path}")
+        prepared(f"task={task}", *files, "reg=both", f"reg.bn.max_stats_steps={T_task - 1}", f"results_dir={tmp_path}")
     assert e.value.key == "reg.bn.max_stats_steps"
     # other placements keep no per-step statistics: nothing to check
-    assert prepared(f"task={task}", "reg=bn", "reg.bn.placement=input", f"reg.bn.max_stats_steps={T_task - 1}",
+    assert prepared(f"task={task}", *files, "reg=bn", "reg.bn.placement=input", f"reg.bn.max_stats_steps={T_task - 1}",
                     f"results_dir={tmp_path}")
 
 

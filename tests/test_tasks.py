@@ -16,19 +16,25 @@ from benchmark.tasks.base import split_seed
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
 TASK_FILES = sorted(CONF.glob("*.yaml"))
-SMALL = {"n_train": 64, "n_val": 32, "n_test": 32}
+SMALL = {"n_train": 16, "n_val": 8, "n_test": 8}  # fits every task, the tiny MNIST fixture included
 
 
+@pytest.fixture
+def build(mnist_dir):
+    """Build a task from its YAML with overrides; a task that reads files gets the test fixture's folder."""
+    def _build(path: Path, **over) -> Task:
+        cfg = OmegaConf.load(path)
+        if "data_dir" in cfg:
+            cfg.data_dir = str(mnist_dir)
+        for k, v in over.items():
+            cfg[k] = v
+        return instantiate(cfg)
 
-def build(path: Path, **over) -> Task:
-    cfg = OmegaConf.load(path)
-    for k, v in over.items():
-        cfg[k] = v
-    return instantiate(cfg)
+    return _build
 
 
 @pytest.mark.parametrize("path", TASK_FILES, ids=lambda p: p.stem)
-def test_every_task_config_builds_and_trains_one_step(path):
+def test_every_task_config_builds_and_trains_one_step(path, build):
     from benchmark.models import ModelSpec, build_model, get_cell
 
     task = build(path, **SMALL)
@@ -38,7 +44,7 @@ def test_every_task_config_builds_and_trains_one_step(path):
     for split, (x, y) in s.items():
         assert x.dtype == torch.float32 and x.shape[1:] == (task.total_len, task.input_size)
         assert len(x) == len(y)
-    assert len(s["val"][0]) == 32 and len(s["test"][0]) == 32
+    assert len(s["val"][0]) == 8 and len(s["test"][0]) == 8
     model = build_model(ModelSpec(cell=get_cell("gru"), input_size=task.input_size, hidden_size=8, num_layers=1,
                                   output_size=task.output_size, per_step=task.per_step))
     x, y = s["train"]
@@ -53,14 +59,18 @@ def test_every_task_config_builds_and_trains_one_step(path):
 
 
 @pytest.mark.parametrize("path", TASK_FILES, ids=lambda p: p.stem)
-def test_data_are_a_function_of_seq_len_and_data_seed(path):
+def test_data_are_a_function_of_seq_len_and_data_seed(path, build):
     a, b = build(path, **SMALL).splits(), build(path, **SMALL).splits()
     for k in a:
         assert torch.equal(a[k][0], b[k][0]) and torch.equal(a[k][1], b[k][1])
     c = build(path, data_seed=1, **SMALL).splits()
     assert not torch.equal(a["train"][0], c["train"][0])
-    longer = build(path, seq_len=build(path).seq_len + 6, **SMALL)
-    assert longer.splits()["test"][0].shape[1] == longer.total_len == build(path).total_len + 6
+    base = build(path, **SMALL)
+    cls = type(base)  # another length the task admits: longer (digits' minimum is its default) or shorter (MNIST's maximum)
+    other = next(n for n in (cls.allowed_seq_len(base.seq_len + 6), cls.allowed_seq_len(base.seq_len // 2))
+                 if n != base.seq_len)
+    changed = build(path, seq_len=other, **SMALL)
+    assert changed.splits()["test"][0].shape[1] == changed.total_len == base.total_len + (other - base.seq_len)
 
 
 def test_test_split_does_not_depend_on_train_size():

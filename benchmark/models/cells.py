@@ -58,7 +58,8 @@ class CellMath:
             `xw_t` into the recurrent GEMM (`addmm(xw_t, h, W_hh^T)`) and pass `xw=None`.
         has_cell_state: True when the state carries a memory besides h (LSTM's c).
         fused: optional fast path for training, `(xw, w_hh, h_mask, c_masks, norm_h, norm_c[, norm_x,
-            bias])` -> (T, B, H), computing exactly what the layer's loop over `step` computes.
+            bias], zone=[h, c] keep masks or None)` -> (T, B, H), computing exactly what the layer's loop
+            over `step` (and zoneout after it) computes.
     """
 
     name: ClassVar[str] = "cell"

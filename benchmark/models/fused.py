@@ -8,6 +8,10 @@ regulariser semantics as `RecurrentLayer._step` + `LSTMCell.step`, but:
   about three sigmoids at these sizes);
 - the backward sweep keeps only the per-step GEMM for ∂L/∂h_{t-1}; W_hh's gradient is one
   (gH × T·B)·(T·B × H) GEMM afterwards;
+- zoneout (Krueger et al. 2017) mixes each new h and c with the previous ones by the masks
+  the layer drew, and the backward passes the kept share of each gradient straight back;
+- layer norm of W_hh·h and of the cell state (Ba et al., `reg=ln`) calls ATen's layer-norm
+  forward and backward kernels per step (W_ih·x is normalised for all steps before the loop);
 - recurrent BN is written out (batch means as a (1, B)·(B, F) GEMM, which beats the
   generic batch-norm kernels at this size), with per-step statistics and running-stat rows
   exactly as `StepBatchNorm.step` / F.batch_norm keep them.
@@ -24,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from benchmark.models.layernorm import StepLayerNorm
 from benchmark.models.norm import StepBatchNorm
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
@@ -81,6 +86,56 @@ class _StepBN:
         return self.stats[1].sum((0, 1)).mul_(B), d_beta
 
 
+class _StepLN:
+    """One per-step layer norm inside the fused loop (Ba et al.): the same interface as `_StepBN`.
+
+    Statistics over the features of each row (example) of one step, through ATen's own layer-norm
+    kernels (forward and backward); keeps the input, mean and 1/σ per step, and accumulates ∂L/∂γ
+    (and ∂L/∂β) during the backward sweep.
+    """
+
+    def __init__(self, norm: StepLayerNorm, T: int, like: Tensor, avg: Tensor) -> None:
+        B, F = like.shape[1], norm.features
+        self.norm, self.shape = norm, (F,)
+        self.gamma = norm.weight.detach()
+        self.beta = norm.bias.detach() if norm.bias is not None else None
+        self.x = like.new_empty(T, B, F)
+        self.stats: list[tuple[Tensor, Tensor]] = []  # per step: mean, 1/σ (B, 1)
+        self.d_gamma = like.new_zeros(F)
+        self.d_beta = like.new_zeros(F) if self.beta is not None else None
+
+    def forward(self, x: Tensor, t: int) -> Tensor:
+        """x̂_t of x (B, F); the caller applies γ (and β)."""
+        self.x[t].copy_(x)
+        xhat, mean, rstd = torch.native_layer_norm(x, self.shape, None, None, self.norm.eps)
+        self.stats.append((mean, rstd))
+        return xhat
+
+    def update_population(self) -> None:
+        """Nothing: layer norm keeps no statistics between batches."""
+
+    def backward(self, dy: Tensor, t: int, out: Tensor) -> Tensor:
+        """∂L/∂x_t into `out` given ∂L/∂y_t, y = γ·x̂ (+ β)."""
+        mean, rstd = self.stats[t]
+        mask = [True, True, self.beta is not None]
+        dx, dg, db = torch.ops.aten.native_layer_norm_backward(dy, self.x[t], self.shape, mean, rstd, self.gamma,
+                                                               self.beta, mask)
+        self.d_gamma.add_(dg)
+        if db is not None:
+            self.d_beta.add_(db)
+        return out.copy_(dx)
+
+    def grads(self) -> tuple[Tensor, Optional[Tensor]]:
+        return self.d_gamma, self.d_beta
+
+
+def _step_norm(norm: Optional[Any], T: int, like: Tensor, avg: Tensor) -> Optional[Any]:
+    """The fused loop's helper for a norm slot: per-step BN (Cooijmans) or LN (Ba et al.)."""
+    if norm is None:
+        return None
+    return (_StepLN if isinstance(norm, StepLayerNorm) else _StepBN)(norm, T, like, avg)
+
+
 class FusedLSTM(torch.autograd.Function):
     """outputs h_1..h_T (T, B, H) of one LSTM layer, given xw = W_ih·x + b_ih + b_hh (T, B, 4H)."""
 
@@ -88,7 +143,7 @@ class FusedLSTM(torch.autograd.Function):
     def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Optional[Tensor], gamma_c: Optional[Tensor],
                 beta_c: Optional[Tensor], gamma_x: Optional[Tensor], bias: Optional[Tensor], h_mask: Optional[Tensor],
                 c_masks: Optional[Tensor], norm_h: Optional[StepBatchNorm], norm_c: Optional[StepBatchNorm],
-                norm_x: Optional[StepBatchNorm]) -> Tensor:
+                norm_x: Optional[StepBatchNorm], zone_h: Optional[Tensor], zone_c: Optional[Tensor]) -> Tensor:
         T, B, G = xw.shape
         H = G // 4
         g_cols = slice(2 * H, 3 * H)
@@ -101,7 +156,7 @@ class FusedLSTM(torch.autograd.Function):
         tcs = xw.new_empty(T, B, H)  # tanh(N(c_t))
         hin = hs[:-1] if h_mask is None else xw.new_empty(T, B, H)  # what W_hh multiplies (Gal: masked)
         avg = xw.new_full((1, B), 1.0 / B)
-        bn_x, bn_h, bn_c = (None if n is None else _StepBN(n, T, xw, avg) for n in (norm_x, norm_h, norm_c))
+        bn_x, bn_h, bn_c = (_step_norm(n, T, xw, avg) for n in (norm_x, norm_h, norm_c))
         scratch = xw.new_empty(B, G) if norm_h is not None else None
         for t in range(T):
             h = hs[t] if h_mask is None else torch.mul(hs[t], h_mask, out=hin[t])
@@ -126,20 +181,24 @@ class FusedLSTM(torch.autograd.Function):
                 torch.mul(bn_c.forward(c, t), gamma_c, out=tcs[t])
             else:
                 torch.addcmul(beta_c, bn_c.forward(c, t), gamma_c, out=tcs[t])
-            torch.mul(o, _tanh_(tcs[t]), out=hs[t + 1])
+            torch.mul(o, _tanh_(tcs[t]), out=hs[t + 1])  # h̃_t from the unzoned c̃_t (Krueger et al.)
+            if zone_c is not None:  # zoneout: keep c_{t-1} where the mask is 1
+                cs[t + 1].lerp_(cs[t], zone_c[t])
+            if zone_h is not None:
+                hs[t + 1].lerp_(hs[t], zone_h[t])
         bns = (bn_x, bn_h, bn_c)
         for bn in bns:
             if bn is not None:
                 bn.update_population()
         ctx.save_for_backward(w_hh)  # an input: autograd checks it is not modified in place before backward
-        ctx.bufs = (acts, cs, tcs, hin, bns, h_mask, c_masks)
+        ctx.bufs = (acts, cs, tcs, hin, bns, h_mask, c_masks, zone_h, zone_c)
         return hs[1:]
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Tensor) -> tuple[Optional[Tensor], ...]:
         (w_hh,) = ctx.saved_tensors
-        acts, cs, tcs, hin, (bn_x, bn_h, bn_c), h_mask, c_masks = ctx.bufs
+        acts, cs, tcs, hin, (bn_x, bn_h, bn_c), h_mask, c_masks, zone_h, zone_c = ctx.bufs
         T, B, H = dy.shape
         G = 4 * H
         dG = dy.new_empty(T, B, G)  # ∂L/∂gates (= ∂L/∂xw without norm_x)
@@ -148,8 +207,13 @@ class FusedLSTM(torch.autograd.Function):
         dh = dy.new_zeros(B, H)  # ∂L/∂h_t from later steps (after the mask)
         dc_next = dy.new_zeros(B, H)
         tmp, dn, dc_bn = dy.new_empty(B, H), dy.new_empty(B, H), dy.new_empty(B, H)
+        carry_h = dy.new_empty(B, H) if zone_h is not None else None  # zoneout: the kept part goes straight back
+        carry_c = dy.new_empty(B, H) if zone_c is not None else None
         for t in reversed(range(T)):
             dh.add_(dy[t])
+            if carry_h is not None:  # h_t = k·h_{t-1} + (1-k)·h̃_t
+                torch.mul(dh, zone_h[t], out=carry_h)
+                dh.sub_(carry_h)  # now ∂L/∂h̃_t
             i, f, g, o = acts[t].chunk(4, 1)
             di, df, dg, do = dG[t].chunk(4, 1)
             tc = tcs[t]
@@ -157,6 +221,9 @@ class FusedLSTM(torch.autograd.Function):
             _tanh_backward(torch.mul(dh, o, out=tmp), tc, grad_input=dn)
             dc = dn if bn_c is None else bn_c.backward(dn, t, out=dc_bn)
             dc.add_(dc_next)
+            if carry_c is not None:  # c_t = k·c_{t-1} + (1-k)·c̃_t: ∂L/∂c̃_t takes (1-k) of ∂L/∂c_t
+                torch.mul(dc_next, zone_c[t], out=carry_c)
+                dc.sub_(carry_c)
             gd = g if c_masks is None else g * c_masks[t]
             _sigmoid_backward(torch.mul(dc, gd, out=tmp), i, grad_input=di)
             torch.mul(dc, i, out=tmp)
@@ -165,6 +232,8 @@ class FusedLSTM(torch.autograd.Function):
             _tanh_backward(tmp, g, grad_input=dg)
             _sigmoid_backward(torch.mul(dc, cs[t], out=tmp), f, grad_input=df)
             torch.mul(dc, f, out=dc_next)
+            if carry_c is not None:
+                dc_next.add_(carry_c)
             if bn_h is not None:
                 bn_h.backward(dG[t], t, out=dA[t])
             if bn_x is not None:
@@ -173,6 +242,8 @@ class FusedLSTM(torch.autograd.Function):
                 torch.mm(dA[t], w_hh, out=dh)
                 if h_mask is not None:
                     dh.mul_(h_mask)
+                if carry_h is not None:
+                    dh.add_(carry_h)
         d_w_hh = None
         if ctx.needs_input_grad[1]:
             d_w_hh = dA.view(T * B, G).t().mm(hin.reshape(T * B, H))  # one GEMM for all steps
@@ -180,13 +251,16 @@ class FusedLSTM(torch.autograd.Function):
         d_gamma_c, d_beta_c = bn_c.grads() if bn_c is not None else (None, None)
         d_gamma_x = bn_x.grads()[0] if bn_x is not None else None
         d_bias = dG.sum((0, 1)) if bn_x is not None and ctx.needs_input_grad[6] else None
-        return dX, d_w_hh, d_gamma_h, d_gamma_c, d_beta_c, d_gamma_x, d_bias, None, None, None, None, None
+        return dX, d_w_hh, d_gamma_h, d_gamma_c, d_beta_c, d_gamma_x, d_bias, None, None, None, None, None, None, None
 
 
 def fused_lstm(xw: Tensor, w_hh: Tensor, h_mask: Optional[Tensor], c_masks: Optional[Tensor],
                norm_h: Optional[StepBatchNorm], norm_c: Optional[StepBatchNorm],
-               norm_x: Optional[StepBatchNorm] = None, bias: Optional[Tensor] = None) -> Tensor:
+               norm_x: Optional[StepBatchNorm] = None, bias: Optional[Tensor] = None,
+               zone: Optional[list[Optional[Tensor]]] = None) -> Tensor:
     """(T, B, 4H) input-side pre-activations → (T, B, H) outputs, training mode.
+
+    `zone`: zoneout's keep masks [h, c], each (T, B, H) or None (`zoneout.py`); None = off.
 
     Without `norm_x`, xw = W_ih·x + b_ih + b_hh. With it (Cooijmans' per-step BN of W_ih·x),
     xw = W_ih·x and `bias` = b_ih + b_hh is added after the normalisation. See the module docstring.
@@ -197,4 +271,6 @@ def fused_lstm(xw: Tensor, w_hh: Tensor, h_mask: Optional[Tensor], c_masks: Opti
     gamma_c = norm_c.weight if norm_c is not None else None
     beta_c = norm_c.bias if norm_c is not None else None
     gamma_x = norm_x.weight if norm_x is not None else None
-    return FusedLSTM.apply(xw, w_hh, gamma_h, gamma_c, beta_c, gamma_x, bias, h_mask, c_masks, norm_h, norm_c, norm_x)
+    zone_h, zone_c = zone if zone is not None else (None, None)
+    return FusedLSTM.apply(xw, w_hh, gamma_h, gamma_c, beta_c, gamma_x, bias, h_mask, c_masks, norm_h, norm_c, norm_x,
+                           zone_h, zone_c)

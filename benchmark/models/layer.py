@@ -16,6 +16,10 @@ with one GEMM for W_hh's gradient) take it in training with gradients on; everyt
 and every cell from outside the package, runs this autograd loop, which stays the reference.
 Dropout masks are drawn before the loop, once per sequence ((B, H), Gal) or per step
 ((T, B, H), Semeniuta), so both paths and the compiled step see the same masks.
+Layer normalisation (`reg=ln`, `layernorm.py`) fills the same three norm slots as recurrent
+BN; zoneout (`reg=zoneout`, `zoneout.py`) mixes each new state with the previous one after
+the step, with (T, B, H) masks drawn before the loop. The fused LSTM runs both (LN of W_ih·x
+for all steps at once before it, LN of W_hh·h and c inside it; the same zoneout masks).
 """
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ from torch import Tensor, nn
 from benchmark.config import BNPlacement, DropoutPlacement, RegConfig
 from benchmark.models.cells import CellMath, Slots
 from benchmark.models.dropout import sequence_mask
+from benchmark.models.layernorm import StepLayerNorm
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
+from benchmark.models.zoneout import keep_masks, zone
 from benchmark.precision import native_rnn
 
 
@@ -88,6 +94,16 @@ class RecurrentLayer(nn.Module):
         # Cooijmans also normalise the LSTM cell state before its output tanh (with a beta).
         self.norm_c = (StepBatchNorm(hidden_size, steps, gain, bn.momentum, bn.eps, bias=True)
                        if bn_rec and cell.has_cell_state else None)
+        if reg.uses_ln:  # Ba et al. 2016: LN of W_ih·x and W_hh·h (bias shared), and of the LSTM cell state
+            ln = reg.ln
+            self.norm_x = StepLayerNorm(gh, ln.gain_init, ln.eps) if ln.input else None
+            self.norm_h = StepLayerNorm(gh, ln.gain_init, ln.eps)
+            self.norm_c = StepLayerNorm(hidden_size, ln.gain_init, ln.eps, bias=True) if cell.has_cell_state else None
+        # Zoneout probabilities per state tensor: (p_h,) or (p_h, p_c); None when off.
+        z = reg.zoneout
+        self.zone_p: Optional[tuple[float, ...]] = None
+        if reg.uses_zoneout and (z.p_h > 0 or (cell.has_cell_state and z.p_c > 0)):
+            self.zone_p = (z.p_h, z.p_c) if cell.has_cell_state else (z.p_h,)
         self.p_state = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.variational else 0.0
         self.p_candidate = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.recurrent else 0.0
         self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None  # see accel.py
@@ -107,6 +123,20 @@ class RecurrentLayer(nn.Module):
         if not (self.p_candidate > 0 and self.training):
             return None
         return sequence_mask(like.new_empty(T, *like.shape), self.p_candidate)
+
+    def zone_masks(self, T: int, like: Tensor) -> Optional[list[Optional[Tensor]]]:
+        """Zoneout's keep masks in training, per state (h[, c]): (T, B, H), or None where p = 0; None when off."""
+        if self.zone_p is None or not self.training:
+            return None
+        return [keep_masks(T, like, p) for p in self.zone_p]
+
+    def zone_keeps(self, T: int, masks: Optional[list[Optional[Tensor]]]) -> Optional[list[tuple]]:
+        """Per step, what each state keeps of its previous value: (B, H) masks in training, p at eval."""
+        if self.zone_p is None:
+            return None
+        if masks is None:  # eval: the expectation
+            return [tuple(p if p > 0 else None for p in self.zone_p)] * T
+        return list(zip(*((m.unbind(0) if m is not None else (None,) * T) for m in masks)))
 
     def _slots(self, c_mask: Optional[Tensor] = None) -> Slots:
         """The cell's regulariser hooks; `c_mask` (B, H) is this step's candidate mask."""
@@ -138,7 +168,8 @@ class RecurrentLayer(nn.Module):
         """The cell's fused sequence function applies: training with gradients, nothing per step to hook."""
         return (self.cell.fused is not None and self.training and torch.is_grad_enabled() and hiddens is None
                 and self.compiled_step is None and not torch.is_autocast_enabled(x.device.type)
-                and all(n is None or n.training for n in (self.norm_x, self.norm_h, self.norm_c)))
+                and all(n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm, StepLayerNorm)))
+                        for n in (self.norm_x, self.norm_h, self.norm_c)))
 
     def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> Tensor:
         T, B, _ = x.shape
@@ -156,22 +187,29 @@ class RecurrentLayer(nn.Module):
         state = self.cell.init_state(B, self.hidden_size, xw)
         h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
         c_masks = self.candidate_masks(T, state[0])
+        zone_masks = self.zone_masks(T, state[0])
         compiled = self.compiled_step
         if fuse:
             norm_x_and_bias = (self.norm_x, bias) if fuse_norm_x else ()
-            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias)
+            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias,
+                                   zone=zone_masks)
         w_hh_t = w_hh.t()
         # benchmark.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
         # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a
         # fresh closure passed in would force a recompile per call.
         slots = self._slots() if compiled is None and c_masks is None else None
         step_masks = c_masks.unbind(0) if c_masks is not None else (None,) * T
+        zone_keeps = self.zone_keeps(T, zone_masks)
         outs: list[Tensor] = []
         for t, (xw_t, c_mask) in enumerate(zip(xw.unbind(0), step_masks)):
+            prev = state
             if compiled is None:
                 h, state = self._step(xw_t, state, h_mask, c_mask, w_hh_t, b_hh, t, slots)
             else:
                 h, state = compiled(self, xw_t, state, h_mask, c_mask, w_hh_t, b_hh, t)
+            if zone_keeps is not None:  # Krueger: mix the new state with the previous one, unit by unit
+                state = tuple(zone(new, old, keep) for new, old, keep in zip(state, prev, zone_keeps[t]))
+                h = state[0]
             if hiddens is not None:
                 h.retain_grad()
                 hiddens.append(h)

@@ -62,6 +62,8 @@ def needs_custom(cell: type[CellMath], reg: RegConfig) -> list[str]:
         why.append(f"reg.bn.placement={reg.bn.placement.value}")
     if reg.uses_dropout and reg.dropout.placement is not DropoutPlacement.output:
         why.append(f"reg.dropout.placement={reg.dropout.placement.value}")
+    if reg.uses_ln or reg.uses_zoneout:
+        why.append(f"reg={reg.name.value}")
     return why
 
 

@@ -99,6 +99,16 @@ class Task:
         """{'accuracy': ..., 'metric': ...} over one batch or a whole split."""
         raise NotImplementedError
 
+    @property
+    def label(self) -> str:
+        """The task as results name it (metrics.json `task`): the name, plus any knob that picks other data."""
+        return self.name
+
+    @classmethod
+    def allowed_seq_len(cls, want: int) -> int:
+        """The admissible `seq_len` nearest to `want` (tests and sweeps that pick lengths generically)."""
+        return max(int(want), cls.min_seq_len)
+
     # -- the hidden-gradient probe (benchmark.gradients); defaults suit a loss at the last step --
     def probe_loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         """The loss whose ∂/∂h_t the hidden-gradient profile shows: the part that needs memory.
