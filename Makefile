@@ -20,6 +20,7 @@ REPORTS_DIR ?= reports
 FORCE ?= 0
 ARGS ?=
 PYTEST_ARGS ?=
+REPORT_ARGS ?=
 
 # Recursive makes (make called from a test run by make) would add "Entering/Leaving directory"
 # lines after the report path that `make sweep` prints last.
@@ -27,10 +28,10 @@ MAKEFLAGS += --no-print-directory
 
 # Aggregate, then build the report even when aggregate found corrupt run folders (the report
 # lists them), and fail with aggregate's exit status afterwards: nothing is hidden, nothing held back.
-AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
-	$(VPY) -m benchmark.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) || exit $$?; exit $$rc
+AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
+	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
 
-.PHONY: setup test test-all sweep report bench bench-check bench-baseline bench-gpu browser clean
+.PHONY: setup test test-all sweep report screenshot bench bench-check bench-baseline bench-gpu bench-analysis browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -53,17 +54,21 @@ sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml (CPU: claims o
 	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
 	@$(AGGREGATE_AND_REPORT)
 
-report:  ## rebuild the report from existing results
+report:  ## rebuild the report from existing results (REPORT_ARGS="--min-seeds 5 --adjust holm --ci bca ...")
 	@$(AGGREGATE_AND_REPORT)
 
-# --- step-time benchmarks (tests/bench; README "Timing benchmarks and regression checks") ---
+SCREENSHOT ?= docs/report-claims.png
+screenshot:  ## PNG of the top of reports/$(SWEEP)/index.html (claims and verdicts) -> $(SCREENSHOT), headless Chromium
+	$(VPY) -m benchmark.analysis.screenshot $(REPORTS_DIR)/$(SWEEP)/index.html $(SCREENSHOT)
+
+# --- step-time benchmarks (tests/bench; docs/timing.md) ---
 BENCH_DIR ?= results/bench
 BENCH_BASELINE ?= benchmark/baselines/cpu.json
 BENCH_TOLERANCE ?= 0.25
 BENCH_ARGS ?=
 BENCH_PYTEST = $(VPY) -m pytest tests/bench/bench_step.py -q --benchmark-columns=median,iqr,min,rounds
 # The CI subset: T=50, one thread (2 OpenMP threads on a shared 2-core runner make the ratios
-# follow co-tenant load; see README); the baseline is taken with the same subset (more rounds).
+# follow co-tenant load; see docs/timing.md); the baseline is taken with the same subset (more rounds).
 BENCH_FAST = --bench-seq-lens=50 --bench-rounds=20 --bench-threads=1
 BENCH_CHECK = $(VPY) -m benchmark.bench_check --baseline $(BENCH_BASELINE) --tolerance $(BENCH_TOLERANCE)
 
@@ -85,11 +90,17 @@ bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check s
 	$(BENCH_PYTEST) $(BENCH_FAST) --bench-rounds=40 --benchmark-json=$(BENCH_DIR)/bench-baseline.json $(BENCH_ARGS)
 	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
 
-# --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; README "GPU performance") ---
+# --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; docs/gpu.md) ---
 GPU_BENCH_ARGS ?=
 
 bench-gpu:  ## custom loop vs cuDNN, fwd and fwd+bwd ratios -> results/bench/gpu.json; prints "skipped" and exits 0 without CUDA
 	$(VPY) -m benchmark.gpu_bench --out $(BENCH_DIR)/gpu.json $(GPU_BENCH_ARGS)
+
+# --- the analysis at scale (tests/bench/bench_analysis.py; docs/analysis-performance.md) ---
+bench-analysis:  ## aggregate + report of synthetic full-shaped sweeps (450 and 1800 runs, 1000 history rows each)
+	mkdir -p $(BENCH_DIR)
+	$(VPY) -m pytest tests/bench/bench_analysis.py -q --benchmark-columns=min,median,rounds \
+		--benchmark-json=$(BENCH_DIR)/analysis.json $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache .benchmarks outputs multirun

@@ -1,7 +1,7 @@
 """Opt-in speed-ups of the custom recurrent loop: `accel=none|compile|graph` (default none).
 
 A Python time loop launches several small kernels per step; on a GPU the launches, not
-the arithmetic, set its speed (PERFORMANCE-NOTES.md). Two ways to remove them:
+the arithmetic, set its speed. Two ways to remove them:
 
 - `compile`: `torch.compile` of the per-step function `RecurrentLayer._step` only (the
   recurrent GEMM and the gate math of one step; Inductor fuses the element-wise work,

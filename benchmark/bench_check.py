@@ -39,6 +39,9 @@ from typing import Any, Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from benchmark import variants
+from benchmark.io import atomic_write_text
+
 SCHEMA_VERSION = 1
 
 
@@ -225,13 +228,26 @@ def render(rows: list[Row], tolerance: float, title: str = "") -> Table:
 
 
 def reference_notes(baseline: dict[str, Ratio], current: dict[str, Ratio]) -> list[str]:
-    """Absolute reference times now vs in the baseline: information only (machines differ)."""
-    notes = []
+    """Absolute reference times now vs in the baseline: information only (machines differ).
+
+    Each variant's reference comes from the registry (benchmark/variants.py); ids it cannot
+    parse (a variant no longer registered) are listed once.
+    """
+    notes, seen, unknown = [], set(), []
     for vid, cur in current.items():
-        if "-native-none-" in vid and cur.ref_ms is not None:
-            base = baseline.get(vid)
-            was = f"{base.ref_ms:.2f} ms in the baseline" if base and base.ref_ms else "not in the baseline"
-            notes.append(f"reference {vid}: {cur.ref_ms:.2f} ms now, {was}")
+        try:
+            ref = variants.reference_id(vid)
+        except ValueError:
+            unknown.append(vid)
+            continue
+        if ref in seen or ref not in current or current[ref].ref_ms is None:
+            continue
+        seen.add(ref)
+        base = baseline.get(ref)
+        was = f"{base.ref_ms:.2f} ms in the baseline" if base and base.ref_ms else "not in the baseline"
+        notes.append(f"reference {ref}: {current[ref].ref_ms:.2f} ms now, {was}")
+    if unknown:
+        notes.append(f"not in the variant registry (benchmark/variants.py): {', '.join(unknown)}")
     return notes
 
 
@@ -256,10 +272,7 @@ def write_baseline(current: dict[str, Ratio], meta: dict[str, Any], path: Path, 
         "variants": {vid: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()}
                      for vid, r in sorted(current.items())},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
 def main(argv: Optional[Sequence[str]] = None, console: Optional[Console] = None) -> int:

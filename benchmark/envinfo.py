@@ -42,26 +42,51 @@ NVIDIA_SMI_FIELDS = ("name", "clocks.sm", "clocks.mem", "clocks.max.sm", "clocks
                      "driver_version")
 
 
+def device_uuid(device: torch.device) -> str:
+    """The CUDA device's UUID as torch reports it (no `GPU-` prefix)."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    return str(torch.cuda.get_device_properties(idx).uuid)
+
+
+def _uuid_key(uuid: str) -> str:
+    """nvidia-smi writes `GPU-<uuid>` (or `MIG-<uuid>`), torch the bare UUID: compare the bare form."""
+    u = uuid.strip().lower()
+    for prefix in ("gpu-", "mig-"):
+        if u.startswith(prefix):
+            return u[len(prefix):]
+    return u
+
+
 def gpu_clocks(device: torch.device) -> tuple[Optional[dict[str, str]], Optional[str]]:
     """(nvidia-smi's clocks, power limit and driver of `device`, None) or (None, why not).
 
+    The GPU is found by UUID: torch's device index counts only the GPUs in
+    CUDA_VISIBLE_DEVICES (and may order them differently), nvidia-smi's index counts all.
     Clocks explain run-to-run differences on one GPU model (boost, power capping); the
     query is best effort, and a failure is recorded with its reason, never hidden.
     """
     if device.type != "cuda":
         return None, "not a CUDA device"
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    cmd = ["nvidia-smi", f"--id={idx}", "--query-gpu=" + ",".join(NVIDIA_SMI_FIELDS), "--format=csv,noheader"]
+    try:
+        uuid = device_uuid(device)
+    except (RuntimeError, AssertionError) as e:
+        return None, f"cannot read the device's UUID: {type(e).__name__}: {e}"
+    cmd = ["nvidia-smi", "--query-gpu=uuid," + ",".join(NVIDIA_SMI_FIELDS), "--format=csv,noheader"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
     except (OSError, subprocess.SubprocessError) as e:
-        return None, f"{' '.join(cmd[:1])} failed: {type(e).__name__}: {e}"
+        return None, f"{cmd[0]} failed: {type(e).__name__}: {e}"
     if out.returncode != 0:
         return None, f"nvidia-smi exited {out.returncode}: {(out.stderr or out.stdout).strip()[:200]}"
-    values = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")] if out.stdout.strip() else []
-    if len(values) != len(NVIDIA_SMI_FIELDS):
-        return None, f"unexpected nvidia-smi output: {out.stdout.strip()[:200]!r}"
-    return dict(zip(NVIDIA_SMI_FIELDS, values)), None
+    seen = []
+    for line in out.stdout.strip().splitlines():
+        values = [v.strip() for v in line.split(",")]
+        if len(values) != 1 + len(NVIDIA_SMI_FIELDS):
+            return None, f"unexpected nvidia-smi output: {line.strip()[:200]!r}"
+        if _uuid_key(values[0]) == _uuid_key(uuid):
+            return {"uuid": values[0], **dict(zip(NVIDIA_SMI_FIELDS, values[1:]))}, None
+        seen.append(values[0])
+    return None, f"no GPU in nvidia-smi's list has this device's UUID {uuid} (listed: {', '.join(seen) or 'none'})"
 
 
 def precision_flags() -> dict[str, Any]:

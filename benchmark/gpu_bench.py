@@ -4,10 +4,11 @@
     python -m benchmark.gpu_bench --device cpu --hidden 32 --seq-lens 20   # the same table on CPU
 
 For every cell and T, in one process and at identical shapes, it times forward and
-forward+loss+backward of native `none` (the reference: cuDNN on a GPU) and custom `none`,
-`bn` (recurrent, Cooijmans) and `dropout` (variational, Gal), each also with every
-`--accel` speed-up (benchmark/accel.py). The ratio to the reference is set against the
-targets of issue 7 (on an H100): custom none <= 2.0x, bn <= 3.0x, dropout <= 2.5x.
+forward+loss+backward of native `none` (the reference: cuDNN on a GPU) and of every variant
+registered in benchmark/variants.py on each of its impls, the custom ones also with every
+`--accel` speed-up (benchmark/accel.py). The ratio to the reference is set against each
+variant's GPU target from the registry (on an H100: custom none <= 2.0x, bn.recurrent
+<= 3.0x, dropout.variational <= 2.5x).
 
 Protocol (benchmark.timing): every variant is built, compiled or captured first (that time
 is `setup_s`, never part of throughput), warmed up, then the variants of one (cell, T)
@@ -19,12 +20,10 @@ batch * T / median time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -33,49 +32,63 @@ from torch import Tensor, nn
 
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
-from benchmark.config import (Accel, BNConfig, BNPlacement, DropoutConfig, DropoutPlacement, Impl, Precision,
-                              RegConfig, RegName)
+from benchmark import variants as registry
+from benchmark.config import Accel, Impl, Precision, RegConfig
+from benchmark.io import atomic_write_json
 from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.precision import autocast_dtype, set_tf32, sync
 from benchmark.timing import StepFns, median_iqr, step_fns, time_calls
 
 SKIP_NO_CUDA = "skipped: no CUDA device (torch.cuda.is_available() is False)"
 OUTPUT_SIZE = 10
-# Issue 7's targets: custom / native forward+backward time, same cell, same process.
-TARGETS = {"none": 2.0, "bn": 3.0, "dropout": 2.5}
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One column of the comparison: impl, regulariser (with its placement) and speed-up."""
+    """One column of the comparison: a registered variant (benchmark/variants.py) on an impl, with a speed-up."""
 
     impl: Impl
-    reg: str  # none | bn | dropout
+    spec: registry.Variant
     accel: Accel = Accel.none
 
     @property
     def name(self) -> str:
-        tag = {"none": "none", "bn": "bn.recurrent", "dropout": "dropout.variational"}[self.reg]
-        return f"{self.impl.value}-{tag}" + ("" if self.accel is Accel.none else f"+{self.accel.value}")
+        """e.g. native-none, custom-bn.recurrent, custom-dropout.variational+graph."""
+        return f"{self.impl.value}-{self.spec.name}" + ("" if self.accel is Accel.none else f"+{self.accel.value}")
+
+    @property
+    def reg(self) -> str:
+        """The registered variant's name, e.g. bn.recurrent."""
+        return self.spec.name
 
     @property
     def target(self) -> Optional[float]:
-        return None if self.impl is Impl.native else TARGETS[self.reg]
+        """Forward+backward time / native none on a GPU (benchmark/variants.py); None where none is set."""
+        return self.spec.target(self.impl.value, "gpu")
 
-    def reg_config(self, p: float) -> RegConfig:
-        return RegConfig(name=RegName(self.reg), bn=BNConfig(placement=BNPlacement.recurrent),
-                         dropout=DropoutConfig(placement=DropoutPlacement.variational, p=p))
-
-
-REFERENCE = Variant(Impl.native, "none")
+    def reg_config(self, p: Optional[float]) -> RegConfig:
+        """The variant's RegConfig; `p` (when given) replaces its dropout probability."""
+        return registry.reg_config(self.spec, [] if p is None else [f"dropout.p={p}"])
 
 
-def variants(accels: list[Accel]) -> list[Variant]:
-    """The reference first, then custom none / bn / dropout, eager and with each speed-up."""
+REFERENCE = Variant(Impl(registry.REFERENCE_IMPL), registry.get(registry.REFERENCE))
+
+
+def variants(accels: list[Accel], names: Optional[list[str]] = None) -> list[Variant]:
+    """The reference first, then each registered variant on each of its impls (eager), then every
+    custom one again with each speed-up. `names` restricts the variants (default: the whole registry)."""
+    chosen = registry.all_variants() if names is None else [registry.get(n) for n in names]
     out = [REFERENCE]
-    for a in [Accel.none] + [a for a in accels if a is not Accel.none]:
-        out += [Variant(Impl.custom, reg, a) for reg in ("none", "bn", "dropout")]
+    out += [Variant(Impl(impl), v) for v in chosen for impl in v.impls if Variant(Impl(impl), v) != REFERENCE]
+    for a in [a for a in accels if a is not Accel.none]:
+        out += [Variant(Impl.custom, v, a) for v in chosen if "custom" in v.impls]
     return out
+
+
+def targets() -> dict[str, float]:
+    """{impl-variant: GPU target} for every registered variant that has one."""
+    return {f"{impl}-{v.name}": v.target(impl, "gpu") for v in registry.all_variants() for impl in registry.IMPLS
+            if v.target(impl, "gpu") is not None}
 
 
 @dataclass
@@ -84,7 +97,7 @@ class Row:
     seq_len: int
     variant: str
     impl: str
-    reg: str
+    reg: str  # the registered variant, e.g. bn.recurrent
     accel: str
     fwd_ms: Optional[float] = None
     fwd_ms_iqr: Optional[float] = None
@@ -166,12 +179,17 @@ def bench_group(cell: str, T: int, vs: list[Variant], args: argparse.Namespace, 
         if r.error is not None or ref is None or ref.error is not None:
             continue
         r.ratio_fwd, r.ratio_fwd_bwd = r.fwd_ms / ref.fwd_ms, r.fwd_bwd_ms / ref.fwd_bwd_ms
-        r.verdict = "reference" if v == REFERENCE else ("ok" if r.ratio_fwd_bwd <= r.target else "over target")
+        if v == REFERENCE:
+            r.verdict = "reference"
+        elif r.target is None:
+            r.verdict = "no target"
+        else:
+            r.verdict = "ok" if r.ratio_fwd_bwd <= r.target else "over target"
     return list(rows.values())
 
 
 def summarize(rows: list[Row]) -> list[dict[str, Any]]:
-    """Per (cell, T, reg): the fastest custom variant over all speed-ups, against its target."""
+    """Per (cell, T, variant): the fastest custom column over all speed-ups, against its target."""
     best: dict[tuple[str, int, str], Row] = {}
     for r in rows:
         if r.impl != "custom" or r.ratio_fwd_bwd is None:
@@ -179,7 +197,7 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
         k = (r.cell, r.seq_len, r.reg)
         if k not in best or r.ratio_fwd_bwd < best[k].ratio_fwd_bwd:
             best[k] = r
-    return [{"cell": c, "seq_len": t, "reg": reg, "best_variant": r.variant, "ratio_fwd_bwd": r.ratio_fwd_bwd,
+    return [{"cell": c, "seq_len": t, "variant": reg, "best_variant": r.variant, "ratio_fwd_bwd": r.ratio_fwd_bwd,
              "target": r.target, "verdict": r.verdict} for (c, t, reg), r in best.items()]
 
 
@@ -203,12 +221,12 @@ def print_table(rows: list[Row], summary: list[dict[str, Any]], title: str) -> N
                       _fmt(r.setup_s, ".2f"))
     console = Console(width=200)
     console.print(table)
-    best = Table(title="best custom variant per cell, T and regulariser (forward+backward / native)")
-    for col in ("cell", "T", "reg", "best variant", "ratio", "target", "verdict"):
+    best = Table(title="best custom speed-up per cell, T and variant (forward+backward / native none)")
+    for col in ("cell", "T", "variant", "best", "ratio", "target", "verdict"):
         best.add_column(col)
     for s in summary:
-        best.add_row(s["cell"], str(s["seq_len"]), s["reg"], s["best_variant"], f"{s['ratio_fwd_bwd']:.2f}",
-                     f"{s['target']:.1f}", s["verdict"])
+        best.add_row(s["cell"], str(s["seq_len"]), s["variant"], s["best_variant"], f"{s['ratio_fwd_bwd']:.2f}",
+                     _fmt(s["target"], ".1f"), s["verdict"])
     console.print(best)
 
 
@@ -241,7 +259,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--precision", choices=[p.value for p in Precision], default="fp32")
     ap.add_argument("--accel", nargs="*", choices=[a.value for a in Accel], default=None,
                     help="speed-ups to add as variants (default: compile graph on cuda, none on cpu)")
-    ap.add_argument("--dropout-p", type=float, default=0.25)
+    ap.add_argument("--variants", nargs="+", choices=registry.names(), default=None,
+                    help="registered variants to time besides the reference (default: all, benchmark/variants.py)")
+    ap.add_argument("--dropout-p", type=float, default=None,
+                    help="dropout probability of every dropout variant (default: each variant's own, 0.25)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     ap.add_argument("--out", default="results/bench/gpu.json")
     args = ap.parse_args(argv)
@@ -250,7 +271,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             ap.error(f"--{k} must be >= 1, got {getattr(args, k)}")
     if args.warmup < 0 or min(args.seq_lens) < 1:
         ap.error("--warmup must be >= 0 and every --seq-lens >= 1")
-    if not 0.0 <= args.dropout_p < 1.0:
+    if args.dropout_p is not None and not 0.0 <= args.dropout_p < 1.0:
         ap.error(f"--dropout-p must be in [0, 1), got {args.dropout_p}")
     if args.accel is None:
         args.accel = ["compile", "graph"] if args.device == "cuda" else []
@@ -271,7 +292,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     precision = Precision(args.precision)
     dtype = set_precision(precision)
     start = envinfo.now_iso()
-    vs = variants([Accel(a) for a in args.accel])
+    vs = variants([Accel(a) for a in args.accel], args.variants)
     rows: list[Row] = []
 
     def log(msg: str) -> None:
@@ -290,18 +311,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     out = {
         "schema": "gpu_bench/1",
         "args": vars(args),
-        "targets": TARGETS,
+        "targets": targets(),
         "timing_method": "cuda_events" if device.type == "cuda" else "perf_counter",
         "env": env,
         "rows": [asdict(r) for r in rows],
         "summary": summary,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1, default=str))
-    tmp.replace(path)  # atomic: a killed run leaves the previous file
-    print(f"wrote {path}")
+    atomic_write_json(args.out, out)  # a killed run leaves the previous file
+    print(f"wrote {args.out}")
     return 1 if any(r.error for r in rows) else 0
 
 

@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
+from benchmark.analysis import record
 from benchmark.config import (Accel, BNPlacement, BNPopulation, ConfigError, Device, RunConfig, register_configs,
                               validate)
 from benchmark.gradients import hidden_grad_profile, profile_ratio
@@ -57,7 +58,6 @@ from benchmark.precision import autocast_dtype, set_tf32
 from benchmark.train import HISTORY_COLUMNS, TrainResult, final_metrics, train
 
 log = logging.getLogger("benchmark.run")
-SCHEMA_VERSION = 1
 PROBE_BATCH = 64  # examples in the fixed probe batch of the hidden-gradient profile
 _DEFAULT_THREADS = torch.get_num_threads()  # restored for jobs that set none
 
@@ -139,7 +139,7 @@ def identity(p: Prepared) -> dict[str, Any]:
     c, reg = p.cfg, p.cfg.reg
     per_step_bn = reg.uses_bn and reg.bn.placement is BNPlacement.recurrent
     return {
-        "schema_version": SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
+        "schema_version": record.SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
         "cell": p.resolved["cell"].get("name", p.spec.cell.name), "reg": reg.name.value,
         "bn_placement": reg.bn.placement.value if reg.uses_bn else None,
         "dropout_placement": reg.dropout.placement.value if reg.uses_dropout else None,
@@ -151,24 +151,15 @@ def identity(p: Prepared) -> dict[str, Any]:
         "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value, "accel": c.accel.value,
         "task": p.task.name, "seq_len": p.task.seq_len, "total_len": p.task.total_len, "seed": c.seed,
         "hidden_size": c.hidden_size, "num_layers": c.num_layers, "batch_size": c.train.batch_size,
-        "steps": c.train.steps, "device": p.device.type, "precision": c.precision.value,
+        "steps": c.train.steps, "lr": c.train.lr, "device": p.device.type, "precision": c.precision.value,
         "metric_name": p.task.metric_name, "metric_baseline": p.task.metric_baseline,
+        "metric_perfect": p.task.metric_perfect, "metric_higher_is_better": bool(p.task.higher_is_better),
         "target_accuracy": p.task.target_accuracy,
     }
 
 
-# Every key metrics.json carries (null where not applicable); README documents each.
-RESULT_KEYS = (
-    "status", "diverged_at_step", "error", "traceback", "steps_done", "stopped_early",
-    "test_accuracy", "test_metric", "test_loss", "train_accuracy", "train_loss", "train_metric",
-    "generalization_gap", "best_val_accuracy", "steps_to_target",
-    "grad_norm_mean", "grad_norm_max", "grad_norm_std", "clipped_fraction", "grad_norm_input",
-    "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "hidden_grad_profile_start",
-    "hidden_grad_profile_end", "hidden_grad_ratio_start", "hidden_grad_ratio_end",
-    "train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
-    "fwd_bwd_tokens_per_s", "timing_method", "timing_batch_size", "peak_memory_mb", "peak_memory_kind",
-    "compile_s", "train_jobs_beside", "timing_jobs_beside", "timing_load_avg",
-)
+# Every measured key of metrics.json (null where not applicable): defined once, in the run record.
+RESULT_KEYS = record.RESULT_KEYS
 
 
 def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, Any], progress: bool,

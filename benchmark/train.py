@@ -29,15 +29,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from benchmark.accel import forward_backward
+from benchmark.analysis import record
 from benchmark.config import Accel, Optimizer, Precision, Scheduler, TrainConfig
 from benchmark.precision import autocast, autocast_dtype
 from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
 from benchmark.models.norm import estimate_population
 from benchmark.tasks.base import Task, split_seed
 
-HISTORY_COLUMNS = ["step", "train_loss", "grad_norm", "clipped", "lr", "tokens_per_s", "grad_norm_input",
-                   "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "val_loss", "val_accuracy",
-                   "val_metric"]
+HISTORY_COLUMNS = list(record.HISTORY_COLUMNS)  # the run record defines the columns once
 EVAL_BATCH = 512  # evaluation batch; BN uses population statistics in eval, so size does not matter
 
 
@@ -55,6 +54,7 @@ class TrainResult:
     train_time_s: float = 0.0  # time inside training steps only (no eval, no logging)
     tokens: int = 0
     best_val_accuracy: Optional[float] = None
+    val_scores: list[float] = field(default_factory=list)  # validation score at each evaluation
     steps_to_target: Optional[int] = None
     stopped_early: bool = False
     capture_s: Optional[float] = None  # accel=graph: CUDA-graph capture time, outside train_time_s
@@ -71,6 +71,8 @@ class TrainResult:
             "grad_norm_std": statistics.pstdev(g) if g else None,
             "clipped_fraction": mean([float(c) for c in self.clipped]),
             "train_tokens_per_s": self.tokens / self.train_time_s if self.train_time_s > 0 else None,
+            "best_val_score": max(self.val_scores) if self.val_scores else None,
+            "val_score_auc": mean(self.val_scores),  # area under the validation-score curve / its length
         }
         for name in GROUPS:
             out[f"grad_norm_{name}"] = mean(self.group_norms[name])
@@ -232,7 +234,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
                         refresh_population(model, pop_batches, device, dtype)
                         refreshed_at = step
                     val = evaluate(model, task, x_val, y_val, device, dtype, cfg.eval_batches)
-                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"])
+                    val_score = task.score(val["metric"])
+                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"],
+                               val_score=val_score)
+                    if val_score is not None and math.isfinite(val_score):
+                        res.val_scores.append(val_score)
                     acc = val["accuracy"]
                     if res.steps_to_target is None and acc >= task.target_accuracy:
                         res.steps_to_target = step
@@ -261,14 +267,18 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
 
 def final_metrics(model: nn.Module, task: Task, device: torch.device,
                   precision: Precision = Precision.fp32) -> dict[str, Any]:
-    """Test metrics, and train metrics on the first n_test training examples (equal noise)."""
+    """Test metrics, train metrics on the first n_test training examples (equal noise), and the
+    final model's validation score (the learning-rate selection reads it; the test split selects nothing)."""
     s = task.splits()
     dtype = autocast_dtype(precision)
     test = evaluate(model, task, *s["test"], device, dtype)
+    val = evaluate(model, task, *s["val"], device, dtype)
     n = len(s["test"][0])
     tr = evaluate(model, task, s["train"][0][:n], s["train"][1][:n], device, dtype)
     return {
         "test_accuracy": test["accuracy"], "test_metric": test["metric"], "test_loss": test["loss"],
+        "test_score": task.score(test["metric"]),
         "train_accuracy": tr["accuracy"], "train_loss": tr["loss"], "train_metric": tr["metric"],
+        "train_score": task.score(tr["metric"]), "val_score": task.score(val["metric"]),
         "generalization_gap": tr["accuracy"] - test["accuracy"],
     }

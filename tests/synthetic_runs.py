@@ -1,20 +1,25 @@
-"""Synthetic run folders, exactly as `benchmark.run` writes them (README "One grid point"), for the
-aggregation and report tests: known effects in, known verdicts out, in milliseconds."""
+"""Synthetic run folders, exactly as `benchmark.run` writes them (the run record,
+`benchmark/analysis/record.py`, is the one definition of their keys), for the aggregation, report
+and statistics tests and the analysis benchmark: known effects in, known verdicts out."""
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
 import math
+import zlib
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
+import numpy as np
 import yaml
 
-HISTORY_COLUMNS = ["step", "train_loss", "grad_norm", "clipped", "lr", "tokens_per_s", "grad_norm_input",
-                   "grad_norm_recurrent", "grad_norm_norm", "grad_norm_head", "val_loss", "val_accuracy",
-                   "val_metric"]
-METRIC = {"adding": ("mse", 0.1667), "digits": ("error", 0.9), "copy": ("cross_entropy", 0.3)}
+from benchmark.analysis import record
+
+# metric name, trivial predictor's value, perfect value, higher is better (as each task declares it)
+METRIC = {"adding": ("mse", 1 / 6, 0.0, False), "digits": ("error", 0.9, 0.0, False),
+          "copy": ("cross_entropy", 0.3, 0.0, False), "sign_nll": ("nll", math.log(2), 0.0, False),
+          "agree": ("agreement", 0.5, 1.0, True)}
 IMPL_USED = {"none": "native", "bn": "custom", "dropout": "native", "both": "custom"}
 
 
@@ -22,58 +27,82 @@ def rid(**ident: Any) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def noise(*labels: Any) -> float:
+    """A standard normal draw that is a pure function of the labels (same run -> same noise)."""
+    return float(np.random.default_rng(zlib.crc32("/".join(map(str, labels)).encode())).standard_normal())
+
+
+def _history(steps_done: int, score: float, every: int, uses_bn: bool, lr: float) -> list[dict[str, Any]]:
+    rows = []
+    for step in range(every, steps_done + 1, every):
+        ev = step % (5 * every) == 0
+        frac = step / max(steps_done, 1)
+        rows.append({"step": step, "train_loss": 1.0 / step, "grad_norm": 2.0 / math.sqrt(step), "clipped": 0.0,
+                     "lr": lr, "tokens_per_s": 1e4, "grad_norm_input": 0.1, "grad_norm_recurrent": 0.2,
+                     "grad_norm_norm": 0.05 if uses_bn else None, "grad_norm_head": 0.3,
+                     "val_loss": 0.5 / step if ev else None, "val_accuracy": score * frac if ev else None,
+                     "val_metric": 0.1 if ev else None, "val_score": score * frac if ev else None})
+    return rows
+
+
 def make_run(sweep_dir: Path, *, cell: str = "lstm", reg: str = "none", task: str = "adding", seq_len: int = 10,
-             seed: int = 0, impl: str = "auto", test_accuracy: Optional[float] = 0.5, status: str = "ok",
-             sweep: Optional[str] = None, steps: int = 20, fwd_bwd_ms: float = 1.0, error: Optional[str] = None,
-             **overrides: Any) -> Path:
-    """One complete run folder (config.yaml, history.csv, metrics.json) with every contract key."""
+             seed: int = 0, impl: str = "auto", lr: float = 0.01, test_score: Optional[float] = 0.5,
+             val_score: Optional[float] = None, gap: float = 0.05, grad_decay: float = 0.5, status: str = "ok",
+             sweep: Optional[str] = None, steps: int = 20, log_every: int = 2, fwd_bwd_ms: float = 1.0,
+             error: Optional[str] = None, **overrides: Any) -> Path:
+    """One complete run folder (config.yaml, history.csv, metrics.json) with every key of the run record.
+
+    Scores set the metric through the task's declared direction (`METRIC`); `overrides` replace
+    record keys (an unknown key is an error: the record is the contract).
+    """
+    unknown = set(overrides) - set(record.KEYS)
+    if unknown:
+        raise KeyError(f"not keys of the run record: {sorted(unknown)}")
     sweep = sweep or sweep_dir.name
-    impl_used = IMPL_USED[reg] if impl == "auto" else impl
-    run_id = rid(cell=cell, reg=reg, task=task, seq_len=seq_len, seed=seed, impl=impl)
+    impl_used = IMPL_USED.get(reg, "custom") if impl == "auto" else impl
+    run_id = rid(cell=cell, reg=reg, task=task, seq_len=seq_len, seed=seed, impl=impl, lr=lr)
     out = sweep_dir / "runs" / run_id
     out.mkdir(parents=True)
-    metric_name, baseline = METRIC[task]
-    acc = test_accuracy
-    metric = None if acc is None else (1 - acc if metric_name == "error" else 0.2 * (1 - acc))
+    name, baseline, perfect, higher = METRIC[task]
+    metric_of = lambda sc: None if sc is None else baseline + sc * (perfect - baseline)  # noqa: E731
     uses_bn, uses_do = reg in ("bn", "both"), reg in ("dropout", "both")
     cfg = {"cell": {"name": cell, "_target_": f"benchmark.models.cells.{cell.upper()}Cell"},
            "reg": {"name": reg, "bn": {"placement": "recurrent"}, "dropout": {"placement": "output", "p": 0.25}},
-           "task": {"name": task, "seq_len": seq_len, "data_seed": 0}, "train": {"steps": steps},
+           "task": {"name": task, "seq_len": seq_len, "data_seed": 0}, "train": {"steps": steps, "lr": lr},
            "seed": seed, "impl": impl, "hidden_size": 8, "sweep": sweep, "results_dir": str(sweep_dir.parent)}
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
     diverged_at = overrides.pop("diverged_at_step", steps // 2 if status == "diverged" else None)
     steps_done = diverged_at if status == "diverged" else (0 if status == "failed" else steps)
-    history = []
-    for step in range(2, (steps_done or 0) + 1, 2):
-        ev = step % 10 == 0
-        history.append({"step": step, "train_loss": 1.0 / step, "grad_norm": 2.0 / math.sqrt(step), "clipped": 0.0,
-                        "lr": 0.01, "tokens_per_s": 1e4, "grad_norm_input": 0.1, "grad_norm_recurrent": 0.2,
-                        "grad_norm_norm": 0.05 if uses_bn else None, "grad_norm_head": 0.3,
-                        "val_loss": 0.5 / step if ev else None, "val_accuracy": (acc or 0) * step / steps if ev
-                        else None, "val_metric": 0.1 if ev else None})
+    ok = status != "failed"
+    sc = test_score if ok else None
+    val = (test_score if val_score is None else val_score) if ok else None
+    acc = None if sc is None else min(1.0, max(0.0, sc))
+    history = _history(steps_done or 0, sc or 0.0, log_every, uses_bn, lr)
     with open(out / "history.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(f, record.HISTORY_COLUMNS, lineterminator="\n")
         w.writeheader()
         w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in history)
-    ok = status != "failed"
-    profile = [0.5 ** (seq_len - t) for t in range(1, seq_len + 1)]  # vanishing towards t=1
-    m: dict[str, Any] = {
-        "schema_version": 1, "complete": True, "status": status, "diverged_at_step": diverged_at,
+    profile = [grad_decay ** (seq_len - t) for t in range(1, seq_len + 1)]  # vanishing towards t=1
+    tr = None if sc is None else sc + gap
+    m: dict[str, Any] = dict.fromkeys(record.KEYS)
+    m.update({
+        "schema_version": record.SCHEMA_VERSION, "complete": True, "status": status, "diverged_at_step": diverged_at,
         "error": error if error is not None else ("RuntimeError: synthetic failure" if status == "failed" else None),
         "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: synthetic failure"
         if status == "failed" else None,
         "run_id": run_id, "sweep": sweep, "cell": cell, "reg": reg,
         "bn_placement": "recurrent" if uses_bn else None, "dropout_placement": "output" if uses_do else None,
-        "dropout_p": 0.25 if uses_do else None, "impl": impl, "impl_used": impl_used, "task": task,
+        "dropout_p": 0.25 if uses_do else None, "impl": impl, "impl_used": impl_used, "accel": "none", "task": task,
         "seq_len": seq_len, "total_len": seq_len, "seed": seed, "hidden_size": 8, "num_layers": 1, "batch_size": 16,
-        "steps": steps, "steps_done": steps_done, "stopped_early": False, "device": "cpu", "precision": "fp32",
-        "test_accuracy": acc if ok else None, "test_metric": metric if ok else None, "metric_name": metric_name,
-        "metric_baseline": baseline, "test_loss": metric if ok else None,
-        "train_accuracy": (acc + 0.05) if ok and acc is not None else None, "train_loss": 0.1 if ok else None,
-        "train_metric": 0.1 if ok else None,
-        "generalization_gap": 0.05 if ok and acc is not None else None,
-        "best_val_accuracy": acc if ok else None, "steps_to_target": 10 if ok and (acc or 0) > 0.6 else None,
-        "target_accuracy": 0.9,
+        "steps": steps, "lr": lr, "steps_done": steps_done, "stopped_early": False, "device": "cpu",
+        "precision": "fp32", "metric_name": name, "metric_baseline": baseline, "metric_perfect": perfect,
+        "metric_higher_is_better": higher, "target_accuracy": 0.9,
+        "test_accuracy": acc, "test_metric": metric_of(sc), "test_loss": metric_of(sc), "test_score": sc,
+        "train_accuracy": None if tr is None else min(1.0, tr), "train_loss": metric_of(tr),
+        "train_metric": metric_of(tr), "train_score": tr, "val_score": val,
+        "generalization_gap": None if tr is None else min(1.0, tr) - acc,
+        "best_val_accuracy": acc, "best_val_score": val, "val_score_auc": None if val is None else 0.6 * val,
+        "steps_to_target": 10 if ok and (sc or 0) > 0.6 else None,
         "grad_norm_mean": 1.0, "grad_norm_max": 2.0, "grad_norm_std": 0.3, "clipped_fraction": 0.1,
         "grad_norm_input": 0.1, "grad_norm_recurrent": 0.2, "grad_norm_norm": 0.05 if uses_bn else None,
         "grad_norm_head": 0.3,
@@ -92,37 +121,43 @@ def make_run(sweep_dir: Path, *, cell: str = "lstm", reg: str = "none", task: st
                 "platform": "Linux", "start_time": "2026-01-01T00:00:00+00:00", "tf32": False, "precision": "fp32",
                 "wall_s": 0.5},
         "wall_s": 0.5,
-    }
+    })
     m.update(overrides)
+    assert set(m) == set(record.KEYS)
     (out / "metrics.json").write_text(json.dumps(m, indent=2))
     return out
 
 
-# Known effects on test accuracy (added to the baseline, the same for every seed) and per-seed noise.
-EFFECT = {"none": 0.0, "bn": 0.2, "dropout": -0.2, "both": None}  # both: no clear effect (see below)
-BOTH_NOISE = [0.03, -0.03, 0.01]  # paired differences of `both` vs none: the interval contains 0
-SEED_NOISE = [0.0, 0.02, -0.01]
+# Known effects on the test score (in score units) and how runs differ between seeds.
+EFFECT = {"none": 0.0, "bn": 0.2, "dropout": -0.2, "both": 0.0}  # bn helps, dropout hurts, both no effect
+GAP = {"none": 0.08, "bn": 0.08, "dropout": 0.01, "both": 0.02}  # dropout curbs overfitting
+DECAY = {"none": 0.5, "bn": 0.7, "dropout": 0.5, "both": 0.7}  # bn eases vanishing gradients
+SEED_SD, RUN_SD = 0.05, 0.02  # a seed's shared offset (pairing removes it) and each run's own noise
 
 
 def make_sweep(root: Path, name: str = "syn", *, cells: Iterable[str] = ("rnn", "lstm", "gru"),
                regs: Iterable[str] = ("none", "bn", "dropout", "both"), tasks: Iterable[str] = ("adding", "digits"),
-               lens: Iterable[int] = (5, 10), seeds: Iterable[int] = (0, 1, 2), impls: Iterable[str] = ("auto",),
-               multirun_yaml: bool = True) -> Path:
-    """A full grid with known verdicts: bn helps, dropout hurts, both no clear effect."""
+               lens: Iterable[int] = (5, 10), seeds: Iterable[int] = (0, 1, 2, 3, 4, 5), impls: Iterable[str] = ("auto",),
+               lrs: Iterable[float] = (0.01,), effect: Mapping[str, float] = EFFECT, run_sd: float = RUN_SD,
+               steps: int = 20, log_every: int = 2, multirun_yaml: bool = True) -> Path:
+    """A full grid with known effects (default: bn helps, dropout hurts, both no effect)."""
     sweep_dir = root / name
     cost = {"none": 1.0, "bn": 1.5, "dropout": 1.1, "both": 1.6}
+    cells, regs, seeds, lrs = list(cells), list(regs), list(seeds), list(lrs)
     for task in tasks:
         for T in lens:
             for cell in cells:
                 for reg in regs:
                     for s in seeds:
-                        for impl in impls:
-                            eff = BOTH_NOISE[s % 3] if reg == "both" else EFFECT[reg]
-                            acc = 0.5 + SEED_NOISE[s % 3] + eff
-                            used = IMPL_USED[reg] if impl == "auto" else impl
-                            ms = cost[reg] * T * (2.0 if used == "custom" else 1.0)
-                            make_run(sweep_dir, cell=cell, reg=reg, task=task, seq_len=T, seed=s, impl=impl,
-                                     test_accuracy=acc, fwd_bwd_ms=ms, sweep=name)
+                        for lr in lrs:
+                            for impl in impls:
+                                sc = 0.5 + SEED_SD * noise("seed", task, T, cell, s) + effect.get(reg, 0.0) \
+                                    + run_sd * noise(task, T, cell, reg, s, lr)
+                                used = IMPL_USED.get(reg, "custom") if impl == "auto" else impl
+                                ms = cost.get(reg, 1.0) * T * (2.0 if used == "custom" else 1.0)
+                                make_run(sweep_dir, cell=cell, reg=reg, task=task, seq_len=T, seed=s, impl=impl, lr=lr,
+                                         test_score=sc, gap=GAP.get(reg, 0.05), grad_decay=DECAY.get(reg, 0.5),
+                                         fwd_bwd_ms=ms, sweep=name, steps=steps, log_every=log_every)
     if multirun_yaml:
         (sweep_dir / "hydra").mkdir(parents=True, exist_ok=True)
         (sweep_dir / "hydra" / "multirun.yaml").write_text(yaml.safe_dump({

@@ -17,7 +17,8 @@ from benchmark.models import ModelSpec, build_model, get_cell
 ROOT = Path(__file__).resolve().parents[1]
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where CUDA is absent")
 I, H, O, B, T = 4, 16, 3, 8, 12
-# (reg, bn placement, dropout placement): the variants issue 7 measures, plus input BN and recurrent dropout
+# (reg, bn placement, dropout placement): the variants with GPU targets (benchmark/variants.py), plus input BN
+# and variational dropout inside `both`
 REGS = [("none", "recurrent", "output"), ("bn", "recurrent", "output"), ("bn", "input", "output"),
         ("dropout", "recurrent", "variational"), ("both", "recurrent", "variational")]
 

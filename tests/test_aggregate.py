@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark import aggregate
+from benchmark.analysis import aggregate
 from synthetic_runs import make_run, make_sweep
 
 

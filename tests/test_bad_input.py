@@ -96,13 +96,13 @@ def test_results_path_that_is_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["missing", "empty"])
-@pytest.mark.parametrize("tool", ["benchmark.report", "benchmark.aggregate"])
+@pytest.mark.parametrize("tool", ["benchmark.analysis.report", "benchmark.analysis.aggregate"])
 def test_report_or_aggregate_of_no_results(tmp_path, which, tool):
     folder = tmp_path / "results" / "nosuchsweep"
     if which == "empty":
         folder.mkdir(parents=True)
     out = tmp_path / "reports" / "nosuchsweep"
-    p = python("-m", tool, str(folder), *(["--out", str(out)] if tool == "benchmark.report" else []))
+    p = python("-m", tool, str(folder), *(["--out", str(out)] if tool == "benchmark.analysis.report" else []))
     assert p.returncode != 0
     msg = p.stderr + p.stdout
     assert str(folder) in msg and "Traceback" not in msg
@@ -116,7 +116,7 @@ def test_corrupt_metrics_json_is_named_and_nothing_is_lost(results):
     (bad / "config.yaml").write_text("seed: 1\n")
     (bad / "metrics.json").write_text('{"complete": true, "status": "o')  # truncated by hand
     before = tree_digest(results)
-    p = python("-m", "benchmark.aggregate", str(results / "mysweep"))
+    p = python("-m", "benchmark.analysis.aggregate", str(results / "mysweep"))
     msg = p.stderr + p.stdout
     assert p.returncode != 0
     assert str(bad / "metrics.json") in msg and "Traceback" not in msg

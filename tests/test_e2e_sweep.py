@@ -61,25 +61,30 @@ def test_smoke_sweep_aggregate_report(tmp_path):
     sweep = results / "smoke"
     check_grid_complete(sweep)
     assert (sweep / "hydra" / "multirun.yaml").exists()
-    agg = sh([sys.executable, "-m", "benchmark.aggregate", str(sweep)])
+    agg = sh([sys.executable, "-m", "benchmark.analysis.aggregate", str(sweep)])
     assert f"{len(GRID)} run folders ({len(GRID)} ok)" in agg.stdout
     s = pd.read_parquet(sweep / "summary.parquet")
     assert len(s) == len(GRID) and s["run_id"].is_unique
-    rep = sh([sys.executable, "-m", "benchmark.report", str(sweep), "--out", str(reports / "smoke")])
+    rep = sh([sys.executable, "-m", "benchmark.analysis.report", str(sweep), "--out", str(reports / "smoke")])
     index = reports / "smoke" / "index.html"
     assert rep.stdout.strip().endswith(str(index.resolve()))
     html = index.read_text()
     p = parse_report(html)
     assert [(r["task"], r["seq_len"], r["cell"]) for r in p.verdict_rows] == \
         [(t, T, c) for t in TASKS for T in LENS for c in CELLS]  # one row per task x length x cell, in order
-    assert p.verdict_headers == REGS  # every reg: none (baseline) and each treatment
+    assert [h.split(".")[0] for h in p.verdict_headers] == REGS  # every reg: none (baseline) and each treatment
     for r in p.verdict_rows:
-        assert set(r["verdicts"]) == set(REGS) - {"none"}
-        assert set(r["verdicts"].values()) <= {"helps", "hurts", "no clear effect"}  # 2 seeds: an interval
+        assert {v.split(".")[0] for v in r["verdicts"]} == set(REGS) - {"none"}
+        assert set(r["verdicts"].values()) == {"too few seeds"}  # 2 seeds earn no word
+    for name in ("verdicts", "claims"):
+        table = pd.read_csv(reports / "smoke" / f"{name}.csv")
+        assert {"task", "seq_len", "cell", "variant", "endpoint", "n", "mean_diff", "ci_low", "ci_high", "p_value",
+                "p_adjusted", "prob_improvement", "verdict"} <= set(table.columns)
+        assert not set(table["verdict"]) & {"helps", "hurts"}
     assert len(p.imgs) >= 6 and all(src.startswith("data:image/png;base64,") for src in p.imgs)
     assert p.external == [] and p.scripts == 0
     for cell, reg in itertools.product(CELLS, REGS):  # every cell x reg in the tables
-        assert re.search(rf"<td>{cell}</td>\s*<td>{reg}</td>", html), (cell, reg)
+        assert re.search(rf"<td>{cell}</td>\s*<td>{reg}[.<]", html), (cell, reg)
     assert "python -m benchmark.run --multirun +experiment=smoke" in html
 
 

@@ -37,7 +37,7 @@ def run_sweep(results: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def summary(results: Path) -> pd.DataFrame:
     """The aggregated table without the volatile columns, one row per run, sorted."""
-    p = subprocess.run([sys.executable, "-m", "benchmark.aggregate", str(results / "ft")], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "benchmark.analysis.aggregate", str(results / "ft")], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     df = pd.read_parquet(results / "ft" / "summary.parquet")

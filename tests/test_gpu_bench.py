@@ -12,11 +12,13 @@ import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark import gpu_bench
+from benchmark import variants as registry
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--device", "cpu", "--batch", "4", "--hidden", "8", "--input", "3", "--seq-lens", "5", "7",
         "--repeats", "4", "--rounds", "2", "--warmup", "1", "--threads", "1"]
-VARIANTS = {"native-none", "custom-none", "custom-bn.recurrent", "custom-dropout.variational"}
+# Every registered variant on each of its impls (benchmark/variants.py), reference included.
+VARIANTS = {f"{impl}-{v.name}" for v in registry.all_variants() for impl in v.impls}
 
 
 def test_cpu_table_and_json_hold_every_variant_with_ratios(tmp_path, capsys):
@@ -26,7 +28,8 @@ def test_cpu_table_and_json_hold_every_variant_with_ratios(tmp_path, capsys):
     for word in ("ratio fwd+bwd", "target", "verdict", "tok/s fwd+bwd", *VARIANTS):
         assert word in printed, word
     data = json.loads(out.read_text())
-    assert data["timing_method"] == "perf_counter" and data["targets"] == {"none": 2.0, "bn": 3.0, "dropout": 2.5}
+    assert data["timing_method"] == "perf_counter"
+    assert data["targets"] == {"custom-none": 2.0, "custom-bn.recurrent": 3.0, "custom-dropout.variational": 2.5}
     assert data["env"]["gpu_clocks"] is None and data["env"]["gpu_clocks_error"]  # null and the reason
     for key in ("torch", "cuda", "cudnn", "tf32_matmul", "tf32_cudnn", "precision", "device_name"):
         assert key in data["env"], key
@@ -45,15 +48,18 @@ def test_cpu_table_and_json_hold_every_variant_with_ratios(tmp_path, capsys):
                 assert r["fwd_bwd_tokens_per_s"] == pytest.approx(4 * T / r["fwd_bwd_ms"] * 1e3)
                 assert r["setup_s"] is not None and r["setup_s"] >= 0
                 if name != "native-none":
-                    assert r["target"] == gpu_bench.TARGETS[r["reg"]]
-                    assert r["verdict"] == ("ok" if r["ratio_fwd_bwd"] <= r["target"] else "over target")
-    assert {(s["cell"], s["seq_len"], s["reg"]) for s in data["summary"]} == {
-        (c, t, reg) for c in ("lstm", "gru") for t in (5, 7) for reg in ("none", "bn", "dropout")}
+                    assert r["target"] == data["targets"].get(f"{r['impl']}-{r['reg']}")
+                    expected = ("no target" if r["target"] is None
+                                else "ok" if r["ratio_fwd_bwd"] <= r["target"] else "over target")
+                    assert r["verdict"] == expected
+    custom = {v.name for v in registry.all_variants() if "custom" in v.impls}
+    assert {(s["cell"], s["seq_len"], s["variant"]) for s in data["summary"]} == {
+        (c, t, name) for c in ("lstm", "gru") for t in (5, 7) for name in custom}
 
 
 def test_summary_picks_the_fastest_custom_variant():
     mk = lambda v, reg, ratio: gpu_bench.Row("lstm", 10, v, "custom", reg, "x", ratio_fwd_bwd=ratio,  # noqa: E731
-                                             target=gpu_bench.TARGETS[reg], verdict="ok" if ratio <= 2 else "over target")
+                                             target=2.0, verdict="ok" if ratio <= 2 else "over target")
     rows = [mk("custom-none", "none", 3.0), mk("custom-none+compile", "none", 1.5),
             gpu_bench.Row("lstm", 10, "native-none", "native", "none", "none", ratio_fwd_bwd=1.0)]
     (s,) = gpu_bench.summarize(rows)
@@ -63,8 +69,13 @@ def test_summary_picks_the_fastest_custom_variant():
 def test_variants_add_each_speed_up_to_every_custom_regulariser():
     from benchmark.config import Accel
     names = [v.name for v in gpu_bench.variants([Accel.compile, Accel.graph])]
-    assert names[0] == "native-none" and len(names) == 1 + 3 * 3
+    n_custom = sum("custom" in v.impls for v in registry.all_variants())
+    assert names[0] == "native-none" and len(names) == len(VARIANTS) + 2 * n_custom
+    assert len(set(names)) == len(names)
     assert "custom-bn.recurrent+graph" in names and "custom-dropout.variational+compile" in names
+    assert not any(n.startswith("native-") and "+" in n for n in names)  # speed-ups are for the custom loop
+    some = [v.name for v in gpu_bench.variants([], ["bn.output", "both"])]
+    assert some == ["native-none", "native-bn.output", "custom-both"]
 
 
 def test_graph_on_cpu_is_a_usage_error(capsys):
@@ -89,7 +100,7 @@ def test_cpu_bench_with_the_compiled_step(tmp_path):
     out = tmp_path / "gpu.json"
     assert gpu_bench.main(TINY + ["--cells", "rnn", "--seq-lens", "5", "--accel", "compile", "--out", str(out)]) == 0
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == VARIANTS | {v + "+compile" for v in VARIANTS - {"native-none"}}
+    assert set(rows) == VARIANTS | {v + "+compile" for v in VARIANTS if v.startswith("custom-")}
     for name in ("custom-none+compile", "custom-bn.recurrent+compile"):
         assert rows[name]["error"] is None and rows[name]["ratio_fwd_bwd"] > 0
         assert rows[name]["setup_s"] > rows["custom-none"]["setup_s"]  # compile time, apart from throughput
@@ -105,3 +116,17 @@ def test_cuda_bench_runs_every_variant(tmp_path):  # pragma: no cover - GPU mach
     assert rc == 0, [r["error"] for r in data["rows"] if r["error"]]
     assert data["timing_method"] == "cuda_events" and data["env"]["device"] == "cuda"
     assert {r["accel"] for r in data["rows"]} == {"none", "compile", "graph"}
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    out = tmp_path / "gpu.json"
+    out.write_text("previous run\n")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("benchmark.io.os.replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        gpu_bench.main(TINY + ["--cells", "rnn", "--seq-lens", "5", "--variants", "none", "--out", str(out)])
+    assert out.read_text() == "previous run\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["gpu.json"]

@@ -1,5 +1,6 @@
-"""`python -m benchmark.report`: one self-contained HTML file that leads with the verdicts, built
-from synthetic sweeps with known effects (bn helps, dropout hurts, both no clear effect)."""
+"""`python -m benchmark.analysis.report`: one self-contained HTML file that leads with the claims and
+verdicts, with its tables as CSV, Markdown and LaTeX, built from synthetic sweeps with known
+effects (bn helps, dropout hurts, both no clear effect)."""
 from __future__ import annotations
 
 import base64
@@ -9,18 +10,21 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark import aggregate, report
+from benchmark.analysis import aggregate, comparisons, report, tables
 from synthetic_runs import make_run, make_sweep, parse_report
 
-SECTIONS = ["1. Verdicts", "2. Accuracy vs sequence length", "3. Gradients", "4. Cost", "5. Learning curves",
-            "6. Failed, diverged", "7. Environment"]
+SECTIONS = ["1. Claims", "2. Verdicts", "3. Learning rates", "4. Scores vs sequence length", "5. Gradients", "6. Cost",
+            "7. Learning curves", "8. Failed, diverged", "9. Environment"]
+VARIANTS = ["none", "bn.recurrent", "dropout.output", "both.recurrent+output"]
+COLUMNS = {"task", "seq_len", "cell", "variant", "endpoint", "n", "mean_diff", "ci_low", "ci_high", "p_value",
+           "p_adjusted", "prob_improvement", "verdict"}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("results")
-    sweep = make_sweep(root, "syn", lens=(5, 10), seeds=(0, 1, 2))
-    make_run(sweep, cell="gru", reg="bn", task="adding", seq_len=5, seed=7, status="diverged", test_accuracy=0.1)
+    sweep = make_sweep(root, "syn", lens=(5, 10))
+    make_run(sweep, cell="gru", reg="bn", task="adding", seq_len=5, seed=7, status="diverged", test_score=0.1)
     make_run(sweep, cell="rnn", reg="both", task="digits", seq_len=10, seed=8, status="failed",
              error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
     killed = make_run(sweep, cell="lstm", reg="dropout", task="digits", seq_len=5, seed=9)
@@ -31,20 +35,45 @@ def built(tmp_path_factory) -> tuple[Path, str]:
     return out / "index.html", (out / "index.html").read_text()
 
 
+def test_tables_beside_the_report_in_three_formats(built):
+    path, _ = built
+    v = pd.read_csv(path.parent / "verdicts.csv")
+    assert COLUMNS <= set(v.columns) and len(v) == 2 * 2 * 3 * 3  # tasks x lengths x cells x treatments
+    c = pd.read_csv(path.parent / "claims.csv")
+    assert COLUMNS | {"claim", "baseline"} <= set(c.columns) and set(c["claim"]) == {"a", "b", "c", "d"}
+    for name in ("verdicts", "claims"):
+        md = (path.parent / f"{name}.md").read_text()
+        assert md.startswith("| ") and "| verdict" in md.splitlines()[0].replace("  ", " ")
+        tex = (path.parent / f"{name}.tex").read_text()
+        assert "\\begin{tabular}" in tex and "p\\_adjusted" in tex
+
+
+def test_claims_lead_and_say_what_the_known_effects_say(built):
+    path, html = built
+    assert html.index('id="claims"') < html.index('id="verdicts-section"')
+    c = pd.read_csv(path.parent / "claims.csv")
+    word = lambda claim, ep: set(c[(c["claim"] == claim) & (c["endpoint"] == ep)]["verdict"])  # noqa: E731
+    assert word("a", "val_score_auc") == {"helps"}  # bn: higher scores all along
+    assert word("b", "log10_grad_ratio_start") == {"helps"}  # bn's profile decays slower
+    assert word("c", "score_gap") == {"helps"}  # dropout's gap 0.01 vs none's 0.08
+    assert word("c", "test_score") == {"hurts"}  # ... but dropout lowers the test score here
+    assert set(c[c["claim"] == "d"]["baseline"]) == {"bn.recurrent"}  # the better of bn and dropout on validation
+
+
 def test_sections_in_order_and_verdict_table_one_row_per_task_length_cell(built):
     _, html = built
     p = parse_report(html)
-    assert len(p.h2) == 7 and all(h.startswith(s) for h, s in zip(p.h2, SECTIONS)), p.h2
+    assert len(p.h2) == 9 and all(h.startswith(s) for h, s in zip(p.h2, SECTIONS)), p.h2
     keys = [(r["task"], r["seq_len"], r["cell"]) for r in p.verdict_rows]
     assert len(keys) == len(set(keys)) == 2 * 2 * 3  # tasks x lengths x cells
     assert {k[2] for k in keys} == {"rnn", "lstm", "gru"}
-    assert p.verdict_headers == ["none", "bn", "dropout", "both"]  # every reg; none is the baseline column
+    assert p.verdict_headers == VARIANTS  # every variant; none is the baseline column
 
 
 def test_verdict_words_follow_from_the_known_effects(built):
     _, html = built
     for row in parse_report(html).verdict_rows:
-        assert row["verdicts"] == {"bn": "helps", "dropout": "hurts", "both": "no clear effect"}, row
+        assert row["verdicts"] == dict(zip(VARIANTS[1:], ["helps", "hurts", "no clear effect"])), row
 
 
 def test_self_contained_figures_and_no_network(built):
@@ -65,45 +94,49 @@ def test_variants_failures_and_reproduction_are_stated(built):
     assert "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in html  # failed, with its error
     assert "diverged" in html and "incomplete" in html and "config.yaml but no metrics.json" in html
     assert "python -m benchmark.run --multirun +experiment=smoke" in html  # from hydra/multirun.yaml
-    assert "Δmse" in html  # adding's own metric has its own verdict
-    for t in ("verdicts", "accuracy-table", "gradient-table", "overhead-table", "cost-table", "generalisation-table",
+    assert "test mse (lower is better, as the task declares)" in html  # the direction comes from the run record
+    for t in ("verdicts", "aggregates", "score-table", "accuracy-table", "gradient-table", "overhead-table", "cost-table", "generalisation-table",
               "failures-table", "env-table"):
         assert f'id="{t}"' in html
 
 
-def test_same_bootstrap_seed_same_report_tables(tmp_path):
-    sweep = make_sweep(tmp_path, "s", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0, 1, 2))
-    done = report.add_variants(aggregate.aggregate(sweep).summary)
-    a = report.verdicts(done, n_boot=300, seed=1, level=0.95).acc
-    b = report.verdicts(done, n_boot=300, seed=1, level=0.95).acc
-    c = report.verdicts(done, n_boot=300, seed=2, level=0.95).acc
-    pd.testing.assert_frame_equal(a, b)
-    both = lambda t: t.loc[t["variant"] == "both", ["ci_low", "ci_high"]].to_numpy()  # noqa: E731
-    assert (both(a) != both(c)).any()
+def test_same_seed_same_aggregate_intervals(tmp_path):
+    sweep = make_sweep(tmp_path, "s", cells=("lstm",), tasks=("adding", "digits"), lens=(5,))
+    sel = comparisons.select(comparisons.add_variants(aggregate.aggregate(sweep).summary))
+    a = comparisons.aggregates(sel, comparisons.Options(seed=1, n_boot=300))
+    pd.testing.assert_frame_equal(a, comparisons.aggregates(sel, comparisons.Options(seed=1, n_boot=300)))
+    c = comparisons.aggregates(sel, comparisons.Options(seed=2, n_boot=300))
+    assert (a["iqm_diff_low"] != c["iqm_diff_low"]).any()
+    assert list(a["verdict"]) == ["helps", "hurts", "no clear effect"]
 
 
-def test_one_seed_says_too_few_seeds(tmp_path):
-    sweep = make_sweep(tmp_path, "one", cells=("gru",), tasks=("digits",), lens=(4,), seeds=(0,))
-    out = report.build(sweep, tmp_path / "rep", n_boot=100)
+def test_two_seeds_print_no_verdict_words(tmp_path):
+    sweep = make_sweep(tmp_path, "two", cells=("gru",), tasks=("digits",), lens=(4, 8), seeds=(0, 1))
+    out = report.build(sweep, tmp_path / "rep")
     rows = parse_report(out.read_text()).verdict_rows
-    assert len(rows) == 1 and set(rows[0]["verdicts"].values()) == {"too few seeds"}
+    assert len(rows) == 2 and {w for r in rows for w in r["verdicts"].values()} == {"too few seeds"}
+    for name in ("verdicts", "claims", "aggregates"):
+        words = set(pd.read_csv(out.parent / f"{name}.csv")["verdict"])
+        assert words and not words & {"helps", "hurts"}, (name, words)
+    html = out.read_text()
+    assert html.count('class="verdict v-helps"') == 1 and html.count('class="verdict v-hurts"') == 1  # the legend
+    assert "not testable in this sweep: at most 2 seeds per comparison" in html
 
 
 def test_cost_separates_regulariser_overhead_from_leaving_the_fused_kernel(tmp_path):
     # impl axis auto,custom: none runs natively (auto) and on the custom loop; custom is 2x native,
     # bn costs 1.5x none on the same impl (synthetic_runs.make_sweep)
     sweep = make_sweep(tmp_path, "c", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0,),
-                       impls=("auto", "custom"))
-    done = report.add_variants(aggregate.aggregate(sweep).summary)
-    _, over = report.cost_tables(done)
+                       impls=("auto", "custom"), regs=("none", "bn", "dropout"))
+    s = report.load_sweep(sweep)
+    _, over = tables.cost_tables(s.done)
     row = lambda v, impl: over[(over["variant"] == v) & (over["impl_used"] == impl)].iloc[0]  # noqa: E731
-    assert row("bn", "custom")["reg_overhead"] == pytest.approx(0.5)
-    assert row("dropout", "native")["reg_overhead"] == pytest.approx(0.1)
+    assert row("bn.recurrent", "custom")["reg_overhead"] == pytest.approx(0.5)
+    assert row("dropout.output", "native")["reg_overhead"] == pytest.approx(0.1)
     assert row("none", "custom")["kernel_cost"] == pytest.approx(1.0)
-    assert row("bn", "custom")["total_vs_fused"] == pytest.approx(2.0)
-    # verdicts use impl=auto only: one row per task x length x cell, seeds not double-counted
-    v = report.verdicts(done, n_boot=100, seed=0, level=0.95)
-    assert len(v.rows) == 1 and "impl=auto" in v.impl_note
+    assert row("bn.recurrent", "custom")["total_vs_fused"] == pytest.approx(2.0)
+    # comparisons use impl=auto only: one run per seed, seeds not double-counted
+    assert s.impl == "auto" and len(s.selected) == 3 and set(s.selected["impl"]) == {"auto"}
 
 
 def test_missing_results_folder_fails_loud_and_writes_nothing(tmp_path, capsys):
@@ -116,7 +149,7 @@ def test_every_run_failed_still_gives_a_report(tmp_path):
     sweep = tmp_path / "bad"
     for s in range(2):
         make_run(sweep, seed=s, status="failed", error=f"ValueError: broken {s}")
-    html = report.build(sweep, tmp_path / "rep", n_boot=50).read_text()
+    html = report.build(sweep, tmp_path / "rep").read_text()
     assert "ValueError: broken 0" in html and "ValueError: broken 1" in html
     assert parse_report(html).verdict_rows == []
 
@@ -124,15 +157,15 @@ def test_every_run_failed_still_gives_a_report(tmp_path):
 def test_plots_draw_on_the_given_axes_with_one_colour_per_reg(tmp_path):
     from matplotlib.figure import Figure
 
-    from benchmark import plots
+    from benchmark.analysis import plots
 
     sweep = make_sweep(tmp_path, "p", cells=("lstm", "gru"), tasks=("adding",), lens=(5, 10), seeds=(0, 1))
-    s = report.add_variants(aggregate.aggregate(sweep).summary)
+    s = comparisons.add_variants(aggregate.aggregate(sweep).summary)
     fig = Figure()
     ax = fig.add_subplot()
     assert plots.vs_length(s, "test_accuracy", ax=ax, hue="variant") is fig  # draws where it is told
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"none", "bn", "dropout", "both"}
-    full, part = plots.reg_palette(["both", "none", "bn", "dropout"]), plots.reg_palette(["dropout", "none"])
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == set(VARIANTS)
+    full, part = plots.reg_palette(VARIANTS), plots.reg_palette(["dropout.output", "none"])
     assert part == {k: full[k] for k in part} and len(set(full.values())) == 4  # same colour in every figure
     g = plots.facet(s, plots.vs_length, y="test_accuracy", hue="variant")
     assert len(g.axes) == 2 and [a.get_title() for a in g.axes] == ["cell=lstm", "cell=gru"]
@@ -154,3 +187,12 @@ def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):
     assert str(torn / "metrics.json") in p.stderr
     html = (tmp_path / "reports" / "syn" / "index.html").read_text()
     assert str(torn) in html
+
+
+def test_learning_rate_grid_shows_the_selection_and_the_sensitivity_panel(tmp_path):
+    sweep = make_sweep(tmp_path, "lrs", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0, 1), lrs=(0.01, 0.03))
+    html = report.build(sweep, tmp_path / "rep").read_text()
+    assert 'id="lr-table"' in html and "The sweep tried learning rates 0.01, 0.03" in html
+    assert "validation score (selects) vs learning rate" in html and "test score (never selects)" in html
+    one = make_sweep(tmp_path, "one_lr", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0, 1))
+    assert "One learning rate in this sweep (0.01)" in report.build(one, tmp_path / "rep1").read_text()

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 
 import benchmark as bm  # noqa: F401
 from benchmark import run as bm_run
+from benchmark.analysis import record
 from benchmark.config import ConfigError
 from benchmark.io import atomic_write_json, is_complete, run_id
 
@@ -22,19 +23,8 @@ PLUGIN = ROOT / "tests" / "plugin_example"
 TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
         "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
         "timing.repeats=2", "threads=1", "device=cpu"]
-# Keys the contract (and README) promise; values may be null where not applicable.
-CONTRACT_KEYS = {
-    "schema_version", "complete", "status", "diverged_at_step", "error", "run_id", "sweep", "cell", "reg",
-    "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used", "task", "seq_len", "seed",
-    "hidden_size", "num_layers", "batch_size", "steps", "steps_done", "device", "precision", "test_accuracy",
-    "test_metric", "metric_name", "metric_baseline", "test_loss", "train_accuracy", "train_loss",
-    "generalization_gap", "best_val_accuracy", "steps_to_target", "target_accuracy", "grad_norm_mean",
-    "grad_norm_max", "grad_norm_std", "clipped_fraction", "grad_norm_input", "grad_norm_recurrent",
-    "grad_norm_norm", "grad_norm_head", "hidden_grad_profile_start", "hidden_grad_profile_end",
-    "hidden_grad_ratio_start", "hidden_grad_ratio_end", "train_tokens_per_s", "fwd_ms", "fwd_bwd_ms",
-    "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s", "fwd_bwd_tokens_per_s", "peak_memory_mb",
-    "timing_method", "timing_batch_size", "compile_s", "env", "wall_s",
-}
+# Keys the run record promises (benchmark/analysis/record.py, documented in docs/metrics.md).
+CONTRACT_KEYS = set(record.KEYS)
 ENV_KEYS = {"device_name", "torch", "cuda", "cudnn", "threads", "malloc_keep_freed", "git_rev", "hostname", "python", "platform",
             "start_time", "tf32", "precision"}
 VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
@@ -71,7 +61,7 @@ def test_one_point_writes_the_documented_files(tmp_path):
     status, m, out = run_inprocess(tmp_path, ["cell=gru", "reg=both", "task=copy", "impl=custom", "seed=1"])
     assert status == "ok" and out.parent == tmp_path / "single" / "runs" and out.name == m["run_id"]
     assert {f.name for f in out.iterdir()} == {"config.yaml", "history.csv", "metrics.json"}
-    assert CONTRACT_KEYS <= set(m) and ENV_KEYS <= set(m["env"])
+    assert set(m) == CONTRACT_KEYS and ENV_KEYS <= set(m["env"])  # exactly the record, nothing undocumented
     assert m["complete"] is True and m["cell"] == "gru" and m["reg"] == "both" and m["task"] == "copy"
     assert m["bn_placement"] == "recurrent" and m["dropout_placement"] == "output" and m["dropout_p"] == 0.25
     assert m["impl"] == "custom" and m["impl_used"] == "custom" and m["seq_len"] == 8
@@ -80,6 +70,12 @@ def test_one_point_writes_the_documented_files(tmp_path):
     assert m["generalization_gap"] == pytest.approx(m["train_accuracy"] - m["test_accuracy"])
     assert m["grad_norm_norm"] > 0 and m["fwd_bwd_ms"] > 0 and m["timing_method"] == "perf_counter"
     assert m["metric_baseline"] == pytest.approx(10 * __import__("math").log(8) / T)
+    assert m["metric_perfect"] == 0.0 and m["metric_higher_is_better"] is False and m["lr"] == 0.001
+    assert m["test_score"] == pytest.approx(1 - m["test_metric"] / m["metric_baseline"])  # copy: 1 - CE/baseline
+    hist = __import__("pandas").read_csv(out / "history.csv")
+    evals = hist.dropna(subset=["val_score"])
+    assert len(evals) and m["val_score_auc"] == pytest.approx(evals["val_score"].mean())
+    assert m["best_val_score"] == pytest.approx(evals["val_score"].max())
     header = (out / "history.csv").read_text().splitlines()[0]
     assert header.startswith("step,train_loss,grad_norm,clipped,lr,tokens_per_s")
 
@@ -181,7 +177,7 @@ def test_multirun_config_error_fails_loud_and_writes_nothing(tmp_path):
 
 
 def test_user_cell_and_task_from_outside_the_package(tmp_path):
-    """The README's example: a module on PYTHONPATH plus configs on hydra.searchpath."""
+    """The example of docs/extending.md: a module on PYTHONPATH plus configs on hydra.searchpath."""
     r = cli([f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "cell=leaky", "task=sign", "impl=auto"], tmp_path)
     assert r.returncode == 0, r.stderr
     (d,) = runs(tmp_path)
@@ -189,3 +185,13 @@ def test_user_cell_and_task_from_outside_the_package(tmp_path):
     assert m["complete"] and m["status"] == "ok" and m["cell"] == "leaky" and m["task"] == "sign"
     assert m["impl_used"] == "custom"  # no fused kernel for a user cell
     assert len(m["hidden_grad_profile_end"]) == 8
+
+
+def test_plugin_task_declares_its_own_direction_and_score(tmp_path):
+    """A metric called `nll` is lower-is-better because the task declares it, not because of its name."""
+    r = cli([f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "cell=gru", "task=sign_nll"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    (d,) = runs(tmp_path)
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["metric_name"] == "nll" and m["metric_higher_is_better"] is False and m["metric_perfect"] == 0.0
+    assert m["test_score"] == pytest.approx(1 - m["test_metric"] / __import__("math").log(2))

@@ -92,12 +92,6 @@ class RecurrentLayer(nn.Module):
         self.p_candidate = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.recurrent else 0.0
         self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None  # see accel.py
 
-    @property
-    def needs_custom(self) -> bool:
-        """True when something acts inside the recurrence, so the fused kernel cannot run it."""
-        return (self.cell.native is None or self.norm_x is not None or self.norm_h is not None
-                or self.p_state > 0 or self.p_candidate > 0)
-
     def weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r = self.rnn
         return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0

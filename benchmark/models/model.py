@@ -1,6 +1,6 @@
 """The sequence model every variant shares: [input dropout] → layer → [BN, dropout] → … → head.
 
-Where each regulariser sits (docs/design.md):
+Where each regulariser sits (docs/models.md, docs/design.md):
 - bn `recurrent` / `input` and dropout `variational` (state mask) / `recurrent` act inside
   each `RecurrentLayer`;
 - bn `output` normalises each layer's output features, between layers and before the head;

@@ -18,6 +18,7 @@ from typing import ClassVar, Optional
 import torch
 from torch import Tensor
 
+from benchmark.analysis import record
 from benchmark.config import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -74,8 +75,18 @@ class Task:
 
     @property
     def metric_baseline(self) -> Optional[float]:
-        """The task metric of a trivial, memoryless predictor (None if not defined)."""
+        """The task metric of a trivial, memoryless predictor (None if not defined): score 0."""
         return None
+
+    @property
+    def metric_perfect(self) -> Optional[float]:
+        """The task metric of a perfect predictor: score 1. Default 0 for a lower-is-better metric
+        (a loss or an error); a higher-is-better metric must declare its own (None: no score)."""
+        return None if self.higher_is_better else 0.0
+
+    def score(self, metric: Optional[float]) -> Optional[float]:
+        """The metric normalised to 0 = trivial predictor, 1 = perfect (higher is better); None if undefined."""
+        return record.score(metric, self.metric_baseline, self.metric_perfect)
 
     def _make_split(self, split: str, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

@@ -13,69 +13,21 @@ committed baseline, so load that slows a whole round cancels out.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.config import BNConfig, BNPlacement, DropoutConfig, DropoutPlacement, Impl, RegConfig, RegName
+from benchmark import variants as registry
+from benchmark.config import Impl
 from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.variants import BenchPoint
 
 BATCH, INPUT, HIDDEN, OUTPUT = 64, 32, 128, 10
 CELLS = ("rnn", "lstm", "gru")
-# (impl, reg, bn placement, dropout placement) per cell; `both` = the default placements.
-FAMILIES: tuple[tuple[Impl, RegName, Optional[BNPlacement], Optional[DropoutPlacement]], ...] = (
-    (Impl.native, RegName.none, None, None),  # the reference: always first in its group
-    (Impl.native, RegName.bn, BNPlacement.output, None),
-    (Impl.native, RegName.dropout, None, DropoutPlacement.output),
-    (Impl.custom, RegName.none, None, None),
-    (Impl.custom, RegName.bn, BNPlacement.recurrent, None),
-    (Impl.custom, RegName.bn, BNPlacement.input, None),
-    (Impl.custom, RegName.dropout, None, DropoutPlacement.output),
-    (Impl.custom, RegName.dropout, None, DropoutPlacement.variational),
-    (Impl.custom, RegName.dropout, None, DropoutPlacement.recurrent),
-    (Impl.custom, RegName.both, BNPlacement.recurrent, DropoutPlacement.output),
-)
-
-
-@dataclass(frozen=True)
-class Variant:
-    cell: str
-    impl: Impl
-    reg: RegName
-    bn: Optional[BNPlacement]
-    dropout: Optional[DropoutPlacement]
-    seq_len: int
-
-    @property
-    def base_id(self) -> str:
-        """e.g. lstm-custom-bn.recurrent, gru-native-dropout.output, rnn-custom-both."""
-        tag = self.reg.value
-        if self.reg is RegName.bn:
-            tag += f".{self.bn.value}"
-        elif self.reg is RegName.dropout:
-            tag += f".{self.dropout.value}"
-        return f"{self.cell}-{self.impl.value}-{tag}"
-
-    @property
-    def id(self) -> str:
-        return f"{self.base_id}-T{self.seq_len}"
-
-    @property
-    def reference(self) -> "Variant":
-        return Variant(self.cell, Impl.native, RegName.none, None, None, self.seq_len)
-
-    def reg_config(self) -> RegConfig:
-        return RegConfig(name=self.reg, bn=BNConfig(placement=self.bn or BNPlacement.recurrent),
-                         dropout=DropoutConfig(placement=self.dropout or DropoutPlacement.output))
-
-
-def variants(seq_lens: list[int]) -> list[Variant]:
-    """Grouped by cell and T, reference first (so a group's timings are close in time)."""
-    return [Variant(c, *fam, seq_len=t) for c in CELLS for t in seq_lens for fam in FAMILIES]
+# What is timed — each registered variant on each of its impls — comes from benchmark/variants.py.
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -85,15 +37,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             seq_lens = [int(s) for s in raw.split(",") if s.strip()]
         except ValueError:
             raise pytest.UsageError(f"--bench-seq-lens: expected comma-separated integers, got {raw!r}") from None
-        vs = variants(seq_lens)
+        vs = registry.bench_plan(CELLS, seq_lens)
         metafunc.parametrize("variant", vs, ids=[v.id for v in vs])
 
 
-def make_step(v: Variant) -> Callable[[], None]:
+def make_step(v: BenchPoint) -> Callable[[], None]:
     """A closure running one training step (zero_grad, forward, loss, backward) of variant v."""
     torch.manual_seed(0)
-    model = build_model(ModelSpec(get_cell(v.cell), INPUT, HIDDEN, 1, OUTPUT, reg=v.reg_config(), impl=v.impl))
-    assert model.impl_used is v.impl
+    impl = Impl(v.impl)
+    model = build_model(ModelSpec(get_cell(v.cell), INPUT, HIDDEN, 1, OUTPUT, reg=registry.reg_config(v.variant), impl=impl))
+    assert model.impl_used is impl
     model.train()
     g = torch.Generator().manual_seed(v.seq_len)
     x = torch.randn(BATCH, v.seq_len, INPUT, generator=g)  # (B, T, I)
@@ -110,11 +63,11 @@ def make_step(v: Variant) -> Callable[[], None]:
 
 
 @pytest.fixture(scope="session")
-def reference_steps() -> Callable[[Variant], Callable[[], None]]:
+def reference_steps() -> Callable[[BenchPoint], Callable[[], None]]:
     """One warm reference model per (cell, T), shared by all variants of that group."""
     cache: dict[str, Callable[[], None]] = {}
 
-    def get(v: Variant) -> Callable[[], None]:
+    def get(v: BenchPoint) -> Callable[[], None]:
         ref = v.reference
         if ref.id not in cache:
             cache[ref.id] = make_step(ref)
@@ -138,7 +91,7 @@ def slowed(step: Callable[[], None], factor: float) -> Callable[[], None]:
     return slow_step
 
 
-def test_train_step(benchmark, variant: Variant, reference_steps, bench_threads: int,
+def test_train_step(benchmark, variant: BenchPoint, reference_steps, bench_threads: int,
                     bench_slowdown: dict[str, float], request) -> None:
     cfg = request.config
     rounds, warmup = cfg.getoption("bench_rounds"), cfg.getoption("bench_warmup")
@@ -162,13 +115,14 @@ def test_train_step(benchmark, variant: Variant, reference_steps, bench_threads:
     benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
     ref_s, var_s = ref_s[warmup:], var_s[warmup:]
     assert len(ref_s) == len(var_s) == rounds
+    rc = registry.reg_config(variant.variant)
     benchmark.extra_info.update(
-        variant=variant.id, reference=variant.reference.id,
-        cell=variant.cell, reg=variant.reg.value, impl=variant.impl.value, seq_len=variant.seq_len,
-        bn_placement=variant.bn.value if variant.bn else None,
-        dropout_placement=variant.dropout.value if variant.dropout else None,
-        dropout_p=variant.reg_config().dropout.p if variant.dropout else None,
-        threads=bench_threads, batch_size=BATCH, input_size=INPUT, hidden_size=HIDDEN,
+        variant=variant.id, reference=variant.reference.id, variant_name=variant.variant.name,
+        cell=variant.cell, reg=rc.name.value, impl=variant.impl, seq_len=variant.seq_len,
+        bn_placement=rc.bn.placement.value if rc.uses_bn else None,
+        dropout_placement=rc.dropout.placement.value if rc.uses_dropout else None,
+        dropout_p=rc.dropout.p if rc.uses_dropout else None,
+        target=variant.variant.target(variant.impl, "cpu"), threads=bench_threads, batch_size=BATCH, input_size=INPUT, hidden_size=HIDDEN,
         optimizer_step=False, slowdown=factor,
         ratio_samples=[round(v / r, 5) for v, r in zip(var_s, ref_s)],
         ref_ms=[round(r * 1e3, 4) for r in ref_s],

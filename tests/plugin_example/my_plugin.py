@@ -1,4 +1,4 @@
-"""An example of a cell and a task added from OUTSIDE the package (README: "Adding a cell or a task").
+"""An example of a cell and a task added from OUTSIDE the package (docs/extending.md).
 
 Put this module on PYTHONPATH and its conf/ on Hydra's search path:
 
@@ -9,6 +9,7 @@ The tests also use two deliberately broken tasks from here (`FailingTask`, `NaNT
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,24 @@ class SignTask(Task):
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         acc = (y_hat.argmax(-1) == y).float().mean().item()
         return {"accuracy": acc, "metric": 1.0 - acc}
+
+
+@dataclass
+class SignNLLTask(SignTask):
+    """The same question scored by negative log-likelihood, a metric name no analysis list knows:
+    lower is better because the task says so (`higher_is_better = False`), log 2 = guessing."""
+
+    name: str = "sign_nll"
+    metric_name = "nll"
+    higher_is_better = False
+
+    @property
+    def metric_baseline(self) -> float:
+        return math.log(2.0)
+
+    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
+        acc = (y_hat.argmax(-1) == y).float().mean().item()
+        return {"accuracy": acc, "metric": F.cross_entropy(y_hat.float(), y).item()}
 
 
 @dataclass

@@ -1,0 +1,216 @@
+"""From finished runs to comparisons: variant identity, learning-rate selection on validation,
+per-point verdicts on the primary endpoint and aggregates across tasks (rliable-style).
+
+Tidy in, tidy out: every function takes the summary table (one row per run, columns of the run
+record) and returns a DataFrame. The primary endpoint is `test_score` (0 = the task's trivial
+predictor, 1 = perfect, higher is better), so no task or metric name is ever consulted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from benchmark.analysis import stats
+
+KEY = ["task", "seq_len", "cell"]  # one comparison point
+BASELINE = "none"
+PRIMARY = "test_score"
+SELECT_BY = "val_score"
+REG_ORDER = ["none", "bn", "dropout", "both"]
+CELL_ORDER = ["rnn", "lstm", "gru"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How comparisons are made (the report's command-line options)."""
+
+    ci: stats.CI = stats.CI.t
+    test: stats.Test = stats.Test.t
+    adjust: stats.Adjust = stats.Adjust.bh
+    min_seeds: int = stats.DEFAULT_MIN_SEEDS
+    level: float = 0.95
+    seed: int = 0
+    n_boot: int = 2000
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.level
+
+
+def _present(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def variant_name(reg: Any, bn: Any, dropout: Any, p: Any, with_p: bool) -> str:
+    """reg name + placements: `none`, `bn.recurrent`, `dropout.output`, `both.recurrent+output` (+ `@p=` when a
+    sweep holds several dropout probabilities)."""
+    places = [str(x) for x in (bn, dropout) if _present(x)]
+    name = str(reg) + ("." + "+".join(places) if places else "")
+    return f"{name}@p={float(p):g}" if with_p and _present(p) else name
+
+
+def add_variants(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `variant` (see `variant_name`) to a summary table."""
+    df = df.copy()
+    for c in ("reg", "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used", "lr"):
+        if c not in df.columns:
+            df[c] = np.nan
+    with_p = df["dropout_p"].dropna().nunique() > 1
+    df["variant"] = [variant_name(*r, with_p) for r in
+                     df[["reg", "bn_placement", "dropout_placement", "dropout_p"]].itertuples(index=False)]
+    return df
+
+
+def family(variant: str) -> str:
+    """The regulariser a variant belongs to (`bn.recurrent` -> `bn`)."""
+    return str(variant).split(".")[0].split("@")[0]
+
+
+def ordered(levels: Any, order: tuple[str, ...] | list[str] = ()) -> list[Any]:
+    """The levels present, known ones (or their family) in `order` first, the rest sorted."""
+    present = list(dict.fromkeys(v for v in levels if _present(v)))
+    rank = {k: i for i, k in enumerate(order)}
+    return sorted(present, key=lambda v: (rank.get(v, rank.get(family(v), len(rank))), str(v)))
+
+
+def verdict_impl(done: pd.DataFrame) -> Optional[str]:
+    """The impl changes speed, not the function: with several, comparisons use `auto` (or the commonest)."""
+    impls = done["impl"].dropna()
+    if impls.nunique() <= 1:
+        return None
+    return "auto" if (impls == "auto").any() else str(impls.value_counts().index[0])
+
+
+# ----------------------------------------------------------------------------- learning-rate selection
+
+
+def lr_table(done: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, seq_len, cell, variant, lr): mean validation and test score over seeds, runs, and
+    whether this rate is the selected one.
+
+    Selection: the rate with the best mean `val_score` over seeds; a run without a finite
+    `val_score` (diverged to NaN) counts as the worst possible, so a rate where any seed broke loses
+    to one where none did; ties go to the smaller rate. The test split is never consulted.
+    """
+    cols = KEY + ["variant", "lr"]
+    d = done.assign(lr=done["lr"].astype(float), _sel=done[SELECT_BY].astype(float).fillna(-np.inf))
+    t = d.groupby(cols, dropna=False).agg(val_score=("_sel", "mean"), test_score=(PRIMARY, "mean"),
+                                          runs=("seed", "size")).reset_index()
+    t = t.sort_values(KEY + ["variant", "val_score", "lr"], ascending=[True] * 4 + [False, True], kind="stable")
+    t["selected"] = ~t.duplicated(KEY + ["variant"])
+    return t.sort_values(cols).reset_index(drop=True)
+
+
+def select(done: pd.DataFrame) -> pd.DataFrame:
+    """The runs at each point's selected learning rate (see `lr_table`)."""
+    if len(done) == 0:
+        return done
+    chosen = lr_table(done)
+    chosen = chosen.loc[chosen["selected"], KEY + ["variant", "lr"]]
+    d = done.assign(lr=done["lr"].astype(float))
+    return d.merge(chosen, on=KEY + ["variant", "lr"], how="inner")
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def _by_seed(g: pd.DataFrame, value: str, sign: float) -> pd.Series:
+    """One value per seed (the mean where a seed ran more than once), oriented by `sign`."""
+    v = pd.Series(g[value].to_numpy(float), index=g["seed"].to_numpy())
+    return sign * (v.groupby(level=0).mean() if v.index.has_duplicates else v)
+
+
+def compare_rows(runs: pd.DataFrame, pairs: list[tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]],
+                 endpoint: str, higher_is_better: bool, opts: Options) -> list[dict[str, Any]]:
+    """One row per (labels, treatment runs, baseline runs), oriented so that + = improvement."""
+    sign = 1.0 if higher_is_better else -1.0
+    rows = []
+    for labels, treat, base in pairs:
+        key = "|".join(f"{v}" for v in (*labels.values(), endpoint))
+        c = stats.compare(_by_seed(treat, endpoint, sign), _by_seed(base, endpoint, sign), ci=opts.ci,
+                          test=opts.test, level=opts.level, seed=opts.seed, key=key)
+        rows.append({**labels, "endpoint": endpoint, "higher_is_better": higher_is_better, **c.as_dict(),
+                     "variant_mean": treat[endpoint].mean(), "baseline_mean": base[endpoint].mean()})
+    return rows
+
+
+COLUMNS = ["task", "seq_len", "cell", "variant", "baseline", "lr", "baseline_lr", "endpoint", "higher_is_better",
+           "n", "n_treat", "n_base", "paired", "variant_mean", "baseline_mean", "mean_diff", "ci_low", "ci_high",
+           "p_value", "p_adjusted", "prob_improvement", "verdict"]
+
+
+def verdicts(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """Every variant vs `none` at every (task, seq_len, cell) on `test_score`, one family.
+
+    Columns: see `COLUMNS` (documented in docs/statistics.md).
+    """
+    pairs = []
+    for keys, g in selected.groupby(KEY, sort=True):
+        base = g[g["variant"] == BASELINE]
+        for v in ordered(g["variant"].unique(), REG_ORDER):
+            if v == BASELINE:
+                continue
+            treat = g[g["variant"] == v]
+            labels = {**dict(zip(KEY, keys)), "variant": v, "baseline": BASELINE,
+                      "lr": treat["lr"].iloc[0], "baseline_lr": base["lr"].iloc[0] if len(base) else np.nan}
+            pairs.append((labels, treat, base))
+    rows = compare_rows(selected, pairs, PRIMARY, True, opts)
+    t = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_adjusted", "verdict")])
+    t = stats.add_words(t, adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha)
+    return sort_rows(t)[COLUMNS]
+
+
+def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Reading order: task, length, cell (rnn, lstm, gru), variant (none, bn, dropout, both, others)."""
+    if len(df) == 0:
+        return df.reset_index(drop=True)
+    rank_cell = {c: i for i, c in enumerate(ordered(df["cell"].unique(), CELL_ORDER))} if "cell" in df else {}
+    rank_var = {v: i for i, v in enumerate(ordered(df["variant"].unique(), REG_ORDER))} if "variant" in df else {}
+    keys = [c for c in ("task", "seq_len") if c in df]
+    out = df.assign(_c=df["cell"].map(rank_cell) if rank_cell else 0,
+                    _v=df["variant"].map(rank_var) if rank_var else 0)
+    return out.sort_values(keys + ["_c", "_v"], kind="stable").drop(columns=["_c", "_v"]).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- aggregates
+
+
+AGG_COLUMNS = ["cell", "variant", "tasks", "runs", "min_seeds_per_task", "iqm_variant", "iqm_baseline", "iqm_diff",
+               "iqm_diff_low", "iqm_diff_high", "prob_improvement", "poi_low", "poi_high", "level", "verdict"]
+
+
+def aggregates(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """Per cell x variant across every (task, seq_len): IQM of test scores, its difference to `none`
+    and the probability of improvement, with stratified-bootstrap intervals at the Bonferroni level
+    1 - alpha / m (m = rows), so that the words hold jointly. Word: `helps` when both intervals
+    clear (IQM difference above 0 and P(improve) above 0.5), `hurts` when both fall below, else
+    `no clear effect`; `too few seeds` below `min_seeds` runs in any task."""
+    combos = [(c, v) for c in ordered(selected["cell"].unique(), CELL_ORDER)
+              for v in ordered(selected.loc[selected["cell"] == c, "variant"].unique(), REG_ORDER) if v != BASELINE]
+    level = 1 - opts.alpha / max(1, len(combos))
+    rows = []
+    for cell, v in combos:
+        g = selected[(selected["cell"] == cell) & selected[PRIMARY].notna()]
+        parts = {k: s for k, s in g.groupby(["task", "seq_len"]) if {v, BASELINE} <= set(s["variant"])}
+        strata = sorted(parts)
+        treat = [parts[k].loc[parts[k]["variant"] == v, PRIMARY].to_numpy(float) for k in strata]
+        base = [parts[k].loc[parts[k]["variant"] == BASELINE, PRIMARY].to_numpy(float) for k in strata]
+        r = stats.stratified(treat, base, level=level, n_resamples=opts.n_boot, seed=opts.seed, key=f"{cell}|{v}")
+        fewest = min((min(len(a), len(b)) for a, b in zip(treat, base)), default=0)
+        if not strata:
+            word = stats.NO_DATA
+        elif fewest < opts.min_seeds:
+            word = stats.TOO_FEW
+        elif r["iqm_diff_low"] > 0 and r["poi_low"] > 0.5:
+            word = stats.HELPS
+        elif r["iqm_diff_high"] < 0 and r["poi_high"] < 0.5:
+            word = stats.HURTS
+        else:
+            word = stats.UNCLEAR
+        rows.append({"cell": cell, "variant": v, "tasks": len(strata), "runs": sum(map(len, treat + base)),
+                     "min_seeds_per_task": fewest, **r, "level": level, "verdict": word})
+    return pd.DataFrame(rows, columns=AGG_COLUMNS)

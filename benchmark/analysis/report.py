@@ -1,0 +1,477 @@
+"""One self-contained HTML report per sweep, with its tables as CSV, Markdown and LaTeX:
+`python -m benchmark.analysis.report results/<sweep> [--out reports/<sweep>]`.
+
+It leads with the answer: the seeds' claims as pre-declared tests, then per task, length and
+cell the effect of each variant on the test score versus `none` (each variant at the learning
+rate its validation score selected), with honest intervals, a p-value adjusted over the table,
+and a word only where earned; aggregates across tasks rliable-style. Then learning-rate
+sensitivity, scores vs length, gradients, cost, learning curves, failed points, environment.
+
+One small function per section returns that section's data (pandas tables rendered to HTML,
+figures as PNG data URIs); the prose lives in `templates/report.html.j2`. No scripts, no
+external resources: the page reads offline. Imports no torch.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+from markupsafe import Markup
+
+from benchmark.analysis import aggregate as agg_mod
+from benchmark.analysis import claims as claims_mod
+from benchmark.analysis import comparisons as cmp
+from benchmark.analysis import export, plots, stats, tables
+from benchmark.io import atomic_write_text
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DONE = ("ok", "diverged")  # runs that produced measurements (diverged: up to the step it stopped)
+# What each placement is (until the variant registry describes variants).
+REFS = {
+    ("bn", "recurrent"): "Cooijmans et al. 2016: per-step BN of W_x·x and W_h·h (+ LSTM cell state)",
+    ("bn", "input"): "Laurent et al. 2016: BN of W_x·x only, sequence-wise statistics",
+    ("bn", "output"): "BN of each layer's output sequence (between layers, before the head)",
+    ("dropout", "output"): "Zaremba et al. 2014: non-recurrent connections, fresh mask per step",
+    ("dropout", "variational"): "Gal & Ghahramani 2016: one mask per sequence, inputs and recurrent state",
+    ("dropout", "recurrent"): "Semeniuta et al. 2016: candidate update only",
+}
+WORD_CLASS = {stats.HELPS: "v-helps", stats.HURTS: "v-hurts", stats.UNCLEAR: "v-unclear", stats.TOO_FEW: "v-few"}
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _present(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and np.isnan(x))
+
+
+def fmt(x: Any, digits: int = 3, sign: bool = False) -> str:
+    if not _present(x):
+        return "—"
+    if isinstance(x, (int, np.integer)) and not sign:
+        return str(x)
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def fmt_p(p: Any) -> str:
+    return "—" if not _present(p) else ("<0.001" if p < 1e-3 else f"{p:.3f}")
+
+
+def html_table(df: Optional[pd.DataFrame], *, pct: Sequence[str] = (), digits: int = 3, table_id: str = "",
+               classes: str = "data") -> Markup:
+    """A pandas table as escaped HTML, numbers formatted, NaN as an em dash."""
+    if df is None or len(df) == 0:
+        return Markup('<p class="empty">(no rows)</p>')
+    out = df.copy()
+    for c in out.columns:
+        if c in pct:
+            out[c] = [f"{v:+.0%}" if _present(v) else "—" for v in out[c]]
+        elif pd.api.types.is_float_dtype(out[c]):
+            out[c] = [("—" if not _present(v) else f"{v:,.0f}" if abs(v) >= 1000
+                       else f"{v:.{digits}g}" if 0 < abs(v) < 1e-3 else f"{v:.{digits}f}") for v in out[c]]
+    return Markup(out.to_html(index=False, escape=True, na_rep="—", border=0, classes=classes,
+                              table_id=table_id or None))
+
+
+def figure(fig: Any, caption: str) -> dict[str, str]:
+    return {"uri": plots.to_data_uri(fig), "caption": caption}
+
+
+def effect_cell(r: pd.Series) -> dict[str, Any]:
+    """One comparison as the template shows it."""
+    return {"verdict": r["verdict"], "cls": WORD_CLASS.get(r["verdict"], "v-nodata"), "diff": fmt(r["mean_diff"], sign=True),
+            "lo": fmt(r["ci_low"], sign=True), "hi": fmt(r["ci_high"], sign=True), "p": fmt_p(r["p_value"]),
+            "p_adj": fmt_p(r["p_adjusted"]), "poi": fmt(r["prob_improvement"], 2), "n": int(r["n"]),
+            "paired": bool(r["paired"])}
+
+
+# ----------------------------------------------------------------------------- the sweep's data
+
+
+@dataclass
+class Sweep:
+    """Everything the sections read: runs by status, the comparison runs (one impl, selected lr)."""
+
+    name: str
+    dir: Path
+    summary: pd.DataFrame  # every run folder, with `variant`
+    done: pd.DataFrame  # ok or diverged
+    selected: pd.DataFrame  # the comparison runs: one impl, each point's selected learning rate
+    profiles: pd.DataFrame  # hidden-gradient profiles of the selected runs at each task's longest length
+    curves: pd.DataFrame  # history rows of the same runs
+    impl: Optional[str]  # the impl comparisons use when the sweep has several
+
+
+CURVE_COLUMNS = ("run_id", "step", "grad_norm", "train_loss", "val_score")  # what the figures draw
+
+
+def load_sweep(sweep_dir: Path) -> Sweep:
+    a = _ensure_tables(sweep_dir)
+    summary = cmp.add_variants(a.summary)
+    for c in ("lr", "test_score", "val_score", "train_score", "steps_to_target", "steps"):
+        if c not in summary.columns:
+            summary[c] = np.nan
+    done = summary[summary["status"].isin(DONE)].copy()
+    for c in ("seq_len", "seed"):
+        done[c] = done[c].astype(int)
+    impl = cmp.verdict_impl(done)
+    comp = done if impl is None else done[done["impl"] == impl]
+    name = str(summary["sweep"].dropna().iloc[0]) if "sweep" in summary and summary["sweep"].notna().any() \
+        else sweep_dir.name
+    selected = cmp.select(comp)
+    longest = selected["seq_len"] == selected.groupby("task")["seq_len"].transform("max")
+    ident = selected.loc[longest, ["run_id", "task", "seq_len", "cell", "variant"]].astype(
+        {"task": "category", "cell": "category", "variant": "category"})
+    profiles = a.profiles.merge(ident, on="run_id", how="inner")
+    curves = a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves]).merge(
+        ident, on="run_id", how="inner") if len(a.curves) else pd.DataFrame(columns=[*ident.columns, "step"])
+    return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl)
+
+
+def _ensure_tables(sweep_dir: Path) -> agg_mod.Aggregate:
+    """The aggregated tables, re-aggregating when missing or older than the newest run."""
+    summary = sweep_dir / agg_mod.SUMMARY_PARQUET
+    newest = max((p.stat().st_mtime for p in (sweep_dir / "runs").glob("*/metrics.json")), default=0.0)
+    fresh = all((sweep_dir / n).exists() for n in (agg_mod.SUMMARY_PARQUET, agg_mod.PROFILES_PARQUET,
+                                                   agg_mod.CURVES_PARQUET))
+    if fresh and summary.stat().st_mtime >= newest:
+        return agg_mod.load(sweep_dir, curve_columns=CURVE_COLUMNS)
+    a = agg_mod.aggregate(sweep_dir)
+    agg_mod.write(a, sweep_dir)
+    return a
+
+
+def _tasks(s: Sweep) -> list[str]:
+    return sorted(s.done["task"].dropna().unique())
+
+
+def _longest(df: pd.DataFrame, task: str) -> int:
+    return int(df.loc[df["task"] == task, "seq_len"].max())
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def claims_section(results: list[claims_mod.ClaimResult]) -> list[dict[str, Any]]:
+    """Section 1: each claim, its words per endpoint at a glance, every comparison folded below;
+    or why the sweep cannot test it."""
+    out = []
+    for r in results:
+        rows = [{**{k: r_[k] for k in ("task", "seq_len", "cell", "variant", "baseline", "endpoint")},
+                 "base_mean": fmt(r_["baseline_mean"]), **effect_cell(r_)} for _, r_ in r.rows.iterrows()]
+        glance = []
+        for ep, g in r.rows.groupby("endpoint", sort=False):
+            tally = g["verdict"].value_counts()
+            glance.append({"endpoint": ep, "points": len(g), "median": fmt(g["mean_diff"].median(), sign=True),
+                           "n": f"{int(g['n'].min())}–{int(g['n'].max())}" if g["n"].nunique() > 1 else str(int(g["n"].iloc[0])),
+                           "words": [{"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
+                                     for w in stats.WORDS if w in tally]})
+        out.append({"key": r.claim.key, "title": r.claim.title, "summary": r.summary, "testable": not r.not_testable,
+                    "condition": r.claim.condition_text, "skipped": r.skipped, "rows": rows, "glance": glance})
+    return out
+
+
+def describe_variants(done: pd.DataFrame) -> list[dict[str, str]]:
+    """What each verdict column is: placements (with the paper), dropout p, the impl that ran."""
+    out = []
+    for v in cmp.ordered(done["variant"].unique(), cmp.REG_ORDER):
+        g = done[done["variant"] == v]
+        r = g.iloc[0]
+        parts = []
+        if _present(r["bn_placement"]):
+            parts.append(f"BN placement {r['bn_placement']} ({REFS.get(('bn', r['bn_placement']), 'user variant')})")
+        if _present(r["dropout_placement"]):
+            parts.append(f"dropout placement {r['dropout_placement']}, p={r['dropout_p']:g} "
+                         f"({REFS.get(('dropout', r['dropout_placement']), 'user variant')})")
+        if not parts:
+            parts.append("no regularisation: the baseline" if r["reg"] == "none" else "see config")
+        impls = ", ".join(sorted(f"{a}→{b}" for a, b in g[["impl", "impl_used"]].dropna().drop_duplicates()
+                                 .itertuples(index=False)))
+        out.append({"variant": v, "what": "; ".join(parts), "impl": impls or "—"})
+    return out
+
+
+def verdicts_section(s: Sweep, vt: pd.DataFrame, agg: pd.DataFrame) -> dict[str, Any]:
+    """Section 2: one row per task x length x cell, one column per variant; aggregates on top."""
+    variants = [v for v in cmp.ordered(s.selected["variant"].unique(), cmp.REG_ORDER) if v != cmp.BASELINE]
+    rows = []
+    groups = dict(list(s.selected.groupby(cmp.KEY, sort=False)))
+    for keys in cmp.sort_rows(s.selected[cmp.KEY].drop_duplicates()).itertuples(index=False):
+        g = groups[tuple(keys)]
+        base = g[g["variant"] == cmp.BASELINE]
+        mine = vt[(vt["task"] == keys[0]) & (vt["seq_len"] == keys[1]) & (vt["cell"] == keys[2])].set_index("variant")
+        rows.append({"task": keys[0], "seq_len": int(keys[1]), "cell": keys[2], "n_seeds": int(g["seed"].nunique()),
+                     "base_score": fmt(base["test_score"].mean()), "base_acc": fmt(base["test_accuracy"].mean()),
+                     "effects": {v: effect_cell(mine.loc[v]) for v in variants if v in mine.index}})
+    summary = [{"cell": r["cell"], "variant": r["variant"], "tasks": int(r["tasks"]), "runs": int(r["runs"]),
+                "iqm_v": fmt(r["iqm_variant"]), "iqm_b": fmt(r["iqm_baseline"]), "diff": fmt(r["iqm_diff"], sign=True),
+                "diff_lo": fmt(r["iqm_diff_low"], sign=True), "diff_hi": fmt(r["iqm_diff_high"], sign=True),
+                "poi": fmt(r["prob_improvement"], 2), "poi_lo": fmt(r["poi_low"], 2), "poi_hi": fmt(r["poi_high"], 2),
+                "level": f"{100 * r['level']:.1f}", "verdict": r["verdict"], "cls": WORD_CLASS.get(r["verdict"], "v-nodata")}
+               for _, r in agg.iterrows()]
+    seeds = int(s.selected.groupby([*cmp.KEY, "variant"])["seed"].nunique().min()) if len(s.selected) else 0
+    return {"rows": rows, "variants": variants, "aggregate": summary, "described": describe_variants(s.selected),
+            "fewest_seeds": seeds, "impl": s.impl}
+
+
+def lr_section(s: Sweep) -> dict[str, Any]:
+    """Section 3: the learning rate selected per point and variant, and score vs learning rate."""
+    comp = s.done if s.impl is None else s.done[s.done["impl"] == s.impl]
+    lrs = sorted(comp["lr"].dropna().unique())
+    out: dict[str, Any] = {"lrs": [f"{x:g}" for x in lrs], "table": None, "figures": []}
+    if len(lrs) <= 1:
+        return out
+    lt = cmp.lr_table(comp)
+    chosen = lt[lt["selected"]].pivot(index=cmp.KEY, columns="variant", values="lr").reset_index()
+    out["table"] = html_table(cmp.sort_rows(chosen.assign(variant="")).drop(columns="variant"), digits=4,
+                              table_id="lr-table")
+    for task in _tasks(s):
+        d = comp[comp["task"] == task]
+        for y, what in (("val_score", "validation score (selects)"), ("test_score", "test score (never selects)")):
+            out["figures"].append(figure(plots.facet(d, plots.curves, y=y, x="lr", hue="variant", logx=True,
+                                                     ylabel=what, title=f"{task}: {what} vs learning rate"),
+                                         f"{task}: {what} vs learning rate, every length (line = mean over seeds "
+                                         f"and lengths, band = min–max)"))
+    return out
+
+
+def scores_section(s: Sweep) -> dict[str, Any]:
+    """Section 4: test score, accuracy and the task's metric vs sequence length."""
+    figs = []
+    for task in _tasks(s):
+        d = s.selected[s.selected["task"] == task]
+        figs.append(figure(plots.facet(d, plots.vs_length, y="test_score", hue="variant", ylabel="test score",
+                                       title=f"{task}: test score (0 = trivial predictor, 1 = perfect)"),
+                           f"{task}: test score vs sequence length per cell; line = mean over seeds, band = min–max, "
+                           f"dots = single seeds"))
+        higher = d["metric_higher_is_better"].dropna()
+        name = d["metric_name"].dropna()
+        if len(name):
+            direction = "higher" if len(higher) and bool(higher.iloc[0]) else "lower"
+            figs.append(figure(plots.facet(d, plots.vs_length, y="test_metric", hue="variant",
+                                           ylabel=f"test {name.iloc[0]}", logy=bool((d["test_metric"] > 0).all()),
+                                           title=f"{task}: test {name.iloc[0]} ({direction} is better)"),
+                               f"{task}: test {name.iloc[0]} ({direction} is better, as the task declares) vs "
+                               f"sequence length"))
+    return {"figures": figs, "score_table": html_table(tables.spread_table(s.selected, "test_score"),
+                                                       table_id="score-table"),
+            "accuracy_table": html_table(tables.spread_table(s.selected, "test_accuracy"), table_id="accuracy-table")}
+
+
+def _bands(frame: pd.DataFrame, x: str, y: str, by: Sequence[str], positive: bool = False) -> pd.DataFrame:
+    """Mean and min-max of `y` per (by..., x) over seeds: one vectorised groupby for all panels."""
+    if y not in frame:
+        return pd.DataFrame(columns=[*by, x, "mean", "min", "max"])
+    d = frame[frame[y] > 0] if positive else frame
+    return plots.summarise(d, x, y, by)
+
+
+def _curve_figures(s: Sweep, frame: pd.DataFrame, x: str, y: str, what: str, logy: bool, caption: str,
+                   row: Optional[str] = None) -> list[dict[str, str]]:
+    figs = []
+    bands = _bands(frame, x, y, ["task", "cell", "variant"] + ([row] if row else []), positive=logy)
+    for task, b in bands.groupby("task", observed=True, sort=True):
+        if b.empty:
+            continue
+        T = _longest(s.selected, task)
+        figs.append(figure(plots.facet(b, plots.lines, x=x, hue="variant", logy=logy, ylabel=what, row=row,
+                                       row_order=["start", "end"], title=f"{task}, T={T}: {what}"),
+                           f"{task}, T={T}: {caption}"))
+    return figs
+
+
+def gradients_section(s: Sweep) -> dict[str, Any]:
+    """Section 5: gradient norms during training and the hidden-state gradient profile."""
+    figs = _curve_figures(s, s.curves, "step", "grad_norm", "global grad norm (before clipping)", True,
+                          "global gradient norm per logged step (mean over seeds, band = min–max)")
+    figs += _curve_figures(s, s.profiles, "t", "grad_norm", "‖∂L/∂h_t‖ over t", True,
+                           "‖∂L/∂h_t‖ on a fixed probe batch at the start and end of training; falling towards "
+                           "t=1 = vanishing, rising = exploding", row="which")
+    return {"figures": figs, "table": html_table(tables.gradient_table(s.selected), pct=("clipped_fraction",),
+                                                 table_id="gradient-table")}
+
+
+def cost_section(s: Sweep) -> dict[str, Any]:
+    """Section 6: throughput, and the overhead of each regulariser apart from leaving the fused kernel."""
+    cost, over = tables.cost_tables(s.done)
+    data = s.done.assign(impl_used=s.done["impl_used"].fillna("?"))
+    figs = []
+    for task in _tasks(s):
+        dt = data[data["task"] == task]
+        for y, what in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)"),):
+            figs.append(figure(plots.facet(dt, plots.vs_length, y=y, hue="variant", style="impl_used", sharey=False,
+                                           ylabel=what, title=f"{task}: {what}"),
+                               f"{task}: {what}; line style = the impl that ran"))
+    ov = over.dropna(subset=["reg_overhead"])
+    if len(ov):
+        figs.append(figure(plots.facet(ov.assign(overhead_pct=100 * ov["reg_overhead"]), plots.bars, y="overhead_pct",
+                                       x="variant", ylabel="fwd+bwd time vs none, same impl (%)",
+                                       title="Overhead of each regulariser vs none on the same impl"),
+                           "Overhead of each regulariser relative to none on the same impl (all tasks and lengths; "
+                           "bar = mean, whisker = min–max)"))
+    return {"figures": figs, "overhead": html_table(over, pct=("reg_overhead", "kernel_cost", "total_vs_fused"),
+                                                    table_id="overhead-table"),
+            "cost": html_table(cost, digits=2, table_id="cost-table")}
+
+
+def learning_section(s: Sweep) -> dict[str, Any]:
+    """Section 7: validation-score curves, training loss, generalisation and steps to target."""
+    figs = []
+    for y, what, logy in (("val_score", "validation score", False), ("train_loss", "training loss", True)):
+        figs += _curve_figures(s, s.curves, "step", y, what, logy, f"{what} during training (mean over seeds, "
+                               f"band = min–max)")
+    return {"figures": figs, "table": html_table(tables.generalisation_table(s.selected) if len(s.selected) else None,
+                                                 table_id="generalisation-table")}
+
+
+def failures_section(s: Sweep) -> dict[str, Any]:
+    """Section 8: every run that is not ok, with its error; tracebacks folded."""
+    bad = s.summary[s.summary["status"] != "ok"].copy()
+    if len(bad) == 0:
+        return {"table": None, "tracebacks": []}
+    for c in ("error", "problem", "traceback"):
+        bad[c] = [v if isinstance(v, str) else "" for v in bad.get(c, pd.Series([None] * len(bad), index=bad.index))]
+    cols = [c for c in ["status", "run_id", "task", "seq_len", "cell", "variant", "lr", "seed", "impl", "impl_used",
+                        "diverged_at_step", "steps_done", "error", "problem", "path"] if c in bad.columns]
+    tbs = [{"run_id": r.run_id, "text": r.traceback} for r in bad.itertuples() if r.status == "failed" and r.traceback]
+    return {"table": html_table(bad[cols], digits=4, table_id="failures-table"), "tracebacks": tbs}
+
+
+def reproduce(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep's command line and configs, from Hydra's multirun.yaml where present."""
+    mr = sweep_dir / "hydra" / "multirun.yaml"
+    out: dict[str, Any] = {"multirun_path": str(mr), "multirun_yaml": None, "command": None, "params": None}
+    if not mr.exists():
+        return out
+    text = mr.read_text(encoding="utf-8")
+    out["multirun_yaml"] = text
+    try:
+        cfg = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        out["command"] = f"(multirun.yaml unreadable: {e})"
+        return out
+    h = cfg.get("hydra", {}) or {}
+    ov = h.get("overrides", {}) or {}
+    hydra_ov = [o for o in ov.get("hydra", []) or [] if o != "hydra.mode=MULTIRUN"]
+    out["command"] = " ".join(["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + (ov.get("task") or []))])
+    params = ((h.get("sweeper") or {}).get("params")) or {}
+    out["params"] = yaml.safe_dump(params, sort_keys=False).strip() if params else None
+    return out
+
+
+def point_command(r: pd.Series, sweep: str) -> str:
+    """One grid point on its own (the experiment's other settings come from its config.yaml)."""
+    parts = [f"cell={r['cell']}", f"reg={r['reg']}", f"task={r['task']}", f"task.seq_len={int(r['seq_len'])}",
+             f"seed={int(r['seed'])}", f"impl={r['impl']}"]
+    if _present(r.get("lr")):
+        parts.append(f"train.lr={r['lr']:g}")
+    if sweep:
+        parts.append(f"+experiment={sweep}")
+    return "python -m benchmark.run " + " ".join(p for p in parts if "=None" not in p and "=nan" not in p)
+
+
+def environment_section(s: Sweep, out_dir: Path) -> dict[str, Any]:
+    """Section 9: every env value with its run count, and the commands that reproduce the report."""
+    summary = s.summary
+    cols = [c for c in summary.columns if c.startswith("env_") and c not in ("env_start_time", "env_wall_s")]
+    cols += [c for c in ("device", "precision", "hidden_size", "num_layers", "batch_size", "steps", "lr") if c in summary]
+    env = [{"key": c, "values": "; ".join(f"{v} ({n} runs)" for v, n in summary[c].astype(str).value_counts().items())}
+           for c in cols]
+    point = None
+    if len(s.done):
+        r0 = s.done.iloc[0]
+        cfg0 = Path(str(r0["path"])) / "config.yaml"
+        point = {"command": point_command(r0, s.name), "config_path": str(cfg0),
+                 "config": cfg0.read_text(encoding="utf-8") if cfg0.exists() else None}
+    return {"table": html_table(pd.DataFrame(env), table_id="env-table"), "rep": reproduce(s.dir), "point": point,
+            "rebuild": f"python -m benchmark.analysis.aggregate {s.dir}\n"
+                       f"python -m benchmark.analysis.report {s.dir} --out {out_dir}"}
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def render(context: dict[str, Any]) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2").render(**context)
+
+
+def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Options = cmp.Options()) -> Path:
+    """Write `<out_dir>/index.html` (default reports/<sweep>/) with verdicts and claims as CSV,
+    Markdown and LaTeX beside it; returns the HTML's path.
+
+    Raises `aggregate.ResultsError` for a missing or empty results folder (nothing written).
+    """
+    sweep_dir = Path(sweep_dir)
+    agg_mod.run_folders(sweep_dir)  # fails loud before anything is written
+    s = load_sweep(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / sweep_dir.name
+    vt = cmp.verdicts(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.COLUMNS)
+    agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
+    results = claims_mod.run_claims(s.selected, opts) if len(s.selected) else []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    export.write_table(vt, out_dir, "verdicts")
+    export.write_table(claims_mod.claims_table(results), out_dir, "claims")
+    export.write_table(agg, out_dir, "aggregates")
+    context = {
+        "sweep": s.name, "sweep_dir": str(sweep_dir), "n_runs": len(s.summary), "tasks": _tasks(s),
+        "counts": agg_mod.status_counts(s.summary), "opts": opts, "adjust_name": stats.ADJUST_NAMES[opts.adjust],
+        "level": f"{100 * opts.level:g}", "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "claims": claims_section(results), "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
+        "lr": lr_section(s), "scores": scores_section(s), "gradients": gradients_section(s), "cost": cost_section(s),
+        "learning": learning_section(s), "failures": failures_section(s), "environment": environment_section(s, out_dir),
+    }
+    path = out_dir / "index.html"
+    atomic_write_text(path, render(context))
+    return path
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.report", description=__doc__.splitlines()[0])
+    ap.add_argument("sweep_dir", help="results/<sweep> (aggregated here if needed)")
+    ap.add_argument("--out", default=None, help="output folder (default reports/<sweep>)")
+    ap.add_argument("--ci", choices=[c.value for c in stats.CI], default="t",
+                    help="interval of a mean difference: t = Student-t (paired) / Welch (default); bca = BCa bootstrap "
+                         "(under-covers below ~20 seeds)")
+    ap.add_argument("--test", choices=[t.value for t in stats.Test], default="t",
+                    help="p-value: t = paired t-test / Welch (default); signflip = exact sign-flip permutation test")
+    ap.add_argument("--adjust", choices=[a.value for a in stats.Adjust], default="bh",
+                    help="multiplicity correction over each table: bh = Benjamini-Hochberg (default), holm = Holm")
+    ap.add_argument("--min-seeds", type=int, default=stats.DEFAULT_MIN_SEEDS,
+                    help="seeds a comparison needs before it may say helps or hurts (default 5)")
+    ap.add_argument("--level", type=float, default=0.95, help="interval level; alpha = 1 - level (default 0.95)")
+    ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (bca, aggregates; default 2000)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.min_seeds < 2:
+        ap.error(f"--min-seeds={args.min_seeds}: allowed: an integer >= 2 (one seed has no spread to test)")
+    if not 0.5 < args.level < 1:
+        ap.error(f"--level={args.level}: allowed: a number in (0.5, 1)")
+    opts = cmp.Options(ci=stats.CI(args.ci), test=stats.Test(args.test), adjust=stats.Adjust(args.adjust),
+                       min_seeds=args.min_seeds, level=args.level, seed=args.seed, n_boot=args.n_boot)
+    try:
+        path = build(args.sweep_dir, args.out, opts)
+    except agg_mod.ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {path.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
