@@ -223,12 +223,12 @@ register(Variant(
 register(Variant(
     "dropout.output", ("reg=dropout", "reg.dropout.placement=output"), ("native", "custom"),
     "Zaremba et al. 2014, Recurrent Neural Network Regularization",
-    "dropout on non-recurrent connections (layer inputs, the head's input), a fresh mask per step",
+    "dropout on hidden non-recurrent connections (between layers, the head's input), a fresh mask per step",
     targets={("cpu", "native"): 1.3}))
 register(Variant(
     "dropout.variational", ("reg=dropout", "reg.dropout.placement=variational"), ("custom",),
     "Gal & Ghahramani 2016, A Theoretically Grounded Application of Dropout in RNNs",
-    "one mask per sequence on layer inputs, the head's input and the recurrent state",
+    "one mask per sequence between layers, on the head's input and the recurrent state",
     targets={("gpu", "custom"): 2.5}))
 register(Variant(
     "dropout.recurrent", ("reg=dropout", "reg.dropout.placement=recurrent"), ("custom",),

@@ -20,7 +20,8 @@ GRID = ["cell=lstm,gru", "reg=none,dropout", "task.seq_len=8", "train.steps=12",
         "hidden_size=8", "task.n_train=128", "task.n_val=32", "task.n_test=32", "timing.repeats=2",
         "timing.warmup=1", "train.progress=false", "threads=1", "sweep=ft"]
 # Columns that measure time, memory or the environment, or name the folder: expected to differ.
-VOLATILE = ("_ms", "per_s", "jobs_beside", "load_avg", "tokens", "wall", "env", "peak_memory", "time", "timing", "compile", "host", "path")
+VOLATILE = ("_ms", "per_s", "tokens", "wall", "env", "peak_memory", "time", "timing", "compile", "host", "path",
+            "jobs_beside", "load_avg")
 
 
 def sweep_cmd(results: Path, *extra: str) -> list[str]:

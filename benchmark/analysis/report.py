@@ -41,7 +41,7 @@ REFS = {
     ("bn", "input"): "Laurent et al. 2016: BN of W_x·x only, sequence-wise statistics",
     ("bn", "output"): "BN of each layer's output sequence (between layers, before the head)",
     ("dropout", "output"): "Zaremba et al. 2014: non-recurrent connections, fresh mask per step",
-    ("dropout", "variational"): "Gal & Ghahramani 2016: one mask per sequence, inputs and recurrent state",
+    ("dropout", "variational"): "Gal & Ghahramani 2016: one mask per sequence, hidden connections and recurrent state",
     ("dropout", "recurrent"): "Semeniuta et al. 2016: candidate update only",
 }
 WORD_CLASS = {stats.HELPS: "v-helps", stats.HURTS: "v-hurts", stats.UNCLEAR: "v-unclear", stats.TOO_FEW: "v-few"}
