@@ -226,3 +226,18 @@ def test_watcher_counts_only_this_sweeps_points(swept, tmp_path):
     c = w.poll()
     assert (c.total, c.done, c.n("failed"), c.n("ok"), c.skipped) == (N, 5, 1, 1, 3)
     assert c.line("smoke", 61) == f"sweep smoke: 5/{N} grid points done, 1 failed, 0 diverged, 3 skipped (0:01:01 elapsed)"
+
+
+def test_report_lists_the_grid_points_never_started(sweep, tmp_path):
+    """The report's failures section names every missing grid point, and says so when there are none."""
+    from benchmark.analysis import report
+
+    full = report.build(sweep, tmp_path / "full").read_text()
+    assert 'id="missing-none"' in full and 'id="missing-table"' not in full
+    never = {p.label: p for p in status.grid(sweep)}["cell=lstm reg=both task.seq_len=10 seed=0"].run_id
+    shutil.rmtree(sweep / "runs" / never)
+    for f in ("summary.parquet", "summary.csv", "profiles.parquet", "curves.parquet"):
+        (sweep / f).unlink(missing_ok=True)
+    html = report.build(sweep, tmp_path / "partial").read_text()
+    table = html[html.index('id="missing-table"'):]
+    assert never in table[:table.index("</table>")] and "1 point(s) of the sweep" in html

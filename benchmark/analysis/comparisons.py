@@ -14,13 +14,15 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from benchmark import variants
 from benchmark.analysis import stats
 
 KEY = ["task", "seq_len", "cell"]  # one comparison point
 BASELINE = "none"
 PRIMARY = "test_score"
 SELECT_BY = "val_score"
-REG_ORDER = ["none", "bn", "dropout", "both"]
+# Regulariser families in the registry's order (none, bn, dropout, both, ln, zoneout, then any added).
+REG_ORDER = list(dict.fromkeys(v.name.split(".")[0] for v in variants.all_variants()))
 CELL_ORDER = ["rnn", "lstm", "gru"]
 
 

@@ -30,20 +30,13 @@ from markupsafe import Markup
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import claims as claims_mod
 from benchmark.analysis import comparisons as cmp
-from benchmark.analysis import export, plots, stats, tables
+from benchmark.analysis import export, plots, stats, status, tables
+from benchmark import variants
+from benchmark.config import BNConfig, DropoutConfig
 from benchmark.io import atomic_write_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DONE = ("ok", "diverged")  # runs that produced measurements (diverged: up to the step it stopped)
-# What each placement is (until the variant registry describes variants).
-REFS = {
-    ("bn", "recurrent"): "Cooijmans et al. 2016: per-step BN of W_x·x and W_h·h (+ LSTM cell state)",
-    ("bn", "input"): "Laurent et al. 2016: BN of W_x·x only, sequence-wise statistics",
-    ("bn", "output"): "BN of each layer's output sequence (between layers, before the head)",
-    ("dropout", "output"): "Zaremba et al. 2014: non-recurrent connections, fresh mask per step",
-    ("dropout", "variational"): "Gal & Ghahramani 2016: one mask per sequence, hidden connections and recurrent state",
-    ("dropout", "recurrent"): "Semeniuta et al. 2016: candidate update only",
-}
 WORD_CLASS = {stats.HELPS: "v-helps", stats.HURTS: "v-hurts", stats.UNCLEAR: "v-unclear", stats.TOO_FEW: "v-few"}
 
 
@@ -184,23 +177,31 @@ def claims_section(results: list[claims_mod.ClaimResult]) -> list[dict[str, Any]
     return out
 
 
+def registered_variant(row: pd.Series) -> Optional[variants.Variant]:
+    """The registry entry a run's variant is (benchmark/variants.py), or None for a user variant."""
+    name = str(row["variant"]).split("@")[0]
+    if name in variants.names():
+        return variants.get(name)
+    if row["reg"] == "both" and "both" in variants.names():  # `both` is registered at its default placements
+        defaults = (BNConfig().placement.value, DropoutConfig().placement.value)
+        return variants.get("both") if (row["bn_placement"], row["dropout_placement"]) == defaults else None
+    return None
+
+
 def describe_variants(done: pd.DataFrame) -> list[dict[str, str]]:
-    """What each verdict column is: placements (with the paper), dropout p, the impl that ran."""
+    """What each verdict column is, from the variant registry: description, paper, dropout p, the impl that ran."""
     out = []
     for v in cmp.ordered(done["variant"].unique(), cmp.REG_ORDER):
         g = done[done["variant"] == v]
         r = g.iloc[0]
-        parts = []
-        if _present(r["bn_placement"]):
-            parts.append(f"BN placement {r['bn_placement']} ({REFS.get(('bn', r['bn_placement']), 'user variant')})")
-        if _present(r["dropout_placement"]):
-            parts.append(f"dropout placement {r['dropout_placement']}, p={r['dropout_p']:g} "
-                         f"({REFS.get(('dropout', r['dropout_placement']), 'user variant')})")
-        if not parts:
-            parts.append("no regularisation: the baseline" if r["reg"] == "none" else "see config")
+        entry = registered_variant(r)
+        what = (f"{entry.description}" + (f" ({entry.paper})" if entry.paper else "")) if entry is not None else \
+            f"user variant: reg={r['reg']}, bn placement {r['bn_placement']}, dropout placement {r['dropout_placement']}"
+        if _present(r.get("dropout_p")):
+            what += f"; dropout p={r['dropout_p']:g}"
         impls = ", ".join(sorted(f"{a}→{b}" for a, b in g[["impl", "impl_used"]].dropna().drop_duplicates()
                                  .itertuples(index=False)))
-        out.append({"variant": v, "what": "; ".join(parts), "impl": impls or "—"})
+        out.append({"variant": v, "what": what, "impl": impls or "—"})
     return out
 
 
@@ -350,6 +351,16 @@ def failures_section(s: Sweep) -> dict[str, Any]:
     return {"table": html_table(bad[cols], digits=4, table_id="failures-table"), "tracebacks": tbs}
 
 
+def missing_section(s: Sweep) -> dict[str, Any]:
+    """Grid points of the sweep's multirun.yaml that never started (no run folder): listed, never dropped."""
+    try:
+        miss = status.missing_points(s.dir)
+    except status.SweepError as e:  # no multirun.yaml (single runs), or configs changed since the sweep
+        return {"n": None, "table": None, "note": f"The grid could not be read, so missing points are not listed: {e}"}
+    return {"n": len(miss), "note": None,
+            "table": html_table(miss, table_id="missing-table") if len(miss) else None}
+
+
 def reproduce(sweep_dir: Path) -> dict[str, Any]:
     """The sweep's command line and configs, from Hydra's multirun.yaml where present."""
     mr = sweep_dir / "hydra" / "multirun.yaml"
@@ -433,7 +444,7 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
         "level": f"{100 * opts.level:g}", "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "claims": claims_section(results), "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
         "lr": lr_section(s), "scores": scores_section(s), "gradients": gradients_section(s), "cost": cost_section(s),
-        "learning": learning_section(s), "failures": failures_section(s), "environment": environment_section(s, out_dir),
+        "learning": learning_section(s), "failures": failures_section(s), "missing": missing_section(s), "environment": environment_section(s, out_dir),
     }
     path = out_dir / "index.html"
     atomic_write_text(path, render(context))
