@@ -28,7 +28,8 @@ CONTRACT_KEYS = set(record.KEYS)
 ENV_KEYS = {"device_name", "torch", "cuda", "cudnn", "threads", "malloc_keep_freed", "git_rev", "hostname", "python", "platform",
             "start_time", "tf32", "precision"}
 VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
-            "fwd_bwd_tokens_per_s", "peak_memory_mb", "env", "wall_s"}
+            "fwd_bwd_tokens_per_s", "peak_memory_mb", "env", "wall_s", "timing_load_avg", "timing_jobs_beside",
+            "train_jobs_beside"}
 
 
 
