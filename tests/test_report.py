@@ -203,3 +203,26 @@ def test_learning_rate_grid_shows_the_selection_and_the_sensitivity_panel(tmp_pa
     assert "validation score (selects) vs learning rate" in html and "test score (never selects)" in html
     one = make_sweep(tmp_path, "one_lr", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0, 1))
     assert "One learning rate in this sweep (0.01)" in report.build(one, tmp_path / "rep1").read_text()
+
+
+def test_published_values_stand_beside_the_measured(tmp_path):
+    """An experiment's `literature:` block (conf/experiment/literature.yaml) becomes a table in the report."""
+    import yaml
+
+    sweep = tmp_path / "lit"
+    for reg, score in (("none", 0.4), ("bn", 0.8)):
+        for seed in range(3):
+            make_run(sweep, reg=reg, seed=seed, test_score=score, test_accuracy=0.5 + score / 2 + seed / 100)
+    block = {"source": "Somebody et al. 2016, Table 1", "metric": "test_accuracy",
+             "values": [{"task": "adding", "seq_len": 10, "cell": "lstm", "reg": "bn", "value": 0.93},
+                        {"task": "adding", "seq_len": 10, "cell": "gru", "reg": "none", "value": 0.5}]}
+    for cfg in sweep.glob("runs/*/config.yaml"):
+        cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "literature": block}))
+    html = report.build(sweep, tmp_path / "out").read_text()
+    table = html[html.index('id="literature-table"'):]
+    table = table[:table.index("</table>")]
+    assert "Somebody et al. 2016, Table 1" in html
+    assert "0.93" in table and "0.9100 ± 0.0100" in table  # bn: 0.90, 0.91, 0.92 over three seeds
+    assert "no finished run" in table  # gru was not run: said, not dropped
+    plain = report.build(make_sweep(tmp_path, "plain", seeds=(0, 1)), tmp_path / "plain").read_text()
+    assert 'id="literature-table"' not in plain

@@ -272,6 +272,41 @@ def scores_section(s: Sweep) -> dict[str, Any]:
             "accuracy_table": html_table(tables.spread_table(s.selected, "test_accuracy"), table_id="accuracy-table")}
 
 
+def literature_block(s: Sweep) -> Optional[dict[str, Any]]:
+    """The `literature:` block of the sweep's config (published values it reproduces), or None."""
+    for r in s.summary.itertuples():
+        cfg = Path(str(r.path)) / "config.yaml"
+        if cfg.exists():
+            block = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("literature")
+            if block:
+                return block
+    return None
+
+
+def literature_table(s: Sweep, block: dict[str, Any]) -> pd.DataFrame:
+    """Each published value beside the measured mean ± sd over seeds of the runs with the same task,
+    length, cell and reg (every run that finished, at the sweep's learning rates)."""
+    metric, rows = block.get("metric", "test_accuracy"), []
+    for ref in block.get("values", []):
+        m = s.done
+        for k in ("task", "seq_len", "cell", "reg"):
+            m = m[m[k].astype(str) == str(ref[k])]
+        vals = m[metric].dropna() if metric in m else pd.Series(dtype=float)
+        rows.append({**{k: ref[k] for k in ("task", "seq_len", "cell", "reg")}, f"published {metric}": ref["value"],
+                     f"measured {metric}": f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}" if len(vals) > 1
+                     else (f"{vals.iloc[0]:.4f}" if len(vals) else "— (no finished run)"), "seeds": len(vals)})
+    return pd.DataFrame(rows)
+
+
+def literature_section(s: Sweep) -> Optional[dict[str, Any]]:
+    """Published results beside the measured ones, where the experiment declares them."""
+    block = literature_block(s)
+    if block is None:
+        return None
+    return {"source": block.get("source", ""), "table": html_table(literature_table(s, block), digits=4,
+                                                                   table_id="literature-table")}
+
+
 def _bands(frame: pd.DataFrame, x: str, y: str, by: Sequence[str], positive: bool = False) -> pd.DataFrame:
     """Mean and min-max of `y` per (by..., x) over seeds: one vectorised groupby for all panels."""
     if y not in frame:
@@ -443,7 +478,7 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
         "counts": agg_mod.status_counts(s.summary), "opts": opts, "adjust_name": stats.ADJUST_NAMES[opts.adjust],
         "level": f"{100 * opts.level:g}", "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "claims": claims_section(results), "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
-        "lr": lr_section(s), "scores": scores_section(s), "gradients": gradients_section(s), "cost": cost_section(s),
+        "lr": lr_section(s), "scores": scores_section(s), "literature": literature_section(s), "gradients": gradients_section(s), "cost": cost_section(s),
         "learning": learning_section(s), "failures": failures_section(s), "missing": missing_section(s), "environment": environment_section(s, out_dir),
     }
     path = out_dir / "index.html"
