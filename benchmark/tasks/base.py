@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.analysis import record
@@ -137,3 +138,24 @@ class Task:
                 out[split] = self._make_split(split, n, gen)
             self._cache = out
         return self._cache
+
+
+@dataclass
+class ClassificationTask(Task):
+    """A class per sequence, read on the last step: cross-entropy loss, accuracy, and
+    `metric` = error = 1 - accuracy, whose trivial predictor (guessing) errs 1 - 1/K."""
+
+    per_step = False
+    metric_name = "error"
+    higher_is_better = False
+
+    @property
+    def metric_baseline(self) -> float:
+        return 1.0 - 1.0 / self.output_size  # error of guessing among output_size classes
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(y_hat.float(), y)  # y_hat (B, K)
+
+    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
+        acc = (y_hat.argmax(-1) == y).float().mean().item()
+        return {"accuracy": acc, "metric": 1.0 - acc}

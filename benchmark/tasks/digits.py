@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.config import ConfigError
-from benchmark.tasks.base import Task, split_seed
+from benchmark.tasks.base import ClassificationTask, split_seed
 
 N_PIXELS = 64
 N_CLASSES = 10
@@ -39,7 +39,7 @@ def pad_blank(pixels: Tensor, seq_len: int) -> Tensor:
 
 
 @dataclass
-class DigitsTask(Task):
+class DigitsTask(ClassificationTask):
     name: str = "digits"
     seq_len: int = 64
     n_train: Optional[int] = None  # null = every image not in val/test (1797 - 200 - 400 = 1197)
@@ -49,9 +49,6 @@ class DigitsTask(Task):
 
     input_size = 1
     output_size = N_CLASSES
-    per_step = False
-    metric_name = "error"
-    higher_is_better = False
     min_seq_len = N_PIXELS  # every pixel is read; longer sequences add blank steps
 
     def __post_init__(self) -> None:
@@ -62,9 +59,6 @@ class DigitsTask(Task):
             raise ConfigError("task.n_train", self.n_train,
                               f"n_train + n_val + n_test <= {total} (the images scikit-learn ships)")
 
-    @property
-    def metric_baseline(self) -> float:
-        return 1.0 - 1.0 / N_CLASSES  # error of guessing
 
     def splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         if self._cache is None:
@@ -80,9 +74,3 @@ class DigitsTask(Task):
                            ((k, idx[k]) for k in ("train", "val", "test"))}
         return self._cache
 
-    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(y_hat.float(), y)  # y_hat (B, 10)
-
-    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
-        acc = (y_hat.argmax(-1) == y).float().mean().item()
-        return {"accuracy": acc, "metric": 1.0 - acc}

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.config import ConfigError
 from benchmark.tasks import mnist_files
-from benchmark.tasks.base import Task, split_seed
+from benchmark.tasks.base import ClassificationTask, split_seed
 
 N_PIXELS = 784
 N_CLASSES = 10
@@ -33,7 +32,7 @@ SEQ_LENS = tuple(d for d in range(1, N_PIXELS + 1) if N_PIXELS % d == 0)  # 1, 2
 
 
 @dataclass
-class SequentialMNIST(Task):
+class SequentialMNIST(ClassificationTask):
     name: str = "smnist"
     seq_len: int = N_PIXELS
     n_train: Optional[int] = None  # null = every training image not in val (55000 with n_val=5000)
@@ -44,9 +43,6 @@ class SequentialMNIST(Task):
     mirrors: list[str] = field(default_factory=lambda: list(mnist_files.MIRRORS))
 
     output_size = N_CLASSES
-    per_step = False
-    metric_name = "error"
-    higher_is_better = False
     permute: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
@@ -71,9 +67,6 @@ class SequentialMNIST(Task):
     def input_size(self) -> int:  # pixels per step
         return N_PIXELS // self.seq_len
 
-    @property
-    def metric_baseline(self) -> float:
-        return 1.0 - 1.0 / N_CLASSES  # error of guessing
 
     def pixel_order(self) -> Tensor:
         """The order in which the 784 pixels are read: row-major, or pmnist's fixed permutation."""
@@ -100,12 +93,6 @@ class SequentialMNIST(Task):
                            "test": (seq(x_te[test_idx.numpy()]), labels_te[test_idx])}
         return self._cache
 
-    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(y_hat.float(), y)  # y_hat (B, 10)
-
-    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
-        acc = (y_hat.argmax(-1) == y).float().mean().item()
-        return {"accuracy": acc, "metric": 1.0 - acc}
 
 
 @dataclass

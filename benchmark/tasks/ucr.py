@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.config import ConfigError
-from benchmark.tasks.base import Task, split_seed
+from benchmark.tasks.base import ClassificationTask, split_seed
 
 
 class Dataset(NamedTuple):
@@ -68,7 +68,7 @@ def znormalise(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class UCRTask(Task):
+class UCRTask(ClassificationTask):
     name: str = "ucr"
     dataset: str = "GunPoint"
     seq_len: Optional[int] = None  # null = the native length of the data set
@@ -78,9 +78,6 @@ class UCRTask(Task):
     znorm: bool = True
     target_accuracy: float = 0.9
 
-    per_step = False
-    metric_name = "error"
-    higher_is_better = False
     min_seq_len = 2
 
     def __post_init__(self) -> None:
@@ -112,9 +109,6 @@ class UCRTask(Task):
     def output_size(self) -> int:
         return DATASETS[self.dataset].classes
 
-    @property
-    def metric_baseline(self) -> float:
-        return 1.0 - 1.0 / self.output_size  # error of guessing
 
     def _series(self, x: np.ndarray) -> Tensor:
         """(N, C, L) archive series -> (N, T, C) float32: z-normalised, resampled to seq_len."""
@@ -138,9 +132,3 @@ class UCRTask(Task):
                            "test": (self._series(x_te[test]), label(y_te[test]))}
         return self._cache
 
-    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(y_hat.float(), y)  # y_hat (B, K)
-
-    def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
-        acc = (y_hat.argmax(-1) == y).float().mean().item()
-        return {"accuracy": acc, "metric": 1.0 - acc}
