@@ -15,7 +15,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 # Keys that say where outputs go or how chatty a run is, not what it computes.
 RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress",
@@ -51,20 +51,39 @@ def run_dir(results_dir: str | Path, sweep: str, rid: str) -> Path:
     return Path(results_dir) / sweep / "runs" / rid
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to a temp file next to `path`, fsync, then rename over `path`."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temp file next to `path`, fsync it, then rename it over `path`.
+
+    Readers never see half a file, and a failed write leaves the old file and no temp file.
+    The file gets the usual permissions (mkstemp makes 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda p: p.write_bytes(data))
 
 
 def remove_leftovers(folder: str | Path) -> list[Path]:

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,8 @@ import pyarrow as pa
 import yaml
 from pyarrow import csv as pa_csv
 from pyarrow import parquet as pq
+
+from benchmark.io import atomic_write
 
 SUMMARY_PARQUET, SUMMARY_CSV = "summary.parquet", "summary.csv"
 PROFILES_PARQUET, CURVES_PARQUET = "profiles.parquet", "curves.parquet"
@@ -194,34 +194,15 @@ def aggregate(sweep_dir: str | Path, warn: Callable[[str], None] | None = None) 
     return Aggregate(summary=summary, profiles=profiles, curves=curves_df, problems=problems)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write` a temp file next to `path`, then rename it over `path` (readers never see half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write(agg: Aggregate, sweep_dir: str | Path) -> dict[str, Path]:
     """Write the tables next to runs/ (each atomically); returns their paths."""
     d = Path(sweep_dir)
     out = {"summary": d / SUMMARY_PARQUET, "summary_csv": d / SUMMARY_CSV, "profiles": d / PROFILES_PARQUET,
            "curves": d / CURVES_PARQUET}
-    _atomic(out["summary"], lambda p: agg.summary.to_parquet(p, index=False))
-    _atomic(out["summary_csv"], lambda p: agg.summary.to_csv(p, index=False))
-    _atomic(out["profiles"], lambda p: agg.profiles.to_parquet(p, index=False))
-    _atomic(out["curves"], lambda p: agg.curves.to_parquet(p, index=False))
+    atomic_write(out["summary"], lambda p: agg.summary.to_parquet(p, index=False))
+    atomic_write(out["summary_csv"], lambda p: agg.summary.to_csv(p, index=False))
+    atomic_write(out["profiles"], lambda p: agg.profiles.to_parquet(p, index=False))
+    atomic_write(out["curves"], lambda p: agg.curves.to_parquet(p, index=False))
     return out
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmark.config import ConfigError
+from benchmark.io import atomic_write_bytes
 
 # role -> (file name without .gz, MD5 of the official .gz)
 FILES: dict[str, tuple[str, str]] = {
@@ -74,18 +73,6 @@ def find(folder: Path, role: str) -> Path | None:
     return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _download(folder: Path, role: str, mirrors: Sequence[str], fetch: Fetch, reasons: dict[str, str]) -> Path | None:
     """Try each mirror for `role`'s .gz; keep the first download whose MD5 is the official one.
 
@@ -102,7 +89,7 @@ def _download(folder: Path, role: str, mirrors: Sequence[str], fetch: Fetch, rea
         if md5(data) != want:
             reasons[mirror] = f"{url}: MD5 {md5(data)} is not the official {want}"
             continue
-        _write_atomic(folder / f"{name}.gz", data)
+        atomic_write_bytes(folder / f"{name}.gz", data)
         return folder / f"{name}.gz"
     return None
 
