@@ -23,7 +23,8 @@ def composed(*overrides: str):
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_validates(experiment):
-    validate(OmegaConf.to_object(composed(f"+experiment={experiment}")))
+    cfg: RunConfig = validate(OmegaConf.to_object(composed(f"+experiment={experiment}")))  # raises ConfigError
+    assert cfg.sweep == experiment  # each experiment writes to results/<its own name>
 
 
 @pytest.mark.parametrize("task", ["smnist", "pmnist"])
