@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import resource
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from benchmark.bench_check import quartiles
 from benchmark.precision import autocast, sync
 
 
@@ -44,10 +44,8 @@ class Timing:
 
 def median_iqr(xs: list[float]) -> tuple[float, float]:
     """Median and interquartile range (inclusive quartiles; 0 for a single sample)."""
-    if len(xs) < 2:
-        return xs[0], 0.0
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return statistics.median(xs), q[2] - q[0]
+    q1, med, q3 = quartiles(xs)
+    return med, q3 - q1
 
 
 def _time(fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> list[float]:
