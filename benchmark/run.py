@@ -156,7 +156,7 @@ def identity(p: Prepared) -> dict[str, Any]:
         "steps": c.train.steps, "lr": c.train.lr, "device": p.device.type, "precision": c.precision.value,
         "metric_name": p.task.metric_name, "metric_baseline": p.task.metric_baseline,
         "metric_perfect": p.task.metric_perfect, "metric_higher_is_better": bool(p.task.higher_is_better),
-        "target_accuracy": p.task.target_accuracy,
+        "target_score": p.task.target_score, "stop_at_target": c.train.stop_at_target,
     }
 
 

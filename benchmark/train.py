@@ -56,7 +56,9 @@ class TrainResult:
     best_val_accuracy: Optional[float] = None
     val_scores: list[float] = field(default_factory=list)  # validation score at each evaluation
     steps_to_target: Optional[int] = None
-    stopped_early: bool = False
+    stopped_early: bool = False  # by early stopping, or at the target (train.stop_at_target)
+    stopped_at_target: bool = False
+    evals_in_budget: int = 0  # evaluations the step budget holds (val_score_auc's length)
     capture_s: Optional[float] = None  # accel=graph: CUDA-graph capture time, outside train_time_s
 
     def summary(self) -> dict[str, Any]:
@@ -72,11 +74,23 @@ class TrainResult:
             "clipped_fraction": mean([float(c) for c in self.clipped]),
             "train_tokens_per_s": self.tokens / self.train_time_s if self.train_time_s > 0 else None,
             "best_val_score": max(self.val_scores) if self.val_scores else None,
-            "val_score_auc": mean(self.val_scores),  # area under the validation-score curve / its length
+            "val_score_auc": self.val_score_auc(),
         }
         for name in GROUPS:
             out[f"grad_norm_{name}"] = mean(self.group_norms[name])
         return out
+
+    def val_score_auc(self) -> Optional[float]:
+        """Area under the validation-score curve over the budget, per evaluation (higher = learnt sooner).
+
+        A run that stopped at its target holds its last score for the evaluations it skipped:
+        reaching the target sooner must not shorten (and so lower) its curve.
+        """
+        s = self.val_scores
+        if not s:
+            return None
+        held = max(0, self.evals_in_budget - len(s)) if self.stopped_at_target else 0
+        return (sum(s) + held * s[-1]) / (len(s) + held)
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -159,11 +173,13 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     """Train `model` (already on `device`) on task's train split; validate every eval_interval steps.
 
     Pass `result` to keep the partial record if this raises. With early stopping on, the
-    model ends with the weights of its best validation accuracy. `precise_bn_batches > 0`:
+    model ends with the weights of its best validation accuracy; with `stop_at_target`, training
+    ends at the first evaluation whose validation score reaches `task.target_score`. `precise_bn_batches > 0`:
     precise BN over that many training batches before every evaluation and at the end
     (0: BN keeps the momentum average its training steps update).
     """
     res = result if result is not None else TrainResult()
+    res.evals_in_budget = cfg.steps // cfg.eval_interval + (cfg.steps % cfg.eval_interval > 0)
     (x_tr, y_tr), (x_val, y_val) = task.splits()["train"], task.splits()["val"]
     params = [p for p in model.parameters() if p.requires_grad]
     groups = model.param_groups()
@@ -240,7 +256,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
                     if val_score is not None and math.isfinite(val_score):
                         res.val_scores.append(val_score)
                     acc = val["accuracy"]
-                    if res.steps_to_target is None and acc >= task.target_accuracy:
+                    if res.steps_to_target is None and val_score is not None and val_score >= task.target_score:
                         res.steps_to_target = step
                     if res.best_val_accuracy is None or acc > res.best_val_accuracy:
                         res.best_val_accuracy, bad_evals = acc, 0
@@ -255,10 +271,14 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
                         and bad_evals > cfg.early_stopping_patience):
                     res.stopped_early = True
                     break
+                if is_eval and cfg.stop_at_target and res.steps_to_target == step and step < cfg.steps:
+                    res.stopped_early = res.stopped_at_target = True  # time to target: the final model is this one
+                    bar.update(1)
+                    break
             bar.update(1)
     finally:
         bar.close()
-    if best_state is not None and res.stopped_early:
+    if best_state is not None and res.stopped_early and not res.stopped_at_target:
         model.load_state_dict(best_state)  # weights and the statistics estimated for them
     elif pop_batches and refreshed_at != res.steps_done:  # e.g. diverged between evaluations
         refresh_population(model, pop_batches, device, dtype)

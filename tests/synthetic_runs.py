@@ -96,7 +96,7 @@ def make_run(sweep_dir: Path, *, cell: str = "lstm", reg: str = "none", task: st
         "seq_len": seq_len, "total_len": seq_len, "seed": seed, "hidden_size": 8, "num_layers": 1, "batch_size": 16,
         "steps": steps, "lr": lr, "steps_done": steps_done, "stopped_early": False, "device": "cpu",
         "precision": "fp32", "metric_name": name, "metric_baseline": baseline, "metric_perfect": perfect,
-        "metric_higher_is_better": higher, "target_accuracy": 0.9,
+        "metric_higher_is_better": higher, "target_score": 0.9, "stop_at_target": False,
         "test_accuracy": acc, "test_metric": metric_of(sc), "test_loss": metric_of(sc), "test_score": sc,
         "train_accuracy": None if tr is None else min(1.0, tr), "train_loss": metric_of(tr),
         "train_metric": metric_of(tr), "train_score": tr, "val_score": val,

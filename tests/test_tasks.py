@@ -54,7 +54,7 @@ def test_every_task_config_builds_and_trains_one_step(path, build):
     assert math.isfinite(loss.item())
     ev = task.evaluate(y_hat.detach(), y[:8])
     assert set(ev) == {"accuracy", "metric"} and 0.0 <= ev["accuracy"] <= 1.0
-    assert task.metric_name and 0.0 < task.target_accuracy <= 1.0
+    assert task.metric_name and 0.0 < task.target_score <= 1.0
     assert task.metric_baseline is None or task.metric_baseline > 0
 
 
@@ -83,7 +83,7 @@ def test_test_split_does_not_depend_on_train_size():
     ("adding", {"seq_len": 1}, "task.seq_len"), ("copy", {"seq_len": 0}, "task.seq_len"),
     ("digits", {"seq_len": 1}, "task.seq_len"), ("digits", {"seq_len": 63}, "task.seq_len"),
     ("adding", {"n_test": 0}, "task.n_test"),
-    ("digits", {"n_train": 1500}, "task.n_train"), ("adding", {"target_accuracy": 1.5}, "task.target_accuracy"),
+    ("digits", {"n_train": 1500}, "task.n_train"), ("adding", {"target_score": 1.5}, "task.target_score"),
 ])
 def test_bad_values_raise_config_error_naming_the_key(name, kw, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -105,6 +105,37 @@ def test_early_stopping_restores_the_best_weights():
     assert val["accuracy"] == pytest.approx(r.best_val_accuracy)
 
 
+def test_steps_to_target_reads_the_validation_score():
+    task, model = setup("digits", seq_len=64, n_train=256, n_val=64, n_test=64, target_score=0.05)
+    r = train(model, task, cfg(steps=60, eval_interval=5, lr=0.02), CPU, seed=0)
+    scores = [(row["step"], row["val_score"]) for row in r.history if row.get("val_score") is not None]
+    first = next((s for s, v in scores if v >= task.target_score), None)
+    assert first is not None and r.steps_to_target == first
+    assert not r.stopped_early and r.steps_done == 60  # without stop_at_target the budget runs out
+
+
+def test_stop_at_target_ends_training_there_and_holds_the_score_over_the_budget():
+    kw = dict(seq_len=64, n_train=256, n_val=64, n_test=64, target_score=0.05)
+    task, model = setup("digits", **kw)
+    full = train(model, task, cfg(steps=60, eval_interval=5, lr=0.02), CPU, seed=0)
+    task, model = setup("digits", **kw)
+    r = train(model, task, cfg(steps=60, eval_interval=5, lr=0.02, stop_at_target=True), CPU, seed=0)
+    assert r.stopped_early and r.stopped_at_target and r.steps_done == r.steps_to_target == full.steps_to_target < 60
+    assert r.val_scores == full.val_scores[:len(r.val_scores)]  # the same run, cut at the target
+    held = (sum(r.val_scores) + (12 - len(r.val_scores)) * r.val_scores[-1]) / 12  # 60 / 5 = 12 evaluations
+    assert r.summary()["val_score_auc"] == pytest.approx(held)
+    from benchmark.train import evaluate
+
+    val = evaluate(model, task, *task.splits()["val"], CPU)
+    assert task.score(val["metric"]) == pytest.approx(r.val_scores[-1])  # the final model is the one at the target
+
+
+def test_an_unreached_target_uses_the_whole_budget():
+    task, model = setup(target_score=1.0)
+    r = train(model, task, cfg(stop_at_target=True), CPU, seed=0)
+    assert r.steps_to_target is None and not r.stopped_early and r.steps_done == 12
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_bf16_autocast_runs_on_cpu(cell):
     """On every CPU: fused kernels without a bf16 kernel here fall back to fp32 (precision.py)."""

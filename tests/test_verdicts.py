@@ -73,6 +73,25 @@ def test_learning_rate_is_selected_on_validation_never_on_test(tmp_path):
     assert t[["lr", "baseline_lr"]].values.tolist() == [[0.1, 0.001]]
 
 
+def test_runs_trained_to_a_target_select_the_rate_that_gets_there_first(tmp_path):
+    sweep = tmp_path / "ttt"
+    for s in range(5):
+        # lr 0.03 reaches the target in 200 steps and stops there (val 0.95); 0.01 takes 1300 and ends a
+        # little higher (0.97): the final score would pick 0.01, time to target picks 0.03
+        make_run(sweep, seed=s, lr=0.03, val_score=0.95, steps=2000, stop_at_target=True, steps_to_target=200)
+        make_run(sweep, seed=s, lr=0.01, val_score=0.97, steps=2000, stop_at_target=True, steps_to_target=1300)
+        # lr 0.1: never reaches it in one seed, so the budget (2000) counts there: mean 520 > 200
+        make_run(sweep, seed=s, lr=0.1, val_score=0.99 if s else 0.2, steps=2000, stop_at_target=True,
+                 steps_to_target=150 if s else None)
+    runs = comparisons.add_variants(aggregate.aggregate(sweep, warn=lambda m: None).summary)
+    lt = comparisons.lr_table(runs).set_index("lr")
+    assert lt["time_to_target"].to_dict() == {0.01: 1300.0, 0.03: 200.0, 0.1: 520.0}
+    assert lt.index[lt["selected"]].tolist() == [0.03]
+    # without stop_at_target the same runs select on the final validation score
+    plain = runs.assign(stop_at_target=False)
+    assert comparisons.lr_table(plain).query("selected")["lr"].tolist() == [0.01]
+
+
 def test_a_diverged_run_without_a_score_loses_the_selection(tmp_path):
     sweep = tmp_path / "div"
     for s in range(3):

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis import stats
-from benchmark.analysis.comparisons import BASELINE, KEY, Options, compare_rows, family, ordered, sort_rows
+from benchmark.analysis.comparisons import (BASELINE, KEY, Options, compare_rows, family, ordered, sort_rows,
+                                           steps_to_target_or_budget)
 
 MIN_GAP = 0.02  # `none` overfits at a point when its mean train-test score gap exceeds this
 CLAIM_COLUMNS = ["claim", "task", "seq_len", "cell", "variant", "baseline", "endpoint", "higher_is_better", "n",
@@ -73,8 +74,7 @@ def endpoints(selected: pd.DataFrame) -> pd.DataFrame:
         d[f"log10_grad_ratio_{w}"] = np.log10(r.where(r > 0))
     d["score_gap"] = pd.to_numeric(d.get("train_score"), errors="coerce") - pd.to_numeric(d.get("test_score"),
                                                                                           errors="coerce")
-    reached = pd.to_numeric(d.get("steps_to_target"), errors="coerce")
-    d["steps_to_target_or_budget"] = reached.fillna(pd.to_numeric(d.get("steps"), errors="coerce"))
+    d["steps_to_target_or_budget"] = steps_to_target_or_budget(d)
     d["family"] = d["variant"].map(family)
     return d
 

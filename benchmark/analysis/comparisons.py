@@ -90,19 +90,36 @@ def verdict_impl(done: pd.DataFrame) -> Optional[str]:
 # ----------------------------------------------------------------------------- learning-rate selection
 
 
+def steps_to_target_or_budget(df: pd.DataFrame) -> pd.Series:
+    """Steps until the validation score first reached the task's target; the step budget where it never did."""
+    reached = pd.to_numeric(df.get("steps_to_target"), errors="coerce")
+    return reached.fillna(pd.to_numeric(df.get("steps"), errors="coerce"))
+
+
+def time_to_target(df: pd.DataFrame) -> pd.Series:
+    """`steps_to_target_or_budget` for runs trained to a target (`stop_at_target`), NaN for the rest."""
+    trained_to_target = df.get("stop_at_target", pd.Series(False, index=df.index)).fillna(False).astype(bool)
+    return steps_to_target_or_budget(df).where(trained_to_target)
+
+
 def lr_table(done: pd.DataFrame) -> pd.DataFrame:
     """Per (task, seq_len, cell, variant, lr): mean validation and test score over seeds, runs, and
     whether this rate is the selected one.
 
-    Selection: the rate with the best mean `val_score` over seeds; a run without a finite
-    `val_score` (diverged to NaN) counts as the worst possible, so a rate where any seed broke loses
-    to one where none did; ties go to the smaller rate. The test split is never consulted.
+    Selection, on validation only: the rate with the best mean `val_score` over seeds; a run without
+    a finite `val_score` (diverged to NaN) counts as the worst possible, so a rate where any seed broke
+    loses to one where none did; ties go to the smaller rate. Runs trained to a target
+    (`stop_at_target`, time to target as AlgoPerf tunes for it) all end near the target score, so
+    there the fewest mean steps to the validation target (the budget where a seed never reached it)
+    selects first, and `val_score` breaks ties. The test split is never consulted.
     """
     cols = KEY + ["variant", "lr"]
-    d = done.assign(lr=done["lr"].astype(float), _sel=done[SELECT_BY].astype(float).fillna(-np.inf))
-    t = d.groupby(cols, dropna=False).agg(val_score=("_sel", "mean"), test_score=(PRIMARY, "mean"),
-                                          runs=("seed", "size")).reset_index()
-    t = t.sort_values(KEY + ["variant", "val_score", "lr"], ascending=[True] * 4 + [False, True], kind="stable")
+    d = done.assign(lr=done["lr"].astype(float), _sel=done[SELECT_BY].astype(float).fillna(-np.inf),
+                    _ttt=time_to_target(done))
+    t = d.groupby(cols, dropna=False).agg(val_score=("_sel", "mean"), time_to_target=("_ttt", "mean"),
+                                          test_score=(PRIMARY, "mean"), runs=("seed", "size")).reset_index()
+    t = t.sort_values(KEY + ["variant", "time_to_target", "val_score", "lr"],
+                      ascending=[True] * 4 + [True, False, True], kind="stable", na_position="last")
     t["selected"] = ~t.duplicated(KEY + ["variant"])
     return t.sort_values(cols).reset_index(drop=True)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Field:
 
 F = Field
 FIELDS: tuple[Field, ...] = (
-    F("schema_version", "int", "version of this record (2: scores and `lr` added)", "bookkeeping"),
+    F("schema_version", "int", "version of this record (2: scores and `lr` added; 3: `target_score` replaces `target_accuracy`)", "bookkeeping"),
     F("complete", "bool", "`true` once written (the completion marker)", "bookkeeping"),
     F("status", "str", "`ok` | `diverged` | `failed`"),
     F("diverged_at_step", "int?", "the step with the first non-finite loss or gradient norm"),
@@ -64,21 +64,17 @@ FIELDS: tuple[Field, ...] = (
     F("steps", "int", "training step budget", "identity"),
     F("lr", "float", "`train.lr`, the peak learning rate (the analysis selects it per variant on validation)",
       "identity"),
-    F("dropout_input_p", "float?", "dropout probability on the raw task input (0 or null = off, the default)",
-      "identity"),
-    F("bn_population", "str?", "how BN's population statistics are estimated (e.g. precise: re-estimated over "
-      "training batches with frozen weights before each evaluation; null without BN)", "identity"),
-    F("bn_precise_batches", "int?", "training batches used for that re-estimate (null without BN)", "identity"),
-    F("bn_stats_steps", "int?", "time steps with their own population statistics (recurrent BN)", "identity"),
     F("device", "str", "`cpu` | `cuda`", "identity"),
     F("precision", "str", "`fp32` | `tf32` | `bf16`", "identity"),
     F("metric_name", "str", "the task's own metric (e.g. `mse`, `cross_entropy`, `error`)", "identity"),
     F("metric_baseline", "float?", "the metric of the task's trivial predictor (score 0)", "identity"),
     F("metric_perfect", "float?", "the metric of a perfect predictor (score 1)", "identity"),
     F("metric_higher_is_better", "bool", "the task's declared direction of `metric`", "identity"),
-    F("target_accuracy", "float", "validation accuracy that counts as reaching the target", "identity"),
+    F("target_score", "float", "the task's validation score that counts as solved (`task.target_score`)", "identity"),
+    F("stop_at_target", "bool", "time to target: training ends once the validation score reaches `target_score`",
+      "identity"),
     F("steps_done", "int", "training steps applied"),
-    F("stopped_early", "bool", "early stopping ended training"),
+    F("stopped_early", "bool", "training ended before its budget: by early stopping, or at the target"),
     F("test_accuracy", "float?", "accuracy on the test split, eval mode"),
     F("test_metric", "float?", "the task metric on the test split"),
     F("test_loss", "float?", "the training loss on the test split"),
@@ -91,9 +87,10 @@ FIELDS: tuple[Field, ...] = (
     F("generalization_gap", "float?", "`train_accuracy - test_accuracy`"),
     F("best_val_accuracy", "float?", "best validation accuracy over the evaluations"),
     F("best_val_score", "float?", "best validation score over the evaluations"),
-    F("val_score_auc", "float?", "mean validation score over the evaluations (area under the validation-score "
-      "curve, normalised by its length): higher = learnt sooner"),
-    F("steps_to_target", "int?", "first evaluation step with validation accuracy >= `target_accuracy`"),
+    F("val_score_auc", "float?", "mean validation score over the budget's evaluations (area under the "
+      "validation-score curve, normalised by its length; a run stopped at its target holds its last score): "
+      "higher = learnt sooner"),
+    F("steps_to_target", "int?", "first evaluation step with validation score >= `target_score` (null: not reached)"),
     F("grad_norm_mean", "float?", "global L2 gradient norm before clipping: mean over steps"),
     F("grad_norm_max", "float?", "... its maximum"),
     F("grad_norm_std", "float?", "... its standard deviation"),
@@ -125,9 +122,6 @@ FIELDS: tuple[Field, ...] = (
     F("peak_memory_mb", "float?", "peak memory of the job"),
     F("peak_memory_kind", "str?", "`cuda_max_allocated` | `rss_hwm_delta` | `ru_maxrss_delta`"),
     F("compile_s", "float?", "`accel=compile`: first compiled step; `graph`: capture time; never in throughput"),
-    F("train_jobs_beside", "int?", "most grid points of the sweep seen running beside this one during training"),
-    F("timing_jobs_beside", "int?", "grid points running beside the dedicated timing (0 = it ran alone)"),
-    F("timing_load_avg", "float?", "the machine's 1-minute load average at the dedicated timing"),
     F("env", "object", "device, versions, threads, git revision, host, clocks (docs/metrics.md)", "bookkeeping"),
     F("wall_s", "float", "the run's wall-clock seconds", "bookkeeping"),
 )

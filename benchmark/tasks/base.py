@@ -36,7 +36,8 @@ class Task:
     """Base class. Subclasses set the ClassVars and implement `_make_split`, `loss`, `evaluate`.
 
     Attributes (config): name, seq_len (the length knob), data_seed, n_train / n_val / n_test
-    (examples per split), target_accuracy (for `steps_to_target`).
+    (examples per split), target_score (the validation score that counts as solved: `steps_to_target`,
+    and where training stops with `train.stop_at_target`).
     """
 
     name: str = "task"
@@ -45,7 +46,7 @@ class Task:
     n_train: Optional[int] = 10000
     n_val: int = 1000
     n_test: int = 1000
-    target_accuracy: float = 0.9
+    target_score: float = 0.9
 
     input_size: ClassVar[int] = 1
     output_size: ClassVar[int] = 1
@@ -65,8 +66,8 @@ class Task:
                 raise ConfigError(f"task.{key}", v, "an integer >= 1")
         if self.n_train is not None and (not isinstance(self.n_train, int) or self.n_train < 1):
             raise ConfigError("task.n_train", self.n_train, "an integer >= 1 (or null where the task allows it)")
-        if not 0.0 < self.target_accuracy <= 1.0:
-            raise ConfigError("task.target_accuracy", self.target_accuracy, "a number in (0, 1]")
+        if not 0.0 < self.target_score <= 1.0:
+            raise ConfigError("task.target_score", self.target_score, "a number in (0, 1] (a normalised score)")
 
     # -- what subclasses provide -------------------------------------------------------------
     @property

@@ -32,7 +32,6 @@ BLANK, DELIM = 0, 9
 class CopyTask(Task):
     name: str = "copy"
     seq_len: int = 50  # blanks between the symbols and the delimiter (+1); T_total = seq_len + 20
-    target_accuracy: float = 0.9
 
     input_size = N_CATEGORIES + 2  # one-hot: blank, 8 symbols, delimiter
     output_size = N_CATEGORIES + 1  # blank or one of 8 symbols

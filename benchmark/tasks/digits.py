@@ -45,7 +45,6 @@ class DigitsTask(ClassificationTask):
     n_train: Optional[int] = None  # null = every image not in val/test (1797 - 200 - 400 = 1197)
     n_val: int = 200
     n_test: int = 400
-    target_accuracy: float = 0.9
 
     input_size = 1
     output_size = N_CLASSES

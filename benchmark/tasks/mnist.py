@@ -38,7 +38,6 @@ class SequentialMNIST(ClassificationTask):
     n_train: Optional[int] = None  # null = every training image not in val (55000 with n_val=5000)
     n_val: int = 5000
     n_test: int = 10000
-    target_accuracy: float = 0.9
     data_dir: str = mnist_files.DEFAULT_DIR  # where the four files are looked for and downloaded to
     mirrors: list[str] = field(default_factory=lambda: list(mnist_files.MIRRORS))
 

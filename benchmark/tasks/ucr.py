@@ -76,7 +76,6 @@ class UCRTask(ClassificationTask):
     n_val: Optional[int] = None  # null = 20 % of the archive's training set
     n_test: Optional[int] = None  # null = the archive's whole test set
     znorm: bool = True
-    target_accuracy: float = 0.9
 
     min_seq_len = 2
 

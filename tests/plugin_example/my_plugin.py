@@ -48,7 +48,7 @@ class SignTask(Task):
     n_train: int = 512
     n_val: int = 128
     n_test: int = 128
-    target_accuracy: float = 0.8
+    target_score: float = 0.8
 
     input_size = 1
     output_size = 2
