@@ -44,18 +44,27 @@ def hidden_grad_profile(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     """‖∂L/∂h_t‖ (Frobenius over the batch) for t = 1..T of the top layer, on (x, y).
 
     x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
-    API's custom loop, each h_t retaining its grad) on a deep copy in train mode, in fp32.
+    API's custom loop, each h_t retaining its grad) on a deep copy in train mode, in float64:
+    a gradient that vanishes over 100 steps falls below float32's smallest number (1e-45) and
+    would read as exactly 0, an undefined ratio, where float64 still measures it (to ~1e-308).
     """
-    probe = copy.deepcopy(model).train()
+    probe = copy.deepcopy(model).train().double()
     for p in probe.parameters():
         p.grad = None
+    x = x.double()  # the loss may compute in float32 (tasks cast y_hat); the chain back through time is float64
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)
         y_hat, hs = probe(x, return_hidden=True)  # hs: T tensors (B, H)
         loss_fn(y_hat, y).backward()
-    norms = [0.0 if h.grad is None else torch.linalg.vector_norm(h.grad.float()).item() for h in hs]
-    return norms
+    return [0.0 if h.grad is None else _scaled_norm(h.grad) for h in hs]
+
+
+def _scaled_norm(g: Tensor) -> float:
+    """‖g‖ without underflow: the plain norm squares its entries, so any below √(smallest number)
+    (1e-23 in float32, 1e-154 in float64) would vanish from the sum; scaling by max|g| first keeps them."""
+    top = g.abs().max()
+    return 0.0 if top == 0 else (top * torch.linalg.vector_norm(g / top)).item()
 
 
 def profile_ratio(profile: list[float], first: int = 0, last: int = -1) -> Optional[float]:

@@ -144,3 +144,20 @@ def test_copy_probe_loss_is_the_recall_windows_cross_entropy():
     xa, ya = adding.splits()["val"]
     assert adding.probe_loss(ya[:, None], ya).item() == adding.loss(ya[:, None], ya).item() == 0.0
     assert adding.probe_steps == (0, 5)
+
+
+def test_the_probe_measures_gradients_that_float32_would_flush_to_zero():
+    """A tanh RNN with small recurrent weights: ‖∂L/∂h_1‖ ≈ 0.1^199 ‖∂L/∂h_T‖, far below float32's 1e-45."""
+    from benchmark.models import ModelSpec, build_model, get_cell
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(cell=get_cell("rnn"), input_size=1, hidden_size=8, num_layers=1, output_size=1,
+                                  per_step=False))
+    with torch.no_grad():
+        model.layers[0].rnn.weight_hh_l0.copy_(0.1 * torch.eye(8))
+    x, y = torch.randn(4, 200, 1), torch.randn(4, 1)
+    profile = hidden_grad_profile(model, lambda y_hat, t: ((y_hat - t) ** 2).mean(), x, y)
+    assert all(p > 0 for p in profile)  # nothing underflowed to exactly 0
+    ratio = profile_ratio(profile)
+    assert ratio is not None and 1e-250 < ratio < 1e-150
+    assert model.layers[0].rnn.weight_hh_l0.dtype == torch.float32  # the probe worked on a copy

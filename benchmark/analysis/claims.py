@@ -6,9 +6,10 @@ point at all. Every (claim, endpoint, task, seq_len, cell, variant) is one compa
 comparisons of all claims form one family for the multiplicity correction. A claim the sweep
 cannot test says so, with the reason.
 
-(a) BN speeds up training: `bn` vs `none` on steps to the target validation accuracy (a run that
-    never reached it counts as the step budget: a lower bound, favouring neither) and on the area
-    under the validation-score curve.
+(a) BN speeds up training: `bn` vs `none` on steps to the task's target validation score (a run
+    that never reached it counts as the step budget: a lower bound, favouring neither; a point where
+    no run of either side reached it is left out, with the reason) and on the area under the
+    validation-score curve.
 (b) BN eases vanishing gradients: `bn` vs `none` on log10(‖∂L/∂h_1‖/‖∂L/∂h_T‖) before and after
     training, at the points where `none`'s gradient vanishes (its median log10 ratio < 0).
 (c) Dropout curbs overfitting: `dropout` vs `none` on the generalisation gap (train score -
@@ -120,6 +121,29 @@ def _pairs(claim: Claim, d: pd.DataFrame, skipped: list[str]) -> list:
     return pairs
 
 
+def _uninformative(col: str, treat: pd.DataFrame, base: pd.DataFrame) -> Optional[str]:
+    """Why a comparison on `col` would carry no information at a point (None when it would)."""
+    if col == "steps_to_target_or_budget":
+        both = pd.concat([treat, base])
+        if pd.to_numeric(both.get("steps_to_target"), errors="coerce").notna().sum() == 0:
+            target = pd.to_numeric(both.get("target_score"), errors="coerce").dropna()
+            return ("steps to target: no run of either side reached the target validation score"
+                    + (f" {target.iloc[0]:g}" if len(target) else "") + " within its budget")
+    return None
+
+
+def _informative_pairs(col: str, pairs: list, skipped: list[str]) -> list:
+    """The pairs worth comparing on `col`; the others are noted in `skipped` with the reason."""
+    keep = []
+    for ident, treat, base in pairs:
+        why = _uninformative(col, treat, base)
+        if why is None:
+            keep.append((ident, treat, base))
+        else:
+            skipped.append(", ".join(f"{k}={ident[k]}" for k in KEY) + f" ({ident['variant']}): {why}")
+    return keep
+
+
 def _why_not(claim: Claim, d: pd.DataFrame, skipped: list[str], opts: Options) -> str:
     fams = set(d["family"]) if len(d) else set()
     if claim.treatment not in fams:
@@ -128,8 +152,8 @@ def _why_not(claim: Claim, d: pd.DataFrame, skipped: list[str], opts: Options) -
     if not need & fams:
         return "no " + " or ".join(f"`{n}`" for n in sorted(need)) + " runs to compare with"
     if skipped:
-        return f"the condition ({claim.condition_text}) holds nowhere: " + "; ".join(skipped[:6]) + \
-            (f"; ... ({len(skipped)} points)" if len(skipped) > 6 else "")
+        why = f"the condition ({claim.condition_text}) holds nowhere" if claim.condition else "nothing to compare"
+        return why + ": " + "; ".join(skipped[:6]) + (f"; ... ({len(skipped)} points)" if len(skipped) > 6 else "")
     return "no point has both sides"
 
 
@@ -140,7 +164,8 @@ def run_claims(selected: pd.DataFrame, opts: Options) -> list[ClaimResult]:
     for claim in CLAIMS:
         skipped: list[str] = []
         pairs = _pairs(claim, d, skipped)
-        rows = [r for col, hib in claim.endpoints for r in compare_rows(d, pairs, col, hib, opts)]
+        rows = [r for col, hib in claim.endpoints
+                for r in compare_rows(d, _informative_pairs(col, pairs, skipped), col, hib, opts)]
         t = pd.DataFrame(rows).assign(claim=claim.key) if rows else pd.DataFrame(columns=CLAIM_COLUMNS)
         results.append(ClaimResult(claim, t, "" if rows else _why_not(claim, d, skipped, opts), skipped))
         tables.append(t)
