@@ -120,12 +120,15 @@ def test_claims_design_keeps_its_promises():
     assert len(axes["seed"]) >= 5 and len(set(axes["seed"])) == len(axes["seed"])
     assert len(axes["train.lr"]) >= 2
     assert set(axes) == {"design", "train.lr", "seed"}  # one multirun: the union of sub-grids is one axis
-    points = {}
+    points, budgets = {}, {}
     for d in axes["design"]:
         assert (CONF / "design" / f"{d}.yaml").exists(), d
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             c = compose(config_name="config", overrides=["+experiment=claims", f"design={d}"])
         points[d] = (c.task.name, c.task.seq_len, c.task.n_train, c.cell.name, c.reg.name)
+        budgets.setdefault(c.task.name, set()).add((c.train.steps, c.train.stop_at_target, c.train.batch_size))
+    assert all(len(b) == 1 for b in budgets.values()), budgets  # one budget per regime: a fair race
+    assert budgets["adding"] == {(2000, True, 32)}  # trained to a target: "speeds up" reads as steps to it
     adding = {(cell, reg) for task, T, _, cell, reg in points.values() if task == "adding" and T >= 100}
     assert {("rnn", "none"), ("lstm", "none"), ("lstm", "bn"), ("gru", "none")} <= adding
     overfit = {(cell, reg) for task, _, n, cell, reg in points.values() if task == "digits" and n <= 300}
