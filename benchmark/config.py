@@ -176,7 +176,7 @@ class TrainConfig:
     eval_interval: int = 100
     log_interval: int = 10
     eval_batches: int = 0  # 0 = the whole split
-    early_stopping_patience: Optional[int] = None  # in evaluations; null = off
+    early_stopping_patience: Optional[int] = None  # evaluations without a better validation score; null = off
     # Time to target (AlgoPerf's protocol): end training at the first evaluation whose validation
     # score reaches task.target_score; `steps` is then the budget. val_score_auc holds the final
     # score over the budget's remaining evaluations, so stopping at the target is not penalised.

@@ -173,7 +173,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     """Train `model` (already on `device`) on task's train split; validate every eval_interval steps.
 
     Pass `result` to keep the partial record if this raises. With early stopping on, the
-    model ends with the weights of its best validation accuracy; with `stop_at_target`, training
+    model ends with the weights of its best validation score; with `stop_at_target`, training
     ends at the first evaluation whose validation score reaches `task.target_score`. `precise_bn_batches > 0`:
     precise BN over that many training batches before every evaluation and at the end
     (0: BN keeps the momentum average its training steps update).
@@ -189,7 +189,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     dtype = autocast_dtype(precision)
     fwd_bwd = forward_backward(model, task.loss, accel, dtype)  # eager, or CUDA-graph replay (accel=graph)
     tokens_per_step = min(cfg.batch_size, len(x_tr)) * task.total_len
-    best_state, bad_evals = None, 0
+    best_state, best_criterion, bad_evals = None, -math.inf, 0
     pop_batches = precise_batches(x_tr, cfg.batch_size, precise_bn_batches, seed) if precise_bn_batches else []
     refreshed_at = -1  # steps_done when population statistics were last re-estimated (-1: never)
     window: list[tuple[float, ...]] = []  # per-step stats since the last history row
@@ -258,8 +258,12 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
                     acc = val["accuracy"]
                     if res.steps_to_target is None and val_score is not None and val_score >= task.target_score:
                         res.steps_to_target = step
-                    if res.best_val_accuracy is None or acc > res.best_val_accuracy:
-                        res.best_val_accuracy, bad_evals = acc, 0
+                    res.best_val_accuracy = acc if res.best_val_accuracy is None else max(acc, res.best_val_accuracy)
+                    # early stopping follows the score (the task's metric, normalised), as selection does;
+                    # accuracy only where a task defines no score
+                    criterion = val_score if val_score is not None and math.isfinite(val_score) else acc
+                    if criterion > best_criterion:
+                        best_criterion, bad_evals = criterion, 0
                         if cfg.early_stopping_patience is not None:
                             best_state = copy.deepcopy(model.state_dict())
                     else:
