@@ -44,9 +44,10 @@ def hidden_grad_profile(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     """‖∂L/∂h_t‖ (Frobenius over the batch) for t = 1..T of the top layer, on (x, y).
 
     x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
-    API's custom loop, each h_t retaining its grad) on a deep copy in train mode, in float64:
-    a gradient that vanishes over 100 steps falls below float32's smallest number (1e-45) and
-    would read as exactly 0, an undefined ratio, where float64 still measures it (to ~1e-308).
+    API's custom loop, each h_t retaining its grad) on a deep copy in train mode, in float64, and
+    with norms that cannot underflow (`_scaled_norm`): a vanishing gradient would otherwise read as
+    exactly 0, an undefined ratio — at T = 100 from the norm squaring ~1e-23, at T = 1000 from
+    values below float32's smallest number (1e-45); float64 measures them to ~1e-308.
     """
     probe = copy.deepcopy(model).train().double()
     for p in probe.parameters():

@@ -29,7 +29,8 @@ class Field:
 
 F = Field
 FIELDS: tuple[Field, ...] = (
-    F("schema_version", "int", "version of this record (2: scores and `lr` added; 3: `target_score` replaces `target_accuracy`)", "bookkeeping"),
+    F("schema_version", "int", "version of this record (2: scores and `lr` added; 3: `target_score` replaces "
+      "`target_accuracy`)", "bookkeeping"),
     F("complete", "bool", "`true` once written (the completion marker)", "bookkeeping"),
     F("status", "str", "`ok` | `diverged` | `failed`"),
     F("diverged_at_step", "int?", "the step with the first non-finite loss or gradient norm"),

@@ -240,7 +240,7 @@ def lr_section(s: Sweep) -> dict[str, Any]:
     out["table"] = html_table(cmp.sort_rows(chosen.assign(variant="")).drop(columns="variant"), digits=4,
                               table_id="lr-table")
     for task in _tasks(s):
-        d = comp[comp["task"] == task].assign(time_to_target=lambda x: cmp.time_to_target(x))
+        d = comp[comp["task"] == task].assign(time_to_target=cmp.time_to_target)
         ys = [("val_score", "validation score (selects)"), ("test_score", "test score (never selects)")]
         if d["time_to_target"].notna().any():  # trained to a target: the steps to it select first
             ys.insert(0, ("time_to_target", "steps to the validation target (selects first)"))

@@ -45,7 +45,8 @@ HPARAM_KEYS = ("cell", "reg", "bn_placement", "dropout_placement", "dropout_p", 
                "task", "seq_len", "seed", "hidden_size", "num_layers", "batch_size", "steps", "lr", "precision",
                "device", "status")
 NOT_A_RESULT = set(HPARAM_KEYS) | {"schema_version", "complete", "total_len", "diverged_at_step", "steps_done",
-                                   "target_score", "stop_at_target", "metric_baseline", "metric_perfect", "timing_batch_size"}
+                                   "target_score", "stop_at_target", "metric_baseline", "metric_perfect",
+                                   "timing_batch_size"}
 
 
 class MissingExtra(ImportError):
