@@ -10,7 +10,8 @@ the arithmetic, set its speed. Two ways to remove them:
   captured constant), so grid points of the same cell and shape in one process reuse it.
   Works on CPU and GPU.
 - `graph`: forward + loss + backward of one fixed input shape captured once in a CUDA
-  graph and replayed (`CudaGraphStep`, cached per shape in `GraphedForwardBackward`).
+  graph and replayed (`CudaGraphStep`, cached per shape in `GraphedForwardBackward`, a
+  `benchmark.step.StepFn` the training loop takes in place of the eager step).
   CUDA only; config validation rejects it elsewhere.
 
 Both keep the function: same parameters, same outputs (tests compare with the eager loop).
@@ -28,8 +29,7 @@ from torch import Tensor, nn
 from benchmark.config import Accel, ConfigError
 from benchmark.models.layer import RecurrentLayer
 from benchmark.precision import autocast, sync
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
+from benchmark.step import EagerStep, LossFn
 RECOMPILE_LIMIT = 64  # cells × regs × train/eval × grad mode of a sweep in one process; default 8 is too few
 
 _compiled_step: Optional[Callable[..., Any]] = None
@@ -148,7 +148,8 @@ class CudaGraphStep:
 
 
 class GraphedForwardBackward:
-    """`(x, y) -> loss` with gradients set: a CUDA graph per input shape, captured on first sight.
+    """The training step as CUDA-graph replays (a `benchmark.step.StepFn`): `(x, y) -> loss` with
+    gradients set, a graph per input shape, captured on first sight.
 
     Shapes are few in practice (the training batch; a timing batch). Each graph keeps its
     own memory pool: a shared pool is only safe when graphs replay in capture order, and
@@ -168,33 +169,6 @@ class GraphedForwardBackward:
             g = self.graphs[key] = CudaGraphStep(self.model, self.loss_fn, x, y, self.dtype)
             self.capture_s += g.capture_s
         return g(x, y)
-
-
-class EagerForwardBackward:
-    """The plain `(x, y) -> loss` step: forward (under autocast if asked), loss, backward."""
-
-    capture_s = 0.0  # nothing to capture; the same interface as GraphedForwardBackward
-
-    def __init__(self, model: nn.Module, loss_fn: LossFn, autocast_dtype: Optional[torch.dtype] = None) -> None:
-        self.model, self.loss_fn, self.dtype = model, loss_fn, autocast_dtype
-
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        with autocast(x.device.type, self.dtype):
-            out = self.model(x)
-        loss = self.loss_fn(out, y)
-        loss.backward()
-        return loss
-
-
-def forward_backward(model: nn.Module, loss_fn: LossFn, accel: Accel,
-                     autocast_dtype: Optional[torch.dtype] = None) -> EagerForwardBackward | GraphedForwardBackward:
-    """The training step's forward+backward for `accel` (graph: captured per shape, else eager).
-
-    Both have `capture_s` (seconds spent capturing so far; 0 when eager).
-    """
-    if accel is Accel.graph:
-        return GraphedForwardBackward(model, loss_fn, autocast_dtype)
-    return EagerForwardBackward(model, loss_fn, autocast_dtype)
 
 
 def graph_step_fns(m: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
@@ -226,6 +200,6 @@ def prime(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, autocast_dtyp
     if accel is not Accel.compile:
         return None
     m = copy.deepcopy(model).train()
-    step = EagerForwardBackward(m, loss_fn, autocast_dtype)
+    step = EagerStep(m, loss_fn, autocast_dtype)
     with torch.enable_grad():
         return first_call_s(lambda: step(x, y), x.device)

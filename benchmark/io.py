@@ -17,11 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from benchmark.record import MEASURED
+
 # Keys that say where outputs go or how chatty a run is, not what it computes.
 RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress",
                   "task.data_dir", "task.mirrors",  # where a data set is cached or fetched from
                   "literature")  # published reference values, shown beside the results
-COMPLETE_STATUSES = ("ok", "diverged")
+COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
 
 

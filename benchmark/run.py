@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
-from benchmark.analysis import record
+from benchmark import record
 from benchmark.config import (Accel, BNPlacement, BNPopulation, ConfigError, Device, RunConfig, register_configs,
                               validate)
 from benchmark.gradients import hidden_grad_profile, profile_ratio
@@ -160,51 +160,92 @@ def identity(p: Prepared) -> dict[str, Any]:
     }
 
 
-def measure(p: Prepared, device: torch.device, res: TrainResult, m: dict[str, Any], progress: bool,
-            jobs: RunningJobs) -> None:
-    """Build, train and measure; fills `m` as it goes (so a failure keeps what was measured).
+def measure(p: Prepared, device: torch.device, progress: bool, jobs: RunningJobs) -> tuple[dict[str, Any], TrainResult]:
+    """Build, train and measure: the measured part of the record, merged once from each phase's part,
+    and the training result (its history rows).
 
-    `jobs` counts the sweep's grid points running beside this one, at the start and end of
-    training and of the dedicated timing: throughput measured beside other jobs says so.
+    A phase that raises ends the run as `status: failed` with the error and traceback; the parts
+    measured before it are kept. `jobs` counts the sweep's grid points running beside this one,
+    at the start and end of training and of the dedicated timing: throughput measured beside
+    other jobs says so.
     """
-    cfg, task = p.cfg, p.task
-    splits = task.splits()
-    torch.manual_seed(cfg.seed)  # the model's initialisation depends on the seed only
-    model = accel_mod.apply(build_model(p.spec).to(device), cfg.accel)
-    dtype = autocast_dtype(cfg.precision)
-    if cfg.accel is Accel.compile:  # compile time up front, on a copy, apart from any throughput
-        x_tr, y_tr = splits["train"]
-        b = min(cfg.train.batch_size, len(x_tr))
-        m["compile_s"] = accel_mod.prime(model, task.loss, x_tr[:b].to(device), y_tr[:b].to(device), dtype)
-    x_val, y_val = splits["val"]
+    parts: list[dict[str, Any]] = []
+    res = TrainResult()
+    try:
+        torch.manual_seed(p.cfg.seed)  # the model's initialisation depends on the seed only
+        model = accel_mod.apply(build_model(p.spec).to(device), p.cfg.accel)
+        parts.append(compile_time(p, model, device))
+        probe = probe_batch(p.task, device)
+        parts.append(gradient_profile(p, model, probe, "start"))
+        meter = MemoryMeter(device)
+        parts.append(training(p, model, device, res, progress, jobs))
+        parts.append(gradient_profile(p, model, probe, "end"))
+        parts.append(final_metrics(model, p.task, device, p.cfg.precision))
+        parts.append(dedicated_timing(p, model, device, jobs))
+        parts.append({"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind})
+    except Exception as e:  # recorded, never silent: status failed + error + traceback
+        log.error("run %s failed: %s: %s", p.run_id, type(e).__name__, e)
+        parts.append({"status": record.Status.failed.value, "error": f"{type(e).__name__}: {e}",
+                      "traceback": traceback.format_exc(), "steps_done": res.steps_done})
+    return {k: v for part in parts for k, v in part.items()}, res
+
+
+def compile_time(p: Prepared, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+    """accel=compile: the compile time, paid up front on a copy, apart from any throughput."""
+    if p.cfg.accel is not Accel.compile:
+        return {}
+    x_tr, y_tr = p.task.splits()["train"]
+    b = min(p.cfg.train.batch_size, len(x_tr))
+    dtype = autocast_dtype(p.cfg.precision)
+    return {"compile_s": accel_mod.prime(model, p.task.loss, x_tr[:b].to(device), y_tr[:b].to(device), dtype)}
+
+
+def probe_batch(task: Task, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed batch the hidden-gradient profile is measured on: the first validation examples."""
+    x_val, y_val = task.splits()["val"]
     n = min(PROBE_BATCH, len(x_val))
-    probe = (x_val[:n].to(device), y_val[:n].to(device))
-    m["hidden_grad_profile_start"] = hidden_grad_profile(model, task.probe_loss, *probe, seed=cfg.seed)
-    m["hidden_grad_ratio_start"] = profile_ratio(m["hidden_grad_profile_start"], *task.probe_steps)
-    meter = MemoryMeter(device)
+    return x_val[:n].to(device), y_val[:n].to(device)
+
+
+def gradient_profile(p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor],
+                     when: str) -> dict[str, Any]:
+    """`hidden_grad_profile_<when>` and its ratio (when: start | end)."""
+    profile = hidden_grad_profile(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
+    return {f"hidden_grad_profile_{when}": profile,
+            f"hidden_grad_ratio_{when}": profile_ratio(profile, *p.task.probe_steps)}
+
+
+def training(p: Prepared, model: torch.nn.Module, device: torch.device, res: TrainResult, progress: bool,
+             jobs: RunningJobs) -> dict[str, Any]:
+    """Train (filling `res`, so a failure keeps its steps and history); the training keys of the record."""
+    cfg = p.cfg
+    step = (accel_mod.GraphedForwardBackward(model, p.task.loss, autocast_dtype(cfg.precision))
+            if cfg.accel is Accel.graph else None)  # None: the task's own step (eager)
     beside = jobs.beside()
-    train(model, task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res, accel=cfg.accel,
-          precise_bn_batches=precise_bn_batches(cfg))
-    m["train_jobs_beside"] = max(beside, jobs.beside())
+    train(model, p.task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res,
+          precise_bn_batches=precise_bn_batches(cfg), step=step)
+    out = {"train_jobs_beside": max(beside, jobs.beside())}
     if res.capture_s is not None:
-        m["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph
-    m.update(status=res.status, diverged_at_step=res.diverged_at_step, steps_done=res.steps_done,
-             stopped_early=res.stopped_early, best_val_accuracy=res.best_val_accuracy,
-             steps_to_target=res.steps_to_target, **res.summary())
-    m["hidden_grad_profile_end"] = hidden_grad_profile(model, task.probe_loss, *probe, seed=cfg.seed)
-    m["hidden_grad_ratio_end"] = profile_ratio(m["hidden_grad_profile_end"], *task.probe_steps)
-    m.update(final_metrics(model, task, device, cfg.precision))
-    if cfg.timing.enabled:
-        x_tr, y_tr = splits["train"]
-        b = min(cfg.timing.batch_size or cfg.train.batch_size, len(x_tr))
-        xt, yt = x_tr[:b].to(device), y_tr[:b].to(device)
-        make_fns = ((lambda c: accel_mod.graph_step_fns(c, task.loss, xt, yt, dtype)[0])
-                    if cfg.accel is Accel.graph else None)  # time the replays the training step uses
-        beside, m["timing_load_avg"] = jobs.beside(), _load_avg()
-        t = time_model(model, task.loss, xt, yt, cfg.timing.warmup, cfg.timing.repeats, dtype, make_fns)
-        m.update(dataclasses.asdict(t))
-        m["timing_jobs_beside"] = max(beside, jobs.beside())
-    m["peak_memory_mb"], m["peak_memory_kind"] = meter.peak_mb(), meter.kind
+        out["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph
+    return out | {"status": res.status, "diverged_at_step": res.diverged_at_step, "steps_done": res.steps_done,
+                  "stopped_early": res.stopped_early, "best_val_accuracy": res.best_val_accuracy,
+                  "steps_to_target": res.steps_to_target, **res.summary()}
+
+
+def dedicated_timing(p: Prepared, model: torch.nn.Module, device: torch.device, jobs: RunningJobs) -> dict[str, Any]:
+    """The timing of forward and forward+backward apart from training (when `timing.enabled`)."""
+    cfg, task = p.cfg, p.task
+    if not cfg.timing.enabled:
+        return {}
+    x_tr, y_tr = task.splits()["train"]
+    b = min(cfg.timing.batch_size or cfg.train.batch_size, len(x_tr))
+    xt, yt = x_tr[:b].to(device), y_tr[:b].to(device)
+    dtype = autocast_dtype(cfg.precision)
+    make_fns = ((lambda c: accel_mod.graph_step_fns(c, task.loss, xt, yt, dtype)[0])
+                if cfg.accel is Accel.graph else None)  # time the replays the training step uses
+    beside, load = jobs.beside(), _load_avg()
+    t = time_model(model, task.loss, xt, yt, cfg.timing.warmup, cfg.timing.repeats, dtype, make_fns)
+    return {"timing_load_avg": load, **dataclasses.asdict(t), "timing_jobs_beside": max(beside, jobs.beside())}
 
 
 def _load_avg() -> Optional[float]:
@@ -242,22 +283,16 @@ def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num
         log.info("removed %s, left by an interrupted attempt", tmp)
     atomic_write_text(p.out / "config.yaml", OmegaConf.to_yaml(p.resolved, resolve=True))
     log.info("run %s -> %s", p.run_id, p.out)
-    m: dict[str, Any] = dict.fromkeys(record.KEYS)  # every key of the record; null until measured
-    res = TrainResult()
     running = Path(cfg.results_dir) / cfg.sweep / ".running"
     with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:
-        m.update(identity(p))
-        try:
-            measure(p, device, res, m, cfg.train.progress, jobs)
-        except Exception as e:  # recorded, never silent: status failed + error + traceback
-            m.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
-                     steps_done=res.steps_done)
-            log.error("run %s failed: %s: %s", p.run_id, type(e).__name__, e)
+        ident = identity(p)
+        measured, res = measure(p, device, cfg.train.progress, jobs)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # after an OOM, give the next job of the sweep the memory back
         env = envinfo.collect(device, cfg.precision.value, start_iso)
     env["wall_s"] = time.perf_counter() - start
-    m.update(env=env, wall_s=env["wall_s"], complete=True)
+    # every key of the record (null until measured), then what each part measured
+    m = {**dict.fromkeys(record.KEYS), **ident, **measured, "env": env, "wall_s": env["wall_s"], "complete": True}
     atomic_write_csv(p.out / "history.csv", res.history, HISTORY_COLUMNS)
     atomic_write_json(p.out / "metrics.json", m)  # last: marks the run complete
     log.info("run %s: status=%s test_accuracy=%s test_%s=%s (%.1fs)", p.run_id, m["status"], m["test_accuracy"],

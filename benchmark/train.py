@@ -1,18 +1,21 @@
 """The training loop: library code over plain typed objects (no Hydra here).
 
-One step: sample a batch (seeded generator, epoch permutations), forward (under bf16
-autocast if asked), loss, backward, measure the global and per-group gradient norms
-before clipping, clip, optimiser and scheduler step. The loss and every norm of a step
-are read back in one device sync. A non-finite loss or gradient norm stops training at
-that step (`status = "diverged"`) without applying the update; everything measured so
-far is kept. Progress: a tqdm bar with loss and tokens/s, quiet when stderr is not a
-terminal.
+`train` reads top to bottom: take a batch from the task's `BatchSource`, call the `StepFn`
+(forward under bf16 autocast if asked, loss, backward; `benchmark.step`), measure the global
+and per-group gradient norms before clipping, clip, optimiser and scheduler step. The loss
+and every norm of a step are read back in one device sync (`step_stats`). A non-finite loss
+or gradient norm stops training at that step (`status = "diverged"`) without applying the
+update; everything measured so far is kept. Every `log_interval` steps a history row
+averages the steps since the last one (`HistoryWindow`); every `eval_interval` steps the
+model is validated and the stopping rules are asked (`EarlyStopping`, `StopAtTarget`).
+Progress: a tqdm bar with loss and tokens/s, quiet when stderr is not a terminal.
 
-With precise BN (`precise_bn_batches > 0`), BN's population statistics are re-estimated
-over a fixed set of training batches, weights frozen, before every evaluation and once
-more at the end if the weights changed since (`benchmark.models.norm.estimate_population`),
-so every evaluation, early-stopping snapshot and final metric sees statistics of the
-weights it evaluates. Its cost is outside the training throughput, like evaluation's.
+With precise BN (`precise_bn_batches > 0`, the `PreciseBN` hook), BN's population statistics
+are re-estimated over a fixed set of training batches, weights frozen, before every
+evaluation and once more at the end if the weights changed since
+(`benchmark.models.norm.estimate_population`), so every evaluation, early-stopping snapshot
+and final metric sees statistics of the weights it evaluates. Its cost is outside the
+training throughput, like evaluation's.
 """
 from __future__ import annotations
 
@@ -28,23 +31,51 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from benchmark.accel import forward_backward
-from benchmark.analysis import record
-from benchmark.config import Accel, Optimizer, Precision, Scheduler, TrainConfig
-from benchmark.precision import autocast, autocast_dtype
+from benchmark import record
+from benchmark.config import Optimizer, Precision, Scheduler, TrainConfig
 from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
 from benchmark.models.norm import estimate_population
+from benchmark.precision import autocast, autocast_dtype
+from benchmark.step import BatchSampler, BatchSource, StepFn
 from benchmark.tasks.base import Task, split_seed
+
+__all__ = ["HISTORY_COLUMNS", "BatchSampler", "TrainResult", "evaluate", "final_metrics", "lr_factor", "train"]
 
 HISTORY_COLUMNS = list(record.HISTORY_COLUMNS)  # the run record defines the columns once
 EVAL_BATCH = 512  # evaluation batch; BN uses population statistics in eval, so size does not matter
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one step measured: its loss, the global gradient norm before clipping, the per-group norms."""
+
+    loss: float
+    grad_norm: float
+    clipped: bool
+    groups: dict[str, float]  # only the groups the model has
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
+
+
+def step_stats(loss: Tensor, params: list[nn.Parameter], groups: Any, max_norm: Optional[float]) -> StepStats:
+    """Clip (if `max_norm`) and read the loss and every gradient norm back in one device sync."""
+    if max_norm is not None:
+        gnorm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    else:
+        gnorm = total_norm(params).to(loss.device)
+    gn = group_norm_tensors(groups)
+    present = [g for g in GROUPS if gn[g] is not None]
+    vals = torch.stack([loss.detach().float(), gnorm.float()] + [gn[g].float() for g in present]).tolist()
+    return StepStats(vals[0], vals[1], max_norm is not None and vals[1] > max_norm, dict(zip(present, vals[2:])))
 
 
 @dataclass
 class TrainResult:
     """What training produced; filled in as it goes, so a failure keeps the partial record."""
 
-    status: str = "ok"  # ok | diverged (failed is decided by the caller)
+    status: str = record.Status.ok.value  # ok | diverged (failed is decided by the caller)
     diverged_at_step: Optional[int] = None
     steps_done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -79,6 +110,31 @@ class TrainResult:
         for name in GROUPS:
             out[f"grad_norm_{name}"] = mean(self.group_norms[name])
         return out
+
+    def add_step(self, step: int, s: StepStats, dt: float, tokens: int) -> None:
+        """Book one applied update: its time, tokens and gradient norms."""
+        self.train_time_s += dt
+        self.tokens += tokens
+        self.steps_done = step
+        self.grad_norms.append(s.grad_norm)
+        self.clipped.append(s.clipped)
+        for g, v in s.groups.items():
+            self.group_norms[g].append(v)
+
+    def add_eval(self, step: int, row: dict[str, Any], target_score: float) -> float:
+        """Book one validation (the row's val_* values); returns the early-stopping criterion.
+
+        The criterion is the validation score (the task's metric, normalised), as learning-rate
+        selection uses; accuracy only where a task defines no score.
+        """
+        score, acc = row["val_score"], row["val_accuracy"]
+        has_score = score is not None and math.isfinite(score)
+        if has_score:
+            self.val_scores.append(score)
+        if self.steps_to_target is None and score is not None and score >= target_score:
+            self.steps_to_target = step
+        self.best_val_accuracy = acc if self.best_val_accuracy is None else max(acc, self.best_val_accuracy)
+        return score if has_score else acc
 
     def val_score_auc(self) -> Optional[float]:
         """Area under the validation-score curve over the budget, per evaluation (higher = learnt sooner).
@@ -118,22 +174,6 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
-class BatchSampler:
-    """Epoch-wise random permutations from a seeded CPU generator (same seed → same batches)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size = n, batch_size
-        self.gen = torch.Generator().manual_seed(seed)
-        self.perm, self.pos = torch.randperm(n, generator=self.gen), 0
-
-    def next(self) -> Tensor:
-        if self.pos + self.batch_size > self.n:
-            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return idx
-
-
 def precise_batches(x: Tensor, batch_size: int, n: int, seed: int) -> list[Tensor]:
     """The n training batches (B, T, I) precise BN estimates over, fixed for the run.
 
@@ -166,127 +206,193 @@ def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.d
     return {"loss": task.loss(y_hat, y).item(), **task.evaluate(y_hat, y)}
 
 
-def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, seed: int,
-          precision: Precision = Precision.fp32, progress: bool = True,
-          result: Optional[TrainResult] = None, accel: Accel = Accel.none,
-          precise_bn_batches: int = 0) -> TrainResult:
-    """Train `model` (already on `device`) on task's train split; validate every eval_interval steps.
+class HistoryWindow:
+    """The steps since the last history row; `row` averages them into one and starts afresh."""
 
-    Pass `result` to keep the partial record if this raises. With early stopping on, the
-    model ends with the weights of its best validation score; with `stop_at_target`, training
-    ends at the first evaluation whose validation score reaches `task.target_score`. `precise_bn_batches > 0`:
-    precise BN over that many training batches before every evaluation and at the end
-    (0: BN keeps the momentum average its training steps update).
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.stats: list[StepStats] = []
+        self.time_s, self.tokens = 0.0, 0
+
+    def add(self, s: StepStats, dt: float, tokens: int) -> None:
+        self.stats.append(s)
+        self.time_s += dt
+        self.tokens += tokens
+
+    def row(self, step: int, lr: float) -> dict[str, Any]:
+        st = self.stats
+        row: dict[str, Any] = {
+            "step": step, "train_loss": statistics.fmean(s.loss for s in st),
+            "grad_norm": statistics.fmean(s.grad_norm for s in st),
+            "clipped": statistics.fmean(float(s.clipped) for s in st), "lr": lr,
+            "tokens_per_s": self.tokens / self.time_s if self.time_s > 0 else None,
+        }
+        for g in GROUPS:
+            v = [s.groups[g] for s in st if g in s.groups and not math.isnan(s.groups[g])]
+            row[f"grad_norm_{g}"] = statistics.fmean(v) if v else None
+        self.reset()
+        return row
+
+
+def validate(model: nn.Module, task: Task, device: torch.device, dtype: Optional[torch.dtype],
+             max_batches: int) -> dict[str, Any]:
+    """The val_* columns of a history row: loss, accuracy, metric and score on the validation split."""
+    val = evaluate(model, task, *task.splits()["val"], device, dtype, max_batches)
+    return {"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_metric": val["metric"],
+            "val_score": task.score(val["metric"])}
+
+
+class PreciseBN:
+    """The hook that re-estimates BN's population statistics before each evaluation and at the end."""
+
+    def __init__(self, model: nn.Module, batches: list[Tensor], device: torch.device,
+                 dtype: Optional[torch.dtype]) -> None:
+        self.model, self.batches, self.device, self.dtype = model, batches, device, dtype
+        self.refreshed_at = -1  # steps done when the statistics were last re-estimated (-1: never)
+
+    def before_eval(self, step: int) -> None:
+        refresh_population(self.model, self.batches, self.device, self.dtype)
+        self.refreshed_at = step
+
+    def at_end(self, steps_done: int) -> None:
+        """Re-estimate once more if the weights changed since the last evaluation (e.g. diverged between)."""
+        if self.refreshed_at != steps_done:
+            refresh_population(self.model, self.batches, self.device, self.dtype)
+
+
+class EarlyStopping:
+    """Stop after more than `patience` evaluations without a better criterion; the model then
+    gets back the weights (and BN statistics) of its best evaluation."""
+
+    at_target = False
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.best, self.bad, self.state = patience, -math.inf, 0, None
+
+    def should_stop(self, step: int, criterion: float, model: nn.Module, res: TrainResult) -> bool:
+        if criterion > self.best:
+            self.best, self.bad, self.state = criterion, 0, copy.deepcopy(model.state_dict())
+        else:
+            self.bad += 1
+        return self.bad > self.patience
+
+    def restore(self, model: nn.Module, res: TrainResult) -> bool:
+        """Load the best weights if this rule stopped training; True if it did."""
+        if self.state is None or not res.stopped_early or res.stopped_at_target:
+            return False
+        model.load_state_dict(self.state)
+        return True
+
+
+class StopAtTarget:
+    """Time to target: stop at the first evaluation whose validation score reaches the task's
+    target (before the budget's end); the final model is that one."""
+
+    at_target = True
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def should_stop(self, step: int, criterion: float, model: nn.Module, res: TrainResult) -> bool:
+        return res.steps_to_target == step and step < self.steps
+
+    def restore(self, model: nn.Module, res: TrainResult) -> bool:
+        return False
+
+
+StoppingRule = EarlyStopping | StopAtTarget
+
+
+def stopping_rules(cfg: TrainConfig) -> list[StoppingRule]:
+    """The rules the config asks for, in the order they are asked (early stopping first)."""
+    rules: list[StoppingRule] = []
+    if cfg.early_stopping_patience is not None:
+        rules.append(EarlyStopping(cfg.early_stopping_patience))
+    if cfg.stop_at_target:
+        rules.append(StopAtTarget(cfg.steps))
+    return rules
+
+
+def check_rules(rules: list[StoppingRule], step: int, criterion: float, model: nn.Module, res: TrainResult) -> bool:
+    """Ask the rules in order; the first that stops marks the result (stopped early, at the target or not)."""
+    rule = next((r for r in rules if r.should_stop(step, criterion, model, res)), None)
+    if rule is not None:
+        res.stopped_early, res.stopped_at_target = True, rule.at_target
+    return rule is not None
+
+
+def progress_bar(task: Task, steps: int, progress: bool) -> tqdm:
+    return tqdm(total=steps, disable=not (progress and sys.stderr.isatty()), file=sys.stderr,
+                desc=f"{task.name} T={task.total_len}", leave=False)
+
+
+def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, seed: int,
+          precision: Precision = Precision.fp32, progress: bool = True, result: Optional[TrainResult] = None,
+          precise_bn_batches: int = 0, step: Optional[StepFn] = None,
+          batches: Optional[BatchSource] = None) -> TrainResult:
+    """Train `model` (already on `device`) on the task's training batches; validate every eval_interval steps.
+
+    `step` and `batches` default to the task's (`Task.train_step`, `Task.train_batches`): eager
+    forward/backward over random permutations; `benchmark.accel` offers a CUDA-graph step. Pass
+    `result` to keep the partial record if this raises. With early stopping, the model ends with
+    the weights of its best validation score; with `stop_at_target`, training ends at the first
+    evaluation whose validation score reaches `task.target_score`. `precise_bn_batches > 0`:
+    precise BN over that many training batches (0: BN keeps its momentum average).
     """
     res = result if result is not None else TrainResult()
-    res.evals_in_budget = cfg.steps // cfg.eval_interval + (cfg.steps % cfg.eval_interval > 0)
-    (x_tr, y_tr), (x_val, y_val) = task.splits()["train"], task.splits()["val"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = model.param_groups()
+    res.evals_in_budget = -(-cfg.steps // cfg.eval_interval)  # ceil: the last step always evaluates
+    dtype = autocast_dtype(precision)
+    batches = batches if batches is not None else task.train_batches(cfg.batch_size, seed, device)
+    step = step if step is not None else task.train_step(model, dtype)
+    params, groups = [p for p in model.parameters() if p.requires_grad], model.param_groups()
     opt = make_optimizer(params, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    sampler = BatchSampler(len(x_tr), min(cfg.batch_size, len(x_tr)), seed)
-    dtype = autocast_dtype(precision)
-    fwd_bwd = forward_backward(model, task.loss, accel, dtype)  # eager, or CUDA-graph replay (accel=graph)
-    tokens_per_step = min(cfg.batch_size, len(x_tr)) * task.total_len
-    best_state, best_criterion, bad_evals = None, -math.inf, 0
-    pop_batches = precise_batches(x_tr, cfg.batch_size, precise_bn_batches, seed) if precise_bn_batches else []
-    refreshed_at = -1  # steps_done when population statistics were last re-estimated (-1: never)
-    window: list[tuple[float, ...]] = []  # per-step stats since the last history row
-    window_time = 0.0
-    bar = tqdm(total=cfg.steps, disable=not (progress and sys.stderr.isatty()), file=sys.stderr,
-               desc=f"{task.name} T={task.total_len}", leave=False)
+    precise = PreciseBN(model, precise_batches(task.splits()["train"][0], cfg.batch_size, precise_bn_batches, seed),
+                        device, dtype) if precise_bn_batches else None
+    rules, window, bar = stopping_rules(cfg), HistoryWindow(), progress_bar(task, cfg.steps, progress)
     model.train()
     try:
-        for step in range(1, cfg.steps + 1):
-            t0 = time.perf_counter()
-            idx = sampler.next()
-            xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
+        for i in range(1, cfg.steps + 1):
+            t0, capture0 = time.perf_counter(), _capture_s(step)
+            xb, yb = batches.next()
             opt.zero_grad(set_to_none=True)
-            captured = fwd_bwd.capture_s
-            loss = fwd_bwd(xb, yb)  # forward (autocast if asked), loss, backward
-            if fwd_bwd.capture_s > captured:  # accel=graph met a new shape: a capture is not throughput
-                t0 += fwd_bwd.capture_s - captured
-                res.capture_s = fwd_bwd.capture_s
-            if cfg.max_norm is not None:
-                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_norm)
-            else:
-                gnorm = total_norm(params).to(loss.device)
-            gn = group_norm_tensors(groups)
-            present = [g for g in GROUPS if gn[g] is not None]
-            stats = torch.stack([loss.detach().float(), gnorm.float()] + [gn[g].float() for g in present]).tolist()
-            loss_v, gnorm_v = stats[0], stats[1]  # one sync per step
-            if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
-                res.status, res.diverged_at_step = "diverged", step
+            stats = step_stats(step(xb, yb), params, groups, cfg.max_norm)  # forward, loss, backward; one sync
+            if not stats.finite:
+                res.status, res.diverged_at_step = record.Status.diverged.value, i  # the update is not applied
                 break
             opt.step()
             sched.step()
-            dt = time.perf_counter() - t0
-            res.train_time_s += dt
-            res.tokens += tokens_per_step
-            res.steps_done = step
-            clipped = cfg.max_norm is not None and gnorm_v > cfg.max_norm
-            res.grad_norms.append(gnorm_v)
-            res.clipped.append(clipped)
-            group_v = dict(zip(present, stats[2:]))
-            for g in present:
-                res.group_norms[g].append(group_v[g])
-            window.append((loss_v, gnorm_v, float(clipped), *(group_v.get(g, math.nan) for g in GROUPS)))
-            window_time += dt
-
-            is_eval = step % cfg.eval_interval == 0 or step == cfg.steps
-            if step % cfg.log_interval == 0 or is_eval:
-                cols = list(zip(*window))
-                row: dict[str, Any] = {
-                    "step": step, "train_loss": statistics.fmean(cols[0]), "grad_norm": statistics.fmean(cols[1]),
-                    "clipped": statistics.fmean(cols[2]), "lr": opt.param_groups[0]["lr"],
-                    "tokens_per_s": len(window) * tokens_per_step / window_time if window_time > 0 else None,
-                }
-                for k, g in enumerate(GROUPS):
-                    v = [c for c in cols[3 + k] if not math.isnan(c)]
-                    row[f"grad_norm_{g}"] = statistics.fmean(v) if v else None
+            dt, tokens = time.perf_counter() - t0 - (_capture_s(step) - capture0), xb.shape[0] * xb.shape[1]
+            res.add_step(i, stats, dt, tokens)  # a capture (accel=graph) is not throughput
+            window.add(stats, dt, tokens)
+            is_eval, stop = i % cfg.eval_interval == 0 or i == cfg.steps, False
+            if i % cfg.log_interval == 0 or is_eval:
+                row = window.row(i, opt.param_groups[0]["lr"])
                 if is_eval:
-                    if pop_batches:
-                        refresh_population(model, pop_batches, device, dtype)
-                        refreshed_at = step
-                    val = evaluate(model, task, x_val, y_val, device, dtype, cfg.eval_batches)
-                    val_score = task.score(val["metric"])
-                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"],
-                               val_score=val_score)
-                    if val_score is not None and math.isfinite(val_score):
-                        res.val_scores.append(val_score)
-                    acc = val["accuracy"]
-                    if res.steps_to_target is None and val_score is not None and val_score >= task.target_score:
-                        res.steps_to_target = step
-                    res.best_val_accuracy = acc if res.best_val_accuracy is None else max(acc, res.best_val_accuracy)
-                    # early stopping follows the score (the task's metric, normalised), as selection does;
-                    # accuracy only where a task defines no score
-                    criterion = val_score if val_score is not None and math.isfinite(val_score) else acc
-                    if criterion > best_criterion:
-                        best_criterion, bad_evals = criterion, 0
-                        if cfg.early_stopping_patience is not None:
-                            best_state = copy.deepcopy(model.state_dict())
-                    else:
-                        bad_evals += 1
+                    if precise is not None:
+                        precise.before_eval(i)
+                    row.update(validate(model, task, device, dtype, cfg.eval_batches))
+                    stop = check_rules(rules, i, res.add_eval(i, row, task.target_score), model, res)
                 res.history.append(row)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", tok_s=f"{row['tokens_per_s'] or 0:.3g}")
-                window, window_time = [], 0.0
-                if (is_eval and cfg.early_stopping_patience is not None
-                        and bad_evals > cfg.early_stopping_patience):
-                    res.stopped_early = True
-                    break
-                if is_eval and cfg.stop_at_target and res.steps_to_target == step and step < cfg.steps:
-                    res.stopped_early = res.stopped_at_target = True  # time to target: the final model is this one
-                    bar.update(1)
-                    break
             bar.update(1)
+            if stop:
+                break
     finally:
         bar.close()
-    if best_state is not None and res.stopped_early and not res.stopped_at_target:
-        model.load_state_dict(best_state)  # weights and the statistics estimated for them
-    elif pop_batches and refreshed_at != res.steps_done:  # e.g. diverged between evaluations
-        refresh_population(model, pop_batches, device, dtype)
+        res.capture_s = _capture_s(step) or None
+    restored = any([r.restore(model, res) for r in rules])  # weights and the statistics estimated for them
+    if precise is not None and not restored:
+        precise.at_end(res.steps_done)
     return res
+
+
+def _capture_s(step: StepFn) -> float:
+    """The step's set-up seconds so far (a plain function has none)."""
+    return float(getattr(step, "capture_s", 0.0))
+
 
 
 def final_metrics(model: nn.Module, task: Task, device: torch.device,

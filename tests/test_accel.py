@@ -78,21 +78,6 @@ def test_default_is_off_and_leaves_run_ids_alone():
     assert run_id({**base, "accel": "compile"}) != run_id(base)
 
 
-def test_eager_forward_backward_sets_the_same_gradients_as_a_plain_step():
-    m = make("lstm", "bn", "recurrent", "output")
-    ref = copy.deepcopy(m)
-    x, y = torch.randn(B, T, I), torch.randn(B, O)
-    loss_fn = lambda a, b: (a - b).pow(2).mean()  # noqa: E731
-    step = accel.forward_backward(m, loss_fn, Accel.none)
-    assert isinstance(step, accel.EagerForwardBackward) and step.capture_s == 0.0
-    loss = step(x, y)
-    loss_ref = loss_fn(ref(x), y)
-    loss_ref.backward()
-    assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-6)
-    for (n, p), q in zip(m.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=0, msg=n)
-
-
 # --- compile: the same function, on CPU (slow: Inductor compiles a C++ kernel per graph) -------------
 
 def fwd_bwd(model: torch.nn.Module, x: torch.Tensor, seed: int = 7):

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 import benchmark as bm  # noqa: F401
 from benchmark import run as bm_run
-from benchmark.analysis import record
+from benchmark import record
 from benchmark.config import ConfigError
 from benchmark.io import atomic_write_json, is_complete, run_id
 
@@ -23,7 +23,7 @@ PLUGIN = ROOT / "tests" / "plugin_example"
 TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
         "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
         "timing.repeats=2", "threads=1", "device=cpu"]
-# Keys the run record promises (benchmark/analysis/record.py, documented in docs/metrics.md).
+# Keys the run record promises (benchmark/record.py, documented in docs/metrics.md).
 CONTRACT_KEYS = set(record.KEYS)
 ENV_KEYS = {"device_name", "torch", "cuda", "cudnn", "threads", "malloc_keep_freed", "git_rev", "hostname", "python", "platform",
             "start_time", "tf32", "precision"}

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark.analysis import aggregate, comparisons, record, stats
+from benchmark import record
+from benchmark.analysis import aggregate, comparisons, stats
 from synthetic_runs import RUN_SD, make_run, make_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +126,7 @@ def test_the_analysis_names_no_task_and_no_metric():
 
 
 def test_analysis_imports_no_torch_in_a_fresh_interpreter():
-    code = ("import sys, benchmark.analysis.report, benchmark.analysis.aggregate, benchmark.analysis.record; "
+    code = ("import sys, benchmark.analysis.report, benchmark.analysis.aggregate, benchmark.record; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

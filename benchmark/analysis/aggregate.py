@@ -1,7 +1,7 @@
 """Every run of a sweep into tidy pandas tables: `python -m benchmark.analysis.aggregate results/<sweep>`.
 
 Reads `results/<sweep>/runs/<run_id>/{config.yaml, history.csv, metrics.json}` (see the
-run record, `benchmark/analysis/record.py`) and writes, next to `runs/`:
+run record, `benchmark/record.py`) and writes, next to `runs/`:
 
 - `summary.parquet`, `summary.csv`: one row per run folder — every scalar key of
   metrics.json, `env` flattened as `env_*`, plus `path` and `problem`. Folders that are not

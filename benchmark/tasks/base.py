@@ -7,7 +7,9 @@ split)`: each split draws from its own `torch.Generator`, seeded by a stable has
 changing `n_train` never changes the test set.
 
 To add a task: subclass `Task`, set the class attributes, implement `_make_split`, `loss`
-and `evaluate`, and point a `conf/task/<name>.yaml` `_target_` at the class.
+and `evaluate`, and point a `conf/task/<name>.yaml` `_target_` at the class. A task that
+reads its training data in order or carries a hidden state across batches overrides
+`train_batches` and `train_step`; the training loop stays as it is.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from benchmark.analysis import record
+from benchmark import record
 from benchmark.config import ConfigError
+from benchmark.step import BatchSource, EagerStep, RandomBatches, StepFn
 
 SPLITS = ("train", "val", "test")
 
@@ -125,6 +128,16 @@ class Task:
         """(first, last) 0-based steps the profile ratio ‖∂L/∂h_first‖ / ‖∂L/∂h_last‖ compares:
         the first step that carries what the loss needs, and the last step the loss reads."""
         return 0, self.total_len - 1
+
+    # -- how training reads the task (benchmark.train); override to read data in order or carry state --
+    def train_batches(self, batch_size: int, seed: int, device: torch.device) -> BatchSource:
+        """The training batches: by default random permutations of the train split, epoch by epoch."""
+        x, y = self.splits()["train"]
+        return RandomBatches(x, y, batch_size, seed, device)
+
+    def train_step(self, model: nn.Module, autocast_dtype: Optional[torch.dtype] = None) -> StepFn:
+        """Forward, loss, backward on one batch: by default the eager step on `self.loss`."""
+        return EagerStep(model, self.loss, autocast_dtype)
 
     # -- shared ------------------------------------------------------------------------------
     def sizes(self) -> dict[str, int]:

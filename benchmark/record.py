@@ -11,9 +11,26 @@ records only, never from metric or task names.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 3
+
+
+class Status(str, enum.Enum):
+    """A finished run's `status`: the one list of run statuses (readers add their own states for
+    folders that hold no finished run, e.g. `incomplete`, from these)."""
+
+    ok = "ok"  # trained its budget (or stopped by a rule)
+    diverged = "diverged"  # a non-finite loss or gradient norm stopped it; measured up to that step
+    failed = "failed"  # an exception; the error and traceback are recorded, a re-run retries it
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Runs that produced measurements (diverged: up to the step it stopped); a sweep re-runs the others.
+MEASURED: tuple[str, ...] = (Status.ok.value, Status.diverged.value)
 
 
 @dataclass(frozen=True)
@@ -32,7 +49,7 @@ FIELDS: tuple[Field, ...] = (
     F("schema_version", "int", "version of this record (2: scores and `lr` added; 3: `target_score` replaces "
       "`target_accuracy`)", "bookkeeping"),
     F("complete", "bool", "`true` once written (the completion marker)", "bookkeeping"),
-    F("status", "str", "`ok` | `diverged` | `failed`"),
+    F("status", "str", " | ".join(f"`{s.value}`" for s in Status)),
     F("diverged_at_step", "int?", "the step with the first non-finite loss or gradient norm"),
     F("error", "str?", "`\"ExcType: message\"` of a failed run"),
     F("traceback", "str?", "the traceback text of a failed run"),
