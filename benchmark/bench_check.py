@@ -41,6 +41,7 @@ from rich.table import Table
 
 from benchmark import variants
 from benchmark.io import atomic_write_text
+from benchmark.timing import quartiles
 
 SCHEMA_VERSION = 1
 
@@ -82,16 +83,6 @@ class Row:
         if self.baseline is None or self.current is None:
             return None
         return self.current.ratio / self.baseline.ratio - 1.0
-
-
-def quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
-    """(q1, median, q3); 'inclusive' quantiles so a single sample gives (x, x, x)."""
-    if len(xs) == 0:
-        raise ValueError("no samples")
-    if len(xs) == 1:
-        return xs[0], xs[0], xs[0]
-    q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
-    return q1, q2, q3
 
 
 def ratio_from_samples(samples: Sequence[float], median_ms: Optional[float] = None,

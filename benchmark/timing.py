@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import copy
 import resource
+import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from benchmark.bench_check import quartiles
 from benchmark.precision import autocast, sync
 
 
@@ -40,6 +40,16 @@ class Timing:
     fwd_bwd_tokens_per_s: float
     timing_method: str  # "cuda_events" | "perf_counter"
     timing_batch_size: int
+
+
+def quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
+    """(q1, median, q3); 'inclusive' quantiles so a single sample gives (x, x, x)."""
+    if len(xs) == 0:
+        raise ValueError("no samples")
+    if len(xs) == 1:
+        return xs[0], xs[0], xs[0]
+    q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    return q1, q2, q3
 
 
 def median_iqr(xs: list[float]) -> tuple[float, float]:

@@ -161,6 +161,18 @@ def test_every_run_failed_still_gives_a_report(tmp_path):
     assert parse_report(html).verdict_rows == []
 
 
+def test_the_report_writes_only_into_its_own_folder(tmp_path):
+    """Without aggregated tables the report aggregates in memory; the results folder is left as it was."""
+    sweep = tmp_path / "results" / "ro"
+    for s in range(2):
+        make_run(sweep, seed=s)
+    before = {p: p.stat().st_mtime_ns for p in sweep.rglob("*")}
+    html = report.build(sweep, tmp_path / "rep").read_text()
+    assert {p: p.stat().st_mtime_ns for p in sweep.rglob("*")} == before
+    assert "2 run folders in" in html
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir() if p.suffix == ".html") == ["index.html"]
+
+
 def test_plots_draw_on_the_given_axes_with_one_colour_per_reg(tmp_path):
     from matplotlib.figure import Figure
 

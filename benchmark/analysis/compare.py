@@ -33,9 +33,10 @@ import pandas as pd
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import stats
+from benchmark import record
 from benchmark.io import atomic_write_text
 
-DONE = ("ok", "diverged")
+DONE = record.MEASURED
 BETTER, WORSE, HIGHER, LOWER, UNCLEAR = "better", "worse", "higher", "lower", "no clear change"
 BASE_KEY = ["task", "seq_len", "cell", "variant"]
 # Identity keys that may be an axis of a sweep (in the key when they vary inside a sweep) or the
@@ -193,7 +194,7 @@ def render_html(path_a: Path, path_b: Path, table: pd.DataFrame, key: list[str],
                 env: pd.DataFrame, opts: cmp.Options) -> str:
     import jinja2
 
-    from benchmark.analysis.report import TEMPLATES, html_table
+    from benchmark.analysis.html import TEMPLATES, html_table
 
     show = key + ["label", "mean_a", "mean_b", "diff", "diff_low", "diff_high", "n", "paired", "p_adjusted", "change"]
     t = table.reindex(columns=show).rename(columns={"label": "measure", "mean_a": "A", "mean_b": "B",

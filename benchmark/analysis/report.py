@@ -25,54 +25,21 @@ import jinja2
 import numpy as np
 import pandas as pd
 import yaml
-from markupsafe import Markup
 
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import claims as claims_mod
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import export, plots, stats, status, tables
-from benchmark import variants
+from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table, present as _present
+from benchmark import record, variants
 from benchmark.config import BNConfig, DropoutConfig
 from benchmark.io import atomic_write_text
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-DONE = ("ok", "diverged")  # runs that produced measurements (diverged: up to the step it stopped)
+DONE = record.MEASURED  # runs that produced measurements (diverged: up to the step it stopped)
 WORD_CLASS = {stats.HELPS: "v-helps", stats.HURTS: "v-hurts", stats.UNCLEAR: "v-unclear", stats.TOO_FEW: "v-few"}
 
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def _present(x: Any) -> bool:
-    return x is not None and not (isinstance(x, float) and np.isnan(x))
-
-
-def fmt(x: Any, digits: int = 3, sign: bool = False) -> str:
-    if not _present(x):
-        return "—"
-    if isinstance(x, (int, np.integer)) and not sign:
-        return str(x)
-    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
-
-
-def fmt_p(p: Any) -> str:
-    return "—" if not _present(p) else ("<0.001" if p < 1e-3 else f"{p:.3f}")
-
-
-def html_table(df: Optional[pd.DataFrame], *, pct: Sequence[str] = (), digits: int = 3, table_id: str = "",
-               classes: str = "data") -> Markup:
-    """A pandas table as escaped HTML, numbers formatted, NaN as an em dash."""
-    if df is None or len(df) == 0:
-        return Markup('<p class="empty">(no rows)</p>')
-    out = df.copy()
-    for c in out.columns:
-        if c in pct:
-            out[c] = [f"{v:+.0%}" if _present(v) else "—" for v in out[c]]
-        elif pd.api.types.is_float_dtype(out[c]):
-            out[c] = [("—" if not _present(v) else f"{v:,.0f}" if abs(v) >= 1000
-                       else f"{v:.{digits}g}" if 0 < abs(v) < 1e-3 else f"{v:.{digits}f}") for v in out[c]]
-    return Markup(out.to_html(index=False, escape=True, na_rep="—", border=0, classes=classes,
-                              table_id=table_id or None))
 
 
 def figure(fig: Any, caption: str) -> dict[str, str]:
@@ -135,16 +102,15 @@ def load_sweep(sweep_dir: Path) -> Sweep:
 
 
 def _ensure_tables(sweep_dir: Path) -> agg_mod.Aggregate:
-    """The aggregated tables, re-aggregating when missing or older than the newest run."""
+    """The aggregated tables: read when `aggregate` wrote them after the newest run, else aggregated
+    in memory (the report writes only into its own folder; `make report` aggregates first)."""
     summary = sweep_dir / agg_mod.SUMMARY_PARQUET
     newest = max((p.stat().st_mtime for p in (sweep_dir / "runs").glob("*/metrics.json")), default=0.0)
     fresh = all((sweep_dir / n).exists() for n in (agg_mod.SUMMARY_PARQUET, agg_mod.PROFILES_PARQUET,
                                                    agg_mod.CURVES_PARQUET))
     if fresh and summary.stat().st_mtime >= newest:
         return agg_mod.load(sweep_dir, curve_columns=CURVE_COLUMNS)
-    a = agg_mod.aggregate(sweep_dir)
-    agg_mod.write(a, sweep_dir)
-    return a
+    return agg_mod.aggregate(sweep_dir)
 
 
 def _tasks(s: Sweep) -> list[str]:
@@ -491,7 +457,7 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.report", description=__doc__.splitlines()[0])
-    ap.add_argument("sweep_dir", help="results/<sweep> (aggregated here if needed)")
+    ap.add_argument("sweep_dir", help="results/<sweep> (read; aggregated in memory if its tables are stale)")
     ap.add_argument("--out", default=None, help="output folder (default reports/<sweep>)")
     ap.add_argument("--ci", choices=[c.value for c in stats.CI], default="t",
                     help="interval of a mean difference: t = Student-t (paired) / Welch (default); bca = BCa bootstrap "
