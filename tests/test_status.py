@@ -90,7 +90,7 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     assert by_id[never].category is Category.missing
     assert by_id[failed].category is Category.failed and by_id[failed].error == "RuntimeError: out of memory"
     assert by_id[diverged].category is Category.diverged
-    assert st.counts() == {Category.done: 3, Category.diverged: 1, Category.failed: 1, Category.incomplete: 2,
+    assert st.counts() == {Category.ok: 3, Category.diverged: 1, Category.failed: 1, Category.incomplete: 2,
                            Category.missing: 1}
     assert st.not_in_grid == ["0123456789ab"]
 
@@ -105,7 +105,7 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     for r in status.render(st):
         console.print(r)
     out = buf.getvalue()
-    for word, n in (("done", 3), ("diverged", 1), ("failed", 1), ("incomplete or running", 2), ("missing", 1)):
+    for word, n in (("ok", 3), ("diverged", 1), ("failed", 1), ("incomplete or running", 2), ("missing", 1)):
         assert re.search(rf"│ {re.escape(word)}\s+│\s+{n} │", out), (word, out)
     assert "RuntimeError: out of memory" in out and never in out and "not in this grid" in out
 
@@ -114,7 +114,7 @@ def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
     p = subprocess.run(["make", "status", f"RESULTS_DIR={sweep.parent}", "SWEEP=smoke"], cwd=ROOT, env=ENV,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert re.search(r"│ done\s+│\s+8 │\s+100% │", p.stdout), p.stdout
+    assert re.search(r"│ ok\s+│\s+8 │\s+100% │", p.stdout), p.stdout
     p = subprocess.run([sys.executable, "-m", "benchmark.analysis.status", str(tmp_path)], cwd=ROOT, env=ENV,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "multirun.yaml not found" in p.stdout

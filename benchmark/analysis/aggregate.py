@@ -34,15 +34,16 @@ import yaml
 from pyarrow import csv as pa_csv
 from pyarrow import parquet as pq
 
+from benchmark import record
 from benchmark.io import atomic_write
 
 SUMMARY_PARQUET, SUMMARY_CSV = "summary.parquet", "summary.csv"
 PROFILES_PARQUET, CURVES_PARQUET = "profiles.parquet", "curves.parquet"
 PROFILE_KEYS = {"start": "hidden_grad_profile_start", "end": "hidden_grad_profile_end"}
-# Identity columns copied onto every curve row, so curves.parquet reads on its own.
-IDENTITY = ["run_id", "cell", "reg", "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used",
-            "task", "seq_len", "lr", "seed", "status"]
-STATUS_ORDER = ["ok", "diverged", "failed", "incomplete", "corrupt"]
+# Identity columns copied onto every curve row, so curves.parquet reads on its own: the record's.
+IDENTITY = [*record.IDENTITY_KEYS, "status"]
+# The run statuses, then the states of folders that hold no finished run.
+STATUS_ORDER = [*(s.value for s in record.Status), "incomplete", "corrupt"]
 
 
 class ResultsError(Exception):
@@ -142,7 +143,7 @@ def load_run(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Optio
         except (OSError, ValueError, pa.ArrowException) as e:
             problem = problem or f"unreadable {hpath}: {e}"
             row["status"] = "corrupt"
-    elif row.get("status") in ("ok", "diverged"):
+    elif row.get("status") in record.MEASURED:
         problem = problem or "metrics.json without history.csv"
         row["status"] = "corrupt"
     row["problem"] = problem

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Optional, Sequence
 
 from benchmark.analysis.status import MULTIRUN, SweepError, expand, load_multirun
+from benchmark.record import Status
 from benchmark.io import METRICS, read_metrics
 
 if TYPE_CHECKING:
@@ -54,8 +55,8 @@ class Counts:
 
     def line(self, name: str, elapsed: float) -> str:
         total = "?" if self.total is None else str(self.total)
-        return (f"sweep {name}: {self.done}/{total} grid points done, {self.n('failed')} failed, "
-                f"{self.n('diverged')} diverged, {self.skipped} skipped ({_hms(elapsed)} elapsed)")
+        return (f"sweep {name}: {self.done}/{total} grid points done, {self.n(Status.failed)} failed, "
+                f"{self.n(Status.diverged)} diverged, {self.skipped} skipped ({_hms(elapsed)} elapsed)")
 
 
 def _hms(s: float) -> str:
@@ -132,7 +133,7 @@ def run(cmd: Sequence[str], sweep_dir: Path, marks: Optional[Path], interval: fl
     def update() -> Counts:
         c = watcher.poll()
         progress.update(task, total=c.total, completed=c.done,
-                        extra=f"failed {c.n('failed')} · diverged {c.n('diverged')} · skipped {c.skipped}")
+                        extra=f"failed {c.n(Status.failed)} · diverged {c.n(Status.diverged)} · skipped {c.skipped}")
         return c
 
     try:

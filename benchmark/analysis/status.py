@@ -9,11 +9,14 @@ compose API from the same config folder, and its run id is computed as `benchmar
 does (`benchmark.io.run_id` over the resolved config). So every grid point is matched to
 its run folder `runs/<run_id>/` and falls in exactly one category:
 
-    done        metrics.json complete, status ok
+    ok          metrics.json complete, status ok
     diverged    metrics.json complete, status diverged
     failed      metrics.json complete, status failed (a re-run of the sweep retries it)
     incomplete  the folder exists but has no complete metrics.json: running now, or killed
     missing     in the grid, never started (no folder)
+
+The first three are the run statuses of the record (`benchmark.record.Status`); the last two
+say why a grid point has none.
 
 Run folders that belong to no grid point (an earlier grid, or configs changed since) are
 counted apart as `not in this grid`. Composition is cached per combination of config-group
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from benchmark.io import read_metrics, run_id
+from benchmark.record import Status
 
 if TYPE_CHECKING:
     import pandas
@@ -37,12 +41,9 @@ if TYPE_CHECKING:
 MULTIRUN = Path("hydra") / "multirun.yaml"
 
 
-class Category(str, enum.Enum):
-    done = "done"
-    diverged = "diverged"
-    failed = "failed"
-    incomplete = "incomplete or running"
-    missing = "missing"
+# A grid point's category: its run's status, or why it has none.
+Category = enum.Enum("Category", [*((s.name, s.value) for s in Status),
+                                  ("incomplete", "incomplete or running"), ("missing", "missing")], type=str)
 
 
 @dataclass(frozen=True)
@@ -197,11 +198,9 @@ def classify(folder: Path) -> tuple[Category, Optional[str]]:
     if not m or m.get("complete") is not True:
         return Category.incomplete, None
     status = m.get("status")
-    if status == "ok":
-        return Category.done, None
-    if status == "diverged":
-        return Category.diverged, None
-    return Category.failed, str(m.get("error") or f"status {status!r}")
+    if status in (Status.ok.value, Status.diverged.value):
+        return Category(status), None
+    return Category.failed, str(m.get("error") or f"status {status!r}")  # failed, or a status no run writes
 
 
 def sweep_status(sweep_dir: str | Path, points: Optional[Sequence[GridPoint]] = None) -> SweepStatus:
@@ -231,12 +230,12 @@ def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
 
 # --- the table --------------------------------------------------------------------------------
 
-_STYLE = {Category.done: "green", Category.diverged: "yellow", Category.failed: "red",
+_STYLE = {Category.ok: "green", Category.diverged: "yellow", Category.failed: "red",
           Category.incomplete: "cyan", Category.missing: "magenta"}
 
 
 def render(st: SweepStatus, limit: int = 20) -> list[Any]:
-    """Rich renderables: the counts per category, then the points of every category but done."""
+    """Rich renderables: the counts per category, then the points of every category but ok."""
     from rich.table import Table
 
     counts, total = st.counts(), len(st.points)
