@@ -196,3 +196,17 @@ def test_plugin_task_declares_its_own_direction_and_score(tmp_path):
     m = json.loads((d / "metrics.json").read_text())
     assert m["metric_name"] == "nll" and m["metric_higher_is_better"] is False and m["metric_perfect"] == 0.0
     assert m["test_score"] == pytest.approx(1 - m["test_metric"] / __import__("math").log(2))
+
+
+def test_a_failure_after_training_keeps_every_part_measured_before_it(tmp_path, monkeypatch):
+    """The record is merged from the parts each phase returns: the phases before the error stay."""
+    def broken(*a, **k):
+        raise RuntimeError("timing broke")
+
+    monkeypatch.setattr(bm_run, "dedicated_timing", broken)
+    status, m, out = run_inprocess(tmp_path, ["cell=gru", "task=adding", "seed=2"])
+    assert status == "failed" and m["status"] == "failed" and "timing broke" in m["error"]
+    assert m["steps_done"] == m["steps"] and m["test_accuracy"] is not None  # training and final metrics kept
+    assert m["hidden_grad_profile_end"] and m["grad_norm_mean"] is not None and m["cell"] == "gru"
+    assert m["fwd_bwd_ms"] is None and m["peak_memory_mb"] is None  # the phases from the error on: not measured
+    assert len((out / "history.csv").read_text().splitlines()) > 1  # the history of the training that ran
