@@ -155,3 +155,43 @@ def test_digits_split():
 def test_split_seed_is_stable():
     assert split_seed("adding", 50, 0, "train") == split_seed("adding", 50, 0, "train")
     assert split_seed("adding", 50, 0, "train") != split_seed("adding", 50, 0, "test")
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_built_in_tasks_defaults_are_its_yaml(path):
+    """Defaults are written once, in conf/task/: the class built without arguments is the composed task."""
+    import dataclasses
+
+    from hydra.utils import get_class
+
+    cfg = OmegaConf.load(path)
+    cls = get_class(cfg._target_)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    assert set(fields) == set(cfg) - {"_target_"}  # every field of a built-in task is in its YAML
+    for key, value in OmegaConf.to_container(cfg, resolve=True).items():
+        if key != "_target_":
+            f = fields[key]
+            assert (f.default if f.default_factory is dataclasses.MISSING else f.default_factory()) == value, key
+    assert cls().name == cfg.name  # the class built bare is the task the YAML names
+
+
+def test_a_yaml_key_that_is_no_field_fails_at_class_creation(tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    from benchmark.tasks import base
+
+    (tmp_path / "odd.yaml").write_text("_target_: x.Odd\nname: odd\nseq_len: 5\nsequence_length: 5\n")
+    monkeypatch.setattr(base, "CONF_TASK", tmp_path)
+    with pytest.raises(TypeError, match="sequence_length"):
+        @dataclass
+        @base.defaults_from("odd")
+        class Odd(Task):
+            pass
+    (tmp_path / "odd.yaml").write_text("_target_: x.Odd\nname: odd\nseq_len: 5\n")
+
+    @dataclass
+    @base.defaults_from("odd")
+    class Fine(Task):
+        pass
+
+    assert Fine().name == "odd" and Fine().seq_len == 5 and Fine(seq_len=7).seq_len == 7

@@ -13,9 +13,11 @@ reads its training data in order or carries a hidden state across batches overri
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,8 @@ from benchmark.config import ConfigError
 from benchmark.step import BatchSource, EagerStep, RandomBatches, StepFn
 
 SPLITS = ("train", "val", "test")
+CONF_TASK = Path(__file__).resolve().parents[2] / "conf" / "task"  # the built-in tasks' configs
+T = TypeVar("T", bound=type)
 
 
 def split_seed(*parts: object) -> int:
@@ -34,13 +38,44 @@ def split_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+def defaults_from(config: str) -> Callable[[T], T]:
+    """Class decorator (placed under `@dataclass`): a built-in task's field defaults are the values
+    of `conf/task/<config>.yaml`.
+
+    They are written once, in the YAML that sweeps compose and run ids hash; the class declares
+    only the fields' types. So `AddingTask()` and `task=adding` are the same task, and changing a
+    default is one edit. A YAML key that is no field of the class is an error here, at import.
+    """
+    def apply(cls: T) -> T:
+        from omegaconf import OmegaConf  # a config library, not Hydra
+
+        values = OmegaConf.to_container(OmegaConf.load(CONF_TASK / f"{config}.yaml"), resolve=True)
+        types: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            types.update(klass.__dict__.get("__annotations__", {}))
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        for key, value in values.items():
+            if key == "_target_":
+                continue
+            if key not in types:
+                raise TypeError(f"conf/task/{config}.yaml sets {key!r}, which is not a field of {cls.__name__}")
+            own.setdefault(key, types[key])  # re-declared here, so the dataclass takes the new default
+            mutable = isinstance(value, (list, dict))
+            setattr(cls, key, field(default_factory=lambda v=value: copy.deepcopy(v)) if mutable else value)
+        cls.__annotations__ = own
+        return cls
+
+    return apply
+
+
 @dataclass
 class Task:
     """Base class. Subclasses set the ClassVars and implement `_make_split`, `loss`, `evaluate`.
 
     Attributes (config): name, seq_len (the length knob), data_seed, n_train / n_val / n_test
     (examples per split), target_score (the validation score that counts as solved: `steps_to_target`,
-    and where training stops with `train.stop_at_target`).
+    and where training stops with `train.stop_at_target`). The defaults below serve user tasks; a
+    built-in task takes its own from its YAML (`defaults_from`).
     """
 
     name: str = "task"

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.tasks.base import Task
+from benchmark.tasks.base import Task, defaults_from
 
 N_SYMBOLS = 10  # symbols to remember
 N_CATEGORIES = 8  # symbol alphabet 1..8; 0 = blank, 9 = delimiter
@@ -29,9 +29,8 @@ BLANK, DELIM = 0, 9
 
 
 @dataclass
+@defaults_from("copy")  # seq_len: blanks between the symbols and the delimiter (+1); T_total = seq_len + 20
 class CopyTask(Task):
-    name: str = "copy"
-    seq_len: int = 50  # blanks between the symbols and the delimiter (+1); T_total = seq_len + 20
 
     input_size = N_CATEGORIES + 2  # one-hot: blank, 8 symbols, delimiter
     output_size = N_CATEGORIES + 1  # blank or one of 8 symbols

@@ -12,14 +12,13 @@ the other tasks' lower-is-better metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.config import ConfigError
-from benchmark.tasks.base import ClassificationTask, split_seed
+from benchmark.tasks.base import ClassificationTask, defaults_from, split_seed
 
 N_PIXELS = 64
 N_CLASSES = 10
@@ -39,12 +38,8 @@ def pad_blank(pixels: Tensor, seq_len: int) -> Tensor:
 
 
 @dataclass
+@defaults_from("digits")  # n_train null = every image not in val/test (1797 - 200 - 400 = 1197)
 class DigitsTask(ClassificationTask):
-    name: str = "digits"
-    seq_len: int = 64
-    n_train: Optional[int] = None  # null = every image not in val/test (1797 - 200 - 400 = 1197)
-    n_val: int = 200
-    n_test: int = 400
 
     input_size = 1
     output_size = N_CLASSES

@@ -16,15 +16,15 @@ images (or `n_test` of them, a seeded subset). Both tasks draw the same images f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from benchmark.config import ConfigError
 from benchmark.tasks import mnist_files
-from benchmark.tasks.base import ClassificationTask, split_seed
+from benchmark.tasks.base import ClassificationTask, defaults_from, split_seed
 
 N_PIXELS = 784
 N_CLASSES = 10
@@ -32,14 +32,10 @@ SEQ_LENS = tuple(d for d in range(1, N_PIXELS + 1) if N_PIXELS % d == 0)  # 1, 2
 
 
 @dataclass
+@defaults_from("smnist")  # n_train null = every training image not in val (55000 with n_val=5000)
 class SequentialMNIST(ClassificationTask):
-    name: str = "smnist"
-    seq_len: int = N_PIXELS
-    n_train: Optional[int] = None  # null = every training image not in val (55000 with n_val=5000)
-    n_val: int = 5000
-    n_test: int = 10000
-    data_dir: str = mnist_files.DEFAULT_DIR  # where the four files are looked for and downloaded to
-    mirrors: list[str] = field(default_factory=lambda: list(mnist_files.MIRRORS))
+    data_dir: str  # where the four files are looked for and downloaded to
+    mirrors: list[str]
 
     output_size = N_CLASSES
     permute: ClassVar[bool] = False
@@ -95,8 +91,8 @@ class SequentialMNIST(ClassificationTask):
 
 
 @dataclass
+@defaults_from("pmnist")
 class PermutedMNIST(SequentialMNIST):
     """pMNIST: the same images with one fixed permutation of the 784 pixels (from `data_seed`)."""
 
-    name: str = "pmnist"
     permute: ClassVar[bool] = True

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.config import ConfigError
-from benchmark.tasks.base import ClassificationTask, split_seed
+from benchmark.tasks.base import ClassificationTask, defaults_from, split_seed
 
 
 class Dataset(NamedTuple):
@@ -68,14 +68,13 @@ def znormalise(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+@defaults_from("ucr")  # seq_len, n_train, n_val, n_test null: the data set's own (see the YAML)
 class UCRTask(ClassificationTask):
-    name: str = "ucr"
-    dataset: str = "GunPoint"
-    seq_len: Optional[int] = None  # null = the native length of the data set
-    n_train: Optional[int] = None  # null = the archive's training series not in val
-    n_val: Optional[int] = None  # null = 20 % of the archive's training set
-    n_test: Optional[int] = None  # null = the archive's whole test set
-    znorm: bool = True
+    dataset: str
+    seq_len: Optional[int]  # null = the native length
+    n_val: Optional[int]
+    n_test: Optional[int]
+    znorm: bool
 
     min_seq_len = 2
 
