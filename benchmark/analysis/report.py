@@ -32,7 +32,8 @@ from benchmark.analysis import claims as claims_mod
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import export, plots, stats, status, tables
 from benchmark import variants
-from benchmark.config import BNConfig, DropoutConfig
+from benchmark.arms.bn import BNConfig
+from benchmark.arms.dropout import DropoutConfig
 from benchmark.io import atomic_write_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
