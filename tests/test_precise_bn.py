@@ -20,7 +20,7 @@ from benchmark.arms.bn import BNPlacement, BNPopulation
 from benchmark.arms.dropout import DropoutPlacement
 from benchmark.config import ConfigError, Impl, TrainConfig
 from benchmark.models import CELLS, ModelSpec, bn_modules, build_model, estimate_population
-from benchmark.models.model import OutputBatchNorm
+from benchmark.models.norm import OutputBatchNorm
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
 from benchmark.tasks import get_task
 

@@ -151,6 +151,12 @@ class Arm:
         """The variants of `reg=<option>` (the YAML's file name); default: one, the arm as configured."""
         return [ArmVariant(None, (), ("custom",), "", f"user arm {cls.__module__}.{cls.__qualname__}")]
 
+    def __eq__(self, other: object) -> bool:
+        """The same arm class with the same name and settings."""
+        return type(self) is type(other) and (self.name, self.config) == (other.name, other.config)
+
+    __hash__ = None  # type: ignore[assignment]  (settings are mutable dataclasses)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, {self.config})"
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from benchmark.models.masks import bernoulli
+from benchmark.models import masks
 
 
 def sequence_mask(like: Tensor, p: float) -> Tensor:
     """An inverted-dropout mask shaped like `like` ((B, F): reused at every step of a sequence)."""
-    return bernoulli(like, like.shape, 1.0 - p, scale=True)
+    return masks.bernoulli(like, like.shape, 1.0 - p, scale=True)
 
 
 class LockedDropout(nn.Module):
