@@ -233,3 +233,49 @@ def test_run_ids_of_existing_configs_are_unchanged(overrides):
     from benchmark.run import prepare
 
     assert prepare(_compose(overrides.split())).run_id == OLD_IDS[overrides]
+
+
+# --- an arm from outside the package (tests/plugin_example, docs/extending.md) ----------------------------
+PLUGIN = ROOT / "tests" / "plugin_example"
+TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
+        "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
+        "timing.repeats=2", "threads=1", "device=cpu", "train.progress=false"]
+
+
+def test_a_user_arm_trains_through_the_cli_and_is_its_own_variant_in_the_report(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from benchmark.analysis import aggregate, report
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
+    args = ["--multirun", f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=sign", "cell=lstm",
+            "reg=noise,none", "seed=0,1", *TINY, f"results_dir={tmp_path / 'results'}", "sweep=plug"]
+    r = subprocess.run([sys.executable, "-m", "benchmark.run", *args], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sweep = tmp_path / "results" / "plug"
+    metrics = [json.loads(p.read_text()) for p in sorted(sweep.glob("runs/*/metrics.json"))]
+    noise = [m for m in metrics if m["reg"] == "noise"]
+    assert len(metrics) == 4 and len(noise) == 2 and all(m["status"] == "ok" for m in metrics)
+    assert all(m["reg_params"] == "noise.std=0.1" and m["impl_used"] == "native" for m in noise)
+    agg = aggregate.aggregate(sweep)
+    assert set(agg.summary["reg"]) == {"noise", "none"}
+    html = report.build(sweep, tmp_path / "report").read_text()
+    assert "noise" in html and "user variant: reg=noise" in html
+
+
+def test_a_user_arm_with_a_bad_setting_is_a_config_error(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(PLUGIN))
+    try:
+        from my_plugin import NoiseArm
+
+        with pytest.raises(ConfigError, match=r"reg\.noise\.std=-1\.0.*>= 0"):
+            NoiseArm(noise={"std": -1.0})
+        with pytest.raises(ConfigError, match=r"reg\.noise\.sd.*the keys std"):
+            NoiseArm(noise={"sd": 1.0})
+    finally:
+        sys.path.remove(str(PLUGIN))
