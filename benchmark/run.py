@@ -119,6 +119,7 @@ def prepare(cfg: DictConfig) -> Prepared:
                      num_layers=run_cfg.num_layers, output_size=task.output_size, per_step=task.per_step,
                      reg=arm, impl=run_cfg.impl, total_len=task.total_len)
     check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
+    arm_identity(arm, task.total_len)  # an arm's record columns must be the record's
     resolve_impl(cell, arm, run_cfg.impl)  # impl=native with a variant that needs the loop
     rid = run_id(id_form(resolved, arm))
     return Prepared(cfg=run_cfg, resolved=resolved, run_id=rid, out=run_dir(run_cfg.results_dir, run_cfg.sweep, rid),
@@ -140,13 +141,23 @@ def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:
     set_tf32(cfg.precision)
 
 
+def arm_identity(arm: Arm, total_len: Optional[int]) -> dict[str, Any]:
+    """The arm's columns of the run record; ValueError when it names a key the record does not have."""
+    own = arm.identity(total_len)
+    unknown = sorted(set(own) - set(record.IDENTITY_KEYS))
+    if unknown:
+        raise ValueError(f"reg={arm.name}: identity() returns {unknown}, which are not identity keys of the run "
+                         "record (benchmark/analysis/record.py); an arm's own settings go to `reg_params`")
+    return own
+
+
 def identity(p: Prepared) -> dict[str, Any]:
     """What the run is (the record's identity keys); the arm contributes its own (`Arm.identity`)."""
     c, reg = p.cfg, p.spec.reg
     return {
         "schema_version": record.SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
         "cell": p.resolved["cell"].get("name", p.spec.cell.name), "reg": reg.name, "reg_params": reg.params(),
-        **reg.identity(p.task.total_len),
+        **arm_identity(reg, p.task.total_len),
         "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value, "accel": c.accel.value,
         "task": p.task.label, "seq_len": p.task.seq_len, "total_len": p.task.total_len, "seed": c.seed,
         "hidden_size": c.hidden_size, "num_layers": c.num_layers, "batch_size": c.train.batch_size,

@@ -279,3 +279,15 @@ def test_a_user_arm_with_a_bad_setting_is_a_config_error(tmp_path):
             NoiseArm(noise={"sd": 1.0})
     finally:
         sys.path.remove(str(PLUGIN))
+
+
+def test_an_arm_whose_identity_names_a_key_the_record_lacks_is_refused_before_anything_runs():
+    from benchmark.run import arm_identity
+
+    class Chatty(Arm):
+        def identity(self, total_len):
+            return {"my_knob": 1}
+
+    with pytest.raises(ValueError, match=r"reg=chatty: identity\(\) returns \['my_knob'\].*reg_params"):
+        arm_identity(Chatty("chatty"), 10)
+    assert arm_identity(load_arm("both"), 10)["bn_stats_steps"] == 10  # built-ins name record keys only
