@@ -46,6 +46,7 @@ from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
 from benchmark.analysis import record
 from benchmark.arms import Arm, build_arm
+from benchmark.arms.base import id_form
 from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
 from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
@@ -121,15 +122,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
     arm_identity(arm, task.total_len)  # an arm's record columns must be the record's
     resolve_impl(cell, arm, run_cfg.impl)  # impl=native with a variant that needs the loop
-    rid = run_id(id_form(resolved, arm))
+    rid = run_id(id_form(resolved))
     return Prepared(cfg=run_cfg, resolved=resolved, run_id=rid, out=run_dir(run_cfg.results_dir, run_cfg.sweep, rid),
                     task=task, spec=spec, device=torch.device("cuda" if use_cuda else "cpu"))
-
-
-def id_form(resolved: dict[str, Any], arm: Arm) -> dict[str, Any]:
-    """The resolved config as the run id hashes it: the `reg` node in the arm's id form (`Arm.id_node`:
-    without `_target_`; the built-in arms in the form their ids had before arms were plugins)."""
-    return {**resolved, "reg": arm.id_node(resolved["reg"])}
 
 
 def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:

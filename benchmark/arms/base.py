@@ -142,7 +142,8 @@ class Arm:
         items = [f"{b}.{k}={_plain(v)}" for b, cfg in self.config.items() for k, v in dataclasses.asdict(cfg).items()]
         return " ".join(items) or None
 
-    def id_node(self, node: Mapping[str, Any]) -> dict[str, Any]:
+    @classmethod
+    def id_node(cls, node: Mapping[str, Any]) -> dict[str, Any]:
         """The `reg` node as it enters the run id: the resolved node without `_target_`."""
         return {k: v for k, v in node.items() if k != "_target_"}
 
@@ -228,6 +229,18 @@ def build_arm(node: Mapping[str, Any]) -> Arm:
     kwargs = {k: v for k, v in node.items() if k != "_target_"}
     kwargs.setdefault("name", str(node["_target_"]).rpartition(".")[2])
     return arm_class(node["_target_"])(**kwargs)
+
+
+def id_form(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved run config as the run id hashes it: `reg` in its arm's `id_node` form.
+
+    Used by every place that computes a run id (benchmark/run.py, benchmark/analysis/status.py).
+    A `reg` without `_target_` (written before arms were plugins) is left as it is.
+    """
+    node = resolved.get("reg")
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        return dict(resolved)
+    return {**resolved, "reg": arm_class(node["_target_"]).id_node(node)}
 
 
 def load_node(option: str, overrides: Sequence[str] = (), conf_dir: Path = REG_CONF_DIR) -> dict[str, Any]:

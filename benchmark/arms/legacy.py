@@ -38,5 +38,6 @@ def legacy_id_node(node: Mapping[str, Any]) -> dict[str, Any]:
 class BuiltinArm(Arm):
     """An arm that existed before arms were plugins: its run ids keep the old form."""
 
-    def id_node(self, node: Mapping[str, Any]) -> dict[str, Any]:
+    @classmethod
+    def id_node(cls, node: Mapping[str, Any]) -> dict[str, Any]:
         return legacy_id_node(node)
