@@ -18,7 +18,6 @@ the committed CPU baseline (benchmark/baselines/cpu.json) is keyed by them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from benchmark.arms import base as arms
