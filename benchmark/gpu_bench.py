@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
 from benchmark import variants as registry
-from benchmark.config import Accel, Impl, Precision, RegConfig
+from benchmark.arms import Arm
+from benchmark.config import Accel, Impl, Precision
 from benchmark.io import atomic_write_json
 from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.precision import autocast_dtype, set_tf32, sync
@@ -66,9 +67,9 @@ class Variant:
         """Forward+backward time / native none on a GPU (benchmark/variants.py); None where none is set."""
         return self.spec.target(self.impl.value, "gpu")
 
-    def reg_config(self, p: Optional[float]) -> RegConfig:
-        """The variant's RegConfig; `p` (when given) replaces its dropout probability."""
-        return registry.reg_config(self.spec, [] if p is None else [f"dropout.p={p}"])
+    def reg_config(self, p: Optional[float]) -> Arm:
+        """The variant's arm; `p` (when given) replaces its dropout probability."""
+        return registry.arm(self.spec, [] if p is None else [f"dropout.p={p}"])
 
 
 REFERENCE = Variant(Impl(registry.REFERENCE_IMPL), registry.get(registry.REFERENCE))

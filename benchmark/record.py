@@ -56,7 +56,10 @@ FIELDS: tuple[Field, ...] = (
     F("run_id", "str", "first 12 hex digits of sha256 over the resolved config (= the folder name)", "identity"),
     F("sweep", "str", "the sweep's name (`results/<sweep>/`)", "identity"),
     F("cell", "str", "`rnn` | `lstm` | `gru` | a user cell", "identity"),
-    F("reg", "str", "`none` | `bn` | `dropout` | `both` | another arm", "identity"),
+    F("reg", "str", "the arm's name: `none` | `bn` | `dropout` | `both` | `ln` | `zoneout` | another arm of "
+      "`conf/reg/` or a user arm", "identity"),
+    F("reg_params", "str?", "the arm's settings as overrides relative to `reg`, e.g. `zoneout.p_h=0.05 "
+      "zoneout.p_c=0.5` (null for an arm without settings)", "identity"),
     F("bn_placement", "str?", "`recurrent` | `input` | `output` (null unless BN is used)", "identity"),
     F("dropout_placement", "str?", "`output` | `variational` | `recurrent` (null unless dropout is used)", "identity"),
     F("dropout_p", "float?", "dropout probability (null unless dropout is used)", "identity"),

@@ -45,8 +45,9 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo
 from benchmark import record
-from benchmark.config import (Accel, BNPlacement, BNPopulation, ConfigError, Device, RunConfig, register_configs,
-                              validate)
+from benchmark.arms import Arm, build_arm
+from benchmark.arms.base import id_form
+from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
 from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
                           run_dir, run_id)
@@ -92,7 +93,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     if run_cfg.device is Device.cuda and not torch.cuda.is_available():
         raise ConfigError("device", "cuda", "auto or cpu on this machine", "torch sees no CUDA device.")
     use_cuda = run_cfg.device is Device.cuda or (run_cfg.device is Device.auto and torch.cuda.is_available())
-    for group in ("cell", "task"):
+    for group in ("cell", "task", "reg"):
         if not isinstance(cfg.get(group), DictConfig) or "_target_" not in cfg[group]:
             raise ConfigError(group, cfg.get(group), f"a config from conf/{group}/ with a _target_")
     try:
@@ -109,13 +110,19 @@ def prepare(cfg: DictConfig) -> Prepared:
         raise ConfigError("cell._target_", cfg.cell._target_, "an importable CellMath subclass",
                           str(e).splitlines()[0]) from None
     cell = check_cell_class(cell)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    arm = build_arm(resolved["reg"])  # validates its own settings (ConfigError)
+    b = run_cfg.train.batch_size
+    if b < arm.min_batch_size():
+        raise ConfigError("train.batch_size", b, f"an integer >= {arm.min_batch_size()} with reg={arm.name}",
+                          "Batch statistics of a single example are undefined.")
     spec = ModelSpec(cell=cell, input_size=task.input_size, hidden_size=run_cfg.hidden_size,
                      num_layers=run_cfg.num_layers, output_size=task.output_size, per_step=task.per_step,
-                     reg=run_cfg.reg, impl=run_cfg.impl, total_len=task.total_len)
+                     reg=arm, impl=run_cfg.impl, total_len=task.total_len)
     check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
-    resolve_impl(cell, run_cfg.reg, run_cfg.impl)  # impl=native with a variant that needs the loop
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    rid = run_id(resolved)
+    arm_identity(arm, task.total_len)  # an arm's record columns must be the record's
+    resolve_impl(cell, arm, run_cfg.impl)  # impl=native with a variant that needs the loop
+    rid = run_id(id_form(resolved))
     return Prepared(cfg=run_cfg, resolved=resolved, run_id=rid, out=run_dir(run_cfg.results_dir, run_cfg.sweep, rid),
                     task=task, spec=spec, device=torch.device("cuda" if use_cuda else "cpu"))
 
@@ -129,27 +136,23 @@ def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:
     set_tf32(cfg.precision)
 
 
-def precise_bn_batches(cfg: RunConfig) -> int:
-    """Batches per precise-BN estimate; 0 when the run has no BN or keeps the moving average."""
-    bn = cfg.reg.bn
-    return bn.precise_batches if cfg.reg.uses_bn and bn.population is BNPopulation.precise else 0
+def arm_identity(arm: Arm, total_len: Optional[int]) -> dict[str, Any]:
+    """The arm's columns of the run record; ValueError when it names a key the record does not have."""
+    own = arm.identity(total_len)
+    unknown = sorted(set(own) - set(record.IDENTITY_KEYS))
+    if unknown:
+        raise ValueError(f"reg={arm.name}: identity() returns {unknown}, which are not identity keys of the run "
+                         "record (benchmark/record.py); an arm's own settings go to `reg_params`")
+    return own
 
 
 def identity(p: Prepared) -> dict[str, Any]:
-    c, reg = p.cfg, p.cfg.reg
-    per_step_bn = reg.uses_bn and reg.bn.placement is BNPlacement.recurrent
+    """What the run is (the record's identity keys); the arm contributes its own (`Arm.identity`)."""
+    c, reg = p.cfg, p.spec.reg
     return {
         "schema_version": record.SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
-        "cell": p.resolved["cell"].get("name", p.spec.cell.name), "reg": reg.name.value,
-        "bn_placement": reg.bn.placement.value if reg.uses_bn else None,
-        "dropout_placement": reg.dropout.placement.value if reg.uses_dropout else None,
-        "dropout_p": reg.dropout.p if reg.uses_dropout else None,
-        "dropout_input_p": reg.dropout.input_p if reg.uses_dropout else None,
-        "bn_population": reg.bn.population.value if reg.uses_bn else None,
-        "bn_precise_batches": precise_bn_batches(c) or None,
-        "bn_stats_steps": p.spec.stats_steps if per_step_bn else None,
-        "zoneout_p_h": reg.zoneout.p_h if reg.uses_zoneout else None,
-        "zoneout_p_c": reg.zoneout.p_c if reg.uses_zoneout else None,
+        "cell": p.resolved["cell"].get("name", p.spec.cell.name), "reg": reg.name, "reg_params": reg.params(),
+        **arm_identity(reg, p.task.total_len),
         "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value, "accel": c.accel.value,
         "task": p.task.label, "seq_len": p.task.seq_len, "total_len": p.task.total_len, "seed": c.seed,
         "hidden_size": c.hidden_size, "num_layers": c.num_layers, "batch_size": c.train.batch_size,
@@ -223,7 +226,7 @@ def training(p: Prepared, model: torch.nn.Module, device: torch.device, res: Tra
             if cfg.accel is Accel.graph else None)  # None: the task's own step (eager)
     beside = jobs.beside()
     train(model, p.task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res,
-          precise_bn_batches=precise_bn_batches(cfg), step=step)
+          precise_bn_batches=p.spec.reg.precise_batches(), step=step)
     out = {"train_jobs_beside": max(beside, jobs.beside())}
     if res.capture_s is not None:
         out["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph

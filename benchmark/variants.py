@@ -5,12 +5,12 @@ A variant is a regulariser with its placement — `none`, `bn.recurrent`, `dropo
 
     python -m benchmark.run reg=bn reg.bn.placement=input      # the `bn.input` variant
 
-The step benchmarks (tests/bench/bench_step.py), `benchmark.gpu_bench` and
-`benchmark.bench_check` build and name variants from this registry only, so one
-`register(Variant(...))` makes a new placement or arm appear in all of them. Each entry
-carries its paper and a one-line description (for the report) and, where the suite sets
-one, its speed target: the largest step time allowed as a ratio to the reference,
-`native` `none` of the same cell and length, measured in the same process.
+The registry is derived from the arms: every `conf/reg/<option>.yaml` names its arm class
+(`_target_`), and the class declares its variants (`Arm.variants`: placements, paper, one-line
+description, impls and speed targets). A new arm's module and YAML therefore make it appear
+in the step benchmarks (tests/bench/bench_step.py), `benchmark.gpu_bench`, `benchmark.bench_check`
+and the report with no edit here. A speed target is the largest step time allowed as a ratio to
+the reference, `native` `none` of the same cell and length, measured in the same process.
 
 Benchmark ids read `<cell>-<impl>-<variant>-T<seq_len>`, e.g. `lstm-custom-bn.recurrent-T50`;
 the committed CPU baseline (benchmark/baselines/cpu.json) is keyed by them.
@@ -18,16 +18,15 @@ the committed CPU baseline (benchmark/baselines/cpu.json) is keyed by them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from benchmark.config import RegConfig
+from benchmark.arms import base as arms
 
 IMPLS = ("native", "custom")
 REFERENCE = "none"  # the variant every ratio is taken against, on REFERENCE_IMPL
 REFERENCE_IMPL = "native"
 DEVICES = ("cpu", "gpu")
-REG_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "reg"
+REG_CONF_DIR = arms.REG_CONF_DIR
 
 
 @dataclass(frozen=True)
@@ -118,19 +117,12 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def reg_config(v: Variant, extra: Sequence[str] = ()) -> RegConfig:
-    """The typed RegConfig of a variant: conf/reg/<reg>.yaml, its overrides, then `extra` (e.g. `dropout.p=0.3`).
+def arm(v: Variant, extra: Sequence[str] = ()) -> arms.Arm:
+    """The arm of a variant: conf/reg/<reg>.yaml, its overrides, then `extra` (e.g. `dropout.p=0.3`).
 
     The same composition Hydra does for `reg=<reg> reg.<key>=<value>` on the command line.
     """
-    from omegaconf import OmegaConf
-
-    path = REG_CONF_DIR / f"{v.reg}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"variant {v.name!r}: no config {path} for its override reg={v.reg}")
-    node = OmegaConf.merge(OmegaConf.structured(RegConfig), OmegaConf.load(path),
-                           OmegaConf.from_dotlist([*v.reg_dotlist, *extra]))
-    return OmegaConf.to_object(node)
+    return arms.load_arm(v.reg, *v.reg_dotlist, *extra)
 
 
 # --- benchmark ids ----------------------------------------------------------------------------
@@ -200,50 +192,20 @@ def reference_id(bench_id: str) -> str:
     return parse_bench_id(bench_id).reference.id
 
 
-# --- the registry -----------------------------------------------------------------------------
-# Papers and placements: README "The ablation axes". CPU targets: README "Timing benchmarks";
-# GPU targets: README "GPU performance".
+# --- the registry: derived from the arms of conf/reg/ --------------------------------------------
 
-register(Variant(
-    "none", ("reg=none",), ("native", "custom"), "",
-    "no regularisation: the baseline every effect is measured against",
-    targets={("cpu", "custom"): 2.0, ("gpu", "custom"): 2.0}))
-register(Variant(
-    "bn.recurrent", ("reg=bn", "reg.bn.placement=recurrent"), ("custom",),
-    "Cooijmans et al. 2016, Recurrent Batch Normalization",
-    "per-step BN of W_x·x and W_h·h (+ the LSTM cell state), population statistics per step",
-    targets={("cpu", "custom"): 3.0, ("gpu", "custom"): 3.0}))
-register(Variant(
-    "bn.input", ("reg=bn", "reg.bn.placement=input"), ("custom",),
-    "Laurent et al. 2016, Batch Normalized Recurrent Neural Networks",
-    "BN of W_x·x only, sequence-wise statistics (over batch and time)"))
-register(Variant(
-    "bn.output", ("reg=bn", "reg.bn.placement=output"), ("native",), "",
-    "BN over the features of each layer's output sequence, between layers and before the head"))
-register(Variant(
-    "dropout.output", ("reg=dropout", "reg.dropout.placement=output"), ("native", "custom"),
-    "Zaremba et al. 2014, Recurrent Neural Network Regularization",
-    "dropout on hidden non-recurrent connections (between layers, the head's input), a fresh mask per step",
-    targets={("cpu", "native"): 1.3}))
-register(Variant(
-    "dropout.variational", ("reg=dropout", "reg.dropout.placement=variational"), ("custom",),
-    "Gal & Ghahramani 2016, A Theoretically Grounded Application of Dropout in RNNs",
-    "one mask per sequence between layers, on the head's input and the recurrent state",
-    targets={("gpu", "custom"): 2.5}))
-register(Variant(
-    "dropout.recurrent", ("reg=dropout", "reg.dropout.placement=recurrent"), ("custom",),
-    "Semeniuta et al. 2016, Recurrent Dropout without Memory Loss",
-    "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step"))
-register(Variant(
-    "both", ("reg=both",), ("custom",), "Cooijmans et al. 2016 + Zaremba et al. 2014",
-    "the default BN placement (recurrent) plus the default dropout placement (output)"))
-register(Variant(
-    "ln", ("reg=ln",), ("custom",), "Ba, Kiros & Hinton 2016, Layer Normalization",
-    "per-step layer norm of W_x·x and W_h·h (+ the LSTM cell state), the same in training and eval",
-    targets={("cpu", "custom"): 3.0}))
-register(Variant(
-    "zoneout", ("reg=zoneout",), ("custom",),
-    "Krueger et al. 2017, Zoneout: Regularizing RNNs by Randomly Preserving Hidden Activations",
-    "each unit of h (p_h) and of the LSTM cell c (p_c) keeps its previous value with probability p; "
-    "the expectation at eval",
-    targets={("cpu", "custom"): 2.5}))
+def from_arm(option: str, av: arms.ArmVariant) -> Variant:
+    """The registry entry of one variant an arm declares for `reg=<option>`."""
+    name = option if av.placement is None else f"{option}.{av.placement}"
+    return Variant(name, (f"reg={option}", *av.overrides), av.impls, av.paper, av.description, dict(av.targets))
+
+
+def register_arms() -> None:
+    """Register every variant of every arm in conf/reg/, ordered by `Arm.order`, then option name."""
+    classes = arms.package_arms()
+    for option in sorted(classes, key=lambda o: (classes[o].order, o)):
+        for av in classes[option].variants(option):
+            register(from_arm(option, av))
+
+
+register_arms()

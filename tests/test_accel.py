@@ -9,8 +9,8 @@ import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark import accel
-from benchmark.config import (Accel, BNConfig, BNPlacement, ConfigError, Device, DropoutConfig, DropoutPlacement,
-                              Impl, RegConfig, RegName, RunConfig, validate)
+from arm_configs import arm
+from benchmark.config import Accel, ConfigError, Device, Impl, RunConfig, validate
 from benchmark.io import run_id
 from benchmark.models import ModelSpec, build_model, get_cell
 
@@ -25,8 +25,7 @@ REGS = [("none", "recurrent", "output"), ("bn", "recurrent", "output"), ("bn", "
 
 def make(cell: str, name: str, bn: str, drop: str, layers: int = 1) -> torch.nn.Module:
     torch.manual_seed(0)
-    reg = RegConfig(name=RegName(name), bn=BNConfig(placement=BNPlacement(bn)),
-                    dropout=DropoutConfig(placement=DropoutPlacement(drop), p=0.3))
+    reg = arm(name, bn=bn, drop=drop, p=0.3)
     return build_model(ModelSpec(get_cell(cell), I, H, layers, O, reg=reg, impl=Impl.custom))
 
 

@@ -11,7 +11,11 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import ConfigError, Impl, LNConfig, RegConfig, RegName, ZoneoutConfig
+from benchmark.arms.base import Arm
+from benchmark.arms.ln import LayerNormArm, LNConfig
+from benchmark.arms.none import NoArm
+from benchmark.arms.zoneout import ZoneoutArm, ZoneoutConfig
+from benchmark.config import ConfigError, Impl
 from benchmark.models import ModelSpec, build_model
 from benchmark.models import layer as layer_mod
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
@@ -67,15 +71,15 @@ def reference(layer: RecurrentLayer, x: torch.Tensor, ln: bool, keeps=None, ln_i
     return torch.stack(outs)
 
 
-def ln_reg(**kw) -> RegConfig:
-    return RegConfig(name=RegName.ln, ln=LNConfig(**kw))
+def ln_reg(**kw) -> Arm:
+    return LayerNormArm(ln=LNConfig(**kw))
 
 
-def zo_reg(p_h: float = 0.3, p_c: float = 0.5) -> RegConfig:
-    return RegConfig(name=RegName.zoneout, zoneout=ZoneoutConfig(p_h=p_h, p_c=p_c))
+def zo_reg(p_h: float = 0.3, p_c: float = 0.5) -> Arm:
+    return ZoneoutArm(zoneout=ZoneoutConfig(p_h=p_h, p_c=p_c))
 
 
-def make_layer(cell, reg: RegConfig) -> RecurrentLayer:
+def make_layer(cell, reg: Arm) -> RecurrentLayer:
     torch.manual_seed(0)
     layer = RecurrentLayer(cell, I, H, reg).double()
     with torch.no_grad():  # gains and betas off their init, so their gradients are tested
@@ -193,7 +197,7 @@ def test_zoneout_keeps_exactly_the_masked_units_and_draws_fresh_masks_per_step(r
 
 
 def test_zoneout_zero_is_the_plain_cell_and_mask_rate_follows_p(recorded_masks):
-    plain = make_layer(GRUCell, RegConfig()).train()
+    plain = make_layer(GRUCell, NoArm("none")).train()
     off = make_layer(GRUCell, zo_reg(p_h=0.0, p_c=0.0)).train()
     assert off.zone_p is None  # nothing to do: the plain loop
     x = torch.randn(T, B, I, dtype=torch.float64)
@@ -211,7 +215,7 @@ def test_zoneout_zero_is_the_plain_cell_and_mask_rate_follows_p(recorded_masks):
 def test_new_arms_run_on_the_custom_loop_and_refuse_native(reg):
     spec = lambda impl: ModelSpec(LSTMCell, I, H, 2, 3, reg=reg, impl=impl)  # noqa: E731
     assert build_model(spec(Impl.auto)).impl_used is Impl.custom
-    with pytest.raises(ConfigError, match=f"reg={reg.name.value}"):
+    with pytest.raises(ConfigError, match=f"reg={reg.name}"):
         build_model(spec(Impl.native))
 
 

@@ -10,6 +10,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
+from benchmark.arms import build_arm
 from benchmark.config import RunConfig, register_configs, validate
 from benchmark.models import ModelSpec, build_model, check_cell_class
 from benchmark.tasks import check_task
@@ -38,10 +39,11 @@ def test_every_group_has_its_files():
 def test_cell_and_reg_configs_build_a_model_that_trains(cell, reg):
     cfg = composed(f"cell={cell}", f"reg={reg}", "hidden_size=8", "num_layers=2")
     run_cfg: RunConfig = validate(OmegaConf.to_object(cfg))
-    assert run_cfg.reg.name.value == reg
+    arm = build_arm(run_cfg.reg)
+    assert arm.name == reg
     cell_cls = check_cell_class(get_class(cfg.cell._target_))
     assert cell_cls.name == cell
-    model = build_model(ModelSpec(cell_cls, 3, 8, 2, 2, reg=run_cfg.reg, impl=run_cfg.impl))
+    model = build_model(ModelSpec(cell_cls, 3, 8, 2, 2, reg=arm, impl=run_cfg.impl))
     y = model(torch.randn(4, 6, 3))
     y.sum().backward()
     assert torch.isfinite(y).all()
@@ -63,17 +65,16 @@ def test_task_configs_build_a_task_with_data(task, mnist_dir):
 
 
 def test_both_is_the_default_bn_plus_the_default_dropout():
-    both = OmegaConf.to_object(composed("reg=both")).reg
-    bn = OmegaConf.to_object(composed("reg=bn")).reg
-    drop = OmegaConf.to_object(composed("reg=dropout")).reg
-    assert both.uses_bn and both.uses_dropout
-    assert both.bn == bn.bn and both.dropout == drop.dropout
+    both, bn, drop = (build_arm(OmegaConf.to_container(composed(f"reg={r}").reg)) for r in ("both", "bn", "dropout"))
+    assert [type(p) for p in both.parts] == [type(bn), type(drop)]  # a composition, no logic of its own
+    assert both.parts[0].bn == bn.bn and both.parts[1].dropout == drop.dropout
 
 
 def test_knobs_are_reachable_from_the_command_line():
-    r = OmegaConf.to_object(composed("reg=bn", "reg.bn.placement=input", "reg.bn.momentum=0.2",
-                                     "reg.dropout.p=0.5")).reg
-    assert (r.bn.placement.value, r.bn.momentum, r.dropout.p) == ("input", 0.2, 0.5)
+    r = build_arm(OmegaConf.to_container(composed("reg=both", "reg.bn.placement=input", "reg.bn.momentum=0.2",
+                                                  "reg.dropout.p=0.5").reg))
+    bn, drop = r.parts
+    assert (bn.bn.placement.value, bn.bn.momentum, drop.dropout.p) == ("input", 0.2, 0.5)
 
 
 # --- experiments: every grid point composes and validates; the claims design keeps its promises ----------

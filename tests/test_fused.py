@@ -12,8 +12,9 @@ import copy
 import pytest
 import torch
 
-from benchmark.config import (BNConfig, BNPlacement, DropoutConfig, DropoutPlacement, Impl, LNConfig, RegConfig,
-                              RegName, ZoneoutConfig)
+from arm_configs import arm
+from benchmark.arms import load_arm
+from benchmark.config import Impl
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.fused import FusedLSTM
@@ -22,19 +23,17 @@ from benchmark.models.layer import RecurrentLayer
 B, I, H = 5, 3, 4
 
 VARIANTS = {
-    "none": RegConfig(name=RegName.none),
-    "dropout.variational": RegConfig(name=RegName.dropout, dropout=DropoutConfig(p=0.3, placement=DropoutPlacement.variational)),
-    "dropout.recurrent": RegConfig(name=RegName.dropout, dropout=DropoutConfig(p=0.3, placement=DropoutPlacement.recurrent)),
-    "bn.recurrent": RegConfig(name=RegName.bn, bn=BNConfig(placement=BNPlacement.recurrent, gain_init=0.7)),
-    "bn.recurrent.short_stats": RegConfig(name=RegName.bn, bn=BNConfig(placement=BNPlacement.recurrent,
-                                                                       max_stats_steps=3, momentum=0.3)),
-    "bn.input": RegConfig(name=RegName.bn, bn=BNConfig(placement=BNPlacement.input)),
-    "ln": RegConfig(name=RegName.ln),
-    "ln.gain": RegConfig(name=RegName.ln, ln=LNConfig(gain_init=0.6, eps=1e-3)),
-    "zoneout": RegConfig(name=RegName.zoneout, zoneout=ZoneoutConfig(p_h=0.3, p_c=0.5)),
-    "zoneout.h_only": RegConfig(name=RegName.zoneout, zoneout=ZoneoutConfig(p_h=0.4, p_c=0.0)),
-    "both": RegConfig(name=RegName.both, bn=BNConfig(placement=BNPlacement.recurrent),
-                      dropout=DropoutConfig(p=0.3, placement=DropoutPlacement.variational)),
+    "none": arm("none"),
+    "dropout.variational": arm("dropout", drop="variational", p=0.3),
+    "dropout.recurrent": arm("dropout", drop="recurrent", p=0.3),
+    "bn.recurrent": arm("bn", bn="recurrent", gain_init=0.7),
+    "bn.recurrent.short_stats": arm("bn", bn="recurrent", max_stats_steps=3, momentum=0.3),
+    "bn.input": arm("bn", bn="input"),
+    "ln": load_arm("ln"),
+    "ln.gain": load_arm("ln", "ln.gain_init=0.6", "ln.eps=1e-3"),
+    "zoneout": load_arm("zoneout", "zoneout.p_h=0.3", "zoneout.p_c=0.5"),
+    "zoneout.h_only": load_arm("zoneout", "zoneout.p_h=0.4", "zoneout.p_c=0.0"),
+    "both": arm("both", bn="recurrent", drop="variational", p=0.3),
 }
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import BNPlacement, RegConfig, RegName
+from arm_configs import arm
 from benchmark.gradients import group_norm_tensors, hidden_grad_profile, profile_ratio, total_norm
 from benchmark.models import ModelSpec, build_model, get_cell
 
@@ -68,8 +68,7 @@ def test_nonlinear_per_step_matches_backward_recursion():
 def test_profile_changes_no_state():
     """Deep copy in train mode under fork_rng: the model, its BN stats and the RNG are untouched."""
     torch.manual_seed(0)
-    reg = RegConfig(name=RegName.both)
-    reg.bn.placement = BNPlacement.recurrent
+    reg = arm("both", bn="recurrent")
     model = build_model(ModelSpec(cell=get_cell("lstm"), input_size=3, hidden_size=8, num_layers=2,
                                   output_size=1, reg=reg)).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -88,7 +87,7 @@ def test_profile_changes_no_state():
 def test_group_norms_partition_the_global_norm():
     torch.manual_seed(0)
     model = build_model(ModelSpec(cell=get_cell("gru"), input_size=3, hidden_size=8, num_layers=1,
-                                  output_size=1, reg=RegConfig(name=RegName.bn))).train()
+                                  output_size=1, reg=arm("bn"))).train()
     model(torch.randn(4, 6, 3)).pow(2).sum().backward()
     groups = group_norm_tensors(model.param_groups())
     present = [v for v in groups.values() if v is not None]

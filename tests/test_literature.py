@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
+from benchmark.arms import build_arm
 from benchmark.config import RunConfig, register_configs, validate
 from benchmark.io import run_id
 
@@ -34,7 +35,8 @@ def test_literature_points_are_cooijmans_setup(task, reg):
     validate(cfg)
     assert (cfg.hidden_size, cfg.train.lr, cfg.train.optimizer.value, cfg.train.batch_size) == (100, 1e-3, "rmsprop", 100)
     assert cfg.task["seq_len"] == 784 and (cfg.task["n_train"], cfg.task["n_val"]) == (50000, 10000)
-    assert cfg.reg.bn.placement.value == "recurrent" and cfg.reg.bn.gain_init == 0.1
+    assert cfg.reg["bn"]["placement"] == "recurrent" and cfg.reg["bn"]["gain_init"] == 0.1
+    assert build_arm(cfg.reg).name == reg  # none keeps bn's block in its id only
 
 
 def test_literature_values_are_the_papers_and_name_points_of_the_grid():

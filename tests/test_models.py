@@ -8,8 +8,11 @@ import torch
 from torch import nn
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.config import (BNConfig, BNPlacement, ConfigError, DropoutConfig, DropoutPlacement, Impl, RegConfig,
-                              RegName)
+from arm_configs import arm
+from benchmark.arms import Arm
+from benchmark.arms.bn import BNPlacement
+from benchmark.arms.dropout import DropoutPlacement
+from benchmark.config import ConfigError, Impl
 from benchmark.models import GRUCell, LSTMCell, ModelSpec, RNNCell, build_model
 from benchmark.models.dropout import LockedDropout
 from benchmark.models.norm import StepBatchNorm
@@ -18,12 +21,11 @@ CELLS = [RNNCell, LSTMCell, GRUCell]
 I, H, O, B, T = 5, 16, 3, 8, 12
 
 
-def reg(name: str = "none", bn: str = "recurrent", drop: str = "output", p: float = 0.25, **bn_kw) -> RegConfig:
-    return RegConfig(name=RegName(name), bn=BNConfig(placement=BNPlacement(bn), **bn_kw),
-                     dropout=DropoutConfig(placement=DropoutPlacement(drop), p=p))
+def reg(name: str = "none", bn: str = "recurrent", drop: str = "output", p: float = 0.25, **bn_kw) -> Arm:
+    return arm(name, bn=bn, drop=drop, p=p, **bn_kw)
 
 
-def make(cell, r: RegConfig = None, impl: Impl = Impl.auto, layers: int = 1, per_step: bool = False, seed: int = 0):
+def make(cell, r: Arm = None, impl: Impl = Impl.auto, layers: int = 1, per_step: bool = False, seed: int = 0):
     torch.manual_seed(seed)
     return build_model(ModelSpec(cell, I, H, layers, O, per_step=per_step, reg=r or reg(), impl=impl))
 
@@ -184,7 +186,7 @@ def test_locked_dropout_mask_is_shared_over_time_and_differs_across_sequences():
     assert len({tuple(r.tolist()) for r in mask}) > 20  # different sequences, different masks
 
 
-def _rnn_identity_layer(r: RegConfig, c: float = 0.3):
+def _rnn_identity_layer(r: Arm, c: float = 0.3):
     """A 1-layer RNN whose state evolves as h_t = tanh(c + m ⊙ h_{t-1}): dropped units stay at tanh(c)."""
     m = make(RNNCell, r)
     layer = m.layers[0]
@@ -326,8 +328,7 @@ def test_dropout_never_masks_the_raw_input_unless_asked(cell, name, drop):
     for seed in range(3):
         torch.manual_seed(seed)
         assert torch.equal(_first_layer_inputs(m, x), x.transpose(0, 1))  # never masked
-    asked = reg(name, drop=drop, p=0.5)
-    asked.dropout.input_p = 0.5
+    asked = arm(name, drop=drop, p=0.5, input_p=0.5)
     m = make(cell, asked, layers=2)
     torch.manual_seed(0)
     seen = _first_layer_inputs(m, x)

@@ -14,10 +14,13 @@ from hydra import compose, initialize_config_dir
 import benchmark as bm  # noqa: F401
 from benchmark import run as bm_run
 from benchmark import train as bm_train
-from benchmark.config import (BNConfig, BNPlacement, BNPopulation, ConfigError, DropoutConfig, DropoutPlacement, Impl,
-                              RegConfig, RegName, TrainConfig)
+from arm_configs import arm
+from benchmark.arms import Arm
+from benchmark.arms.bn import BNPlacement, BNPopulation
+from benchmark.arms.dropout import DropoutPlacement
+from benchmark.config import ConfigError, Impl, TrainConfig
 from benchmark.models import CELLS, ModelSpec, bn_modules, build_model, estimate_population
-from benchmark.models.model import OutputBatchNorm
+from benchmark.models.norm import OutputBatchNorm
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
 from benchmark.tasks import get_task
 
@@ -30,12 +33,11 @@ VARIANTS = [(cell, bn, drop) for cell, bn, drop in itertools.product(
     sorted(CELLS), [p.value for p in BNPlacement], [None] + [p.value for p in DropoutPlacement])]
 
 
-def reg(bn: str = "recurrent", drop: str | None = None, **bn_kw) -> RegConfig:
-    return RegConfig(name=RegName.both if drop else RegName.bn, bn=BNConfig(placement=BNPlacement(bn), **bn_kw),
-                     dropout=DropoutConfig(placement=DropoutPlacement(drop or "output"), p=0.4))
+def reg(bn: str = "recurrent", drop: str | None = None, **bn_kw) -> Arm:
+    return arm("both" if drop else "bn", bn=bn, drop=drop, p=0.4, **bn_kw)
 
 
-def model64(cell: str, r: RegConfig, layers: int = 2):
+def model64(cell: str, r: Arm, layers: int = 2):
     """A float64 model with BN gains and biases moved off their constant initialisation."""
     torch.manual_seed(0)
     m = build_model(ModelSpec(CELLS[cell], I, H, layers, O, per_step=True, reg=r, total_len=T)).double()
@@ -115,7 +117,7 @@ def test_precise_restores_modes_and_momenta():
     estimate_population(m, batches(2))
     assert {n: mod.training for n, mod in m.named_modules()} == modes
     assert all(bn.momentum == 0.3 for bn in bn_modules(m))
-    assert estimate_population(model64("gru", RegConfig()), batches(2)) == 0  # no BN: nothing to do
+    assert estimate_population(model64("gru", arm("none")), batches(2)) == 0  # no BN: nothing to do
 
 
 # --- a feature that is constant at a step normalises to 0 at eval, as in training ----------------------
@@ -181,7 +183,7 @@ def test_stats_steps_follow_total_len_and_fewer_is_a_config_error(task, tmp_path
 
 def _lstm_bn(task, population: BNPopulation, hidden: int = 8, seed: int = 0):
     torch.manual_seed(seed)
-    r = RegConfig(name=RegName.bn, bn=BNConfig(population=population))
+    r = arm("bn", population=population.value)
     return build_model(ModelSpec(CELLS["lstm"], task.input_size, hidden, 1, task.output_size, per_step=task.per_step,
                                  reg=r, impl=Impl.custom, total_len=task.total_len))
 

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark import bench_check, gpu_bench
 from benchmark import variants as registry
-from benchmark.config import Impl, RunConfig, register_configs, validate
+from benchmark.arms import build_arm
+from benchmark.config import Impl, register_configs, validate
 from benchmark.models import CELLS, ModelSpec, build_model, get_cell, resolve_impl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,14 +63,14 @@ def test_overrides_build_what_hydra_builds_from_the_same_command_line(name):
     v = registry.get(name)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(v.overrides))
-    run_cfg: RunConfig = validate(OmegaConf.to_object(cfg))
-    assert registry.reg_config(v) == run_cfg.reg
+    validate(OmegaConf.to_object(cfg))
+    assert registry.arm(v) == build_arm(OmegaConf.to_container(cfg.reg))
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_every_variant_runs_on_each_of_its_impls(name):
     v = registry.get(name)
-    rc = registry.reg_config(v)
+    rc = registry.arm(v)
     for impl in v.impls:
         for cell in CELLS:
             assert resolve_impl(get_cell(cell), rc, Impl(impl)) is Impl(impl)  # native only where it can

@@ -30,9 +30,10 @@ from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import claims as claims_mod
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import export, plots, stats, status, tables
-from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table, present as _present
 from benchmark import record, variants
-from benchmark.config import BNConfig, DropoutConfig
+from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table, present as _present
+from benchmark.arms.bn import BNConfig
+from benchmark.arms.dropout import DropoutConfig
 from benchmark.io import atomic_write_text
 
 DONE = record.MEASURED  # runs that produced measurements (diverged: up to the step it stopped)

@@ -154,7 +154,8 @@ def with_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[GridPoint]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from benchmark.config import register_configs
+    from benchmark.arms.base import id_form
+    from benchmark.config import ConfigError, register_configs
 
     register_configs()  # the run schema and the resolvers the configs use
     h = multirun.hydra
@@ -174,8 +175,8 @@ def with_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[GridPoint]:
                     composed[key] = compose(config_name=str(h.job.config_name), overrides=searchpath + list(key))
                 cfg = copy.deepcopy(composed[key])
                 ConfigLoaderImpl._apply_overrides_to_config(value_ov, cfg)
-                resolved = OmegaConf.to_container(cfg, resolve=True)
-            except (HydraException, OmegaConfBaseException) as e:
+                resolved = id_form(OmegaConf.to_container(cfg, resolve=True))  # as benchmark.run hashes it
+            except (HydraException, OmegaConfBaseException, ConfigError) as e:
                 raise SweepError(f"grid point {p.num} ({' '.join(p.overrides)}) no longer composes from "
                                  f"{_config_dir(multirun)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
             out.append(GridPoint(p.num, p.overrides, p.axes, run_id(resolved)))

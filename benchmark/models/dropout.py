@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from benchmark.models import masks
+
 
 def sequence_mask(like: Tensor, p: float) -> Tensor:
-    """A (B, F) inverted-dropout mask, to be reused at every step of a sequence."""
-    return like.new_empty(like.shape).bernoulli_(1.0 - p).div_(1.0 - p)
+    """An inverted-dropout mask shaped like `like` ((B, F): reused at every step of a sequence)."""
+    return masks.bernoulli(like, like.shape, 1.0 - p, scale=True)
 
 
 class LockedDropout(nn.Module):

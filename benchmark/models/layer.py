@@ -20,6 +20,9 @@ Layer normalisation (`reg=ln`, `layernorm.py`) fills the same three norm slots a
 BN; zoneout (`reg=zoneout`, `zoneout.py`) mixes each new state with the previous one after
 the step, with (T, B, H) masks drawn before the loop. The fused LSTM runs both (LN of W_ih·x
 for all steps at once before it, LN of W_hh·h and c inside it; the same zoneout masks).
+Every such piece comes from the run's arm (benchmark/arms/), asked once when the layer is built;
+an arm's `weight_hh` module (weight drop) turns W_hh into the matrix one whole forward uses,
+which the loop and the fused LSTM then read like W_hh itself.
 """
 from __future__ import annotations
 
@@ -29,16 +32,14 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from benchmark.config import BNPlacement, DropoutPlacement, RegConfig
+from benchmark.arms.base import Arm
+from benchmark.arms.none import NoArm
 from benchmark.models.cells import CellMath, Slots
 from benchmark.models.dropout import sequence_mask
 from benchmark.models.layernorm import StepLayerNorm
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
 from benchmark.models.zoneout import keep_masks, zone
 from benchmark.precision import native_rnn
-
-
-DEFAULT_STATS_STEPS = 1000  # per-step BN rows of a layer built without a sequence length
 
 
 class CellParams(nn.Module):
@@ -56,56 +57,30 @@ class CellParams(nn.Module):
             nn.init.uniform_(p, -k, k)
 
 
-def default_gain(reg: RegConfig) -> float:
-    """Cooijmans et al. initialise BN gains to 0.1; the other placements use 1.0."""
-    if reg.bn.gain_init is not None:
-        return reg.bn.gain_init
-    return 0.1 if reg.bn.placement is BNPlacement.recurrent else 1.0
-
-
 class RecurrentLayer(nn.Module):
     """A single recurrent layer. Input and output are (T, B, ·).
 
-    `stats_steps`: rows of per-step BN population statistics (the task's total_len; see
-    `ModelSpec.stats_steps`); None = reg.bn.max_stats_steps or DEFAULT_STATS_STEPS.
+    `reg`: the regulariser (benchmark/arms/), asked for the pieces of this layer; None = no arm.
+    `stats_steps`: rows of per-step population statistics its norms keep (`Arm.stats_steps`).
     """
 
-    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: RegConfig,
+    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: Optional[Arm] = None,
                  stats_steps: Optional[int] = None) -> None:
         super().__init__()
+        reg = reg if reg is not None else NoArm("none")
         self.cell = cell()
         self.hidden_size = hidden_size
         gh = cell.gates * hidden_size
         self.rnn = cell.native(input_size, hidden_size) if cell.native is not None else CellParams(
             input_size, hidden_size, cell.gates)
-
-        bn, drop = reg.bn, reg.dropout
-        bn_in = reg.uses_bn and bn.placement in (BNPlacement.recurrent, BNPlacement.input)
-        bn_rec = reg.uses_bn and bn.placement is BNPlacement.recurrent
-        gain = default_gain(reg)
-        steps = stats_steps or bn.max_stats_steps or DEFAULT_STATS_STEPS
-        # Slots on the pre-activations: W_ih·x (input / recurrent BN) and W_hh·h (recurrent BN).
-        self.norm_x: Optional[nn.Module] = None
-        if bn_in and bn.placement is BNPlacement.recurrent:
-            self.norm_x = StepBatchNorm(gh, steps, gain, bn.momentum, bn.eps)
-        elif bn_in:
-            self.norm_x = SeqBatchNorm(gh, gain, bn.momentum, bn.eps)
-        self.norm_h = StepBatchNorm(gh, steps, gain, bn.momentum, bn.eps) if bn_rec else None
-        # Cooijmans also normalise the LSTM cell state before its output tanh (with a beta).
-        self.norm_c = (StepBatchNorm(hidden_size, steps, gain, bn.momentum, bn.eps, bias=True)
-                       if bn_rec and cell.has_cell_state else None)
-        if reg.uses_ln:  # Ba et al. 2016: LN of W_ih·x and W_hh·h (bias shared), and of the LSTM cell state
-            ln = reg.ln
-            self.norm_x = StepLayerNorm(gh, ln.gain_init, ln.eps) if ln.input else None
-            self.norm_h = StepLayerNorm(gh, ln.gain_init, ln.eps)
-            self.norm_c = StepLayerNorm(hidden_size, ln.gain_init, ln.eps, bias=True) if cell.has_cell_state else None
-        # Zoneout probabilities per state tensor: (p_h,) or (p_h, p_c); None when off.
-        z = reg.zoneout
-        self.zone_p: Optional[tuple[float, ...]] = None
-        if reg.uses_zoneout and (z.p_h > 0 or (cell.has_cell_state and z.p_c > 0)):
-            self.zone_p = (z.p_h, z.p_c) if cell.has_cell_state else (z.p_h,)
-        self.p_state = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.variational else 0.0
-        self.p_candidate = drop.p if reg.uses_dropout and drop.placement is DropoutPlacement.recurrent else 0.0
+        # The arm's pieces (benchmark/arms/base.py); None / 0 where it has none.
+        self.norm_x: Optional[nn.Module] = reg.norm_x(gh, stats_steps)  # on W_ih·x
+        self.norm_h: Optional[nn.Module] = reg.norm_h(gh, stats_steps)  # on W_hh·h
+        self.norm_c = reg.norm_c(hidden_size, stats_steps) if cell.has_cell_state else None  # on the cell state
+        self.zone_p: Optional[tuple[float, ...]] = reg.zoneout(cell.has_cell_state)  # (p_h[, p_c])
+        self.p_state = reg.state_dropout()  # Gal: one mask per sequence on h_{t-1}
+        self.p_candidate = reg.candidate_dropout()  # Semeniuta: a fresh mask per step on the candidate
+        self.weight_hh: Optional[nn.Module] = reg.weight_hh(gh, hidden_size)  # W_hh -> what this forward uses
         self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None  # see accel.py
 
     def weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -174,6 +149,8 @@ class RecurrentLayer(nn.Module):
     def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> Tensor:
         T, B, _ = x.shape
         w_ih, w_hh, b_ih, b_hh = self.weights()
+        if self.weight_hh is not None:  # e.g. weight drop: one W_hh for the whole forward
+            w_hh = self.weight_hh(w_hh)
         additive = self.cell.additive  # gates see xw + hw only: b_hh can join b_ih in xw
         bias = b_ih + b_hh if additive else b_ih
         fuse = self._can_fuse(x, hiddens)

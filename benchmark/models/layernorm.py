@@ -9,7 +9,7 @@ training and evaluation compute the same function and nothing is kept between ba
 each LN over the whole pre-activation vector (all gates together, width gates·H), with its
 own gain and no beta on the two pre-activation LNs (the cell's bias b plays that role, the
 same function class), and gain and beta on the cell-state LN. The same two pre-activation
-LNs serve the GRU and the vanilla RNN (see docs/tasks-and-arms.md for the GRU's reset gate).
+LNs serve the GRU and the vanilla RNN (see docs/arms.md for the GRU's reset gate).
 """
 from __future__ import annotations
 

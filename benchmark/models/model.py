@@ -1,16 +1,9 @@
-"""The sequence model every variant shares: [input dropout] → layer → [BN, dropout] → … → head.
+"""The sequence model every variant shares: [input dropout] → layer → [norm, dropout] → … → head.
 
-Where each regulariser sits (docs/models.md, docs/design.md):
-- bn `recurrent` / `input` and dropout `variational` (state mask) / `recurrent` act inside
-  each `RecurrentLayer`;
-- bn `output` normalises each layer's output features, between layers and before the head;
-- dropout `output` (Zaremba) drops the hidden non-recurrent connections — between layers and
-  the head's input — with a fresh mask per step; `variational` (Gal) drops the same places
-  with one mask per sequence, plus the recurrent state inside the layer.
-- the raw task input (1-2 features for adding/digits) is dropped only with an explicit
-  `reg.dropout.input_p > 0`, with the placement's mask (per sequence for `variational`, per
-  step otherwise). Zaremba and Gal drop word embeddings of hundreds of units; on a 2-feature
-  input the same p erases the signal the task is about.
+The regulariser (an arm, benchmark/arms/) provides what sits where: inside each
+`RecurrentLayer` (norms, masks, state mixing, a transform of W_hh), after each layer
+(`output_norm`, e.g. output BN), before each later layer and the head (`hidden_dropout`) and on
+the raw task input (`input_dropout`); identity wherever it provides nothing.
 
 Every variant returns the same thing (one output contract), so the trainer and the
 timer never branch on which variant they hold.
@@ -18,15 +11,15 @@ timer never branch on which variant they hold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from torch import Tensor, nn
 
-from benchmark.config import BNPlacement, ConfigError, DropoutPlacement, Impl, RegConfig, check_stats_steps
+from benchmark.arms.base import Arm, check_arm
+from benchmark.arms.none import NoArm
+from benchmark.config import ConfigError, Impl
 from benchmark.models.cells import CellMath
-from benchmark.models.dropout import LockedDropout
-from benchmark.models.layer import DEFAULT_STATS_STEPS, RecurrentLayer, default_gain
-from benchmark.models.norm import output_batch_norm
+from benchmark.models.layer import RecurrentLayer
 
 
 @dataclass(frozen=True)
@@ -39,73 +32,38 @@ class ModelSpec:
     num_layers: int
     output_size: int
     per_step: bool = False  # head on every step (B, T, O) or on the last (B, O)
-    reg: RegConfig = field(default_factory=RegConfig)
+    reg: Arm = field(default_factory=lambda: NoArm("none"))  # the regulariser (benchmark/arms/)
     impl: Impl = Impl.auto
-    # Steps of the task's sequences (task.total_len): sizes per-step BN statistics when
-    # reg.bn.max_stats_steps is null. None (a model built by hand): DEFAULT_STATS_STEPS rows.
+    # Steps of the task's sequences (task.total_len): sizes per-step population statistics (per-step BN).
+    # None (a model built by hand): the arm's default.
     total_len: Optional[int] = None
 
     @property
-    def stats_steps(self) -> int:
-        """Rows of per-step BN population statistics (ConfigError when fewer than total_len)."""
-        if self.total_len is None:
-            return self.reg.bn.max_stats_steps or DEFAULT_STATS_STEPS
-        return check_stats_steps(self.reg.bn, self.total_len)
+    def stats_steps(self) -> Optional[int]:
+        """Rows of per-step population statistics the arm keeps, or None (ConfigError when too few)."""
+        return self.reg.stats_steps(self.total_len)
 
 
-def needs_custom(cell: type[CellMath], reg: RegConfig) -> list[str]:
+def needs_custom(cell: type[CellMath], reg: Arm) -> list[str]:
     """Config keys of the variant that the fused kernel cannot run (empty: native is possible)."""
-    why = []
-    if cell.native is None:
-        why.append(f"cell={cell.name} (no fused torch module)")
-    if reg.uses_bn and reg.bn.placement is not BNPlacement.output:
-        why.append(f"reg.bn.placement={reg.bn.placement.value}")
-    if reg.uses_dropout and reg.dropout.placement is not DropoutPlacement.output:
-        why.append(f"reg.dropout.placement={reg.dropout.placement.value}")
-    if reg.uses_ln or reg.uses_zoneout:
-        why.append(f"reg={reg.name.value}")
-    return why
+    why = [] if cell.native is not None else [f"cell={cell.name} (no fused torch module)"]
+    return why + reg.needs_custom()
 
 
-def resolve_impl(cell: type[CellMath], reg: RegConfig, impl: Impl) -> Impl:
+def resolve_impl(cell: type[CellMath], reg: Arm, impl: Impl) -> Impl:
     """auto → native where the variant allows it; native with a variant that needs the loop → error."""
     why = needs_custom(cell, reg)
     if impl is Impl.auto:
         return Impl.custom if why else Impl.native
     if impl is Impl.native and why:
         raise ConfigError("impl", "native", "custom or auto for this variant",
-                          f"reg={reg.name.value} with {', '.join(why)} acts inside the recurrence, "
+                          f"reg={reg.name} with {', '.join(why)} acts inside the recurrence, "
                           "which the fused kernel cannot do.")
     return impl
 
 
-def _dropout(reg: RegConfig) -> nn.Module:
-    """Dropout on hidden non-recurrent connections (between layers, the head's input), or Identity."""
-    d = reg.dropout
-    if not reg.uses_dropout or d.p == 0.0:
-        return nn.Identity()
-    if d.placement is DropoutPlacement.output:
-        return nn.Dropout(d.p)
-    if d.placement is DropoutPlacement.variational:
-        return LockedDropout(d.p)
-    return nn.Identity()  # recurrent (Semeniuta): only the candidate, inside the layer
-
-
-def _input_dropout(reg: RegConfig) -> nn.Module:
-    """Dropout of the raw task input: Identity unless reg.dropout.input_p > 0 (a per-sequence
-    mask for the variational placement, a fresh mask per step otherwise)."""
-    d = reg.dropout
-    if not reg.uses_dropout or d.input_p == 0.0:
-        return nn.Identity()
-    return LockedDropout(d.input_p) if d.placement is DropoutPlacement.variational else nn.Dropout(d.input_p)
-
-
-class OutputBatchNorm(nn.BatchNorm1d):
-    """BN over the features of a (T, B, H) layer output (statistics over batch and time)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        T, B, H = x.shape
-        return output_batch_norm(self, x.reshape(T * B, H)).view(T, B, H)
+def _or_identity(module: Any) -> nn.Module:
+    return nn.Identity() if module is None else module
 
 
 class SequenceModel(nn.Module):
@@ -117,21 +75,13 @@ class SequenceModel(nn.Module):
         self.impl_used = resolve_impl(spec.cell, spec.reg, spec.impl)
         reg, H = spec.reg, spec.hidden_size
         sizes = [spec.input_size] + [H] * spec.num_layers
-        per_step_bn = reg.uses_bn and reg.bn.placement is BNPlacement.recurrent
-        steps = spec.stats_steps if per_step_bn else None
+        steps = spec.stats_steps
         self.layers = nn.ModuleList(RecurrentLayer(spec.cell, sizes[k], H, reg, steps) for k in range(spec.num_layers))
-        # drops[k] acts on layer k's input, drops[L] on the head's input; drops[0] is the raw task
-        # input, dropped only with reg.dropout.input_p > 0.
-        self.drops = nn.ModuleList([_input_dropout(reg)] + [_dropout(reg) for _ in range(spec.num_layers)])
-        out_bn = reg.uses_bn and reg.bn.placement is BNPlacement.output
-        self.norms = nn.ModuleList(self._output_bn(reg, H) if out_bn else nn.Identity() for _ in range(spec.num_layers))
+        # drops[k] acts on layer k's input, drops[L] on the head's input; drops[0] is the raw task input.
+        self.drops = nn.ModuleList([_or_identity(reg.input_dropout(spec.input_size))]
+                                   + [_or_identity(reg.hidden_dropout(H)) for _ in range(spec.num_layers)])
+        self.norms = nn.ModuleList(_or_identity(reg.output_norm(H)) for _ in range(spec.num_layers))
         self.head = nn.Linear(H, spec.output_size)
-
-    @staticmethod
-    def _output_bn(reg: RegConfig, H: int) -> nn.Module:
-        bn = OutputBatchNorm(H, eps=reg.bn.eps, momentum=reg.bn.momentum)
-        nn.init.constant_(bn.weight, default_gain(reg))
-        return bn
 
     def forward(self, x: Tensor, return_hidden: bool = False):
         """x: (B, T, I) → (B, O) or (B, T, O); with return_hidden also the top layer's h_t list.
@@ -174,10 +124,10 @@ def build_model(spec: ModelSpec) -> SequenceModel:
 
 
 def check_spec(spec: ModelSpec) -> None:
-    """Sizes >= 1 and enough per-step BN statistics for the task's length; raises ConfigError."""
+    """Sizes >= 1 and enough per-step statistics for the task's length; raises ConfigError."""
+    check_arm(spec.reg, "reg")
     for key, v in (("hidden_size", spec.hidden_size), ("num_layers", spec.num_layers),
                    ("task.input_size", spec.input_size), ("task.output_size", spec.output_size)):
         if v < 1:
             raise ConfigError(key, v, "an integer >= 1")
-    if spec.reg.uses_bn and spec.reg.bn.placement is BNPlacement.recurrent:
-        spec.stats_steps  # noqa: B018  (raises ConfigError when max_stats_steps < total_len)
+    spec.stats_steps  # noqa: B018  (raises ConfigError when max_stats_steps < total_len)

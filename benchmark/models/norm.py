@@ -42,6 +42,14 @@ def output_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
                         bn.eps)
 
 
+class OutputBatchNorm(nn.BatchNorm1d):
+    """BN over the features of a (T, B, H) layer output (statistics over batch and time)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        T, B, H = x.shape
+        return output_batch_norm(self, x.reshape(T * B, H)).view(T, B, H)
+
+
 class StepBatchNorm(nn.Module):
     """BN with statistics per time step, gain shared over time.
 

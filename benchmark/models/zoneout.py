@@ -18,6 +18,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from benchmark.models import masks
+
 Keep = Union[Tensor, float]  # a (B, H) 0/1 mask in training, the probability p at eval
 
 
@@ -25,7 +27,7 @@ def keep_masks(T: int, like: Tensor, p: float) -> Optional[Tensor]:
     """(T, B, H) float masks, 1 where a unit keeps its previous value (probability p); None if p == 0."""
     if p == 0.0:
         return None
-    return like.new_empty(T, *like.shape).bernoulli_(p)
+    return masks.bernoulli(like, (T, *like.shape), p, scale=False)
 
 
 def zone(new: Tensor, old: Tensor, keep: Optional[Keep]) -> Tensor:

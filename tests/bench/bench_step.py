@@ -45,7 +45,7 @@ def make_step(v: BenchPoint) -> Callable[[], None]:
     """A closure running one training step (zero_grad, forward, loss, backward) of variant v."""
     torch.manual_seed(0)
     impl = Impl(v.impl)
-    model = build_model(ModelSpec(get_cell(v.cell), INPUT, HIDDEN, 1, OUTPUT, reg=registry.reg_config(v.variant), impl=impl))
+    model = build_model(ModelSpec(get_cell(v.cell), INPUT, HIDDEN, 1, OUTPUT, reg=registry.arm(v.variant), impl=impl))
     assert model.impl_used is impl
     model.train()
     g = torch.Generator().manual_seed(v.seq_len)
@@ -115,13 +115,13 @@ def test_train_step(benchmark, variant: BenchPoint, reference_steps, bench_threa
     benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
     ref_s, var_s = ref_s[warmup:], var_s[warmup:]
     assert len(ref_s) == len(var_s) == rounds
-    rc = registry.reg_config(variant.variant)
+    arm = registry.arm(variant.variant)
+    ident = arm.identity(variant.seq_len)
     benchmark.extra_info.update(
         variant=variant.id, reference=variant.reference.id, variant_name=variant.variant.name,
-        cell=variant.cell, reg=rc.name.value, impl=variant.impl, seq_len=variant.seq_len,
-        bn_placement=rc.bn.placement.value if rc.uses_bn else None,
-        dropout_placement=rc.dropout.placement.value if rc.uses_dropout else None,
-        dropout_p=rc.dropout.p if rc.uses_dropout else None,
+        cell=variant.cell, reg=arm.name, impl=variant.impl, seq_len=variant.seq_len,
+        bn_placement=ident.get("bn_placement"), dropout_placement=ident.get("dropout_placement"),
+        dropout_p=ident.get("dropout_p"),
         target=variant.variant.target(variant.impl, "cpu"), threads=bench_threads, batch_size=BATCH, input_size=INPUT, hidden_size=HIDDEN,
         optimizer_step=False, slowdown=factor,
         ratio_samples=[round(v / r, 5) for v, r in zip(var_s, ref_s)],

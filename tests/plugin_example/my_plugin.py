@@ -1,9 +1,9 @@
-"""An example of a cell and a task added from OUTSIDE the package (docs/extending.md).
+"""An example of a cell, a task and a regulariser added from OUTSIDE the package (docs/extending.md).
 
 Put this module on PYTHONPATH and its conf/ on Hydra's search path:
 
     PYTHONPATH=tests/plugin_example python -m benchmark.run \
-        hydra.searchpath=[file://$PWD/tests/plugin_example/conf] cell=leaky task=sign
+        hydra.searchpath=[file://$PWD/tests/plugin_example/conf] cell=leaky task=sign reg=noise
 
 The tests also use two deliberately broken tasks from here (`FailingTask`, `NaNTask`).
 """
@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchmark.arms import Arm, ArmVariant
+from benchmark.config import ConfigError
 from benchmark.models.cells import CellMath
 from benchmark.tasks.base import Task
 
@@ -37,6 +39,45 @@ class LeakyCell(CellMath):
         pre = hw if xw is None else xw + hw
         h = torch.lerp(h, slots.candidate(torch.tanh(pre)), self.leak)
         return h, (h,)
+
+
+@dataclass
+class NoiseConfig:
+    std: float = 0.1  # standard deviation of the added noise, in units of the hidden activations
+
+
+class GaussianNoise(torch.nn.Module):
+    """Adds N(0, std²) to every hidden activation in training; the identity at eval (zero-mean noise)."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = std
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.std * torch.randn_like(x) if self.training else x
+
+
+class NoiseArm(Arm):
+    """Gaussian noise on the hidden non-recurrent connections (before later layers and the head).
+
+    Provides one piece, `hidden_dropout`; everything else stays the default, so torch's fused
+    modules can run it (`needs_custom` is empty).
+    """
+
+    blocks = {"noise": NoiseConfig}
+
+    def __init__(self, name: str = "noise", **blocks) -> None:
+        super().__init__(name, **blocks)
+        self.std = self.config["noise"].std
+        if not self.std >= 0:
+            raise ConfigError("reg.noise.std", self.std, "a number >= 0")
+
+    def hidden_dropout(self, features: int):
+        return GaussianNoise(self.std) if self.std > 0 else None
+
+    @classmethod
+    def variants(cls, option: str) -> list[ArmVariant]:
+        return [ArmVariant(None, (), ("native", "custom"), "", "Gaussian noise on hidden non-recurrent connections")]
 
 
 @dataclass

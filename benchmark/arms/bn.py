@@ -1,0 +1,169 @@
+"""`reg=bn`: batch normalisation in three placements (benchmark/models/norm.py holds the modules).
+
+- `recurrent` (Cooijmans et al. 2016, Recurrent Batch Normalization): per-step BN of W_ih·x and
+  W_hh·h (no beta: the cell's bias is shared) and of the LSTM cell state (with beta), population
+  statistics per step, gains initialised to 0.1;
+- `input` (Laurent et al. 2016, Batch Normalized Recurrent Neural Networks): BN of W_ih·x only,
+  statistics over batch and time;
+- `output`: BN over the features of each layer's output sequence, between layers and before the head
+  (torch's fused modules can run it).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from benchmark.arms.base import ArmVariant
+from benchmark.arms.legacy import BuiltinArm
+from benchmark.config import ConfigError
+
+DEFAULT_STATS_STEPS = 1000  # per-step BN rows of a model built without a sequence length
+
+
+class BNPlacement(str, enum.Enum):
+    recurrent = "recurrent"  # Cooijmans et al. 2016
+    input = "input"  # Laurent et al. 2016
+    output = "output"  # BN over features of each layer's output sequence
+
+
+class BNPopulation(str, enum.Enum):
+    """How BN's population statistics (used at eval) are obtained."""
+
+    precise = "precise"  # re-estimated over training batches, weights frozen, before every evaluation
+    moving = "moving"  # torch's momentum average over the training steps' batches
+
+
+@dataclass
+class BNConfig:
+    placement: BNPlacement = BNPlacement.recurrent
+    momentum: float = 0.1
+    eps: float = 1e-5
+    # None = the placement's literature default: 0.1 for recurrent (Cooijmans), 1.0 otherwise.
+    gain_init: Optional[float] = None
+    # Per-step (recurrent) BN keeps population statistics for this many steps; later steps reuse the
+    # last. null = the task's total_len (every step has its own); a value below total_len is refused.
+    max_stats_steps: Optional[int] = None
+    population: BNPopulation = BNPopulation.precise
+    precise_batches: int = 20  # training batches (of train.batch_size) per precise estimate
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str, hint: str = "") -> None:
+    if not cond:
+        raise ConfigError(key, value, allowed, hint)
+
+
+def check_bn(bn: BNConfig) -> BNConfig:
+    _check(0.0 <= bn.momentum <= 1.0, "reg.bn.momentum", bn.momentum, "a number in [0, 1]")
+    _check(bn.eps > 0, "reg.bn.eps", bn.eps, "a number > 0")
+    _check(bn.gain_init is None or bn.gain_init > 0, "reg.bn.gain_init", bn.gain_init, "null or a number > 0")
+    _check(bn.max_stats_steps is None or bn.max_stats_steps >= 1, "reg.bn.max_stats_steps", bn.max_stats_steps,
+           "null (= the task's total_len) or an integer >= 1")
+    _check(bn.precise_batches >= 1, "reg.bn.precise_batches", bn.precise_batches, "an integer >= 1")
+    return bn
+
+
+def check_stats_steps(bn: BNConfig, total_len: int) -> int:
+    """Rows of per-step BN population statistics for sequences of `total_len` steps.
+
+    null follows total_len, so every step has statistics of its own. An explicit value below
+    total_len would make the last steps reuse another step's statistics (e.g. copy's delimiter
+    reading a blank step's): refused, never silent.
+    """
+    if bn.max_stats_steps is None:
+        return total_len
+    _check(bn.max_stats_steps >= total_len, "reg.bn.max_stats_steps", bn.max_stats_steps,
+           f"null (= the task's total_len) or an integer >= task.total_len = {total_len}",
+           "Steps beyond it would reuse the last step's population statistics.")
+    return bn.max_stats_steps
+
+
+class BatchNormArm(BuiltinArm):
+    """BN at `reg.bn.placement` (module docstring)."""
+
+    blocks = {"bn": BNConfig}
+    order = 10
+
+    def __init__(self, name: str = "bn", **blocks: Any) -> None:
+        super().__init__(name, **blocks)
+        self.bn: BNConfig = check_bn(self.config["bn"])
+
+    @property
+    def gain(self) -> float:
+        """Cooijmans et al. initialise BN gains to 0.1; the other placements use 1.0."""
+        if self.bn.gain_init is not None:
+            return self.bn.gain_init
+        return 0.1 if self.bn.placement is BNPlacement.recurrent else 1.0
+
+    def needs_custom(self) -> list[str]:
+        p = self.bn.placement
+        return [] if p is BNPlacement.output else [f"reg.bn.placement={p.value}"]
+
+    def norm_x(self, features: int, steps: Optional[int]) -> Any:
+        from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
+
+        bn = self.bn
+        if bn.placement is BNPlacement.recurrent:
+            return StepBatchNorm(features, steps or DEFAULT_STATS_STEPS, self.gain, bn.momentum, bn.eps)
+        if bn.placement is BNPlacement.input:
+            return SeqBatchNorm(features, self.gain, bn.momentum, bn.eps)
+        return None
+
+    def norm_h(self, features: int, steps: Optional[int]) -> Any:
+        from benchmark.models.norm import StepBatchNorm
+
+        if self.bn.placement is not BNPlacement.recurrent:
+            return None
+        return StepBatchNorm(features, steps or DEFAULT_STATS_STEPS, self.gain, self.bn.momentum, self.bn.eps)
+
+    def norm_c(self, features: int, steps: Optional[int]) -> Any:
+        """Cooijmans also normalise the LSTM cell state before its output tanh (with a beta)."""
+        from benchmark.models.norm import StepBatchNorm
+
+        if self.bn.placement is not BNPlacement.recurrent:
+            return None
+        return StepBatchNorm(features, steps or DEFAULT_STATS_STEPS, self.gain, self.bn.momentum, self.bn.eps,
+                             bias=True)
+
+    def output_norm(self, features: int) -> Any:
+        if self.bn.placement is not BNPlacement.output:
+            return None
+        from torch import nn
+
+        from benchmark.models.norm import OutputBatchNorm
+
+        norm = OutputBatchNorm(features, eps=self.bn.eps, momentum=self.bn.momentum)
+        nn.init.constant_(norm.weight, self.gain)
+        return norm
+
+    def stats_steps(self, total_len: Optional[int]) -> Optional[int]:
+        if self.bn.placement is not BNPlacement.recurrent:
+            return None
+        if total_len is None:
+            return self.bn.max_stats_steps or DEFAULT_STATS_STEPS
+        return check_stats_steps(self.bn, total_len)
+
+    def min_batch_size(self) -> int:
+        return 2  # batch statistics of a single example are undefined
+
+    def precise_batches(self) -> int:
+        return self.bn.precise_batches if self.bn.population is BNPopulation.precise else 0
+
+    def identity(self, total_len: Optional[int]) -> dict[str, Any]:
+        return {"bn_placement": self.bn.placement.value, "bn_population": self.bn.population.value,
+                "bn_precise_batches": self.precise_batches() or None, "bn_stats_steps": self.stats_steps(total_len)}
+
+    @classmethod
+    def variants(cls, option: str) -> list[ArmVariant]:
+        def at(p: str, *rest: Any) -> ArmVariant:
+            return ArmVariant(p, (f"reg.bn.placement={p}",), *rest)
+
+        return [
+            at("recurrent", ("custom",), "Cooijmans et al. 2016, Recurrent Batch Normalization",
+               "per-step BN of W_x·x and W_h·h (+ the LSTM cell state), population statistics per step",
+               {("cpu", "custom"): 3.0, ("gpu", "custom"): 3.0}),
+            at("input", ("custom",), "Laurent et al. 2016, Batch Normalized Recurrent Neural Networks",
+               "BN of W_x·x only, sequence-wise statistics (over batch and time)"),
+            at("output", ("native",), "",
+               "BN over the features of each layer's output sequence, between layers and before the head"),
+        ]

@@ -1,0 +1,105 @@
+"""`reg=dropout`: dropout on hidden connections in three placements (benchmark/models/dropout.py).
+
+- `output` (Zaremba et al. 2014): the non-recurrent connections (between layers, the head's input),
+  a fresh mask per step; torch's fused modules can run it;
+- `variational` (Gal & Ghahramani 2016): the same places with one mask per sequence, plus the
+  recurrent state h_{t-1} inside the layer;
+- `recurrent` (Semeniuta et al. 2016): the candidate update only (LSTM g, GRU n), fresh per step.
+
+The raw task input (often 1-2 features here) is dropped only with `input_p > 0`, with the
+placement's mask (per sequence for `variational`, per step otherwise): Zaremba and Gal drop word
+embeddings of hundreds of units; on a 2-feature input the same p erases the task's signal.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.arms.base import ArmVariant
+from benchmark.arms.legacy import BuiltinArm
+from benchmark.config import ConfigError
+
+
+class DropoutPlacement(str, enum.Enum):
+    output = "output"  # Zaremba et al. 2014: non-recurrent connections, fresh mask per step
+    variational = "variational"  # Gal & Ghahramani 2016: one mask per sequence, inputs + state
+    recurrent = "recurrent"  # Semeniuta et al. 2016: candidate update only
+
+
+@dataclass
+class DropoutConfig:
+    placement: DropoutPlacement = DropoutPlacement.output
+    p: float = 0.25
+    # Dropout of the raw task input (often 1-2 features): off unless asked. `p` acts on
+    # hidden connections only (between layers, the head's input, the recurrent state).
+    input_p: float = 0.0
+
+
+def check_dropout(d: DropoutConfig) -> DropoutConfig:
+    if not 0.0 <= d.p < 1.0:
+        raise ConfigError("reg.dropout.p", d.p, "a probability in [0, 1)")
+    if not 0.0 <= d.input_p < 1.0:
+        raise ConfigError("reg.dropout.input_p", d.input_p, "a probability in [0, 1) (0 = off)")
+    return d
+
+
+class DropoutArm(BuiltinArm):
+    """Dropout at `reg.dropout.placement` (module docstring)."""
+
+    blocks = {"dropout": DropoutConfig}
+    order = 20
+
+    def __init__(self, name: str = "dropout", **blocks: Any) -> None:
+        super().__init__(name, **blocks)
+        self.dropout: DropoutConfig = check_dropout(self.config["dropout"])
+
+    def _at(self, placement: DropoutPlacement) -> float:
+        return self.dropout.p if self.dropout.placement is placement else 0.0
+
+    def needs_custom(self) -> list[str]:
+        p = self.dropout.placement
+        return [] if p is DropoutPlacement.output else [f"reg.dropout.placement={p.value}"]
+
+    def state_dropout(self) -> float:
+        return self._at(DropoutPlacement.variational)
+
+    def candidate_dropout(self) -> float:
+        return self._at(DropoutPlacement.recurrent)
+
+    def _drop(self, p: float) -> Any:
+        from torch import nn
+
+        from benchmark.models.dropout import LockedDropout
+
+        if p == 0.0:
+            return None
+        return LockedDropout(p) if self.dropout.placement is DropoutPlacement.variational else nn.Dropout(p)
+
+    def input_dropout(self, features: int) -> Any:
+        return self._drop(self.dropout.input_p)
+
+    def hidden_dropout(self, features: int) -> Any:
+        """Between layers and on the head's input: output and variational; recurrent acts inside only."""
+        return None if self.dropout.placement is DropoutPlacement.recurrent else self._drop(self.dropout.p)
+
+    def identity(self, total_len: Any) -> dict[str, Any]:
+        d = self.dropout
+        return {"dropout_placement": d.placement.value, "dropout_p": d.p, "dropout_input_p": d.input_p}
+
+    @classmethod
+    def variants(cls, option: str) -> list[ArmVariant]:
+        def at(p: str, *rest: Any) -> ArmVariant:
+            return ArmVariant(p, (f"reg.dropout.placement={p}",), *rest)
+
+        return [
+            at("output", ("native", "custom"), "Zaremba et al. 2014, Recurrent Neural Network Regularization",
+               "dropout on hidden non-recurrent connections (between layers, the head's input), a fresh mask per step",
+               {("cpu", "native"): 1.3}),
+            at("variational", ("custom",),
+               "Gal & Ghahramani 2016, A Theoretically Grounded Application of Dropout in RNNs",
+               "one mask per sequence between layers, on the head's input and the recurrent state",
+               {("gpu", "custom"): 2.5}),
+            at("recurrent", ("custom",), "Semeniuta et al. 2016, Recurrent Dropout without Memory Loss",
+               "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step"),
+        ]
