@@ -17,8 +17,9 @@ PLUGIN_SEARCHPATH = f"hydra.searchpath=[file://{PLUGIN / 'conf'}]"
 TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
         "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
         "timing.repeats=2", "threads=1", "device=cpu", "train.progress=false"]
-# Subprocesses find this checkout's package (and the plugin's modules) first; one OpenMP thread each.
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+# Subprocesses find this checkout's package (and the plugin's modules) first. Threads come from the
+# configs (`threads=1`), not OMP_NUM_THREADS, which would also change what `nproc` counts in the Makefile.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
 
 
 def names(group: str) -> list[str]:

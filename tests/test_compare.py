@@ -6,7 +6,6 @@ the gate CI uses.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,8 +17,8 @@ import pytest
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.analysis import compare
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+from helpers import ENV, ROOT
+
 SLICE = ["cell=lstm", "reg=none,bn", "task.seq_len=6", "seed=0,1,2,3,4"]  # 2 points x 5 seeds
 MOVED = {compare.BETTER, compare.WORSE, compare.HIGHER, compare.LOWER}
 
@@ -50,6 +49,7 @@ def run(results: Path, *args: str) -> tuple[int, str, pd.DataFrame]:
     return p.returncode, p.stdout + p.stderr, table
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_a_learning_rate_change_is_found_and_fails_the_gate(results):
     code, out, table = run(results, "a", "slow", "--fail-on", "worse")
     assert code == 1, out
@@ -64,6 +64,7 @@ def test_a_learning_rate_change_is_found_and_fails_the_gate(results):
     assert "What changed from A to B" in html and "lr" in html and "worse" in html
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_two_identical_sweeps_show_nothing(results):
     code, out, table = run(results, "a", "same", "--fail-on", "worse")
     assert code == 0, out
@@ -73,6 +74,7 @@ def test_two_identical_sweeps_show_nothing(results):
     assert (science["diff"] == 0).all()
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_points_in_one_sweep_only_are_listed(results, tmp_path):
     part = tmp_path / "part"
     shutil.copytree(results / "a", part)
@@ -85,11 +87,13 @@ def test_points_in_one_sweep_only_are_listed(results, tmp_path):
     assert set(table["variant"]) == {"none"}
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_a_missing_sweep_is_a_clear_error(results):
     code, out, _ = run(results, "a", "nope")
     assert code == 2 and "'nope': neither" in out
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_make_compare(results, tmp_path):
     p = subprocess.run(["make", "compare", "A=a", "B=slow", f"RESULTS_DIR={results}", f"REPORTS_DIR={tmp_path}"],
                        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)

@@ -10,29 +10,27 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 import benchmark as bm  # noqa: F401
+from helpers import ENV, ROOT, run, wait_for_runs
 from synthetic_runs import parse_report
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
 SMOKE = yaml.safe_load((ROOT / "conf" / "experiment" / "smoke.yaml").read_text())
 PARAMS = SMOKE["hydra"]["sweeper"]["params"]
 CELLS, REGS = PARAMS["cell"].split(","), PARAMS["reg"].split(",")
 LENS, SEEDS = [int(x) for x in str(PARAMS["task.seq_len"]).split(",")], [int(x) for x in str(PARAMS["seed"]).split(",")]
 TASKS = [SMOKE.get("defaults", [{}])[0].get("override /task", "adding")]
 GRID = set(itertools.product(TASKS, CELLS, REGS, LENS, SEEDS))
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def sh(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    p = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
-    return p
+def sh(args: list[str]) -> subprocess.CompletedProcess:
+    return run(args, check=True)
 
 
 def sweep_cmd(results: Path, *extra: str) -> list[str]:
@@ -88,23 +86,13 @@ def test_smoke_sweep_aggregate_report(tmp_path):
     assert "python -m benchmark.run --multirun +experiment=smoke" in html
 
 
-def _wait_for_runs(sweep: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> int:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        done = len(list((sweep / "runs").glob("*/metrics.json"))) if (sweep / "runs").exists() else 0
-        if done >= n:
-            return done
-        time.sleep(0.05)
-    raise AssertionError(f"the sweep finished or stalled before {n} runs were done")
-
-
 def test_interrupted_sweep_resumes_without_duplicates_or_losses(tmp_path):
     results = tmp_path / "results"
     sweep = results / "smoke"
     for sig, after in ((signal.SIGINT, 5), (signal.SIGKILL, 15)):
         proc = subprocess.Popen(sweep_cmd(results), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait_for_runs(sweep, after, proc)
+        wait_for_runs(sweep, after, proc, mid_point=True)  # a kill inside a grid point
         os.killpg(proc.pid, sig)
         assert proc.wait(timeout=60) != 0  # it stopped mid-sweep
     done_before = {f.parent.name: f.stat().st_mtime_ns for f in (sweep / "runs").glob("*/metrics.json")}

@@ -26,8 +26,9 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark.analysis import progress, status
 from benchmark.analysis.status import Category
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+from helpers import ENV, ROOT
+
+pytestmark = pytest.mark.sweep  # every test here reads (a copy of) a real multirun: `make test-sweeps`
 SLICE = ["cell=lstm", "seed=0"]  # the command line replaces the experiment's axes: 4 regs x 2 lengths
 N = 8
 
