@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import benchmark as bm  # noqa: F401
 from benchmark import run as bm_run
 from benchmark.analysis import record
 from benchmark.config import ConfigError
 from benchmark.io import atomic_write_json, is_complete, run_id
+from helpers import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "tests" / "plugin_example"
@@ -34,9 +34,7 @@ VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd
 
 
 def composed(overrides: list[str], plugin: bool = False):
-    extra = [f"hydra.searchpath=[file://{PLUGIN / 'conf'}]"] if plugin else []
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + extra + overrides)
+    return compose(*TINY, *overrides, plugin=plugin)
 
 
 def run_inprocess(tmp_path: Path, overrides: list[str], plugin: bool = False) -> tuple[str, dict, Path]:
