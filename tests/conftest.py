@@ -1,5 +1,6 @@
 """Shared test set-up: fixtures over tests/helpers.py. torch is not imported here: the analysis tests
 run without it (as the analysis tools do)."""
+
 from __future__ import annotations
 
 import sys

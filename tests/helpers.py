@@ -1,5 +1,6 @@
 """What many test modules share: the repository's paths, one tiny run config, Hydra's compose API and
 a runner for the command-line tools. Fixtures wrapping these live in conftest.py."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,22 @@ CONF = ROOT / "conf"
 PLUGIN = ROOT / "tests" / "plugin_example"  # a user's cells and tasks, outside the package
 PLUGIN_SEARCHPATH = f"hydra.searchpath=[file://{PLUGIN / 'conf'}]"
 # One grid point that trains in well under a second: every test that runs the real thing starts here.
-TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
-        "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
-        "timing.repeats=2", "threads=1", "device=cpu", "train.progress=false"]
+TINY = [
+    "hidden_size=8",
+    "train.steps=6",
+    "train.batch_size=8",
+    "train.eval_interval=3",
+    "train.log_interval=2",
+    "task.seq_len=8",
+    "task.n_train=64",
+    "task.n_val=16",
+    "task.n_test=16",
+    "timing.warmup=1",
+    "timing.repeats=2",
+    "threads=1",
+    "device=cpu",
+    "train.progress=false",
+]
 # Subprocesses find this checkout's package (and the plugin's modules) first. Threads come from the
 # configs (`threads=1`), not OMP_NUM_THREADS, which would also change what `nproc` counts in the Makefile.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
@@ -44,11 +58,16 @@ def compose(*overrides: str, plugin: bool = False, hydra_config: bool = False) -
         return hydra_compose(config_name="config", overrides=[*extra, *overrides], return_hydra_config=hydra_config)
 
 
-def run(args: Sequence[str], *, cwd: Path = ROOT, timeout: float = 600, check: bool = False,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path = ROOT,
+    timeout: float = 600,
+    check: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """A command (a CLI, `make ...`) in its own process, output captured; `check`: exit 0 or fail with its stderr."""
-    p = subprocess.run(list(args), cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
-                       timeout=timeout)
+    p = subprocess.run(list(args), cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
     if check:
         assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
     return p
@@ -86,8 +105,9 @@ def started_runs(sweep_dir: Path) -> list[Path]:
     return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.exists() else []
 
 
-def wait_for_runs(sweep_dir: Path, n: int, proc: subprocess.Popen, *, mid_point: bool = False,
-                  timeout: float = 300) -> int:
+def wait_for_runs(
+    sweep_dir: Path, n: int, proc: subprocess.Popen, *, mid_point: bool = False, timeout: float = 300
+) -> int:
     """Poll until at least `n` points of the running sweep are complete (and, with `mid_point`, the next
     one has started and is not done: a kill then lands inside a grid point); returns the count."""
     end = time.monotonic() + timeout
@@ -96,5 +116,7 @@ def wait_for_runs(sweep_dir: Path, n: int, proc: subprocess.Popen, *, mid_point:
         if done >= n and (not mid_point or len(started_runs(sweep_dir)) > done):
             return done
         time.sleep(0.02)
-    raise AssertionError(f"the sweep {'finished' if proc.poll() is not None else 'stalled'} before {n} point(s) "
-                         f"were done{' and the next begun' if mid_point else ''}")
+    raise AssertionError(
+        f"the sweep {'finished' if proc.poll() is not None else 'stalled'} before {n} point(s) "
+        f"were done{' and the next begun' if mid_point else ''}"
+    )

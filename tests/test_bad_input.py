@@ -4,6 +4,7 @@ The config errors are checked in-process (compose, then `benchmark.run.prepare`,
 takes before it writes anything); a few cases go through the real CLI, whose exit code and stderr
 are the point there.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import benchmark as bm  # noqa: F401
+
 from helpers import error_text, python_m
 
 
@@ -22,8 +24,11 @@ def tree_digest(root: Path) -> dict[str, str]:
 
     Hydra's own bookkeeping (`<sweep>/hydra/`, written before any of our code runs) is not a result.
     """
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "hydra" not in p.relative_to(root).parts}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "hydra" not in p.relative_to(root).parts
+    }
 
 
 @pytest.fixture()
@@ -41,29 +46,42 @@ def results(results_dir: Path) -> Path:
 RUN_CASES = {
     "unknown cell": (["cell=lstmm"], ["cell", "lstmm", "gru", "lstm", "rnn"]),
     "unknown reg": (["reg=nada"], ["reg", "nada", "none", "bn", "dropout", "both"]),
-    "unknown bn placement": (["reg=bn", "reg.bn.placement=sideways"],
-                             ["reg.bn.placement", "sideways", "recurrent", "input", "output"]),
-    "unknown dropout placement": (["reg=dropout", "reg.dropout.placement=zoneout"],
-                                  ["reg.dropout.placement", "zoneout", "output", "variational", "recurrent"]),
+    "unknown bn placement": (
+        ["reg=bn", "reg.bn.placement=sideways"],
+        ["reg.bn.placement", "sideways", "recurrent", "input", "output"],
+    ),
+    "unknown dropout placement": (
+        ["reg=dropout", "reg.dropout.placement=zoneout"],
+        ["reg.dropout.placement", "zoneout", "output", "variational", "recurrent"],
+    ),
     "unknown task": (["task=nope"], ["task", "nope", "adding", "copy", "digits"]),
-    "unknown launcher": (["--multirun", "hydra/launcher=foo", "seed=0,1"], ["hydra/launcher", "foo", "joblib",
-                                                                           "submitit_slurm"]),
+    "unknown launcher": (
+        ["--multirun", "hydra/launcher=foo", "seed=0,1"],
+        ["hydra/launcher", "foo", "joblib", "submitit_slurm"],
+    ),
     "seq_len zero": (["task.seq_len=0"], ["task.seq_len", "0", ">="]),
     "seq_len negative": (["task=digits", "task.seq_len=-5"], ["task.seq_len", "-5", ">="]),
     "dropout p one": (["reg=dropout", "reg.dropout.p=1.0"], ["reg.dropout.p", "1.0", "[0, 1)"]),
     "dropout p negative": (["reg=dropout", "reg.dropout.p=-0.1"], ["reg.dropout.p", "-0.1", "[0, 1)"]),
     "bn with batch size 1": (["reg=bn", "train.batch_size=1"], ["train.batch_size", "1", ">= 2"]),
     "hidden_size zero": (["hidden_size=0"], ["hidden_size", "0", "> 0"]),
-    "native with recurrent bn": (["reg=bn", "impl=native"], ["impl", "native", "custom or auto",
-                                                             "reg.bn.placement=recurrent"]),
-    "native with variational dropout": (["reg=dropout", "reg.dropout.placement=variational", "impl=native"],
-                                        ["impl", "native", "reg.dropout.placement=variational"]),
+    "native with recurrent bn": (
+        ["reg=bn", "impl=native"],
+        ["impl", "native", "custom or auto", "reg.bn.placement=recurrent"],
+    ),
+    "native with variational dropout": (
+        ["reg=dropout", "reg.dropout.placement=variational", "impl=native"],
+        ["impl", "native", "reg.dropout.placement=variational"],
+    ),
     "unknown impl": (["impl=fused"], ["impl", "fused", "native", "custom", "auto"]),
     "per-step bn statistics shorter than the task": (
         ["reg=bn", "task=copy", "task.seq_len=50", "reg.bn.max_stats_steps=60"],
-        ["reg.bn.max_stats_steps", "60", "task.total_len = 70"]),
-    "unknown bn population": (["reg=bn", "reg.bn.population=running"],
-                              ["reg.bn.population", "running", "precise", "moving"]),
+        ["reg.bn.max_stats_steps", "60", "task.total_len = 70"],
+    ),
+    "unknown bn population": (
+        ["reg=bn", "reg.bn.population=running"],
+        ["reg.bn.population", "running", "precise", "moving"],
+    ),
     "precise bn with no batches": (["reg=bn", "reg.bn.precise_batches=0"], ["reg.bn.precise_batches", "0", ">= 1"]),
     "input dropout one": (["reg=dropout", "reg.dropout.input_p=1.0"], ["reg.dropout.input_p", "1.0", "[0, 1)"]),
     "digits shorter than its 64 pixels": (["task=digits", "task.seq_len=32"], ["task.seq_len", "32", ">= 64"]),
@@ -155,6 +173,7 @@ def test_corrupt_metrics_json_is_named_and_nothing_is_lost(results):
     assert {k: v for k, v in after.items() if k in before} == before  # existing files untouched
     # The good run is not held back: both folders are rows of the summary, the bad one as corrupt.
     import pandas as pd
+
     summary = pd.read_csv(results / "mysweep" / "summary.csv").set_index("run_id")
     assert summary.loc["0123456789ab", "status"] == "ok"
     assert summary.loc["badbadbadbad", "status"] == "corrupt"

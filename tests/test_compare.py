@@ -4,6 +4,7 @@ Two sweeps that differ by one deliberate change (the learning rate) must show it
 verdicts' statistics see it; two identical sweeps must show nothing; `--fail-on worse` is
 the gate CI uses.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -24,8 +25,17 @@ MOVED = {compare.BETTER, compare.WORSE, compare.HIGHER, compare.LOWER}
 
 
 def sweep(results: Path, name: str, lr: float) -> Path:
-    cmd = [sys.executable, "-m", "benchmark.run", "--multirun", "+experiment=smoke", f"sweep={name}",
-           f"results_dir={results}", f"train.lr={lr}", *SLICE]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.run",
+        "--multirun",
+        "+experiment=smoke",
+        f"sweep={name}",
+        f"results_dir={results}",
+        f"train.lr={lr}",
+        *SLICE,
+    ]
     p = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     return results / name
@@ -43,8 +53,14 @@ def results(tmp_path_factory) -> Path:
 
 def run(results: Path, *args: str) -> tuple[int, str, pd.DataFrame]:
     out = results.parent / "reports" / "-".join(args[:2])
-    p = subprocess.run([sys.executable, "-m", "benchmark.analysis.compare", *args, "--results-dir", str(results),
-                        "--out", str(out)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "benchmark.analysis.compare", *args, "--results-dir", str(results), "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     table = pd.read_csv(out / "compare.csv") if (out / "compare.csv").exists() else pd.DataFrame()
     return p.returncode, p.stdout + p.stderr, table
 
@@ -95,8 +111,14 @@ def test_a_missing_sweep_is_a_clear_error(results):
 
 @pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_make_compare(results, tmp_path):
-    p = subprocess.run(["make", "compare", "A=a", "B=slow", f"RESULTS_DIR={results}", f"REPORTS_DIR={tmp_path}"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        ["make", "compare", "A=a", "B=slow", f"RESULTS_DIR={results}", f"REPORTS_DIR={tmp_path}"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "compare-a-vs-slow" / "compare.csv").exists()
     assert p.stdout.rstrip().splitlines()[-1] == f"report: {(tmp_path / 'compare-a-vs-slow' / 'index.html').resolve()}"
@@ -108,9 +130,21 @@ def frame(lr: float, shift: float, lrs_swept: tuple[float, ...] = ()) -> pd.Data
     for variant in ("none", "bn.recurrent"):
         for lr_ in lrs_swept or (lr,):
             for seed in range(5):
-                rows.append(dict(task="adding", seq_len=6, cell="lstm", variant=variant, impl="auto", lr=lr_,
-                                 seed=seed, device="cpu", test_metric=1 + shift + 0.01 * ((seed * 7) % 5),
-                                 metric_higher_is_better=False, grad_norm_mean=2.0 + 0.01 * seed))
+                rows.append(
+                    dict(
+                        task="adding",
+                        seq_len=6,
+                        cell="lstm",
+                        variant=variant,
+                        impl="auto",
+                        lr=lr_,
+                        seed=seed,
+                        device="cpu",
+                        test_metric=1 + shift + 0.01 * ((seed * 7) % 5),
+                        metric_higher_is_better=False,
+                        grad_norm_mean=2.0 + 0.01 * seed,
+                    )
+                )
     return pd.DataFrame(rows)
 
 

@@ -1,4 +1,5 @@
 """Every config file composes, type-checks and builds: new cells, regs and tasks are found by themselves."""
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import benchmark as bm  # noqa: F401
 from benchmark.config import RunConfig, validate
 from benchmark.models import ModelSpec, build_model, check_cell_class
 from benchmark.tasks import check_task
+
 from helpers import CONF, ROOT, names, run
 from helpers import compose as composed
 
@@ -62,12 +64,14 @@ def test_both_is_the_default_bn_plus_the_default_dropout():
 
 
 def test_knobs_are_reachable_from_the_command_line():
-    r = OmegaConf.to_object(composed("reg=bn", "reg.bn.placement=input", "reg.bn.momentum=0.2",
-                                     "reg.dropout.p=0.5")).reg
+    r = OmegaConf.to_object(
+        composed("reg=bn", "reg.bn.placement=input", "reg.bn.momentum=0.2", "reg.dropout.p=0.5")
+    ).reg
     assert (r.bn.placement.value, r.bn.momentum, r.dropout.p) == ("input", 0.2, 0.5)
 
 
 # --- experiments: every grid point composes and validates; the claims design keeps its promises ----------
+
 
 def sweep_axes(exp: str) -> dict[str, list[str]]:
     params = OmegaConf.load(CONF / "experiment" / f"{exp}.yaml").hydra.sweeper.params
@@ -96,8 +100,13 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
     for over in points:
         cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
         if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
-            cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, f"task.data_dir={mnist_full_dir}",
-                           "task.mirrors=[]")
+            cfg = composed(
+                f"+experiment={exp}",
+                f"results_dir={tmp_path}",
+                *over,
+                f"task.data_dir={mnist_full_dir}",
+                "task.mirrors=[]",
+            )
         p = bm_run.prepare(cfg)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 

@@ -1,4 +1,5 @@
 """A sweep never loses or duplicates a result: SIGKILL inside grid points, other launchers, concurrent jobs."""
+
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
+
 from helpers import ENV, ROOT, TINY, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
 
 pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
@@ -17,8 +19,21 @@ pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sw
 # Four tiny grid points; threads=1 so every launcher computes bit-identical numbers.
 GRID = ["cell=lstm,gru", "reg=none,dropout", *TINY, "sweep=ft"]
 # Columns that measure time, memory or the environment, or name the folder: expected to differ.
-VOLATILE = ("_ms", "per_s", "tokens", "wall", "env", "peak_memory", "time", "timing", "compile", "host", "path",
-            "jobs_beside", "load_avg")
+VOLATILE = (
+    "_ms",
+    "per_s",
+    "tokens",
+    "wall",
+    "env",
+    "peak_memory",
+    "time",
+    "timing",
+    "compile",
+    "host",
+    "path",
+    "jobs_beside",
+    "load_avg",
+)
 
 
 def run_sweep(results: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -55,8 +70,14 @@ def test_sigkill_inside_grid_points_then_rerun_equals_an_uninterrupted_sweep(tmp
     results = tmp_path / "results"
     sweep = results / "ft"
     for target in (1, 2, 3):
-        proc = subprocess.Popen(sweep_cmd(results, *GRID), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            sweep_cmd(results, *GRID),
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             wait_for_runs(sweep, target, proc, mid_point=True)
         finally:

@@ -5,6 +5,7 @@ then damage copies of it the way real sweeps get damaged — a point killed mid-
 never started, a failed and a diverged point, a folder from another grid — and check that
 every grid point lands in its category, matched to its folder by run id.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,16 @@ N = 8
 
 
 def multirun(results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "benchmark.run", "--multirun", "+experiment=smoke", f"results_dir={results}",
-            *SLICE, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "benchmark.run",
+        "--multirun",
+        "+experiment=smoke",
+        f"results_dir={results}",
+        *SLICE,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +84,10 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     shutil.rmtree(runs / never)  # never started
     failed = points["cell=lstm reg=dropout task.seq_len=6 seed=0"].run_id
     diverged = points["cell=lstm reg=none task.seq_len=10 seed=0"].run_id
-    for rid, change in ((failed, {"status": "failed", "error": "RuntimeError: out of memory"}),
-                        (diverged, {"status": "diverged", "diverged_at_step": 7})):
+    for rid, change in (
+        (failed, {"status": "failed", "error": "RuntimeError: out of memory"}),
+        (diverged, {"status": "diverged", "diverged_at_step": 7}),
+    ):
         m = json.loads((runs / rid / "metrics.json").read_text())
         (runs / rid / "metrics.json").write_text(json.dumps({**m, **change}))
     torn = points["cell=lstm reg=none task.seq_len=6 seed=0"].run_id
@@ -91,15 +102,28 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     assert by_id[never].category is Category.missing
     assert by_id[failed].category is Category.failed and by_id[failed].error == "RuntimeError: out of memory"
     assert by_id[diverged].category is Category.diverged
-    assert st.counts() == {Category.done: 3, Category.diverged: 1, Category.failed: 1, Category.incomplete: 2,
-                           Category.missing: 1}
+    assert st.counts() == {
+        Category.done: 3,
+        Category.diverged: 1,
+        Category.failed: 1,
+        Category.incomplete: 2,
+        Category.missing: 1,
+    }
     assert st.not_in_grid == ["0123456789ab"]
 
     missing = status.missing_points(sweep)
     assert list(missing.columns) == ["job", "run_id", "overrides", "cell", "reg", "task.seq_len", "seed"]
-    assert missing.to_dict("records") == [{"job": points["cell=lstm reg=both task.seq_len=10 seed=0"].num,
-                                           "run_id": never, "overrides": "cell=lstm reg=both task.seq_len=10 seed=0",
-                                           "cell": "lstm", "reg": "both", "task.seq_len": "10", "seed": "0"}]
+    assert missing.to_dict("records") == [
+        {
+            "job": points["cell=lstm reg=both task.seq_len=10 seed=0"].num,
+            "run_id": never,
+            "overrides": "cell=lstm reg=both task.seq_len=10 seed=0",
+            "cell": "lstm",
+            "reg": "both",
+            "task.seq_len": "10",
+            "seed": "0",
+        }
+    ]
 
     buf = io.StringIO()
     console = Console(file=buf, width=200, color_system=None)
@@ -112,18 +136,32 @@ def test_every_category_of_a_partly_done_sweep(sweep):
 
 
 def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
-    p = subprocess.run(["make", "status", f"RESULTS_DIR={sweep.parent}", "SWEEP=smoke"], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        ["make", "status", f"RESULTS_DIR={sweep.parent}", "SWEEP=smoke"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     assert re.search(r"│ done\s+│\s+8 │\s+100% │", p.stdout), p.stdout
-    p = subprocess.run([sys.executable, "-m", "benchmark.analysis.status", str(tmp_path)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "benchmark.analysis.status", str(tmp_path)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "multirun.yaml not found" in p.stdout
 
 
 def test_status_runs_without_torch(sweep):
-    code = (f"import sys; from benchmark.analysis import status, progress; "
-            f"st = status.sweep_status({str(sweep)!r}); print(len(st.points), 'torch' in sys.modules)")
+    code = (
+        f"import sys; from benchmark.analysis import status, progress; "
+        f"st = status.sweep_status({str(sweep)!r}); print(len(st.points), 'torch' in sys.modules)"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [str(N), "False"]
@@ -132,8 +170,13 @@ def test_status_runs_without_torch(sweep):
 def run_with_progress(results: Path, *extra: str) -> tuple[int, str]:
     marks = results / "smoke" / ".marks"
     buf = io.StringIO()
-    rc = progress.run(multirun(results, f"skip_marks={marks}", *extra), results / "smoke", marks, interval=0.2,
-                      console=Console(file=buf, width=200, color_system=None))
+    rc = progress.run(
+        multirun(results, f"skip_marks={marks}", *extra),
+        results / "smoke",
+        marks,
+        interval=0.2,
+        console=Console(file=buf, width=200, color_system=None),
+    )
     shutil.rmtree(marks, ignore_errors=True)
     return rc, buf.getvalue()
 
@@ -142,14 +185,20 @@ def test_progress_counts_a_sweep_and_its_rerun(tmp_path):
     rc, out = run_with_progress(tmp_path / "results")
     assert rc == 0, out
     assert out.count("skipping complete run") == 0 and out.count("[benchmark.run][INFO] - run ") >= N
-    assert out.rstrip().splitlines()[-1].startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, "
-                                                    "0 skipped")
+    assert (
+        out.rstrip()
+        .splitlines()[-1]
+        .startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, 0 skipped")
+    )
     assert re.search(rf"sweep smoke .* {N}/{N} failed 0 · diverged 0 · skipped 0", out)  # the bar's last state
     rc, out = run_with_progress(tmp_path / "results")
     assert rc == 0
     assert out.count("skipping complete run") == N
-    assert out.rstrip().splitlines()[-1].startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, "
-                                                    f"{N} skipped")
+    assert (
+        out.rstrip()
+        .splitlines()[-1]
+        .startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, {N} skipped")
+    )
 
 
 def test_progress_passes_the_commands_failure_on(tmp_path):
@@ -161,10 +210,19 @@ def test_progress_passes_the_commands_failure_on(tmp_path):
 
 def test_ctrl_c_stops_the_sweep_and_the_display_cleanly(tmp_path):
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "benchmark.analysis.progress", str(results / "smoke"), "--interval", "0.2", "--",
-           *multirun(results, "train.steps=400")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.analysis.progress",
+        str(results / "smoke"),
+        "--interval",
+        "0.2",
+        "--",
+        *multirun(results, "train.steps=400"),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         end = time.monotonic() + 300
         while time.monotonic() < end and not list((results / "smoke" / "runs").glob("*/metrics.json")):
@@ -226,7 +284,9 @@ def test_watcher_counts_only_this_sweeps_points(swept, tmp_path):
         (marks / d.name).touch()  # three points skipped
     c = w.poll()
     assert (c.total, c.done, c.n("failed"), c.n("ok"), c.skipped) == (N, 5, 1, 1, 3)
-    assert c.line("smoke", 61) == f"sweep smoke: 5/{N} grid points done, 1 failed, 0 diverged, 3 skipped (0:01:01 elapsed)"
+    assert (
+        c.line("smoke", 61) == f"sweep smoke: 5/{N} grid points done, 1 failed, 0 diverged, 3 skipped (0:01:01 elapsed)"
+    )
 
 
 def test_report_lists_the_grid_points_never_started(sweep, tmp_path):
@@ -240,5 +300,5 @@ def test_report_lists_the_grid_points_never_started(sweep, tmp_path):
     for f in ("summary.parquet", "summary.csv", "profiles.parquet", "curves.parquet"):
         (sweep / f).unlink(missing_ok=True)
     html = report.build(sweep, tmp_path / "partial").read_text()
-    table = html[html.index('id="missing-table"'):]
-    assert never in table[:table.index("</table>")] and "1 point(s) of the sweep" in html
+    table = html[html.index('id="missing-table"') :]
+    assert never in table[: table.index("</table>")] and "1 point(s) of the sweep" in html
