@@ -44,9 +44,9 @@ setup:  ## create .venv (sees system site-packages, so a CUDA torch already inst
 # `slow` nor `sweep` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real
 # Hydra multiruns in subprocesses (kill and resume, other launchers, make sweep/status/compare end to end);
 # `make test-all` everything. .ci/run runs `make test` and `make test-sweeps`: every test but the slow ones.
-lint:  ## ruff: lint and format check (`$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .` fixes most)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+lint:  ## ruff: lint and format check (`$(VPY) -m ruff format . && $(VPY) -m ruff check --fix .` fixes most)
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
 
 test: lint  ## lint, then the fast tests (not `slow`, not `sweep`); the rest: `make test-sweeps`, `make test-all`
 	$(VPY) -m pytest -m "not slow and not sweep" $(PYTEST_ARGS)
