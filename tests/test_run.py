@@ -149,6 +149,7 @@ def test_single_run_cli_exit_codes_and_statuses(tmp_path):
     assert d["test_accuracy"] is not None and d["fwd_bwd_ms"] > 0  # nothing else lost
 
 
+@pytest.mark.sweep  # a Hydra multirun in a subprocess: `make test-sweeps`
 def test_multirun_continues_past_failures_and_resumes(tmp_path):
     args = ["--multirun", f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=sign,failing", "seed=0,1",
             "sweep=s"]
@@ -169,6 +170,7 @@ def test_multirun_continues_past_failures_and_resumes(tmp_path):
     assert "skipping complete run" not in forced.stdout + forced.stderr
 
 
+@pytest.mark.sweep  # a Hydra multirun in a subprocess: `make test-sweeps`
 def test_multirun_config_error_fails_loud_and_writes_nothing(tmp_path):
     r = cli(["--multirun", "task.seq_len=0", "sweep=s"], tmp_path)
     assert r.returncode != 0 and "task.seq_len" in r.stderr
