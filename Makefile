@@ -31,7 +31,7 @@ MAKEFLAGS += --no-print-directory
 AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
 	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
 
-.PHONY: setup test test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
+.PHONY: setup lint test test-sweeps test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
 	bench-gpu bench-analysis browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
@@ -40,10 +40,21 @@ setup:  ## create .venv (sees system site-packages, so a CUDA torch already inst
 	$(VPY) -m pip install -e ".[test,tracking]"
 	$(VPY) -c "import torch, benchmark; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 
-test:  ## the test suite (fast tests; slow ones with `make test-all`)
-	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+# Tests in three tiers (markers in pyproject.toml): `make test` runs lint and every test that is neither
+# `slow` nor `sweep` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real
+# Hydra multiruns in subprocesses (kill and resume, other launchers, make sweep/status/compare end to end);
+# `make test-all` everything. .ci/run runs `make test` and `make test-sweeps`: every test but the slow ones.
+lint:  ## ruff: lint and format check (`$(VPY) -m ruff format . && $(VPY) -m ruff check --fix .` fixes most)
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
 
-test-all:
+test: lint  ## lint, then the fast tests (not `slow`, not `sweep`); the rest: `make test-sweeps`, `make test-all`
+	$(VPY) -m pytest -m "not slow and not sweep" $(PYTEST_ARGS)
+
+test-sweeps:  ## the tests that run real Hydra multiruns in subprocesses (CI runs them after `make test`)
+	$(VPY) -m pytest -m "sweep and not slow" $(PYTEST_ARGS)
+
+test-all:  ## every test, slow and sweep ones included
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # Each grid point it skips leaves a file named by its run_id in a folder of this invocation

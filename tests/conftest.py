@@ -1,24 +1,63 @@
-"""Shared test set-up."""
+"""Shared test set-up: fixtures over tests/helpers.py. torch is not imported here: the analysis tests
+run without it (as the analysis tools do)."""
+
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
 import pytest
-import torch
+
+import helpers
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread(request):
-    """In-process tests run torch on one thread, restored afterwards.
+    """In-process tests that use torch run it on one thread, restored afterwards.
 
     Their tensors are tiny, where a second OpenMP thread only adds contention on a shared
     2-core runner (10-20x slower steps seen here); code under test may also change the
     thread count (a job sets its own). The step-time benchmarks under tests/bench choose
-    their threads themselves.
+    their threads themselves. A test whose session never imported torch is left alone.
     """
+    torch = sys.modules.get("torch")
+    if torch is None or request.node.path.parent.name == "bench":
+        yield
+        return
     n = torch.get_num_threads()
-    if request.node.path.parent.name != "bench":
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    """This test's results folder (not created: the code under test makes it)."""
+    return tmp_path / "results"
+
+
+@pytest.fixture
+def compose(results_dir: Path) -> Callable[..., Any]:
+    """`compose(*overrides, plugin=False, hydra_config=False)`: the composed run config, writing under
+    `results_dir` (an override may name another folder)."""
+
+    def _compose(*overrides: str, **kw: Any) -> Any:
+        return helpers.compose(f"results_dir={results_dir}", *overrides, **kw)
+
+    return _compose
+
+
+@pytest.fixture
+def tiny(compose: Callable[..., Any]) -> Callable[..., Any]:
+    """`tiny(*overrides)`: the tiny grid point (helpers.TINY) composed, with the overrides on top."""
+    return lambda *overrides, **kw: compose(*helpers.TINY, *overrides, **kw)
+
+
+@pytest.fixture
+def cli() -> Callable[..., Any]:
+    """`cli(module, *args, cwd=, timeout=, check=)`: `python -m module` in a subprocess (helpers.python_m)."""
+    return helpers.python_m
 
 
 @pytest.fixture(scope="session")

@@ -60,8 +60,8 @@ def test_graph_objects_refuse_a_cpu_model():
 
 
 def test_run_cli_refuses_graph_on_cpu_before_writing_anything(tmp_path):
-    from tests.test_bad_input import python
-    p = python("-m", "benchmark.run", "accel=graph", "device=cpu", f"results_dir={tmp_path / 'r'}", cwd=tmp_path)
+    from helpers import python_m
+    p = python_m("benchmark.run", "accel=graph", "device=cpu", f"results_dir={tmp_path / 'r'}", cwd=tmp_path)
     assert p.returncode == 2 and "accel='graph'" in p.stderr and "none or compile" in p.stderr
     assert not (tmp_path / "r" / "single" / "runs").exists()
 

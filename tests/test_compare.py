@@ -4,9 +4,9 @@ Two sweeps that differ by one deliberate change (the learning rate) must show it
 verdicts' statistics see it; two identical sweeps must show nothing; `--fail-on worse` is
 the gate CI uses.
 """
+
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,15 +18,24 @@ import pytest
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.analysis import compare
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+from helpers import ENV, ROOT
+
 SLICE = ["cell=lstm", "reg=none,bn", "task.seq_len=6", "seed=0,1,2,3,4"]  # 2 points x 5 seeds
 MOVED = {compare.BETTER, compare.WORSE, compare.HIGHER, compare.LOWER}
 
 
 def sweep(results: Path, name: str, lr: float) -> Path:
-    cmd = [sys.executable, "-m", "benchmark.run", "--multirun", "+experiment=smoke", f"sweep={name}",
-           f"results_dir={results}", f"train.lr={lr}", *SLICE]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.run",
+        "--multirun",
+        "+experiment=smoke",
+        f"sweep={name}",
+        f"results_dir={results}",
+        f"train.lr={lr}",
+        *SLICE,
+    ]
     p = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     return results / name
@@ -44,12 +53,19 @@ def results(tmp_path_factory) -> Path:
 
 def run(results: Path, *args: str) -> tuple[int, str, pd.DataFrame]:
     out = results.parent / "reports" / "-".join(args[:2])
-    p = subprocess.run([sys.executable, "-m", "benchmark.analysis.compare", *args, "--results-dir", str(results),
-                        "--out", str(out)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "benchmark.analysis.compare", *args, "--results-dir", str(results), "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     table = pd.read_csv(out / "compare.csv") if (out / "compare.csv").exists() else pd.DataFrame()
     return p.returncode, p.stdout + p.stderr, table
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_a_learning_rate_change_is_found_and_fails_the_gate(results):
     code, out, table = run(results, "a", "slow", "--fail-on", "worse")
     assert code == 1, out
@@ -64,6 +80,7 @@ def test_a_learning_rate_change_is_found_and_fails_the_gate(results):
     assert "What changed from A to B" in html and "lr" in html and "worse" in html
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_two_identical_sweeps_show_nothing(results):
     code, out, table = run(results, "a", "same", "--fail-on", "worse")
     assert code == 0, out
@@ -73,6 +90,7 @@ def test_two_identical_sweeps_show_nothing(results):
     assert (science["diff"] == 0).all()
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_points_in_one_sweep_only_are_listed(results, tmp_path):
     part = tmp_path / "part"
     shutil.copytree(results / "a", part)
@@ -85,14 +103,22 @@ def test_points_in_one_sweep_only_are_listed(results, tmp_path):
     assert set(table["variant"]) == {"none"}
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_a_missing_sweep_is_a_clear_error(results):
     code, out, _ = run(results, "a", "nope")
     assert code == 2 and "'nope': neither" in out
 
 
+@pytest.mark.sweep  # three real multiruns (the module's `results`)
 def test_make_compare(results, tmp_path):
-    p = subprocess.run(["make", "compare", "A=a", "B=slow", f"RESULTS_DIR={results}", f"REPORTS_DIR={tmp_path}"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        ["make", "compare", "A=a", "B=slow", f"RESULTS_DIR={results}", f"REPORTS_DIR={tmp_path}"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "compare-a-vs-slow" / "compare.csv").exists()
     assert p.stdout.rstrip().splitlines()[-1] == f"report: {(tmp_path / 'compare-a-vs-slow' / 'index.html').resolve()}"
@@ -104,9 +130,21 @@ def frame(lr: float, shift: float, lrs_swept: tuple[float, ...] = ()) -> pd.Data
     for variant in ("none", "bn.recurrent"):
         for lr_ in lrs_swept or (lr,):
             for seed in range(5):
-                rows.append(dict(task="adding", seq_len=6, cell="lstm", variant=variant, impl="auto", lr=lr_,
-                                 seed=seed, device="cpu", test_metric=1 + shift + 0.01 * ((seed * 7) % 5),
-                                 metric_higher_is_better=False, grad_norm_mean=2.0 + 0.01 * seed))
+                rows.append(
+                    dict(
+                        task="adding",
+                        seq_len=6,
+                        cell="lstm",
+                        variant=variant,
+                        impl="auto",
+                        lr=lr_,
+                        seed=seed,
+                        device="cpu",
+                        test_metric=1 + shift + 0.01 * ((seed * 7) % 5),
+                        metric_higher_is_better=False,
+                        grad_norm_mean=2.0 + 0.01 * seed,
+                    )
+                )
     return pd.DataFrame(rows)
 
 

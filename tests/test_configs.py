@@ -1,31 +1,23 @@
 """Every config file composes, type-checks and builds: new cells, regs and tasks are found by themselves."""
+
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import sys
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
 from benchmark.arms import build_arm
-from benchmark.config import RunConfig, register_configs, validate
+from benchmark.config import RunConfig, validate
 from benchmark.models import ModelSpec, build_model, check_cell_class
 from benchmark.tasks import check_task
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-register_configs()
-
-
-def names(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def composed(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from helpers import CONF, ROOT, names, run
+from helpers import compose as composed
 
 
 def test_every_group_has_its_files():
@@ -54,7 +46,8 @@ def test_cell_and_reg_configs_build_a_model_that_trains(cell, reg):
 def test_task_configs_build_a_task_with_data(task, mnist_dir):
     cls = get_class(composed(f"task={task}").task._target_)
     default = OmegaConf.load(CONF / "task" / f"{task}.yaml").seq_len  # null: the data's native length
-    length = cls.allowed_seq_len((default or cls.min_seq_len) + 12)  # each task has its own minimum; MNIST divisors of 784
+    # each task has its own minimum; MNIST allows the divisors of 784
+    length = cls.allowed_seq_len((default or cls.min_seq_len) + 12)
     over = [f"task={task}", f"task.seq_len={length}", "task.n_train=16", "task.n_val=8", "task.n_test=8"]
     if "data_dir" in composed(f"task={task}").task:  # a task that reads files: the test fixture's folder
         over.append(f"task.data_dir={mnist_dir}")
@@ -78,6 +71,7 @@ def test_knobs_are_reachable_from_the_command_line():
 
 
 # --- experiments: every grid point composes and validates; the claims design keeps its promises ----------
+
 
 def sweep_axes(exp: str) -> dict[str, list[str]]:
     params = OmegaConf.load(CONF / "experiment" / f"{exp}.yaml").hydra.sweeper.params
@@ -104,11 +98,15 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
     points = first_values_and_points(exp)
     assert points
     for over in points:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[f"+experiment={exp}", f"results_dir={tmp_path}", *over])
-            if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
-                cfg = compose(config_name="config", overrides=[f"+experiment={exp}", f"results_dir={tmp_path}", *over,
-                                                               f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"])
+        cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
+        if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
+            cfg = composed(
+                f"+experiment={exp}",
+                f"results_dir={tmp_path}",
+                *over,
+                f"task.data_dir={mnist_full_dir}",
+                "task.mirrors=[]",
+            )
         p = bm_run.prepare(cfg)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 
@@ -124,8 +122,7 @@ def test_claims_design_keeps_its_promises():
     points, budgets = {}, {}
     for d in axes["design"]:
         assert (CONF / "design" / f"{d}.yaml").exists(), d
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            c = compose(config_name="config", overrides=["+experiment=claims", f"design={d}"])
+        c = composed("+experiment=claims", f"design={d}")
         points[d] = (c.task.name, c.task.seq_len, c.task.n_train, c.cell.name, c.reg.name)
         budgets.setdefault(c.task.name, set()).add((c.train.steps, c.train.stop_at_target, c.train.batch_size))
     assert all(len(b) == 1 for b in budgets.values()), budgets  # one budget per regime: a fair race
@@ -137,13 +134,9 @@ def test_claims_design_keeps_its_promises():
 
 
 def test_make_sweep_runs_claims_on_every_core_without_a_gpu():
-    import subprocess
-
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: make sweep runs `full` with the basic launcher")
-    root = CONF.parent
-    out = subprocess.run(["make", "-n", "sweep", f"VPY={__import__('sys').executable}"], cwd=root,
-                         capture_output=True, text=True, timeout=60).stdout
-    cores = len(__import__("os").sched_getaffinity(0))  # what nproc counts
+    out = run(["make", "-n", "sweep", f"VPY={sys.executable}"], cwd=ROOT, timeout=60, check=True).stdout
+    cores = len(os.sched_getaffinity(0))  # what nproc counts
     assert "+experiment=claims" in out and "hydra/launcher=joblib" in out
     assert f"hydra.launcher.n_jobs={cores}" in out

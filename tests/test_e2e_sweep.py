@@ -1,6 +1,7 @@
 """End to end: `experiment=smoke` through the real Hydra multirun, `make sweep`, aggregation and
 the report; and a sweep interrupted (SIGINT, then SIGKILL) and re-run completes its grid with no
 duplicated, lost or half-written runs, saying how many points it skipped."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,29 +11,28 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 import benchmark as bm  # noqa: F401
+
+from helpers import ENV, ROOT, run, wait_for_runs
 from synthetic_runs import parse_report
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
 SMOKE = yaml.safe_load((ROOT / "conf" / "experiment" / "smoke.yaml").read_text())
 PARAMS = SMOKE["hydra"]["sweeper"]["params"]
 CELLS, REGS = PARAMS["cell"].split(","), PARAMS["reg"].split(",")
 LENS, SEEDS = [int(x) for x in str(PARAMS["task.seq_len"]).split(",")], [int(x) for x in str(PARAMS["seed"]).split(",")]
 TASKS = [SMOKE.get("defaults", [{}])[0].get("override /task", "adding")]
 GRID = set(itertools.product(TASKS, CELLS, REGS, LENS, SEEDS))
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def sh(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    p = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
-    return p
+def sh(args: list[str]) -> subprocess.CompletedProcess:
+    return run(args, check=True)
 
 
 def sweep_cmd(results: Path, *extra: str) -> list[str]:
@@ -47,8 +47,17 @@ def check_grid_complete(sweep: Path) -> pd.DataFrame:
         assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "history.csv", "metrics.json"], f
         m = json.loads((f / "metrics.json").read_text())
         assert m["complete"] is True and m["status"] == "ok" and m["run_id"] == f.name, (f, m.get("error"))
-        rows.append({"task": m["task"], "cell": m["cell"], "reg": m["reg"], "seq_len": m["seq_len"], "seed": m["seed"],
-                     "run_id": m["run_id"], "mtime": (f / "metrics.json").stat().st_mtime_ns})
+        rows.append(
+            {
+                "task": m["task"],
+                "cell": m["cell"],
+                "reg": m["reg"],
+                "seq_len": m["seq_len"],
+                "seed": m["seed"],
+                "run_id": m["run_id"],
+                "mtime": (f / "metrics.json").stat().st_mtime_ns,
+            }
+        )
     df = pd.DataFrame(rows)
     keys = list(df[["task", "cell", "reg", "seq_len", "seed"]].itertuples(index=False, name=None))
     assert len(keys) == len(set(keys)) and set(keys) == GRID  # no duplicated, no lost points
@@ -70,16 +79,30 @@ def test_smoke_sweep_aggregate_report(tmp_path):
     assert rep.stdout.strip().endswith(str(index.resolve()))
     html = index.read_text()
     p = parse_report(html)
-    assert [(r["task"], r["seq_len"], r["cell"]) for r in p.verdict_rows] == \
-        [(t, T, c) for t in TASKS for T in LENS for c in CELLS]  # one row per task x length x cell, in order
+    assert [(r["task"], r["seq_len"], r["cell"]) for r in p.verdict_rows] == [
+        (t, T, c) for t in TASKS for T in LENS for c in CELLS
+    ]  # one row per task x length x cell, in order
     assert [h.split(".")[0] for h in p.verdict_headers] == REGS  # every reg: none (baseline) and each treatment
     for r in p.verdict_rows:
         assert {v.split(".")[0] for v in r["verdicts"]} == set(REGS) - {"none"}
         assert set(r["verdicts"].values()) == {"too few seeds"}  # 2 seeds earn no word
     for name in ("verdicts", "claims"):
         table = pd.read_csv(reports / "smoke" / f"{name}.csv")
-        assert {"task", "seq_len", "cell", "variant", "endpoint", "n", "mean_diff", "ci_low", "ci_high", "p_value",
-                "p_adjusted", "prob_improvement", "verdict"} <= set(table.columns)
+        assert {
+            "task",
+            "seq_len",
+            "cell",
+            "variant",
+            "endpoint",
+            "n",
+            "mean_diff",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "p_adjusted",
+            "prob_improvement",
+            "verdict",
+        } <= set(table.columns)
         assert not set(table["verdict"]) & {"helps", "hurts"}
     assert len(p.imgs) >= 6 and all(src.startswith("data:image/png;base64,") for src in p.imgs)
     assert p.external == [] and p.scripts == 0
@@ -88,35 +111,40 @@ def test_smoke_sweep_aggregate_report(tmp_path):
     assert "python -m benchmark.run --multirun +experiment=smoke" in html
 
 
-def _wait_for_runs(sweep: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> int:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        done = len(list((sweep / "runs").glob("*/metrics.json"))) if (sweep / "runs").exists() else 0
-        if done >= n:
-            return done
-        time.sleep(0.05)
-    raise AssertionError(f"the sweep finished or stalled before {n} runs were done")
-
-
 def test_interrupted_sweep_resumes_without_duplicates_or_losses(tmp_path):
     results = tmp_path / "results"
     sweep = results / "smoke"
     for sig, after in ((signal.SIGINT, 5), (signal.SIGKILL, 15)):
-        proc = subprocess.Popen(sweep_cmd(results), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait_for_runs(sweep, after, proc)
+        proc = subprocess.Popen(
+            sweep_cmd(results),
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_runs(sweep, after, proc, mid_point=True)  # a kill inside a grid point
         os.killpg(proc.pid, sig)
         assert proc.wait(timeout=60) != 0  # it stopped mid-sweep
     done_before = {f.parent.name: f.stat().st_mtime_ns for f in (sweep / "runs").glob("*/metrics.json")}
     assert 15 <= len(done_before) < len(GRID)
-    r = sh(["make", "sweep", "EXPERIMENT=smoke", f"RESULTS_DIR={results}", f"REPORTS_DIR={tmp_path / 'reports'}",
-            f"VPY={sys.executable}"])
+    r = sh(
+        [
+            "make",
+            "sweep",
+            "EXPERIMENT=smoke",
+            f"RESULTS_DIR={results}",
+            f"REPORTS_DIR={tmp_path / 'reports'}",
+            f"VPY={sys.executable}",
+        ]
+    )
     out = r.stdout + r.stderr
     assert f"sweep: skipped {len(done_before)} grid point(s) already complete" in out
     assert out.count("skipping complete run") == len(done_before)
     # the live progress display (a plain line when the output is not a terminal), counted from the results folder
-    assert (f"sweep smoke: {len(GRID)}/{len(GRID)} grid points done, 0 failed, 0 diverged, "
-            f"{len(done_before)} skipped") in out
+    assert (
+        f"sweep smoke: {len(GRID)}/{len(GRID)} grid points done, 0 failed, 0 diverged, {len(done_before)} skipped"
+    ) in out
     df = check_grid_complete(sweep)
     unchanged = df[df["run_id"].isin(done_before)]
     assert (unchanged["mtime"] == unchanged["run_id"].map(done_before)).all()  # complete runs were not redone

@@ -1,12 +1,10 @@
-"""A sweep never loses or duplicates a result: SIGKILL at random moments, other launchers, concurrent jobs."""
+"""A sweep never loses or duplicates a result: SIGKILL inside grid points, other launchers, concurrent jobs."""
+
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,39 +12,46 @@ import pytest
 
 import benchmark as bm  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ENV, ROOT, TINY, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
+
+pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
+
 # Four tiny grid points; threads=1 so every launcher computes bit-identical numbers.
-GRID = ["cell=lstm,gru", "reg=none,dropout", "task.seq_len=8", "train.steps=12", "train.eval_interval=6",
-        "hidden_size=8", "task.n_train=128", "task.n_val=32", "task.n_test=32", "timing.repeats=2",
-        "timing.warmup=1", "train.progress=false", "threads=1", "sweep=ft"]
+GRID = ["cell=lstm,gru", "reg=none,dropout", *TINY, "sweep=ft"]
 # Columns that measure time, memory or the environment, or name the folder: expected to differ.
-VOLATILE = ("_ms", "per_s", "tokens", "wall", "env", "peak_memory", "time", "timing", "compile", "host", "path",
-            "jobs_beside", "load_avg")
-
-
-def sweep_cmd(results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "benchmark.run", "--multirun", *GRID, f"results_dir={results}", *extra]
+VOLATILE = (
+    "_ms",
+    "per_s",
+    "tokens",
+    "wall",
+    "env",
+    "peak_memory",
+    "time",
+    "timing",
+    "compile",
+    "host",
+    "path",
+    "jobs_beside",
+    "load_avg",
+)
 
 
 def run_sweep(results: Path, *extra: str) -> subprocess.CompletedProcess:
-    p = subprocess.run(sweep_cmd(results, *extra), cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert p.returncode == 0, p.stderr[-3000:]
-    return p
+    return run(sweep_cmd(results, *GRID, *extra), check=True)
 
 
 def summary(results: Path) -> pd.DataFrame:
     """The aggregated table without the volatile columns, one row per run, sorted."""
-    p = subprocess.run([sys.executable, "-m", "benchmark.analysis.aggregate", str(results / "ft")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    from benchmark.analysis import aggregate
+
+    assert aggregate.main([str(results / "ft")]) == 0
     df = pd.read_parquet(results / "ft" / "summary.parquet")
     keep = [c for c in df.columns if not any(v in c for v in VOLATILE)]
     return df[keep].sort_values("run_id").reset_index(drop=True)
 
 
 def run_folders(results: Path) -> list[Path]:
-    return sorted(p for p in (results / "ft" / "runs").iterdir() if p.is_dir())
+    return started_runs(results / "ft")
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +64,29 @@ def reference(tmp_path_factory) -> pd.DataFrame:
     return df
 
 
-def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_sweep(tmp_path, reference):
+def test_sigkill_inside_grid_points_then_rerun_equals_an_uninterrupted_sweep(tmp_path, reference):
+    """Kill the sweep (its whole process group) once 1, 2 and 3 of its 4 points are done and the next has
+    begun: each kill interrupts a grid point, and each attempt finished one more point than the last."""
     results = tmp_path / "results"
-    rng = random.Random(1234)
-    kills = 0
-    for _ in range(3):  # kill the sweep process (and its whole group) at a random moment, three times
-        proc = subprocess.Popen(sweep_cmd(results), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
-        time.sleep(rng.uniform(2.0, 9.0))
-        if proc.poll() is None:
+    sweep = results / "ft"
+    for target in (1, 2, 3):
+        proc = subprocess.Popen(
+            sweep_cmd(results, *GRID),
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_runs(sweep, target, proc, mid_point=True)
+        finally:
             os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    assert kills >= 1  # at least one kill landed mid-sweep
+            proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL  # killed, not finished
+        done, started = complete_runs(sweep), started_runs(sweep)
+        assert target <= len(done) < 4, (target, len(done))  # some, not all, points complete at the kill
+        assert len(started) > len(done)  # and one was killed mid-run: a folder with no metrics.json
     done = run_sweep(results)
     df = summary(results)
     pd.testing.assert_frame_equal(df, reference)  # same runs, same numbers, no duplicates
@@ -79,7 +94,7 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_sweep(tmp_
     assert len(folders) == 4 and sorted(f.name for f in folders) == sorted(df["run_id"])
     for f in folders:
         assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "history.csv", "metrics.json"]  # no temp files
-    assert done.returncode == 0
+    assert (done.stdout + done.stderr).count("skipping complete run") == 3  # only the last point was left to do
 
 
 def test_rerun_skips_complete_points_and_force_reruns(tmp_path, reference):

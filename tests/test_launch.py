@@ -1,4 +1,5 @@
 """Per-job resources: threads divide the cores; each concurrent job gets its own GPU."""
+
 from __future__ import annotations
 
 import threading
@@ -20,10 +21,18 @@ def test_launcher_kind():
     assert launcher_kind(None) == "basic"
 
 
-@pytest.mark.parametrize("launcher,cores,requested,expected", [
-    (JOBLIB, 16, None, 4), (JOBLIB, 2, None, 1), ({**JOBLIB, "n_jobs": -1}, 8, None, 1),
-    (JOBLIB, 16, 3, 3), (SLURM, 64, None, 6), (None, 16, None, None), (None, 16, 2, 2),
-])
+@pytest.mark.parametrize(
+    "launcher,cores,requested,expected",
+    [
+        (JOBLIB, 16, None, 4),
+        (JOBLIB, 2, None, 1),
+        ({**JOBLIB, "n_jobs": -1}, 8, None, 1),
+        (JOBLIB, 16, 3, 3),
+        (SLURM, 64, None, 6),
+        (None, 16, None, None),
+        (None, 16, 2, 2),
+    ],
+)
 def test_threads_divide_the_cores(launcher, cores, requested, expected):
     assert threads_for_job(launcher, cores, requested) == expected
 

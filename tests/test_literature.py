@@ -5,21 +5,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
 from benchmark.arms import build_arm
 from benchmark.config import RunConfig, register_configs, validate
 from benchmark.io import run_id
+from helpers import compose
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
 
 
 def composed(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose(*overrides)
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 import torch
-from hydra import compose, initialize_config_dir
 
 import benchmark as bm  # noqa: F401
 from benchmark import run as bm_run
@@ -23,6 +22,7 @@ from benchmark.models import CELLS, ModelSpec, bn_modules, build_model, estimate
 from benchmark.models.norm import OutputBatchNorm
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
 from benchmark.tasks import get_task
+from helpers import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -156,9 +156,7 @@ CONF = ROOT / "conf"
 
 
 def prepared(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hidden_size=4", *overrides])
-    return bm_run.prepare(cfg)
+    return bm_run.prepare(compose("hidden_size=4", *overrides))
 
 
 @pytest.mark.parametrize("task", sorted(p.stem for p in (CONF / "task").glob("*.yaml")))

@@ -1,6 +1,7 @@
 """`python -m benchmark.analysis.report`: one self-contained HTML file that leads with the claims and
 verdicts, with its tables as CSV, Markdown and LaTeX, built from synthetic sweeps with known
 effects (bn helps, dropout hurts, both no clear effect)."""
+
 from __future__ import annotations
 
 import base64
@@ -11,13 +12,36 @@ import pytest
 
 import benchmark as bm  # noqa: F401
 from benchmark.analysis import aggregate, comparisons, report, tables
+
 from synthetic_runs import make_run, make_sweep, parse_report
 
-SECTIONS = ["1. Claims", "2. Verdicts", "3. Learning rates", "4. Scores vs sequence length", "5. Gradients", "6. Cost",
-            "7. Learning curves", "8. Failed, diverged", "9. Environment"]
+SECTIONS = [
+    "1. Claims",
+    "2. Verdicts",
+    "3. Learning rates",
+    "4. Scores vs sequence length",
+    "5. Gradients",
+    "6. Cost",
+    "7. Learning curves",
+    "8. Failed, diverged",
+    "9. Environment",
+]
 VARIANTS = ["none", "bn.recurrent", "dropout.output", "both.recurrent+output"]
-COLUMNS = {"task", "seq_len", "cell", "variant", "endpoint", "n", "mean_diff", "ci_low", "ci_high", "p_value",
-           "p_adjusted", "prob_improvement", "verdict"}
+COLUMNS = {
+    "task",
+    "seq_len",
+    "cell",
+    "variant",
+    "endpoint",
+    "n",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "prob_improvement",
+    "verdict",
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +49,16 @@ def built(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("results")
     sweep = make_sweep(root, "syn", lens=(5, 10))
     make_run(sweep, cell="gru", reg="bn", task="adding", seq_len=5, seed=7, status="diverged", test_score=0.1)
-    make_run(sweep, cell="rnn", reg="both", task="digits", seq_len=10, seed=8, status="failed",
-             error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    make_run(
+        sweep,
+        cell="rnn",
+        reg="both",
+        task="digits",
+        seq_len=10,
+        seed=8,
+        status="failed",
+        error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    )
     killed = make_run(sweep, cell="lstm", reg="dropout", task="digits", seq_len=5, seed=9)
     (killed / "metrics.json").unlink()
     assert aggregate.main([str(sweep)]) == 0
@@ -102,8 +134,18 @@ def test_variants_failures_and_reproduction_are_stated(built):
     assert "diverged" in html and "incomplete" in html and "config.yaml but no metrics.json" in html
     assert "python -m benchmark.run --multirun +experiment=smoke" in html  # from hydra/multirun.yaml
     assert "test mse (lower is better, as the task declares)" in html  # the direction comes from the run record
-    for t in ("verdicts", "aggregates", "score-table", "accuracy-table", "gradient-table", "overhead-table", "cost-table", "generalisation-table",
-              "failures-table", "env-table"):
+    for t in (
+        "verdicts",
+        "aggregates",
+        "score-table",
+        "accuracy-table",
+        "gradient-table",
+        "overhead-table",
+        "cost-table",
+        "generalisation-table",
+        "failures-table",
+        "env-table",
+    ):
         assert f'id="{t}"' in html
 
 
@@ -133,8 +175,16 @@ def test_two_seeds_print_no_verdict_words(tmp_path):
 def test_cost_separates_regulariser_overhead_from_leaving_the_fused_kernel(tmp_path):
     # impl axis auto,custom: none runs natively (auto) and on the custom loop; custom is 2x native,
     # bn costs 1.5x none on the same impl (synthetic_runs.make_sweep)
-    sweep = make_sweep(tmp_path, "c", cells=("lstm",), tasks=("adding",), lens=(5,), seeds=(0,),
-                       impls=("auto", "custom"), regs=("none", "bn", "dropout"))
+    sweep = make_sweep(
+        tmp_path,
+        "c",
+        cells=("lstm",),
+        tasks=("adding",),
+        lens=(5,),
+        seeds=(0,),
+        impls=("auto", "custom"),
+        regs=("none", "bn", "dropout"),
+    )
     s = report.load_sweep(sweep)
     _, over = tables.cost_tables(s.done)
     row = lambda v, impl: over[(over["variant"] == v) & (over["impl_used"] == impl)].iloc[0]  # noqa: E731
@@ -195,13 +245,27 @@ def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):
     """`make report`/`make sweep`: the corrupt folder is shown in the report, and the command still fails."""
     import subprocess
     import sys
-    sweep = make_sweep(tmp_path / "results", "syn", lens=(5,), seeds=(0, 1))
+
+    sweep = make_sweep(
+        tmp_path / "results", "syn", cells=("gru",), regs=("none", "bn"), tasks=("adding",), lens=(5,), seeds=(0, 1)
+    )  # small: the point is the Makefile's exit status, not the report
     torn = make_run(sweep, cell="gru", reg="bn", task="adding", seq_len=5, seed=5)
     (torn / "metrics.json").write_text('{"complete": true, "status": "o')
     root = Path(__file__).resolve().parents[1]
-    p = subprocess.run(["make", "report", "SWEEP=syn", f"RESULTS_DIR={tmp_path / 'results'}",
-                        f"REPORTS_DIR={tmp_path / 'reports'}", f"VPY={sys.executable}"],
-                       cwd=root, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            "make",
+            "report",
+            "SWEEP=syn",
+            f"RESULTS_DIR={tmp_path / 'results'}",
+            f"REPORTS_DIR={tmp_path / 'reports'}",
+            f"VPY={sys.executable}",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode != 0
     assert str(torn / "metrics.json") in p.stderr
     html = (tmp_path / "reports" / "syn" / "index.html").read_text()
@@ -225,14 +289,19 @@ def test_published_values_stand_beside_the_measured(tmp_path):
     for reg, score in (("none", 0.4), ("bn", 0.8)):
         for seed in range(3):
             make_run(sweep, reg=reg, seed=seed, test_score=score, test_accuracy=0.5 + score / 2 + seed / 100)
-    block = {"source": "Somebody et al. 2016, Table 1", "metric": "test_accuracy",
-             "values": [{"task": "adding", "seq_len": 10, "cell": "lstm", "reg": "bn", "value": 0.93},
-                        {"task": "adding", "seq_len": 10, "cell": "gru", "reg": "none", "value": 0.5}]}
+    block = {
+        "source": "Somebody et al. 2016, Table 1",
+        "metric": "test_accuracy",
+        "values": [
+            {"task": "adding", "seq_len": 10, "cell": "lstm", "reg": "bn", "value": 0.93},
+            {"task": "adding", "seq_len": 10, "cell": "gru", "reg": "none", "value": 0.5},
+        ],
+    }
     for cfg in sweep.glob("runs/*/config.yaml"):
         cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "literature": block}))
     html = report.build(sweep, tmp_path / "out").read_text()
-    table = html[html.index('id="literature-table"'):]
-    table = table[:table.index("</table>")]
+    table = html[html.index('id="literature-table"') :]
+    table = table[: table.index("</table>")]
     assert "Somebody et al. 2016, Table 1" in html
     assert "0.93" in table and "0.9100 ± 0.0100" in table  # bn: 0.90, 0.91, 0.92 over three seeds
     assert "no finished run" in table  # gru was not run: said, not dropped

@@ -1,6 +1,7 @@
 """The report in a real browser: headless Chromium (Debian's `chromium`) renders it from file://
 without console errors, the verdict table is in the rendered DOM, and the screenshot shows it
 (the verdict badges' colours are on screen)."""
+
 from __future__ import annotations
 
 import re
@@ -14,17 +15,31 @@ from PIL import Image
 
 import benchmark as bm  # noqa: F401
 from benchmark.analysis import report
+
 from synthetic_runs import make_sweep, parse_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium "
-                       "(Debian: apt-get install -y chromium; .ci/run installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="headless Chromium not installed at /usr/bin/chromium "
+        "(Debian: apt-get install -y chromium; .ci/run installs it)",
+    ),
 ]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 # Chromium logs every console message (console.*, uncaught exceptions, failed loads) as INFO:CONSOLE.
 CONSOLE = re.compile(r"(INFO|WARNING|ERROR):CONSOLE|Uncaught|Failed to load resource|ERR_FILE_NOT_FOUND")
 HELPS_BG, HURTS_BG = (0xD6, 0xE9, 0xF8), (0xFB, 0xE0, 0xC8)  # .v-helps / .v-hurts in report.html.j2
@@ -32,8 +47,12 @@ HELPS_BG, HURTS_BG = (0xD6, 0xE9, 0xF8), (0xFB, 0xE0, 0xC8)  # .v-helps / .v-hur
 
 def chromium(page: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
-    return subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def console_errors(stderr: str) -> list[str]:
@@ -53,8 +72,7 @@ def test_console_check_catches_errors(tmp_path):
     bad.write_text('<html><body><script>console.error("bad thing"); throw new Error("boom")</script></body></html>')
     r = chromium(bad, tmp_path, "--dump-dom")
     errors = console_errors(r.stderr)
-    assert any("bad thing" in e for e in errors) and any("Uncaught Error: boom" in e for e in errors), \
-        r.stderr[-2000:]
+    assert any("bad thing" in e for e in errors) and any("Uncaught Error: boom" in e for e in errors), r.stderr[-2000:]
 
 
 def test_report_renders_without_console_errors_and_shows_the_verdicts(page, tmp_path):

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import benchmark as bm  # noqa: F401
 from benchmark import run as bm_run
 from benchmark import record
 from benchmark.config import ConfigError
 from benchmark.io import atomic_write_json, is_complete, run_id
+from helpers import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "tests" / "plugin_example"
@@ -34,9 +34,7 @@ VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd
 
 
 def composed(overrides: list[str], plugin: bool = False):
-    extra = [f"hydra.searchpath=[file://{PLUGIN / 'conf'}]"] if plugin else []
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + extra + overrides)
+    return compose(*TINY, *overrides, plugin=plugin)
 
 
 def run_inprocess(tmp_path: Path, overrides: list[str], plugin: bool = False) -> tuple[str, dict, Path]:
@@ -151,6 +149,7 @@ def test_single_run_cli_exit_codes_and_statuses(tmp_path):
     assert d["test_accuracy"] is not None and d["fwd_bwd_ms"] > 0  # nothing else lost
 
 
+@pytest.mark.sweep  # a Hydra multirun in a subprocess: `make test-sweeps`
 def test_multirun_continues_past_failures_and_resumes(tmp_path):
     args = ["--multirun", f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=sign,failing", "seed=0,1",
             "sweep=s"]
@@ -171,6 +170,7 @@ def test_multirun_continues_past_failures_and_resumes(tmp_path):
     assert "skipping complete run" not in forced.stdout + forced.stderr
 
 
+@pytest.mark.sweep  # a Hydra multirun in a subprocess: `make test-sweeps`
 def test_multirun_config_error_fails_loud_and_writes_nothing(tmp_path):
     r = cli(["--multirun", "task.seq_len=0", "sweep=s"], tmp_path)
     assert r.returncode != 0 and "task.seq_len" in r.stderr

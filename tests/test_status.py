@@ -5,6 +5,7 @@ then damage copies of it the way real sweeps get damaged — a point killed mid-
 never started, a failed and a diverged point, a folder from another grid — and check that
 every grid point lands in its category, matched to its folder by run id.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,15 +27,24 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark.analysis import progress, status
 from benchmark.analysis.status import Category
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+from helpers import ENV, ROOT
+
+pytestmark = pytest.mark.sweep  # every test here reads (a copy of) a real multirun: `make test-sweeps`
 SLICE = ["cell=lstm", "seed=0"]  # the command line replaces the experiment's axes: 4 regs x 2 lengths
 N = 8
 
 
 def multirun(results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "benchmark.run", "--multirun", "+experiment=smoke", f"results_dir={results}",
-            *SLICE, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "benchmark.run",
+        "--multirun",
+        "+experiment=smoke",
+        f"results_dir={results}",
+        *SLICE,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +84,10 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     shutil.rmtree(runs / never)  # never started
     failed = points["cell=lstm reg=dropout task.seq_len=6 seed=0"].run_id
     diverged = points["cell=lstm reg=none task.seq_len=10 seed=0"].run_id
-    for rid, change in ((failed, {"status": "failed", "error": "RuntimeError: out of memory"}),
-                        (diverged, {"status": "diverged", "diverged_at_step": 7})):
+    for rid, change in (
+        (failed, {"status": "failed", "error": "RuntimeError: out of memory"}),
+        (diverged, {"status": "diverged", "diverged_at_step": 7}),
+    ):
         m = json.loads((runs / rid / "metrics.json").read_text())
         (runs / rid / "metrics.json").write_text(json.dumps({**m, **change}))
     torn = points["cell=lstm reg=none task.seq_len=6 seed=0"].run_id
@@ -96,9 +108,17 @@ def test_every_category_of_a_partly_done_sweep(sweep):
 
     missing = status.missing_points(sweep)
     assert list(missing.columns) == ["job", "run_id", "overrides", "cell", "reg", "task.seq_len", "seed"]
-    assert missing.to_dict("records") == [{"job": points["cell=lstm reg=both task.seq_len=10 seed=0"].num,
-                                           "run_id": never, "overrides": "cell=lstm reg=both task.seq_len=10 seed=0",
-                                           "cell": "lstm", "reg": "both", "task.seq_len": "10", "seed": "0"}]
+    assert missing.to_dict("records") == [
+        {
+            "job": points["cell=lstm reg=both task.seq_len=10 seed=0"].num,
+            "run_id": never,
+            "overrides": "cell=lstm reg=both task.seq_len=10 seed=0",
+            "cell": "lstm",
+            "reg": "both",
+            "task.seq_len": "10",
+            "seed": "0",
+        }
+    ]
 
     buf = io.StringIO()
     console = Console(file=buf, width=200, color_system=None)
@@ -111,8 +131,14 @@ def test_every_category_of_a_partly_done_sweep(sweep):
 
 
 def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
-    p = subprocess.run(["make", "status", f"RESULTS_DIR={sweep.parent}", "SWEEP=smoke"], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        ["make", "status", f"RESULTS_DIR={sweep.parent}", "SWEEP=smoke"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     assert re.search(r"│ ok\s+│\s+8 │\s+100% │", p.stdout), p.stdout
     p = subprocess.run([sys.executable, "-m", "benchmark.analysis.status", str(tmp_path)], cwd=ROOT, env=ENV,
@@ -121,8 +147,10 @@ def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
 
 
 def test_status_runs_without_torch(sweep):
-    code = (f"import sys; from benchmark.analysis import status, progress; "
-            f"st = status.sweep_status({str(sweep)!r}); print(len(st.points), 'torch' in sys.modules)")
+    code = (
+        f"import sys; from benchmark.analysis import status, progress; "
+        f"st = status.sweep_status({str(sweep)!r}); print(len(st.points), 'torch' in sys.modules)"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [str(N), "False"]
@@ -131,8 +159,13 @@ def test_status_runs_without_torch(sweep):
 def run_with_progress(results: Path, *extra: str) -> tuple[int, str]:
     marks = results / "smoke" / ".marks"
     buf = io.StringIO()
-    rc = progress.run(multirun(results, f"skip_marks={marks}", *extra), results / "smoke", marks, interval=0.2,
-                      console=Console(file=buf, width=200, color_system=None))
+    rc = progress.run(
+        multirun(results, f"skip_marks={marks}", *extra),
+        results / "smoke",
+        marks,
+        interval=0.2,
+        console=Console(file=buf, width=200, color_system=None),
+    )
     shutil.rmtree(marks, ignore_errors=True)
     return rc, buf.getvalue()
 
@@ -141,14 +174,20 @@ def test_progress_counts_a_sweep_and_its_rerun(tmp_path):
     rc, out = run_with_progress(tmp_path / "results")
     assert rc == 0, out
     assert out.count("skipping complete run") == 0 and out.count("[benchmark.run][INFO] - run ") >= N
-    assert out.rstrip().splitlines()[-1].startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, "
-                                                    "0 skipped")
+    assert (
+        out.rstrip()
+        .splitlines()[-1]
+        .startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, 0 skipped")
+    )
     assert re.search(rf"sweep smoke .* {N}/{N} failed 0 · diverged 0 · skipped 0", out)  # the bar's last state
     rc, out = run_with_progress(tmp_path / "results")
     assert rc == 0
     assert out.count("skipping complete run") == N
-    assert out.rstrip().splitlines()[-1].startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, "
-                                                    f"{N} skipped")
+    assert (
+        out.rstrip()
+        .splitlines()[-1]
+        .startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, {N} skipped")
+    )
 
 
 def test_progress_passes_the_commands_failure_on(tmp_path):
@@ -160,10 +199,19 @@ def test_progress_passes_the_commands_failure_on(tmp_path):
 
 def test_ctrl_c_stops_the_sweep_and_the_display_cleanly(tmp_path):
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "benchmark.analysis.progress", str(results / "smoke"), "--interval", "0.2", "--",
-           *multirun(results, "train.steps=400")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.analysis.progress",
+        str(results / "smoke"),
+        "--interval",
+        "0.2",
+        "--",
+        *multirun(results, "train.steps=400"),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         end = time.monotonic() + 300
         while time.monotonic() < end and not list((results / "smoke" / "runs").glob("*/metrics.json")):
@@ -225,7 +273,9 @@ def test_watcher_counts_only_this_sweeps_points(swept, tmp_path):
         (marks / d.name).touch()  # three points skipped
     c = w.poll()
     assert (c.total, c.done, c.n("failed"), c.n("ok"), c.skipped) == (N, 5, 1, 1, 3)
-    assert c.line("smoke", 61) == f"sweep smoke: 5/{N} grid points done, 1 failed, 0 diverged, 3 skipped (0:01:01 elapsed)"
+    assert (
+        c.line("smoke", 61) == f"sweep smoke: 5/{N} grid points done, 1 failed, 0 diverged, 3 skipped (0:01:01 elapsed)"
+    )
 
 
 def test_report_lists_the_grid_points_never_started(sweep, tmp_path):
@@ -239,5 +289,5 @@ def test_report_lists_the_grid_points_never_started(sweep, tmp_path):
     for f in ("summary.parquet", "summary.csv", "profiles.parquet", "curves.parquet"):
         (sweep / f).unlink(missing_ok=True)
     html = report.build(sweep, tmp_path / "partial").read_text()
-    table = html[html.index('id="missing-table"'):]
-    assert never in table[:table.index("</table>")] and "1 point(s) of the sweep" in html
+    table = html[html.index('id="missing-table"') :]
+    assert never in table[: table.index("</table>")] and "1 point(s) of the sweep" in html

@@ -3,6 +3,7 @@
 Written with TensorBoard's own event writer and read back with its own event reader: hparams,
 final scalars and every history column of every complete run; nothing dropped, nothing required.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,6 +16,7 @@ import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.analysis import tracking
+
 from synthetic_runs import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +40,11 @@ def read(run_dir: Path):
 
     acc = pea.EventAccumulator(str(run_dir))
     acc.Reload()
-    scalars = {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
-               for tag in acc.Tags()["tensors"] if not tag.startswith("_hparams_")}
+    scalars = {
+        tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+        for tag in acc.Tags()["tensors"]
+        if not tag.startswith("_hparams_")
+    }
     content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
     return scalars, content
 
@@ -55,8 +60,12 @@ def test_every_complete_run_is_exported_with_hparams_and_scalars(sweep):
     for folder in (d for d in (sweep / "runs").iterdir() if (d / "metrics.json").exists()):
         m = json.loads((folder / "metrics.json").read_text())
         name = next(d for d in done if d.endswith(folder.name))
-        assert name == f"adding-T10/{m['cell']}/" + {"bn": "bn.recurrent", "dropout": "dropout.output",
-                                                       "none": "none"}[m["reg"]] + f"/seed{m['seed']}-{folder.name}"
+        assert (
+            name
+            == f"adding-T10/{m['cell']}/"
+            + {"bn": "bn.recurrent", "dropout": "dropout.output", "none": "none"}[m["reg"]]
+            + f"/seed{m['seed']}-{folder.name}"
+        )
         scalars, content = read(out / name)
         info = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
         hp = {k: (v.string_value or v.number_value or v.bool_value) for k, v in info.hparams.items()}
@@ -102,16 +111,23 @@ def test_without_the_extra_a_clear_error_names_it(sweep, monkeypatch):
 
 def test_make_export_tensorboard(sweep):
     pytest.importorskip("tensorboard")
-    p = subprocess.run(["make", "export-tensorboard", f"RESULTS_DIR={sweep.parent}", "SWEEP=syn"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        ["make", "export-tensorboard", f"RESULTS_DIR={sweep.parent}", "SWEEP=syn"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     assert f"exported 3 run(s) to {sweep}/tensorboard" in p.stdout and "killedrun0001" in p.stdout
 
 
 def test_the_export_imports_neither_torch_nor_tensorflow(sweep):
     pytest.importorskip("tensorboard")
-    code = (f"import sys; from benchmark.analysis import tracking; tracking.export_tensorboard({str(sweep)!r}); "
-            "print('torch' in sys.modules, 'tensorflow' in sys.modules)")
+    code = (
+        f"import sys; from benchmark.analysis import tracking; tracking.export_tensorboard({str(sweep)!r}); "
+        "print('torch' in sys.modules, 'tensorflow' in sys.modules)"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["False", "False"]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
@@ -21,6 +20,7 @@ from benchmark import variants as registry
 from benchmark.arms import build_arm
 from benchmark.config import Impl, register_configs, validate
 from benchmark.models import CELLS, ModelSpec, build_model, get_cell, resolve_impl
+from helpers import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
@@ -61,8 +61,7 @@ def test_the_reference_and_the_literature_variants_are_registered():
 @pytest.mark.parametrize("name", registry.names())
 def test_overrides_build_what_hydra_builds_from_the_same_command_line(name):
     v = registry.get(name)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(v.overrides))
+    cfg = compose(*v.overrides)
     validate(OmegaConf.to_object(cfg))
     assert registry.arm(v) == build_arm(OmegaConf.to_container(cfg.reg))
 
