@@ -21,6 +21,7 @@ KEY = ["task", "seq_len", "cell"]  # one comparison point
 BASELINE = "none"
 PRIMARY = "test_score"
 SELECT_BY = "val_score"
+PRIMARY_MARGIN = 0.02  # equivalence margin of the test score: "no effect" = TOST shows |difference| < 0.02
 # Regulariser families in the registry's order (none, bn, dropout, both, ln, zoneout, then any added).
 REG_ORDER = list(dict.fromkeys(v.name.split(".")[0] for v in variants.all_variants()))
 CELL_ORDER = ["rnn", "lstm", "gru"]
@@ -201,7 +202,7 @@ def compare_rows(runs: pd.DataFrame, pairs: list[tuple[dict[str, Any], pd.DataFr
 
 COLUMNS = ["task", "seq_len", "cell", "variant", "baseline", "lr", "baseline_lr", "endpoint", "higher_is_better",
            "n", "n_treat", "n_base", "paired", "variant_mean", "baseline_mean", "mean_diff", "ci_low", "ci_high",
-           "p_value", "p_adjusted", "prob_improvement", "verdict"]
+           "p_value", "p_adjusted", "margin", "p_equivalent", "mde", "prob_improvement", "verdict"]
 
 
 def verdicts(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
@@ -220,8 +221,9 @@ def verdicts(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
                       "lr": treat["lr"].iloc[0], "baseline_lr": base["lr"].iloc[0] if len(base) else np.nan}
             pairs.append((labels, treat, base))
     rows = compare_rows(selected, pairs, PRIMARY, True, opts)
-    t = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_adjusted", "verdict")])
-    t = stats.add_words(t, adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha)
+    t = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_adjusted", "p_equivalent", "mde", "verdict")]
+                     + ["se", "df"]).assign(margin=PRIMARY_MARGIN)
+    t = stats.add_words(t, adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha, test=opts.test)
     return sort_rows(t)[COLUMNS]
 
 
@@ -249,7 +251,9 @@ def aggregates(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
     and the probability of improvement, with stratified-bootstrap intervals at the Bonferroni level
     1 - alpha / m (m = rows), so that the words hold jointly. Word: `helps` when both intervals
     clear (IQM difference above 0 and P(improve) above 0.5), `hurts` when both fall below, else
-    `no clear effect`; `too few seeds` below `min_seeds` runs in any task."""
+    `inconclusive`; `too few seeds` below `min_seeds` runs in any task; `too few tasks` across fewer
+    than `stats.MIN_TASKS` tasks (with one or two tasks a "general" word is one task's word again:
+    its false-word rate under no effect was measured at 3.5 % against a nominal 1.7 %). Exploratory."""
     combos = [(c, v) for c in ordered(selected["cell"].unique(), CELL_ORDER)
               for v in ordered(selected.loc[selected["cell"] == c, "variant"].unique(), REG_ORDER) if v != BASELINE]
     level = 1 - opts.alpha / max(1, len(combos))
@@ -264,6 +268,8 @@ def aggregates(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
         fewest = min((min(len(a), len(b)) for a, b in zip(treat, base)), default=0)
         if not strata:
             word = stats.NO_DATA
+        elif len({k[0] for k in strata}) < stats.MIN_TASKS:
+            word = stats.TOO_FEW_TASKS
         elif fewest < opts.min_seeds:
             word = stats.TOO_FEW
         elif r["iqm_diff_low"] > 0 and r["poi_low"] > 0.5:

@@ -102,6 +102,8 @@ class Sweep:
     profiles: pd.DataFrame  # hidden-gradient profiles of the selected runs at each task's longest length
     curves: pd.DataFrame  # history rows of the same runs
     impl: Optional[str]  # the impl comparisons use when the sweep has several
+    tuning: Optional[list[int]] = None  # the protocol's tuning seeds (None: selection and test on the same seeds)
+    comp: Optional[pd.DataFrame] = None  # every finished run of the comparison impl, all settings
 
 
 CURVE_COLUMNS = ("run_id", "step", "grad_norm", "train_loss", "val_score")  # what the figures draw
@@ -123,7 +125,8 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     comp = done if impl is None else done[done["impl"] == impl]
     name = str(summary["sweep"].dropna().iloc[0]) if "sweep" in summary and summary["sweep"].notna().any() \
         else sweep_dir.name
-    selected = cmp.select(comp)
+    tuning = tuning_seeds(summary)
+    selected = cmp.select(comp, tuning)
     longest = selected["seq_len"] == selected.groupby("task")["seq_len"].transform("max")
     ident = selected.loc[longest, ["run_id", "task", "seq_len", "cell", "variant"]].astype(
         {"task": "category", "cell": "category", "variant": "category"})
@@ -131,7 +134,25 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     profiles = keep(a.profiles).merge(ident, on="run_id", how="inner")
     curves = keep(a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves])).merge(
         ident, on="run_id", how="inner") if len(a.curves) else pd.DataFrame(columns=[*ident.columns, "step"])
-    return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl)
+    return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl, tuning, comp)
+
+
+def config_block(summary: pd.DataFrame, key: str) -> Any:
+    """A block of the sweep's run config.yaml that no run reads (`literature`, `protocol`), or None."""
+    for path in summary.get("path", pd.Series(dtype=object)).dropna():
+        cfg = Path(str(path)) / "config.yaml"
+        if cfg.exists():
+            block = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get(key)
+            if block:
+                return block
+    return None
+
+
+def tuning_seeds(summary: pd.DataFrame) -> Optional[list[int]]:
+    """The tuning seeds the experiment's `protocol` block declares (None when it declares none)."""
+    block = config_block(summary, "protocol")
+    seeds = block.get("tuning_seeds") if isinstance(block, dict) else None
+    return [int(x) for x in seeds] if seeds else None
 
 
 def _ensure_tables(sweep_dir: Path) -> agg_mod.Aggregate:
@@ -471,7 +492,7 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / sweep_dir.name
     vt = cmp.verdicts(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.COLUMNS)
     agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
-    results = claims_mod.run_claims(s.selected, opts) if len(s.selected) else []
+    results = claims_mod.run_claims(s.selected, opts, s.comp) if len(s.selected) else []
     out_dir.mkdir(parents=True, exist_ok=True)
     export.write_table(vt, out_dir, "verdicts")
     export.write_table(claims_mod.claims_table(results), out_dir, "claims")

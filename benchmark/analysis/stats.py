@@ -39,8 +39,10 @@ import pandas as pd
 from scipy import stats as ss
 
 HELPS, HURTS, UNCLEAR, TOO_FEW, NO_DATA = "helps", "hurts", "inconclusive", "too few seeds", "no data"
+TOO_FEW_TASKS = "too few tasks"  # an aggregate across fewer than MIN_TASKS tasks gets no word
+MIN_TASKS = 5
 NO_EFFECT = "no effect"  # only where TOST shows equivalence within the endpoint's declared margin
-WORDS = (HELPS, HURTS, NO_EFFECT, UNCLEAR, TOO_FEW, NO_DATA)
+WORDS = (HELPS, HURTS, NO_EFFECT, UNCLEAR, TOO_FEW, TOO_FEW_TASKS, NO_DATA)
 POWER = 0.8  # the power the minimum detectable effect is computed at
 DEFAULT_MIN_SEEDS = 5
 
@@ -109,7 +111,7 @@ def _degenerate_p(mean: float, n: int) -> float:
     """Every difference equal: no spread to test against. Identical values are no evidence (p = 1);
     the same non-zero difference at every one of n seeds gets the exact sign-flip p-value 2^(1-n)
     (only the observed signs and their mirror image are as extreme), never 0."""
-    return 1.0 if mean == 0 else float(2.0 ** (1 - n))
+    return 1.0 if abs(mean) < 1e-12 else float(2.0 ** (1 - n))  # below 1e-12: rounding of equal values
 
 
 def smallest_p(n: int, test: "Test") -> float:
@@ -144,7 +146,7 @@ def unpaired(t: np.ndarray, b: np.ndarray, ci: CI, test: Test, level: float,
         return (math.nan, math.nan, math.nan)
     diff = float(t.mean() - b.mean())
     if _constant(t) and _constant(b):
-        exact = 1.0 if diff == 0 else min(1.0, 2.0 / math.comb(t.size + b.size, t.size))  # the two extreme labellings
+        exact = 1.0 if abs(diff) < 1e-12 else min(1.0, 2.0 / math.comb(t.size + b.size, t.size))  # the two extreme labellings
         return (diff, diff, exact)
     welch = ss.ttest_ind(t, b, equal_var=False)
     lo, hi = welch.confidence_interval(level)
