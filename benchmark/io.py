@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 # Keys that say where outputs go or how chatty a run is, not what it computes.
 RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress",
                   "task.data_dir", "task.mirrors",  # where a data set is cached or fetched from
-                  "literature")  # published reference values, shown beside the results
+                  "literature",  # published reference values, shown beside the results
+                  "protocol")  # a claims experiment's seed roles and grids (the settings are in the config)
 COMPLETE_STATUSES = ("ok", "diverged")
 METRICS = "metrics.json"
 

@@ -48,6 +48,7 @@ from benchmark.analysis import record
 from benchmark.config import (Accel, BNPlacement, BNPopulation, ConfigError, Device, RunConfig, register_configs,
                               validate)
 from benchmark.gradients import hidden_grad_profile, profile_ratio
+from benchmark.models.layer import default_gain
 from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
                           run_dir, run_id)
 from benchmark.launch import RunningJobs, gpu_slot, running_jobs, threads_for_job
@@ -146,6 +147,7 @@ def identity(p: Prepared) -> dict[str, Any]:
         "dropout_p": reg.dropout.p if reg.uses_dropout else None,
         "dropout_input_p": reg.dropout.input_p if reg.uses_dropout else None,
         "bn_population": reg.bn.population.value if reg.uses_bn else None,
+        "bn_gain_init": default_gain(reg) if reg.uses_bn else None,
         "bn_precise_batches": precise_bn_batches(c) or None,
         "bn_stats_steps": p.spec.stats_steps if per_step_bn else None,
         "zoneout_p_h": reg.zoneout.p_h if reg.uses_zoneout else None,
