@@ -56,10 +56,11 @@ def test_a_time_to_target_is_survival_with_misses_censored():
 
 
 def test_b_an_exploding_profile_does_not_read_helps():
-    vanishing = {"hidden_grad_ratio_start": lambda s: 10.0 ** (-8 - 0.3 * (s % 3))}
+    vanishing = {"hidden_grad_ratio_start": lambda s: 10.0 ** (-8 - 0.3 * (s % 3)),
+                 "hidden_grad_ratio_end": lambda s: 10.0 ** (-6 - 0.3 * (s % 3))}
     for bn_ratio, word in ((lambda s: 10.0 ** (0.2 * (s % 3) - 0.2), "helps"),  # near balance
                            (lambda s: 10.0 ** (12 + 0.3 * (s % 3)), "hurts")):  # exploding: further from balance
-        b = rows_of(table({"none": vanishing, "bn": {"hidden_grad_ratio_start": bn_ratio}}), "b")
+        b = rows_of(table({"none": vanishing, "bn": {"hidden_grad_ratio_end": bn_ratio}}), "b")
         assert b.loc[b["role"] == "primary", "verdict"].tolist() == [word]
 
 

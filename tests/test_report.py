@@ -56,8 +56,8 @@ def test_claims_lead_and_say_what_the_known_effects_say(built):
     word = lambda claim, ep: set(c[(c["claim"] == claim) & (c["endpoint"] == ep)]["verdict"])  # noqa: E731
     b = c[(c["claim"] == "b") & (c["role"] == "primary")]
     assert (b["mean_diff"] > 0).all()  # bn's profile is nearer balance at every seed, by the same amount: the exact
-    assert word("b", "grad_balance_start") == {"inconclusive"}  # sign-flip p 2^-5 at 6 seeds survives no Holm
-    assert word("b", "grad_balance_end") == {"descriptive"}  # so the secondary is not tested
+    assert word("b", "grad_balance_end") == {"inconclusive"}  # sign-flip p 2^-5 at 6 seeds survives no Holm
+    assert word("b", "grad_balance_start") == {"descriptive"}  # so the secondary is not tested
     assert word("e", "test_score") == {"helps"}  # bn: + test score
     assert word("e", "score_gap") <= {"helps", "hurts", "no effect", "inconclusive"}  # behind a rejected primary
     assert word("c", "test_score") == {"hurts"}  # dropout's smaller gap comes with a lower test score: no support

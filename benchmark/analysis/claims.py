@@ -10,7 +10,8 @@ shown as descriptive. "no effect" needs an equivalence test (TOST) within the en
     to a target only): difference of restricted mean time to target (Kaplan-Meier, misses censored at
     the budget), log-rank p.
 (b) BN eases vanishing gradients: distance from balance |log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖| of the eval-mode probe
-    at the start (secondary: at the end), where `none`'s gradient vanishes; exploding is not help.
+    after training, BN with its estimated population (secondary: at the start, where BN's population
+    statistics are still their initial values), where `none`'s gradient vanishes; exploding is not help.
 (c) Dropout curbs overfitting: test score primary; supported only with a better test score AND a smaller
     train - test gap (intersection-union test: p = the larger one-sided p), where `none` overfits.
 (d) BN and dropout complement each other: `both` beats `bn` and beats `dropout` on the test score
@@ -76,7 +77,8 @@ class Claim:
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("a", "BN speeds up training", TTT),
-    Claim("b", "BN eases vanishing gradients", BAL_START, (BAL_END,), "none's gradient vanishes (median log10 ratio < 0)"),
+    Claim("b", "BN eases vanishing gradients", BAL_END, (BAL_START,),
+          "none's gradient vanishes (median log10 ratio at start < 0)"),
     Claim("c", "Dropout curbs overfitting", TEST, (), f"none overfits (mean train - test score gap > {MIN_GAP})"),
     Claim("d", "BN and dropout complement each other", TEST, (INTERACTION,)),
     Claim("e", "BN improves the test score (curbs overfitting)", TEST, (GAP,)),
