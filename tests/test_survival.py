@@ -73,3 +73,19 @@ def test_the_restricted_mean_difference_interval_covers_and_logrank_holds_its_si
         mean, se = survival.rmst(survival.kaplan_meier(*a), 1500.0)
     assert cover / trials >= 0.92 and reject / trials <= 0.08
     assert abs(mean - true_rmst) < 4 * se
+
+
+def test_the_kaplan_meier_figure_draws_each_arm_and_marks_the_censored_runs():
+    import pandas as pd
+
+    from benchmark.analysis import plots
+
+    runs = pd.DataFrame({"task": "adding", "seq_len": 100, "cell": "lstm", "steps": 1000,
+                         "variant": ["none"] * 4 + ["bn.recurrent"] * 4,
+                         "steps_to_target": [600, 800, None, None, 200, 300, 300, None]})
+    fig = plots.km_curves(runs)
+    ax = fig.axes[0]
+    steps = [line for line in ax.get_lines() if line.get_linestyle() != "None"]
+    marks = [line for line in ax.get_lines() if line.get_marker() == "+"]
+    assert len(steps) == 2 and [len(m.get_xdata()) for m in marks] == [2, 1]  # none: 2 censored, bn: 1
+    assert plots.to_data_uri(fig).startswith("data:image/png;base64,")

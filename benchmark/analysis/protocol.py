@@ -64,7 +64,8 @@ def _need(block: dict[str, Any], key: str) -> Any:
 def parse(block: Any) -> Protocol:
     """The `protocol:` block, checked: disjoint seed sets, every regime with at least one length."""
     if not isinstance(block, dict):
-        raise ConfigError("protocol", block, "a mapping with tuning_seeds, confirmation_seeds, lr, cells, regs, regimes")
+        raise ConfigError("protocol", block,
+                          "a mapping with tuning_seeds, confirmation_seeds, lr, cells, regs, regimes")
     tune, conf = tuple(map(int, _need(block, "tuning_seeds"))), tuple(map(int, _need(block, "confirmation_seeds")))
     if set(tune) & set(conf):
         raise ConfigError("protocol.confirmation_seeds", list(conf), "seeds disjoint from protocol.tuning_seeds")

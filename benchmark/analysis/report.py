@@ -184,7 +184,8 @@ def claim_row(r: pd.Series) -> dict[str, Any]:
     """One claim comparison as the template shows it."""
     return {**{k: r[k] for k in ("role", "task", "seq_len", "cell", "variant", "baseline", "endpoint")},
             "base_mean": fmt(r["baseline_mean"]), **effect_cell(r), "margin": fmt(r["margin"], 3),
-            "p_eq": fmt_p(r["p_equivalent"]), "mde": fmt(r["mde"]), "note": r["note"] if isinstance(r["note"], str) else ""}
+            "p_eq": fmt_p(r["p_equivalent"]), "mde": fmt(r["mde"]),
+            "note": r["note"] if isinstance(r["note"], str) else ""}
 
 
 def claim_glance(rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -217,9 +218,9 @@ def claim_figures(key: str, s: "Sweep") -> list[dict[str, str]]:
     if key == "a":
         d = s.selected[s.selected.get("stop_at_target", pd.Series(False, index=s.selected.index)).fillna(False)
                        .astype(bool) & s.selected["variant"].map(cmp.family).isin(["none", "bn"])]
-        return [figure(plots.km_curves(d), "time to the validation target: Kaplan–Meier estimate of P(not yet "
-                                           "reached) per arm; a run that never reached it is censored (+) at its budget")
-                ] if len(d) else []
+        caption = ("time to the validation target: Kaplan–Meier estimate of P(not yet reached) per arm; a run "
+                   "that never reached it is censored (+) at its budget")
+        return [figure(plots.km_curves(d), caption)] if len(d) else []
     comp = s.comp if s.comp is not None else s.done
     if key == "b" and "bn_gain_init" in comp.columns and comp["bn_gain_init"].dropna().nunique() > 1:
         bn = comp.loc[comp["bn_gain_init"].notna(), ["run_id", "cell", "bn_gain_init"]]
@@ -540,7 +541,8 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
         "sweep": s.name, "sweep_dir": str(sweep_dir), "n_runs": len(s.summary), "tasks": _tasks(s),
         "counts": agg_mod.status_counts(s.summary), "opts": opts, "adjust_name": stats.ADJUST_NAMES[opts.adjust],
         "level": f"{100 * opts.level:g}", "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "claims": claims_section(results, s), "seeds": seeds, "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
+        "claims": claims_section(results, s), "seeds": seeds,
+        "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
         "lr": lr_section(s), "scores": scores_section(s), "literature": literature_section(s), "gradients": gradients_section(s), "cost": cost_section(s),
         "learning": learning_section(s), "failures": failures_section(s), "missing": missing_section(s), "environment": environment_section(s, out_dir),
     }

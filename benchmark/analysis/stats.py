@@ -146,7 +146,8 @@ def unpaired(t: np.ndarray, b: np.ndarray, ci: CI, test: Test, level: float,
         return (math.nan, math.nan, math.nan)
     diff = float(t.mean() - b.mean())
     if _constant(t) and _constant(b):
-        exact = 1.0 if abs(diff) < 1e-12 else min(1.0, 2.0 / math.comb(t.size + b.size, t.size))  # the two extreme labellings
+        # exact permutation p: only the observed labelling and its mirror are as extreme
+        exact = 1.0 if abs(diff) < 1e-12 else min(1.0, 2.0 / math.comb(t.size + b.size, t.size))
         return (diff, diff, exact)
     welch = ss.ttest_ind(t, b, equal_var=False)
     lo, hi = welch.confidence_interval(level)
