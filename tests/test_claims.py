@@ -123,3 +123,14 @@ def test_primary_rows_of_all_claims_are_one_holm_family():
     p = prim["p_value"].to_numpy()
     holm = np.maximum.accumulate((len(p) - np.arange(len(p))) * np.sort(p))
     assert sorted(prim["p_adjusted"]) == pytest.approx(np.minimum(holm, 1.0))
+
+
+def test_profiles_per_bn_gain_init_are_drawn_where_the_sweep_has_several():
+    from benchmark.analysis import plots
+
+    prof = pd.DataFrame([{"run_id": f"{g}-{s}", "cell": "lstm", "which": w, "t": t, "bn_gain_init": g,
+                          "grad_norm": g ** (10 - t) + 1e-12} for g in (0.1, 0.5, 1.0) for s in range(2)
+                         for w in ("start", "end") for t in range(1, 11)])
+    fig = plots.gain_profiles(prof)
+    labels = sorted(line.get_label() for line in fig.axes[0].get_lines())
+    assert labels == ["γ=0.1", "γ=0.5", "γ=1"] and len(fig.axes) == 2  # start and end, one cell
