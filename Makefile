@@ -6,10 +6,12 @@ VPY := $(VENV)/bin/python
 # The CPU build lies on the CPU machines; on a GPU box an importable CUDA torch is kept.
 TORCH_VERSION ?= 2.13.0
 
-# Without a GPU: experiment `claims` on every core (joblib, one job per core, one torch thread each);
+# Without a GPU: experiment `claims_cpu` (the claims protocol on the part of the grid that fits 15 minutes
+# on 2 cores; `claims` is the whole grid, which needs cohorts) on every core (joblib, one job per core,
+# one torch thread each);
 # with one: `full` with the basic launcher (one job at a time on the GPU).
 HAS_CUDA := $(shell $(VPY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
-EXPERIMENT ?= $(if $(filter 1,$(HAS_CUDA)),full,claims)
+EXPERIMENT ?= $(if $(filter 1,$(HAS_CUDA)),full,claims_cpu)
 SWEEP ?= $(EXPERIMENT)
 LAUNCHER ?= $(if $(filter 1,$(HAS_CUDA)),basic,joblib)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -59,11 +61,21 @@ test-all:  ## every test, slow and sweep ones included
 
 # Each grid point it skips leaves a file named by its run_id in a folder of this invocation
 # (beside the results, so SLURM jobs on other nodes reach it too); the files are counted, then removed.
-sweep:  ## Hydra multirun over conf/experiment/$(EXPERIMENT).yaml (CPU: claims on every core) under a live progress bar, then aggregate and report; prints the report path
-	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; \
-	$(VPY) -m benchmark.analysis.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
-	$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
-		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) $(ARGS) && \
+# An experiment with a `protocol:` block (claims) runs two multiruns: its tuning seeds over the settings
+# grid, then (after selection on their validation scores) its confirmation seeds at the chosen settings
+# (benchmark/analysis/protocol.py); any other experiment runs its one multirun.
+sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claims_cpu on every core) under a live progress bar, then aggregate and report; prints the report path
+	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; set -f; \
+	multirun() { $(VPY) -m benchmark.analysis.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
+		$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
+		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) "$$@" $(ARGS); }; \
+	if $(VPY) -m benchmark.analysis.protocol has $(EXPERIMENT); then \
+		stage=$$($(VPY) -m benchmark.analysis.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
+		echo "sweep: tuning seeds" && multirun $$stage && \
+		stage=$$($(VPY) -m benchmark.analysis.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
+		echo "sweep: confirmation seeds at the chosen settings ($(RESULTS_DIR)/$(SWEEP)/plan/chosen.csv)" && \
+		multirun $$stage; \
+	else multirun; fi && \
 	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
 	@$(AGGREGATE_AND_REPORT)
 

@@ -124,6 +124,9 @@ class RunConfig:
     # Published values an experiment reproduces (conf/experiment/literature.yaml): never read by a run,
     # not part of run_id; the report shows them beside the measured ones.
     literature: Optional[Any] = None
+    # Tuning and confirmation seeds, lengths and grids of a claims experiment (conf/experiment/claims.yaml):
+    # read by benchmark.analysis.protocol and the report, never by a run; not part of run_id.
+    protocol: Optional[Any] = None
 
 
 def hydra_output_root(results_dir: str) -> str:

@@ -2,9 +2,14 @@
 
 The hidden-state profile is the direct view of vanishing or exploding gradients: on a
 fixed probe batch, how much does the loss depend on the top layer's state at each step?
-It is measured on a deep copy of the model, in train mode (the mode the gradients that
-train it come from), under `torch.random.fork_rng` with a fixed seed, so measuring it
-changes neither the model (BN statistics, grads) nor any random stream of the run.
+It is measured on a deep copy of the model, in eval mode by default: the function the model
+computes (BN from its population statistics, no dropout), not an artifact of one batch's
+statistics. In train mode a step whose input is the same across the batch (digits' first pixel
+is 0 in every image) has zero batch variance, and backprop through BN multiplies by γ/√eps
+(31.6 at γ = 0.1): ‖∂L/∂h_1‖ inflates by orders of magnitude that the trained function does not
+have. At the start, BN's population statistics are their initial values (mean 0, variance 1).
+Measured under `torch.random.fork_rng` with a fixed seed, so measuring it changes neither the
+model (BN statistics, grads) nor any random stream of the run.
 The loss it differentiates is the task's `probe_loss` (the copy task's recall window only:
 with a loss at every step, each step's own term would hide any decay), and the ratio
 compares the task's `probe_steps`.
@@ -40,16 +45,17 @@ def total_norm(params: Iterable[nn.Parameter]) -> Tensor:
 
 
 def hidden_grad_profile(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
-                        seed: int = 0) -> list[float]:
+                        seed: int = 0, train_mode: bool = False) -> list[float]:
     """‖∂L/∂h_t‖ (Frobenius over the batch) for t = 1..T of the top layer, on (x, y).
 
     x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
-    API's custom loop, each h_t retaining its grad) on a deep copy in train mode, in float64, and
+    API's custom loop, each h_t retaining its grad) on a deep copy in eval mode (`train_mode`: through
+    the batch statistics, as the training step sees them), in float64, and
     with norms that cannot underflow (`_scaled_norm`): a vanishing gradient would otherwise read as
     exactly 0, an undefined ratio — at T = 100 from the norm squaring ~1e-23, at T = 1000 from
     values below float32's smallest number (1e-45); float64 measures them to ~1e-308.
     """
-    probe = copy.deepcopy(model).train().double()
+    probe = copy.deepcopy(model).train(train_mode).double()
     for p in probe.parameters():
         p.grad = None
     x = x.double()  # the loss may compute in float32 (tasks cast y_hat); the chain back through time is float64
@@ -66,6 +72,14 @@ def _scaled_norm(g: Tensor) -> float:
     (1e-23 in float32, 1e-154 in float64) would vanish from the sum; scaling by max|g| first keeps them."""
     top = g.abs().max()
     return 0.0 if top == 0 else (top * torch.linalg.vector_norm(g / top)).item()
+
+
+def balance(ratio: Optional[float]) -> Optional[float]:
+    """Distance from balance |log10 ratio|: 0 = the gradient neither vanishes nor explodes over the
+    sequence; a vanishing (ratio ≪ 1) and an exploding (≫ 1) profile both score high."""
+    if ratio is None or not ratio > 0 or not math.isfinite(ratio):
+        return None
+    return abs(math.log10(ratio))
 
 
 def profile_ratio(profile: list[float], first: int = 0, last: int = -1) -> Optional[float]:

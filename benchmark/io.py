@@ -22,7 +22,8 @@ from benchmark.record import MEASURED
 # Keys that say where outputs go or how chatty a run is, not what it computes.
 RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress",
                   "task.data_dir", "task.mirrors",  # where a data set is cached or fetched from
-                  "literature")  # published reference values, shown beside the results
+                  "literature",  # published reference values, shown beside the results
+                  "protocol")  # a claims experiment's seed roles and grids (the settings are in the config)
 COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
 

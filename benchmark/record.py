@@ -68,6 +68,8 @@ FIELDS: tuple[Field, ...] = (
     F("bn_population", "str?", "`precise` (re-estimated over training batches before every evaluation) | "
       "`moving` (null unless BN is used)", "identity"),
     F("bn_precise_batches", "int?", "training batches per precise-BN estimate (null when not precise)", "identity"),
+    F("bn_gain_init", "float?", "initial BN gain γ (0.1 for recurrent BN, Cooijmans et al. 2016; null without BN)",
+      "identity"),
     F("bn_stats_steps", "int?", "per-step BN population rows (recurrent BN; = the task's length)", "identity"),
     F("zoneout_p_h", "float?", "zoneout probability on h (`reg.zoneout.p_h`; null unless reg=zoneout)", "identity"),
     F("zoneout_p_c", "float?", "zoneout probability on the LSTM cell (`reg.zoneout.p_c`; null unless reg=zoneout)",

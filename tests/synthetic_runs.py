@@ -60,7 +60,8 @@ def make_run(sweep_dir: Path, *, cell: str = "lstm", reg: str = "none", task: st
         raise KeyError(f"not keys of the run record: {sorted(unknown)}")
     sweep = sweep or sweep_dir.name
     impl_used = IMPL_USED.get(reg, "custom") if impl == "auto" else impl
-    run_id = rid(cell=cell, reg=reg, task=task, seq_len=seq_len, seed=seed, impl=impl, lr=lr)
+    run_id = rid(cell=cell, reg=reg, task=task, seq_len=seq_len, seed=seed, impl=impl, lr=lr,
+                 **({"dropout_p": overrides["dropout_p"]} if overrides.get("dropout_p") is not None else {}))
     out = sweep_dir / "runs" / run_id
     out.mkdir(parents=True)
     name, baseline, perfect, higher = METRIC[task]

@@ -78,9 +78,21 @@ def sweep_axes(exp: str) -> dict[str, list[str]]:
     return {k: str(v).split(",") for k, v in params.items()}
 
 
-def first_values_and_points(exp: str) -> list[list[str]]:
+def first_values_and_points(exp: str, tmp: Path) -> list[list[str]]:
     """One override list per design point / regime, length and reg (what the checks depend on: data
-    sizes, per-step BN statistics vs the length), every other axis at its first value."""
+    sizes, per-step BN statistics vs the length), every other axis at its first value. An experiment
+    with a protocol: every tuning design of its first cell at every length, and every cell once."""
+    from benchmark.analysis import protocol
+
+    proto = protocol.load(exp)
+    if proto is not None:
+        o = dict(part.split("=", 1) for part in protocol.tune(proto, tmp).split())
+        lengths = {r.name: r.lengths for r in proto.regimes}
+        first = f"_{proto.cells[0]}_"
+        picked = [(d, T) for d in o["design"].split(",") for rg, ls in lengths.items() if rg in d
+                  for T in (ls if first in d else ls[:1]) if first in d or d.endswith("_none")]
+        return [[f"hydra.searchpath={o['hydra.searchpath']}", f"design={d}", f"train.lr={proto.lr[0]}",
+                 f"seed={proto.tuning_seeds[0]}", f"task.seq_len={T}"] for d, T in picked]
     axes = sweep_axes(exp)
     full = [k for k in axes if k in ("design", "regime", "task.seq_len", "reg")]
     combos = [[]]
@@ -95,7 +107,7 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
     """prepare() = compose, type-check, validate, build the task (data stay lazy) and check the model spec."""
     from benchmark import run as bm_run
 
-    points = first_values_and_points(exp)
+    points = first_values_and_points(exp, tmp_path / "plan")
     assert points
     for over in points:
         cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
@@ -111,26 +123,28 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 
 
-def test_claims_design_keeps_its_promises():
-    """>= 5 seeds per comparison, a learning-rate grid, every design point a file, and the comparisons
-    the claims need: BN vs none at T >= 100 with the tanh RNN and a gated cell alone; none, dropout,
-    bn and both in the overfitting regime."""
-    axes = sweep_axes("claims")
-    assert len(axes["seed"]) >= 5 and len(set(axes["seed"])) == len(axes["seed"])
-    assert len(axes["train.lr"]) >= 2
-    assert set(axes) == {"design", "train.lr", "seed"}  # one multirun: the union of sub-grids is one axis
-    points, budgets = {}, {}
-    for d in axes["design"]:
-        assert (CONF / "design" / f"{d}.yaml").exists(), d
-        c = composed("+experiment=claims", f"design={d}")
-        points[d] = (c.task.name, c.task.seq_len, c.task.n_train, c.cell.name, c.reg.name)
-        budgets.setdefault(c.task.name, set()).add((c.train.steps, c.train.stop_at_target, c.train.batch_size))
-    assert all(len(b) == 1 for b in budgets.values()), budgets  # one budget per regime: a fair race
-    assert budgets["adding"] == {(2000, True, 32)}  # trained to a target: "speeds up" reads as steps to it
-    adding = {(cell, reg) for task, T, _, cell, reg in points.values() if task == "adding" and T >= 100}
-    assert {("rnn", "none"), ("lstm", "none"), ("lstm", "bn"), ("gru", "none")} <= adding
-    overfit = {(cell, reg) for task, _, n, cell, reg in points.values() if task == "digits" and n <= 300}
-    assert {("lstm", r) for r in ("none", "dropout", "bn", "both")} <= overfit
+@pytest.mark.parametrize("exp", ["claims", "claims_cpu"])
+def test_claims_design_keeps_its_promises(exp, tmp_path):
+    """One budget per regime and cell (a fair race between arms), adding trained to a target, the
+    overfitting regime small, and the comparisons the claims need (the seed roles: test_protocol.py)."""
+    from benchmark.analysis import protocol
+
+    proto = protocol.load(exp)
+    o = dict(part.split("=", 1) for part in protocol.tune(proto, tmp_path).split())
+    budgets, arms = {}, set()
+    for d in o["design"].split(","):
+        c = composed(f"+experiment={exp}", f"hydra.searchpath={o['hydra.searchpath']}", f"design={d}")
+        budgets.setdefault((c.task.name, c.cell.name), set()).add((c.train.steps, c.train.stop_at_target))
+        arms.add((c.task.name, c.cell.name, c.reg.name))
+        assert c.task.data_seed == c.seed  # replicates draw their own data
+        if c.task.name == "digits":
+            assert c.task.n_train <= 300
+    assert all(len(b) == 1 for b in budgets.values()), budgets
+    assert all(stop for (task, _), b in budgets.items() for _, stop in b if task == "adding")
+    assert {("adding", "lstm", "none"), ("adding", "lstm", "bn")} <= arms
+    if exp == "claims":
+        assert {(t, c, r) for t in ("adding", "digits") for c in ("rnn", "lstm", "gru")
+                for r in ("none", "bn", "dropout", "both")} == arms
 
 
 def test_make_sweep_runs_claims_on_every_core_without_a_gpu():
@@ -138,5 +152,6 @@ def test_make_sweep_runs_claims_on_every_core_without_a_gpu():
         pytest.skip("this machine has a GPU: make sweep runs `full` with the basic launcher")
     out = run(["make", "-n", "sweep", f"VPY={sys.executable}"], cwd=ROOT, timeout=60, check=True).stdout
     cores = len(os.sched_getaffinity(0))  # what nproc counts
-    assert "+experiment=claims" in out and "hydra/launcher=joblib" in out
+    assert "+experiment=claims_cpu" in out and "hydra/launcher=joblib" in out
+    assert "benchmark.analysis.protocol tune claims_cpu" in out and "benchmark.analysis.protocol confirm" in out
     assert f"hydra.launcher.n_jobs={cores}" in out

@@ -8,7 +8,7 @@ import torch
 
 import benchmark as bm  # noqa: F401
 from arm_configs import arm
-from benchmark.gradients import group_norm_tensors, hidden_grad_profile, profile_ratio, total_norm
+from benchmark.gradients import balance, group_norm_tensors, hidden_grad_profile, profile_ratio, total_norm
 from benchmark.models import ModelSpec, build_model, get_cell
 
 
@@ -160,3 +160,31 @@ def test_the_probe_measures_gradients_that_float32_would_flush_to_zero():
     ratio = profile_ratio(profile)
     assert ratio is not None and 1e-250 < ratio < 1e-150
     assert model.layers[0].rnn.weight_hh_l0.dtype == torch.float32  # the probe worked on a copy
+
+
+def bn_rnn(gain: float = 0.1, H: int = 8):
+    torch.manual_seed(0)
+    reg = arm("bn", bn="recurrent", gain_init=gain)
+    return build_model(ModelSpec(cell=get_cell("rnn"), input_size=1, hidden_size=H, num_layers=1,
+                                 output_size=1, reg=reg, total_len=20))
+
+
+def test_a_batch_constant_first_step_does_not_inflate_the_probe():
+    """Digits' first pixel is 0 in every image: in train mode BN divides a zero batch variance by
+    √eps at step 2 and ‖∂L/∂h_1‖ inflates; the default (eval mode) probe is not moved by it."""
+    model = bn_rnn()
+    x = torch.randn(16, 20, 1, generator=torch.Generator().manual_seed(1))
+    x_const = x.clone()
+    x_const[:, 0] = 0.0  # the same first input for every sequence
+    log_ratio = lambda xx, train: math.log10(profile_ratio(  # noqa: E731
+        hidden_grad_profile(model, sum_loss, xx, torch.zeros(16), train_mode=train)))
+    inflation_train = log_ratio(x_const, True) - log_ratio(x, True)
+    inflation_eval = log_ratio(x_const, False) - log_ratio(x, False)
+    assert inflation_train > 1.0  # the artifact exists in train mode (so this test can fail) ...
+    assert abs(inflation_eval) < 0.5  # ... and the probe the claims use does not see it
+
+
+def test_balance_scores_exploding_as_far_from_balance_as_vanishing():
+    assert balance(1.0) == 0.0
+    assert balance(1e-4) == pytest.approx(4.0) == balance(1e4)
+    assert balance(None) is None and balance(0.0) is None and balance(math.inf) is None

@@ -73,7 +73,7 @@ def test_degenerate_differences():
     same = stats.compare({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.5, 1: 0.6, 2: 0.7})
     assert same.p_value == 1.0 and same.mean_diff == 0 and (same.ci_low, same.ci_high) == (0, 0)
     shift = stats.compare({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.6, 2: 0.7})
-    assert shift.p_value == 0.0 and shift.ci_low == pytest.approx(0.1)
+    assert shift.p_value == pytest.approx(2 ** (1 - 3)) and shift.ci_low == pytest.approx(0.1)  # exact sign-flip p
     assert math.isnan(stats.compare({0: 0.9}, {0: 0.1}).p_value)  # one seed: nothing to test
     assert stats.compare({}, {0: 0.5}).n == 0
 
@@ -113,3 +113,38 @@ def test_stratified_aggregates_are_seedable_and_right():
     assert a != stats.stratified(treat, base, seed=4, key="lstm|bn")
     assert a["iqm_variant"] == pytest.approx(ss.trim_mean(np.concatenate(treat), 0.25))
     assert a["prob_improvement"] == 1.0 and a["iqm_diff_low"] > 0.1 and a["poi_low"] > 0.5
+
+
+def test_constant_differences_get_the_exact_signflip_p_and_the_test_says_when_it_cannot_reject():
+    rng = stats.rng_for(0)
+    for n in (3, 5, 8):
+        d = np.full(n, 0.2)
+        exact = stats.paired_p(d + 1e-12 * np.arange(n), stats.Test.signflip, rng)  # not constant: enumerated
+        assert stats.paired_p(d, stats.Test.signflip, rng) == pytest.approx(exact) == pytest.approx(2.0 ** (1 - n))
+    assert not stats.can_reject(5, stats.Test.signflip, 0.05) and stats.can_reject(6, stats.Test.signflip, 0.05)
+    t = pd.DataFrame({"mean_diff": [0.2, 0.2], "p_value": [2 ** -4, 2 ** -9], "n": [5, 10]})
+    w = stats.add_words(t, adjust_method=stats.Adjust.holm, min_seeds=5, alpha=0.05, test=stats.Test.signflip)
+    assert list(w["verdict"]) == [stats.TOO_FEW, stats.HELPS]  # n=5 can never reject: no word, not "inconclusive"
+
+
+def test_tost_reads_no_effect_only_within_the_margin_and_is_calibrated():
+    rng = np.random.default_rng(1)
+    n, margin, trials = 10, 0.5, 2000
+    d = rng.normal(margin, 1.0, (trials, n))  # true difference exactly at the margin: equivalence is false
+    se = d.std(axis=1, ddof=1) / np.sqrt(n)
+    p = np.array([stats.tost_p(m, s, n - 1, margin) for m, s in zip(d.mean(axis=1), se)])
+    assert (p < 0.05).mean() <= 0.055  # TOST's size is at most alpha at the boundary
+    assert stats.tost_p(0.0, 0.01, 9, 0.1) < 0.001 and stats.tost_p(0.0, 0.2, 9, 0.1) > 0.3
+    assert math.isnan(stats.tost_p(0.0, 0.1, 9, math.nan))
+    assert stats.verdict(0.01, 0.5, 10, p_equivalent=0.01) == stats.NO_EFFECT
+    assert stats.verdict(0.01, 0.5, 10, p_equivalent=0.2) == stats.UNCLEAR
+
+
+def test_minimum_detectable_effect_has_80_percent_power_by_simulation():
+    rng = np.random.default_rng(2)
+    n, sd = 10, 1.0
+    delta = stats.mde(sd / np.sqrt(n), n - 1, 0.05)
+    d = rng.normal(delta, sd, (4000, n))
+    power = (ss.ttest_1samp(d, 0, axis=1).pvalue < 0.05).mean()
+    assert 0.77 <= power <= 0.85, power  # the approximation (t quantiles, not the noncentral t) is close
+    assert stats.mde(0.1, math.inf, 0.05) == pytest.approx((ss.norm.ppf(0.975) + ss.norm.ppf(0.8)) * 0.1)

@@ -209,3 +209,50 @@ def to_data_uri(fig: Figure, dpi: int = 90) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def km_curves(data: pd.DataFrame) -> Figure:
+    """Kaplan-Meier curves of steps to the validation target, one panel per task x length x cell, one line
+    per variant; censored runs (never reached it within the budget) marked + at their budget."""
+    from benchmark.analysis.survival import kaplan_meier  # the survival module imports no plotting
+
+    panels = list(data.groupby(["task", "seq_len", "cell"], sort=True))
+    fig = Figure(figsize=(3.2 * max(1, len(panels)) + LEGEND_W, 3.0))
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    pal = reg_palette(data["variant"].unique())
+    for ax, ((task, T, cell), g) in zip(axes, panels):
+        for v, gv in g.groupby("variant", sort=False):
+            reached = pd.to_numeric(gv["steps_to_target"], errors="coerce")
+            t = reached.fillna(pd.to_numeric(gv["steps"], errors="coerce")).to_numpy(float)
+            km = kaplan_meier(t, reached.notna().to_numpy())
+            xs = np.concatenate([[0.0], km.times, [t.max()]])
+            ys = np.concatenate([[1.0], km.survival, [km.survival[-1] if km.survival.size else 1.0]])
+            ax.step(xs, ys, where="post", color=pal[v], label=f"{v} (n={len(gv)})")
+            cens = t[reached.isna().to_numpy()]
+            if cens.size:
+                ax.plot(cens, np.full(cens.size, ys[-1]), "+", color=pal[v], ms=9)
+        ax.set(title=f"{task}, T={T}, {cell}", xlabel="steps", ylabel="P(target not yet reached)", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def gain_profiles(profiles: pd.DataFrame) -> Figure:
+    """‖∂L/∂h_t‖ over t per BN gain init (column `bn_gain_init`), start and end, one panel per cell:
+    Cooijmans et al. 2016 show the gain's initial value decides between vanishing and exploding."""
+    s = summarise(profiles.assign(gain=profiles["bn_gain_init"].map(lambda g: f"γ={g:g}")), "t", "grad_norm",
+                  ["cell", "which", "gain"])
+    cells = ordered(s["cell"].unique(), CELL_ORDER)
+    fig = Figure(figsize=(3.4 * max(1, len(cells)) + LEGEND_W, 5.6))
+    axes = fig.subplots(2, max(1, len(cells)), squeeze=False)
+    for j, cell in enumerate(cells):
+        for i, which in enumerate(("start", "end")):
+            ax = axes[i][j]
+            for gain, g in s[(s["cell"] == cell) & (s["which"] == which)].groupby("gain"):
+                ax.plot(g["t"], g["mean"], label=gain)
+                ax.fill_between(g["t"], g["min"], g["max"], alpha=0.2)
+            ax.set_yscale("log")
+            ax.set(title=f"{cell}, {which}", xlabel="t", ylabel="‖∂L/∂h_t‖")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -70,6 +70,9 @@ class Sweep:
     profiles: pd.DataFrame  # hidden-gradient profiles of the selected runs at each task's longest length
     curves: pd.DataFrame  # history rows of the same runs
     impl: Optional[str]  # the impl comparisons use when the sweep has several
+    tuning: Optional[list[int]] = None  # the protocol's tuning seeds (None: selection and test on the same seeds)
+    comp: Optional[pd.DataFrame] = None  # every finished run of the comparison impl, all settings
+    all_profiles: Optional[pd.DataFrame] = None  # every run's hidden-gradient profiles
 
 
 CURVE_COLUMNS = ("run_id", "step", "grad_norm", "train_loss", "val_score")  # what the figures draw
@@ -91,7 +94,8 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     comp = done if impl is None else done[done["impl"] == impl]
     name = str(summary["sweep"].dropna().iloc[0]) if "sweep" in summary and summary["sweep"].notna().any() \
         else sweep_dir.name
-    selected = cmp.select(comp)
+    tuning = tuning_seeds(summary)
+    selected = cmp.select(comp, tuning)
     longest = selected["seq_len"] == selected.groupby("task")["seq_len"].transform("max")
     ident = selected.loc[longest, ["run_id", "task", "seq_len", "cell", "variant"]].astype(
         {"task": "category", "cell": "category", "variant": "category"})
@@ -99,7 +103,25 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     profiles = keep(a.profiles).merge(ident, on="run_id", how="inner")
     curves = keep(a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves])).merge(
         ident, on="run_id", how="inner") if len(a.curves) else pd.DataFrame(columns=[*ident.columns, "step"])
-    return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl)
+    return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl, tuning, comp, a.profiles)
+
+
+def config_block(summary: pd.DataFrame, key: str) -> Any:
+    """A block of the sweep's run config.yaml that no run reads (`literature`, `protocol`), or None."""
+    for path in summary.get("path", pd.Series(dtype=object)).dropna():
+        cfg = Path(str(path)) / "config.yaml"
+        if cfg.exists():
+            block = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get(key)
+            if block:
+                return block
+    return None
+
+
+def tuning_seeds(summary: pd.DataFrame) -> Optional[list[int]]:
+    """The tuning seeds the experiment's `protocol` block declares (None when it declares none)."""
+    block = config_block(summary, "protocol")
+    seeds = block.get("tuning_seeds") if isinstance(block, dict) else None
+    return [int(x) for x in seeds] if seeds else None
 
 
 def _ensure_tables(sweep_dir: Path) -> agg_mod.Aggregate:
@@ -125,23 +147,60 @@ def _longest(df: pd.DataFrame, task: str) -> int:
 # ----------------------------------------------------------------------------- sections
 
 
-def claims_section(results: list[claims_mod.ClaimResult]) -> list[dict[str, Any]]:
-    """Section 1: each claim, its words per endpoint at a glance, every comparison folded below;
-    or why the sweep cannot test it."""
+def claim_row(r: pd.Series) -> dict[str, Any]:
+    """One claim comparison as the template shows it."""
+    return {**{k: r[k] for k in ("role", "task", "seq_len", "cell", "variant", "baseline", "endpoint")},
+            "base_mean": fmt(r["baseline_mean"]), **effect_cell(r), "margin": fmt(r["margin"], 3),
+            "p_eq": fmt_p(r["p_equivalent"]), "mde": fmt(r["mde"]),
+            "note": r["note"] if isinstance(r["note"], str) else ""}
+
+
+def claim_glance(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per endpoint of a claim: points, seeds, median effect and MDE, and the count of each word."""
+    glance = []
+    for (role, ep), g in rows.groupby(["role", "endpoint"], sort=False):
+        tally = g["verdict"].value_counts()
+        n = f"{int(g['n'].min())}–{int(g['n'].max())}" if g["n"].nunique() > 1 else str(int(g["n"].iloc[0]))
+        glance.append({"role": role, "endpoint": ep, "points": len(g), "n": n,
+                       "median": fmt(g["mean_diff"].median(), sign=True), "mde": fmt(g["mde"].median()),
+                       "words": [{"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
+                                 for w in [*stats.WORDS, claims_mod.DESCRIPTIVE] if w in tally]})
+    return glance
+
+
+def claims_section(results: list[claims_mod.ClaimResult], s: Optional["Sweep"] = None) -> list[dict[str, Any]]:
+    """Section 1: each claim, its words per endpoint at a glance, every comparison folded below, and its
+    figures (Kaplan-Meier curves for (a), gradient profiles by BN gain for (b)); or why the sweep cannot test it."""
     out = []
     for r in results:
-        rows = [{**{k: r_[k] for k in ("task", "seq_len", "cell", "variant", "baseline", "endpoint")},
-                 "base_mean": fmt(r_["baseline_mean"]), **effect_cell(r_)} for _, r_ in r.rows.iterrows()]
-        glance = []
-        for ep, g in r.rows.groupby("endpoint", sort=False):
-            tally = g["verdict"].value_counts()
-            glance.append({"endpoint": ep, "points": len(g), "median": fmt(g["mean_diff"].median(), sign=True),
-                           "n": f"{int(g['n'].min())}–{int(g['n'].max())}" if g["n"].nunique() > 1 else str(int(g["n"].iloc[0])),
-                           "words": [{"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
-                                     for w in stats.WORDS if w in tally]})
+        figs = claim_figures(r.claim.key, s) if s is not None and not r.not_testable else []
         out.append({"key": r.claim.key, "title": r.claim.title, "summary": r.summary, "testable": not r.not_testable,
-                    "condition": r.claim.condition_text, "skipped": r.skipped, "rows": rows, "glance": glance})
+                    "condition": r.claim.condition_text, "skipped": r.skipped, "figures": figs,
+                    "rows": [claim_row(x) for _, x in r.rows.iterrows()], "glance": claim_glance(r.rows)})
     return out
+
+
+def claim_figures(key: str, s: "Sweep") -> list[dict[str, str]]:
+    """(a): Kaplan-Meier curves of time to target per arm; (b): profiles per BN gain init where swept."""
+    if key == "a":
+        d = s.selected[s.selected.get("stop_at_target", pd.Series(False, index=s.selected.index)).fillna(False)
+                       .astype(bool) & s.selected["variant"].map(cmp.family).isin(["none", "bn"])]
+        caption = ("time to the validation target: Kaplan–Meier estimate of P(not yet reached) per arm; a run "
+                   "that never reached it is censored (+) at its budget")
+        return [figure(plots.km_curves(d), caption)] if len(d) else []
+    comp = s.comp if s.comp is not None else s.done
+    if key == "b" and "bn_gain_init" in comp.columns and comp["bn_gain_init"].dropna().nunique() > 1:
+        bn = comp.loc[comp["bn_gain_init"].notna(), ["run_id", "cell", "bn_gain_init"]]
+        prof = s.all_profiles.merge(bn, on="run_id", how="inner")
+        return [figure(plots.gain_profiles(prof), "‖∂L/∂h_t‖ (eval mode) per BN gain init γ; line = mean over "
+                                                  "runs, band = min–max")] if len(prof) else []
+    return []
+
+
+def seeds_section(s: "Sweep") -> dict[str, Any]:
+    """Which seeds tuned and which confirmed (also seeds.csv)."""
+    roles = cmp.seed_roles(s.comp if s.comp is not None else s.done, s.tuning)
+    return {"confirmed": s.tuning is not None, "rows": roles.to_dict("records"), "table": roles}
 
 
 def registered_variant(row: pd.Series) -> Optional[variants.Variant]:
@@ -438,16 +497,19 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / sweep_dir.name
     vt = cmp.verdicts(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.COLUMNS)
     agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
-    results = claims_mod.run_claims(s.selected, opts) if len(s.selected) else []
+    results = claims_mod.run_claims(s.selected, opts, s.comp) if len(s.selected) else []
     out_dir.mkdir(parents=True, exist_ok=True)
     export.write_table(vt, out_dir, "verdicts")
     export.write_table(claims_mod.claims_table(results), out_dir, "claims")
     export.write_table(agg, out_dir, "aggregates")
+    seeds = seeds_section(s)
+    export.write_table(seeds["table"], out_dir, "seeds")
     context = {
         "sweep": s.name, "sweep_dir": str(sweep_dir), "n_runs": len(s.summary), "tasks": _tasks(s),
         "counts": agg_mod.status_counts(s.summary), "opts": opts, "adjust_name": stats.ADJUST_NAMES[opts.adjust],
         "level": f"{100 * opts.level:g}", "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "claims": claims_section(results), "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
+        "claims": claims_section(results, s), "seeds": seeds,
+        "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
         "lr": lr_section(s), "scores": scores_section(s), "literature": literature_section(s), "gradients": gradients_section(s), "cost": cost_section(s),
         "learning": learning_section(s), "failures": failures_section(s), "missing": missing_section(s), "environment": environment_section(s, out_dir),
     }

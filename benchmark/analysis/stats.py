@@ -18,7 +18,12 @@ the run record declares, never a name list.
 - Family: p-values of a whole table are adjusted together (`holm`: family-wise error;
   `bh`: Benjamini-Hochberg false discovery rate, `scipy.stats.false_discovery_control`).
 - Word: `helps`/`hurts` only with at least `min_seeds` seeds and an adjusted p below
-  `alpha`; otherwise `no clear effect`, or `too few seeds` (the numbers are still shown).
+  `alpha`; `no effect` only where an equivalence test (TOST, margin declared per endpoint) rejects
+  a difference of at least the margin; otherwise `inconclusive`, or `too few seeds` (the numbers
+  are still shown). Every row carries its minimum detectable effect at 80 % power (`mde`).
+- Survival (time to target): Kaplan-Meier per arm (`scipy.stats.ecdf` on censored data), the
+  restricted mean time to target with its Greenwood-type interval, and the log-rank p
+  (`scipy.stats.logrank`); a run that never reached the target is censored at its budget.
 """
 from __future__ import annotations
 
@@ -33,8 +38,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as ss
 
-HELPS, HURTS, UNCLEAR, TOO_FEW, NO_DATA = "helps", "hurts", "no clear effect", "too few seeds", "no data"
-WORDS = (HELPS, HURTS, UNCLEAR, TOO_FEW, NO_DATA)
+HELPS, HURTS, UNCLEAR, TOO_FEW, NO_DATA = "helps", "hurts", "inconclusive", "too few seeds", "no data"
+TOO_FEW_TASKS = "too few tasks"  # an aggregate across fewer than MIN_TASKS tasks gets no word
+MIN_TASKS = 5
+NO_EFFECT = "no effect"  # only where TOST shows equivalence within the endpoint's declared margin
+WORDS = (HELPS, HURTS, NO_EFFECT, UNCLEAR, TOO_FEW, TOO_FEW_TASKS, NO_DATA)
+POWER = 0.8  # the power the minimum detectable effect is computed at
 DEFAULT_MIN_SEEDS = 5
 
 
@@ -74,6 +83,8 @@ class Comparison:
     ci_high: float
     p_value: float
     prob_improvement: float
+    se: float = math.nan  # standard error of mean_diff (for the TOST and the minimum detectable effect)
+    df: float = math.nan  # its degrees of freedom (inf = normal)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,10 +107,22 @@ def _constant(x: np.ndarray) -> bool:
     return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())))
 
 
-def _degenerate_p(mean: float) -> float:
+def _degenerate_p(mean: float, n: int) -> float:
     """Every difference equal: no spread to test against. Identical values are no evidence (p = 1);
-    the same non-zero difference at every seed is as consistent as data get (p = 0)."""
-    return 1.0 if mean == 0 else 0.0
+    the same non-zero difference at every one of n seeds gets the exact sign-flip p-value 2^(1-n)
+    (only the observed signs and their mirror image are as extreme), never 0."""
+    return 1.0 if abs(mean) < 1e-12 else float(2.0 ** (1 - n))  # below 1e-12: rounding of equal values
+
+
+def smallest_p(n: int, test: "Test") -> float:
+    """The smallest two-sided p-value `test` can return with n paired seeds (0 where unbounded)."""
+    return float(2.0 ** (1 - n)) if test is Test.signflip else 0.0
+
+
+def can_reject(n: int, test: "Test", alpha: float) -> bool:
+    """Whether `test` with n seeds can reach p < alpha at all (the sign-flip test cannot below
+    log2(2/alpha) seeds: at alpha = 0.05 it needs 6); a row that never can gets no word."""
+    return smallest_p(n, test) < alpha
 
 
 def paired_p(d: np.ndarray, test: Test, rng: np.random.Generator) -> float:
@@ -107,7 +130,7 @@ def paired_p(d: np.ndarray, test: Test, rng: np.random.Generator) -> float:
     if d.size < 2:
         return math.nan
     if _constant(d):
-        return _degenerate_p(float(d.mean()))
+        return _degenerate_p(float(d.mean()), d.size)
     if test is Test.t:
         return float(ss.ttest_1samp(d, 0.0).pvalue)
     exact = 2 ** d.size
@@ -123,7 +146,9 @@ def unpaired(t: np.ndarray, b: np.ndarray, ci: CI, test: Test, level: float,
         return (math.nan, math.nan, math.nan)
     diff = float(t.mean() - b.mean())
     if _constant(t) and _constant(b):
-        return (diff, diff, _degenerate_p(diff))
+        # exact permutation p: only the observed labelling and its mirror are as extreme
+        exact = 1.0 if abs(diff) < 1e-12 else min(1.0, 2.0 / math.comb(t.size + b.size, t.size))
+        return (diff, diff, exact)
     welch = ss.ttest_ind(t, b, equal_var=False)
     lo, hi = welch.confidence_interval(level)
     if ci is CI.bca:
@@ -171,11 +196,23 @@ def compare(treat: Mapping[Any, float] | pd.Series, base: Mapping[Any, float] | 
         if ci is CI.bca and not _constant(d):
             lo, hi = _bca((d,), lambda x, axis: x.mean(axis), level, rng)
         return Comparison(n=d.size, n_treat=len(t), n_base=len(b), paired=True, mean_diff=float(d.mean()),
-                          ci_low=lo, ci_high=hi, p_value=paired_p(d, test, rng), prob_improvement=poi)
+                          ci_low=lo, ci_high=hi, p_value=paired_p(d, test, rng), prob_improvement=poi,
+                          se=float(d.std(ddof=1)) / math.sqrt(d.size), df=float(d.size - 1))
     diff = float(t.mean() - b.mean()) if len(t) and len(b) else math.nan
     lo, hi, p = unpaired(t.to_numpy(), b.to_numpy(), ci, test, level, rng)
+    se, df = welch_se(t.to_numpy(), b.to_numpy())
     return Comparison(n=min(len(t), len(b)), n_treat=len(t), n_base=len(b), paired=False, mean_diff=diff,
-                      ci_low=lo, ci_high=hi, p_value=p, prob_improvement=poi)
+                      ci_low=lo, ci_high=hi, p_value=p, prob_improvement=poi, se=se, df=df)
+
+
+def welch_se(t: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Standard error of mean(t) - mean(b) and its Welch-Satterthwaite degrees of freedom."""
+    if t.size < 2 or b.size < 2:
+        return (math.nan, math.nan)
+    vt, vb = t.var(ddof=1) / t.size, b.var(ddof=1) / b.size
+    se = math.sqrt(vt + vb)
+    df = (vt + vb) ** 2 / (vt ** 2 / (t.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else float(t.size + b.size - 2)
+    return (se, float(df))
 
 
 def adjust(p: Sequence[float], method: Adjust = Adjust.bh) -> np.ndarray:
@@ -198,27 +235,67 @@ def adjust(p: Sequence[float], method: Adjust = Adjust.bh) -> np.ndarray:
     return out
 
 
+def tost_p(mean_diff: float, se: float, df: float, margin: float) -> float:
+    """Two one-sided tests (Schuirmann 1987): p of |true difference| >= margin; small = equivalent.
+    NaN without a margin or a standard error."""
+    if not (np.isfinite(mean_diff) and np.isfinite(margin) and margin > 0 and np.isfinite(se)):
+        return math.nan
+    if se == 0:
+        return 0.0 if abs(mean_diff) < margin else 1.0
+    dist = ss.norm if not np.isfinite(df) else ss.t(df)
+    return float(max(dist.sf((mean_diff + margin) / se), dist.cdf((mean_diff - margin) / se)))
+
+
+def mde(se: float, df: float, alpha: float, power: float = POWER) -> float:
+    """Minimum detectable effect: the true difference a two-sided test at `alpha` finds with
+    probability `power`, (t_{1-alpha/2} + t_{power}) * se (normal quantiles where df is infinite)."""
+    if not (np.isfinite(se) and se >= 0) or not (df > 0):
+        return math.nan
+    dist = ss.norm if not np.isfinite(df) else ss.t(df)
+    return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
+
+
 def verdict(mean_diff: float, p_adjusted: float, n: int, *, min_seeds: int = DEFAULT_MIN_SEEDS,
-            alpha: float = 0.05) -> str:
-    """The word the corrected test supports (see the module docstring)."""
+            alpha: float = 0.05, p_equivalent: float = math.nan) -> str:
+    """The word the corrected tests support (see the module docstring)."""
     if n == 0 or not np.isfinite(mean_diff):
         return NO_DATA
     if n < min_seeds:
         return TOO_FEW
     if np.isfinite(p_adjusted) and p_adjusted < alpha:
         return HELPS if mean_diff > 0 else HURTS
+    if np.isfinite(p_equivalent) and p_equivalent < alpha:
+        return NO_EFFECT
     return UNCLEAR
 
 
-def add_words(table: pd.DataFrame, *, adjust_method: Adjust, min_seeds: int, alpha: float) -> pd.DataFrame:
-    """Adjust `p_value` over the rows that may earn a word (n >= min_seeds) and set `verdict`."""
+def add_words(table: pd.DataFrame, *, adjust_method: Adjust, min_seeds: int, alpha: float,
+              test: Optional["Test"] = None) -> pd.DataFrame:
+    """Adjust `p_value` over the rows that may earn a word (n >= min_seeds) and set `verdict`.
+
+    Where the table has `se`, `df` and `margin` columns it also gets `p_equivalent` (TOST, adjusted
+    over the same family) and `mde` (at the per-row level alpha / m, Bonferroni: Holm's first step).
+    With `test` = sign-flip, rows whose n can never reach p < alpha get no word (`too few seeds`).
+    """
     t = table.copy()
-    family = (t["n"] >= min_seeds) & np.isfinite(t["p_value"].astype(float)) if len(t) else t.get("n", [])
+    fam = (t["n"] >= min_seeds) & np.isfinite(t["p_value"].astype(float)) if len(t) else t.get("n", [])
+    if len(t) and test is not None:
+        fam &= np.array([can_reject(int(n), test, alpha) for n in t["n"]], dtype=bool)
     t["p_adjusted"] = np.nan
+    t["p_equivalent"] = np.nan
+    m = int(np.sum(fam)) if len(t) else 0
     if len(t):
-        t.loc[family, "p_adjusted"] = adjust(t.loc[family, "p_value"].to_numpy(float), adjust_method)
-    t["verdict"] = [verdict(m, p, int(n), min_seeds=min_seeds, alpha=alpha)
-                    for m, p, n in zip(t.get("mean_diff", []), t["p_adjusted"], t.get("n", []))]
+        t.loc[fam, "p_adjusted"] = adjust(t.loc[fam, "p_value"].to_numpy(float), adjust_method)
+        if {"se", "df", "margin"} <= set(t.columns):
+            raw = np.array([tost_p(*r) for r in t[["mean_diff", "se", "df", "margin"]].to_numpy(float)])
+            t.loc[fam, "p_equivalent"] = adjust(raw[np.asarray(fam, bool)], adjust_method)
+        if {"se", "df"} <= set(t.columns):
+            t["mde"] = [mde(se, df, alpha / max(1, m)) for se, df in t[["se", "df"]].to_numpy(float)]
+    short = [not f for f in fam] if len(t) else []
+    t["verdict"] = [TOO_FEW if s and n >= min_seeds and np.isfinite(md) else
+                    verdict(md, p, int(n), min_seeds=min_seeds, alpha=alpha, p_equivalent=q)
+                    for md, p, n, q, s in zip(t.get("mean_diff", []), t["p_adjusted"], t.get("n", []),
+                                              t["p_equivalent"], short)]
     return t
 
 

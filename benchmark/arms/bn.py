@@ -151,7 +151,8 @@ class BatchNormArm(BuiltinArm):
 
     def identity(self, total_len: Optional[int]) -> dict[str, Any]:
         return {"bn_placement": self.bn.placement.value, "bn_population": self.bn.population.value,
-                "bn_precise_batches": self.precise_batches() or None, "bn_stats_steps": self.stats_steps(total_len)}
+                "bn_precise_batches": self.precise_batches() or None, "bn_stats_steps": self.stats_steps(total_len),
+                "bn_gain_init": self.gain}
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
