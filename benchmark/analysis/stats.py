@@ -283,6 +283,7 @@ def add_words(table: pd.DataFrame, *, adjust_method: Adjust, min_seeds: int, alp
         fam &= np.array([can_reject(int(n), test, alpha) for n in t["n"]], dtype=bool)
     t["p_adjusted"] = np.nan
     t["p_equivalent"] = np.nan
+    t["mde"] = np.nan  # an empty table keeps the column too
     m = int(np.sum(fam)) if len(t) else 0
     if len(t):
         t.loc[fam, "p_adjusted"] = adjust(t.loc[fam, "p_value"].to_numpy(float), adjust_method)
