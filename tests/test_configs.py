@@ -15,7 +15,7 @@ from benchmark.config import RunConfig, validate
 from benchmark.models import ModelSpec, build_model, check_cell_class
 from benchmark.tasks import check_task
 
-from helpers import CONF, ROOT, names, run
+from helpers import CONF, ROOT, hydra_held, names, run
 from helpers import compose as composed
 
 
@@ -98,15 +98,11 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
     points = first_values_and_points(exp)
     assert points
     for over in points:
-        cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
-        if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
-            cfg = composed(
-                f"+experiment={exp}",
-                f"results_dir={tmp_path}",
-                *over,
-                f"task.data_dir={mnist_full_dir}",
-                "task.mirrors=[]",
-            )
+        with hydra_held():  # one initialisation for both composes
+            cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
+            if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
+                files = [f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"]
+                cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, *files)
         p = bm_run.prepare(cfg)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 
@@ -120,11 +116,12 @@ def test_claims_design_keeps_its_promises():
     assert len(axes["train.lr"]) >= 2
     assert set(axes) == {"design", "train.lr", "seed"}  # one multirun: the union of sub-grids is one axis
     points, budgets = {}, {}
-    for d in axes["design"]:
-        assert (CONF / "design" / f"{d}.yaml").exists(), d
-        c = composed("+experiment=claims", f"design={d}")
-        points[d] = (c.task.name, c.task.seq_len, c.task.n_train, c.cell.name, c.reg.name)
-        budgets.setdefault(c.task.name, set()).add((c.train.steps, c.train.stop_at_target, c.train.batch_size))
+    with hydra_held():
+        for d in axes["design"]:
+            assert (CONF / "design" / f"{d}.yaml").exists(), d
+            c = composed("+experiment=claims", f"design={d}")
+            points[d] = (c.task.name, c.task.seq_len, c.task.n_train, c.cell.name, c.reg.name)
+            budgets.setdefault(c.task.name, set()).add((c.train.steps, c.train.stop_at_target, c.train.batch_size))
     assert all(len(b) == 1 for b in budgets.values()), budgets  # one budget per regime: a fair race
     assert budgets["adding"] == {(2000, True, 32)}  # trained to a target: "speeds up" reads as steps to it
     adding = {(cell, reg) for task, T, _, cell, reg in points.values() if task == "adding" and T >= 100}
