@@ -3,12 +3,13 @@ a runner for the command-line tools. Fixtures wrapping these live in conftest.py
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -41,6 +42,26 @@ def names(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+_held = 0  # > 0 inside `hydra_held()`: compose reuses that initialisation
+
+
+@contextlib.contextmanager
+def hydra_held() -> Iterator[None]:
+    """Hydra initialised on conf/ once for many `compose` calls (each initialisation rescans the folders)."""
+    global _held
+    from hydra import initialize_config_dir
+
+    from benchmark.config import register_configs
+
+    register_configs()  # the run schema (idempotent)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+
+
 def compose(*overrides: str, plugin: bool = False, hydra_config: bool = False) -> Any:
     """`conf/config.yaml` with the overrides, through Hydra's compose API (what `benchmark.run` sees).
 
@@ -48,14 +69,13 @@ def compose(*overrides: str, plugin: bool = False, hydra_config: bool = False) -
     node (launcher and sweeper groups), which a plain compose drops.
     """
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
 
-    from benchmark.config import register_configs
-
-    register_configs()  # the run schema (idempotent)
     extra = [PLUGIN_SEARCHPATH] if plugin else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=[*extra, *overrides], return_hydra_config=hydra_config)
+    over = [*extra, *overrides]
+    if _held:
+        return hydra_compose(config_name="config", overrides=over, return_hydra_config=hydra_config)
+    with hydra_held():
+        return hydra_compose(config_name="config", overrides=over, return_hydra_config=hydra_config)
 
 
 def run(

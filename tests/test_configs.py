@@ -16,7 +16,7 @@ from benchmark.config import RunConfig, validate
 from benchmark.models import ModelSpec, build_model, check_cell_class
 from benchmark.tasks import check_task
 
-from helpers import CONF, ROOT, names, run
+from helpers import CONF, ROOT, hydra_held, names, run
 from helpers import compose as composed
 
 
@@ -110,15 +110,11 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
     points = first_values_and_points(exp, tmp_path / "plan")
     assert points
     for over in points:
-        cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
-        if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
-            cfg = composed(
-                f"+experiment={exp}",
-                f"results_dir={tmp_path}",
-                *over,
-                f"task.data_dir={mnist_full_dir}",
-                "task.mirrors=[]",
-            )
+        with hydra_held():  # one initialisation for both composes
+            cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
+            if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
+                files = [f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"]
+                cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, *files)
         p = bm_run.prepare(cfg)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 
@@ -132,13 +128,14 @@ def test_claims_design_keeps_its_promises(exp, tmp_path):
     proto = protocol.load(exp)
     o = dict(part.split("=", 1) for part in protocol.tune(proto, tmp_path).split())
     budgets, arms = {}, set()
-    for d in o["design"].split(","):
-        c = composed(f"+experiment={exp}", f"hydra.searchpath={o['hydra.searchpath']}", f"design={d}")
-        budgets.setdefault((c.task.name, c.cell.name), set()).add((c.train.steps, c.train.stop_at_target))
-        arms.add((c.task.name, c.cell.name, c.reg.name))
-        assert c.task.data_seed == c.seed  # replicates draw their own data
-        if c.task.name == "digits":
-            assert c.task.n_train <= 300
+    with hydra_held():
+        for d in o["design"].split(","):
+            c = composed(f"+experiment={exp}", f"hydra.searchpath={o['hydra.searchpath']}", f"design={d}")
+            budgets.setdefault((c.task.name, c.cell.name), set()).add((c.train.steps, c.train.stop_at_target))
+            arms.add((c.task.name, c.cell.name, c.reg.name))
+            assert c.task.data_seed == c.seed  # replicates draw their own data
+            if c.task.name == "digits":
+                assert c.task.n_train <= 300
     assert all(len(b) == 1 for b in budgets.values()), budgets
     assert all(stop for (task, _), b in budgets.items() for _, stop in b if task == "adding")
     assert {("adding", "lstm", "none"), ("adding", "lstm", "bn")} <= arms
