@@ -155,6 +155,8 @@ def refresh_population(model: nn.Module, batches: list[Tensor], device: torch.de
 def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.device,
              dtype: Optional[torch.dtype] = None, max_batches: int = 0) -> dict[str, float]:
     """{'loss', 'accuracy', 'metric'} over (x, y) in eval mode (the first `max_batches` batches if > 0)."""
+    if task.carries_state:  # a stream task (tasks/ptb.py): windows in order, the state carried from zeros
+        return task.evaluate_stream(model, x, y, device, dtype, max_batches)
     was_training = model.training
     model.eval()
     outs, n = [], len(x) if max_batches <= 0 else min(len(x), max_batches * EVAL_BATCH)
@@ -188,7 +190,12 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     sampler = BatchSampler(len(x_tr), min(cfg.batch_size, len(x_tr)), seed)
     dtype = autocast_dtype(precision)
     fwd_bwd = forward_backward(model, task.loss, accel, dtype)  # eager, or CUDA-graph replay (accel=graph)
-    tokens_per_step = min(cfg.batch_size, len(x_tr)) * task.total_len
+    # A stream task (tasks/ptb.py) gives its own windows, in stream order, and a forward+backward that
+    # carries the hidden state from one window to the next; it restarts from zeros after each evaluation.
+    stream = task.train_stream(model, cfg.batch_size, device, dtype) if task.carries_state else None
+    if stream is not None:
+        fwd_bwd = stream
+    tokens_per_step = (cfg.batch_size if stream is not None else min(cfg.batch_size, len(x_tr))) * task.total_len
     best_state, best_criterion, bad_evals = None, -math.inf, 0
     pop_batches = precise_batches(x_tr, cfg.batch_size, precise_bn_batches, seed) if precise_bn_batches else []
     refreshed_at = -1  # steps_done when population statistics were last re-estimated (-1: never)
@@ -200,8 +207,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     try:
         for step in range(1, cfg.steps + 1):
             t0 = time.perf_counter()
-            idx = sampler.next()
-            xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
+            if stream is not None:
+                xb, yb = stream.next_batch()
+            else:
+                idx = sampler.next()
+                xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             captured = fwd_bwd.capture_s
             loss = fwd_bwd(xb, yb)  # forward (autocast if asked), loss, backward
@@ -250,6 +260,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
                         refresh_population(model, pop_batches, device, dtype)
                         refreshed_at = step
                     val = evaluate(model, task, x_val, y_val, device, dtype, cfg.eval_batches)
+                    if stream is not None:
+                        stream.reset()  # evaluation's state never reaches training
                     val_score = task.score(val["metric"])
                     row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_metric=val["metric"],
                                val_score=val_score)

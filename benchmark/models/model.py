@@ -11,6 +11,10 @@ Where each regulariser sits (docs/models.md, docs/design.md):
   `reg.dropout.input_p > 0`, with the placement's mask (per sequence for `variational`, per
   step otherwise). Zaremba and Gal drop word embeddings of hundreds of units; on a 2-feature
   input the same p erases the signal the task is about.
+- with a token input (`ModelSpec.vocab_size`, language modelling: tasks/ptb.py) an embedding of
+  `input_size` features comes first, and its output is the literature's input dropout: dropped
+  with `input_p` if > 0, else with the placement's `p` (Zaremba: output; Gal: variational, one
+  mask per sequence; recurrent (Semeniuta) leaves it undropped).
 
 Every variant returns the same thing (one output contract), so the trainer and the
 timer never branch on which variant they hold.
@@ -44,6 +48,9 @@ class ModelSpec:
     # Steps of the task's sequences (task.total_len): sizes per-step BN statistics when
     # reg.bn.max_stats_steps is null. None (a model built by hand): DEFAULT_STATS_STEPS rows.
     total_len: Optional[int] = None
+    # Tokens in (language modelling, tasks/ptb.py): an nn.Embedding(vocab_size, input_size) before the
+    # first layer; the input is then (B, T) token ids. None: float features (B, T, input_size).
+    vocab_size: Optional[int] = None
 
     @property
     def stats_steps(self) -> int:
@@ -100,6 +107,13 @@ def _input_dropout(reg: RegConfig) -> nn.Module:
     return LockedDropout(d.input_p) if d.placement is DropoutPlacement.variational else nn.Dropout(d.input_p)
 
 
+def _embedding_dropout(reg: RegConfig) -> nn.Module:
+    """Dropout of a word/character embedding's output (Zaremba, Gal): `input_p` if > 0, else the placement's `p`."""
+    if reg.uses_dropout and reg.dropout.input_p > 0.0:
+        return _input_dropout(reg)
+    return _dropout(reg)
+
+
 class OutputBatchNorm(nn.BatchNorm1d):
     """BN over the features of a (T, B, H) layer output (statistics over batch and time)."""
 
@@ -122,7 +136,10 @@ class SequenceModel(nn.Module):
         self.layers = nn.ModuleList(RecurrentLayer(spec.cell, sizes[k], H, reg, steps) for k in range(spec.num_layers))
         # drops[k] acts on layer k's input, drops[L] on the head's input; drops[0] is the raw task
         # input, dropped only with reg.dropout.input_p > 0.
-        self.drops = nn.ModuleList([_input_dropout(reg)] + [_dropout(reg) for _ in range(spec.num_layers)])
+        # With tokens in, drops[0] acts on the embedding's output (_embedding_dropout).
+        self.embed = nn.Embedding(spec.vocab_size, spec.input_size) if spec.vocab_size else None
+        first_drop = _embedding_dropout(reg) if self.embed is not None else _input_dropout(reg)
+        self.drops = nn.ModuleList([first_drop] + [_dropout(reg) for _ in range(spec.num_layers)])
         out_bn = reg.uses_bn and reg.bn.placement is BNPlacement.output
         self.norms = nn.ModuleList(self._output_bn(reg, H) if out_bn else nn.Identity() for _ in range(spec.num_layers))
         self.head = nn.Linear(H, spec.output_size)
@@ -141,7 +158,7 @@ class SequenceModel(nn.Module):
         """
         custom = self.impl_used is Impl.custom
         hiddens: Optional[list[Tensor]] = [] if return_hidden else None
-        z = x.transpose(0, 1)  # (T, B, I)
+        z = (self.embed(x) if self.embed is not None else x).transpose(0, 1)  # (T, B, I)
         last = len(self.layers) - 1
         for k, (layer, drop, norm) in enumerate(zip(self.layers, self.drops, self.norms)):
             z = norm(layer(drop(z), custom, hiddens if k == last else None))  # (T, B, H)
@@ -152,12 +169,28 @@ class SequenceModel(nn.Module):
         y = return_y
         return (y, hiddens) if return_hidden else y
 
+    def forward_carry(self, x: Tensor, state: Optional[list[tuple[Tensor, ...]]] = None
+                      ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
+        """Truncated BPTT over a stream (tasks/ptb.py): x (B, T[, I]) with the previous window's final
+        states (one (h[, c]) per layer; None = zeros) -> (y (B, T, O), this window's final states).
+        A per-step head only: a stream is scored at every step."""
+        custom = self.impl_used is Impl.custom
+        z = (self.embed(x) if self.embed is not None else x).transpose(0, 1)  # (T, B, I)
+        finals: list[tuple[Tensor, ...]] = []
+        for k, (layer, drop, norm) in enumerate(zip(self.layers, self.drops, self.norms)):
+            out, last = layer.forward_carry(drop(z), custom, None if state is None else state[k])
+            z = norm(out)
+            finals.append(last)
+        return self.head(self.drops[-1](z)).transpose(0, 1), finals
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """input: W_ih, b_ih; recurrent: W_hh, b_hh; norm: BN gains/biases; head: the linear head."""
+        """input: W_ih, b_ih (and a token embedding); recurrent: W_hh, b_hh; norm: BN gains/biases; head: the linear head."""
         groups: dict[str, list[nn.Parameter]] = {"input": [], "recurrent": [], "norm": [], "head": []}
         for name, p in self.named_parameters():
             if name.startswith("head."):
                 groups["head"].append(p)
+            elif name.startswith("embed."):  # a token embedding: the input projection of a one-hot input
+                groups["input"].append(p)
             elif "weight_ih" in name or "bias_ih" in name:
                 groups["input"].append(p)
             elif "weight_hh" in name or "bias_hh" in name:

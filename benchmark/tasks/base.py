@@ -54,6 +54,9 @@ class Task:
     metric_name: ClassVar[str] = "loss"
     higher_is_better: ClassVar[bool] = False  # for `metric`; accuracy is always higher-is-better
     min_seq_len: ClassVar[int] = 1
+    # A stream task (language modelling, tasks/ptb.py): the trainer takes its windows in stream order
+    # with the hidden state carried (`train_stream`), and evaluates with `evaluate_stream`.
+    carries_state: ClassVar[bool] = False
 
     _cache: Optional[dict[str, tuple[Tensor, Tensor]]] = field(default=None, init=False, repr=False, compare=False)
 
@@ -74,6 +77,11 @@ class Task:
     def total_len(self) -> int:
         """Time steps the model sees (copy adds its 20 symbol/recall steps to `seq_len`)."""
         return self.seq_len
+
+    @property
+    def vocab_size(self) -> Optional[int]:
+        """Token ids in (B, T) through an embedding of this many rows; None: float features (B, T, input_size)."""
+        return None
 
     @property
     def metric_baseline(self) -> Optional[float]:
