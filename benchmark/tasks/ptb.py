@@ -265,7 +265,8 @@ class PennTreebank(Task):
 
 def _sums(y_hat: Tensor, y: Tensor) -> tuple[float, int, int]:
     """(summed NLL in nats, correct next-token guesses, scored steps) over the steps whose target is not IGNORE."""
-    logits, target = y_hat.float().reshape(-1, y_hat.shape[-1]), y.reshape(-1)
+    logits = (y_hat if y_hat.dtype == torch.float64 else y_hat.float()).reshape(-1, y_hat.shape[-1])
+    target = y.reshape(-1)
     keep = target != IGNORE
     logits, target = logits[keep], target[keep]
     nll = F.cross_entropy(logits, target, reduction="sum").item()
