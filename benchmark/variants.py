@@ -223,17 +223,20 @@ register(Variant(
 register(Variant(
     "dropout.output", ("reg=dropout", "reg.dropout.placement=output"), ("native", "custom"),
     "Zaremba et al. 2014, Recurrent Neural Network Regularization",
-    "dropout on hidden non-recurrent connections (between layers, the head's input), a fresh mask per step",
+    "dropout on hidden non-recurrent connections (between layers, the head's input; with tokens in, the "
+    "embedding's output), a fresh mask per step",
     targets={("cpu", "native"): 1.3}))
 register(Variant(
     "dropout.variational", ("reg=dropout", "reg.dropout.placement=variational"), ("custom",),
     "Gal & Ghahramani 2016, A Theoretically Grounded Application of Dropout in RNNs",
-    "one mask per sequence between layers, on the head's input and the recurrent state",
+    "one mask per sequence between layers, on the head's input (with tokens in, the embedding's output) and the "
+    "recurrent state",
     targets={("gpu", "custom"): 2.5}))
 register(Variant(
     "dropout.recurrent", ("reg=dropout", "reg.dropout.placement=recurrent"), ("custom",),
     "Semeniuta et al. 2016, Recurrent Dropout without Memory Loss",
-    "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step"))
+    "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step; an embedding's output is not "
+    "dropped"))
 register(Variant(
     "both", ("reg=both",), ("custom",), "Cooijmans et al. 2016 + Zaremba et al. 2014",
     "the default BN placement (recurrent) plus the default dropout placement (output)"))
