@@ -240,7 +240,8 @@ def test_embedding_output_is_dropped_as_the_literature_drops_it():
         reg = RegConfig(name=RegName.dropout, dropout=DropoutConfig(p=p, placement=placement, input_p=input_p))
         return build_model(ModelSpec(CELLS["lstm"], 4, 4, 1, 5, per_step=True, reg=reg, vocab_size=5)).drops[0]
 
-    assert isinstance(first_drop(DropoutPlacement.output), torch.nn.Dropout) and first_drop(DropoutPlacement.output).p == 0.5
+    out = first_drop(DropoutPlacement.output)
+    assert isinstance(out, torch.nn.Dropout) and out.p == 0.5
     assert isinstance(first_drop(DropoutPlacement.variational), LockedDropout)
     assert isinstance(first_drop(DropoutPlacement.recurrent), torch.nn.Identity)
     assert first_drop(DropoutPlacement.output, input_p=0.2).p == 0.2

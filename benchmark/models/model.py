@@ -184,7 +184,8 @@ class SequenceModel(nn.Module):
         return self.head(self.drops[-1](z)).transpose(0, 1), finals
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """input: W_ih, b_ih (and a token embedding); recurrent: W_hh, b_hh; norm: BN gains/biases; head: the linear head."""
+        """input: W_ih, b_ih (and a token embedding); recurrent: W_hh, b_hh; norm: BN gains/biases;
+        head: the linear head."""
         groups: dict[str, list[nn.Parameter]] = {"input": [], "recurrent": [], "norm": [], "head": []}
         for name, p in self.named_parameters():
             if name.startswith("head."):

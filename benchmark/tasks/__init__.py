@@ -1,4 +1,4 @@
-"""Tasks with a sequence-length knob: adding, copy, digits, smnist, pmnist, ucr, ptb (and any user task built from config).
+"""Tasks with a sequence-length knob: adding, copy, digits, smnist, pmnist, ucr, ptb (and user tasks from config).
 
 The entry point builds a task with `hydra.utils.instantiate(cfg.task)`; library code and
 tests may use `get_task(name, **kwargs)` instead.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +108,17 @@ class Task:
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         """{'accuracy': ..., 'metric': ...} over one batch or a whole split."""
         raise NotImplementedError
+
+    # -- stream tasks only (carries_state; tasks/ptb.py) -------------------------------------
+    def train_stream(self, model: Any, batch_size: int, device: torch.device,
+                     dtype: Optional[torch.dtype] = None) -> Any:
+        """The training windows in stream order and a forward+backward that carries the hidden state."""
+        raise NotImplementedError(f"task {self.name} is not a stream task (carries_state is False)")
+
+    def evaluate_stream(self, model: Any, x: Tensor, y: Tensor, device: torch.device,
+                        dtype: Optional[torch.dtype] = None, max_windows: int = 0) -> dict[str, float]:
+        """{'loss', 'accuracy', 'metric'} over a split's windows in order, the state carried from zeros."""
+        raise NotImplementedError(f"task {self.name} is not a stream task (carries_state is False)")
 
     @property
     def label(self) -> str:
