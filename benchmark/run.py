@@ -116,9 +116,12 @@ def prepare(cfg: DictConfig) -> Prepared:
     if b < arm.min_batch_size():
         raise ConfigError("train.batch_size", b, f"an integer >= {arm.min_batch_size()} with reg={arm.name}",
                           "Batch statistics of a single example are undefined.")
-    spec = ModelSpec(cell=cell, input_size=task.input_size, hidden_size=run_cfg.hidden_size,
+    if task.carries_state and run_cfg.accel is Accel.graph:  # a captured graph cannot carry a state across windows
+        raise ConfigError("accel", "graph", "none or compile for a stream task (task.name=ptb)")
+    # With tokens in (task.vocab_size), an input_size of 0 means an embedding as wide as the hidden size (Zaremba).
+    spec = ModelSpec(cell=cell, input_size=task.input_size or run_cfg.hidden_size, hidden_size=run_cfg.hidden_size,
                      num_layers=run_cfg.num_layers, output_size=task.output_size, per_step=task.per_step,
-                     reg=arm, impl=run_cfg.impl, total_len=task.total_len)
+                     reg=arm, impl=run_cfg.impl, total_len=task.total_len, vocab_size=task.vocab_size)
     check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
     arm_identity(arm, task.total_len)  # an arm's record columns must be the record's
     resolve_impl(cell, arm, run_cfg.impl)  # impl=native with a variant that needs the loop

@@ -195,6 +195,8 @@ def refresh_population(model: nn.Module, batches: list[Tensor], device: torch.de
 def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.device,
              dtype: Optional[torch.dtype] = None, max_batches: int = 0) -> dict[str, float]:
     """{'loss', 'accuracy', 'metric'} over (x, y) in eval mode (the first `max_batches` batches if > 0)."""
+    if task.carries_state:  # a stream task (tasks/ptb.py): windows in order, the state carried from zeros
+        return task.evaluate_stream(model, x, y, device, dtype, max_batches)
     was_training = model.training
     model.eval()
     outs, n = [], len(x) if max_batches <= 0 else min(len(x), max_batches * EVAL_BATCH)

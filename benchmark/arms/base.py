@@ -116,6 +116,10 @@ class Arm:
         """Module before each later layer and before the head, on (T, B, features); None = identity."""
         return None
 
+    def embedding_dropout(self, features: int) -> Any:
+        """Module on a token embedding's output (T, B, features), the literature's input dropout; None = identity."""
+        return None
+
     def output_norm(self, features: int) -> Any:
         """Module after each layer's output (T, B, features); None = identity."""
         return None

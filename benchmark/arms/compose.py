@@ -58,6 +58,9 @@ class Composite(Arm):
     def hidden_dropout(self, features: int) -> Any:
         return self._one("hidden_dropout", features)
 
+    def embedding_dropout(self, features: int) -> Any:
+        return self._one("embedding_dropout", features)
+
     def output_norm(self, features: int) -> Any:
         return self._one("output_norm", features)
 

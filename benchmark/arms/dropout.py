@@ -83,6 +83,11 @@ class DropoutArm(BuiltinArm):
         """Between layers and on the head's input: output and variational; recurrent acts inside only."""
         return None if self.dropout.placement is DropoutPlacement.recurrent else self._drop(self.dropout.p)
 
+    def embedding_dropout(self, features: int) -> Any:
+        """A word/character embedding's output (Zaremba, Gal): `input_p` if > 0, else the placement's `p`
+        (recurrent, Semeniuta, leaves it undropped)."""
+        return self.input_dropout(features) if self.dropout.input_p > 0 else self.hidden_dropout(features)
+
     def identity(self, total_len: Any) -> dict[str, Any]:
         d = self.dropout
         return {"dropout_placement": d.placement.value, "dropout_p": d.p, "dropout_input_p": d.input_p}
@@ -94,12 +99,15 @@ class DropoutArm(BuiltinArm):
 
         return [
             at("output", ("native", "custom"), "Zaremba et al. 2014, Recurrent Neural Network Regularization",
-               "dropout on hidden non-recurrent connections (between layers, the head's input), a fresh mask per step",
+               "dropout on hidden non-recurrent connections (between layers, the head's input; with tokens in, "
+               "the embedding's output), a fresh mask per step",
                {("cpu", "native"): 1.3}),
             at("variational", ("custom",),
                "Gal & Ghahramani 2016, A Theoretically Grounded Application of Dropout in RNNs",
-               "one mask per sequence between layers, on the head's input and the recurrent state",
+               "one mask per sequence between layers, on the head's input (with tokens in, the embedding's output) "
+               "and the recurrent state",
                {("gpu", "custom"): 2.5}),
             at("recurrent", ("custom",), "Semeniuta et al. 2016, Recurrent Dropout without Memory Loss",
-               "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step"),
+               "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step; an embedding's "
+               "output is not dropped"),
         ]

@@ -39,7 +39,7 @@ from benchmark.models.dropout import sequence_mask
 from benchmark.models.layernorm import StepLayerNorm
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
 from benchmark.models.zoneout import keep_masks, zone
-from benchmark.precision import native_rnn
+from benchmark.precision import _needs_fp32, native_rnn
 
 
 class CellParams(nn.Module):
@@ -92,6 +92,23 @@ class RecurrentLayer(nn.Module):
         if not custom and hiddens is None:
             return native_rnn(self.rnn, x)  # fp32 where this CPU has no bf16 kernel for it
         return self._loop(x, hiddens)
+
+    # -- carried state (truncated BPTT over a stream, tasks/ptb.py): an optional initial state in, the final out --
+    def forward_carry(self, x: Tensor, custom: bool, state: Optional[tuple[Tensor, ...]]
+                      ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """x: (T, B, I), state: the previous window's final (h[, c]), (B, H) each, or None (zeros)
+        -> ((T, B, H), the final state). The fused LSTM starts from zeros, so this takes the autograd loop."""
+        if custom:
+            return self._loop(x, None, state, want_state=True)
+        has_c = self.cell.has_cell_state
+        hx = None if state is None else (tuple(s.unsqueeze(0) for s in state) if has_c else state[0].unsqueeze(0))
+        if _needs_fp32(self.rnn, x):
+            with torch.autocast("cpu", enabled=False):
+                hx = None if hx is None else (tuple(h.float() for h in hx) if has_c else hx.float())
+                out, hn = self.rnn(x.float(), hx)
+        else:
+            out, hn = self.rnn(x, hx)
+        return out, (tuple(h[0] for h in hn) if has_c else (hn[0],))
 
     def candidate_masks(self, T: int, like: Tensor) -> Optional[Tensor]:
         """Semeniuta's (T, B, H) inverted-dropout masks on the candidate, fresh each step; None when off."""
@@ -146,14 +163,17 @@ class RecurrentLayer(nn.Module):
                 and all(n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm, StepLayerNorm)))
                         for n in (self.norm_x, self.norm_h, self.norm_c)))
 
-    def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> Tensor:
+    def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]], state0: Optional[tuple[Tensor, ...]] = None,
+              want_state: bool = False):
+        """The custom loop: (T, B, H) outputs; with want_state (forward_carry) also the final state,
+        starting from `state0` (None: zeros)."""
         T, B, _ = x.shape
         w_ih, w_hh, b_ih, b_hh = self.weights()
         if self.weight_hh is not None:  # e.g. weight drop: one W_hh for the whole forward
             w_hh = self.weight_hh(w_hh)
         additive = self.cell.additive  # gates see xw + hw only: b_hh can join b_ih in xw
         bias = b_ih + b_hh if additive else b_ih
-        fuse = self._can_fuse(x, hiddens)
+        fuse = self._can_fuse(x, hiddens) and not want_state  # forward_carry: the fused LSTM has no state in/out
         fuse_norm_x = fuse and isinstance(self.norm_x, StepBatchNorm)  # the fused loop normalises W_ih·x per step
         if self.norm_x is None:
             xw = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, -1)  # (T, B, gH): one GEMM
@@ -161,7 +181,7 @@ class RecurrentLayer(nn.Module):
             xw = torch.matmul(x, w_ih.t())
         else:
             xw = self.norm_x(torch.matmul(x, w_ih.t())) + bias
-        state = self.cell.init_state(B, self.hidden_size, xw)
+        state = self.cell.init_state(B, self.hidden_size, xw) if state0 is None else state0
         h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
         c_masks = self.candidate_masks(T, state[0])
         zone_masks = self.zone_masks(T, state[0])
@@ -191,4 +211,4 @@ class RecurrentLayer(nn.Module):
                 h.retain_grad()
                 hiddens.append(h)
             outs.append(h)
-        return torch.stack(outs)
+        return (torch.stack(outs), state) if want_state else torch.stack(outs)

@@ -4,6 +4,9 @@ The regulariser (an arm, benchmark/arms/) provides what sits where: inside each
 `RecurrentLayer` (norms, masks, state mixing, a transform of W_hh), after each layer
 (`output_norm`, e.g. output BN), before each later layer and the head (`hidden_dropout`) and on
 the raw task input (`input_dropout`); identity wherever it provides nothing.
+With a token input (`ModelSpec.vocab_size`, language modelling: tasks/ptb.py) an embedding of
+`input_size` features comes first, and the arm's `embedding_dropout` acts on its output (the
+literature's input dropout: Zaremba, Gal).
 
 Every variant returns the same thing (one output contract), so the trainer and the
 timer never branch on which variant they hold.
@@ -37,6 +40,9 @@ class ModelSpec:
     # Steps of the task's sequences (task.total_len): sizes per-step population statistics (per-step BN).
     # None (a model built by hand): the arm's default.
     total_len: Optional[int] = None
+    # Tokens in (language modelling, tasks/ptb.py): an nn.Embedding(vocab_size, input_size) before the
+    # first layer; the input is then (B, T) token ids. None: float features (B, T, input_size).
+    vocab_size: Optional[int] = None
 
     @property
     def stats_steps(self) -> Optional[int]:
@@ -77,8 +83,12 @@ class SequenceModel(nn.Module):
         sizes = [spec.input_size] + [H] * spec.num_layers
         steps = spec.stats_steps
         self.layers = nn.ModuleList(RecurrentLayer(spec.cell, sizes[k], H, reg, steps) for k in range(spec.num_layers))
-        # drops[k] acts on layer k's input, drops[L] on the head's input; drops[0] is the raw task input.
-        self.drops = nn.ModuleList([_or_identity(reg.input_dropout(spec.input_size))]
+        # drops[k] acts on layer k's input, drops[L] on the head's input; drops[0] is the raw task input,
+        # or, with tokens in, the embedding's output.
+        self.embed = nn.Embedding(spec.vocab_size, spec.input_size) if spec.vocab_size else None
+        first_drop = (reg.embedding_dropout(spec.input_size) if self.embed is not None
+                      else reg.input_dropout(spec.input_size))
+        self.drops = nn.ModuleList([_or_identity(first_drop)]
                                    + [_or_identity(reg.hidden_dropout(H)) for _ in range(spec.num_layers)])
         self.norms = nn.ModuleList(_or_identity(reg.output_norm(H)) for _ in range(spec.num_layers))
         self.head = nn.Linear(H, spec.output_size)
@@ -91,7 +101,7 @@ class SequenceModel(nn.Module):
         """
         custom = self.impl_used is Impl.custom
         hiddens: Optional[list[Tensor]] = [] if return_hidden else None
-        z = x.transpose(0, 1)  # (T, B, I)
+        z = (self.embed(x) if self.embed is not None else x).transpose(0, 1)  # (T, B, I)
         last = len(self.layers) - 1
         for k, (layer, drop, norm) in enumerate(zip(self.layers, self.drops, self.norms)):
             z = norm(layer(drop(z), custom, hiddens if k == last else None))  # (T, B, H)
@@ -102,12 +112,29 @@ class SequenceModel(nn.Module):
         y = return_y
         return (y, hiddens) if return_hidden else y
 
+    def forward_carry(self, x: Tensor, state: Optional[list[tuple[Tensor, ...]]] = None
+                      ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
+        """Truncated BPTT over a stream (tasks/ptb.py): x (B, T[, I]) with the previous window's final
+        states (one (h[, c]) per layer; None = zeros) -> (y (B, T, O), this window's final states).
+        A per-step head only: a stream is scored at every step."""
+        custom = self.impl_used is Impl.custom
+        z = (self.embed(x) if self.embed is not None else x).transpose(0, 1)  # (T, B, I)
+        finals: list[tuple[Tensor, ...]] = []
+        for k, (layer, drop, norm) in enumerate(zip(self.layers, self.drops, self.norms)):
+            out, last = layer.forward_carry(drop(z), custom, None if state is None else state[k])
+            z = norm(out)
+            finals.append(last)
+        return self.head(self.drops[-1](z)).transpose(0, 1), finals
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """input: W_ih, b_ih; recurrent: W_hh, b_hh; norm: BN gains/biases; head: the linear head."""
+        """input: W_ih, b_ih (and a token embedding); recurrent: W_hh, b_hh; norm: BN gains/biases;
+        head: the linear head."""
         groups: dict[str, list[nn.Parameter]] = {"input": [], "recurrent": [], "norm": [], "head": []}
         for name, p in self.named_parameters():
             if name.startswith("head."):
                 groups["head"].append(p)
+            elif name.startswith("embed."):  # a token embedding: the input projection of a one-hot input
+                groups["input"].append(p)
             elif "weight_ih" in name or "bias_ih" in name:
                 groups["input"].append(p)
             elif "weight_hh" in name or "bias_hh" in name:

@@ -1,4 +1,4 @@
-"""Tasks with a sequence-length knob: adding, copy, digits, smnist, pmnist, ucr (and any user task built from config).
+"""Tasks with a sequence-length knob: adding, copy, digits, smnist, pmnist, ucr, ptb (and user tasks from config).
 
 The entry point builds a task with `hydra.utils.instantiate(cfg.task)`; library code and
 tests may use `get_task(name, **kwargs)` instead.
@@ -13,10 +13,12 @@ from benchmark.tasks.base import Task
 from benchmark.tasks.copy import CopyTask
 from benchmark.tasks.digits import DigitsTask
 from benchmark.tasks.mnist import PermutedMNIST, SequentialMNIST
+from benchmark.tasks.ptb import PennTreebank
 from benchmark.tasks.ucr import UCRTask
 
 TASKS: dict[str, type[Task]] = {"adding": AddingTask, "copy": CopyTask, "digits": DigitsTask,
-                                "smnist": SequentialMNIST, "pmnist": PermutedMNIST, "ucr": UCRTask}
+                                "smnist": SequentialMNIST, "pmnist": PermutedMNIST, "ucr": UCRTask,
+                                "ptb": PennTreebank}
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
@@ -35,5 +37,5 @@ def check_task(obj: object, key: str = "task._target_") -> Task:
     return obj
 
 
-__all__ = ["TASKS", "Task", "AddingTask", "CopyTask", "DigitsTask", "PermutedMNIST", "SequentialMNIST",
+__all__ = ["TASKS", "Task", "AddingTask", "CopyTask", "DigitsTask", "PennTreebank", "PermutedMNIST", "SequentialMNIST",
            "UCRTask", "get_task", "check_task"]

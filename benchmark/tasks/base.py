@@ -92,6 +92,9 @@ class Task:
     metric_name: ClassVar[str] = "loss"
     higher_is_better: ClassVar[bool] = False  # for `metric`; accuracy is always higher-is-better
     min_seq_len: ClassVar[int] = 1
+    # A stream task (language modelling, tasks/ptb.py): the trainer takes its windows in stream order
+    # with the hidden state carried (its `train_batches` and `train_step`), and evaluates with `evaluate_stream`.
+    carries_state: ClassVar[bool] = False
 
     _cache: Optional[dict[str, tuple[Tensor, Tensor]]] = field(default=None, init=False, repr=False, compare=False)
 
@@ -112,6 +115,11 @@ class Task:
     def total_len(self) -> int:
         """Time steps the model sees (copy adds its 20 symbol/recall steps to `seq_len`)."""
         return self.seq_len
+
+    @property
+    def vocab_size(self) -> Optional[int]:
+        """Token ids in (B, T) through an embedding of this many rows; None: float features (B, T, input_size)."""
+        return None
 
     @property
     def metric_baseline(self) -> Optional[float]:
@@ -138,6 +146,12 @@ class Task:
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         """{'accuracy': ..., 'metric': ...} over one batch or a whole split."""
         raise NotImplementedError
+
+    # -- stream tasks only (carries_state; tasks/ptb.py) -------------------------------------
+    def evaluate_stream(self, model: Any, x: Tensor, y: Tensor, device: torch.device,
+                        dtype: Optional[torch.dtype] = None, max_windows: int = 0) -> dict[str, float]:
+        """{'loss', 'accuracy', 'metric'} over a split's windows in order, the state carried from zeros."""
+        raise NotImplementedError(f"task {self.name} is not a stream task (carries_state is False)")
 
     @property
     def label(self) -> str:
