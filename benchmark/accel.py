@@ -17,6 +17,7 @@ the arithmetic, set its speed. Two ways to remove them:
 Both keep the function: same parameters, same outputs (tests compare with the eager loop).
 Time spent compiling or capturing is reported as `compile_s`, apart from throughput.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,6 +31,7 @@ from benchmark.config import Accel, ConfigError
 from benchmark.models.layer import RecurrentLayer
 from benchmark.precision import autocast, sync
 from benchmark.step import EagerStep, LossFn
+
 RECOMPILE_LIMIT = 64  # cells × regs × train/eval × grad mode of a sweep in one process; default 8 is too few
 
 _compiled_step: Optional[Callable[..., Any]] = None
@@ -66,9 +68,14 @@ def apply(model: nn.Module, accel: Accel) -> nn.Module:
 
 def check_graph_device(device: torch.device) -> None:
     if device.type != "cuda" or not torch.cuda.is_available():
-        raise ConfigError("accel", "graph", "none or compile on this device",
-                          f"CUDA-graph capture needs a CUDA device; the model is on {device.type}"
-                          + ("" if torch.cuda.is_available() else " and torch sees no CUDA device") + ".")
+        raise ConfigError(
+            "accel",
+            "graph",
+            "none or compile on this device",
+            f"CUDA-graph capture needs a CUDA device; the model is on {device.type}"
+            + ("" if torch.cuda.is_available() else " and torch sees no CUDA device")
+            + ".",
+        )
 
 
 def first_call_s(fn: Callable[[], Any], device: torch.device) -> float:
@@ -97,8 +104,16 @@ class CudaGraphStep:
             for timing the forward on its own.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
-                 autocast_dtype: Optional[torch.dtype] = None, warmup: int = 3, forward_only: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        x: Tensor,
+        y: Tensor,
+        autocast_dtype: Optional[torch.dtype] = None,
+        warmup: int = 3,
+        forward_only: bool = False,
+    ) -> None:
         check_graph_device(x.device)
         t0 = time.perf_counter()
         self.model, self.device = model, x.device
@@ -171,8 +186,9 @@ class GraphedForwardBackward:
         return g(x, y)
 
 
-def graph_step_fns(m: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
-                   autocast_dtype: Optional[torch.dtype] = None) -> tuple[tuple[Callable[[], None], Callable[[], None]], float]:
+def graph_step_fns(
+    m: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, autocast_dtype: Optional[torch.dtype] = None
+) -> tuple[tuple[Callable[[], None], Callable[[], None]], float]:
     """((forward, forward+backward) replays on (x, y), capture seconds) for `timing.time_model`.
 
     Each replay includes copying (x, y) into the static inputs, as a training step would.
@@ -189,8 +205,14 @@ def graph_step_fns(m: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
     return (fwd, fwd_bwd), f.capture_s + fb.capture_s
 
 
-def prime(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, autocast_dtype: Optional[torch.dtype] = None,
-          accel: Accel = Accel.compile) -> Optional[float]:
+def prime(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    autocast_dtype: Optional[torch.dtype] = None,
+    accel: Accel = Accel.compile,
+) -> Optional[float]:
     """Compile/capture seconds for `accel`, paid up front on a deep copy (the model is untouched).
 
     compile: one synchronised forward+backward in train mode, which compiles the step (twice: t

@@ -11,6 +11,7 @@ by default and 44–52 ms with the settings below; at T=50 both took about 12 ms
 PyTorch's CPU performance guide gives the same advice (or jemalloc/tcmalloc via
 LD_PRELOAD); mallopt does it from inside the process, with nothing to install.
 """
+
 from __future__ import annotations
 
 import ctypes

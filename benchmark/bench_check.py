@@ -24,6 +24,7 @@ footer therefore also shows the reference times next to the baseline's, for info
     python -m benchmark.bench_check run1.json run2.json --baseline ...   # confirmation
     python -m benchmark.bench_check results/bench/bench.json --baseline ... --write-baseline
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,13 +86,15 @@ class Row:
         return self.current.ratio / self.baseline.ratio - 1.0
 
 
-def ratio_from_samples(samples: Sequence[float], median_ms: Optional[float] = None,
-                       ref_ms: Optional[float] = None) -> Ratio:
+def ratio_from_samples(
+    samples: Sequence[float], median_ms: Optional[float] = None, ref_ms: Optional[float] = None
+) -> Ratio:
     q1, med, q3 = quartiles(list(samples))
     return Ratio(ratio=med, low=q1, high=q3, n=len(samples), median_ms=median_ms, ref_ms=ref_ms)
 
 
 # --- reading -----------------------------------------------------------------------------------
+
 
 class BenchFileError(ValueError):
     """A JSON file that is not what the check needs; the message says which and why."""
@@ -111,17 +114,26 @@ def load_run(path: Path) -> tuple[dict[str, Ratio], dict[str, Any]]:
         info = b.get("extra_info", {})
         vid, samples = info.get("variant"), info.get("ratio_samples")
         if not vid or not samples:
-            raise BenchFileError(f"{path}: benchmark {b.get('fullname', b.get('name'))!r} has no "
-                                 "extra_info.variant / extra_info.ratio_samples; run the suite in tests/bench/")
+            raise BenchFileError(
+                f"{path}: benchmark {b.get('fullname', b.get('name'))!r} has no "
+                "extra_info.variant / extra_info.ratio_samples; run the suite in tests/bench/"
+            )
         if vid in out:
             raise BenchFileError(f"{path}: variant {vid!r} appears twice")
         ref_samples = info.get("ref_ms") or []
-        out[vid] = ratio_from_samples(samples, median_ms=b["stats"]["median"] * 1e3,
-                                      ref_ms=statistics.median(ref_samples) if ref_samples else None)
+        out[vid] = ratio_from_samples(
+            samples,
+            median_ms=b["stats"]["median"] * 1e3,
+            ref_ms=statistics.median(ref_samples) if ref_samples else None,
+        )
         if info.get("slowdown", 1.0) != 1.0:
             slowed[vid] = info["slowdown"]
-    meta = {"machine_info": doc.get("machine_info", {}), "commit_info": doc.get("commit_info", {}),
-            "datetime": doc.get("datetime"), "slowdown": slowed}
+    meta = {
+        "machine_info": doc.get("machine_info", {}),
+        "commit_info": doc.get("commit_info", {}),
+        "datetime": doc.get("datetime"),
+        "slowdown": slowed,
+    }
     return out, meta
 
 
@@ -170,6 +182,7 @@ def machine_summary(machine_info: dict[str, Any]) -> dict[str, Any]:
 
 # --- comparing ---------------------------------------------------------------------------------
 
+
 def judge(base: Ratio, cur: Ratio, tolerance: float) -> Verdict:
     change = cur.ratio / base.ratio - 1.0
     if change > tolerance:
@@ -198,8 +211,14 @@ def exit_code(rows: list[Row], allow_missing: bool = False) -> int:
 
 # --- output ------------------------------------------------------------------------------------
 
-_STYLE = {Verdict.ok: "green", Verdict.slower_noisy: "yellow", Verdict.regression: "bold red",
-          Verdict.faster: "cyan", Verdict.missing: "bold red", Verdict.new: "yellow"}
+_STYLE = {
+    Verdict.ok: "green",
+    Verdict.slower_noisy: "yellow",
+    Verdict.regression: "bold red",
+    Verdict.faster: "cyan",
+    Verdict.missing: "bold red",
+    Verdict.new: "yellow",
+}
 
 
 def _fmt(r: Optional[Ratio]) -> str:
@@ -207,14 +226,22 @@ def _fmt(r: Optional[Ratio]) -> str:
 
 
 def render(rows: list[Row], tolerance: float, title: str = "") -> Table:
-    table = Table(title=title or f"step time / same-run reference (native none, same cell & T); tolerance {tolerance:.0%}")
-    for col, just in (("variant", "left"), ("baseline ratio", "right"), ("current ratio", "right"),
-                      ("change", "right"), ("verdict", "left")):
+    table = Table(
+        title=title or f"step time / same-run reference (native none, same cell & T); tolerance {tolerance:.0%}"
+    )
+    for col, just in (
+        ("variant", "left"),
+        ("baseline ratio", "right"),
+        ("current ratio", "right"),
+        ("change", "right"),
+        ("verdict", "left"),
+    ):
         table.add_column(col, justify=just)
     for r in rows:
         change = "—" if r.change is None else f"{r.change + 0.0:+.1%}" if abs(r.change) >= 5e-4 else "+0.0%"
-        table.add_row(r.variant, _fmt(r.baseline), _fmt(r.current), change,
-                      f"[{_STYLE[r.verdict]}]{r.verdict.value}[/]")
+        table.add_row(
+            r.variant, _fmt(r.baseline), _fmt(r.current), change, f"[{_STYLE[r.verdict]}]{r.verdict.value}[/]"
+        )
     return table
 
 
@@ -244,8 +271,11 @@ def reference_notes(baseline: dict[str, Ratio], current: dict[str, Ratio]) -> li
 
 def machine_notes(base_machine: dict[str, Any], cur_machine: dict[str, Any]) -> list[str]:
     keys = ("cpu", "cpu_count", "torch", "torch_threads")
-    return [f"machine differs from the baseline's: {k} {base_machine.get(k)!r} -> {cur_machine.get(k)!r}"
-            for k in keys if base_machine.get(k) != cur_machine.get(k)]
+    return [
+        f"machine differs from the baseline's: {k} {base_machine.get(k)!r} -> {cur_machine.get(k)!r}"
+        for k in keys
+        if base_machine.get(k) != cur_machine.get(k)
+    ]
 
 
 def write_baseline(current: dict[str, Ratio], meta: dict[str, Any], path: Path, source: str) -> None:
@@ -260,16 +290,22 @@ def write_baseline(current: dict[str, Ratio], meta: dict[str, Any], path: Path, 
         "reference": "native/none of the same cell and seq_len, measured in the same run",
         "machine": machine_summary(meta["machine_info"]),
         "commit": {k: meta["commit_info"].get(k) for k in ("id", "branch", "dirty")},
-        "variants": {vid: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()}
-                     for vid, r in sorted(current.items())},
+        "variants": {
+            vid: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()}
+            for vid, r in sorted(current.items())
+        },
     }
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
 def main(argv: Optional[Sequence[str]] = None, console: Optional[Console] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.bench_check", description=__doc__.split("\n\n")[0])
-    p.add_argument("current", type=Path, nargs="+",
-                   help="pytest-benchmark JSON from tests/bench (--benchmark-json); several = confirmation runs")
+    p.add_argument(
+        "current",
+        type=Path,
+        nargs="+",
+        help="pytest-benchmark JSON from tests/bench (--benchmark-json); several = confirmation runs",
+    )
     p.add_argument("--baseline", type=Path, required=True, help="committed baseline JSON")
     p.add_argument("--tolerance", type=float, default=0.25, help="allowed ratio increase, 0.25 = 25%% (default)")
     p.add_argument("--allow-missing", action="store_true", help="a baseline variant not measured now only warns")
@@ -291,8 +327,10 @@ def main(argv: Optional[Sequence[str]] = None, console: Optional[Console] = None
         return 2
     title = ""
     if len(args.current) > 1:
-        title = (f"step time / same-run reference, lowest of {len(args.current)} runs per variant; "
-                 f"tolerance {args.tolerance:.0%}")
+        title = (
+            f"step time / same-run reference, lowest of {len(args.current)} runs per variant; "
+            f"tolerance {args.tolerance:.0%}"
+        )
     console.print(render(rows, args.tolerance, title))
     for line in machine_notes(base_meta.get("machine", {}), machine_summary(meta["machine_info"])):
         console.print(f"note: {line}")
@@ -307,8 +345,10 @@ def main(argv: Optional[Sequence[str]] = None, console: Optional[Console] = None
         bad = [r.variant for r in rows if r.verdict.fails]
         console.print(f"[bold red]FAIL[/]: {summary}. Failing: {', '.join(bad)}.")
         if counts[Verdict.missing]:
-            console.print("Missing variants were in the baseline but not measured in this run "
-                          "(renamed or removed? refresh with `make bench-baseline`; or pass --allow-missing).")
+            console.print(
+                "Missing variants were in the baseline but not measured in this run "
+                "(renamed or removed? refresh with `make bench-baseline`; or pass --allow-missing)."
+            )
     else:
         console.print(f"[bold green]PASS[/]: {summary}.")
         if counts[Verdict.new] or counts[Verdict.faster]:

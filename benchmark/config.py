@@ -10,6 +10,7 @@ Enums, not `Literal`: OmegaConf 2.3 (required by hydra-core 1.3) accepts only En
 outside the package; their classes validate themselves when built (a regulariser's settings:
 benchmark/arms/).
 """
+
 from __future__ import annotations
 
 import enum
@@ -176,12 +177,20 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.accel is Accel.graph:
         import torch  # lazily: the schema itself needs no torch
 
-        _check(cfg.device is not Device.cpu and torch.cuda.is_available(), "accel", "graph",
-               "none or compile on this machine" if cfg.device is not Device.cpu else "none or compile with device=cpu",
-               "CUDA-graph capture needs a CUDA device" + ("" if torch.cuda.is_available()
-                                                          else "; torch sees none") + ".")
+        _check(
+            cfg.device is not Device.cpu and torch.cuda.is_available(),
+            "accel",
+            "graph",
+            "none or compile on this machine" if cfg.device is not Device.cpu else "none or compile with device=cpu",
+            "CUDA-graph capture needs a CUDA device" + ("" if torch.cuda.is_available() else "; torch sees none") + ".",
+        )
     res = Path(cfg.results_dir)
-    _check(not res.exists() or res.is_dir(), "results_dir", cfg.results_dir,
-           "a directory (or a path that does not exist yet)", "It names an existing file.")
+    _check(
+        not res.exists() or res.is_dir(),
+        "results_dir",
+        cfg.results_dir,
+        "a directory (or a path that does not exist yet)",
+        "It names an existing file.",
+    )
     _check(bool(cfg.sweep) and "/" not in cfg.sweep, "sweep", cfg.sweep, "a non-empty name without '/'")
     return cfg

@@ -3,6 +3,7 @@
 Timings mean nothing without this (cuDNN picks kernels by GPU, dtype and size; CPU times
 depend on the thread count), so every metrics.json carries it.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -23,10 +24,17 @@ REPO = Path(__file__).resolve().parent.parent
 def git_rev(repo: Path = REPO) -> Optional[str]:
     """HEAD's commit (with '-dirty' when tracked files changed), or None outside a checkout."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return rev + ("-dirty" if dirty else "") if rev else None
@@ -38,8 +46,15 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-NVIDIA_SMI_FIELDS = ("name", "clocks.sm", "clocks.mem", "clocks.max.sm", "clocks.max.mem", "power.limit",
-                     "driver_version")
+NVIDIA_SMI_FIELDS = (
+    "name",
+    "clocks.sm",
+    "clocks.mem",
+    "clocks.max.sm",
+    "clocks.max.mem",
+    "power.limit",
+    "driver_version",
+)
 
 
 def device_uuid(device: torch.device) -> str:
@@ -53,7 +68,7 @@ def _uuid_key(uuid: str) -> str:
     u = uuid.strip().lower()
     for prefix in ("gpu-", "mig-"):
         if u.startswith(prefix):
-            return u[len(prefix):]
+            return u[len(prefix) :]
     return u
 
 

@@ -17,6 +17,7 @@ each call is bracketed by CUDA events and the device synchronised before reading
 CPU `time.perf_counter`. Median and interquartile range over all samples. Tokens/s =
 batch * T / median time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,12 @@ def variants(accels: list[Accel], names: Optional[list[str]] = None) -> list[Var
 
 def targets() -> dict[str, float]:
     """{impl-variant: GPU target} for every registered variant that has one."""
-    return {f"{impl}-{v.name}": v.target(impl, "gpu") for v in registry.all_variants() for impl in registry.IMPLS
-            if v.target(impl, "gpu") is not None}
+    return {
+        f"{impl}-{v.name}": v.target(impl, "gpu")
+        for v in registry.all_variants()
+        for impl in registry.IMPLS
+        if v.target(impl, "gpu") is not None
+    }
 
 
 @dataclass
@@ -120,8 +125,9 @@ def _loss(y_hat: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(y_hat.float(), y)
 
 
-def prepare(v: Variant, cell: str, args: argparse.Namespace, x: Tensor, y: Tensor,
-            dtype: Optional[torch.dtype]) -> tuple[StepFns, float]:
+def prepare(
+    v: Variant, cell: str, args: argparse.Namespace, x: Tensor, y: Tensor, dtype: Optional[torch.dtype]
+) -> tuple[StepFns, float]:
     """Build the variant on x's device and return its (fwd, fwd_bwd) calls and setup seconds.
 
     Setup = build + compile (the first synchronised forward+backward) or CUDA-graph capture.
@@ -130,8 +136,15 @@ def prepare(v: Variant, cell: str, args: argparse.Namespace, x: Tensor, y: Tenso
     sync(device)
     t0 = time.perf_counter()
     torch.manual_seed(0)  # the same initial weights for every variant of a cell
-    spec = ModelSpec(cell=get_cell(cell), input_size=args.input, hidden_size=args.hidden, num_layers=1,
-                     output_size=OUTPUT_SIZE, reg=v.reg_config(args.dropout_p), impl=v.impl)
+    spec = ModelSpec(
+        cell=get_cell(cell),
+        input_size=args.input,
+        hidden_size=args.hidden,
+        num_layers=1,
+        output_size=OUTPUT_SIZE,
+        reg=v.reg_config(args.dropout_p),
+        impl=v.impl,
+    )
     model: nn.Module = accel_mod.apply(build_model(spec).to(device), v.accel).train()
     if v.accel is Accel.graph:
         fns, _ = accel_mod.graph_step_fns(model, _loss, x, y, dtype)
@@ -144,8 +157,15 @@ def prepare(v: Variant, cell: str, args: argparse.Namespace, x: Tensor, y: Tenso
     return fns, time.perf_counter() - t0
 
 
-def bench_group(cell: str, T: int, vs: list[Variant], args: argparse.Namespace, device: torch.device,
-                dtype: Optional[torch.dtype], log: Callable[[str], None]) -> list[Row]:
+def bench_group(
+    cell: str,
+    T: int,
+    vs: list[Variant],
+    args: argparse.Namespace,
+    device: torch.device,
+    dtype: Optional[torch.dtype],
+    log: Callable[[str], None],
+) -> list[Row]:
     """Time every variant of one (cell, T), interleaved in rounds; ratios to the reference."""
     g = torch.Generator().manual_seed(T)
     x = torch.randn(args.batch, T, args.input, generator=g).to(device)  # (B, T, I)
@@ -198,8 +218,18 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
         k = (r.cell, r.seq_len, r.reg)
         if k not in best or r.ratio_fwd_bwd < best[k].ratio_fwd_bwd:
             best[k] = r
-    return [{"cell": c, "seq_len": t, "variant": reg, "best_variant": r.variant, "ratio_fwd_bwd": r.ratio_fwd_bwd,
-             "target": r.target, "verdict": r.verdict} for (c, t, reg), r in best.items()]
+    return [
+        {
+            "cell": c,
+            "seq_len": t,
+            "variant": reg,
+            "best_variant": r.variant,
+            "ratio_fwd_bwd": r.ratio_fwd_bwd,
+            "target": r.target,
+            "verdict": r.verdict,
+        }
+        for (c, t, reg), r in best.items()
+    ]
 
 
 def _fmt(v: Optional[float], spec: str) -> str:
@@ -211,23 +241,55 @@ def print_table(rows: list[Row], summary: list[dict[str, Any]], title: str) -> N
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("cell", "T", "variant", "fwd ms", "fwd IQR", "fwd+bwd ms", "fwd+bwd IQR", "tok/s fwd",
-                "tok/s fwd+bwd", "ratio fwd", "ratio fwd+bwd", "target", "verdict", "setup s"):
+    for col in (
+        "cell",
+        "T",
+        "variant",
+        "fwd ms",
+        "fwd IQR",
+        "fwd+bwd ms",
+        "fwd+bwd IQR",
+        "tok/s fwd",
+        "tok/s fwd+bwd",
+        "ratio fwd",
+        "ratio fwd+bwd",
+        "target",
+        "verdict",
+        "setup s",
+    ):
         table.add_column(col, justify="left" if col in ("cell", "variant", "verdict") else "right")
     for r in rows:
-        table.add_row(r.cell, str(r.seq_len), r.variant, _fmt(r.fwd_ms, ".3f"), _fmt(r.fwd_ms_iqr, ".3f"),
-                      _fmt(r.fwd_bwd_ms, ".3f"), _fmt(r.fwd_bwd_ms_iqr, ".3f"), _fmt(r.fwd_tokens_per_s, ".3g"),
-                      _fmt(r.fwd_bwd_tokens_per_s, ".3g"), _fmt(r.ratio_fwd, ".2f"), _fmt(r.ratio_fwd_bwd, ".2f"),
-                      _fmt(r.target, ".1f"), r.verdict if r.error is None else f"failed: {r.error[:60]}",
-                      _fmt(r.setup_s, ".2f"))
+        table.add_row(
+            r.cell,
+            str(r.seq_len),
+            r.variant,
+            _fmt(r.fwd_ms, ".3f"),
+            _fmt(r.fwd_ms_iqr, ".3f"),
+            _fmt(r.fwd_bwd_ms, ".3f"),
+            _fmt(r.fwd_bwd_ms_iqr, ".3f"),
+            _fmt(r.fwd_tokens_per_s, ".3g"),
+            _fmt(r.fwd_bwd_tokens_per_s, ".3g"),
+            _fmt(r.ratio_fwd, ".2f"),
+            _fmt(r.ratio_fwd_bwd, ".2f"),
+            _fmt(r.target, ".1f"),
+            r.verdict if r.error is None else f"failed: {r.error[:60]}",
+            _fmt(r.setup_s, ".2f"),
+        )
     console = Console(width=200)
     console.print(table)
     best = Table(title="best custom speed-up per cell, T and variant (forward+backward / native none)")
     for col in ("cell", "T", "variant", "best", "ratio", "target", "verdict"):
         best.add_column(col)
     for s in summary:
-        best.add_row(s["cell"], str(s["seq_len"]), s["variant"], s["best_variant"], f"{s['ratio_fwd_bwd']:.2f}",
-                     _fmt(s["target"], ".1f"), s["verdict"])
+        best.add_row(
+            s["cell"],
+            str(s["seq_len"]),
+            s["variant"],
+            s["best_variant"],
+            f"{s['ratio_fwd_bwd']:.2f}",
+            _fmt(s["target"], ".1f"),
+            s["verdict"],
+        )
     console.print(best)
 
 
@@ -241,8 +303,11 @@ def environment(device: torch.device, precision: Precision, start: str) -> dict[
     env = envinfo.collect(device, precision.value, start)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        env.update(gpu_memory_gib=props.total_memory / 2**30, gpu_sm_count=props.multi_processor_count,
-                   gpu_capability=f"{props.major}.{props.minor}")
+        env.update(
+            gpu_memory_gib=props.total_memory / 2**30,
+            gpu_sm_count=props.multi_processor_count,
+            gpu_capability=f"{props.major}.{props.minor}",
+        )
     return env
 
 
@@ -258,12 +323,26 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds over the variants of one (cell, T)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--precision", choices=[p.value for p in Precision], default="fp32")
-    ap.add_argument("--accel", nargs="*", choices=[a.value for a in Accel], default=None,
-                    help="speed-ups to add as variants (default: compile graph on cuda, none on cpu)")
-    ap.add_argument("--variants", nargs="+", choices=registry.names(), default=None,
-                    help="registered variants to time besides the reference (default: all, benchmark/variants.py)")
-    ap.add_argument("--dropout-p", type=float, default=None,
-                    help="dropout probability of every dropout variant (default: each variant's own, 0.25)")
+    ap.add_argument(
+        "--accel",
+        nargs="*",
+        choices=[a.value for a in Accel],
+        default=None,
+        help="speed-ups to add as variants (default: compile graph on cuda, none on cpu)",
+    )
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        choices=registry.names(),
+        default=None,
+        help="registered variants to time besides the reference (default: all, benchmark/variants.py)",
+    )
+    ap.add_argument(
+        "--dropout-p",
+        type=float,
+        default=None,
+        help="dropout probability of every dropout variant (default: each variant's own, 0.25)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     ap.add_argument("--out", default="results/bench/gpu.json")
     args = ap.parse_args(argv)
@@ -305,9 +384,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             rows += bench_group(cell, T, vs, args, device, dtype, log)
     summary = summarize(rows)
     env = environment(device, precision, start)
-    title = (f"{env['device_name']} | batch {args.batch}, hidden {args.hidden}, input {args.input}, {precision.value}"
-             f" | median of {args.rounds}x{max(1, -(-args.repeats // args.rounds))} calls"
-             + ("" if device.type == "cuda" else " | CPU: the targets are for an H100, informative only"))
+    title = (
+        f"{env['device_name']} | batch {args.batch}, hidden {args.hidden}, input {args.input}, {precision.value}"
+        f" | median of {args.rounds}x{max(1, -(-args.repeats // args.rounds))} calls"
+        + ("" if device.type == "cuda" else " | CPU: the targets are for an H100, informative only")
+    )
     print_table(rows, summary, title)
     out = {
         "schema": "gpu_bench/1",

@@ -14,6 +14,7 @@ The loss it differentiates is the task's `probe_loss` (the copy task's recall wi
 with a loss at every step, each step's own term would hide any decay), and the ratio
 compares the task's `probe_steps`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,9 @@ def group_norm_tensors(groups: dict[str, list[nn.Parameter]]) -> dict[str, Optio
     out: dict[str, Optional[Tensor]] = {}
     for name in GROUPS:
         grads = [p.grad for p in groups.get(name, []) if p.grad is not None]
-        out[name] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) \
-            if grads else None
+        out[name] = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else None
+        )
     return out
 
 
@@ -44,8 +46,14 @@ def total_norm(params: Iterable[nn.Parameter]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
-def hidden_grad_profile(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
-                        seed: int = 0, train_mode: bool = False) -> list[float]:
+def hidden_grad_profile(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    seed: int = 0,
+    train_mode: bool = False,
+) -> list[float]:
     """‖∂L/∂h_t‖ (Frobenius over the batch) for t = 1..T of the top layer, on (x, y).
 
     x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model

@@ -5,6 +5,7 @@ file in the same folder and moved into place with `os.replace` (atomic on POSIX)
 `metrics.json` is written last, so its presence with `complete: true` means the run
 finished. Runs with `status: failed` are not complete: a re-run tries them again.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,10 +21,17 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from benchmark.record import MEASURED
 
 # Keys that say where outputs go or how chatty a run is, not what it computes.
-RUN_ID_EXCLUDE = ("results_dir", "sweep", "force", "skip_marks", "train.progress",
-                  "task.data_dir", "task.mirrors",  # where a data set is cached or fetched from
-                  "literature",  # published reference values, shown beside the results
-                  "protocol")  # a claims experiment's seed roles and grids (the settings are in the config)
+RUN_ID_EXCLUDE = (
+    "results_dir",
+    "sweep",
+    "force",
+    "skip_marks",
+    "train.progress",
+    "task.data_dir",
+    "task.mirrors",  # where a data set is cached or fetched from
+    "literature",  # published reference values, shown beside the results
+    "protocol",
+)  # a claims experiment's seed roles and grids (the settings are in the config)
 COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
 

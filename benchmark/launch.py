@@ -13,6 +13,7 @@ n_gpus` puts two long jobs on one GPU while another idles. So:
   (`running_jobs`), so a job can count the grid points running beside it when it times
   itself; a killed job's lock dies with its process, so it is never counted.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,9 @@ def threads_for_job(launcher: Optional[Mapping[str, Any]], cores: int, requested
 
 
 @contextlib.contextmanager
-def gpu_slot(lock_dir: Path, n_gpus: int, job_num: int = 0, poll_s: float = 0.5,
-             timeout_s: Optional[float] = None) -> Iterator[Optional[int]]:
+def gpu_slot(
+    lock_dir: Path, n_gpus: int, job_num: int = 0, poll_s: float = 0.5, timeout_s: Optional[float] = None
+) -> Iterator[Optional[int]]:
     """Hold a free GPU index for the duration of the block; None when there is at most one GPU.
 
     Raises TimeoutError if no device frees up within `timeout_s` (None: wait indefinitely).

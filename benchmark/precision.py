@@ -8,6 +8,7 @@ around it, and everything else stays under bf16 autocast. Which kernels fall bac
 once per process per module class (`native_bf16_ok`), never read from the CPU's name, and
 recorded in metrics.json as `env.cpu_bf16_fp32_fallback`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,8 +67,12 @@ def native_bf16_ok(module_cls: type[nn.Module]) -> bool:
 
 
 def _needs_fp32(module: nn.Module, x: Tensor) -> bool:
-    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not native_bf16_ok(type(module)))
+    return (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and not native_bf16_ok(type(module))
+    )
 
 
 def native_rnn(module: nn.Module, x: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ metric normalised to 0 = trivial predictor, 1 = perfect, so higher is always bet
 score = (metric - baseline) / (perfect - baseline). The analysis reads directions from
 records only, never from metric or task names.
 """
+
 from __future__ import annotations
 
 import enum
@@ -46,34 +47,64 @@ class Field:
 
 F = Field
 FIELDS: tuple[Field, ...] = (
-    F("schema_version", "int", "version of this record (2: scores and `lr` added; 3: `target_score` replaces "
-      "`target_accuracy`)", "bookkeeping"),
+    F(
+        "schema_version",
+        "int",
+        "version of this record (2: scores and `lr` added; 3: `target_score` replaces `target_accuracy`)",
+        "bookkeeping",
+    ),
     F("complete", "bool", "`true` once written (the completion marker)", "bookkeeping"),
     F("status", "str", " | ".join(f"`{s.value}`" for s in Status)),
     F("diverged_at_step", "int?", "the step with the first non-finite loss or gradient norm"),
-    F("error", "str?", "`\"ExcType: message\"` of a failed run"),
+    F("error", "str?", '`"ExcType: message"` of a failed run'),
     F("traceback", "str?", "the traceback text of a failed run"),
     F("run_id", "str", "first 12 hex digits of sha256 over the resolved config (= the folder name)", "identity"),
     F("sweep", "str", "the sweep's name (`results/<sweep>/`)", "identity"),
     F("cell", "str", "`rnn` | `lstm` | `gru` | a user cell", "identity"),
-    F("reg", "str", "the arm's name: `none` | `bn` | `dropout` | `both` | `ln` | `zoneout` | another arm of "
-      "`conf/reg/` or a user arm", "identity"),
-    F("reg_params", "str?", "the arm's settings as overrides relative to `reg`, e.g. `zoneout.p_h=0.05 "
-      "zoneout.p_c=0.5` (null for an arm without settings)", "identity"),
+    F(
+        "reg",
+        "str",
+        "the arm's name: `none` | `bn` | `dropout` | `both` | `ln` | `zoneout` | another arm of "
+        "`conf/reg/` or a user arm",
+        "identity",
+    ),
+    F(
+        "reg_params",
+        "str?",
+        "the arm's settings as overrides relative to `reg`, e.g. `zoneout.p_h=0.05 "
+        "zoneout.p_c=0.5` (null for an arm without settings)",
+        "identity",
+    ),
     F("bn_placement", "str?", "`recurrent` | `input` | `output` (null unless BN is used)", "identity"),
     F("dropout_placement", "str?", "`output` | `variational` | `recurrent` (null unless dropout is used)", "identity"),
     F("dropout_p", "float?", "dropout probability (null unless dropout is used)", "identity"),
-    F("dropout_input_p", "float?", "dropout probability on the raw task input (`reg.dropout.input_p`, default 0; "
-      "null unless dropout is used)", "identity"),
-    F("bn_population", "str?", "`precise` (re-estimated over training batches before every evaluation) | "
-      "`moving` (null unless BN is used)", "identity"),
+    F(
+        "dropout_input_p",
+        "float?",
+        "dropout probability on the raw task input (`reg.dropout.input_p`, default 0; null unless dropout is used)",
+        "identity",
+    ),
+    F(
+        "bn_population",
+        "str?",
+        "`precise` (re-estimated over training batches before every evaluation) | `moving` (null unless BN is used)",
+        "identity",
+    ),
     F("bn_precise_batches", "int?", "training batches per precise-BN estimate (null when not precise)", "identity"),
-    F("bn_gain_init", "float?", "initial BN gain γ (0.1 for recurrent BN, Cooijmans et al. 2016; null without BN)",
-      "identity"),
+    F(
+        "bn_gain_init",
+        "float?",
+        "initial BN gain γ (0.1 for recurrent BN, Cooijmans et al. 2016; null without BN)",
+        "identity",
+    ),
     F("bn_stats_steps", "int?", "per-step BN population rows (recurrent BN; = the task's length)", "identity"),
     F("zoneout_p_h", "float?", "zoneout probability on h (`reg.zoneout.p_h`; null unless reg=zoneout)", "identity"),
-    F("zoneout_p_c", "float?", "zoneout probability on the LSTM cell (`reg.zoneout.p_c`; null unless reg=zoneout)",
-      "identity"),
+    F(
+        "zoneout_p_c",
+        "float?",
+        "zoneout probability on the LSTM cell (`reg.zoneout.p_c`; null unless reg=zoneout)",
+        "identity",
+    ),
     F("impl", "str", "requested: `native` | `custom` | `auto`", "identity"),
     F("impl_used", "str", "what ran: `native` | `custom`", "identity"),
     F("accel", "str", "`none` | `compile` | `graph`", "identity"),
@@ -85,8 +116,12 @@ FIELDS: tuple[Field, ...] = (
     F("num_layers", "int", "recurrent layers", "identity"),
     F("batch_size", "int", "training batch size", "identity"),
     F("steps", "int", "training step budget", "identity"),
-    F("lr", "float", "`train.lr`, the peak learning rate (the analysis selects it per variant on validation)",
-      "identity"),
+    F(
+        "lr",
+        "float",
+        "`train.lr`, the peak learning rate (the analysis selects it per variant on validation)",
+        "identity",
+    ),
     F("device", "str", "`cpu` | `cuda`", "identity"),
     F("precision", "str", "`fp32` | `tf32` | `bf16`", "identity"),
     F("metric_name", "str", "the task's own metric (e.g. `mse`, `cross_entropy`, `error`)", "identity"),
@@ -94,8 +129,12 @@ FIELDS: tuple[Field, ...] = (
     F("metric_perfect", "float?", "the metric of a perfect predictor (score 1)", "identity"),
     F("metric_higher_is_better", "bool", "the task's declared direction of `metric`", "identity"),
     F("target_score", "float", "the task's validation score that counts as solved (`task.target_score`)", "identity"),
-    F("stop_at_target", "bool", "time to target: training ends once the validation score reaches `target_score`",
-      "identity"),
+    F(
+        "stop_at_target",
+        "bool",
+        "time to target: training ends once the validation score reaches `target_score`",
+        "identity",
+    ),
     F("steps_done", "int", "training steps applied"),
     F("stopped_early", "bool", "training ended before its budget: by early stopping, or at the target"),
     F("test_accuracy", "float?", "accuracy on the test split, eval mode"),
@@ -110,9 +149,13 @@ FIELDS: tuple[Field, ...] = (
     F("generalization_gap", "float?", "`train_accuracy - test_accuracy`"),
     F("best_val_accuracy", "float?", "best validation accuracy over the evaluations"),
     F("best_val_score", "float?", "best validation score over the evaluations"),
-    F("val_score_auc", "float?", "mean validation score over the budget's evaluations (area under the "
-      "validation-score curve, normalised by its length; a run stopped at its target holds its last score): "
-      "higher = learnt sooner"),
+    F(
+        "val_score_auc",
+        "float?",
+        "mean validation score over the budget's evaluations (area under the "
+        "validation-score curve, normalised by its length; a run stopped at its target holds its last score): "
+        "higher = learnt sooner",
+    ),
     F("steps_to_target", "int?", "first evaluation step with validation score >= `target_score` (null: not reached)"),
     F("grad_norm_mean", "float?", "global L2 gradient norm before clipping: mean over steps"),
     F("grad_norm_max", "float?", "... its maximum"),
@@ -122,17 +165,27 @@ FIELDS: tuple[Field, ...] = (
     F("grad_norm_recurrent", "float?", "... of `W_hh, b_hh`"),
     F("grad_norm_norm", "float?", "... of the BN parameters (null without BN)"),
     F("grad_norm_head", "float?", "... of the output head"),
-    F("hidden_grad_profile_start", "list[float]?", "`‖∂L/∂h_t‖`, t = 1..T, of the top layer on a fixed probe "
-      "batch before training"),
+    F(
+        "hidden_grad_profile_start",
+        "list[float]?",
+        "`‖∂L/∂h_t‖`, t = 1..T, of the top layer on a fixed probe batch before training",
+    ),
     F("hidden_grad_profile_end", "list[float]?", "the same after training"),
-    F("hidden_grad_ratio_start", "float?", "`‖∂L/∂h_first‖ / ‖∂L/∂h_last‖` before training, between the task's "
-      "first and last memory-relevant steps (`h_1`, `h_T` unless the task says otherwise; copy: its probe loss "
-      "is the recall window only): ≪ 1 vanishing, ≫ 1 exploding"),
+    F(
+        "hidden_grad_ratio_start",
+        "float?",
+        "`‖∂L/∂h_first‖ / ‖∂L/∂h_last‖` before training, between the task's "
+        "first and last memory-relevant steps (`h_1`, `h_T` unless the task says otherwise; copy: its probe loss "
+        "is the recall window only): ≪ 1 vanishing, ≫ 1 exploding",
+    ),
     F("hidden_grad_ratio_end", "float?", "the same after training"),
     F("train_tokens_per_s", "float?", "`batch_size × total_len` per step / time in training steps"),
     F("train_jobs_beside", "int?", "other jobs of the sweep running on the machine during training"),
-    F("timing_jobs_beside", "int?", "other jobs running during the dedicated timing (timings beside jobs are "
-      "not comparable with timings alone)"),
+    F(
+        "timing_jobs_beside",
+        "int?",
+        "other jobs running during the dedicated timing (timings beside jobs are not comparable with timings alone)",
+    ),
     F("timing_load_avg", "float?", "the machine's 1-minute load average during the dedicated timing"),
     F("fwd_ms", "float?", "dedicated timing: median forward time (train mode)"),
     F("fwd_bwd_ms", "float?", "median forward+backward time"),

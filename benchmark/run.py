@@ -20,6 +20,7 @@ resources). It works in two phases:
 Hydra's basic launcher runs every job in one process, so each job resets the RNGs, the
 torch thread count, the TF32 flags and the CUDA peak-memory statistics.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,19 +44,25 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import accel as accel_mod
-from benchmark import allocator, envinfo
-from benchmark import record
+from benchmark import allocator, envinfo, record
 from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form
 from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
-from benchmark.io import (atomic_write_csv, atomic_write_json, atomic_write_text, is_complete, remove_leftovers,
-                          run_dir, run_id)
+from benchmark.io import (
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    is_complete,
+    remove_leftovers,
+    run_dir,
+    run_id,
+)
 from benchmark.launch import RunningJobs, gpu_slot, running_jobs, threads_for_job
 from benchmark.models import ModelSpec, build_model, check_cell_class, check_spec, resolve_impl
+from benchmark.precision import autocast_dtype, set_tf32
 from benchmark.tasks import Task, check_task
 from benchmark.timing import MemoryMeter, time_model
-from benchmark.precision import autocast_dtype, set_tf32
 from benchmark.train import HISTORY_COLUMNS, TrainResult, final_metrics, train
 
 log = logging.getLogger("benchmark.run")
@@ -102,32 +109,54 @@ def prepare(cfg: DictConfig) -> Prepared:
         cause = _config_cause(e)
         if cause is not None:
             raise cause from None
-        raise ConfigError("task", cfg.task.get("name"), "a task config whose keys match its class",
-                          str(e).splitlines()[0]) from None
+        raise ConfigError(
+            "task", cfg.task.get("name"), "a task config whose keys match its class", str(e).splitlines()[0]
+        ) from None
     try:
         cell = get_class(cfg.cell._target_)
     except (ImportError, ValueError) as e:
-        raise ConfigError("cell._target_", cfg.cell._target_, "an importable CellMath subclass",
-                          str(e).splitlines()[0]) from None
+        raise ConfigError(
+            "cell._target_", cfg.cell._target_, "an importable CellMath subclass", str(e).splitlines()[0]
+        ) from None
     cell = check_cell_class(cell)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     arm = build_arm(resolved["reg"])  # validates its own settings (ConfigError)
     b = run_cfg.train.batch_size
     if b < arm.min_batch_size():
-        raise ConfigError("train.batch_size", b, f"an integer >= {arm.min_batch_size()} with reg={arm.name}",
-                          "Batch statistics of a single example are undefined.")
+        raise ConfigError(
+            "train.batch_size",
+            b,
+            f"an integer >= {arm.min_batch_size()} with reg={arm.name}",
+            "Batch statistics of a single example are undefined.",
+        )
     if task.carries_state and run_cfg.accel is Accel.graph:  # a captured graph cannot carry a state across windows
         raise ConfigError("accel", "graph", "none or compile for a stream task (task.name=ptb)")
     # With tokens in (task.vocab_size), an input_size of 0 means an embedding as wide as the hidden size (Zaremba).
-    spec = ModelSpec(cell=cell, input_size=task.input_size or run_cfg.hidden_size, hidden_size=run_cfg.hidden_size,
-                     num_layers=run_cfg.num_layers, output_size=task.output_size, per_step=task.per_step,
-                     reg=arm, impl=run_cfg.impl, total_len=task.total_len, vocab_size=task.vocab_size)
+    spec = ModelSpec(
+        cell=cell,
+        input_size=task.input_size or run_cfg.hidden_size,
+        hidden_size=run_cfg.hidden_size,
+        num_layers=run_cfg.num_layers,
+        output_size=task.output_size,
+        per_step=task.per_step,
+        reg=arm,
+        impl=run_cfg.impl,
+        total_len=task.total_len,
+        vocab_size=task.vocab_size,
+    )
     check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
     arm_identity(arm, task.total_len)  # an arm's record columns must be the record's
     resolve_impl(cell, arm, run_cfg.impl)  # impl=native with a variant that needs the loop
     rid = run_id(id_form(resolved))
-    return Prepared(cfg=run_cfg, resolved=resolved, run_id=rid, out=run_dir(run_cfg.results_dir, run_cfg.sweep, rid),
-                    task=task, spec=spec, device=torch.device("cuda" if use_cuda else "cpu"))
+    return Prepared(
+        cfg=run_cfg,
+        resolved=resolved,
+        run_id=rid,
+        out=run_dir(run_cfg.results_dir, run_cfg.sweep, rid),
+        task=task,
+        spec=spec,
+        device=torch.device("cuda" if use_cuda else "cpu"),
+    )
 
 
 def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:
@@ -144,8 +173,10 @@ def arm_identity(arm: Arm, total_len: Optional[int]) -> dict[str, Any]:
     own = arm.identity(total_len)
     unknown = sorted(set(own) - set(record.IDENTITY_KEYS))
     if unknown:
-        raise ValueError(f"reg={arm.name}: identity() returns {unknown}, which are not identity keys of the run "
-                         "record (benchmark/record.py); an arm's own settings go to `reg_params`")
+        raise ValueError(
+            f"reg={arm.name}: identity() returns {unknown}, which are not identity keys of the run "
+            "record (benchmark/record.py); an arm's own settings go to `reg_params`"
+        )
     return own
 
 
@@ -153,16 +184,33 @@ def identity(p: Prepared) -> dict[str, Any]:
     """What the run is (the record's identity keys); the arm contributes its own (`Arm.identity`)."""
     c, reg = p.cfg, p.spec.reg
     return {
-        "schema_version": record.SCHEMA_VERSION, "run_id": p.run_id, "sweep": c.sweep,
-        "cell": p.resolved["cell"].get("name", p.spec.cell.name), "reg": reg.name, "reg_params": reg.params(),
+        "schema_version": record.SCHEMA_VERSION,
+        "run_id": p.run_id,
+        "sweep": c.sweep,
+        "cell": p.resolved["cell"].get("name", p.spec.cell.name),
+        "reg": reg.name,
+        "reg_params": reg.params(),
         **arm_identity(reg, p.task.total_len),
-        "impl": c.impl.value, "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value, "accel": c.accel.value,
-        "task": p.task.label, "seq_len": p.task.seq_len, "total_len": p.task.total_len, "seed": c.seed,
-        "hidden_size": c.hidden_size, "num_layers": c.num_layers, "batch_size": c.train.batch_size,
-        "steps": c.train.steps, "lr": c.train.lr, "device": p.device.type, "precision": c.precision.value,
-        "metric_name": p.task.metric_name, "metric_baseline": p.task.metric_baseline,
-        "metric_perfect": p.task.metric_perfect, "metric_higher_is_better": bool(p.task.higher_is_better),
-        "target_score": p.task.target_score, "stop_at_target": c.train.stop_at_target,
+        "impl": c.impl.value,
+        "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value,
+        "accel": c.accel.value,
+        "task": p.task.label,
+        "seq_len": p.task.seq_len,
+        "total_len": p.task.total_len,
+        "seed": c.seed,
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_layers,
+        "batch_size": c.train.batch_size,
+        "steps": c.train.steps,
+        "lr": c.train.lr,
+        "device": p.device.type,
+        "precision": c.precision.value,
+        "metric_name": p.task.metric_name,
+        "metric_baseline": p.task.metric_baseline,
+        "metric_perfect": p.task.metric_perfect,
+        "metric_higher_is_better": bool(p.task.higher_is_better),
+        "target_score": p.task.target_score,
+        "stop_at_target": c.train.stop_at_target,
     }
 
 
@@ -191,8 +239,14 @@ def measure(p: Prepared, device: torch.device, progress: bool, jobs: RunningJobs
         parts.append({"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind})
     except Exception as e:  # recorded, never silent: status failed + error + traceback
         log.error("run %s failed: %s: %s", p.run_id, type(e).__name__, e)
-        parts.append({"status": record.Status.failed.value, "error": f"{type(e).__name__}: {e}",
-                      "traceback": traceback.format_exc(), "steps_done": res.steps_done})
+        parts.append(
+            {
+                "status": record.Status.failed.value,
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(),
+                "steps_done": res.steps_done,
+            }
+        )
     return {k: v for part in parts for k, v in part.items()}, res
 
 
@@ -213,29 +267,52 @@ def probe_batch(task: Task, device: torch.device) -> tuple[torch.Tensor, torch.T
     return x_val[:n].to(device), y_val[:n].to(device)
 
 
-def gradient_profile(p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor],
-                     when: str) -> dict[str, Any]:
+def gradient_profile(
+    p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], when: str
+) -> dict[str, Any]:
     """`hidden_grad_profile_<when>` and its ratio (when: start | end)."""
     profile = hidden_grad_profile(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
-    return {f"hidden_grad_profile_{when}": profile,
-            f"hidden_grad_ratio_{when}": profile_ratio(profile, *p.task.probe_steps)}
+    return {
+        f"hidden_grad_profile_{when}": profile,
+        f"hidden_grad_ratio_{when}": profile_ratio(profile, *p.task.probe_steps),
+    }
 
 
-def training(p: Prepared, model: torch.nn.Module, device: torch.device, res: TrainResult, progress: bool,
-             jobs: RunningJobs) -> dict[str, Any]:
+def training(
+    p: Prepared, model: torch.nn.Module, device: torch.device, res: TrainResult, progress: bool, jobs: RunningJobs
+) -> dict[str, Any]:
     """Train (filling `res`, so a failure keeps its steps and history); the training keys of the record."""
     cfg = p.cfg
-    step = (accel_mod.GraphedForwardBackward(model, p.task.loss, autocast_dtype(cfg.precision))
-            if cfg.accel is Accel.graph else None)  # None: the task's own step (eager)
+    step = (
+        accel_mod.GraphedForwardBackward(model, p.task.loss, autocast_dtype(cfg.precision))
+        if cfg.accel is Accel.graph
+        else None
+    )  # None: the task's own step (eager)
     beside = jobs.beside()
-    train(model, p.task, cfg.train, device, cfg.seed, cfg.precision, progress, result=res,
-          precise_bn_batches=p.spec.reg.precise_batches(), step=step)
+    train(
+        model,
+        p.task,
+        cfg.train,
+        device,
+        cfg.seed,
+        cfg.precision,
+        progress,
+        result=res,
+        precise_bn_batches=p.spec.reg.precise_batches(),
+        step=step,
+    )
     out = {"train_jobs_beside": max(beside, jobs.beside())}
     if res.capture_s is not None:
         out["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph
-    return out | {"status": res.status, "diverged_at_step": res.diverged_at_step, "steps_done": res.steps_done,
-                  "stopped_early": res.stopped_early, "best_val_accuracy": res.best_val_accuracy,
-                  "steps_to_target": res.steps_to_target, **res.summary()}
+    return out | {
+        "status": res.status,
+        "diverged_at_step": res.diverged_at_step,
+        "steps_done": res.steps_done,
+        "stopped_early": res.stopped_early,
+        "best_val_accuracy": res.best_val_accuracy,
+        "steps_to_target": res.steps_to_target,
+        **res.summary(),
+    }
 
 
 def dedicated_timing(p: Prepared, model: torch.nn.Module, device: torch.device, jobs: RunningJobs) -> dict[str, Any]:
@@ -247,8 +324,9 @@ def dedicated_timing(p: Prepared, model: torch.nn.Module, device: torch.device, 
     b = min(cfg.timing.batch_size or cfg.train.batch_size, len(x_tr))
     xt, yt = x_tr[:b].to(device), y_tr[:b].to(device)
     dtype = autocast_dtype(cfg.precision)
-    make_fns = ((lambda c: accel_mod.graph_step_fns(c, task.loss, xt, yt, dtype)[0])
-                if cfg.accel is Accel.graph else None)  # time the replays the training step uses
+    make_fns = (
+        (lambda c: accel_mod.graph_step_fns(c, task.loss, xt, yt, dtype)[0]) if cfg.accel is Accel.graph else None
+    )  # time the replays the training step uses
     beside, load = jobs.beside(), _load_avg()
     t = time_model(model, task.loss, xt, yt, cfg.timing.warmup, cfg.timing.repeats, dtype, make_fns)
     return {"timing_load_avg": load, **dataclasses.asdict(t), "timing_jobs_beside": max(beside, jobs.beside())}
@@ -301,8 +379,15 @@ def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num
     m = {**dict.fromkeys(record.KEYS), **ident, **measured, "env": env, "wall_s": env["wall_s"], "complete": True}
     atomic_write_csv(p.out / "history.csv", res.history, HISTORY_COLUMNS)
     atomic_write_json(p.out / "metrics.json", m)  # last: marks the run complete
-    log.info("run %s: status=%s test_accuracy=%s test_%s=%s (%.1fs)", p.run_id, m["status"], m["test_accuracy"],
-             p.task.metric_name, m["test_metric"], env["wall_s"])
+    log.info(
+        "run %s: status=%s test_accuracy=%s test_%s=%s (%.1fs)",
+        p.run_id,
+        m["status"],
+        m["test_accuracy"],
+        p.task.metric_name,
+        m["test_metric"],
+        env["wall_s"],
+    )
     return m["status"]
 
 

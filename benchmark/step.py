@@ -7,6 +7,7 @@ split) and `EagerStep`; a task that reads its data in order or carries a hidden 
 one batch to the next returns its own from `Task.train_batches` / `Task.train_step`
 (`benchmark.tasks.base`), and `benchmark.accel` has a CUDA-graph replay of the same step.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Protocol
@@ -48,7 +49,7 @@ class BatchSampler:
     def next(self) -> Tensor:
         if self.pos + self.batch_size > self.n:
             self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
+        idx = self.perm[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         return idx
 

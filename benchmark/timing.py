@@ -13,6 +13,7 @@ process's peak resident set since a reset via /proc/self/clear_refs (VmHWM), min
 resident set at the reset; elsewhere `ru_maxrss` minus the resident set at the start
 (an under-estimate when an earlier job in the same process already peaked higher).
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,8 +66,7 @@ def _time(fn: Callable[[], None], warmup: int, repeats: int, device: torch.devic
     out: list[float] = []
     if device.type == "cuda":
         sync(device)
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(repeats)]
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
         for start, end in events:
             start.record()
             fn()
@@ -84,8 +84,13 @@ time_calls = _time  # the public name (benchmark.gpu_bench interleaves variants 
 StepFns = tuple[Callable[[], None], Callable[[], None]]
 
 
-def step_fns(m: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
-             autocast_dtype: Optional[torch.dtype] = None) -> StepFns:
+def step_fns(
+    m: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    autocast_dtype: Optional[torch.dtype] = None,
+) -> StepFns:
     """The eager (forward, forward+loss+backward) closures on (x, y) that `time_model` times."""
     device = x.device
     params = list(m.parameters())
@@ -107,9 +112,16 @@ def step_fns(m: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tenso
     return fwd, fwd_bwd
 
 
-def time_model(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
-               warmup: int, repeats: int, autocast_dtype: Optional[torch.dtype] = None,
-               make_fns: Optional[Callable[[nn.Module], StepFns]] = None) -> Timing:
+def time_model(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    warmup: int,
+    repeats: int,
+    autocast_dtype: Optional[torch.dtype] = None,
+    make_fns: Optional[Callable[[nn.Module], StepFns]] = None,
+) -> Timing:
     """Time forward (with autograd on, as in training) and forward+loss+backward on (x, y).
 
     x: (B, T, I) already on the model's device. `make_fns(copy) -> (fwd, fwd_bwd)` replaces
@@ -124,10 +136,16 @@ def time_model(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x:
     f_med, f_iqr = median_iqr(f)
     fb_med, fb_iqr = median_iqr(fb)
     tokens = x.shape[0] * x.shape[1]
-    return Timing(fwd_ms=f_med, fwd_ms_iqr=f_iqr, fwd_bwd_ms=fb_med, fwd_bwd_ms_iqr=fb_iqr,
-                  fwd_tokens_per_s=tokens / f_med * 1e3, fwd_bwd_tokens_per_s=tokens / fb_med * 1e3,
-                  timing_method="cuda_events" if device.type == "cuda" else "perf_counter",
-                  timing_batch_size=x.shape[0])
+    return Timing(
+        fwd_ms=f_med,
+        fwd_ms_iqr=f_iqr,
+        fwd_bwd_ms=fb_med,
+        fwd_bwd_ms_iqr=fb_iqr,
+        fwd_tokens_per_s=tokens / f_med * 1e3,
+        fwd_bwd_tokens_per_s=tokens / fb_med * 1e3,
+        timing_method="cuda_events" if device.type == "cuda" else "perf_counter",
+        timing_batch_size=x.shape[0],
+    )
 
 
 def _status_kb(field: str) -> Optional[int]:

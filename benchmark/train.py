@@ -17,6 +17,7 @@ evaluation and once more at the end if the weights changed since
 and final metric sees statistics of the weights it evaluates. Its cost is outside the
 training throughput, like evaluation's.
 """
+
 from __future__ import annotations
 
 import copy
@@ -100,7 +101,8 @@ class TrainResult:
             return statistics.fmean(xs) if xs else None
 
         out: dict[str, Any] = {
-            "grad_norm_mean": mean(g), "grad_norm_max": max(g) if g else None,
+            "grad_norm_mean": mean(g),
+            "grad_norm_max": max(g) if g else None,
             "grad_norm_std": statistics.pstdev(g) if g else None,
             "clipped_fraction": mean([float(c) for c in self.clipped]),
             "train_tokens_per_s": self.tokens / self.train_time_s if self.train_time_s > 0 else None,
@@ -184,16 +186,24 @@ def precise_batches(x: Tensor, batch_size: int, n: int, seed: int) -> list[Tenso
     return [x[sampler.next()] for _ in range(n)]
 
 
-def refresh_population(model: nn.Module, batches: list[Tensor], device: torch.device,
-                       dtype: Optional[torch.dtype] = None) -> None:
+def refresh_population(
+    model: nn.Module, batches: list[Tensor], device: torch.device, dtype: Optional[torch.dtype] = None
+) -> None:
     """Precise BN over `batches` under the run's autocast (a no-op for a model without BN)."""
     with autocast(device.type, dtype):
         estimate_population(model, (b.to(device, non_blocking=True) for b in batches))
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.device,
-             dtype: Optional[torch.dtype] = None, max_batches: int = 0) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    x: Tensor,
+    y: Tensor,
+    device: torch.device,
+    dtype: Optional[torch.dtype] = None,
+    max_batches: int = 0,
+) -> dict[str, float]:
     """{'loss', 'accuracy', 'metric'} over (x, y) in eval mode (the first `max_batches` batches if > 0)."""
     if task.carries_state:  # a stream task (tasks/ptb.py): windows in order, the state carried from zeros
         return task.evaluate_stream(model, x, y, device, dtype, max_batches)
@@ -202,7 +212,7 @@ def evaluate(model: nn.Module, task: Task, x: Tensor, y: Tensor, device: torch.d
     outs, n = [], len(x) if max_batches <= 0 else min(len(x), max_batches * EVAL_BATCH)
     for i in range(0, n, EVAL_BATCH):
         with autocast(device.type, dtype):
-            outs.append(model(x[i:i + EVAL_BATCH].to(device)).float().cpu())
+            outs.append(model(x[i : i + EVAL_BATCH].to(device)).float().cpu())
     model.train(was_training)
     y_hat, y = torch.cat(outs), y[:n]
     return {"loss": task.loss(y_hat, y).item(), **task.evaluate(y_hat, y)}
@@ -226,9 +236,11 @@ class HistoryWindow:
     def row(self, step: int, lr: float) -> dict[str, Any]:
         st = self.stats
         row: dict[str, Any] = {
-            "step": step, "train_loss": statistics.fmean(s.loss for s in st),
+            "step": step,
+            "train_loss": statistics.fmean(s.loss for s in st),
             "grad_norm": statistics.fmean(s.grad_norm for s in st),
-            "clipped": statistics.fmean(float(s.clipped) for s in st), "lr": lr,
+            "clipped": statistics.fmean(float(s.clipped) for s in st),
+            "lr": lr,
             "tokens_per_s": self.tokens / self.time_s if self.time_s > 0 else None,
         }
         for g in GROUPS:
@@ -238,19 +250,25 @@ class HistoryWindow:
         return row
 
 
-def validate(model: nn.Module, task: Task, device: torch.device, dtype: Optional[torch.dtype],
-             max_batches: int) -> dict[str, Any]:
+def validate(
+    model: nn.Module, task: Task, device: torch.device, dtype: Optional[torch.dtype], max_batches: int
+) -> dict[str, Any]:
     """The val_* columns of a history row: loss, accuracy, metric and score on the validation split."""
     val = evaluate(model, task, *task.splits()["val"], device, dtype, max_batches)
-    return {"val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_metric": val["metric"],
-            "val_score": task.score(val["metric"])}
+    return {
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "val_metric": val["metric"],
+        "val_score": task.score(val["metric"]),
+    }
 
 
 class PreciseBN:
     """The hook that re-estimates BN's population statistics before each evaluation and at the end."""
 
-    def __init__(self, model: nn.Module, batches: list[Tensor], device: torch.device,
-                 dtype: Optional[torch.dtype]) -> None:
+    def __init__(
+        self, model: nn.Module, batches: list[Tensor], device: torch.device, dtype: Optional[torch.dtype]
+    ) -> None:
         self.model, self.batches, self.device, self.dtype = model, batches, device, dtype
         self.refreshed_at = -1  # steps done when the statistics were last re-estimated (-1: never)
 
@@ -326,14 +344,28 @@ def check_rules(rules: list[StoppingRule], step: int, criterion: float, model: n
 
 
 def progress_bar(task: Task, steps: int, progress: bool) -> tqdm:
-    return tqdm(total=steps, disable=not (progress and sys.stderr.isatty()), file=sys.stderr,
-                desc=f"{task.name} T={task.total_len}", leave=False)
+    return tqdm(
+        total=steps,
+        disable=not (progress and sys.stderr.isatty()),
+        file=sys.stderr,
+        desc=f"{task.name} T={task.total_len}",
+        leave=False,
+    )
 
 
-def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, seed: int,
-          precision: Precision = Precision.fp32, progress: bool = True, result: Optional[TrainResult] = None,
-          precise_bn_batches: int = 0, step: Optional[StepFn] = None,
-          batches: Optional[BatchSource] = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    device: torch.device,
+    seed: int,
+    precision: Precision = Precision.fp32,
+    progress: bool = True,
+    result: Optional[TrainResult] = None,
+    precise_bn_batches: int = 0,
+    step: Optional[StepFn] = None,
+    batches: Optional[BatchSource] = None,
+) -> TrainResult:
     """Train `model` (already on `device`) on the task's training batches; validate every eval_interval steps.
 
     `step` and `batches` default to the task's (`Task.train_step`, `Task.train_batches`): eager
@@ -351,8 +383,13 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, 
     params, groups = [p for p in model.parameters() if p.requires_grad], model.param_groups()
     opt = make_optimizer(params, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    precise = PreciseBN(model, precise_batches(task.splits()["train"][0], cfg.batch_size, precise_bn_batches, seed),
-                        device, dtype) if precise_bn_batches else None
+    precise = (
+        PreciseBN(
+            model, precise_batches(task.splits()["train"][0], cfg.batch_size, precise_bn_batches, seed), device, dtype
+        )
+        if precise_bn_batches
+        else None
+    )
     rules, window, bar = stopping_rules(cfg), HistoryWindow(), progress_bar(task, cfg.steps, progress)
     model.train()
     try:
@@ -396,9 +433,9 @@ def _capture_s(step: StepFn) -> float:
     return float(getattr(step, "capture_s", 0.0))
 
 
-
-def final_metrics(model: nn.Module, task: Task, device: torch.device,
-                  precision: Precision = Precision.fp32) -> dict[str, Any]:
+def final_metrics(
+    model: nn.Module, task: Task, device: torch.device, precision: Precision = Precision.fp32
+) -> dict[str, Any]:
     """Test metrics, train metrics on the first n_test training examples (equal noise), and the
     final model's validation score (the learning-rate selection reads it; the test split selects nothing)."""
     s = task.splits()
@@ -408,9 +445,14 @@ def final_metrics(model: nn.Module, task: Task, device: torch.device,
     n = len(s["test"][0])
     tr = evaluate(model, task, s["train"][0][:n], s["train"][1][:n], device, dtype)
     return {
-        "test_accuracy": test["accuracy"], "test_metric": test["metric"], "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "test_metric": test["metric"],
+        "test_loss": test["loss"],
         "test_score": task.score(test["metric"]),
-        "train_accuracy": tr["accuracy"], "train_loss": tr["loss"], "train_metric": tr["metric"],
-        "train_score": task.score(tr["metric"]), "val_score": task.score(val["metric"]),
+        "train_accuracy": tr["accuracy"],
+        "train_loss": tr["loss"],
+        "train_metric": tr["metric"],
+        "train_score": task.score(tr["metric"]),
+        "val_score": task.score(val["metric"]),
         "generalization_gap": tr["accuracy"] - test["accuracy"],
     }

@@ -15,6 +15,7 @@ the reference, `native` `none` of the same cell and length, measured in the same
 Benchmark ids read `<cell>-<impl>-<variant>-T<seq_len>`, e.g. `lstm-custom-bn.recurrent-T50`;
 the committed CPU baseline (benchmark/baselines/cpu.json) is keyed by them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class Variant:
     @property
     def reg_dotlist(self) -> list[str]:
         """The remaining overrides relative to the reg node: `bn.placement=recurrent`."""
-        return [o[len("reg."):] for o in self.overrides[1:]]
+        return [o[len("reg.") :] for o in self.overrides[1:]]
 
     def target(self, impl: str, device: str = "cpu") -> Optional[float]:
         """The speed target on `device` for `impl`, or None where the suite sets none."""
@@ -70,11 +71,14 @@ _REGISTRY: dict[str, Variant] = {}
 
 def _check(v: Variant) -> None:
     if not v.name or any(ch in v.name for ch in "-+ /=,"):
-        raise ValueError(f"variant name {v.name!r}: non-empty, without '-', '+', '/', '=', ',' or spaces "
-                         "(it is part of benchmark ids such as lstm-custom-<name>-T50)")
+        raise ValueError(
+            f"variant name {v.name!r}: non-empty, without '-', '+', '/', '=', ',' or spaces "
+            "(it is part of benchmark ids such as lstm-custom-<name>-T50)"
+        )
     if not v.overrides or not v.overrides[0].startswith("reg=") or v.overrides[0] == "reg=":
-        raise ValueError(f"variant {v.name!r}: overrides must start with 'reg=<option of conf/reg/>', "
-                         f"got {list(v.overrides)}")
+        raise ValueError(
+            f"variant {v.name!r}: overrides must start with 'reg=<option of conf/reg/>', got {list(v.overrides)}"
+        )
     bad = [o for o in v.overrides[1:] if not o.startswith("reg.") or "=" not in o]
     if bad:
         raise ValueError(f"variant {v.name!r}: further overrides must read 'reg.<key>=<value>', got {bad}")
@@ -82,8 +86,9 @@ def _check(v: Variant) -> None:
         raise ValueError(f"variant {v.name!r}: impls must be a non-empty subset of {IMPLS}, got {v.impls}")
     for device, impl in v.targets:
         if device not in DEVICES or impl not in IMPLS:
-            raise ValueError(f"variant {v.name!r}: target keys are (device in {DEVICES}, impl in {IMPLS}), "
-                             f"got {(device, impl)}")
+            raise ValueError(
+                f"variant {v.name!r}: target keys are (device in {DEVICES}, impl in {IMPLS}), got {(device, impl)}"
+            )
 
 
 def register(v: Variant) -> Variant:
@@ -127,6 +132,7 @@ def arm(v: Variant, extra: Sequence[str] = ()) -> arms.Arm:
 
 # --- benchmark ids ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BenchPoint:
     """One timed column: a cell, an impl and a variant at one sequence length."""
@@ -155,8 +161,9 @@ class BenchPoint:
         return BenchPoint(self.cell, REFERENCE_IMPL, get(REFERENCE), self.seq_len)
 
 
-def bench_plan(cells: Sequence[str], seq_lens: Sequence[int],
-               variants: Optional[Sequence[Variant]] = None) -> list[BenchPoint]:
+def bench_plan(
+    cells: Sequence[str], seq_lens: Sequence[int], variants: Optional[Sequence[Variant]] = None
+) -> list[BenchPoint]:
     """Every (cell, T) group: the reference first, then each variant on each of its impls.
 
     Grouped so a group's timings are close in time; `variants` defaults to the whole registry.
@@ -182,8 +189,10 @@ def parse_bench_id(bench_id: str) -> BenchPoint:
     if impl not in IMPLS:
         raise ValueError(f"benchmark id {bench_id!r}: impl {impl!r} is not one of {IMPLS}")
     if name not in _REGISTRY:
-        raise ValueError(f"benchmark id {bench_id!r}: variant {name!r} is not registered "
-                         f"(benchmark/variants.py: {', '.join(_REGISTRY)})")
+        raise ValueError(
+            f"benchmark id {bench_id!r}: variant {name!r} is not registered "
+            f"(benchmark/variants.py: {', '.join(_REGISTRY)})"
+        )
     return BenchPoint(cell, impl, _REGISTRY[name], int(t))
 
 
@@ -193,6 +202,7 @@ def reference_id(bench_id: str) -> str:
 
 
 # --- the registry: derived from the arms of conf/reg/ --------------------------------------------
+
 
 def from_arm(option: str, av: arms.ArmVariant) -> Variant:
     """The registry entry of one variant an arm declares for `reg=<option>`."""

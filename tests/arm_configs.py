@@ -1,4 +1,5 @@
 """Arms for tests, built the way a user asks for them: `reg=<name> reg.<block>.<key>=<value>`."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -7,8 +8,14 @@ from benchmark.arms import Arm, load_arm
 from benchmark.arms.base import package_arms
 
 
-def arm(name: str = "none", bn: Optional[str] = None, drop: Optional[str] = None, p: Optional[float] = None,
-        input_p: Optional[float] = None, **bn_kw: Any) -> Arm:
+def arm(
+    name: str = "none",
+    bn: Optional[str] = None,
+    drop: Optional[str] = None,
+    p: Optional[float] = None,
+    input_p: Optional[float] = None,
+    **bn_kw: Any,
+) -> Arm:
     """conf/reg/<name>.yaml with the BN placement / BN settings and the dropout placement / p given.
 
     Settings of a block the arm does not read are left out (as the old tests' unused fields were ignored).

@@ -2,6 +2,7 @@
 
 Images are 28×28 uint8 with a bright row at 2·label + 4 on noise, so the class is learnable.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -32,8 +33,12 @@ def fake_mnist(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def file_bytes(n_train: int = 40, n_test: int = 12, seed: int = 0) -> dict[str, bytes]:
     """role -> uncompressed IDX bytes of the four files."""
     tr, te = fake_mnist(n_train, seed), fake_mnist(n_test, seed + 1)
-    return {"train_images": idx_bytes(tr[0]), "train_labels": idx_bytes(tr[1]),
-            "test_images": idx_bytes(te[0]), "test_labels": idx_bytes(te[1])}
+    return {
+        "train_images": idx_bytes(tr[0]),
+        "train_labels": idx_bytes(tr[1]),
+        "test_images": idx_bytes(te[0]),
+        "test_labels": idx_bytes(te[1]),
+    }
 
 
 def write_mnist(folder: Path, gz: bool = False, **kw) -> Path:
@@ -51,8 +56,12 @@ def write_full_size_headers(folder: Path, n_train: int = 60000, n_test: int = 10
     For tests that build a task with the real split sizes (prepare() reads only the headers).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    for role, n in (("train_images", n_train), ("train_labels", n_train), ("test_images", n_test),
-                    ("test_labels", n_test)):
+    for role, n in (
+        ("train_images", n_train),
+        ("train_labels", n_train),
+        ("test_images", n_test),
+        ("test_labels", n_test),
+    ):
         shape = (n, 28, 28) if role.endswith("images") else (n,)
         header = bytes([0, 0, 0x08, len(shape)]) + b"".join(int(d).to_bytes(4, "big") for d in shape)
         with open(folder / FILES[role][0], "wb") as f:

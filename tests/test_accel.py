@@ -1,4 +1,5 @@
 """The opt-in speed-ups (benchmark/accel.py): compile keeps the function; graph is refused off CUDA."""
+
 from __future__ import annotations
 
 import copy
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from arm_configs import arm
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark import accel
-from arm_configs import arm
 from benchmark.config import Accel, ConfigError, Device, Impl, RunConfig, validate
 from benchmark.io import run_id
 from benchmark.models import ModelSpec, build_model, get_cell
@@ -19,8 +20,13 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refus
 I, H, O, B, T = 4, 16, 3, 8, 12
 # (reg, bn placement, dropout placement): the variants with GPU targets (benchmark/variants.py), plus input BN
 # and variational dropout inside `both`
-REGS = [("none", "recurrent", "output"), ("bn", "recurrent", "output"), ("bn", "input", "output"),
-        ("dropout", "recurrent", "variational"), ("both", "recurrent", "variational")]
+REGS = [
+    ("none", "recurrent", "output"),
+    ("bn", "recurrent", "output"),
+    ("bn", "input", "output"),
+    ("dropout", "recurrent", "variational"),
+    ("both", "recurrent", "variational"),
+]
 
 
 def make(cell: str, name: str, bn: str, drop: str, layers: int = 1) -> torch.nn.Module:
@@ -30,6 +36,7 @@ def make(cell: str, name: str, bn: str, drop: str, layers: int = 1) -> torch.nn.
 
 
 # --- graph: CUDA only, refused with a clear ConfigError --------------------------------------------
+
 
 @no_cuda
 @pytest.mark.parametrize("device", [Device.cpu, Device.auto, Device.cuda])
@@ -52,8 +59,11 @@ def test_none_and_compile_validate_on_cpu():
 
 def test_graph_objects_refuse_a_cpu_model():
     m = make("lstm", "none", "recurrent", "output")
-    for build in (lambda: accel.apply(m, Accel.graph), lambda: accel.GraphedForwardBackward(m, lambda a, b: a.sum()),
-                  lambda: accel.CudaGraphStep(m, lambda a, b: a.sum(), torch.zeros(B, T, I), torch.zeros(B, O))):
+    for build in (
+        lambda: accel.apply(m, Accel.graph),
+        lambda: accel.GraphedForwardBackward(m, lambda a, b: a.sum()),
+        lambda: accel.CudaGraphStep(m, lambda a, b: a.sum(), torch.zeros(B, T, I), torch.zeros(B, O)),
+    ):
         with pytest.raises(ConfigError) as e:
             build()
         assert e.value.key == "accel" and "CUDA" in str(e.value)
@@ -61,12 +71,14 @@ def test_graph_objects_refuse_a_cpu_model():
 
 def test_run_cli_refuses_graph_on_cpu_before_writing_anything(tmp_path):
     from helpers import python_m
+
     p = python_m("benchmark.run", "accel=graph", "device=cpu", f"results_dir={tmp_path / 'r'}", cwd=tmp_path)
     assert p.returncode == 2 and "accel='graph'" in p.stderr and "none or compile" in p.stderr
     assert not (tmp_path / "r" / "single" / "runs").exists()
 
 
 # --- defaults leave everything as it was --------------------------------------------------------------
+
 
 def test_default_is_off_and_leaves_run_ids_alone():
     assert RunConfig().accel is Accel.none
@@ -78,6 +90,7 @@ def test_default_is_off_and_leaves_run_ids_alone():
 
 
 # --- compile: the same function, on CPU (slow: Inductor compiles a C++ kernel per graph) -------------
+
 
 def fwd_bwd(model: torch.nn.Module, x: torch.Tensor, seed: int = 7):
     torch.manual_seed(seed)  # the variational masks are drawn outside the step: equal seeds, equal masks
@@ -133,12 +146,14 @@ def test_compiled_deep_copy_runs_on_its_own_parameters():
 @pytest.mark.slow
 def test_run_with_accel_compile_records_compile_time(tmp_path):
     from tests.test_run import run_inprocess
+
     status, m, _ = run_inprocess(tmp_path, ["cell=gru", "reg=bn", "accel=compile"])
     assert status == "ok", m["error"]
     assert m["accel"] == "compile" and m["compile_s"] > 0 and m["fwd_bwd_ms"] > 0
 
 
 # --- graph on a real GPU (not run on the CPU machines) ---------------------------------------------
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

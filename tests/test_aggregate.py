@@ -1,5 +1,6 @@
 """`python -m benchmark.aggregate`: one tidy row per run folder, profiles and curves as long tables,
 problem folders reported by path (never silently skipped), a missing results folder fails loud."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import pytest
 
 import benchmark as bm  # noqa: F401
 from benchmark.analysis import aggregate
+
 from synthetic_runs import make_run, make_sweep
 
 

@@ -1,4 +1,5 @@
 """The allocator setting really keeps freed memory in the process (glibc)."""
+
 from __future__ import annotations
 
 import ctypes
@@ -14,8 +15,21 @@ glibc = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(ctypes.util.fin
 
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 @pytest.mark.skipif(not glibc, reason="mallopt settings are glibc's")

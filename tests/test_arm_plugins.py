@@ -8,6 +8,7 @@ before the loop, the fused LSTM in training) must give the same outputs and grad
 The pieces themselves are checked against the papers' formulas in test_models.py (BN, dropout)
 and test_arms.py (LN, zoneout); weight drop in test_weightdrop.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -203,10 +204,12 @@ OLD_REG_NODES = {
     "reg=both": {"name": "both"},
     "reg=zoneout": {"name": "zoneout"},
 }
-OLD_DEFAULTS = json.loads('{"bn":{"eps":1e-05,"gain_init":null,"max_stats_steps":null,"momentum":0.1,'
-                          '"placement":"recurrent","population":"precise","precise_batches":20},"dropout":'
-                          '{"input_p":0.0,"p":0.25,"placement":"output"},"ln":{"eps":1e-05,"gain_init":1.0,'
-                          '"input":true},"zoneout":{"p_c":0.5,"p_h":0.05}}')
+OLD_DEFAULTS = json.loads(
+    '{"bn":{"eps":1e-05,"gain_init":null,"max_stats_steps":null,"momentum":0.1,'
+    '"placement":"recurrent","population":"precise","precise_batches":20},"dropout":'
+    '{"input_p":0.0,"p":0.25,"placement":"output"},"ln":{"eps":1e-05,"gain_init":1.0,'
+    '"input":true},"zoneout":{"p_c":0.5,"p_h":0.05}}'
+)
 
 
 def _compose(overrides: list[str]):
@@ -237,9 +240,22 @@ def test_run_ids_of_existing_configs_are_unchanged(overrides):
 
 # --- an arm from outside the package (tests/plugin_example, docs/extending.md) ----------------------------
 PLUGIN = ROOT / "tests" / "plugin_example"
-TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
-        "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
-        "timing.repeats=2", "threads=1", "device=cpu", "train.progress=false"]
+TINY = [
+    "hidden_size=8",
+    "train.steps=6",
+    "train.batch_size=8",
+    "train.eval_interval=3",
+    "train.log_interval=2",
+    "task.seq_len=8",
+    "task.n_train=64",
+    "task.n_val=16",
+    "task.n_test=16",
+    "timing.warmup=1",
+    "timing.repeats=2",
+    "threads=1",
+    "device=cpu",
+    "train.progress=false",
+]
 
 
 def test_a_user_arm_trains_through_the_cli_and_is_its_own_variant_in_the_report(tmp_path):
@@ -250,10 +266,25 @@ def test_a_user_arm_trains_through_the_cli_and_is_its_own_variant_in_the_report(
     from benchmark.analysis import aggregate, report
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
-    args = ["--multirun", f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=sign", "cell=lstm",
-            "reg=noise,none", "seed=0,1", *TINY, f"results_dir={tmp_path / 'results'}", "sweep=plug"]
-    r = subprocess.run([sys.executable, "-m", "benchmark.run", *args], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=300)
+    args = [
+        "--multirun",
+        f"hydra.searchpath=[file://{PLUGIN / 'conf'}]",
+        "task=sign",
+        "cell=lstm",
+        "reg=noise,none",
+        "seed=0,1",
+        *TINY,
+        f"results_dir={tmp_path / 'results'}",
+        "sweep=plug",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmark.run", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     sweep = tmp_path / "results" / "plug"
     metrics = [json.loads(p.read_text()) for p in sorted(sweep.glob("runs/*/metrics.json"))]

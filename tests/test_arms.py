@@ -5,6 +5,7 @@ with the layer's own parameters, so outputs and every gradient must agree to rou
 Zoneout's masks are recorded from the layer (the loop draws them before it runs) and
 replayed in the reference: parity given the same masks.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -109,6 +110,7 @@ def assert_parity(layer, x, y, y_ref):
 
 # -- layer normalisation ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
 def test_ln_matches_the_plain_reference(cell, mode):
@@ -145,6 +147,7 @@ def test_ln_gain_init_reaches_every_gain():
 
 
 # -- zoneout ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def recorded_masks(monkeypatch):
@@ -210,6 +213,7 @@ def test_zoneout_zero_is_the_plain_cell_and_mask_rate_follows_p(recorded_masks):
 
 
 # -- both arms in the model ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("reg", [ln_reg(), zo_reg()], ids=["ln", "zoneout"])
 def test_new_arms_run_on_the_custom_loop_and_refuse_native(reg):

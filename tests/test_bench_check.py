@@ -4,6 +4,7 @@ Fixtures are written the way tests/bench writes them: per variant, per-round rat
 same-run reference in `extra_info["ratio_samples"]`. A slow test at the end runs the real
 suite with a deliberately slowed variant and shows that the check goes red.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,19 +19,38 @@ from rich.console import Console
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark import variants as registry
-from benchmark.bench_check import (BenchFileError, Ratio, Verdict, compare, judge, load_baseline, load_run, main,
-                                   ratio_from_samples)
+from benchmark.bench_check import (
+    BenchFileError,
+    Ratio,
+    Verdict,
+    compare,
+    judge,
+    load_baseline,
+    load_run,
+    main,
+    ratio_from_samples,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # variant -> true ratio to native/none of the same cell and T
 RATIOS = {
-    "lstm-native-none-T50": 1.0, "lstm-native-dropout.output-T50": 1.1, "lstm-custom-none-T50": 2.1,
-    "lstm-custom-bn.recurrent-T50": 3.4, "gru-native-none-T50": 1.0, "gru-custom-none-T50": 1.1,
+    "lstm-native-none-T50": 1.0,
+    "lstm-native-dropout.output-T50": 1.1,
+    "lstm-custom-none-T50": 2.1,
+    "lstm-custom-bn.recurrent-T50": 3.4,
+    "gru-native-none-T50": 1.0,
+    "gru-custom-none-T50": 1.1,
 }
 
 
-def bench_json(path: Path, ratios: dict[str, float], seed: int, noise: float = 0.03, rounds: int = 15,
-               slowdown: dict[str, float] | None = None) -> Path:
+def bench_json(
+    path: Path,
+    ratios: dict[str, float],
+    seed: int,
+    noise: float = 0.03,
+    rounds: int = 15,
+    slowdown: dict[str, float] | None = None,
+) -> Path:
     """A pytest-benchmark-shaped JSON whose per-round ratios scatter by ±noise (uniform) around `ratios`."""
     rng = random.Random(seed)
     slowdown = slowdown or {}
@@ -39,11 +59,19 @@ def bench_json(path: Path, ratios: dict[str, float], seed: int, noise: float = 0
         f = slowdown.get(vid, 1.0)
         samples = [r * f * (1 + rng.uniform(-noise, noise)) for _ in range(rounds)]
         ref_ms = [10.0 * (1 + rng.uniform(-noise, noise)) for _ in range(rounds)]
-        benches.append({"name": f"test_train_step[{vid}]", "fullname": f"bench_step.py::test_train_step[{vid}]",
-                        "stats": {"median": 0.010 * r * f, "rounds": rounds},
-                        "extra_info": {"variant": vid, "ratio_samples": samples, "ref_ms": ref_ms, "slowdown": f}})
-    doc = {"machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}, "torch": "2.13.0", "torch_threads": 2},
-           "commit_info": {"id": "abc", "branch": "main", "dirty": False}, "benchmarks": benches}
+        benches.append(
+            {
+                "name": f"test_train_step[{vid}]",
+                "fullname": f"bench_step.py::test_train_step[{vid}]",
+                "stats": {"median": 0.010 * r * f, "rounds": rounds},
+                "extra_info": {"variant": vid, "ratio_samples": samples, "ref_ms": ref_ms, "slowdown": f},
+            }
+        )
+    doc = {
+        "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}, "torch": "2.13.0", "torch_threads": 2},
+        "commit_info": {"id": "abc", "branch": "main", "dirty": False},
+        "benchmarks": benches,
+    }
     path.write_text(json.dumps(doc))
     return path
 
@@ -176,9 +204,22 @@ def test_committed_baseline_covers_the_fast_subset():
 @pytest.mark.slow
 def test_real_slowdown_makes_check_fail(tmp_path):
     """End to end: the real suite (lstm, T=50), then the same with lstm-custom-none slowed 1.5× -> exit 1."""
+
     def bench(out: Path, *extra: str) -> None:
-        cmd = [sys.executable, "-m", "pytest", "tests/bench/bench_step.py", "-q", "-k", "lstm",
-               "--bench-seq-lens=50", "--bench-rounds=10", "--bench-threads=1", f"--benchmark-json={out}", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/bench/bench_step.py",
+            "-q",
+            "-k",
+            "lstm",
+            "--bench-seq-lens=50",
+            "--bench-rounds=10",
+            "--bench-threads=1",
+            f"--benchmark-json={out}",
+            *extra,
+        ]
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
 
     bench(tmp_path / "base.json")

@@ -1,6 +1,7 @@
 """The claims as the literature means them (benchmark/analysis/claims.py), on small run tables with
 known answers: survival for time to target, distance from balance for the gradient probe, the
 intersection-union tests of (c) and (d), Holm across claims and secondaries behind their primary."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,18 +16,39 @@ SEEDS = range(10)
 VARIANT = {"none": "none", "bn": "bn.recurrent", "dropout": "dropout.output", "both": "both.recurrent+output"}
 
 
-def table(spec: dict[str, dict[str, object]], *, cell: str = "lstm", task: str = "digits", seq_len: int = 64,
-          seed_sd: float = 0.05, noise: float = 0.01, rng_seed: int = 0) -> pd.DataFrame:
+def table(
+    spec: dict[str, dict[str, object]],
+    *,
+    cell: str = "lstm",
+    task: str = "digits",
+    seq_len: int = 64,
+    seed_sd: float = 0.05,
+    noise: float = 0.01,
+    rng_seed: int = 0,
+) -> pd.DataFrame:
     """One run per (arm, seed): `spec[arm]` gives column values (a number, or a callable of the seed)."""
     rng = np.random.default_rng(rng_seed)
     offset = rng.normal(0, seed_sd, len(SEEDS))
     rows = []
     for arm, cols in spec.items():
         for s in SEEDS:
-            r = {"task": task, "seq_len": seq_len, "cell": cell, "variant": VARIANT[arm], "seed": s, "lr": 0.01,
-                 "dropout_p": np.nan, "status": "ok", "steps": 1000, "stop_at_target": False,
-                 "steps_to_target": np.nan, "hidden_grad_ratio_start": 1.0, "hidden_grad_ratio_end": 1.0,
-                 "val_score": 0.5, "test_score": 0.5}
+            r = {
+                "task": task,
+                "seq_len": seq_len,
+                "cell": cell,
+                "variant": VARIANT[arm],
+                "seed": s,
+                "lr": 0.01,
+                "dropout_p": np.nan,
+                "status": "ok",
+                "steps": 1000,
+                "stop_at_target": False,
+                "steps_to_target": np.nan,
+                "hidden_grad_ratio_start": 1.0,
+                "hidden_grad_ratio_end": 1.0,
+                "val_score": 0.5,
+                "test_score": 0.5,
+            }
             for k, v in cols.items():
                 r[k] = v(s) if callable(v) else v
             r["test_score"] += offset[s] + rng.normal(0, noise)  # every run: its seed's offset and its own noise
@@ -43,8 +65,13 @@ def rows_of(runs: pd.DataFrame, key: str) -> pd.DataFrame:
 def test_a_time_to_target_is_survival_with_misses_censored():
     def none_t(s):  # none reaches the target at 600-900 in 7 of 10 seeds, misses (censored at 1000) in 3
         return 600.0 + 100 * (s % 4) if s < 7 else np.nan
-    runs = table({"none": {"steps_to_target": none_t, "stop_at_target": True},
-                  "bn": {"steps_to_target": lambda s: 200.0 + 100 * (s % 2), "stop_at_target": True}})
+
+    runs = table(
+        {
+            "none": {"steps_to_target": none_t, "stop_at_target": True},
+            "bn": {"steps_to_target": lambda s: 200.0 + 100 * (s % 2), "stop_at_target": True},
+        }
+    )
     a = rows_of(runs, "a")
     assert list(a["endpoint"]) == ["rmst_to_target"] and list(a["verdict"]) == ["helps"]
     none_rmst = np.mean([600 + 100 * (s % 4) for s in range(7)] + [1000] * 3)  # no censoring before 1000
@@ -56,10 +83,14 @@ def test_a_time_to_target_is_survival_with_misses_censored():
 
 
 def test_b_an_exploding_profile_does_not_read_helps():
-    vanishing = {"hidden_grad_ratio_start": lambda s: 10.0 ** (-8 - 0.3 * (s % 3)),
-                 "hidden_grad_ratio_end": lambda s: 10.0 ** (-6 - 0.3 * (s % 3))}
-    for bn_ratio, word in ((lambda s: 10.0 ** (0.2 * (s % 3) - 0.2), "helps"),  # near balance
-                           (lambda s: 10.0 ** (12 + 0.3 * (s % 3)), "hurts")):  # exploding: further from balance
+    vanishing = {
+        "hidden_grad_ratio_start": lambda s: 10.0 ** (-8 - 0.3 * (s % 3)),
+        "hidden_grad_ratio_end": lambda s: 10.0 ** (-6 - 0.3 * (s % 3)),
+    }
+    for bn_ratio, word in (
+        (lambda s: 10.0 ** (0.2 * (s % 3) - 0.2), "helps"),  # near balance
+        (lambda s: 10.0 ** (12 + 0.3 * (s % 3)), "hurts"),
+    ):  # exploding: further from balance
         b = rows_of(table({"none": vanishing, "bn": {"hidden_grad_ratio_end": bn_ratio}}), "b")
         assert b.loc[b["role"] == "primary", "verdict"].tolist() == [word]
 
@@ -98,8 +129,11 @@ def test_g_gated_cells_vs_rnn_and_the_widening():
 def test_h_dropout_steadier_is_a_variance_ratio():
     rng = np.random.default_rng(3)
     wide, narrow = rng.normal(0.6, 0.08, 10), rng.normal(0.6, 0.01, 10)
-    runs = table({"none": {"test_score": lambda s: wide[s]}, "dropout": {"test_score": lambda s: narrow[s]}},
-                 seed_sd=0.0, noise=0.0)
+    runs = table(
+        {"none": {"test_score": lambda s: wide[s]}, "dropout": {"test_score": lambda s: narrow[s]}},
+        seed_sd=0.0,
+        noise=0.0,
+    )
     h = rows_of(runs, "h")
     assert h["verdict"].tolist() == ["helps"]
     assert h["mean_diff"].iloc[0] == pytest.approx(np.log(wide.var(ddof=1) / narrow.var(ddof=1)))
@@ -116,8 +150,7 @@ def test_every_row_has_a_margin_an_mde_and_no_effect_needs_equivalence():
 
 
 def test_primary_rows_of_all_claims_are_one_holm_family():
-    runs = table({"none": {"test_score": 0.6}, "bn": {"test_score": 0.62}, "dropout": {"test_score": 0.58}},
-                 noise=0.02)
+    runs = table({"none": {"test_score": 0.6}, "bn": {"test_score": 0.62}, "dropout": {"test_score": 0.58}}, noise=0.02)
     t = claims.claims_table(claims.run_claims(runs, cmp.Options()))
     prim = t[(t["role"] == "primary") & t["p_adjusted"].notna()]
     p = prim["p_value"].to_numpy()
@@ -128,9 +161,22 @@ def test_primary_rows_of_all_claims_are_one_holm_family():
 def test_profiles_per_bn_gain_init_are_drawn_where_the_sweep_has_several():
     from benchmark.analysis import plots
 
-    prof = pd.DataFrame([{"run_id": f"{g}-{s}", "cell": "lstm", "which": w, "t": t, "bn_gain_init": g,
-                          "grad_norm": g ** (10 - t) + 1e-12} for g in (0.1, 0.5, 1.0) for s in range(2)
-                         for w in ("start", "end") for t in range(1, 11)])
+    prof = pd.DataFrame(
+        [
+            {
+                "run_id": f"{g}-{s}",
+                "cell": "lstm",
+                "which": w,
+                "t": t,
+                "bn_gain_init": g,
+                "grad_norm": g ** (10 - t) + 1e-12,
+            }
+            for g in (0.1, 0.5, 1.0)
+            for s in range(2)
+            for w in ("start", "end")
+            for t in range(1, 11)
+        ]
+    )
     fig = plots.gain_profiles(prof)
     labels = sorted(line.get_label() for line in fig.axes[0].get_lines())
     assert labels == ["γ=0.1", "γ=0.5", "γ=1"] and len(fig.axes) == 2  # start and end, one cell

@@ -131,9 +131,21 @@ def frame(lr: float, shift: float, lrs_swept: tuple[float, ...] = ()) -> pd.Data
     for variant in ("none", "bn.recurrent"):
         for lr_ in lrs_swept or (lr,):
             for seed in range(6):
-                rows.append(dict(task="adding", seq_len=6, cell="lstm", variant=variant, impl="auto", lr=lr_,
-                                 seed=seed, device="cpu", test_metric=1 + shift + 0.01 * ((seed * 7) % 5),
-                                 metric_higher_is_better=False, grad_norm_mean=2.0 + 0.01 * seed))
+                rows.append(
+                    dict(
+                        task="adding",
+                        seq_len=6,
+                        cell="lstm",
+                        variant=variant,
+                        impl="auto",
+                        lr=lr_,
+                        seed=seed,
+                        device="cpu",
+                        test_metric=1 + shift + 0.01 * ((seed * 7) % 5),
+                        metric_higher_is_better=False,
+                        grad_norm_mean=2.0 + 0.01 * seed,
+                    )
+                )
     return pd.DataFrame(rows)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,8 +71,11 @@ def test_both_is_the_default_bn_plus_the_default_dropout():
 
 
 def test_knobs_are_reachable_from_the_command_line():
-    r = build_arm(OmegaConf.to_container(composed("reg=both", "reg.bn.placement=input", "reg.bn.momentum=0.2",
-                                                  "reg.dropout.p=0.5").reg))
+    r = build_arm(
+        OmegaConf.to_container(
+            composed("reg=both", "reg.bn.placement=input", "reg.bn.momentum=0.2", "reg.dropout.p=0.5").reg
+        )
+    )
     bn, drop = r.parts
     assert (bn.bn.placement.value, bn.bn.momentum, drop.dropout.p) == ("input", 0.2, 0.5)
 
@@ -95,10 +99,24 @@ def first_values_and_points(exp: str, tmp: Path) -> list[list[str]]:
         o = dict(part.split("=", 1) for part in protocol.tune(proto, tmp).split())
         lengths = {r.name: r.lengths for r in proto.regimes}
         first = f"_{proto.cells[0]}_"
-        picked = [(d, T) for d in o["design"].split(",") for rg, ls in lengths.items() if rg in d
-                  for T in (ls if first in d else ls[:1]) if first in d or d.endswith("_none")]
-        return [[f"hydra.searchpath={o['hydra.searchpath']}", f"design={d}", f"train.lr={proto.lr[0]}",
-                 f"seed={proto.tuning_seeds[0]}", f"task.seq_len={T}"] for d, T in picked]
+        picked = [
+            (d, T)
+            for d in o["design"].split(",")
+            for rg, ls in lengths.items()
+            if rg in d
+            for T in (ls if first in d else ls[:1])
+            if first in d or d.endswith("_none")
+        ]
+        return [
+            [
+                f"hydra.searchpath={o['hydra.searchpath']}",
+                f"design={d}",
+                f"train.lr={proto.lr[0]}",
+                f"seed={proto.tuning_seeds[0]}",
+                f"task.seq_len={T}",
+            ]
+            for d, T in picked
+        ]
     axes = sweep_axes(exp)
     full = [k for k in axes if k in ("design", "regime", "task.seq_len", "reg")]
     combos = [[]]
@@ -146,8 +164,12 @@ def test_claims_design_keeps_its_promises(exp, tmp_path):
     assert all(stop for (task, _), b in budgets.items() for _, stop in b if task == "adding")
     assert {("adding", "lstm", "none"), ("adding", "lstm", "bn")} <= arms
     if exp == "claims":
-        assert {(t, c, r) for t in ("adding", "digits") for c in ("rnn", "lstm", "gru")
-                for r in ("none", "bn", "dropout", "both")} == arms
+        assert {
+            (t, c, r)
+            for t in ("adding", "digits")
+            for c in ("rnn", "lstm", "gru")
+            for r in ("none", "bn", "dropout", "both")
+        } == arms
 
 
 def test_make_sweep_runs_claims_on_every_core_without_a_gpu():

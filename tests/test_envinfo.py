@@ -1,4 +1,5 @@
 """GPU clocks come from the GPU the job uses: matched by UUID, not by torch's index (no GPU needed here)."""
+
 from __future__ import annotations
 
 import os
@@ -12,15 +13,18 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark import envinfo
 
 # Two GPUs as nvidia-smi lists them (all GPUs of the node, its own order and index).
-SMI = ("GPU-11111111-aaaa-bbbb-cccc-000000000000, NVIDIA H100 80GB HBM3, 1980 MHz, 2619 MHz, 1980 MHz, 2619 MHz, "
-       "700.00 W, 550.54\n"
-       "GPU-22222222-aaaa-bbbb-cccc-000000000000, NVIDIA H100 80GB HBM3, 345 MHz, 2619 MHz, 1980 MHz, 2619 MHz, "
-       "500.00 W, 550.54\n")
+SMI = (
+    "GPU-11111111-aaaa-bbbb-cccc-000000000000, NVIDIA H100 80GB HBM3, 1980 MHz, 2619 MHz, 1980 MHz, 2619 MHz, "
+    "700.00 W, 550.54\n"
+    "GPU-22222222-aaaa-bbbb-cccc-000000000000, NVIDIA H100 80GB HBM3, 345 MHz, 2619 MHz, 1980 MHz, 2619 MHz, "
+    "500.00 W, 550.54\n"
+)
 
 
 @pytest.fixture
 def fake_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """An `nvidia-smi` on PATH that prints `text` (and records its arguments) and exits `rc`."""
+
     def install(text: str, rc: int = 0) -> Path:
         (tmp_path / "out.txt").write_text(text)
         script = tmp_path / "nvidia-smi"
@@ -28,6 +32,7 @@ def fake_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
         monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
         return tmp_path / "args.txt"
+
     return install
 
 

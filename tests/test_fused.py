@@ -5,14 +5,15 @@ Both paths run on the same layer: `layer(x, True)` takes the fused path in train
 Masks are drawn before the dispatch, so equal seeds give equal masks. Float64, so any
 difference in the math shows far above rounding.
 """
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
-
 from arm_configs import arm
+
 from benchmark.arms import load_arm
 from benchmark.config import Impl
 from benchmark.models import ModelSpec, build_model

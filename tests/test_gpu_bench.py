@@ -1,4 +1,5 @@
 """benchmark.gpu_bench: the ratio table and JSON on CPU; a clean skip where CUDA is asked for and absent."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,27 @@ from benchmark import gpu_bench
 from benchmark import variants as registry
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--device", "cpu", "--batch", "4", "--hidden", "8", "--input", "3", "--seq-lens", "5", "7",
-        "--repeats", "4", "--rounds", "2", "--warmup", "1", "--threads", "1"]
+TINY = [
+    "--device",
+    "cpu",
+    "--batch",
+    "4",
+    "--hidden",
+    "8",
+    "--input",
+    "3",
+    "--seq-lens",
+    "5",
+    "7",
+    "--repeats",
+    "4",
+    "--rounds",
+    "2",
+    "--warmup",
+    "1",
+    "--threads",
+    "1",
+]
 # Every registered variant on each of its impls (benchmark/variants.py), reference included.
 VARIANTS = {f"{impl}-{v.name}" for v in registry.all_variants() for impl in v.impls}
 
@@ -49,25 +69,46 @@ def test_cpu_table_and_json_hold_every_variant_with_ratios(tmp_path, capsys):
                 assert r["setup_s"] is not None and r["setup_s"] >= 0
                 if name != "native-none":
                     assert r["target"] == data["targets"].get(f"{r['impl']}-{r['reg']}")
-                    expected = ("no target" if r["target"] is None
-                                else "ok" if r["ratio_fwd_bwd"] <= r["target"] else "over target")
+                    expected = (
+                        "no target"
+                        if r["target"] is None
+                        else "ok"
+                        if r["ratio_fwd_bwd"] <= r["target"]
+                        else "over target"
+                    )
                     assert r["verdict"] == expected
     custom = {v.name for v in registry.all_variants() if "custom" in v.impls}
     assert {(s["cell"], s["seq_len"], s["variant"]) for s in data["summary"]} == {
-        (c, t, name) for c in ("lstm", "gru") for t in (5, 7) for name in custom}
+        (c, t, name) for c in ("lstm", "gru") for t in (5, 7) for name in custom
+    }
 
 
 def test_summary_picks_the_fastest_custom_variant():
-    mk = lambda v, reg, ratio: gpu_bench.Row("lstm", 10, v, "custom", reg, "x", ratio_fwd_bwd=ratio,  # noqa: E731
-                                             target=2.0, verdict="ok" if ratio <= 2 else "over target")
-    rows = [mk("custom-none", "none", 3.0), mk("custom-none+compile", "none", 1.5),
-            gpu_bench.Row("lstm", 10, "native-none", "native", "none", "none", ratio_fwd_bwd=1.0)]
+    def mk(v, reg, ratio):
+        return gpu_bench.Row(
+            "lstm",
+            10,
+            v,
+            "custom",
+            reg,
+            "x",
+            ratio_fwd_bwd=ratio,  # noqa: E731
+            target=2.0,
+            verdict="ok" if ratio <= 2 else "over target",
+        )
+
+    rows = [
+        mk("custom-none", "none", 3.0),
+        mk("custom-none+compile", "none", 1.5),
+        gpu_bench.Row("lstm", 10, "native-none", "native", "none", "none", ratio_fwd_bwd=1.0),
+    ]
     (s,) = gpu_bench.summarize(rows)
     assert s["best_variant"] == "custom-none+compile" and s["ratio_fwd_bwd"] == 1.5 and s["verdict"] == "ok"
 
 
 def test_variants_add_each_speed_up_to_every_custom_regulariser():
     from benchmark.config import Accel
+
     names = [v.name for v in gpu_bench.variants([Accel.compile, Accel.graph])]
     n_custom = sum("custom" in v.impls for v in registry.all_variants())
     assert names[0] == "native-none" and len(names) == len(VARIANTS) + 2 * n_custom
@@ -88,8 +129,14 @@ def test_graph_on_cpu_is_a_usage_error(capsys):
 def test_cuda_requested_without_cuda_skips_cleanly_and_writes_nothing(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "benchmark.gpu_bench", "--out", str(out)], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "benchmark.gpu_bench", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == gpu_bench.SKIP_NO_CUDA
     assert not out.exists()
@@ -110,8 +157,28 @@ def test_cpu_bench_with_the_compiled_step(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_bench_runs_every_variant(tmp_path):  # pragma: no cover - GPU machines only
     out = tmp_path / "gpu.json"
-    rc = gpu_bench.main(["--batch", "8", "--hidden", "16", "--input", "4", "--seq-lens", "6", "--repeats", "4",
-                         "--rounds", "2", "--warmup", "1", "--cells", "lstm", "--out", str(out)])
+    rc = gpu_bench.main(
+        [
+            "--batch",
+            "8",
+            "--hidden",
+            "16",
+            "--input",
+            "4",
+            "--seq-lens",
+            "6",
+            "--repeats",
+            "4",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--cells",
+            "lstm",
+            "--out",
+            str(out),
+        ]
+    )
     data = json.loads(out.read_text())
     assert rc == 0, [r["error"] for r in data["rows"] if r["error"]]
     assert data["timing_method"] == "cuda_events" and data["env"]["device"] == "cuda"

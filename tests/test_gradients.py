@@ -1,22 +1,25 @@
 """The hidden-state gradient profile against hand-computed answers, and norms per group."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from arm_configs import arm
 
 import benchmark as bm  # noqa: F401
-from arm_configs import arm
 from benchmark.gradients import balance, group_norm_tensors, hidden_grad_profile, profile_ratio, total_norm
 from benchmark.models import ModelSpec, build_model, get_cell
 
 
-
 def rnn_model(T_hidden: int = 8, per_step: bool = False, out: int = 1):
     torch.manual_seed(0)
-    return build_model(ModelSpec(cell=get_cell("rnn"), input_size=3, hidden_size=T_hidden, num_layers=1,
-                                 output_size=out, per_step=per_step))
+    return build_model(
+        ModelSpec(
+            cell=get_cell("rnn"), input_size=3, hidden_size=T_hidden, num_layers=1, output_size=out, per_step=per_step
+        )
+    )
 
 
 def sum_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -69,8 +72,9 @@ def test_profile_changes_no_state():
     """Deep copy in train mode under fork_rng: the model, its BN stats and the RNG are untouched."""
     torch.manual_seed(0)
     reg = arm("both", bn="recurrent")
-    model = build_model(ModelSpec(cell=get_cell("lstm"), input_size=3, hidden_size=8, num_layers=2,
-                                  output_size=1, reg=reg)).eval()
+    model = build_model(
+        ModelSpec(cell=get_cell("lstm"), input_size=3, hidden_size=8, num_layers=2, output_size=1, reg=reg)
+    ).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(4, 10, 3)
     rng = torch.get_rng_state()
@@ -86,8 +90,9 @@ def test_profile_changes_no_state():
 
 def test_group_norms_partition_the_global_norm():
     torch.manual_seed(0)
-    model = build_model(ModelSpec(cell=get_cell("gru"), input_size=3, hidden_size=8, num_layers=1,
-                                  output_size=1, reg=arm("bn"))).train()
+    model = build_model(
+        ModelSpec(cell=get_cell("gru"), input_size=3, hidden_size=8, num_layers=1, output_size=1, reg=arm("bn"))
+    ).train()
     model(torch.randn(4, 6, 3)).pow(2).sum().backward()
     groups = group_norm_tensors(model.param_groups())
     present = [v for v in groups.values() if v is not None]
@@ -108,8 +113,16 @@ def _copy_rnn(recurrence: float):
 
     task = get_task("copy", seq_len=10, n_train=16, n_val=16, n_test=16)
     torch.manual_seed(0)
-    model = build_model(ModelSpec(cell=get_cell("rnn"), input_size=task.input_size, hidden_size=16, num_layers=1,
-                                  output_size=task.output_size, per_step=True))
+    model = build_model(
+        ModelSpec(
+            cell=get_cell("rnn"),
+            input_size=task.input_size,
+            hidden_size=16,
+            num_layers=1,
+            output_size=task.output_size,
+            per_step=True,
+        )
+    )
     with torch.no_grad():
         model.layers[0].rnn.weight_hh_l0.copy_(recurrence * torch.eye(16))
     return task, model
@@ -126,7 +139,7 @@ def test_copy_probe_reads_zero_for_a_memoryless_model():
     recall = hidden_grad_profile(model, task.probe_loss, x, y)
     assert 0.3 < full < 3  # the old reading: local terms only, ≈ 1
     assert profile_ratio(recall, first, last) == 0.0
-    assert all(v == 0 for v in recall[:task.total_len - 10]) and recall[-1] > 0  # only the recall window
+    assert all(v == 0 for v in recall[: task.total_len - 10]) and recall[-1] > 0  # only the recall window
     _, memory = _copy_rnn(0.95)  # a model that carries its state: the first symbol's gradient survives
     assert profile_ratio(hidden_grad_profile(memory, task.probe_loss, x, y), first, last) > 1e-3
 
@@ -150,8 +163,9 @@ def test_the_probe_measures_gradients_that_float32_would_flush_to_zero():
     from benchmark.models import ModelSpec, build_model, get_cell
 
     torch.manual_seed(0)
-    model = build_model(ModelSpec(cell=get_cell("rnn"), input_size=1, hidden_size=8, num_layers=1, output_size=1,
-                                  per_step=False))
+    model = build_model(
+        ModelSpec(cell=get_cell("rnn"), input_size=1, hidden_size=8, num_layers=1, output_size=1, per_step=False)
+    )
     with torch.no_grad():
         model.layers[0].rnn.weight_hh_l0.copy_(0.1 * torch.eye(8))
     x, y = torch.randn(4, 200, 1), torch.randn(4, 1)
@@ -165,8 +179,9 @@ def test_the_probe_measures_gradients_that_float32_would_flush_to_zero():
 def bn_rnn(gain: float = 0.1, H: int = 8):
     torch.manual_seed(0)
     reg = arm("bn", bn="recurrent", gain_init=gain)
-    return build_model(ModelSpec(cell=get_cell("rnn"), input_size=1, hidden_size=H, num_layers=1,
-                                 output_size=1, reg=reg, total_len=20))
+    return build_model(
+        ModelSpec(cell=get_cell("rnn"), input_size=1, hidden_size=H, num_layers=1, output_size=1, reg=reg, total_len=20)
+    )
 
 
 def test_a_batch_constant_first_step_does_not_inflate_the_probe():
@@ -176,8 +191,14 @@ def test_a_batch_constant_first_step_does_not_inflate_the_probe():
     x = torch.randn(16, 20, 1, generator=torch.Generator().manual_seed(1))
     x_const = x.clone()
     x_const[:, 0] = 0.0  # the same first input for every sequence
-    log_ratio = lambda xx, train: math.log10(profile_ratio(  # noqa: E731
-        hidden_grad_profile(model, sum_loss, xx, torch.zeros(16), train_mode=train)))
+
+    def log_ratio(xx, train):
+        return math.log10(
+            profile_ratio(  # noqa: E731
+                hidden_grad_profile(model, sum_loss, xx, torch.zeros(16), train_mode=train)
+            )
+        )
+
     inflation_train = log_ratio(x_const, True) - log_ratio(x, True)
     inflation_eval = log_ratio(x_const, False) - log_ratio(x, False)
     assert inflation_train > 1.0  # the artifact exists in train mode (so this test can fail) ...

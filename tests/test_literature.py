@@ -1,4 +1,5 @@
 """The `literature` experiment composes into a valid run config and its reference values match its grid."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ import benchmark as bm  # noqa: F401
 from benchmark.arms import build_arm
 from benchmark.config import RunConfig, register_configs, validate
 from benchmark.io import run_id
+
 from helpers import compose
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -32,7 +34,12 @@ def test_every_experiment_composes_and_validates(experiment):
 def test_literature_points_are_cooijmans_setup(task, reg):
     cfg: RunConfig = OmegaConf.to_object(composed("+experiment=literature", f"task={task}", f"reg={reg}"))
     validate(cfg)
-    assert (cfg.hidden_size, cfg.train.lr, cfg.train.optimizer.value, cfg.train.batch_size) == (100, 1e-3, "rmsprop", 100)
+    assert (cfg.hidden_size, cfg.train.lr, cfg.train.optimizer.value, cfg.train.batch_size) == (
+        100,
+        1e-3,
+        "rmsprop",
+        100,
+    )
     assert cfg.task["seq_len"] == 784 and (cfg.task["n_train"], cfg.task["n_val"]) == (50000, 10000)
     assert cfg.reg["bn"]["placement"] == "recurrent" and cfg.reg["bn"]["gain_init"] == 0.1
     assert build_arm(cfg.reg).name == reg  # none keeps bn's block in its id only
@@ -44,7 +51,12 @@ def test_literature_values_are_the_papers_and_name_points_of_the_grid():
     lit = raw["literature"]
     assert lit["metric"] == "test_accuracy" and "Cooijmans" in lit["source"]
     got = {(v["task"], v["reg"]): v["value"] for v in lit["values"]}
-    assert got == {("smnist", "none"): 0.989, ("smnist", "bn"): 0.990, ("pmnist", "none"): 0.902, ("pmnist", "bn"): 0.954}
+    assert got == {
+        ("smnist", "none"): 0.989,
+        ("smnist", "bn"): 0.990,
+        ("pmnist", "none"): 0.902,
+        ("pmnist", "bn"): 0.954,
+    }
     for v in lit["values"]:
         assert v["task"] in grid["task"] and v["cell"] in grid["cell"] and v["reg"] in grid["reg"]
 

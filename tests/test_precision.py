@@ -1,4 +1,5 @@
 """bf16 on any CPU: fused kernels this CPU cannot run in bf16 fall back to fp32, probed, never by CPU name."""
+
 from __future__ import annotations
 
 import json
@@ -52,10 +53,28 @@ def test_bf16_run_succeeds_on_an_avx2_only_cpu(tmp_path):
     """oneDNN capped at AVX2 (as on an AMD EPYC without AVX-512): the fused LSTM has no bf16 kernel,
     and a bf16 run on the fused kernel still finishes ok, recording the fallback."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    cmd = [sys.executable, "-m", "benchmark.run", "cell=lstm", "impl=native", "precision=bf16", "device=cpu",
-           "task.seq_len=6", "task.n_train=64", "task.n_val=16", "task.n_test=16", "hidden_size=8",
-           "train.steps=3", "train.batch_size=8", "train.eval_interval=3", "train.progress=false",
-           "timing.warmup=1", "timing.repeats=1", f"results_dir={tmp_path}", "threads=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.run",
+        "cell=lstm",
+        "impl=native",
+        "precision=bf16",
+        "device=cpu",
+        "task.seq_len=6",
+        "task.n_train=64",
+        "task.n_val=16",
+        "task.n_test=16",
+        "hidden_size=8",
+        "train.steps=3",
+        "train.batch_size=8",
+        "train.eval_interval=3",
+        "train.progress=false",
+        "timing.warmup=1",
+        "timing.repeats=1",
+        f"results_dir={tmp_path}",
+        "threads=1",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (metrics,) = (tmp_path / "single" / "runs").glob("*/metrics.json")

@@ -1,5 +1,6 @@
 """The claims protocol (benchmark/analysis/protocol.py): tuning designs that Hydra composes, selection
 on the tuning seeds only, confirmation designs at the chosen settings for every length."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,16 +12,27 @@ from hydra import compose, initialize_config_dir
 import benchmark.run  # noqa: F401  (registers the run schema)
 from benchmark.analysis import protocol
 from benchmark.config import ConfigError
+
 from synthetic_runs import make_run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def small() -> protocol.Protocol:
-    return protocol.parse({"tuning_seeds": [100, 101], "confirmation_seeds": list(range(5)), "lr": [0.01, 0.03],
-                           "dropout_p": [0.1, 0.5], "cells": ["lstm"], "regs": ["none", "dropout"],
-                           "regimes": {"claims_digits": {"lengths": [64, 128]},
-                                       "claims_adding": {"lengths": [100], "regs": ["none"], "steps": {"lstm": 700}}}})
+    return protocol.parse(
+        {
+            "tuning_seeds": [100, 101],
+            "confirmation_seeds": list(range(5)),
+            "lr": [0.01, 0.03],
+            "dropout_p": [0.1, 0.5],
+            "cells": ["lstm"],
+            "regs": ["none", "dropout"],
+            "regimes": {
+                "claims_digits": {"lengths": [64, 128]},
+                "claims_adding": {"lengths": [100], "regs": ["none"], "steps": {"lstm": 700}},
+            },
+        }
+    )
 
 
 def overrides(line: str) -> dict[str, str]:
@@ -40,8 +52,16 @@ def test_the_experiments_protocols_parse_and_keep_their_promises():
 
 def test_seed_sets_must_be_disjoint():
     with pytest.raises(ConfigError, match="protocol.confirmation_seeds"):
-        protocol.parse({"tuning_seeds": [1, 2], "confirmation_seeds": [2, 3], "lr": [0.1], "cells": ["lstm"],
-                        "regs": ["none"], "regimes": {"claims_digits": {"lengths": [64]}}})
+        protocol.parse(
+            {
+                "tuning_seeds": [1, 2],
+                "confirmation_seeds": [2, 3],
+                "lr": [0.1],
+                "cells": ["lstm"],
+                "regs": ["none"],
+                "regimes": {"claims_digits": {"lengths": [64]}},
+            }
+        )
 
 
 def test_tuning_designs_compose_with_hydra_at_the_first_length(tmp_path):
@@ -51,12 +71,31 @@ def test_tuning_designs_compose_with_hydra_at_the_first_length(tmp_path):
     assert o["seed"] == "100,101" and o["train.lr"] == "0.01,0.03"
     search = o["hydra.searchpath"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        c = compose(config_name="config", overrides=["+experiment=claims", f"hydra.searchpath={search}",
-                                                     "design=t_claims_digits_lstm_dropout_p0.5", "seed=100"])
-        a = compose(config_name="config", overrides=["+experiment=claims", f"hydra.searchpath={search}",
-                                                     "design=t_claims_adding_lstm_none", "seed=101"])
-    assert (c.task.name, c.task.seq_len, c.cell.name, c.reg.name, c.reg.dropout.p) == ("digits", 64, "lstm",
-                                                                                     "dropout", 0.5)
+        c = compose(
+            config_name="config",
+            overrides=[
+                "+experiment=claims",
+                f"hydra.searchpath={search}",
+                "design=t_claims_digits_lstm_dropout_p0.5",
+                "seed=100",
+            ],
+        )
+        a = compose(
+            config_name="config",
+            overrides=[
+                "+experiment=claims",
+                f"hydra.searchpath={search}",
+                "design=t_claims_adding_lstm_none",
+                "seed=101",
+            ],
+        )
+    assert (c.task.name, c.task.seq_len, c.cell.name, c.reg.name, c.reg.dropout.p) == (
+        "digits",
+        64,
+        "lstm",
+        "dropout",
+        0.5,
+    )
     assert c.task.data_seed == 100  # each replicate draws its own split
     assert (a.task.name, a.task.seq_len, a.train.steps) == ("adding", 100, 700)  # the shorter budget
 
@@ -66,12 +105,21 @@ def tuning_runs(sweep: Path, proto: protocol.Protocol) -> None:
     for rg in proto.regimes:
         task = "digits" if "digits" in rg.name else "adding"
         for reg in rg.regs:
-            for p in (proto.dropout_p if reg == "dropout" else (None,)):
+            for p in proto.dropout_p if reg == "dropout" else (None,):
                 for lr in proto.lr:
                     for s in proto.tuning_seeds:
                         good = (reg == "dropout" and p == 0.1 and lr == 0.03) or (reg == "none" and lr == 0.01)
-                        make_run(sweep, cell="lstm", reg=reg, task=task, seq_len=rg.lengths[0], seed=s, lr=lr,
-                                 val_score=0.8 if good else 0.5, dropout_p=p)
+                        make_run(
+                            sweep,
+                            cell="lstm",
+                            reg=reg,
+                            task=task,
+                            seq_len=rg.lengths[0],
+                            seed=s,
+                            lr=lr,
+                            val_score=0.8 if good else 0.5,
+                            dropout_p=p,
+                        )
 
 
 def test_confirmation_runs_only_the_chosen_settings_at_every_length(tmp_path):
@@ -84,13 +132,26 @@ def test_confirmation_runs_only_the_chosen_settings_at_every_length(tmp_path):
     o = overrides(protocol.confirm(proto, sweep))
     assert o["seed"] == "0,1,2,3,4" and "train.lr" not in o
     assert sorted(o["design"].split(",")) == sorted(
-        ["c_claims_digits_T64_lstm_none", "c_claims_digits_T128_lstm_none", "c_claims_digits_T64_lstm_dropout",
-         "c_claims_digits_T128_lstm_dropout", "c_claims_adding_T100_lstm_none"])
+        [
+            "c_claims_digits_T64_lstm_none",
+            "c_claims_digits_T128_lstm_none",
+            "c_claims_digits_T64_lstm_dropout",
+            "c_claims_digits_T128_lstm_dropout",
+            "c_claims_adding_T100_lstm_none",
+        ]
+    )
     chosen = pd.read_csv(sweep / "plan" / "chosen.csv")
     drop = chosen[(chosen["task"] == "digits") & (chosen["reg"] == "dropout")].iloc[0]
     assert (drop["lr"], drop["dropout_p"]) == (0.03, 0.1)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        c = compose(config_name="config", overrides=["+experiment=claims", f"hydra.searchpath={o['hydra.searchpath']}",
-                                                     "design=c_claims_digits_T128_lstm_dropout", "seed=3"])
+        c = compose(
+            config_name="config",
+            overrides=[
+                "+experiment=claims",
+                f"hydra.searchpath={o['hydra.searchpath']}",
+                "design=c_claims_digits_T128_lstm_dropout",
+                "seed=3",
+            ],
+        )
     assert (c.task.seq_len, c.train.lr, c.reg.dropout.p, c.task.data_seed) == (128, 0.03, 0.1, 3)
     assert protocol.confirm(proto, sweep) == protocol.confirm(proto, sweep)  # deterministic: a rerun resumes

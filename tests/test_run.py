@@ -1,5 +1,6 @@
 """`python -m benchmark.run`: the files one grid point writes, its statuses and exit codes,
 re-runs that skip complete points, config errors that write nothing, and a user plugin."""
+
 from __future__ import annotations
 
 import json
@@ -12,25 +13,62 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401
-from benchmark import run as bm_run
 from benchmark import record
+from benchmark import run as bm_run
 from benchmark.config import ConfigError
 from benchmark.io import atomic_write_json, is_complete, run_id
+
 from helpers import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "tests" / "plugin_example"
-TINY = ["hidden_size=8", "train.steps=6", "train.batch_size=8", "train.eval_interval=3", "train.log_interval=2",
-        "task.seq_len=8", "task.n_train=64", "task.n_val=16", "task.n_test=16", "timing.warmup=1",
-        "timing.repeats=2", "threads=1", "device=cpu"]
+TINY = [
+    "hidden_size=8",
+    "train.steps=6",
+    "train.batch_size=8",
+    "train.eval_interval=3",
+    "train.log_interval=2",
+    "task.seq_len=8",
+    "task.n_train=64",
+    "task.n_val=16",
+    "task.n_test=16",
+    "timing.warmup=1",
+    "timing.repeats=2",
+    "threads=1",
+    "device=cpu",
+]
 # Keys the run record promises (benchmark/record.py, documented in docs/metrics.md).
 CONTRACT_KEYS = set(record.KEYS)
-ENV_KEYS = {"device_name", "torch", "cuda", "cudnn", "threads", "malloc_keep_freed", "git_rev", "hostname", "python", "platform",
-            "start_time", "tf32", "precision"}
-VOLATILE = {"train_tokens_per_s", "fwd_ms", "fwd_bwd_ms", "fwd_ms_iqr", "fwd_bwd_ms_iqr", "fwd_tokens_per_s",
-            "fwd_bwd_tokens_per_s", "peak_memory_mb", "env", "wall_s", "timing_load_avg", "timing_jobs_beside",
-            "train_jobs_beside"}
-
+ENV_KEYS = {
+    "device_name",
+    "torch",
+    "cuda",
+    "cudnn",
+    "threads",
+    "malloc_keep_freed",
+    "git_rev",
+    "hostname",
+    "python",
+    "platform",
+    "start_time",
+    "tf32",
+    "precision",
+}
+VOLATILE = {
+    "train_tokens_per_s",
+    "fwd_ms",
+    "fwd_bwd_ms",
+    "fwd_ms_iqr",
+    "fwd_bwd_ms_iqr",
+    "fwd_tokens_per_s",
+    "fwd_bwd_tokens_per_s",
+    "peak_memory_mb",
+    "env",
+    "wall_s",
+    "timing_load_avg",
+    "timing_jobs_beside",
+    "train_jobs_beside",
+}
 
 
 def composed(overrides: list[str], plugin: bool = False):
@@ -48,8 +86,14 @@ def cli(args: list[str], tmp_path: Path, timeout: int = 180) -> subprocess.Compl
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
     flags = [a for a in args if a.startswith("--")]  # argparse: flags before the overrides
     over = [a for a in args if not a.startswith("--")]
-    return subprocess.run([sys.executable, "-m", "benchmark.run", *flags, *TINY, f"results_dir={tmp_path}", *over],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.run", *flags, *TINY, f"results_dir={tmp_path}", *over],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def runs(tmp_path: Path, sweep: str = "single") -> list[Path]:
@@ -117,10 +161,16 @@ def test_is_complete_only_for_ok_or_diverged(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("override,key", [
-    ("task.seq_len=0", "task.seq_len"), ("impl=native reg=bn", "impl"), ("train.steps=0", "train.steps"),
-    ("+task.n_tain=5", "task"), ("reg=bn train.batch_size=1", "train.batch_size"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("task.seq_len=0", "task.seq_len"),
+        ("impl=native reg=bn", "impl"),
+        ("train.steps=0", "train.steps"),
+        ("+task.n_tain=5", "task"),
+        ("reg=bn train.batch_size=1", "train.batch_size"),
+    ],
+)
 def test_config_errors_raise_before_anything_is_written(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         bm_run.prepare(composed([f"results_dir={tmp_path}"] + override.split()))
@@ -137,8 +187,10 @@ def test_single_run_cli_exit_codes_and_statuses(tmp_path):
     assert failed.returncode == 1
     diverged = cli([f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=nanloss"], tmp_path)
     assert diverged.returncode == 0, diverged.stderr
-    by_task = {json.loads((d / "metrics.json").read_text())["task"]: json.loads((d / "metrics.json").read_text())
-               for d in runs(tmp_path)}
+    by_task = {
+        json.loads((d / "metrics.json").read_text())["task"]: json.loads((d / "metrics.json").read_text())
+        for d in runs(tmp_path)
+    }
     assert by_task["adding"]["status"] == "ok"
     f = by_task["failing"]
     assert f["status"] == "failed" and f["complete"] is True and "boom" in f["error"]
@@ -151,8 +203,7 @@ def test_single_run_cli_exit_codes_and_statuses(tmp_path):
 
 @pytest.mark.sweep  # a Hydra multirun in a subprocess: `make test-sweeps`
 def test_multirun_continues_past_failures_and_resumes(tmp_path):
-    args = ["--multirun", f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=sign,failing", "seed=0,1",
-            "sweep=s"]
+    args = ["--multirun", f"hydra.searchpath=[file://{PLUGIN / 'conf'}]", "task=sign,failing", "seed=0,1", "sweep=s"]
     first = cli(args, tmp_path)
     assert first.returncode == 0, first.stderr
     metrics = [json.loads((d / "metrics.json").read_text()) for d in runs(tmp_path, "s")]
@@ -200,6 +251,7 @@ def test_plugin_task_declares_its_own_direction_and_score(tmp_path):
 
 def test_a_failure_after_training_keeps_every_part_measured_before_it(tmp_path, monkeypatch):
     """The record is merged from the parts each phase returns: the phases before the error stay."""
+
     def broken(*a, **k):
         raise RuntimeError("timing broke")
 

@@ -1,6 +1,7 @@
 """Tuning and confirmation on disjoint seeds (benchmark/analysis/comparisons.py `select`), by simulation:
 a variant whose K learning rates are all equally good, with validation and test scores correlated
 across seeds, must not read "helps" against its baseline more than 5 % of the time."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,12 +21,23 @@ def runs(rng: np.random.Generator, seeds: tuple[int, ...], trials: int = 1) -> p
     parts = []
     for variant, rates in (("none", RATES[2:3]), ("bn.recurrent", RATES)):
         grid = pd.MultiIndex.from_product([range(trials), rates, seeds], names=["trial", "lr", "seed"]).to_frame(
-            index=False)
+            index=False
+        )
         val = rng.normal(size=len(grid))
-        test = RHO * val + np.sqrt(1 - RHO ** 2) * rng.normal(size=len(grid))
-        parts.append(grid.assign(task=[f"trial{i}" for i in grid["trial"]], seq_len=64, cell="lstm", variant=variant,
-                                 dropout_p=np.nan, val_score=0.5 + 0.05 * val, test_score=0.5 + 0.05 * test,
-                                 steps=100, steps_to_target=np.nan))
+        test = RHO * val + np.sqrt(1 - RHO**2) * rng.normal(size=len(grid))
+        parts.append(
+            grid.assign(
+                task=[f"trial{i}" for i in grid["trial"]],
+                seq_len=64,
+                cell="lstm",
+                variant=variant,
+                dropout_p=np.nan,
+                val_score=0.5 + 0.05 * val,
+                test_score=0.5 + 0.05 * test,
+                steps=100,
+                steps_to_target=np.nan,
+            )
+        )
     return pd.concat(parts, ignore_index=True).drop(columns="trial")
 
 
@@ -51,8 +63,9 @@ def test_confirmation_runs_only_at_the_setting_the_tuning_seeds_chose():
     done = runs(rng, CONFIRMATION + TUNING)
     good = (done["variant"] == "bn.recurrent") & (done["lr"] == 0.003)
     done.loc[good & done["seed"].isin(TUNING), "val_score"] += 1.0  # only the tuning seeds favour 0.003
-    done.loc[(done["variant"] == "bn.recurrent") & (done["lr"] == 0.03) & ~done["seed"].isin(TUNING),
-             "val_score"] += 5.0  # the confirmation seeds' validation must not select
+    done.loc[(done["variant"] == "bn.recurrent") & (done["lr"] == 0.03) & ~done["seed"].isin(TUNING), "val_score"] += (
+        5.0  # the confirmation seeds' validation must not select
+    )
     sel = cmp.select(done, TUNING)
     bn = sel[sel["variant"] == "bn.recurrent"]
     assert set(bn["lr"]) == {0.003} and set(sel["seed"]) == set(CONFIRMATION)

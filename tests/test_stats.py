@@ -1,5 +1,6 @@
 """Intervals that cover what they claim, p-values, the multiplicity correction and the words
 (benchmark.analysis.stats), checked by seeded simulation."""
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def test_bca_limits_are_what_the_docs_say():
     for n in (3, 30):
         x, mu = draws("normal", n, rng)
         x = x[:1000]
-        r = ss.bootstrap((x,), np.mean, axis=-1, method="BCa", n_resamples=999, rng=rng, vectorized=True,
-                         batch=50)  # (50, 1000, n) per batch: a few MB, not the 240 MB of all resamples at once
+        r = ss.bootstrap(
+            (x,), np.mean, axis=-1, method="BCa", n_resamples=999, rng=rng, vectorized=True, batch=50
+        )  # (50, 1000, n) per batch: a few MB, not the 240 MB of all resamples at once
         lo, hi = r.confidence_interval
         cover[n] = float(np.mean((lo <= mu) & (mu <= hi)))
     assert cover[3] < 0.85 and cover[30] >= 0.92, cover
@@ -122,7 +124,7 @@ def test_constant_differences_get_the_exact_signflip_p_and_the_test_says_when_it
         exact = stats.paired_p(d + 1e-12 * np.arange(n), stats.Test.signflip, rng)  # not constant: enumerated
         assert stats.paired_p(d, stats.Test.signflip, rng) == pytest.approx(exact) == pytest.approx(2.0 ** (1 - n))
     assert not stats.can_reject(5, stats.Test.signflip, 0.05) and stats.can_reject(6, stats.Test.signflip, 0.05)
-    t = pd.DataFrame({"mean_diff": [0.2, 0.2], "p_value": [2 ** -4, 2 ** -9], "n": [5, 10]})
+    t = pd.DataFrame({"mean_diff": [0.2, 0.2], "p_value": [2**-4, 2**-9], "n": [5, 10]})
     w = stats.add_words(t, adjust_method=stats.Adjust.holm, min_seeds=5, alpha=0.05, test=stats.Test.signflip)
     assert list(w["verdict"]) == [stats.TOO_FEW, stats.HELPS]  # n=5 can never reject: no word, not "inconclusive"
 

@@ -102,8 +102,13 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     assert by_id[never].category is Category.missing
     assert by_id[failed].category is Category.failed and by_id[failed].error == "RuntimeError: out of memory"
     assert by_id[diverged].category is Category.diverged
-    assert st.counts() == {Category.ok: 3, Category.diverged: 1, Category.failed: 1, Category.incomplete: 2,
-                           Category.missing: 1}
+    assert st.counts() == {
+        Category.ok: 3,
+        Category.diverged: 1,
+        Category.failed: 1,
+        Category.incomplete: 2,
+        Category.missing: 1,
+    }
     assert st.not_in_grid == ["0123456789ab"]
 
     missing = status.missing_points(sweep)
@@ -141,8 +146,14 @@ def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert re.search(r"│ ok\s+│\s+8 │\s+100% │", p.stdout), p.stdout
-    p = subprocess.run([sys.executable, "-m", "benchmark.analysis.status", str(tmp_path)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "benchmark.analysis.status", str(tmp_path)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "multirun.yaml not found" in p.stdout
 
 

@@ -1,4 +1,5 @@
 """The training step and its batches (benchmark/step.py), and the loop taking a task's own."""
+
 from __future__ import annotations
 
 import copy
@@ -22,13 +23,22 @@ CPU = torch.device("cpu")
 
 def lstm(task, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(ModelSpec(cell=get_cell("lstm"), input_size=task.input_size, hidden_size=8, num_layers=1,
-                                 output_size=task.output_size, per_step=task.per_step))
+    return build_model(
+        ModelSpec(
+            cell=get_cell("lstm"),
+            input_size=task.input_size,
+            hidden_size=8,
+            num_layers=1,
+            output_size=task.output_size,
+            per_step=task.per_step,
+        )
+    )
 
 
 def cfg(**kw) -> TrainConfig:
-    return TrainConfig(**{"steps": 12, "batch_size": 16, "eval_interval": 5, "log_interval": 2,
-                          "progress": False, **kw})
+    return TrainConfig(
+        **{"steps": 12, "batch_size": 16, "eval_interval": 5, "log_interval": 2, "progress": False, **kw}
+    )
 
 
 def test_eager_step_sets_the_same_gradients_as_a_plain_step():
@@ -66,7 +76,7 @@ class Windows:
         if self.pos + self.size > len(self.x):
             self.pos = 0
         self.starts.append(self.pos)
-        out = self.x[self.pos:self.pos + self.size], self.y[self.pos:self.pos + self.size]
+        out = self.x[self.pos : self.pos + self.size], self.y[self.pos : self.pos + self.size]
         self.pos += self.size
         return out
 
@@ -127,6 +137,13 @@ def test_the_default_step_and_batches_are_the_tasks():
     task = get_task("adding", seq_len=6, n_train=64, n_val=16, n_test=16)
     a, b = lstm(task), lstm(task)
     ra = train(a, task, cfg(), CPU, seed=1)
-    rb = train(b, task, cfg(), CPU, seed=1, step=EagerStep(b, task.loss),
-               batches=RandomBatches(*task.splits()["train"], 16, seed=1, device=CPU))
+    rb = train(
+        b,
+        task,
+        cfg(),
+        CPU,
+        seed=1,
+        step=EagerStep(b, task.loss),
+        batches=RandomBatches(*task.splits()["train"], 16, seed=1, device=CPU),
+    )
     assert ra.grad_norms == rb.grad_norms and ra.val_scores == rb.val_scores

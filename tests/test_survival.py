@@ -1,5 +1,6 @@
 """Time to target as survival data (benchmark/analysis/survival.py) against a direct Kaplan-Meier
 computation on synthetic censored data, and the restricted mean's interval by simulation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,8 +56,9 @@ def test_misses_are_censored_not_counted_as_the_budget():
     c = survival.compare(a_t, a_r, b_t, b_r, tau=1000.0)
     assert c.reached_treat == 5 and c.rmst_treat == pytest.approx(200 + 0.5 * 800)
     assert c.rmst_base == pytest.approx(600.0) and c.mean_diff == pytest.approx(0.0)
-    assert c.p_value == pytest.approx(ss.logrank(ss.CensoredData(uncensored=a_t[a_r], right=a_t[~a_r]),
-                                                 ss.CensoredData(uncensored=b_t)).pvalue)
+    assert c.p_value == pytest.approx(
+        ss.logrank(ss.CensoredData(uncensored=a_t[a_r], right=a_t[~a_r]), ss.CensoredData(uncensored=b_t)).pvalue
+    )
 
 
 def test_the_restricted_mean_difference_interval_covers_and_logrank_holds_its_size():
@@ -80,9 +82,16 @@ def test_the_kaplan_meier_figure_draws_each_arm_and_marks_the_censored_runs():
 
     from benchmark.analysis import plots
 
-    runs = pd.DataFrame({"task": "adding", "seq_len": 100, "cell": "lstm", "steps": 1000,
-                         "variant": ["none"] * 4 + ["bn.recurrent"] * 4,
-                         "steps_to_target": [600, 800, None, None, 200, 300, 300, None]})
+    runs = pd.DataFrame(
+        {
+            "task": "adding",
+            "seq_len": 100,
+            "cell": "lstm",
+            "steps": 1000,
+            "variant": ["none"] * 4 + ["bn.recurrent"] * 4,
+            "steps_to_target": [600, 800, None, None, 200, 300, 300, None],
+        }
+    )
     fig = plots.km_curves(runs)
     ax = fig.axes[0]
     steps = [line for line in ax.get_lines() if line.get_linestyle() != "None"]

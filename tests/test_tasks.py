@@ -1,4 +1,5 @@
 """Every task config builds, is deterministic, has the documented structure and baselines."""
+
 from __future__ import annotations
 
 import math
@@ -24,6 +25,7 @@ SMALL = {"n_train": 16, "n_val": 8, "n_test": 8}  # fits every task, the tiny MN
 @pytest.fixture
 def build(mnist_dir):
     """Build a task from its YAML with overrides; a task that reads files gets the test fixture's folder."""
+
     def _build(path: Path, **over) -> Task:
         cfg = OmegaConf.load(path)
         if "data_dir" in cfg:
@@ -47,8 +49,16 @@ def test_every_task_config_builds_and_trains_one_step(path, build):
         assert x.dtype == torch.float32 and x.shape[1:] == (task.total_len, task.input_size)
         assert len(x) == len(y)
     assert len(s["val"][0]) == 8 and len(s["test"][0]) == 8
-    model = build_model(ModelSpec(cell=get_cell("gru"), input_size=task.input_size, hidden_size=8, num_layers=1,
-                                  output_size=task.output_size, per_step=task.per_step))
+    model = build_model(
+        ModelSpec(
+            cell=get_cell("gru"),
+            input_size=task.input_size,
+            hidden_size=8,
+            num_layers=1,
+            output_size=task.output_size,
+            per_step=task.per_step,
+        )
+    )
     x, y = s["train"]
     y_hat = model(x[:8])
     loss = task.loss(y_hat, y[:8])
@@ -68,9 +78,12 @@ def test_data_are_a_function_of_seq_len_and_data_seed(path, build):
     c = build(path, data_seed=1, **SMALL).splits()
     assert not torch.equal(a["train"][0], c["train"][0])
     base = build(path, **SMALL)
-    cls = type(base)  # another length the task admits: longer (digits' minimum is its default) or shorter (MNIST's maximum)
-    other = next(n for n in (cls.allowed_seq_len(base.seq_len + 6), cls.allowed_seq_len(base.seq_len // 2))
-                 if n != base.seq_len)
+    cls = type(
+        base
+    )  # another length the task admits: longer (digits' minimum is its default) or shorter (MNIST's maximum)
+    other = next(
+        n for n in (cls.allowed_seq_len(base.seq_len + 6), cls.allowed_seq_len(base.seq_len // 2)) if n != base.seq_len
+    )
     changed = build(path, seq_len=other, **SMALL)
     assert changed.splits()["test"][0].shape[1] == changed.total_len == base.total_len + (other - base.seq_len)
 
@@ -81,12 +94,18 @@ def test_test_split_does_not_depend_on_train_size():
     assert torch.equal(small[0], large[0])
 
 
-@pytest.mark.parametrize("name,kw,key", [
-    ("adding", {"seq_len": 1}, "task.seq_len"), ("copy", {"seq_len": 0}, "task.seq_len"),
-    ("digits", {"seq_len": 1}, "task.seq_len"), ("digits", {"seq_len": 63}, "task.seq_len"),
-    ("adding", {"n_test": 0}, "task.n_test"),
-    ("digits", {"n_train": 1500}, "task.n_train"), ("adding", {"target_score": 1.5}, "task.target_score"),
-])
+@pytest.mark.parametrize(
+    "name,kw,key",
+    [
+        ("adding", {"seq_len": 1}, "task.seq_len"),
+        ("copy", {"seq_len": 0}, "task.seq_len"),
+        ("digits", {"seq_len": 1}, "task.seq_len"),
+        ("digits", {"seq_len": 63}, "task.seq_len"),
+        ("adding", {"n_test": 0}, "task.n_test"),
+        ("digits", {"n_train": 1500}, "task.n_train"),
+        ("adding", {"target_score": 1.5}, "task.target_score"),
+    ],
+)
 def test_bad_values_raise_config_error_naming_the_key(name, kw, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         get_task(name, **kw)
@@ -119,7 +138,7 @@ def test_copy_structure_and_memoryless_baseline():
     assert x.shape == (64, T, 10) and y.shape == (64, T)
     tokens = x.argmax(-1)
     assert ((tokens[:, :10] >= 1) & (tokens[:, :10] <= 8)).all()
-    assert (tokens[:, 10:T - 11] == 0).all() and (tokens[:, T - 11] == 9).all() and (tokens[:, T - 10:] == 0).all()
+    assert (tokens[:, 10 : T - 11] == 0).all() and (tokens[:, T - 11] == 9).all() and (tokens[:, T - 10 :] == 0).all()
     assert torch.equal(y[:, -10:], tokens[:, :10]) and (y[:, :-10] == 0).all()
     # memoryless: certain blank before the recall window, uniform over the 8 symbols inside it
     logits = torch.full((64, T, 9), -1e4)
@@ -185,10 +204,12 @@ def test_a_yaml_key_that_is_no_field_fails_at_class_creation(tmp_path, monkeypat
     (tmp_path / "odd.yaml").write_text("_target_: x.Odd\nname: odd\nseq_len: 5\nsequence_length: 5\n")
     monkeypatch.setattr(base, "CONF_TASK", tmp_path)
     with pytest.raises(TypeError, match="sequence_length"):
+
         @dataclass
         @base.defaults_from("odd")
         class Odd(Task):
             pass
+
     (tmp_path / "odd.yaml").write_text("_target_: x.Odd\nname: odd\nseq_len: 5\n")
 
     @dataclass

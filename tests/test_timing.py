@@ -1,16 +1,16 @@
 """The dedicated timer: statistics, the protocol's side effects, and the memory meter."""
+
 from __future__ import annotations
 
 import mmap
 
 import pytest
 import torch
+from arm_configs import arm
 
 import benchmark as bm  # noqa: F401
-from arm_configs import arm
 from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.timing import MemoryMeter, median_iqr, time_model
-
 
 
 def test_median_iqr():
@@ -21,8 +21,9 @@ def test_median_iqr():
 
 def test_time_model_reports_positive_times_and_leaves_the_model_alone():
     torch.manual_seed(0)
-    model = build_model(ModelSpec(cell=get_cell("lstm"), input_size=2, hidden_size=16, num_layers=1, output_size=1,
-                                  reg=arm("bn"))).eval()
+    model = build_model(
+        ModelSpec(cell=get_cell("lstm"), input_size=2, hidden_size=16, num_layers=1, output_size=1, reg=arm("bn"))
+    ).eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(8, 12, 2), torch.randn(8)
     t = time_model(model, lambda a, b: (a.squeeze(-1) - b).pow(2).mean(), x, y, warmup=1, repeats=5)

@@ -1,4 +1,5 @@
 """The training loop: determinism, divergence, gradient statistics, schedules, early stopping."""
+
 from __future__ import annotations
 
 import math
@@ -20,19 +21,30 @@ from my_plugin import FailingTask, NaNTask  # noqa: E402
 CPU = torch.device("cpu")
 
 
-
 def setup(task_name="adding", cell="lstm", seed=0, **task_kw):
-    task = get_task(task_name, **{"seq_len": 12, "n_train": 128, "n_val": 32, "n_test": 32, **task_kw}) \
-        if isinstance(task_name, str) else task_name
+    task = (
+        get_task(task_name, **{"seq_len": 12, "n_train": 128, "n_val": 32, "n_test": 32, **task_kw})
+        if isinstance(task_name, str)
+        else task_name
+    )
     torch.manual_seed(seed)
-    model = build_model(ModelSpec(cell=get_cell(cell), input_size=task.input_size, hidden_size=8, num_layers=1,
-                                  output_size=task.output_size, per_step=task.per_step))
+    model = build_model(
+        ModelSpec(
+            cell=get_cell(cell),
+            input_size=task.input_size,
+            hidden_size=8,
+            num_layers=1,
+            output_size=task.output_size,
+            per_step=task.per_step,
+        )
+    )
     return task, model
 
 
 def cfg(**kw) -> TrainConfig:
-    return TrainConfig(**{"steps": 12, "batch_size": 16, "eval_interval": 5, "log_interval": 2,
-                          "progress": False, **kw})
+    return TrainConfig(
+        **{"steps": 12, "batch_size": 16, "eval_interval": 5, "log_interval": 2, "progress": False, **kw}
+    )
 
 
 def strip(history):
@@ -44,8 +56,14 @@ def test_same_seed_same_training():
     for _ in range(2):
         task, model = setup("copy")
         r = train(model, task, cfg(), CPU, seed=3)
-        runs.append((strip(r.history), r.grad_norms, {k: v for k, v in r.summary().items()
-                                                    if k != "train_tokens_per_s"}, final_metrics(model, task, CPU)))
+        runs.append(
+            (
+                strip(r.history),
+                r.grad_norms,
+                {k: v for k, v in r.summary().items() if k != "train_tokens_per_s"},
+                final_metrics(model, task, CPU),
+            )
+        )
     assert runs[0] == runs[1]
     task, model = setup("copy")
     other = train(model, task, cfg(), CPU, seed=4)
@@ -122,7 +140,7 @@ def test_stop_at_target_ends_training_there_and_holds_the_score_over_the_budget(
     task, model = setup("digits", **kw)
     r = train(model, task, cfg(steps=60, eval_interval=5, lr=0.02, stop_at_target=True), CPU, seed=0)
     assert r.stopped_early and r.stopped_at_target and r.steps_done == r.steps_to_target == full.steps_to_target < 60
-    assert r.val_scores == full.val_scores[:len(r.val_scores)]  # the same run, cut at the target
+    assert r.val_scores == full.val_scores[: len(r.val_scores)]  # the same run, cut at the target
     held = (sum(r.val_scores) + (12 - len(r.val_scores)) * r.val_scores[-1]) / 12  # 60 / 5 = 12 evaluations
     assert r.summary()["val_score_auc"] == pytest.approx(held)
     from benchmark.train import evaluate
@@ -164,10 +182,25 @@ def test_batch_sampler_is_seeded_and_covers_each_epoch():
 # --- learning sanity (slow): hyperparameters found to work on 2 CPU cores, 1 thread ----------
 def _fit(task, cell: str, steps: int, lr: float, scheduler: Scheduler = Scheduler.none):
     torch.manual_seed(0)
-    model = build_model(ModelSpec(cell=get_cell(cell), input_size=task.input_size, hidden_size=64, num_layers=1,
-                                  output_size=task.output_size, per_step=task.per_step))
-    r = train(model, task, TrainConfig(steps=steps, batch_size=64, lr=lr, scheduler=scheduler, max_norm=1.0,
-                                       eval_interval=250, progress=False), CPU, seed=0)
+    model = build_model(
+        ModelSpec(
+            cell=get_cell(cell),
+            input_size=task.input_size,
+            hidden_size=64,
+            num_layers=1,
+            output_size=task.output_size,
+            per_step=task.per_step,
+        )
+    )
+    r = train(
+        model,
+        task,
+        TrainConfig(
+            steps=steps, batch_size=64, lr=lr, scheduler=scheduler, max_norm=1.0, eval_interval=250, progress=False
+        ),
+        CPU,
+        seed=0,
+    )
     return r, final_metrics(model, task, CPU)
 
 

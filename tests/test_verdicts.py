@@ -1,6 +1,7 @@
 """Words that mean what they say, on synthetic run folders: no effect gives (almost) no words, a
 real effect with enough seeds is found, learning rates are chosen on validation, directions
 come from the run record; the analysis package imports no torch and the docs match the record."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ import pytest
 import benchmark as bm  # noqa: F401
 from benchmark import record
 from benchmark.analysis import aggregate, comparisons, stats
+
 from synthetic_runs import RUN_SD, make_run, make_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +34,9 @@ def quick_sweep(root: Path, name: str, **kw) -> Path:
 
 @pytest.mark.parametrize("adjust", ["bh", "holm"])
 def test_no_real_effect_gives_words_on_at_most_5_percent_of_comparisons(tmp_path, adjust):
-    sweep = quick_sweep(tmp_path, "null", tasks=("adding", "digits", "copy"), lens=(5,), seeds=range(10),
-                        effect=NO_EFFECT)
+    sweep = quick_sweep(
+        tmp_path, "null", tasks=("adding", "digits", "copy"), lens=(5,), seeds=range(10), effect=NO_EFFECT
+    )
     t = verdict_table(sweep, adjust=stats.Adjust(adjust))
     assert len(t) == 3 * 3 * 3 and (t["n"] == 10).all()
     words = t["verdict"].isin([stats.HELPS, stats.HURTS]).mean()
@@ -43,13 +46,22 @@ def test_no_real_effect_gives_words_on_at_most_5_percent_of_comparisons(tmp_path
 
 
 def test_a_real_difference_of_one_and_a_half_sd_with_ten_seeds_reads_helps(tmp_path):
-    sd_of_differences = RUN_SD * 2 ** 0.5  # each run has its own noise RUN_SD; the seed's offset cancels
+    sd_of_differences = RUN_SD * 2**0.5  # each run has its own noise RUN_SD; the seed's offset cancels
     effect = {"none": 0.0, "bn": 1.5 * sd_of_differences}
-    one = quick_sweep(tmp_path, "one", tasks=("adding",), lens=(10,), cells=("lstm",), regs=("none", "bn"),
-                      seeds=range(10), effect=effect)
+    one = quick_sweep(
+        tmp_path,
+        "one",
+        tasks=("adding",),
+        lens=(10,),
+        cells=("lstm",),
+        regs=("none", "bn"),
+        seeds=range(10),
+        effect=effect,
+    )
     assert verdict_table(one)["verdict"].tolist() == [stats.HELPS]
-    many = quick_sweep(tmp_path, "many", tasks=("adding", "digits"), lens=(5, 10), regs=("none", "bn"),
-                       seeds=range(10), effect=effect)
+    many = quick_sweep(
+        tmp_path, "many", tasks=("adding", "digits"), lens=(5, 10), regs=("none", "bn"), seeds=range(10), effect=effect
+    )
     t = verdict_table(many)
     assert (t["verdict"] == stats.HELPS).mean() >= 0.9 and not (t["verdict"] == stats.HURTS).any()
 
@@ -82,8 +94,15 @@ def test_runs_trained_to_a_target_select_the_rate_that_gets_there_first(tmp_path
         make_run(sweep, seed=s, lr=0.03, val_score=0.95, steps=2000, stop_at_target=True, steps_to_target=200)
         make_run(sweep, seed=s, lr=0.01, val_score=0.97, steps=2000, stop_at_target=True, steps_to_target=1300)
         # lr 0.1: never reaches it in one seed, so the budget (2000) counts there: mean 520 > 200
-        make_run(sweep, seed=s, lr=0.1, val_score=0.99 if s else 0.2, steps=2000, stop_at_target=True,
-                 steps_to_target=150 if s else None)
+        make_run(
+            sweep,
+            seed=s,
+            lr=0.1,
+            val_score=0.99 if s else 0.2,
+            steps=2000,
+            stop_at_target=True,
+            steps_to_target=150 if s else None,
+        )
     runs = comparisons.add_variants(aggregate.aggregate(sweep, warn=lambda m: None).summary)
     lt = comparisons.lr_table(runs).set_index("lr")
     assert lt["time_to_target"].to_dict() == {0.01: 1300.0, 0.03: 200.0, 0.1: 520.0}
@@ -109,8 +128,16 @@ def test_a_diverged_run_without_a_score_loses_the_selection(tmp_path):
 def test_directions_come_from_the_record_not_from_names(tmp_path, task):
     """`nll` (lower is better) and `agreement` (higher is better): a better model has the better score
     either way, so the verdict reads helps; no analysis code knows either name."""
-    sweep = quick_sweep(tmp_path, task, tasks=(task,), lens=(8,), cells=("gru",), regs=("none", "bn"),
-                        seeds=range(6), effect={"none": 0.0, "bn": 0.2})
+    sweep = quick_sweep(
+        tmp_path,
+        task,
+        tasks=(task,),
+        lens=(8,),
+        cells=("gru",),
+        regs=("none", "bn"),
+        seeds=range(6),
+        effect={"none": 0.0, "bn": 0.2},
+    )
     runs = aggregate.aggregate(sweep, warn=lambda m: None).summary
     bn, none = runs[runs["reg"] == "bn"], runs[runs["reg"] == "none"]
     better_metric = bn["test_metric"].mean() > none["test_metric"].mean()
@@ -126,8 +153,10 @@ def test_the_analysis_names_no_task_and_no_metric():
 
 
 def test_analysis_imports_no_torch_in_a_fresh_interpreter():
-    code = ("import sys, benchmark.analysis.report, benchmark.analysis.aggregate, benchmark.record; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, benchmark.analysis.report, benchmark.analysis.aggregate, benchmark.record; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

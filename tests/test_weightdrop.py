@@ -4,6 +4,7 @@ The reference is torch's own fused module (nn.RNN / nn.LSTM / nn.GRU) called wit
 W_hh ⊙ mask, the mask being the one the layer drew: what AWD-LSTM's `WeightDrop` does around
 cuDNN. Outputs and every gradient (W_hh's through the mask) must agree in float64.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -120,9 +121,23 @@ def test_runs_on_the_custom_loop_and_refuses_native():
 def test_a_run_records_the_arm_and_its_setting(tmp_path):
     from benchmark import run as bm_run
 
-    tiny = ["hidden_size=8", "train.steps=4", "train.batch_size=8", "train.eval_interval=2", "task.seq_len=8",
-            "task.n_train=32", "task.n_val=16", "task.n_test=16", "timing.enabled=false", "threads=1", "device=cpu",
-            "train.progress=false", f"results_dir={tmp_path}", "reg=weightdrop", "reg.weightdrop.p=0.4"]
+    tiny = [
+        "hidden_size=8",
+        "train.steps=4",
+        "train.batch_size=8",
+        "train.eval_interval=2",
+        "task.seq_len=8",
+        "task.n_train=32",
+        "task.n_val=16",
+        "task.n_test=16",
+        "timing.enabled=false",
+        "threads=1",
+        "device=cpu",
+        "train.progress=false",
+        f"results_dir={tmp_path}",
+        "reg=weightdrop",
+        "reg.weightdrop.p=0.4",
+    ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         p = bm_run.prepare(compose(config_name="config", overrides=tiny))
     assert bm_run.execute(p, threads=1) == "ok"

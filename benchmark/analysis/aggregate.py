@@ -17,6 +17,7 @@ is an error (exit 2) that writes nothing. A corrupt run folder is an error too (
 only after the tables are written with that folder as a `corrupt` row, so the report still
 shows it and no other result is held back; the run folders themselves are never modified.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,10 @@ class Aggregate:
 
 
 def _expected(sweep_dir: Path) -> str:
-    return ("expected a sweep folder such as results/<sweep>/ holding runs/<run_id>/metrics.json "
-            "(run `make sweep` or `python -m benchmark.run --multirun +experiment=smoke` first)")
+    return (
+        "expected a sweep folder such as results/<sweep>/ holding runs/<run_id>/metrics.json "
+        "(run `make sweep` or `python -m benchmark.run --multirun +experiment=smoke` first)"
+    )
 
 
 def run_folders(sweep_dir: str | Path) -> list[Path]:
@@ -88,9 +91,17 @@ def _identity_from_config(folder: Path) -> dict[str, Any]:
         return {}
     sub = lambda k: cfg.get(k) if isinstance(cfg.get(k), dict) else {}  # noqa: E731
     reg = sub("reg")
-    return {"cell": sub("cell").get("name"), "reg": reg.get("name"), "task": sub("task").get("name"),
-            "seq_len": sub("task").get("seq_len"), "seed": cfg.get("seed"), "impl": cfg.get("impl"),
-            "sweep": cfg.get("sweep"), "hidden_size": cfg.get("hidden_size"), "lr": sub("train").get("lr")}
+    return {
+        "cell": sub("cell").get("name"),
+        "reg": reg.get("name"),
+        "task": sub("task").get("name"),
+        "seq_len": sub("task").get("seq_len"),
+        "seed": cfg.get("seed"),
+        "impl": cfg.get("impl"),
+        "sweep": cfg.get("sweep"),
+        "hidden_size": cfg.get("hidden_size"),
+        "lr": sub("train").get("lr"),
+    }
 
 
 def _flatten(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
@@ -189,17 +200,26 @@ def aggregate(sweep_dir: str | Path, warn: Callable[[str], None] | None = None) 
         curves_df = pd.DataFrame(columns=IDENTITY + ["step"])
     cat = lambda a: np.concatenate(a) if a else np.array([], dtype=float)  # noqa: E731
     run_idx = cat(prof_run).astype(int)
-    profiles = pd.DataFrame({"run_id": summary["run_id"].to_numpy()[run_idx],
-                             "which": np.where(cat(prof_which).astype(bool), "end", "start"),
-                             "t": cat(prof_t).astype(int), "grad_norm": cat(prof_vals)})
+    profiles = pd.DataFrame(
+        {
+            "run_id": summary["run_id"].to_numpy()[run_idx],
+            "which": np.where(cat(prof_which).astype(bool), "end", "start"),
+            "t": cat(prof_t).astype(int),
+            "grad_norm": cat(prof_vals),
+        }
+    )
     return Aggregate(summary=summary, profiles=profiles, curves=curves_df, problems=problems)
 
 
 def write(agg: Aggregate, sweep_dir: str | Path) -> dict[str, Path]:
     """Write the tables next to runs/ (each atomically); returns their paths."""
     d = Path(sweep_dir)
-    out = {"summary": d / SUMMARY_PARQUET, "summary_csv": d / SUMMARY_CSV, "profiles": d / PROFILES_PARQUET,
-           "curves": d / CURVES_PARQUET}
+    out = {
+        "summary": d / SUMMARY_PARQUET,
+        "summary_csv": d / SUMMARY_CSV,
+        "profiles": d / PROFILES_PARQUET,
+        "curves": d / CURVES_PARQUET,
+    }
     atomic_write(out["summary"], lambda p: agg.summary.to_parquet(p, index=False))
     atomic_write(out["summary_csv"], lambda p: agg.summary.to_csv(p, index=False))
     atomic_write(out["profiles"], lambda p: agg.profiles.to_parquet(p, index=False))
@@ -217,14 +237,19 @@ def load(sweep_dir: str | Path, curve_columns: Optional[Sequence[str]] = None) -
     if curve_columns is not None:
         present = set(pq.ParquetFile(d / CURVES_PARQUET).schema_arrow.names)
         cols = [c for c in curve_columns if c in present]
-    return Aggregate(summary=summary, profiles=pd.read_parquet(d / PROFILES_PARQUET),
-                     curves=pd.read_parquet(d / CURVES_PARQUET, columns=cols), problems=problems)
+    return Aggregate(
+        summary=summary,
+        profiles=pd.read_parquet(d / PROFILES_PARQUET),
+        curves=pd.read_parquet(d / CURVES_PARQUET, columns=cols),
+        problems=problems,
+    )
 
 
 def status_counts(summary: pd.DataFrame) -> dict[str, int]:
     counts = summary["status"].fillna("incomplete").value_counts()
     return {s: int(counts.get(s, 0)) for s in STATUS_ORDER if counts.get(s, 0)} | {
-        s: int(n) for s, n in counts.items() if s not in STATUS_ORDER}
+        s: int(n) for s, n in counts.items() if s not in STATUS_ORDER
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -238,17 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     paths = write(agg, args.sweep_dir)
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(agg.summary).items())
-    print(f"aggregate: {len(agg.summary)} run folders ({counts}) -> {paths['summary']}, {paths['summary_csv'].name}, "
-          f"{paths['profiles'].name}, {paths['curves'].name}")
+    print(
+        f"aggregate: {len(agg.summary)} run folders ({counts}) -> {paths['summary']}, {paths['summary_csv'].name}, "
+        f"{paths['profiles'].name}, {paths['curves'].name}"
+    )
     corrupt = agg.summary.loc[agg.summary["status"] == "corrupt"]
     if len(corrupt):
         listing = "; ".join(str(problem) for problem in corrupt["problem"])
-        print(f"error: {len(corrupt)} run folder(s) of {args.sweep_dir} hold a corrupt metrics.json or history.csv "
-              f"({listing}). They are listed as status=corrupt in {paths['summary'].name} and in the report, and "
-              "were left as they are; every other run was aggregated. A run folder must hold a complete "
-              "metrics.json (JSON object with complete=true and its own run_id) and a readable history.csv: "
-              "delete the folder and re-run the sweep (or `make sweep FORCE=1`) to redo that grid point.",
-              file=sys.stderr)
+        print(
+            f"error: {len(corrupt)} run folder(s) of {args.sweep_dir} hold a corrupt metrics.json or history.csv "
+            f"({listing}). They are listed as status=corrupt in {paths['summary'].name} and in the report, and "
+            "were left as they are; every other run was aggregated. A run folder must hold a complete "
+            "metrics.json (JSON object with complete=true and its own run_id) and a readable history.csv: "
+            "delete the folder and re-run the sweep (or `make sweep FORCE=1`) to redo that grid point.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -26,6 +26,7 @@ shown as descriptive. "no effect" needs an equivalence test (TOST) within the en
 (h) Dropout makes the test score steadier across seeds: log variance ratio none / dropout,
     Brown-Forsythe (median-centred Levene) p.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,34 @@ from benchmark.analysis.comparisons import BASELINE, KEY, PRIMARY_MARGIN, Option
 
 MIN_GAP = 0.02  # `none` overfits at a point when its mean train-test score gap exceeds this
 DESCRIPTIVE = "descriptive"  # a secondary endpoint whose primary was not rejected
-CLAIM_COLUMNS = ["claim", "role", "task", "seq_len", "cell", "variant", "baseline", "endpoint", "higher_is_better",
-                 "n", "n_treat", "n_base", "paired", "variant_mean", "baseline_mean", "mean_diff", "ci_low", "ci_high",
-                 "p_value", "p_adjusted", "margin", "p_equivalent", "mde", "prob_improvement", "note", "verdict"]
+CLAIM_COLUMNS = [
+    "claim",
+    "role",
+    "task",
+    "seq_len",
+    "cell",
+    "variant",
+    "baseline",
+    "endpoint",
+    "higher_is_better",
+    "n",
+    "n_treat",
+    "n_base",
+    "paired",
+    "variant_mean",
+    "baseline_mean",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "margin",
+    "p_equivalent",
+    "mde",
+    "prob_improvement",
+    "note",
+    "verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -77,8 +103,13 @@ class Claim:
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("a", "BN speeds up training", TTT),
-    Claim("b", "BN eases vanishing gradients", BAL_END, (BAL_START,),
-          "none's gradient vanishes (median log10 ratio at start < 0)"),
+    Claim(
+        "b",
+        "BN eases vanishing gradients",
+        BAL_END,
+        (BAL_START,),
+        "none's gradient vanishes (median log10 ratio at start < 0)",
+    ),
     Claim("c", "Dropout curbs overfitting", TEST, (), f"none overfits (mean train - test score gap > {MIN_GAP})"),
     Claim("d", "BN and dropout complement each other", TEST, (INTERACTION,)),
     Claim("e", "BN improves the test score (curbs overfitting)", TEST, (GAP,)),
@@ -95,8 +126,9 @@ def endpoints(selected: pd.DataFrame) -> pd.DataFrame:
         r = pd.to_numeric(d.get(f"hidden_grad_ratio_{w}"), errors="coerce")
         d[f"log10_grad_ratio_{w}"] = np.log10(r.where(r > 0))
         d[f"grad_balance_{w}"] = d[f"log10_grad_ratio_{w}"].abs()
-    d["score_gap"] = pd.to_numeric(d.get("train_score"), errors="coerce") - pd.to_numeric(d.get("test_score"),
-                                                                                          errors="coerce")
+    d["score_gap"] = pd.to_numeric(d.get("train_score"), errors="coerce") - pd.to_numeric(
+        d.get("test_score"), errors="coerce"
+    )
     d["family"] = d["variant"].map(family)
     return d
 
@@ -112,8 +144,15 @@ def _by_seed(g: pd.DataFrame, col: str, sign: float = 1.0) -> pd.Series:
 def paired_row(treat: pd.DataFrame, base: pd.DataFrame, ep: Endpoint, opts: Options, key: str) -> dict[str, Any]:
     """Treatment vs baseline on one endpoint, paired by seed, oriented so that + = the claim's direction."""
     sign = 1.0 if ep.higher_is_better else -1.0
-    c = stats.compare(_by_seed(treat, ep.column, sign), _by_seed(base, ep.column, sign), ci=opts.ci, test=opts.test,
-                      level=opts.level, seed=opts.seed, key=key)
+    c = stats.compare(
+        _by_seed(treat, ep.column, sign),
+        _by_seed(base, ep.column, sign),
+        ci=opts.ci,
+        test=opts.test,
+        level=opts.level,
+        seed=opts.seed,
+        key=key,
+    )
     return {**c.as_dict(), "variant_mean": treat[ep.column].mean(), "baseline_mean": base[ep.column].mean()}
 
 
@@ -130,11 +169,23 @@ def survival_row(treat: pd.DataFrame, base: pd.DataFrame, opts: Options) -> Opti
         return None
     tau = float(pd.to_numeric(both["steps"], errors="coerce").min())
     c = survival.compare(*arms, tau=tau, level=opts.level)
-    return {"n": min(c.n_treat, c.n_base), "n_treat": c.n_treat, "n_base": c.n_base, "paired": False,
-            "mean_diff": c.mean_diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value, "se": c.se,
-            "df": math.inf, "prob_improvement": math.nan, "variant_mean": c.rmst_treat, "baseline_mean": c.rmst_base,
-            "note": f"reached {c.reached_treat}/{c.n_treat} vs {c.reached_base}/{c.n_base}; misses censored at "
-                    f"{tau:g} steps; log-rank p"}
+    return {
+        "n": min(c.n_treat, c.n_base),
+        "n_treat": c.n_treat,
+        "n_base": c.n_base,
+        "paired": False,
+        "mean_diff": c.mean_diff,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "p_value": c.p_value,
+        "se": c.se,
+        "df": math.inf,
+        "prob_improvement": math.nan,
+        "variant_mean": c.rmst_treat,
+        "baseline_mean": c.rmst_base,
+        "note": f"reached {c.reached_treat}/{c.n_treat} vs {c.reached_base}/{c.n_base}; misses censored at "
+        f"{tau:g} steps; log-rank p",
+    }
 
 
 def intersection_union(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -150,17 +201,37 @@ def variance_row(treat: pd.DataFrame, base: pd.DataFrame, ep_col: str, level: fl
     """(h): log(var base / var treat); Brown-Forsythe p; normal-theory interval of the log ratio."""
     t = pd.to_numeric(treat[ep_col], errors="coerce").dropna().to_numpy(float)
     b = pd.to_numeric(base[ep_col], errors="coerce").dropna().to_numpy(float)
-    out = {"n": min(t.size, b.size), "n_treat": t.size, "n_base": b.size, "paired": False, "df": math.inf,
-           "prob_improvement": math.nan, "variant_mean": float(np.std(t, ddof=1)) if t.size > 1 else math.nan,
-           "baseline_mean": float(np.std(b, ddof=1)) if b.size > 1 else math.nan, "note": "means are the sds"}
+    out = {
+        "n": min(t.size, b.size),
+        "n_treat": t.size,
+        "n_base": b.size,
+        "paired": False,
+        "df": math.inf,
+        "prob_improvement": math.nan,
+        "variant_mean": float(np.std(t, ddof=1)) if t.size > 1 else math.nan,
+        "baseline_mean": float(np.std(b, ddof=1)) if b.size > 1 else math.nan,
+        "note": "means are the sds",
+    }
     if t.size < 3 or b.size < 3 or t.var() == 0 or b.var() == 0:
-        return {**out, "mean_diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
-                "se": math.nan}
+        return {
+            **out,
+            "mean_diff": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "p_value": math.nan,
+            "se": math.nan,
+        }
     diff = math.log(b.var(ddof=1) / t.var(ddof=1))
     se = math.sqrt(2 / (t.size - 1) + 2 / (b.size - 1))
     z = float(ss.norm.ppf(0.5 + level / 2))
-    return {**out, "mean_diff": diff, "ci_low": diff - z * se, "ci_high": diff + z * se, "se": se,
-            "p_value": float(ss.levene(t, b, center="median").pvalue)}
+    return {
+        **out,
+        "mean_diff": diff,
+        "ci_low": diff - z * se,
+        "ci_high": diff + z * se,
+        "se": se,
+        "p_value": float(ss.levene(t, b, center="median").pvalue),
+    }
 
 
 # ----------------------------------------------------------------------------- the claims' comparisons
@@ -171,16 +242,30 @@ def _one(g: pd.DataFrame, fam: str) -> list[str]:
 
 
 def _label(keys: tuple, variant: str, baseline: str, claim: Claim, ep: Endpoint, role: str) -> dict[str, Any]:
-    return {**dict(zip(KEY, keys)), "variant": variant, "baseline": baseline, "claim": claim.key, "role": role,
-            "endpoint": ep.column, "higher_is_better": ep.higher_is_better, "margin": ep.margin}
+    return {
+        **dict(zip(KEY, keys)),
+        "variant": variant,
+        "baseline": baseline,
+        "claim": claim.key,
+        "role": role,
+        "endpoint": ep.column,
+        "higher_is_better": ep.higher_is_better,
+        "margin": ep.margin,
+    }
 
 
 def _where(keys: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(KEY, keys))
 
 
-def _vs_none(claim: Claim, d: pd.DataFrame, fam: str, opts: Options, skipped: list[str],
-             condition: Optional[Callable[[pd.DataFrame], tuple[bool, str]]] = None) -> list[dict[str, Any]]:
+def _vs_none(
+    claim: Claim,
+    d: pd.DataFrame,
+    fam: str,
+    opts: Options,
+    skipped: list[str],
+    condition: Optional[Callable[[pd.DataFrame], tuple[bool, str]]] = None,
+) -> list[dict[str, Any]]:
     """Claims (b), (e): each `fam` variant vs `none`, primary then secondaries, paired by seed."""
     rows = []
     for keys, g in d.groupby(KEY, sort=True):
@@ -238,8 +323,15 @@ def claim_c(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) ->
             test, gap = (paired_row(treat, base, ep, opts, f"c|{keys}|{v}|{ep.column}") for ep in (TEST, GAP))
             r = intersection_union([test, gap])
             note = f"gap {gap['mean_diff']:+.3f} [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}] (+ = smaller)"
-            rows.append({**_label(keys, v, BASELINE, claim, TEST, "primary"), **r, "note": note,
-                         "variant_mean": test["variant_mean"], "baseline_mean": test["baseline_mean"]})
+            rows.append(
+                {
+                    **_label(keys, v, BASELINE, claim, TEST, "primary"),
+                    **r,
+                    "note": note,
+                    "variant_mean": test["variant_mean"],
+                    "baseline_mean": test["baseline_mean"],
+                }
+            )
     return rows
 
 
@@ -252,20 +344,44 @@ def claim_d(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) ->
                 skipped.append(f"{_where(keys)}: `both` without `bn` and `dropout` to compare with")
             continue
         both, bn, dr = (g[g["variant"] == arms[f][0]] for f in ("both", "bn", "dropout"))
-        parts = [paired_row(both, other, TEST, opts, f"d|{keys}|{arms['both'][0]}|{name}")
-                 for name, other in (("bn", bn), ("dropout", dr))]
+        parts = [
+            paired_row(both, other, TEST, opts, f"d|{keys}|{arms['both'][0]}|{name}")
+            for name, other in (("bn", bn), ("dropout", dr))
+        ]
         r = intersection_union(parts)
         note = f"vs bn {parts[0]['mean_diff']:+.3f}, vs dropout {parts[1]['mean_diff']:+.3f}"
-        rows.append({**_label(keys, arms["both"][0], f"{arms['bn'][0]} & {arms['dropout'][0]}", claim, TEST,
-                              "primary"), **r, "note": note})
+        rows.append(
+            {
+                **_label(keys, arms["both"][0], f"{arms['bn'][0]} & {arms['dropout'][0]}", claim, TEST, "primary"),
+                **r,
+                "note": note,
+            }
+        )
         if arms[BASELINE]:
             none = g[g["variant"] == BASELINE]
-            inter = (_by_seed(both, "test_score") - _by_seed(bn, "test_score") - _by_seed(dr, "test_score")
-                     + _by_seed(none, "test_score")).dropna()
-            c = stats.compare(inter, pd.Series(0.0, index=inter.index), ci=opts.ci, test=opts.test, level=opts.level,
-                              seed=opts.seed, key=f"d|{keys}|interaction")
-            rows.append({**_label(keys, arms["both"][0], "2x2", claim, INTERACTION, "secondary"), **c.as_dict(),
-                         "variant_mean": inter.mean(), "baseline_mean": 0.0})
+            inter = (
+                _by_seed(both, "test_score")
+                - _by_seed(bn, "test_score")
+                - _by_seed(dr, "test_score")
+                + _by_seed(none, "test_score")
+            ).dropna()
+            c = stats.compare(
+                inter,
+                pd.Series(0.0, index=inter.index),
+                ci=opts.ci,
+                test=opts.test,
+                level=opts.level,
+                seed=opts.seed,
+                key=f"d|{keys}|interaction",
+            )
+            rows.append(
+                {
+                    **_label(keys, arms["both"][0], "2x2", claim, INTERACTION, "secondary"),
+                    **c.as_dict(),
+                    "variant_mean": inter.mean(),
+                    "baseline_mean": 0.0,
+                }
+            )
     return rows
 
 
@@ -281,8 +397,13 @@ def claim_f(claim: Claim, done: pd.DataFrame, opts: Options, skipped: list[str])
         spread = {v: _grid_seeds(d_lr[d_lr["variant"] == v], lrs) for v in [BASELINE, *_one(g, "bn")]}
         for v in _one(g, "bn"):
             t, b = spread[v], spread[BASELINE]
-            rows.append({**_label(keys, v, BASELINE, claim, SPREAD, "primary"),
-                         **paired_row(t, b, SPREAD, opts, f"f|{keys}|{v}"), "note": f"lr grid {lrs}"})
+            rows.append(
+                {
+                    **_label(keys, v, BASELINE, claim, SPREAD, "primary"),
+                    **paired_row(t, b, SPREAD, opts, f"f|{keys}|{v}"),
+                    "note": f"lr grid {lrs}",
+                }
+            )
             rows.append({**_label(keys, v, BASELINE, claim, DIVERGED, "secondary"), **_fisher(t, b)})
     return rows
 
@@ -302,9 +423,22 @@ def _fisher(t: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
     p = float(ss.fisher_exact([[kt, nt - kt], [kb, nb - kb]]).pvalue) if nt and nb else math.nan
     pt, pb = (kt / nt if nt else math.nan), (kb / nb if nb else math.nan)
     se = math.sqrt(pt * (1 - pt) / nt + pb * (1 - pb) / nb) if nt and nb else math.nan
-    return {"n": min(nt, nb), "n_treat": nt, "n_base": nb, "paired": False, "mean_diff": pb - pt, "se": se,
-            "df": math.inf, "ci_low": math.nan, "ci_high": math.nan, "p_value": p, "prob_improvement": math.nan,
-            "variant_mean": pt, "baseline_mean": pb, "note": f"{kt}/{nt} vs {kb}/{nb} diverged"}
+    return {
+        "n": min(nt, nb),
+        "n_treat": nt,
+        "n_base": nb,
+        "paired": False,
+        "mean_diff": pb - pt,
+        "se": se,
+        "df": math.inf,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p_value": p,
+        "prob_improvement": math.nan,
+        "variant_mean": pt,
+        "baseline_mean": pb,
+        "note": f"{kt}/{nt} vs {kb}/{nb} diverged",
+    }
 
 
 def claim_g(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) -> list[dict[str, Any]]:
@@ -320,16 +454,33 @@ def claim_g(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) ->
                 if treat.empty or base.empty:
                     continue
                 keys = (task, T, cell)
-                rows.append({**_label(keys, BASELINE, "rnn", claim, TEST, "primary"),
-                             **paired_row(treat, base, TEST, opts, f"g|{keys}")})
+                rows.append(
+                    {
+                        **_label(keys, BASELINE, "rnn", claim, TEST, "primary"),
+                        **paired_row(treat, base, TEST, opts, f"g|{keys}"),
+                    }
+                )
                 diffs[T] = _by_seed(treat, "test_score") - _by_seed(base, "test_score")
             if len(diffs) >= 2:
                 w = (diffs[max(diffs)] - diffs[min(diffs)]).dropna()
-                c = stats.compare(w, pd.Series(0.0, index=w.index), ci=opts.ci, test=opts.test, level=opts.level,
-                                  seed=opts.seed, key=f"g|{task}|{cell}|widening")
-                rows.append({**_label((task, max(diffs), cell), BASELINE, "rnn", claim, WIDENING, "secondary"),
-                             **c.as_dict(), "variant_mean": w.mean(), "baseline_mean": 0.0,
-                             "note": f"T={min(diffs)} -> T={max(diffs)}"})
+                c = stats.compare(
+                    w,
+                    pd.Series(0.0, index=w.index),
+                    ci=opts.ci,
+                    test=opts.test,
+                    level=opts.level,
+                    seed=opts.seed,
+                    key=f"g|{task}|{cell}|widening",
+                )
+                rows.append(
+                    {
+                        **_label((task, max(diffs), cell), BASELINE, "rnn", claim, WIDENING, "secondary"),
+                        **c.as_dict(),
+                        "variant_mean": w.mean(),
+                        "baseline_mean": 0.0,
+                        "note": f"T={min(diffs)} -> T={max(diffs)}",
+                    }
+                )
     return rows
 
 
@@ -338,8 +489,12 @@ def claim_h(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) ->
     for keys, g in d.groupby(KEY, sort=True):
         base = g[g["variant"] == BASELINE]
         for v in _one(g, "dropout") if len(base) else []:
-            rows.append({**_label(keys, v, BASELINE, claim, STEADIER, "primary"),
-                         **variance_row(g[g["variant"] == v], base, "test_score", opts.level)})
+            rows.append(
+                {
+                    **_label(keys, v, BASELINE, claim, STEADIER, "primary"),
+                    **variance_row(g[g["variant"] == v], base, "test_score", opts.level),
+                }
+            )
     return rows
 
 
@@ -359,36 +514,61 @@ class ClaimResult:
             return f"not testable in this sweep: {self.not_testable}"
         prim = self.rows[self.rows["role"] == "primary"]
         counts = prim["verdict"].value_counts()
-        parts = [f"{int(counts[w])} {w}" for w in (stats.HELPS, stats.HURTS, stats.NO_EFFECT, stats.UNCLEAR,
-                                                   stats.TOO_FEW) if w in counts]
-        return (f"primary endpoint ({self.claim.primary.label}): supported at {int(counts.get(stats.HELPS, 0))} of "
-                f"{len(prim)} points (" + ", ".join(parts) + ")")
+        parts = [
+            f"{int(counts[w])} {w}"
+            for w in (stats.HELPS, stats.HURTS, stats.NO_EFFECT, stats.UNCLEAR, stats.TOO_FEW)
+            if w in counts
+        ]
+        return (
+            f"primary endpoint ({self.claim.primary.label}): supported at {int(counts.get(stats.HELPS, 0))} of "
+            f"{len(prim)} points (" + ", ".join(parts) + ")"
+        )
 
 
 def _testers(opts: Options, done: pd.DataFrame) -> dict[str, Callable[..., list[dict[str, Any]]]]:
-    return {"a": claim_a, "b": lambda c, d, o, s: _vs_none(c, d, "bn", o, s, _vanishes), "c": claim_c, "d": claim_d,
-            "e": lambda c, d, o, s: _vs_none(c, d, "bn", o, s), "f": lambda c, d, o, s: claim_f(c, done, o, s),
-            "g": claim_g, "h": claim_h}
+    return {
+        "a": claim_a,
+        "b": lambda c, d, o, s: _vs_none(c, d, "bn", o, s, _vanishes),
+        "c": claim_c,
+        "d": claim_d,
+        "e": lambda c, d, o, s: _vs_none(c, d, "bn", o, s),
+        "f": lambda c, d, o, s: claim_f(c, done, o, s),
+        "g": claim_g,
+        "h": claim_h,
+    }
 
 
 def words(t: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """Holm over every claim's primary rows; each secondary row behind its primary (fixed sequence)."""
-    prim = stats.add_words(t[t["role"] == "primary"], adjust_method=stats.Adjust.holm, min_seeds=opts.min_seeds,
-                           alpha=opts.alpha, test=opts.test)
+    prim = stats.add_words(
+        t[t["role"] == "primary"],
+        adjust_method=stats.Adjust.holm,
+        min_seeds=opts.min_seeds,
+        alpha=opts.alpha,
+        test=opts.test,
+    )
     m = max(1, int(prim["p_adjusted"].notna().sum()))
     gate = {(r.claim, r.task, r.seq_len, r.cell, r.variant): r.p_adjusted for r in prim.itertuples()}
     sec = t[t["role"] == "secondary"].copy()
-    opened = np.array([gate.get(tuple(k), np.nan) < opts.alpha for k in
-                       sec[["claim", "task", "seq_len", "cell", "variant"]].itertuples(index=False)], dtype=bool)
-    sec["p_adjusted"] = [max(p, gate.get(tuple(k), np.nan)) if o else np.nan for o, (p, *k) in
-                         zip(opened, sec[["p_value", "claim", "task", "seq_len", "cell", "variant"]].itertuples(
-                             index=False))]
+    opened = np.array(
+        [
+            gate.get(tuple(k), np.nan) < opts.alpha
+            for k in sec[["claim", "task", "seq_len", "cell", "variant"]].itertuples(index=False)
+        ],
+        dtype=bool,
+    )
+    sec["p_adjusted"] = [
+        max(p, gate.get(tuple(k), np.nan)) if o else np.nan
+        for o, (p, *k) in zip(
+            opened, sec[["p_value", "claim", "task", "seq_len", "cell", "variant"]].itertuples(index=False)
+        )
+    ]
     sec["p_equivalent"] = [stats.tost_p(*r) for r in sec[["mean_diff", "se", "df", "margin"]].to_numpy(float)]
     sec["mde"] = [stats.mde(se, df, opts.alpha / m) for se, df in sec[["se", "df"]].to_numpy(float)]
-    sec["verdict"] = [stats.verdict(md, pa, int(n), min_seeds=opts.min_seeds, alpha=opts.alpha, p_equivalent=pe)
-                      if o else DESCRIPTIVE
-                      for o, md, pa, n, pe in zip(opened, sec["mean_diff"], sec["p_adjusted"], sec["n"],
-                                                  sec["p_equivalent"])]
+    sec["verdict"] = [
+        stats.verdict(md, pa, int(n), min_seeds=opts.min_seeds, alpha=opts.alpha, p_equivalent=pe) if o else DESCRIPTIVE
+        for o, md, pa, n, pe in zip(opened, sec["mean_diff"], sec["p_adjusted"], sec["n"], sec["p_equivalent"])
+    ]
     return pd.concat([prim, sec], ignore_index=True)
 
 
@@ -402,18 +582,28 @@ def run_claims(selected: pd.DataFrame, opts: Options, done: Optional[pd.DataFram
         skipped: list[str] = []
         found[claim.key] = (testers[claim.key](claim, d, opts, skipped), skipped)
     rows = [r for rs, _ in found.values() for r in rs]
-    table = pd.DataFrame(rows).reindex(columns=[c for c in CLAIM_COLUMNS if c not in ("p_adjusted", "verdict")]
-                                       + ["se", "df"])
+    table = pd.DataFrame(rows).reindex(
+        columns=[c for c in CLAIM_COLUMNS if c not in ("p_adjusted", "verdict")] + ["se", "df"]
+    )
     table = words(table, opts) if len(table) else table.assign(p_adjusted=np.nan, verdict=None)
     results = []
     for claim in CLAIMS:
         mine = sort_rows(table[table["claim"] == claim.key]).reindex(columns=CLAIM_COLUMNS)
         skipped = found[claim.key][1]
-        why = "" if len(mine) else (("nothing to compare: " + "; ".join(skipped[:6])) if skipped
-                                    else "the sweep lacks the arms this claim compares")
+        why = (
+            ""
+            if len(mine)
+            else (
+                ("nothing to compare: " + "; ".join(skipped[:6]))
+                if skipped
+                else "the sweep lacks the arms this claim compares"
+            )
+        )
         if len(mine) and (mine["n"] < opts.min_seeds).all():
-            why = (f"at most {int(mine['n'].max())} seeds per comparison, fewer than --min-seeds {opts.min_seeds} "
-                   "(the numbers are shown, without a word)")
+            why = (
+                f"at most {int(mine['n'].max())} seeds per comparison, fewer than --min-seeds {opts.min_seeds} "
+                "(the numbers are shown, without a word)"
+            )
         results.append(ClaimResult(claim, mine, why, skipped))
     return results
 

@@ -19,6 +19,7 @@ Writes `compare.csv` (one row per point and measure) and `index.html` to `--out`
 `--fail-on worse` exits 1 when any comparison of a gated measure (by default score,
 accuracy and the task's metric: a science-regression gate) is significantly worse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark import record
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import stats
-from benchmark import record
 from benchmark.io import atomic_write_text
 
 DONE = record.MEASURED
@@ -109,8 +110,16 @@ def split_keys(a: pd.DataFrame, b: pd.DataFrame) -> tuple[list[str], dict[str, t
 def _direction(m: Measure, a: pd.DataFrame, b: pd.DataFrame) -> int:
     if m.direction is not None:
         return m.direction
-    hib = pd.concat([a.get("metric_higher_is_better", pd.Series(dtype=object)),
-                     b.get("metric_higher_is_better", pd.Series(dtype=object))]).dropna().unique()
+    hib = (
+        pd.concat(
+            [
+                a.get("metric_higher_is_better", pd.Series(dtype=object)),
+                b.get("metric_higher_is_better", pd.Series(dtype=object)),
+            ]
+        )
+        .dropna()
+        .unique()
+    )
     return (1 if bool(hib[0]) else -1) if len(hib) == 1 else 0
 
 
@@ -129,8 +138,9 @@ def _word(verdict: str, direction: int) -> str:
     return UNCLEAR if verdict == stats.UNCLEAR else verdict
 
 
-def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame, opts: cmp.Options = cmp.Options(),
-                   measures: Sequence[Measure] = MEASURES) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+def compare_sweeps(
+    a: pd.DataFrame, b: pd.DataFrame, opts: cmp.Options = cmp.Options(), measures: Sequence[Measure] = MEASURES
+) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
     """(one row per shared point and measure, key columns, {what changed, points only in A / B})."""
     key, changed = split_keys(a, b)
     for col in key:
@@ -146,24 +156,44 @@ def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame, opts: cmp.Options = cmp.Opt
         part = []
         for k in shared:
             va, vb = _values(ga[k], m), _values(gb[k], m)
-            c = stats.compare(sign * vb, sign * va, ci=opts.ci, test=opts.test, level=opts.level, seed=opts.seed,
-                              key=f"{k}|{m.column}")
+            c = stats.compare(
+                sign * vb,
+                sign * va,
+                ci=opts.ci,
+                test=opts.test,
+                level=opts.level,
+                seed=opts.seed,
+                key=f"{k}|{m.column}",
+            )
             row = dict(zip(key, k if isinstance(k, tuple) else (k,)))
             diff = sign * c.mean_diff  # back in the measure's own units: B - A
             lo, hi = sorted((sign * c.ci_low, sign * c.ci_high))
-            row.update(measure=m.column, label=m.label, direction=d, mean_a=float(va.mean()),
-                       mean_b=float(vb.mean()), **{k2: v for k2, v in c.as_dict().items()},
-                       diff=diff, diff_low=lo, diff_high=hi)
+            row.update(
+                measure=m.column,
+                label=m.label,
+                direction=d,
+                mean_a=float(va.mean()),
+                mean_b=float(vb.mean()),
+                **{k2: v for k2, v in c.as_dict().items()},
+                diff=diff,
+                diff_low=lo,
+                diff_high=hi,
+            )
             part.append(row)
         if part:  # one family per measure: its p-values are adjusted together
-            t = stats.add_words(pd.DataFrame(part), adjust_method=opts.adjust, min_seeds=opts.min_seeds,
-                                alpha=opts.alpha)
+            t = stats.add_words(
+                pd.DataFrame(part), adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha
+            )
             t["change"] = [_word(v, d) for v in t["verdict"]]
             rows.append(t)
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=key + ["measure", "change"])
     fmt = lambda ks: [" ".join(f"{c}={v}" for c, v in zip(key, k if isinstance(k, tuple) else (k,))) for k in ks]  # noqa: E731
-    info = {"changed": changed, "only_a": fmt(k for k in ga if k not in gb),
-            "only_b": fmt(k for k in gb if k not in ga), "shared": len(shared)}
+    info = {
+        "changed": changed,
+        "only_a": fmt(k for k in ga if k not in gb),
+        "only_b": fmt(k for k in gb if k not in ga),
+        "shared": len(shared),
+    }
     return table, key, info
 
 
@@ -176,8 +206,23 @@ def worse(table: pd.DataFrame, gated: Sequence[str] = GATED) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- output
 
-CSV_COLUMNS = ["measure", "direction", "mean_a", "mean_b", "diff", "diff_low", "diff_high", "n", "paired",
-               "n_treat", "n_base", "p_value", "p_adjusted", "prob_improvement", "change"]
+CSV_COLUMNS = [
+    "measure",
+    "direction",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "diff_low",
+    "diff_high",
+    "n",
+    "paired",
+    "n_treat",
+    "n_base",
+    "p_value",
+    "p_adjusted",
+    "prob_improvement",
+    "change",
+]
 
 
 def environments(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -190,25 +235,56 @@ def environments(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_html(path_a: Path, path_b: Path, table: pd.DataFrame, key: list[str], info: dict[str, Any],
-                env: pd.DataFrame, opts: cmp.Options) -> str:
+def render_html(
+    path_a: Path,
+    path_b: Path,
+    table: pd.DataFrame,
+    key: list[str],
+    info: dict[str, Any],
+    env: pd.DataFrame,
+    opts: cmp.Options,
+) -> str:
     import jinja2
 
     from benchmark.analysis.html import TEMPLATES, html_table
 
     show = key + ["label", "mean_a", "mean_b", "diff", "diff_low", "diff_high", "n", "paired", "p_adjusted", "change"]
-    t = table.reindex(columns=show).rename(columns={"label": "measure", "mean_a": "A", "mean_b": "B",
-                                                    "diff": "B − A", "diff_low": "low", "diff_high": "high",
-                                                    "p_adjusted": "p (adj.)"})
-    counts = (table.groupby(["label", "change"]).size().unstack(fill_value=0).reset_index()
-              .rename(columns={"label": "measure"}) if len(table) else None)
+    t = table.reindex(columns=show).rename(
+        columns={
+            "label": "measure",
+            "mean_a": "A",
+            "mean_b": "B",
+            "diff": "B − A",
+            "diff_low": "low",
+            "diff_high": "high",
+            "p_adjusted": "p (adj.)",
+        }
+    )
+    counts = (
+        table.groupby(["label", "change"])
+        .size()
+        .unstack(fill_value=0)
+        .reset_index()
+        .rename(columns={"label": "measure"})
+        if len(table)
+        else None
+    )
     significant = t[table["change"].isin([BETTER, WORSE, HIGHER, LOWER]).to_numpy()] if len(table) else None
     env_ = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return env_.get_template("compare.html.j2").render(
-        a=str(path_a), b=str(path_b), info=info, key=key, level=f"{opts.level:.0%}",
-        adjust=stats.ADJUST_NAMES[opts.adjust], min_seeds=opts.min_seeds,
-        counts=html_table(counts), significant=html_table(significant), full=html_table(t),
-        env=html_table(env), gated=", ".join(GATED))
+        a=str(path_a),
+        b=str(path_b),
+        info=info,
+        key=key,
+        level=f"{opts.level:.0%}",
+        adjust=stats.ADJUST_NAMES[opts.adjust],
+        min_seeds=opts.min_seeds,
+        counts=html_table(counts),
+        significant=html_table(significant),
+        full=html_table(t),
+        env=html_table(env),
+        gated=", ".join(GATED),
+    )
 
 
 def write(out: Path, table: pd.DataFrame, key: list[str], html: str) -> tuple[Path, Path]:
@@ -225,12 +301,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("b", help="sweep B (the candidate)")
     ap.add_argument("--results-dir", type=Path, default=Path("results"))
     ap.add_argument("--out", type=Path, default=None, help="default: reports/compare-<A>-vs-<B>")
-    ap.add_argument("--fail-on", choices=("none", "worse"), default="none",
-                    help="worse: exit 1 when a gated measure is significantly worse in B")
-    ap.add_argument("--gate", nargs="+", default=list(GATED), choices=[m.column for m in MEASURES],
-                    help=f"measures --fail-on looks at (default: {' '.join(GATED)})")
-    ap.add_argument("--min-seeds", type=int, default=stats.DEFAULT_MIN_SEEDS,
-                    help=f"seeds a point needs for a word (default {stats.DEFAULT_MIN_SEEDS})")
+    ap.add_argument(
+        "--fail-on",
+        choices=("none", "worse"),
+        default="none",
+        help="worse: exit 1 when a gated measure is significantly worse in B",
+    )
+    ap.add_argument(
+        "--gate",
+        nargs="+",
+        default=list(GATED),
+        choices=[m.column for m in MEASURES],
+        help=f"measures --fail-on looks at (default: {' '.join(GATED)})",
+    )
+    ap.add_argument(
+        "--min-seeds",
+        type=int,
+        default=stats.DEFAULT_MIN_SEEDS,
+        help=f"seeds a point needs for a word (default {stats.DEFAULT_MIN_SEEDS})",
+    )
     ap.add_argument("--level", type=float, default=0.95)
     ap.add_argument("--adjust", choices=[x.value for x in stats.Adjust], default=stats.Adjust.bh.value)
     ap.add_argument("--ci", choices=[x.value for x in stats.CI], default=stats.CI.t.value)
@@ -239,8 +328,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.level < 1 or args.min_seeds < 1:
         ap.error("--level must be in (0, 1) and --min-seeds >= 1")
-    opts = cmp.Options(min_seeds=args.min_seeds, level=args.level, adjust=stats.Adjust(args.adjust),
-                       ci=stats.CI(args.ci), test=stats.Test(args.test), seed=args.seed)
+    opts = cmp.Options(
+        min_seeds=args.min_seeds,
+        level=args.level,
+        adjust=stats.Adjust(args.adjust),
+        ci=stats.CI(args.ci),
+        test=stats.Test(args.test),
+        seed=args.seed,
+    )
     try:
         pa, pb = resolve(args.a, args.results_dir), resolve(args.b, args.results_dir)
         a, b = load_done(pa), load_done(pb)
@@ -251,8 +346,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = args.out or Path("reports") / f"compare-{pa.name}-vs-{pb.name}"
     csv_path, html_path = write(out, table, key, render_html(pa, pb, table, key, info, environments(a, b), opts))
     changed = ", ".join(f"{k} {va} -> {vb}" for k, (va, vb) in info["changed"].items()) or "nothing constant"
-    print(f"compare: {info['shared']} shared grid points ({len(info['only_a'])} only in A, "
-          f"{len(info['only_b'])} only in B); A -> B changed: {changed}")
+    print(
+        f"compare: {info['shared']} shared grid points ({len(info['only_a'])} only in A, "
+        f"{len(info['only_b'])} only in B); A -> B changed: {changed}"
+    )
     moved = table[table["change"].isin([BETTER, WORSE, HIGHER, LOWER])] if len(table) else table
     for r in moved.itertuples():
         point = " ".join(f"{c}={getattr(r, c)}" for c in key)
@@ -260,8 +357,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {csv_path}\nreport: {html_path.resolve()}")
     bad = worse(table, args.gate)
     if args.fail_on == "worse" and len(bad):
-        print(f"FAIL: {len(bad)} comparison(s) significantly worse in B ({', '.join(sorted(set(bad['measure'])))})",
-              file=sys.stderr)
+        print(
+            f"FAIL: {len(bad)} comparison(s) significantly worse in B ({', '.join(sorted(set(bad['measure'])))})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

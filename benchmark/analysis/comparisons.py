@@ -5,6 +5,7 @@ Tidy in, tidy out: every function takes the summary table (one row per run, colu
 record) and returns a DataFrame. The primary endpoint is `test_score` (0 = the task's trivial
 predictor, 1 = perfect, higher is better), so no task or metric name is ever consulted.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,10 @@ def add_variants(df: pd.DataFrame) -> pd.DataFrame:
         if c not in df.columns:
             df[c] = np.nan
     with_p = df["dropout_p"].dropna().nunique() > 1
-    df["variant"] = [variant_name(*r, with_p) for r in
-                     df[["reg", "bn_placement", "dropout_placement", "dropout_p"]].itertuples(index=False)]
+    df["variant"] = [
+        variant_name(*r, with_p)
+        for r in df[["reg", "bn_placement", "dropout_placement", "dropout_p"]].itertuples(index=False)
+    ]
     return df
 
 
@@ -127,18 +130,34 @@ def lr_table(done: pd.DataFrame, tuning: Optional[Collection[int]] = None) -> pd
     task x cell x variant (over the lengths they ran: the protocol tunes at one length), and the
     dropout probability is a setting chosen with the rate, not a variant.
     """
-    d = done.assign(lr=done["lr"].astype(float), _sel=done[SELECT_BY].astype(float).fillna(-np.inf),
-                    _ttt=time_to_target(done), dropout_p=pd.to_numeric(done.get("dropout_p"), errors="coerce"))
+    d = done.assign(
+        lr=done["lr"].astype(float),
+        _sel=done[SELECT_BY].astype(float).fillna(-np.inf),
+        _ttt=time_to_target(done),
+        dropout_p=pd.to_numeric(done.get("dropout_p"), errors="coerce"),
+    )
     where = KEY
     if tuning is not None:
         d = d[d["seed"].isin(list(tuning))].assign(variant=lambda x: x["variant"].map(base_variant))
         where = ["task", "cell"]
     cols = where + ["variant", *SETTINGS]
-    t = d.groupby(cols, dropna=False).agg(val_score=("_sel", "mean"), time_to_target=("_ttt", "mean"),
-                                          test_score=(PRIMARY, "mean"), runs=("seed", "size")).reset_index()
+    t = (
+        d.groupby(cols, dropna=False)
+        .agg(
+            val_score=("_sel", "mean"),
+            time_to_target=("_ttt", "mean"),
+            test_score=(PRIMARY, "mean"),
+            runs=("seed", "size"),
+        )
+        .reset_index()
+    )
     n = len(where) + 1
-    t = t.sort_values(where + ["variant", "time_to_target", "val_score", *SETTINGS],
-                      ascending=[True] * n + [True, False, True, True], kind="stable", na_position="last")
+    t = t.sort_values(
+        where + ["variant", "time_to_target", "val_score", *SETTINGS],
+        ascending=[True] * n + [True, False, True, True],
+        kind="stable",
+        na_position="last",
+    )
     t["selected"] = ~t.duplicated(where + ["variant"])
     return t.sort_values(cols).reset_index(drop=True)
 
@@ -153,8 +172,9 @@ def select(done: pd.DataFrame, tuning: Optional[Collection[int]] = None) -> pd.D
     if len(done) == 0:
         return done.assign(seed_role=pd.Series(dtype=object))
     chosen = lr_table(done, tuning)
-    chosen = chosen.loc[chosen["selected"]].drop(columns=["val_score", "time_to_target", "test_score", "runs",
-                                                          "selected"])
+    chosen = chosen.loc[chosen["selected"]].drop(
+        columns=["val_score", "time_to_target", "test_score", "runs", "selected"]
+    )
     d = done.assign(lr=done["lr"].astype(float), dropout_p=pd.to_numeric(done.get("dropout_p"), errors="coerce"))
     if tuning is None:
         return d.merge(chosen, on=list(chosen.columns), how="inner").assign(seed_role=SAME_SEEDS)
@@ -172,8 +192,10 @@ def seed_roles(done: pd.DataFrame, tuning: Optional[Collection[int]]) -> pd.Data
         if tuning is None:
             rows.append({"task": task, "role": SAME_SEEDS, "seeds": " ".join(map(str, rest)), "n": len(rest)})
             continue
-        rows += [{"task": task, "role": TUNING, "seeds": " ".join(map(str, tune)), "n": len(tune)},
-                 {"task": task, "role": CONFIRMATION, "seeds": " ".join(map(str, rest)), "n": len(rest)}]
+        rows += [
+            {"task": task, "role": TUNING, "seeds": " ".join(map(str, tune)), "n": len(tune)},
+            {"task": task, "role": CONFIRMATION, "seeds": " ".join(map(str, rest)), "n": len(rest)},
+        ]
     return pd.DataFrame(rows, columns=["task", "role", "seeds", "n"])
 
 
@@ -186,23 +208,67 @@ def _by_seed(g: pd.DataFrame, value: str, sign: float) -> pd.Series:
     return sign * (v.groupby(level=0).mean() if v.index.has_duplicates else v)
 
 
-def compare_rows(runs: pd.DataFrame, pairs: list[tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]],
-                 endpoint: str, higher_is_better: bool, opts: Options) -> list[dict[str, Any]]:
+def compare_rows(
+    runs: pd.DataFrame,
+    pairs: list[tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]],
+    endpoint: str,
+    higher_is_better: bool,
+    opts: Options,
+) -> list[dict[str, Any]]:
     """One row per (labels, treatment runs, baseline runs), oriented so that + = improvement."""
     sign = 1.0 if higher_is_better else -1.0
     rows = []
     for labels, treat, base in pairs:
         key = "|".join(f"{v}" for v in (*labels.values(), endpoint))
-        c = stats.compare(_by_seed(treat, endpoint, sign), _by_seed(base, endpoint, sign), ci=opts.ci,
-                          test=opts.test, level=opts.level, seed=opts.seed, key=key)
-        rows.append({**labels, "endpoint": endpoint, "higher_is_better": higher_is_better, **c.as_dict(),
-                     "variant_mean": treat[endpoint].mean(), "baseline_mean": base[endpoint].mean()})
+        c = stats.compare(
+            _by_seed(treat, endpoint, sign),
+            _by_seed(base, endpoint, sign),
+            ci=opts.ci,
+            test=opts.test,
+            level=opts.level,
+            seed=opts.seed,
+            key=key,
+        )
+        rows.append(
+            {
+                **labels,
+                "endpoint": endpoint,
+                "higher_is_better": higher_is_better,
+                **c.as_dict(),
+                "variant_mean": treat[endpoint].mean(),
+                "baseline_mean": base[endpoint].mean(),
+            }
+        )
     return rows
 
 
-COLUMNS = ["task", "seq_len", "cell", "variant", "baseline", "lr", "baseline_lr", "endpoint", "higher_is_better",
-           "n", "n_treat", "n_base", "paired", "variant_mean", "baseline_mean", "mean_diff", "ci_low", "ci_high",
-           "p_value", "p_adjusted", "margin", "p_equivalent", "mde", "prob_improvement", "verdict"]
+COLUMNS = [
+    "task",
+    "seq_len",
+    "cell",
+    "variant",
+    "baseline",
+    "lr",
+    "baseline_lr",
+    "endpoint",
+    "higher_is_better",
+    "n",
+    "n_treat",
+    "n_base",
+    "paired",
+    "variant_mean",
+    "baseline_mean",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "margin",
+    "p_equivalent",
+    "mde",
+    "prob_improvement",
+    "verdict",
+]
 
 
 def verdicts(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
@@ -217,12 +283,18 @@ def verdicts(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
             if v == BASELINE:
                 continue
             treat = g[g["variant"] == v]
-            labels = {**dict(zip(KEY, keys)), "variant": v, "baseline": BASELINE,
-                      "lr": treat["lr"].iloc[0], "baseline_lr": base["lr"].iloc[0] if len(base) else np.nan}
+            labels = {
+                **dict(zip(KEY, keys)),
+                "variant": v,
+                "baseline": BASELINE,
+                "lr": treat["lr"].iloc[0],
+                "baseline_lr": base["lr"].iloc[0] if len(base) else np.nan,
+            }
             pairs.append((labels, treat, base))
     rows = compare_rows(selected, pairs, PRIMARY, True, opts)
-    t = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_adjusted", "p_equivalent", "mde", "verdict")]
-                     + ["se", "df"]).assign(margin=PRIMARY_MARGIN)
+    t = pd.DataFrame(
+        rows, columns=[c for c in COLUMNS if c not in ("p_adjusted", "p_equivalent", "mde", "verdict")] + ["se", "df"]
+    ).assign(margin=PRIMARY_MARGIN)
     t = stats.add_words(t, adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha, test=opts.test)
     return sort_rows(t)[COLUMNS]
 
@@ -234,16 +306,30 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
     rank_cell = {c: i for i, c in enumerate(ordered(df["cell"].unique(), CELL_ORDER))} if "cell" in df else {}
     rank_var = {v: i for i, v in enumerate(ordered(df["variant"].unique(), REG_ORDER))} if "variant" in df else {}
     keys = [c for c in ("task", "seq_len") if c in df]
-    out = df.assign(_c=df["cell"].map(rank_cell) if rank_cell else 0,
-                    _v=df["variant"].map(rank_var) if rank_var else 0)
+    out = df.assign(_c=df["cell"].map(rank_cell) if rank_cell else 0, _v=df["variant"].map(rank_var) if rank_var else 0)
     return out.sort_values(keys + ["_c", "_v"], kind="stable").drop(columns=["_c", "_v"]).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- aggregates
 
 
-AGG_COLUMNS = ["cell", "variant", "tasks", "runs", "min_seeds_per_task", "iqm_variant", "iqm_baseline", "iqm_diff",
-               "iqm_diff_low", "iqm_diff_high", "prob_improvement", "poi_low", "poi_high", "level", "verdict"]
+AGG_COLUMNS = [
+    "cell",
+    "variant",
+    "tasks",
+    "runs",
+    "min_seeds_per_task",
+    "iqm_variant",
+    "iqm_baseline",
+    "iqm_diff",
+    "iqm_diff_low",
+    "iqm_diff_high",
+    "prob_improvement",
+    "poi_low",
+    "poi_high",
+    "level",
+    "verdict",
+]
 
 
 def aggregates(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
@@ -254,8 +340,12 @@ def aggregates(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
     `inconclusive`; `too few seeds` below `min_seeds` runs in any task; `too few tasks` across fewer
     than `stats.MIN_TASKS` tasks (with one or two tasks a "general" word is one task's word again:
     its false-word rate under no effect was measured at 3.5 % against a nominal 1.7 %). Exploratory."""
-    combos = [(c, v) for c in ordered(selected["cell"].unique(), CELL_ORDER)
-              for v in ordered(selected.loc[selected["cell"] == c, "variant"].unique(), REG_ORDER) if v != BASELINE]
+    combos = [
+        (c, v)
+        for c in ordered(selected["cell"].unique(), CELL_ORDER)
+        for v in ordered(selected.loc[selected["cell"] == c, "variant"].unique(), REG_ORDER)
+        if v != BASELINE
+    ]
     level = 1 - opts.alpha / max(1, len(combos))
     rows = []
     for cell, v in combos:
@@ -278,6 +368,16 @@ def aggregates(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
             word = stats.HURTS
         else:
             word = stats.UNCLEAR
-        rows.append({"cell": cell, "variant": v, "tasks": len(strata), "runs": sum(map(len, treat + base)),
-                     "min_seeds_per_task": fewest, **r, "level": level, "verdict": word})
+        rows.append(
+            {
+                "cell": cell,
+                "variant": v,
+                "tasks": len(strata),
+                "runs": sum(map(len, treat + base)),
+                "min_seeds_per_task": fewest,
+                **r,
+                "level": level,
+                "verdict": word,
+            }
+        )
     return pd.DataFrame(rows, columns=AGG_COLUMNS)

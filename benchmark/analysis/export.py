@@ -1,5 +1,6 @@
 """The report's tables as files beside index.html: CSV (full precision, for programs), Markdown
 (for READMEs and issues; pandas + tabulate) and LaTeX (for papers; pandas' Styler)."""
+
 from __future__ import annotations
 
 from pathlib import Path

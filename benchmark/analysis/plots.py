@@ -6,6 +6,7 @@ function out over the levels of a column (one panel per cell, say) and returns a
 leaks between calls and no display backend is needed). Colours: seaborn's colour-blind
 palette with a fixed colour per regulariser across every figure (`none` is grey).
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,8 +37,9 @@ def reg_palette(levels: Sequence[str]) -> dict[str, Any]:
     spare = iter(_SPARE * 4)
     for lv in ordered(levels, REG_ORDER):
         base = str(lv).split(".")[0].split("@")[0]
-        pal[lv] = _REG_COLOURS.get(base) if base in _REG_COLOURS and _REG_COLOURS[base] not in pal.values() \
-            else next(spare)
+        pal[lv] = (
+            _REG_COLOURS.get(base) if base in _REG_COLOURS and _REG_COLOURS[base] not in pal.values() else next(spare)
+        )
     return pal
 
 
@@ -58,23 +60,27 @@ def summarise(data: pd.DataFrame, x: str, y: str, by: Sequence[str]) -> pd.DataF
     return d.groupby([*by, x], sort=True, observed=True)[y].agg(["mean", "min", "max"]).reset_index()
 
 
-def band_lines(s: pd.DataFrame, x: str, *, ax: Axes, hue: str, style: Optional[str] = None,
-               marker: Optional[str] = None) -> None:
+def band_lines(
+    s: pd.DataFrame, x: str, *, ax: Axes, hue: str, style: Optional[str] = None, marker: Optional[str] = None
+) -> None:
     """Lines of the summarised mean per hue (and style) level, with the min-max band shaded; a legend
     with one entry per hue level (and per style level, in grey)."""
     levels = ordered(s[hue].unique(), REG_ORDER)
     pal = reg_palette(levels)
     rank = {v: i for i, v in enumerate(levels)}
-    groups = sorted(s.groupby([hue] + ([style] if style else []), sort=False, observed=True),
-                    key=lambda kg: rank[kg[0][0]])
+    groups = sorted(
+        s.groupby([hue] + ([style] if style else []), sort=False, observed=True), key=lambda kg: rank[kg[0][0]]
+    )
     handles: dict[str, Any] = {}
     for keys, g in groups:
         level, st = keys[0], (keys[1] if style else None)
         xs = g[x].to_numpy(float)
-        ax.plot(xs, g["mean"].to_numpy(float), color=pal[level], marker=marker, markersize=4, lw=1.6,
-                dashes=_dashes(st))
-        ax.fill_between(xs, g["min"].to_numpy(float), g["max"].to_numpy(float), color=pal[level], alpha=0.18,
-                        linewidth=0)
+        ax.plot(
+            xs, g["mean"].to_numpy(float), color=pal[level], marker=marker, markersize=4, lw=1.6, dashes=_dashes(st)
+        )
+        ax.fill_between(
+            xs, g["min"].to_numpy(float), g["max"].to_numpy(float), color=pal[level], alpha=0.18, linewidth=0
+        )
         handles.setdefault(str(level), Line2D([], [], color=pal[level], lw=2, marker=marker))
     for st in ordered(s[style].unique(), IMPL_ORDER) if style else []:
         handles[f"{style}={st}"] = Line2D([], [], color="0.35", lw=1.6, dashes=_dashes(st))
@@ -96,8 +102,16 @@ def log_axis(ax: Axes, which: str = "y") -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def vs_length(data: pd.DataFrame, y: str, *, ax: Optional[Axes] = None, hue: str = "reg",
-              style: Optional[str] = None, logy: bool = False, ylabel: Optional[str] = None) -> Figure:
+def vs_length(
+    data: pd.DataFrame,
+    y: str,
+    *,
+    ax: Optional[Axes] = None,
+    hue: str = "reg",
+    style: Optional[str] = None,
+    logy: bool = False,
+    ylabel: Optional[str] = None,
+) -> Figure:
     """Mean of `y` over seeds against seq_len (one line per hue level); band = min-max over seeds,
     dots = single seeds."""
     ax = _new_ax(ax)
@@ -116,8 +130,16 @@ def vs_length(data: pd.DataFrame, y: str, *, ax: Optional[Axes] = None, hue: str
     return ax.figure
 
 
-def lines(summary: pd.DataFrame, *, x: str = "step", ax: Optional[Axes] = None, hue: str = "reg",
-          logy: bool = False, logx: bool = False, ylabel: Optional[str] = None) -> Figure:
+def lines(
+    summary: pd.DataFrame,
+    *,
+    x: str = "step",
+    ax: Optional[Axes] = None,
+    hue: str = "reg",
+    logy: bool = False,
+    logx: bool = False,
+    ylabel: Optional[str] = None,
+) -> Figure:
     """A panel from an already summarised frame (columns hue, x, mean, min, max; see `summarise`)."""
     ax = _new_ax(ax)
     if len(summary):
@@ -131,8 +153,17 @@ def lines(summary: pd.DataFrame, *, x: str = "step", ax: Optional[Axes] = None, 
     return ax.figure
 
 
-def curves(data: pd.DataFrame, y: str, *, x: str = "step", ax: Optional[Axes] = None, hue: str = "reg",
-           logy: bool = False, ylabel: Optional[str] = None, logx: bool = False) -> Figure:
+def curves(
+    data: pd.DataFrame,
+    y: str,
+    *,
+    x: str = "step",
+    ax: Optional[Axes] = None,
+    hue: str = "reg",
+    logy: bool = False,
+    ylabel: Optional[str] = None,
+    logx: bool = False,
+) -> Figure:
     """A series (grad_norm over steps, a score over learning rates, ...) per hue level: mean over
     seeds, band = min-max over seeds (one groupby, then `lines`)."""
     d = data.dropna(subset=[y])
@@ -147,16 +178,34 @@ def profile(data: pd.DataFrame, *, ax: Optional[Axes] = None, hue: str = "reg") 
     return curves(data, "grad_norm", x="t", ax=ax, hue=hue, logy=True, ylabel="‖∂L/∂h_t‖")
 
 
-def bars(data: pd.DataFrame, y: str, *, x: str = "reg", ax: Optional[Axes] = None, hue: Optional[str] = None,
-         ylabel: Optional[str] = None, zero_line: bool = True) -> Figure:
+def bars(
+    data: pd.DataFrame,
+    y: str,
+    *,
+    x: str = "reg",
+    ax: Optional[Axes] = None,
+    hue: Optional[str] = None,
+    ylabel: Optional[str] = None,
+    zero_line: bool = True,
+) -> Figure:
     """Bars of `y` per `x` (mean over rows, error bar = min-max), e.g. overhead per regulariser."""
     ax = _new_ax(ax)
     d = data.dropna(subset=[y])
     if len(d):
         order = ordered(d[x].unique(), REG_ORDER)
         if hue is None:
-            sns.barplot(data=d, x=x, y=y, order=order, hue=x, hue_order=order, palette=reg_palette(order),
-                        errorbar=("pi", 100), ax=ax, legend=False)
+            sns.barplot(
+                data=d,
+                x=x,
+                y=y,
+                order=order,
+                hue=x,
+                hue_order=order,
+                palette=reg_palette(order),
+                errorbar=("pi", 100),
+                ax=ax,
+                legend=False,
+            )
         else:
             sns.barplot(data=d, x=x, y=y, order=order, hue=hue, palette="colorblind", errorbar=("pi", 100), ax=ax)
     if zero_line:
@@ -166,9 +215,19 @@ def bars(data: pd.DataFrame, y: str, *, x: str = "reg", ax: Optional[Axes] = Non
     return ax.figure
 
 
-def facet(data: pd.DataFrame, panel: Callable[..., Figure], *, col: str = "cell", row: Optional[str] = None,
-          col_order: Sequence[Any] = CELL_ORDER, row_order: Sequence[Any] = (), title: str = "",
-          sharey: bool | str = True, panel_size: tuple[float, float] = (4.2, 3.0), **kw: Any) -> Figure:
+def facet(
+    data: pd.DataFrame,
+    panel: Callable[..., Figure],
+    *,
+    col: str = "cell",
+    row: Optional[str] = None,
+    col_order: Sequence[Any] = CELL_ORDER,
+    row_order: Sequence[Any] = (),
+    title: str = "",
+    sharey: bool | str = True,
+    panel_size: tuple[float, float] = (4.2, 3.0),
+    **kw: Any,
+) -> Figure:
     """One `panel(sub, ax=..., **kw)` per level of `col` (and `row`); one legend for the figure."""
     cols = ordered(data[col].unique(), col_order) if len(data) else ["(no data)"]
     rows = ordered(data[row].unique(), row_order) if row and len(data) else [None]
@@ -176,13 +235,22 @@ def facet(data: pd.DataFrame, panel: Callable[..., Figure], *, col: str = "cell"
     # report's drawing time on a 1800-run sweep); the legend takes a fixed column on the right.
     fig_w, fig_h = panel_size[0] * len(cols) + LEGEND_W + 0.7, panel_size[1] * len(rows) + 0.9
     fig = Figure(figsize=(fig_w, fig_h))
-    fig.subplots_adjust(left=0.75 / fig_w, right=1 - (LEGEND_W + 0.1) / fig_w, bottom=0.5 / fig_h,
-                        top=1 - 0.55 / fig_h, wspace=0.3, hspace=0.45)
+    fig.subplots_adjust(
+        left=0.75 / fig_w,
+        right=1 - (LEGEND_W + 0.1) / fig_w,
+        bottom=0.5 / fig_h,
+        top=1 - 0.55 / fig_h,
+        wspace=0.3,
+        hspace=0.45,
+    )
     axes = np.atleast_2d(fig.subplots(len(rows), len(cols), sharey=sharey, squeeze=False))  # (rows, cols)
     handles: dict[str, Any] = {}
     keys = [col] + ([row] if row else [])
-    parts = {(k if isinstance(k, tuple) else (k,)): g for k, g in data.groupby(keys, observed=True, sort=False)} \
-        if len(data) else {}
+    parts = (
+        {(k if isinstance(k, tuple) else (k,)): g for k, g in data.groupby(keys, observed=True, sort=False)}
+        if len(data)
+        else {}
+    )
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i, j]
@@ -197,8 +265,14 @@ def facet(data: pd.DataFrame, panel: Callable[..., Figure], *, col: str = "cell"
             if len(sub) == 0:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
     if handles:
-        fig.legend(list(handles.values()), list(handles.keys()), loc="upper right", bbox_to_anchor=(1, 1 - 0.5 / fig_h),
-                   frameon=False, fontsize=9)
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="upper right",
+            bbox_to_anchor=(1, 1 - 0.5 / fig_h),
+            frameon=False,
+            fontsize=9,
+        )
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.12 / fig_h)
     return fig
@@ -240,8 +314,12 @@ def km_curves(data: pd.DataFrame) -> Figure:
 def gain_profiles(profiles: pd.DataFrame) -> Figure:
     """‖∂L/∂h_t‖ over t per BN gain init (column `bn_gain_init`), start and end, one panel per cell:
     Cooijmans et al. 2016 show the gain's initial value decides between vanishing and exploding."""
-    s = summarise(profiles.assign(gain=profiles["bn_gain_init"].map(lambda g: f"γ={g:g}")), "t", "grad_norm",
-                  ["cell", "which", "gain"])
+    s = summarise(
+        profiles.assign(gain=profiles["bn_gain_init"].map(lambda g: f"γ={g:g}")),
+        "t",
+        "grad_norm",
+        ["cell", "which", "gain"],
+    )
     cells = ordered(s["cell"].unique(), CELL_ORDER)
     fig = Figure(figsize=(3.4 * max(1, len(cells)) + LEGEND_W, 5.6))
     axes = fig.subplots(2, max(1, len(cells)), squeeze=False)

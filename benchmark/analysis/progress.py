@@ -16,6 +16,7 @@ group); the wrapper waits for it to stop, shows where the sweep got to and exits
 is passed on to the command. Where the output is not a terminal (CI logs, tests), the bar is
 printed as a plain line every `--log-every` seconds and once at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Optional, Sequence
 
 from benchmark.analysis.status import MULTIRUN, SweepError, expand, load_multirun
-from benchmark.record import Status
 from benchmark.io import METRICS, read_metrics
+from benchmark.record import Status
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,8 +56,10 @@ class Counts:
 
     def line(self, name: str, elapsed: float) -> str:
         total = "?" if self.total is None else str(self.total)
-        return (f"sweep {name}: {self.done}/{total} grid points done, {self.n(Status.failed)} failed, "
-                f"{self.n(Status.diverged)} diverged, {self.skipped} skipped ({_hms(elapsed)} elapsed)")
+        return (
+            f"sweep {name}: {self.done}/{total} grid points done, {self.n(Status.failed)} failed, "
+            f"{self.n(Status.diverged)} diverged, {self.skipped} skipped ({_hms(elapsed)} elapsed)"
+        )
 
 
 def _hms(s: float) -> str:
@@ -107,11 +110,24 @@ def _pump(stream: IO[str], lines: "queue.Queue[Optional[str]]") -> None:
     lines.put(None)
 
 
-def run(cmd: Sequence[str], sweep_dir: Path, marks: Optional[Path], interval: float = 1.0,
-        log_every: float = 30.0, console: Optional["Console"] = None) -> int:
+def run(
+    cmd: Sequence[str],
+    sweep_dir: Path,
+    marks: Optional[Path],
+    interval: float = 1.0,
+    log_every: float = 30.0,
+    console: Optional["Console"] = None,
+) -> int:
     """Run `cmd` with the live display; returns its exit status (130 after Ctrl-C)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = console or Console()
     if not console.is_terminal:
@@ -119,21 +135,39 @@ def run(cmd: Sequence[str], sweep_dir: Path, marks: Optional[Path], interval: fl
     name = sweep_dir.name
     start = time.time()
     watcher = Watcher(sweep_dir, marks, start)
-    child = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    child = subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     lines: "queue.Queue[Optional[str]]" = queue.Queue()
     threading.Thread(target=_pump, args=(child.stdout, lines), daemon=True).start()
-    progress = Progress(TextColumn(f"sweep {name}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[extra]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                        TimeRemainingColumn(), console=console, refresh_per_second=4)
+    progress = Progress(
+        TextColumn(f"sweep {name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[extra]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        refresh_per_second=4,
+    )
     task = progress.add_task(name, total=None, extra="waiting for the multirun to start")
     interrupted, open_stream, next_poll, next_log = False, True, 0.0, time.monotonic() + log_every
 
     def update() -> Counts:
         c = watcher.poll()
-        progress.update(task, total=c.total, completed=c.done,
-                        extra=f"failed {c.n(Status.failed)} · diverged {c.n(Status.diverged)} · skipped {c.skipped}")
+        progress.update(
+            task,
+            total=c.total,
+            completed=c.done,
+            extra=f"failed {c.n(Status.failed)} · diverged {c.n(Status.diverged)} · skipped {c.skipped}",
+        )
         return c
 
     try:
@@ -178,10 +212,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("sweep_dir", type=Path, help="results/<sweep>, where the command writes its runs")
     ap.add_argument("--marks", type=Path, default=None, help="the skip_marks folder the command's jobs write to")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between reads of the results folder")
-    ap.add_argument("--log-every", type=float, default=30.0,
-                    help="seconds between plain progress lines when the output is not a terminal")
+    ap.add_argument(
+        "--log-every",
+        type=float,
+        default=30.0,
+        help="seconds between plain progress lines when the output is not a terminal",
+    )
     args = ap.parse_args(argv[:split])
-    cmd = argv[split + 1:]
+    cmd = argv[split + 1 :]
     if not cmd:
         ap.error("no command after --")
     return run(cmd, args.sweep_dir, args.marks, args.interval, args.log_every)

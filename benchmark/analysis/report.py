@@ -11,6 +11,7 @@ One small function per section returns that section's data (pandas tables render
 figures as PNG data URIs); the prose lives in `templates/report.html.j2`. No scripts, no
 external resources: the page reads offline. Imports no torch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from benchmark import record, variants
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import claims as claims_mod
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import export, plots, stats, status, tables
-from benchmark import record, variants
-from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table, present as _present
+from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table
+from benchmark.analysis.html import present as _present
 from benchmark.arms.bn import BNConfig
 from benchmark.arms.dropout import DropoutConfig
 from benchmark.io import atomic_write_text
@@ -49,10 +51,18 @@ def figure(fig: Any, caption: str) -> dict[str, str]:
 
 def effect_cell(r: pd.Series) -> dict[str, Any]:
     """One comparison as the template shows it."""
-    return {"verdict": r["verdict"], "cls": WORD_CLASS.get(r["verdict"], "v-nodata"), "diff": fmt(r["mean_diff"], sign=True),
-            "lo": fmt(r["ci_low"], sign=True), "hi": fmt(r["ci_high"], sign=True), "p": fmt_p(r["p_value"]),
-            "p_adj": fmt_p(r["p_adjusted"]), "poi": fmt(r["prob_improvement"], 2), "n": int(r["n"]),
-            "paired": bool(r["paired"])}
+    return {
+        "verdict": r["verdict"],
+        "cls": WORD_CLASS.get(r["verdict"], "v-nodata"),
+        "diff": fmt(r["mean_diff"], sign=True),
+        "lo": fmt(r["ci_low"], sign=True),
+        "hi": fmt(r["ci_high"], sign=True),
+        "p": fmt_p(r["p_value"]),
+        "p_adj": fmt_p(r["p_adjusted"]),
+        "poi": fmt(r["prob_improvement"], 2),
+        "n": int(r["n"]),
+        "paired": bool(r["paired"]),
+    }
 
 
 # ----------------------------------------------------------------------------- the sweep's data
@@ -92,17 +102,26 @@ def load_sweep(sweep_dir: Path) -> Sweep:
         done[c] = done[c].astype(int)
     impl = cmp.verdict_impl(done)
     comp = done if impl is None else done[done["impl"] == impl]
-    name = str(summary["sweep"].dropna().iloc[0]) if "sweep" in summary and summary["sweep"].notna().any() \
+    name = (
+        str(summary["sweep"].dropna().iloc[0])
+        if "sweep" in summary and summary["sweep"].notna().any()
         else sweep_dir.name
+    )
     tuning = tuning_seeds(summary)
     selected = cmp.select(comp, tuning)
     longest = selected["seq_len"] == selected.groupby("task")["seq_len"].transform("max")
     ident = selected.loc[longest, ["run_id", "task", "seq_len", "cell", "variant"]].astype(
-        {"task": "category", "cell": "category", "variant": "category"})
+        {"task": "category", "cell": "category", "variant": "category"}
+    )
     keep = lambda t: t[t["run_id"].isin(ident["run_id"])]  # noqa: E731  (a cheap filter before the join)
     profiles = keep(a.profiles).merge(ident, on="run_id", how="inner")
-    curves = keep(a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves])).merge(
-        ident, on="run_id", how="inner") if len(a.curves) else pd.DataFrame(columns=[*ident.columns, "step"])
+    curves = (
+        keep(a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves])).merge(
+            ident, on="run_id", how="inner"
+        )
+        if len(a.curves)
+        else pd.DataFrame(columns=[*ident.columns, "step"])
+    )
     return Sweep(name, sweep_dir, summary, done, selected, profiles, curves, impl, tuning, comp, a.profiles)
 
 
@@ -129,8 +148,9 @@ def _ensure_tables(sweep_dir: Path) -> agg_mod.Aggregate:
     in memory (the report writes only into its own folder; `make report` aggregates first)."""
     summary = sweep_dir / agg_mod.SUMMARY_PARQUET
     newest = max((p.stat().st_mtime for p in (sweep_dir / "runs").glob("*/metrics.json")), default=0.0)
-    fresh = all((sweep_dir / n).exists() for n in (agg_mod.SUMMARY_PARQUET, agg_mod.PROFILES_PARQUET,
-                                                   agg_mod.CURVES_PARQUET))
+    fresh = all(
+        (sweep_dir / n).exists() for n in (agg_mod.SUMMARY_PARQUET, agg_mod.PROFILES_PARQUET, agg_mod.CURVES_PARQUET)
+    )
     if fresh and summary.stat().st_mtime >= newest:
         return agg_mod.load(sweep_dir, curve_columns=CURVE_COLUMNS)
     return agg_mod.aggregate(sweep_dir)
@@ -149,10 +169,15 @@ def _longest(df: pd.DataFrame, task: str) -> int:
 
 def claim_row(r: pd.Series) -> dict[str, Any]:
     """One claim comparison as the template shows it."""
-    return {**{k: r[k] for k in ("role", "task", "seq_len", "cell", "variant", "baseline", "endpoint")},
-            "base_mean": fmt(r["baseline_mean"]), **effect_cell(r), "margin": fmt(r["margin"], 3),
-            "p_eq": fmt_p(r["p_equivalent"]), "mde": fmt(r["mde"]),
-            "note": r["note"] if isinstance(r["note"], str) else ""}
+    return {
+        **{k: r[k] for k in ("role", "task", "seq_len", "cell", "variant", "baseline", "endpoint")},
+        "base_mean": fmt(r["baseline_mean"]),
+        **effect_cell(r),
+        "margin": fmt(r["margin"], 3),
+        "p_eq": fmt_p(r["p_equivalent"]),
+        "mde": fmt(r["mde"]),
+        "note": r["note"] if isinstance(r["note"], str) else "",
+    }
 
 
 def claim_glance(rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -161,10 +186,21 @@ def claim_glance(rows: pd.DataFrame) -> list[dict[str, Any]]:
     for (role, ep), g in rows.groupby(["role", "endpoint"], sort=False):
         tally = g["verdict"].value_counts()
         n = f"{int(g['n'].min())}–{int(g['n'].max())}" if g["n"].nunique() > 1 else str(int(g["n"].iloc[0]))
-        glance.append({"role": role, "endpoint": ep, "points": len(g), "n": n,
-                       "median": fmt(g["mean_diff"].median(), sign=True), "mde": fmt(g["mde"].median()),
-                       "words": [{"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
-                                 for w in [*stats.WORDS, claims_mod.DESCRIPTIVE] if w in tally]})
+        glance.append(
+            {
+                "role": role,
+                "endpoint": ep,
+                "points": len(g),
+                "n": n,
+                "median": fmt(g["mean_diff"].median(), sign=True),
+                "mde": fmt(g["mde"].median()),
+                "words": [
+                    {"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
+                    for w in [*stats.WORDS, claims_mod.DESCRIPTIVE]
+                    if w in tally
+                ],
+            }
+        )
     return glance
 
 
@@ -174,26 +210,48 @@ def claims_section(results: list[claims_mod.ClaimResult], s: Optional["Sweep"] =
     out = []
     for r in results:
         figs = claim_figures(r.claim.key, s) if s is not None and not r.not_testable else []
-        out.append({"key": r.claim.key, "title": r.claim.title, "summary": r.summary, "testable": not r.not_testable,
-                    "condition": r.claim.condition_text, "skipped": r.skipped, "figures": figs,
-                    "rows": [claim_row(x) for _, x in r.rows.iterrows()], "glance": claim_glance(r.rows)})
+        out.append(
+            {
+                "key": r.claim.key,
+                "title": r.claim.title,
+                "summary": r.summary,
+                "testable": not r.not_testable,
+                "condition": r.claim.condition_text,
+                "skipped": r.skipped,
+                "figures": figs,
+                "rows": [claim_row(x) for _, x in r.rows.iterrows()],
+                "glance": claim_glance(r.rows),
+            }
+        )
     return out
 
 
 def claim_figures(key: str, s: "Sweep") -> list[dict[str, str]]:
     """(a): Kaplan-Meier curves of time to target per arm; (b): profiles per BN gain init where swept."""
     if key == "a":
-        d = s.selected[s.selected.get("stop_at_target", pd.Series(False, index=s.selected.index)).fillna(False)
-                       .astype(bool) & s.selected["variant"].map(cmp.family).isin(["none", "bn"])]
-        caption = ("time to the validation target: Kaplan–Meier estimate of P(not yet reached) per arm; a run "
-                   "that never reached it is censored (+) at its budget")
+        d = s.selected[
+            s.selected.get("stop_at_target", pd.Series(False, index=s.selected.index)).fillna(False).astype(bool)
+            & s.selected["variant"].map(cmp.family).isin(["none", "bn"])
+        ]
+        caption = (
+            "time to the validation target: Kaplan–Meier estimate of P(not yet reached) per arm; a run "
+            "that never reached it is censored (+) at its budget"
+        )
         return [figure(plots.km_curves(d), caption)] if len(d) else []
     comp = s.comp if s.comp is not None else s.done
     if key == "b" and "bn_gain_init" in comp.columns and comp["bn_gain_init"].dropna().nunique() > 1:
         bn = comp.loc[comp["bn_gain_init"].notna(), ["run_id", "cell", "bn_gain_init"]]
         prof = s.all_profiles.merge(bn, on="run_id", how="inner")
-        return [figure(plots.gain_profiles(prof), "‖∂L/∂h_t‖ (eval mode) per BN gain init γ; line = mean over "
-                                                  "runs, band = min–max")] if len(prof) else []
+        return (
+            [
+                figure(
+                    plots.gain_profiles(prof),
+                    "‖∂L/∂h_t‖ (eval mode) per BN gain init γ; line = mean over runs, band = min–max",
+                )
+            ]
+            if len(prof)
+            else []
+        )
     return []
 
 
@@ -221,12 +279,17 @@ def describe_variants(done: pd.DataFrame) -> list[dict[str, str]]:
         g = done[done["variant"] == v]
         r = g.iloc[0]
         entry = registered_variant(r)
-        what = (f"{entry.description}" + (f" ({entry.paper})" if entry.paper else "")) if entry is not None else \
-            f"user variant: reg={r['reg']}, bn placement {r['bn_placement']}, dropout placement {r['dropout_placement']}"
+        what = (
+            (f"{entry.description}" + (f" ({entry.paper})" if entry.paper else ""))
+            if entry is not None
+            else f"user variant: reg={r['reg']}, bn placement {r['bn_placement']}, "
+            f"dropout placement {r['dropout_placement']}"
+        )
         if _present(r.get("dropout_p")):
             what += f"; dropout p={r['dropout_p']:g}"
-        impls = ", ".join(sorted(f"{a}→{b}" for a, b in g[["impl", "impl_used"]].dropna().drop_duplicates()
-                                 .itertuples(index=False)))
+        impls = ", ".join(
+            sorted(f"{a}→{b}" for a, b in g[["impl", "impl_used"]].dropna().drop_duplicates().itertuples(index=False))
+        )
         out.append({"variant": v, "what": what, "impl": impls or "—"})
     return out
 
@@ -240,18 +303,46 @@ def verdicts_section(s: Sweep, vt: pd.DataFrame, agg: pd.DataFrame) -> dict[str,
         g = groups[tuple(keys)]
         base = g[g["variant"] == cmp.BASELINE]
         mine = vt[(vt["task"] == keys[0]) & (vt["seq_len"] == keys[1]) & (vt["cell"] == keys[2])].set_index("variant")
-        rows.append({"task": keys[0], "seq_len": int(keys[1]), "cell": keys[2], "n_seeds": int(g["seed"].nunique()),
-                     "base_score": fmt(base["test_score"].mean()), "base_acc": fmt(base["test_accuracy"].mean()),
-                     "effects": {v: effect_cell(mine.loc[v]) for v in variants if v in mine.index}})
-    summary = [{"cell": r["cell"], "variant": r["variant"], "tasks": int(r["tasks"]), "runs": int(r["runs"]),
-                "iqm_v": fmt(r["iqm_variant"]), "iqm_b": fmt(r["iqm_baseline"]), "diff": fmt(r["iqm_diff"], sign=True),
-                "diff_lo": fmt(r["iqm_diff_low"], sign=True), "diff_hi": fmt(r["iqm_diff_high"], sign=True),
-                "poi": fmt(r["prob_improvement"], 2), "poi_lo": fmt(r["poi_low"], 2), "poi_hi": fmt(r["poi_high"], 2),
-                "level": f"{100 * r['level']:.1f}", "verdict": r["verdict"], "cls": WORD_CLASS.get(r["verdict"], "v-nodata")}
-               for _, r in agg.iterrows()]
+        rows.append(
+            {
+                "task": keys[0],
+                "seq_len": int(keys[1]),
+                "cell": keys[2],
+                "n_seeds": int(g["seed"].nunique()),
+                "base_score": fmt(base["test_score"].mean()),
+                "base_acc": fmt(base["test_accuracy"].mean()),
+                "effects": {v: effect_cell(mine.loc[v]) for v in variants if v in mine.index},
+            }
+        )
+    summary = [
+        {
+            "cell": r["cell"],
+            "variant": r["variant"],
+            "tasks": int(r["tasks"]),
+            "runs": int(r["runs"]),
+            "iqm_v": fmt(r["iqm_variant"]),
+            "iqm_b": fmt(r["iqm_baseline"]),
+            "diff": fmt(r["iqm_diff"], sign=True),
+            "diff_lo": fmt(r["iqm_diff_low"], sign=True),
+            "diff_hi": fmt(r["iqm_diff_high"], sign=True),
+            "poi": fmt(r["prob_improvement"], 2),
+            "poi_lo": fmt(r["poi_low"], 2),
+            "poi_hi": fmt(r["poi_high"], 2),
+            "level": f"{100 * r['level']:.1f}",
+            "verdict": r["verdict"],
+            "cls": WORD_CLASS.get(r["verdict"], "v-nodata"),
+        }
+        for _, r in agg.iterrows()
+    ]
     seeds = int(s.selected.groupby([*cmp.KEY, "variant"])["seed"].nunique().min()) if len(s.selected) else 0
-    return {"rows": rows, "variants": variants, "aggregate": summary, "described": describe_variants(s.selected),
-            "fewest_seeds": seeds, "impl": s.impl}
+    return {
+        "rows": rows,
+        "variants": variants,
+        "aggregate": summary,
+        "described": describe_variants(s.selected),
+        "fewest_seeds": seeds,
+        "impl": s.impl,
+    }
 
 
 def lr_section(s: Sweep) -> dict[str, Any]:
@@ -263,18 +354,31 @@ def lr_section(s: Sweep) -> dict[str, Any]:
         return out
     lt = cmp.lr_table(comp)
     chosen = lt[lt["selected"]].pivot(index=cmp.KEY, columns="variant", values="lr").reset_index()
-    out["table"] = html_table(cmp.sort_rows(chosen.assign(variant="")).drop(columns="variant"), digits=4,
-                              table_id="lr-table")
+    out["table"] = html_table(
+        cmp.sort_rows(chosen.assign(variant="")).drop(columns="variant"), digits=4, table_id="lr-table"
+    )
     for task in _tasks(s):
         d = comp[comp["task"] == task].assign(time_to_target=cmp.time_to_target)
         ys = [("val_score", "validation score (selects)"), ("test_score", "test score (never selects)")]
         if d["time_to_target"].notna().any():  # trained to a target: the steps to it select first
             ys.insert(0, ("time_to_target", "steps to the validation target (selects first)"))
         for y, what in ys:
-            out["figures"].append(figure(plots.facet(d, plots.curves, y=y, x="lr", hue="variant", logx=True,
-                                                     ylabel=what, title=f"{task}: {what} vs learning rate"),
-                                         f"{task}: {what} vs learning rate, every length (line = mean over seeds "
-                                         f"and lengths, band = min–max)"))
+            out["figures"].append(
+                figure(
+                    plots.facet(
+                        d,
+                        plots.curves,
+                        y=y,
+                        x="lr",
+                        hue="variant",
+                        logx=True,
+                        ylabel=what,
+                        title=f"{task}: {what} vs learning rate",
+                    ),
+                    f"{task}: {what} vs learning rate, every length (line = mean over seeds "
+                    f"and lengths, band = min–max)",
+                )
+            )
     return out
 
 
@@ -283,22 +387,43 @@ def scores_section(s: Sweep) -> dict[str, Any]:
     figs = []
     for task in _tasks(s):
         d = s.selected[s.selected["task"] == task]
-        figs.append(figure(plots.facet(d, plots.vs_length, y="test_score", hue="variant", ylabel="test score",
-                                       title=f"{task}: test score (0 = trivial predictor, 1 = perfect)"),
-                           f"{task}: test score vs sequence length per cell; line = mean over seeds, band = min–max, "
-                           f"dots = single seeds"))
+        figs.append(
+            figure(
+                plots.facet(
+                    d,
+                    plots.vs_length,
+                    y="test_score",
+                    hue="variant",
+                    ylabel="test score",
+                    title=f"{task}: test score (0 = trivial predictor, 1 = perfect)",
+                ),
+                f"{task}: test score vs sequence length per cell; line = mean over seeds, band = min–max, "
+                f"dots = single seeds",
+            )
+        )
         higher = d["metric_higher_is_better"].dropna()
         name = d["metric_name"].dropna()
         if len(name):
             direction = "higher" if len(higher) and bool(higher.iloc[0]) else "lower"
-            figs.append(figure(plots.facet(d, plots.vs_length, y="test_metric", hue="variant",
-                                           ylabel=f"test {name.iloc[0]}", logy=bool((d["test_metric"] > 0).all()),
-                                           title=f"{task}: test {name.iloc[0]} ({direction} is better)"),
-                               f"{task}: test {name.iloc[0]} ({direction} is better, as the task declares) vs "
-                               f"sequence length"))
-    return {"figures": figs, "score_table": html_table(tables.spread_table(s.selected, "test_score"),
-                                                       table_id="score-table"),
-            "accuracy_table": html_table(tables.spread_table(s.selected, "test_accuracy"), table_id="accuracy-table")}
+            figs.append(
+                figure(
+                    plots.facet(
+                        d,
+                        plots.vs_length,
+                        y="test_metric",
+                        hue="variant",
+                        ylabel=f"test {name.iloc[0]}",
+                        logy=bool((d["test_metric"] > 0).all()),
+                        title=f"{task}: test {name.iloc[0]} ({direction} is better)",
+                    ),
+                    f"{task}: test {name.iloc[0]} ({direction} is better, as the task declares) vs sequence length",
+                )
+            )
+    return {
+        "figures": figs,
+        "score_table": html_table(tables.spread_table(s.selected, "test_score"), table_id="score-table"),
+        "accuracy_table": html_table(tables.spread_table(s.selected, "test_accuracy"), table_id="accuracy-table"),
+    }
 
 
 def literature_block(s: Sweep) -> Optional[dict[str, Any]]:
@@ -321,9 +446,16 @@ def literature_table(s: Sweep, block: dict[str, Any]) -> pd.DataFrame:
         for k in ("task", "seq_len", "cell", "reg"):
             m = m[m[k].astype(str) == str(ref[k])]
         vals = m[metric].dropna() if metric in m else pd.Series(dtype=float)
-        rows.append({**{k: ref[k] for k in ("task", "seq_len", "cell", "reg")}, f"published {metric}": ref["value"],
-                     f"measured {metric}": f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}" if len(vals) > 1
-                     else (f"{vals.iloc[0]:.4f}" if len(vals) else "— (no finished run)"), "seeds": len(vals)})
+        rows.append(
+            {
+                **{k: ref[k] for k in ("task", "seq_len", "cell", "reg")},
+                f"published {metric}": ref["value"],
+                f"measured {metric}": f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}"
+                if len(vals) > 1
+                else (f"{vals.iloc[0]:.4f}" if len(vals) else "— (no finished run)"),
+                "seeds": len(vals),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -332,8 +464,10 @@ def literature_section(s: Sweep) -> Optional[dict[str, Any]]:
     block = literature_block(s)
     if block is None:
         return None
-    return {"source": block.get("source", ""), "table": html_table(literature_table(s, block), digits=4,
-                                                                   table_id="literature-table")}
+    return {
+        "source": block.get("source", ""),
+        "table": html_table(literature_table(s, block), digits=4, table_id="literature-table"),
+    }
 
 
 def _bands(frame: pd.DataFrame, x: str, y: str, by: Sequence[str], positive: bool = False) -> pd.DataFrame:
@@ -344,29 +478,60 @@ def _bands(frame: pd.DataFrame, x: str, y: str, by: Sequence[str], positive: boo
     return plots.summarise(d, x, y, by)
 
 
-def _curve_figures(s: Sweep, frame: pd.DataFrame, x: str, y: str, what: str, logy: bool, caption: str,
-                   row: Optional[str] = None) -> list[dict[str, str]]:
+def _curve_figures(
+    s: Sweep, frame: pd.DataFrame, x: str, y: str, what: str, logy: bool, caption: str, row: Optional[str] = None
+) -> list[dict[str, str]]:
     figs = []
     bands = _bands(frame, x, y, ["task", "cell", "variant"] + ([row] if row else []), positive=logy)
     for task, b in bands.groupby("task", observed=True, sort=True):
         if b.empty:
             continue
         T = _longest(s.selected, task)
-        figs.append(figure(plots.facet(b, plots.lines, x=x, hue="variant", logy=logy, ylabel=what, row=row,
-                                       row_order=["start", "end"], title=f"{task}, T={T}: {what}"),
-                           f"{task}, T={T}: {caption}"))
+        figs.append(
+            figure(
+                plots.facet(
+                    b,
+                    plots.lines,
+                    x=x,
+                    hue="variant",
+                    logy=logy,
+                    ylabel=what,
+                    row=row,
+                    row_order=["start", "end"],
+                    title=f"{task}, T={T}: {what}",
+                ),
+                f"{task}, T={T}: {caption}",
+            )
+        )
     return figs
 
 
 def gradients_section(s: Sweep) -> dict[str, Any]:
     """Section 5: gradient norms during training and the hidden-state gradient profile."""
-    figs = _curve_figures(s, s.curves, "step", "grad_norm", "global grad norm (before clipping)", True,
-                          "global gradient norm per logged step (mean over seeds, band = min–max)")
-    figs += _curve_figures(s, s.profiles, "t", "grad_norm", "‖∂L/∂h_t‖ over t", True,
-                           "‖∂L/∂h_t‖ on a fixed probe batch at the start and end of training; falling towards "
-                           "t=1 = vanishing, rising = exploding", row="which")
-    return {"figures": figs, "table": html_table(tables.gradient_table(s.selected), pct=("clipped_fraction",),
-                                                 table_id="gradient-table")}
+    figs = _curve_figures(
+        s,
+        s.curves,
+        "step",
+        "grad_norm",
+        "global grad norm (before clipping)",
+        True,
+        "global gradient norm per logged step (mean over seeds, band = min–max)",
+    )
+    figs += _curve_figures(
+        s,
+        s.profiles,
+        "t",
+        "grad_norm",
+        "‖∂L/∂h_t‖ over t",
+        True,
+        "‖∂L/∂h_t‖ on a fixed probe batch at the start and end of training; falling towards "
+        "t=1 = vanishing, rising = exploding",
+        row="which",
+    )
+    return {
+        "figures": figs,
+        "table": html_table(tables.gradient_table(s.selected), pct=("clipped_fraction",), table_id="gradient-table"),
+    }
 
 
 def cost_section(s: Sweep) -> dict[str, Any]:
@@ -377,29 +542,57 @@ def cost_section(s: Sweep) -> dict[str, Any]:
     for task in _tasks(s):
         dt = data[data["task"] == task]
         for y, what in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)"),):
-            figs.append(figure(plots.facet(dt, plots.vs_length, y=y, hue="variant", style="impl_used", sharey=False,
-                                           ylabel=what, title=f"{task}: {what}"),
-                               f"{task}: {what}; line style = the impl that ran"))
+            figs.append(
+                figure(
+                    plots.facet(
+                        dt,
+                        plots.vs_length,
+                        y=y,
+                        hue="variant",
+                        style="impl_used",
+                        sharey=False,
+                        ylabel=what,
+                        title=f"{task}: {what}",
+                    ),
+                    f"{task}: {what}; line style = the impl that ran",
+                )
+            )
     ov = over.dropna(subset=["reg_overhead"])
     if len(ov):
-        figs.append(figure(plots.facet(ov.assign(overhead_pct=100 * ov["reg_overhead"]), plots.bars, y="overhead_pct",
-                                       x="variant", ylabel="fwd+bwd time vs none, same impl (%)",
-                                       title="Overhead of each regulariser vs none on the same impl"),
-                           "Overhead of each regulariser relative to none on the same impl (all tasks and lengths; "
-                           "bar = mean, whisker = min–max)"))
-    return {"figures": figs, "overhead": html_table(over, pct=("reg_overhead", "kernel_cost", "total_vs_fused"),
-                                                    table_id="overhead-table"),
-            "cost": html_table(cost, digits=2, table_id="cost-table")}
+        figs.append(
+            figure(
+                plots.facet(
+                    ov.assign(overhead_pct=100 * ov["reg_overhead"]),
+                    plots.bars,
+                    y="overhead_pct",
+                    x="variant",
+                    ylabel="fwd+bwd time vs none, same impl (%)",
+                    title="Overhead of each regulariser vs none on the same impl",
+                ),
+                "Overhead of each regulariser relative to none on the same impl (all tasks and lengths; "
+                "bar = mean, whisker = min–max)",
+            )
+        )
+    return {
+        "figures": figs,
+        "overhead": html_table(over, pct=("reg_overhead", "kernel_cost", "total_vs_fused"), table_id="overhead-table"),
+        "cost": html_table(cost, digits=2, table_id="cost-table"),
+    }
 
 
 def learning_section(s: Sweep) -> dict[str, Any]:
     """Section 7: validation-score curves, training loss, generalisation and steps to target."""
     figs = []
     for y, what, logy in (("val_score", "validation score", False), ("train_loss", "training loss", True)):
-        figs += _curve_figures(s, s.curves, "step", y, what, logy, f"{what} during training (mean over seeds, "
-                               f"band = min–max)")
-    return {"figures": figs, "table": html_table(tables.generalisation_table(s.selected) if len(s.selected) else None,
-                                                 table_id="generalisation-table")}
+        figs += _curve_figures(
+            s, s.curves, "step", y, what, logy, f"{what} during training (mean over seeds, band = min–max)"
+        )
+    return {
+        "figures": figs,
+        "table": html_table(
+            tables.generalisation_table(s.selected) if len(s.selected) else None, table_id="generalisation-table"
+        ),
+    }
 
 
 def failures_section(s: Sweep) -> dict[str, Any]:
@@ -409,8 +602,27 @@ def failures_section(s: Sweep) -> dict[str, Any]:
         return {"table": None, "tracebacks": []}
     for c in ("error", "problem", "traceback"):
         bad[c] = [v if isinstance(v, str) else "" for v in bad.get(c, pd.Series([None] * len(bad), index=bad.index))]
-    cols = [c for c in ["status", "run_id", "task", "seq_len", "cell", "variant", "lr", "seed", "impl", "impl_used",
-                        "diverged_at_step", "steps_done", "error", "problem", "path"] if c in bad.columns]
+    cols = [
+        c
+        for c in [
+            "status",
+            "run_id",
+            "task",
+            "seq_len",
+            "cell",
+            "variant",
+            "lr",
+            "seed",
+            "impl",
+            "impl_used",
+            "diverged_at_step",
+            "steps_done",
+            "error",
+            "problem",
+            "path",
+        ]
+        if c in bad.columns
+    ]
     tbs = [{"run_id": r.run_id, "text": r.traceback} for r in bad.itertuples() if r.status == "failed" and r.traceback]
     return {"table": html_table(bad[cols], digits=4, table_id="failures-table"), "tracebacks": tbs}
 
@@ -421,8 +633,7 @@ def missing_section(s: Sweep) -> dict[str, Any]:
         miss = status.missing_points(s.dir)
     except status.SweepError as e:  # no multirun.yaml (single runs), or configs changed since the sweep
         return {"n": None, "table": None, "note": f"The grid could not be read, so missing points are not listed: {e}"}
-    return {"n": len(miss), "note": None,
-            "table": html_table(miss, table_id="missing-table") if len(miss) else None}
+    return {"n": len(miss), "note": None, "table": html_table(miss, table_id="missing-table") if len(miss) else None}
 
 
 def reproduce(sweep_dir: Path) -> dict[str, Any]:
@@ -441,7 +652,9 @@ def reproduce(sweep_dir: Path) -> dict[str, Any]:
     h = cfg.get("hydra", {}) or {}
     ov = h.get("overrides", {}) or {}
     hydra_ov = [o for o in ov.get("hydra", []) or [] if o != "hydra.mode=MULTIRUN"]
-    out["command"] = " ".join(["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + (ov.get("task") or []))])
+    out["command"] = " ".join(
+        ["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + (ov.get("task") or []))]
+    )
     params = ((h.get("sweeper") or {}).get("params")) or {}
     out["params"] = yaml.safe_dump(params, sort_keys=False).strip() if params else None
     return out
@@ -449,8 +662,14 @@ def reproduce(sweep_dir: Path) -> dict[str, Any]:
 
 def point_command(r: pd.Series, sweep: str) -> str:
     """One grid point on its own (the experiment's other settings come from its config.yaml)."""
-    parts = [f"cell={r['cell']}", f"reg={r['reg']}", f"task={r['task']}", f"task.seq_len={int(r['seq_len'])}",
-             f"seed={int(r['seed'])}", f"impl={r['impl']}"]
+    parts = [
+        f"cell={r['cell']}",
+        f"reg={r['reg']}",
+        f"task={r['task']}",
+        f"task.seq_len={int(r['seq_len'])}",
+        f"seed={int(r['seed'])}",
+        f"impl={r['impl']}",
+    ]
     if _present(r.get("lr")):
         parts.append(f"train.lr={r['lr']:g}")
     if sweep:
@@ -462,26 +681,42 @@ def environment_section(s: Sweep, out_dir: Path) -> dict[str, Any]:
     """Section 9: every env value with its run count, and the commands that reproduce the report."""
     summary = s.summary
     cols = [c for c in summary.columns if c.startswith("env_") and c not in ("env_start_time", "env_wall_s")]
-    cols += [c for c in ("device", "precision", "hidden_size", "num_layers", "batch_size", "steps", "lr") if c in summary]
-    env = [{"key": c, "values": "; ".join(f"{v} ({n} runs)" for v, n in summary[c].astype(str).value_counts().items())}
-           for c in cols]
+    cols += [
+        c for c in ("device", "precision", "hidden_size", "num_layers", "batch_size", "steps", "lr") if c in summary
+    ]
+    env = [
+        {"key": c, "values": "; ".join(f"{v} ({n} runs)" for v, n in summary[c].astype(str).value_counts().items())}
+        for c in cols
+    ]
     point = None
     if len(s.done):
         r0 = s.done.iloc[0]
         cfg0 = Path(str(r0["path"])) / "config.yaml"
-        point = {"command": point_command(r0, s.name), "config_path": str(cfg0),
-                 "config": cfg0.read_text(encoding="utf-8") if cfg0.exists() else None}
-    return {"table": html_table(pd.DataFrame(env), table_id="env-table"), "rep": reproduce(s.dir), "point": point,
-            "rebuild": f"python -m benchmark.analysis.aggregate {s.dir}\n"
-                       f"python -m benchmark.analysis.report {s.dir} --out {out_dir}"}
+        point = {
+            "command": point_command(r0, s.name),
+            "config_path": str(cfg0),
+            "config": cfg0.read_text(encoding="utf-8") if cfg0.exists() else None,
+        }
+    return {
+        "table": html_table(pd.DataFrame(env), table_id="env-table"),
+        "rep": reproduce(s.dir),
+        "point": point,
+        "rebuild": f"python -m benchmark.analysis.aggregate {s.dir}\n"
+        f"python -m benchmark.analysis.report {s.dir} --out {out_dir}",
+    }
 
 
 # ----------------------------------------------------------------------------- the report
 
 
 def render(context: dict[str, Any]) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template("report.html.j2").render(**context)
 
 
@@ -505,13 +740,27 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     seeds = seeds_section(s)
     export.write_table(seeds["table"], out_dir, "seeds")
     context = {
-        "sweep": s.name, "sweep_dir": str(sweep_dir), "n_runs": len(s.summary), "tasks": _tasks(s),
-        "counts": agg_mod.status_counts(s.summary), "opts": opts, "adjust_name": stats.ADJUST_NAMES[opts.adjust],
-        "level": f"{100 * opts.level:g}", "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "claims": claims_section(results, s), "seeds": seeds,
+        "sweep": s.name,
+        "sweep_dir": str(sweep_dir),
+        "n_runs": len(s.summary),
+        "tasks": _tasks(s),
+        "counts": agg_mod.status_counts(s.summary),
+        "opts": opts,
+        "adjust_name": stats.ADJUST_NAMES[opts.adjust],
+        "level": f"{100 * opts.level:g}",
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "claims": claims_section(results, s),
+        "seeds": seeds,
         "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
-        "lr": lr_section(s), "scores": scores_section(s), "literature": literature_section(s), "gradients": gradients_section(s), "cost": cost_section(s),
-        "learning": learning_section(s), "failures": failures_section(s), "missing": missing_section(s), "environment": environment_section(s, out_dir),
+        "lr": lr_section(s),
+        "scores": scores_section(s),
+        "literature": literature_section(s),
+        "gradients": gradients_section(s),
+        "cost": cost_section(s),
+        "learning": learning_section(s),
+        "failures": failures_section(s),
+        "missing": missing_section(s),
+        "environment": environment_section(s, out_dir),
     }
     path = out_dir / "index.html"
     atomic_write_text(path, render(context))
@@ -522,17 +771,35 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.report", description=__doc__.splitlines()[0])
     ap.add_argument("sweep_dir", help="results/<sweep> (read; aggregated in memory if its tables are stale)")
     ap.add_argument("--out", default=None, help="output folder (default reports/<sweep>)")
-    ap.add_argument("--ci", choices=[c.value for c in stats.CI], default="t",
-                    help="interval of a mean difference: t = Student-t (paired) / Welch (default); bca = BCa bootstrap "
-                         "(under-covers below ~30 seeds)")
-    ap.add_argument("--test", choices=[t.value for t in stats.Test], default="t",
-                    help="p-value: t = paired t-test / Welch (default); signflip = exact sign-flip permutation test")
-    ap.add_argument("--adjust", choices=[a.value for a in stats.Adjust], default="bh",
-                    help="multiplicity correction over each table: bh = Benjamini-Hochberg (default), holm = Holm")
-    ap.add_argument("--min-seeds", type=int, default=stats.DEFAULT_MIN_SEEDS,
-                    help="seeds a comparison needs before it may say helps or hurts (default 5)")
+    ap.add_argument(
+        "--ci",
+        choices=[c.value for c in stats.CI],
+        default="t",
+        help="interval of a mean difference: t = Student-t (paired) / Welch (default); bca = BCa bootstrap "
+        "(under-covers below ~30 seeds)",
+    )
+    ap.add_argument(
+        "--test",
+        choices=[t.value for t in stats.Test],
+        default="t",
+        help="p-value: t = paired t-test / Welch (default); signflip = exact sign-flip permutation test",
+    )
+    ap.add_argument(
+        "--adjust",
+        choices=[a.value for a in stats.Adjust],
+        default="bh",
+        help="multiplicity correction over each table: bh = Benjamini-Hochberg (default), holm = Holm",
+    )
+    ap.add_argument(
+        "--min-seeds",
+        type=int,
+        default=stats.DEFAULT_MIN_SEEDS,
+        help="seeds a comparison needs before it may say helps or hurts (default 5)",
+    )
     ap.add_argument("--level", type=float, default=0.95, help="interval level; alpha = 1 - level (default 0.95)")
-    ap.add_argument("--n-boot", type=int, default=2000, help="resamples of the aggregates' stratified bootstrap (default 2000)")
+    ap.add_argument(
+        "--n-boot", type=int, default=2000, help="resamples of the aggregates' stratified bootstrap (default 2000)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
     return ap
 
@@ -544,8 +811,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--min-seeds={args.min_seeds}: allowed: an integer >= 2 (one seed has no spread to test)")
     if not 0.5 < args.level < 1:
         ap.error(f"--level={args.level}: allowed: a number in (0.5, 1)")
-    opts = cmp.Options(ci=stats.CI(args.ci), test=stats.Test(args.test), adjust=stats.Adjust(args.adjust),
-                       min_seeds=args.min_seeds, level=args.level, seed=args.seed, n_boot=args.n_boot)
+    opts = cmp.Options(
+        ci=stats.CI(args.ci),
+        test=stats.Test(args.test),
+        adjust=stats.Adjust(args.adjust),
+        min_seeds=args.min_seeds,
+        level=args.level,
+        seed=args.seed,
+        n_boot=args.n_boot,
+    )
     try:
         path = build(args.sweep_dir, args.out, opts)
     except agg_mod.ResultsError as e:

@@ -4,6 +4,7 @@ headless Chromium, the browser the report's tests use:
     python -m benchmark.analysis.screenshot reports/<sweep>/index.html docs/report-claims.png
     make screenshot SWEEP=<sweep>
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,16 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def find_browser() -> Optional[str]:
@@ -29,13 +38,24 @@ def screenshot(page: Path, out: Path, *, width: int = 1300, height: int = 1500, 
 
     browser = find_browser()
     if browser is None:
-        raise RuntimeError("no headless browser found (looked for " + ", ".join(BROWSERS) +
-                           "); Debian: apt-get install -y chromium")
+        raise RuntimeError(
+            "no headless browser found (looked for " + ", ".join(BROWSERS) + "); Debian: apt-get install -y chromium"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.png"
-        subprocess.run([browser, *FLAGS, f"--user-data-dir={tmp}/profile", f"--screenshot={raw}",
-                        f"--window-size={width},{height}", page.resolve().as_uri()],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                browser,
+                *FLAGS,
+                f"--user-data-dir={tmp}/profile",
+                f"--screenshot={raw}",
+                f"--window-size={width},{height}",
+                page.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         img = Image.open(raw).convert("RGB")
         img = img.resize((int(img.width * scale), int(img.height * scale)), Image.LANCZOS)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ the run record declares, never a name list.
   restricted mean time to target with its Greenwood-type interval, and the log-rank p
   (`scipy.stats.logrank`); a run that never reached the target is censored at its budget.
 """
+
 from __future__ import annotations
 
 import enum
@@ -133,14 +134,16 @@ def paired_p(d: np.ndarray, test: Test, rng: np.random.Generator) -> float:
         return _degenerate_p(float(d.mean()), d.size)
     if test is Test.t:
         return float(ss.ttest_1samp(d, 0.0).pvalue)
-    exact = 2 ** d.size
-    res = ss.permutation_test((d,), np.mean, permutation_type="samples", vectorized=True,
-                              n_resamples=exact if d.size <= 16 else 9999, rng=rng)
+    exact = 2**d.size
+    res = ss.permutation_test(
+        (d,), np.mean, permutation_type="samples", vectorized=True, n_resamples=exact if d.size <= 16 else 9999, rng=rng
+    )
     return float(res.pvalue)
 
 
-def unpaired(t: np.ndarray, b: np.ndarray, ci: CI, test: Test, level: float,
-             rng: np.random.Generator) -> tuple[float, float, float]:
+def unpaired(
+    t: np.ndarray, b: np.ndarray, ci: CI, test: Test, level: float, rng: np.random.Generator
+) -> tuple[float, float, float]:
     """(ci_low, ci_high, p) of mean(t) - mean(b): Welch's interval and test, or BCa / permutation."""
     if t.size < 2 or b.size < 2:
         return (math.nan, math.nan, math.nan)
@@ -155,16 +158,25 @@ def unpaired(t: np.ndarray, b: np.ndarray, ci: CI, test: Test, level: float,
         lo, hi = _bca((t, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), level, rng)
     p = float(welch.pvalue)
     if test is Test.signflip:
-        p = float(ss.permutation_test((t, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), vectorized=True,
-                                      permutation_type="independent", n_resamples=9999, rng=rng).pvalue)
+        p = float(
+            ss.permutation_test(
+                (t, b),
+                lambda x, y, axis: x.mean(axis) - y.mean(axis),
+                vectorized=True,
+                permutation_type="independent",
+                n_resamples=9999,
+                rng=rng,
+            ).pvalue
+        )
     return (float(lo), float(hi), p)
 
 
 def _bca(data: tuple[np.ndarray, ...], statistic: Any, level: float, rng: np.random.Generator) -> tuple[float, float]:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # BCa warns on degenerate resamples; the interval is then NaN
-        r = ss.bootstrap(data, statistic, method="BCa", confidence_level=level, n_resamples=1999, rng=rng,
-                         vectorized=True)
+        r = ss.bootstrap(
+            data, statistic, method="BCa", confidence_level=level, n_resamples=1999, rng=rng, vectorized=True
+        )
     return (float(r.confidence_interval.low), float(r.confidence_interval.high))
 
 
@@ -178,8 +190,16 @@ def probability_of_improvement(treat: Sequence[float], base: Sequence[float]) ->
     return float(gt + 0.5 * eq)
 
 
-def compare(treat: Mapping[Any, float] | pd.Series, base: Mapping[Any, float] | pd.Series, *, ci: CI = CI.t,
-            test: Test = Test.t, level: float = 0.95, seed: int = 0, key: str = "") -> Comparison:
+def compare(
+    treat: Mapping[Any, float] | pd.Series,
+    base: Mapping[Any, float] | pd.Series,
+    *,
+    ci: CI = CI.t,
+    test: Test = Test.t,
+    level: float = 0.95,
+    seed: int = 0,
+    key: str = "",
+) -> Comparison:
     """Treatment vs baseline, values keyed by seed and oriented (larger = better); NaNs are dropped.
 
     Paired by seed where at least two seeds appear in both, else unpaired (Welch). `seed` and
@@ -195,14 +215,35 @@ def compare(treat: Mapping[Any, float] | pd.Series, base: Mapping[Any, float] | 
         lo, hi = t_interval(d, level)
         if ci is CI.bca and not _constant(d):
             lo, hi = _bca((d,), lambda x, axis: x.mean(axis), level, rng)
-        return Comparison(n=d.size, n_treat=len(t), n_base=len(b), paired=True, mean_diff=float(d.mean()),
-                          ci_low=lo, ci_high=hi, p_value=paired_p(d, test, rng), prob_improvement=poi,
-                          se=float(d.std(ddof=1)) / math.sqrt(d.size), df=float(d.size - 1))
+        return Comparison(
+            n=d.size,
+            n_treat=len(t),
+            n_base=len(b),
+            paired=True,
+            mean_diff=float(d.mean()),
+            ci_low=lo,
+            ci_high=hi,
+            p_value=paired_p(d, test, rng),
+            prob_improvement=poi,
+            se=float(d.std(ddof=1)) / math.sqrt(d.size),
+            df=float(d.size - 1),
+        )
     diff = float(t.mean() - b.mean()) if len(t) and len(b) else math.nan
     lo, hi, p = unpaired(t.to_numpy(), b.to_numpy(), ci, test, level, rng)
     se, df = welch_se(t.to_numpy(), b.to_numpy())
-    return Comparison(n=min(len(t), len(b)), n_treat=len(t), n_base=len(b), paired=False, mean_diff=diff,
-                      ci_low=lo, ci_high=hi, p_value=p, prob_improvement=poi, se=se, df=df)
+    return Comparison(
+        n=min(len(t), len(b)),
+        n_treat=len(t),
+        n_base=len(b),
+        paired=False,
+        mean_diff=diff,
+        ci_low=lo,
+        ci_high=hi,
+        p_value=p,
+        prob_improvement=poi,
+        se=se,
+        df=df,
+    )
 
 
 def welch_se(t: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -211,7 +252,7 @@ def welch_se(t: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         return (math.nan, math.nan)
     vt, vb = t.var(ddof=1) / t.size, b.var(ddof=1) / b.size
     se = math.sqrt(vt + vb)
-    df = (vt + vb) ** 2 / (vt ** 2 / (t.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else float(t.size + b.size - 2)
+    df = (vt + vb) ** 2 / (vt**2 / (t.size - 1) + vb**2 / (b.size - 1)) if se > 0 else float(t.size + b.size - 2)
     return (se, float(df))
 
 
@@ -255,8 +296,15 @@ def mde(se: float, df: float, alpha: float, power: float = POWER) -> float:
     return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
 
 
-def verdict(mean_diff: float, p_adjusted: float, n: int, *, min_seeds: int = DEFAULT_MIN_SEEDS,
-            alpha: float = 0.05, p_equivalent: float = math.nan) -> str:
+def verdict(
+    mean_diff: float,
+    p_adjusted: float,
+    n: int,
+    *,
+    min_seeds: int = DEFAULT_MIN_SEEDS,
+    alpha: float = 0.05,
+    p_equivalent: float = math.nan,
+) -> str:
     """The word the corrected tests support (see the module docstring)."""
     if n == 0 or not np.isfinite(mean_diff):
         return NO_DATA
@@ -269,8 +317,9 @@ def verdict(mean_diff: float, p_adjusted: float, n: int, *, min_seeds: int = DEF
     return UNCLEAR
 
 
-def add_words(table: pd.DataFrame, *, adjust_method: Adjust, min_seeds: int, alpha: float,
-              test: Optional["Test"] = None) -> pd.DataFrame:
+def add_words(
+    table: pd.DataFrame, *, adjust_method: Adjust, min_seeds: int, alpha: float, test: Optional["Test"] = None
+) -> pd.DataFrame:
     """Adjust `p_value` over the rows that may earn a word (n >= min_seeds) and set `verdict`.
 
     Where the table has `se`, `df` and `margin` columns it also gets `p_equivalent` (TOST, adjusted
@@ -293,10 +342,12 @@ def add_words(table: pd.DataFrame, *, adjust_method: Adjust, min_seeds: int, alp
         if {"se", "df"} <= set(t.columns):
             t["mde"] = [mde(se, df, alpha / max(1, m)) for se, df in t[["se", "df"]].to_numpy(float)]
     short = [not f for f in fam] if len(t) else []
-    t["verdict"] = [TOO_FEW if s and n >= min_seeds and np.isfinite(md) else
-                    verdict(md, p, int(n), min_seeds=min_seeds, alpha=alpha, p_equivalent=q)
-                    for md, p, n, q, s in zip(t.get("mean_diff", []), t["p_adjusted"], t.get("n", []),
-                                              t["p_equivalent"], short)]
+    t["verdict"] = [
+        TOO_FEW
+        if s and n >= min_seeds and np.isfinite(md)
+        else verdict(md, p, int(n), min_seeds=min_seeds, alpha=alpha, p_equivalent=q)
+        for md, p, n, q, s in zip(t.get("mean_diff", []), t["p_adjusted"], t.get("n", []), t["p_equivalent"], short)
+    ]
     return t
 
 
@@ -324,8 +375,15 @@ def _iqm_diff(*groups: np.ndarray, axis: int = -1) -> np.ndarray:
     return iqm(np.concatenate(groups[:k], axis=-1)) - iqm(np.concatenate(groups[k:], axis=-1))
 
 
-def stratified(treat: Sequence[np.ndarray], base: Sequence[np.ndarray], *, level: float = 0.95,
-               n_resamples: int = 2000, seed: int = 0, key: str = "") -> dict[str, float]:
+def stratified(
+    treat: Sequence[np.ndarray],
+    base: Sequence[np.ndarray],
+    *,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    key: str = "",
+) -> dict[str, float]:
     """IQM of each side, the IQM difference and the probability of improvement over K tasks
     (rliable: Agarwal et al. 2021), with percentile intervals from a stratified bootstrap: runs
     are resampled within each task and each side (`scipy.stats.bootstrap`, one sample per stratum).
@@ -334,11 +392,25 @@ def stratified(treat: Sequence[np.ndarray], base: Sequence[np.ndarray], *, level
     """
     groups = [np.asarray(g, float) for g in (*treat, *base)]
     if not treat or any(g.size == 0 for g in groups):
-        return dict.fromkeys(["iqm_variant", "iqm_baseline", "iqm_diff", "iqm_diff_low", "iqm_diff_high",
-                              "prob_improvement", "poi_low", "poi_high"], math.nan)
-    out = {"iqm_variant": float(iqm(np.concatenate(groups[:len(treat)]))),
-           "iqm_baseline": float(iqm(np.concatenate(groups[len(treat):]))),
-           "iqm_diff": float(_iqm_diff(*groups)), "prob_improvement": float(_poi_over_tasks(*groups))}
+        return dict.fromkeys(
+            [
+                "iqm_variant",
+                "iqm_baseline",
+                "iqm_diff",
+                "iqm_diff_low",
+                "iqm_diff_high",
+                "prob_improvement",
+                "poi_low",
+                "poi_high",
+            ],
+            math.nan,
+        )
+    out = {
+        "iqm_variant": float(iqm(np.concatenate(groups[: len(treat)]))),
+        "iqm_baseline": float(iqm(np.concatenate(groups[len(treat) :]))),
+        "iqm_diff": float(_iqm_diff(*groups)),
+        "prob_improvement": float(_poi_over_tasks(*groups)),
+    }
     rng = rng_for(seed, key)
     for name, fn in (("iqm_diff", _iqm_diff), ("poi", _poi_over_tasks)):
         if all(g.size < 2 for g in groups):
@@ -346,8 +418,15 @@ def stratified(treat: Sequence[np.ndarray], base: Sequence[np.ndarray], *, level
         else:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                r = ss.bootstrap(tuple(groups), fn, method="percentile", confidence_level=level,
-                                 n_resamples=n_resamples, rng=rng, vectorized=True)
+                r = ss.bootstrap(
+                    tuple(groups),
+                    fn,
+                    method="percentile",
+                    confidence_level=level,
+                    n_resamples=n_resamples,
+                    rng=rng,
+                    vectorized=True,
+                )
             lo, hi = float(r.confidence_interval.low), float(r.confidence_interval.high)
         out[f"{name}_low"], out[f"{name}_high"] = lo, hi
     return out

@@ -22,6 +22,7 @@ Run folders that belong to no grid point (an earlier grid, or configs changed si
 counted apart as `not in this grid`. Composition is cached per combination of config-group
 choices, so a grid of thousands of points takes seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,11 @@ MULTIRUN = Path("hydra") / "multirun.yaml"
 
 
 # A grid point's category: its run's status, or why it has none.
-Category = enum.Enum("Category", [*((s.name, s.value) for s in Status),
-                                  ("incomplete", "incomplete or running"), ("missing", "missing")], type=str)
+Category = enum.Enum(
+    "Category",
+    [*((s.name, s.value) for s in Status), ("incomplete", "incomplete or running"), ("missing", "missing")],
+    type=str,
+)
 
 
 @dataclass(frozen=True)
@@ -87,14 +91,17 @@ class SweepError(RuntimeError):
 
 # --- the grid ---------------------------------------------------------------------------------
 
+
 def load_multirun(sweep_dir: Path) -> Any:
     """The sweep's Hydra record (unresolved), or SweepError naming the file."""
     from omegaconf import OmegaConf
 
     path = Path(sweep_dir) / MULTIRUN
     if not path.is_file():
-        raise SweepError(f"{path} not found: not a sweep folder, or its multirun has not started yet "
-                         "(Hydra writes it when the sweep starts)")
+        raise SweepError(
+            f"{path} not found: not a sweep folder, or its multirun has not started yet "
+            "(Hydra writes it when the sweep starts)"
+        )
     return OmegaConf.load(path)
 
 
@@ -131,11 +138,15 @@ def _config_dir(multirun: Any) -> str:
     for src in multirun.hydra.runtime.config_sources:
         if src.provider == "main":
             if src.schema != "file":
-                raise SweepError(f"the sweep's main config source is {src.schema}://{src.path}; "
-                                 "status reads file:// config folders only")
+                raise SweepError(
+                    f"the sweep's main config source is {src.schema}://{src.path}; "
+                    "status reads file:// config folders only"
+                )
             if not Path(src.path).is_dir():
-                raise SweepError(f"the sweep's config folder {src.path} no longer exists; run ids cannot be "
-                                 "recomputed (run `make status` where the sweep was started)")
+                raise SweepError(
+                    f"the sweep's config folder {src.path} no longer exists; run ids cannot be "
+                    "recomputed (run `make status` where the sweep was started)"
+                )
             return src.path
     raise SweepError("multirun.yaml names no main config source")
 
@@ -177,8 +188,10 @@ def with_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[GridPoint]:
                 ConfigLoaderImpl._apply_overrides_to_config(value_ov, cfg)
                 resolved = id_form(OmegaConf.to_container(cfg, resolve=True))  # as benchmark.run hashes it
             except (HydraException, OmegaConfBaseException, ConfigError) as e:
-                raise SweepError(f"grid point {p.num} ({' '.join(p.overrides)}) no longer composes from "
-                                 f"{_config_dir(multirun)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+                raise SweepError(
+                    f"grid point {p.num} ({' '.join(p.overrides)}) no longer composes from "
+                    f"{_config_dir(multirun)}: {type(e).__name__}: {str(e).splitlines()[0]}"
+                ) from None
             out.append(GridPoint(p.num, p.overrides, p.axes, run_id(resolved)))
     return out
 
@@ -190,6 +203,7 @@ def grid(sweep_dir: Path) -> list[GridPoint]:
 
 
 # --- the categories ---------------------------------------------------------------------------
+
 
 def classify(folder: Path) -> tuple[Category, Optional[str]]:
     """The category of one grid point from its run folder (which may not exist)."""
@@ -223,16 +237,23 @@ def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
     import pandas as pd
 
     st = sweep_status(sweep_dir)
-    rows = [{"job": s.point.num, "run_id": s.point.run_id, "overrides": s.point.label, **dict(s.point.axes)}
-            for s in st.of(Category.missing)]
+    rows = [
+        {"job": s.point.num, "run_id": s.point.run_id, "overrides": s.point.label, **dict(s.point.axes)}
+        for s in st.of(Category.missing)
+    ]
     axes = [k for k, _ in st.points[0].point.axes] if st.points else []
     return pd.DataFrame(rows, columns=["job", "run_id", "overrides", *axes])
 
 
 # --- the table --------------------------------------------------------------------------------
 
-_STYLE = {Category.ok: "green", Category.diverged: "yellow", Category.failed: "red",
-          Category.incomplete: "cyan", Category.missing: "magenta"}
+_STYLE = {
+    Category.ok: "green",
+    Category.diverged: "yellow",
+    Category.failed: "red",
+    Category.incomplete: "cyan",
+    Category.missing: "magenta",
+}
 
 
 def render(st: SweepStatus, limit: int = 20) -> list[Any]:
@@ -257,12 +278,18 @@ def render(st: SweepStatus, limit: int = 20) -> list[Any]:
         for col in ("job", "run_id", "grid point") + (("error",) if c is Category.failed else ()):
             t.add_column(col)
         for s in rows[:limit]:
-            t.add_row(str(s.point.num), s.point.run_id, s.point.label,
-                      *(((s.error or "")[:100],) if c is Category.failed else ()))
+            t.add_row(
+                str(s.point.num),
+                s.point.run_id,
+                s.point.label,
+                *(((s.error or "")[:100],) if c is Category.failed else ()),
+            )
         out.append(t)
     if st.not_in_grid:
-        out.append(f"not in this grid ({len(st.not_in_grid)} run folders, e.g. an earlier grid or configs changed "
-                   f"since): {', '.join(st.not_in_grid[:limit])}{' …' if len(st.not_in_grid) > limit else ''}")
+        out.append(
+            f"not in this grid ({len(st.not_in_grid)} run folders, e.g. an earlier grid or configs changed "
+            f"since): {', '.join(st.not_in_grid[:limit])}{' …' if len(st.not_in_grid) > limit else ''}"
+        )
     return out
 
 

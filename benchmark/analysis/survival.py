@@ -7,6 +7,7 @@ Kaplan-Meier estimate of P(still short of the target at step t) (`scipy.stats.ec
 curve, Royston & Parmar 2013) with its Greenwood-type standard error; between arms the difference
 of restricted means and the log-rank p (`scipy.stats.logrank`).
 """
+
 from __future__ import annotations
 
 import math
@@ -77,11 +78,13 @@ class SurvivalComparison:
     p_value: float  # log-rank, two-sided
 
 
-def compare(t_treat: np.ndarray, r_treat: np.ndarray, t_base: np.ndarray, r_base: np.ndarray, tau: float,
-            level: float = 0.95) -> SurvivalComparison:
+def compare(
+    t_treat: np.ndarray, r_treat: np.ndarray, t_base: np.ndarray, r_base: np.ndarray, tau: float, level: float = 0.95
+) -> SurvivalComparison:
     """Two arms' steps to target (each with `reached` flags), restricted at tau (the common budget)."""
-    tt, rt, tb, rb = (np.asarray(a, float if i % 2 == 0 else bool) for i, a in
-                      enumerate((t_treat, r_treat, t_base, r_base)))
+    tt, rt, tb, rb = (
+        np.asarray(a, float if i % 2 == 0 else bool) for i, a in enumerate((t_treat, r_treat, t_base, r_base))
+    )
     mt, st = rmst(kaplan_meier(tt, rt), tau)
     mb, sb = rmst(kaplan_meier(tb, rb), tau)
     diff, se = mb - mt, math.hypot(st, sb)
@@ -89,5 +92,17 @@ def compare(t_treat: np.ndarray, r_treat: np.ndarray, t_base: np.ndarray, r_base
     p = math.nan
     if (rt.any() or rb.any()) and tt.size >= 2 and tb.size >= 2:
         p = float(ss.logrank(_censored(tt, rt), _censored(tb, rb)).pvalue)
-    return SurvivalComparison(int(tt.size), int(tb.size), int(rt.sum()), int(rb.sum()), float(tau), mt, mb, diff, se,
-                              diff - z * se, diff + z * se, p)
+    return SurvivalComparison(
+        int(tt.size),
+        int(tb.size),
+        int(rt.sum()),
+        int(rb.sum()),
+        float(tau),
+        mt,
+        mb,
+        diff,
+        se,
+        diff - z * se,
+        diff + z * se,
+        p,
+    )

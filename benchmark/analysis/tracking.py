@@ -25,6 +25,7 @@ tool made it (a marker file says so), and refused otherwise.
 
     tensorboard --logdir results/<sweep>/tensorboard
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,12 +42,39 @@ from benchmark.io import read_metrics
 EXTRA_HINT = "pip install -e .[tracking]"
 MARKER = ".exported-by-rnn-ablation-bench"
 # metrics.json keys that say what a run is (hparams); every other numeric key is a result.
-HPARAM_KEYS = ("cell", "reg", "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used", "accel",
-               "task", "seq_len", "seed", "hidden_size", "num_layers", "batch_size", "steps", "lr", "precision",
-               "device", "status")
-NOT_A_RESULT = set(HPARAM_KEYS) | {"schema_version", "complete", "total_len", "diverged_at_step", "steps_done",
-                                   "target_score", "stop_at_target", "metric_baseline", "metric_perfect",
-                                   "timing_batch_size"}
+HPARAM_KEYS = (
+    "cell",
+    "reg",
+    "bn_placement",
+    "dropout_placement",
+    "dropout_p",
+    "impl",
+    "impl_used",
+    "accel",
+    "task",
+    "seq_len",
+    "seed",
+    "hidden_size",
+    "num_layers",
+    "batch_size",
+    "steps",
+    "lr",
+    "precision",
+    "device",
+    "status",
+)
+NOT_A_RESULT = set(HPARAM_KEYS) | {
+    "schema_version",
+    "complete",
+    "total_len",
+    "diverged_at_step",
+    "steps_done",
+    "target_score",
+    "stop_at_target",
+    "metric_baseline",
+    "metric_perfect",
+    "timing_batch_size",
+}
 
 
 class MissingExtra(ImportError):
@@ -61,8 +89,9 @@ def _tensorboard() -> Any:
         from tensorboard.plugins.hparams import summary_v2 as hp
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
     except ImportError as e:
-        raise MissingExtra(f"exporting to TensorBoard needs the optional `tracking` extra: {EXTRA_HINT} "
-                           f"({type(e).__name__}: {e})") from None
+        raise MissingExtra(
+            f"exporting to TensorBoard needs the optional `tracking` extra: {EXTRA_HINT} ({type(e).__name__}: {e})"
+        ) from None
     return argparse.Namespace(Event=Event, Summary=Summary, hp=hp, EventFileWriter=EventFileWriter)
 
 
@@ -155,9 +184,13 @@ def export_tensorboard(sweep_dir: str | Path, out: Optional[str | Path] = None) 
         done.append(name)
     writer = tb.EventFileWriter(str(out))  # the experiment: which hparams and metrics the dashboard shows
     config = tb.hp.hparams_config_pb(
-        hparams=[tb.hp.HParam(k, tb.hp.Discrete(sorted(v, key=str))) for k, v in sorted(values.items())
-                 if len({type(x) for x in v}) == 1],
-        metrics=[tb.hp.Metric(tag) for tag in sorted(metric_tags)])
+        hparams=[
+            tb.hp.HParam(k, tb.hp.Discrete(sorted(v, key=str)))
+            for k, v in sorted(values.items())
+            if len({type(x) for x in v}) == 1
+        ],
+        metrics=[tb.hp.Metric(tag) for tag in sorted(metric_tags)],
+    )
     writer.add_event(tb.Event(wall_time=time.time(), step=0, summary=config))
     writer.close()
     return done, skipped
@@ -179,8 +212,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     out = args.out or args.sweep_dir / "tensorboard"
     if skipped:
-        print(f"skipped {len(skipped)} run folder(s) without a complete metrics.json (running or killed): "
-              f"{', '.join(skipped)}")
+        print(
+            f"skipped {len(skipped)} run folder(s) without a complete metrics.json (running or killed): "
+            f"{', '.join(skipped)}"
+        )
     print(f"exported {len(done)} run(s) to {out}; view with: tensorboard --logdir {out}")
     return 0
 

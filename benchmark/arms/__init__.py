@@ -3,6 +3,7 @@
 See `benchmark.arms.base` for what an arm provides, docs/arms.md for the built-in ones and
 docs/extending.md for adding one from outside the package.
 """
+
 from benchmark.arms.base import Arm, ArmVariant, build_arm, check_arm, load_arm, options
 
 __all__ = ["Arm", "ArmVariant", "build_arm", "check_arm", "load_arm", "options"]

@@ -22,6 +22,7 @@ description, from which benchmark/variants.py builds the registry.
 This module is torch-free (the variant registry and the report import it); arms import their
 torch pieces inside the factory methods.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,8 +71,12 @@ class Arm:
         self.config = {b: typed(cls, blocks.pop(b, None), f"reg.{b}") for b, cls in self.blocks.items()}
         for key, value in blocks.items():  # a sweep over arms may set another arm's block: kept in the id only
             if not isinstance(value, Mapping) or key not in known_blocks():
-                raise ConfigError(f"reg.{key}", value, "the arm's blocks: " + (", ".join(self.blocks) or "none"),
-                                  f"reg={name} is {type(self).__name__}.")
+                raise ConfigError(
+                    f"reg.{key}",
+                    value,
+                    "the arm's blocks: " + (", ".join(self.blocks) or "none"),
+                    f"reg={name} is {type(self).__name__}.",
+                )
 
     # --- impls -----------------------------------------------------------------------------------
     def needs_custom(self) -> list[str]:
@@ -172,6 +177,7 @@ def _plain(v: Any) -> Any:
 
 # --- typed blocks ----------------------------------------------------------------------------------
 
+
 def typed(cls: type, node: Any, prefix: str) -> Any:
     """A block of settings as its dataclass: unknown keys and wrong types raise ConfigError."""
     if node is None:
@@ -207,6 +213,7 @@ def _coerce(key: str, v: Any, hint: Any) -> Any:
 
 
 # --- building arms ---------------------------------------------------------------------------------
+
 
 def check_arm(obj: Any, key: str = "reg._target_") -> Arm:
     if not isinstance(obj, Arm):
@@ -255,8 +262,9 @@ def load_node(option: str, overrides: Sequence[str] = (), conf_dir: Path = REG_C
     """
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.merge(_compose(option, Path(conf_dir)),
-                                                  OmegaConf.from_dotlist(list(overrides))))
+    return OmegaConf.to_container(
+        OmegaConf.merge(_compose(option, Path(conf_dir)), OmegaConf.from_dotlist(list(overrides)))
+    )
 
 
 def _compose(option: str, conf_dir: Path) -> Any:

@@ -8,6 +8,7 @@
 - `output`: BN over the features of each layer's output sequence, between layers and before the head
   (torch's fused modules can run it).
 """
+
 from __future__ import annotations
 
 import enum
@@ -57,8 +58,12 @@ def check_bn(bn: BNConfig) -> BNConfig:
     _check(0.0 <= bn.momentum <= 1.0, "reg.bn.momentum", bn.momentum, "a number in [0, 1]")
     _check(bn.eps > 0, "reg.bn.eps", bn.eps, "a number > 0")
     _check(bn.gain_init is None or bn.gain_init > 0, "reg.bn.gain_init", bn.gain_init, "null or a number > 0")
-    _check(bn.max_stats_steps is None or bn.max_stats_steps >= 1, "reg.bn.max_stats_steps", bn.max_stats_steps,
-           "null (= the task's total_len) or an integer >= 1")
+    _check(
+        bn.max_stats_steps is None or bn.max_stats_steps >= 1,
+        "reg.bn.max_stats_steps",
+        bn.max_stats_steps,
+        "null (= the task's total_len) or an integer >= 1",
+    )
     _check(bn.precise_batches >= 1, "reg.bn.precise_batches", bn.precise_batches, "an integer >= 1")
     return bn
 
@@ -72,9 +77,13 @@ def check_stats_steps(bn: BNConfig, total_len: int) -> int:
     """
     if bn.max_stats_steps is None:
         return total_len
-    _check(bn.max_stats_steps >= total_len, "reg.bn.max_stats_steps", bn.max_stats_steps,
-           f"null (= the task's total_len) or an integer >= task.total_len = {total_len}",
-           "Steps beyond it would reuse the last step's population statistics.")
+    _check(
+        bn.max_stats_steps >= total_len,
+        "reg.bn.max_stats_steps",
+        bn.max_stats_steps,
+        f"null (= the task's total_len) or an integer >= task.total_len = {total_len}",
+        "Steps beyond it would reuse the last step's population statistics.",
+    )
     return bn.max_stats_steps
 
 
@@ -122,8 +131,9 @@ class BatchNormArm(BuiltinArm):
 
         if self.bn.placement is not BNPlacement.recurrent:
             return None
-        return StepBatchNorm(features, steps or DEFAULT_STATS_STEPS, self.gain, self.bn.momentum, self.bn.eps,
-                             bias=True)
+        return StepBatchNorm(
+            features, steps or DEFAULT_STATS_STEPS, self.gain, self.bn.momentum, self.bn.eps, bias=True
+        )
 
     def output_norm(self, features: int) -> Any:
         if self.bn.placement is not BNPlacement.output:
@@ -150,9 +160,13 @@ class BatchNormArm(BuiltinArm):
         return self.bn.precise_batches if self.bn.population is BNPopulation.precise else 0
 
     def identity(self, total_len: Optional[int]) -> dict[str, Any]:
-        return {"bn_placement": self.bn.placement.value, "bn_population": self.bn.population.value,
-                "bn_precise_batches": self.precise_batches() or None, "bn_stats_steps": self.stats_steps(total_len),
-                "bn_gain_init": self.gain}
+        return {
+            "bn_placement": self.bn.placement.value,
+            "bn_population": self.bn.population.value,
+            "bn_precise_batches": self.precise_batches() or None,
+            "bn_stats_steps": self.stats_steps(total_len),
+            "bn_gain_init": self.gain,
+        }
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
@@ -160,11 +174,23 @@ class BatchNormArm(BuiltinArm):
             return ArmVariant(p, (f"reg.bn.placement={p}",), *rest)
 
         return [
-            at("recurrent", ("custom",), "Cooijmans et al. 2016, Recurrent Batch Normalization",
-               "per-step BN of W_x·x and W_h·h (+ the LSTM cell state), population statistics per step",
-               {("cpu", "custom"): 3.0, ("gpu", "custom"): 3.0}),
-            at("input", ("custom",), "Laurent et al. 2016, Batch Normalized Recurrent Neural Networks",
-               "BN of W_x·x only, sequence-wise statistics (over batch and time)"),
-            at("output", ("native",), "",
-               "BN over the features of each layer's output sequence, between layers and before the head"),
+            at(
+                "recurrent",
+                ("custom",),
+                "Cooijmans et al. 2016, Recurrent Batch Normalization",
+                "per-step BN of W_x·x and W_h·h (+ the LSTM cell state), population statistics per step",
+                {("cpu", "custom"): 3.0, ("gpu", "custom"): 3.0},
+            ),
+            at(
+                "input",
+                ("custom",),
+                "Laurent et al. 2016, Batch Normalized Recurrent Neural Networks",
+                "BN of W_x·x only, sequence-wise statistics (over batch and time)",
+            ),
+            at(
+                "output",
+                ("native",),
+                "",
+                "BN over the features of each layer's output sequence, between layers and before the head",
+            ),
         ]

@@ -3,6 +3,7 @@
 A composition of `bn` and `dropout` (benchmark/arms/bn.py, dropout.py): no logic of its own.
 Registered as one variant at the default placements, Cooijmans' recurrent BN plus Zaremba's dropout.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,5 +27,12 @@ class BothArm(Composite, BuiltinArm):
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
-        return [ArmVariant(None, (), ("custom",), "Cooijmans et al. 2016 + Zaremba et al. 2014",
-                           "the default BN placement (recurrent) plus the default dropout placement (output)")]
+        return [
+            ArmVariant(
+                None,
+                (),
+                ("custom",),
+                "Cooijmans et al. 2016 + Zaremba et al. 2014",
+                "the default BN placement (recurrent) plus the default dropout placement (output)",
+            )
+        ]

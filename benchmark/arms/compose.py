@@ -3,6 +3,7 @@
 Two parts providing the same piece (e.g. two normalisers of W_hh·h) would need a rule for
 their order, which no composition here has: that is refused when the piece is built.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
@@ -18,8 +19,10 @@ class Composite(Arm):
     def _one(self, piece: str, *args: Any) -> Any:
         got = [(p, x) for p in self.parts if (x := getattr(p, piece)(*args)) is not None]
         if len(got) > 1:
-            raise ValueError(f"reg={self.name}: {piece} is provided by both "
-                             f"{type(got[0][0]).__name__} and {type(got[1][0]).__name__}")
+            raise ValueError(
+                f"reg={self.name}: {piece} is provided by both "
+                f"{type(got[0][0]).__name__} and {type(got[1][0]).__name__}"
+            )
         return got[0][1] if got else None
 
     def _p(self, piece: str) -> float:

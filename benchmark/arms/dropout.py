@@ -10,6 +10,7 @@ The raw task input (often 1-2 features here) is dropped only with `input_p > 0`,
 placement's mask (per sequence for `variational`, per step otherwise): Zaremba and Gal drop word
 embeddings of hundreds of units; on a 2-feature input the same p erases the task's signal.
 """
+
 from __future__ import annotations
 
 import enum
@@ -98,16 +99,27 @@ class DropoutArm(BuiltinArm):
             return ArmVariant(p, (f"reg.dropout.placement={p}",), *rest)
 
         return [
-            at("output", ("native", "custom"), "Zaremba et al. 2014, Recurrent Neural Network Regularization",
-               "dropout on hidden non-recurrent connections (between layers, the head's input; with tokens in, "
-               "the embedding's output), a fresh mask per step",
-               {("cpu", "native"): 1.3}),
-            at("variational", ("custom",),
-               "Gal & Ghahramani 2016, A Theoretically Grounded Application of Dropout in RNNs",
-               "one mask per sequence between layers, on the head's input (with tokens in, the embedding's output) "
-               "and the recurrent state",
-               {("gpu", "custom"): 2.5}),
-            at("recurrent", ("custom",), "Semeniuta et al. 2016, Recurrent Dropout without Memory Loss",
-               "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step; an embedding's "
-               "output is not dropped"),
+            at(
+                "output",
+                ("native", "custom"),
+                "Zaremba et al. 2014, Recurrent Neural Network Regularization",
+                "dropout on hidden non-recurrent connections (between layers, the head's input; with tokens in, "
+                "the embedding's output), a fresh mask per step",
+                {("cpu", "native"): 1.3},
+            ),
+            at(
+                "variational",
+                ("custom",),
+                "Gal & Ghahramani 2016, A Theoretically Grounded Application of Dropout in RNNs",
+                "one mask per sequence between layers, on the head's input (with tokens in, the embedding's output) "
+                "and the recurrent state",
+                {("gpu", "custom"): 2.5},
+            ),
+            at(
+                "recurrent",
+                ("custom",),
+                "Semeniuta et al. 2016, Recurrent Dropout without Memory Loss",
+                "dropout on the candidate update only (LSTM g, GRU n), a fresh mask per step; an embedding's "
+                "output is not dropped",
+            ),
         ]

@@ -6,6 +6,7 @@ The built-in arms keep that form for the id, so results on disk stay valid: the 
 back into it (every block typed, defaults filled in, no `_target_`). Arms added since hash
 their own node without `_target_` (`Arm.id_node`).
 """
+
 from __future__ import annotations
 
 import dataclasses

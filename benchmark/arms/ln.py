@@ -4,6 +4,7 @@ As in the LayerNorm-LSTM: LN of W_ih·x and of W_hh·h (no beta: the cell's bias
 in the LSTM, of the cell state before its output tanh (with beta). Statistics over the features
 of each example and step: the same in training and evaluation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,6 +57,13 @@ class LayerNormArm(BuiltinArm):
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
-        return [ArmVariant(None, (), ("custom",), "Ba, Kiros & Hinton 2016, Layer Normalization",
-                           "per-step layer norm of W_x·x and W_h·h (+ the LSTM cell state), the same in training "
-                           "and eval", {("cpu", "custom"): 3.0})]
+        return [
+            ArmVariant(
+                None,
+                (),
+                ("custom",),
+                "Ba, Kiros & Hinton 2016, Layer Normalization",
+                "per-step layer norm of W_x·x and W_h·h (+ the LSTM cell state), the same in training and eval",
+                {("cpu", "custom"): 3.0},
+            )
+        ]

@@ -1,4 +1,5 @@
 """`reg=none`: no regularisation, the baseline every effect is measured against."""
+
 from __future__ import annotations
 
 from benchmark.arms.base import ArmVariant
@@ -12,6 +13,13 @@ class NoArm(BuiltinArm):
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
-        return [ArmVariant(None, (), ("native", "custom"), "",
-                           "no regularisation: the baseline every effect is measured against",
-                           targets={("cpu", "custom"): 2.0, ("gpu", "custom"): 2.0})]
+        return [
+            ArmVariant(
+                None,
+                (),
+                ("native", "custom"),
+                "",
+                "no regularisation: the baseline every effect is measured against",
+                targets={("cpu", "custom"): 2.0, ("gpu", "custom"): 2.0},
+            )
+        ]

@@ -15,6 +15,7 @@ torch's fused modules read their own parameter, so the arm needs the custom loop
 This module stays torch-free at import (the variant registry imports it); the module class is
 made on first use.
 """
+
 from __future__ import annotations
 
 import functools
@@ -74,7 +75,13 @@ class WeightDropArm(Arm):
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
-        return [ArmVariant(None, (), ("custom",),
-                           "Merity, Keskar & Socher 2018, Regularizing and Optimizing LSTM Language Models",
-                           "DropConnect on the recurrent weights W_hh: one mask per forward, shared by every step "
-                           "and example; W_hh unchanged at eval")]
+        return [
+            ArmVariant(
+                None,
+                (),
+                ("custom",),
+                "Merity, Keskar & Socher 2018, Regularizing and Optimizing LSTM Language Models",
+                "DropConnect on the recurrent weights W_hh: one mask per forward, shared by every step "
+                "and example; W_hh unchanged at eval",
+            )
+        ]

@@ -4,6 +4,7 @@ In training each unit keeps its previous value with probability p (a fresh mask 
 unit), at eval the expectation p·old + (1-p)·new. `p_h` on the hidden state, `p_c` on the LSTM
 cell state; cells without a memory (rnn, gru) use p_h only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,14 @@ class ZoneoutArm(BuiltinArm):
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
-        return [ArmVariant(None, (), ("custom",),
-                           "Krueger et al. 2017, Zoneout: Regularizing RNNs by Randomly Preserving Hidden Activations",
-                           "each unit of h (p_h) and of the LSTM cell c (p_c) keeps its previous value with "
-                           "probability p; the expectation at eval", {("cpu", "custom"): 2.5})]
+        return [
+            ArmVariant(
+                None,
+                (),
+                ("custom",),
+                "Krueger et al. 2017, Zoneout: Regularizing RNNs by Randomly Preserving Hidden Activations",
+                "each unit of h (p_h) and of the LSTM cell c (p_c) keeps its previous value with "
+                "probability p; the expectation at eval",
+                {("cpu", "custom"): 2.5},
+            )
+        ]

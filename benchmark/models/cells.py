@@ -17,6 +17,7 @@ then point a `conf/cell/<name>.yaml` `_target_` at the class. A cell may also se
 a whole-sequence function with its own backward (LSTM does: `fused.py`); without it the
 layer's autograd loop over `step` runs, which is always correct.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,7 @@
 Inverted dropout throughout: kept units are scaled by 1/(1-p) in training, so nothing
 is rescaled at eval and expectations match.
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -20,6 +20,7 @@ It runs only in training with gradients on (see `RecurrentLayer._loop`); evaluat
 `torch.no_grad`, hidden-gradient probes, autocast and accel=compile take the autograd
 loop, which stays the reference: tests/test_fused.py checks that both agree in float64.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -118,8 +119,9 @@ class _StepLN:
         """∂L/∂x_t into `out` given ∂L/∂y_t, y = γ·x̂ (+ β)."""
         mean, rstd = self.stats[t]
         mask = [True, True, self.beta is not None]
-        dx, dg, db = torch.ops.aten.native_layer_norm_backward(dy, self.x[t], self.shape, mean, rstd, self.gamma,
-                                                               self.beta, mask)
+        dx, dg, db = torch.ops.aten.native_layer_norm_backward(
+            dy, self.x[t], self.shape, mean, rstd, self.gamma, self.beta, mask
+        )
         self.d_gamma.add_(dg)
         if db is not None:
             self.d_beta.add_(db)
@@ -140,10 +142,23 @@ class FusedLSTM(torch.autograd.Function):
     """outputs h_1..h_T (T, B, H) of one LSTM layer, given xw = W_ih·x + b_ih + b_hh (T, B, 4H)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Optional[Tensor], gamma_c: Optional[Tensor],
-                beta_c: Optional[Tensor], gamma_x: Optional[Tensor], bias: Optional[Tensor], h_mask: Optional[Tensor],
-                c_masks: Optional[Tensor], norm_h: Optional[StepBatchNorm], norm_c: Optional[StepBatchNorm],
-                norm_x: Optional[StepBatchNorm], zone_h: Optional[Tensor], zone_c: Optional[Tensor]) -> Tensor:
+    def forward(
+        ctx: FunctionCtx,
+        xw: Tensor,
+        w_hh: Tensor,
+        gamma_h: Optional[Tensor],
+        gamma_c: Optional[Tensor],
+        beta_c: Optional[Tensor],
+        gamma_x: Optional[Tensor],
+        bias: Optional[Tensor],
+        h_mask: Optional[Tensor],
+        c_masks: Optional[Tensor],
+        norm_h: Optional[StepBatchNorm],
+        norm_c: Optional[StepBatchNorm],
+        norm_x: Optional[StepBatchNorm],
+        zone_h: Optional[Tensor],
+        zone_c: Optional[Tensor],
+    ) -> Tensor:
         T, B, G = xw.shape
         H = G // 4
         g_cols = slice(2 * H, 3 * H)
@@ -254,10 +269,17 @@ class FusedLSTM(torch.autograd.Function):
         return dX, d_w_hh, d_gamma_h, d_gamma_c, d_beta_c, d_gamma_x, d_bias, None, None, None, None, None, None, None
 
 
-def fused_lstm(xw: Tensor, w_hh: Tensor, h_mask: Optional[Tensor], c_masks: Optional[Tensor],
-               norm_h: Optional[StepBatchNorm], norm_c: Optional[StepBatchNorm],
-               norm_x: Optional[StepBatchNorm] = None, bias: Optional[Tensor] = None,
-               zone: Optional[list[Optional[Tensor]]] = None) -> Tensor:
+def fused_lstm(
+    xw: Tensor,
+    w_hh: Tensor,
+    h_mask: Optional[Tensor],
+    c_masks: Optional[Tensor],
+    norm_h: Optional[StepBatchNorm],
+    norm_c: Optional[StepBatchNorm],
+    norm_x: Optional[StepBatchNorm] = None,
+    bias: Optional[Tensor] = None,
+    zone: Optional[list[Optional[Tensor]]] = None,
+) -> Tensor:
     """(T, B, 4H) input-side pre-activations → (T, B, H) outputs, training mode.
 
     `zone`: zoneout's keep masks [h, c], each (T, B, H) or None (`zoneout.py`); None = off.
@@ -272,5 +294,6 @@ def fused_lstm(xw: Tensor, w_hh: Tensor, h_mask: Optional[Tensor], c_masks: Opti
     beta_c = norm_c.bias if norm_c is not None else None
     gamma_x = norm_x.weight if norm_x is not None else None
     zone_h, zone_c = zone if zone is not None else (None, None)
-    return FusedLSTM.apply(xw, w_hh, gamma_h, gamma_c, beta_c, gamma_x, bias, h_mask, c_masks, norm_h, norm_c, norm_x,
-                           zone_h, zone_c)
+    return FusedLSTM.apply(
+        xw, w_hh, gamma_h, gamma_c, beta_c, gamma_x, bias, h_mask, c_masks, norm_h, norm_c, norm_x, zone_h, zone_c
+    )

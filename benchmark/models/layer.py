@@ -24,6 +24,7 @@ Every such piece comes from the run's arm (benchmark/arms/), asked once when the
 an arm's `weight_hh` module (weight drop) turns W_hh into the matrix one whole forward uses,
 which the loop and the fused LSTM then read like W_hh itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,15 +65,24 @@ class RecurrentLayer(nn.Module):
     `stats_steps`: rows of per-step population statistics its norms keep (`Arm.stats_steps`).
     """
 
-    def __init__(self, cell: type[CellMath], input_size: int, hidden_size: int, reg: Optional[Arm] = None,
-                 stats_steps: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        cell: type[CellMath],
+        input_size: int,
+        hidden_size: int,
+        reg: Optional[Arm] = None,
+        stats_steps: Optional[int] = None,
+    ) -> None:
         super().__init__()
         reg = reg if reg is not None else NoArm("none")
         self.cell = cell()
         self.hidden_size = hidden_size
         gh = cell.gates * hidden_size
-        self.rnn = cell.native(input_size, hidden_size) if cell.native is not None else CellParams(
-            input_size, hidden_size, cell.gates)
+        self.rnn = (
+            cell.native(input_size, hidden_size)
+            if cell.native is not None
+            else CellParams(input_size, hidden_size, cell.gates)
+        )
         # The arm's pieces (benchmark/arms/base.py); None / 0 where it has none.
         self.norm_x: Optional[nn.Module] = reg.norm_x(gh, stats_steps)  # on W_ih·x
         self.norm_h: Optional[nn.Module] = reg.norm_h(gh, stats_steps)  # on W_hh·h
@@ -94,8 +104,9 @@ class RecurrentLayer(nn.Module):
         return self._loop(x, hiddens)
 
     # -- carried state (truncated BPTT over a stream, tasks/ptb.py): an optional initial state in, the final out --
-    def forward_carry(self, x: Tensor, custom: bool, state: Optional[tuple[Tensor, ...]]
-                      ) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def forward_carry(
+        self, x: Tensor, custom: bool, state: Optional[tuple[Tensor, ...]]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """x: (T, B, I), state: the previous window's final (h[, c]), (B, H) each, or None (zeros)
         -> ((T, B, H), the final state). The fused LSTM starts from zeros, so this takes the autograd loop."""
         if custom:
@@ -139,8 +150,17 @@ class RecurrentLayer(nn.Module):
             slots.cell_norm = self.norm_c.step
         return slots
 
-    def _step(self, xw_t: Tensor, state: tuple[Tensor, ...], h_mask: Optional[Tensor], c_mask: Optional[Tensor],
-              w_hh_t: Tensor, b_hh: Tensor, t: int, slots: Optional[Slots] = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def _step(
+        self,
+        xw_t: Tensor,
+        state: tuple[Tensor, ...],
+        h_mask: Optional[Tensor],
+        c_mask: Optional[Tensor],
+        w_hh_t: Tensor,
+        b_hh: Tensor,
+        t: int,
+        slots: Optional[Slots] = None,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One step of the custom loop: xw_t (B, gH) -> h_t (B, H) and the new state.
 
         Everything per step lives here, so `benchmark.accel` can compile exactly this (never the
@@ -158,13 +178,26 @@ class RecurrentLayer(nn.Module):
 
     def _can_fuse(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> bool:
         """The cell's fused sequence function applies: training with gradients, nothing per step to hook."""
-        return (self.cell.fused is not None and self.training and torch.is_grad_enabled() and hiddens is None
-                and self.compiled_step is None and not torch.is_autocast_enabled(x.device.type)
-                and all(n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm, StepLayerNorm)))
-                        for n in (self.norm_x, self.norm_h, self.norm_c)))
+        return (
+            self.cell.fused is not None
+            and self.training
+            and torch.is_grad_enabled()
+            and hiddens is None
+            and self.compiled_step is None
+            and not torch.is_autocast_enabled(x.device.type)
+            and all(
+                n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm, StepLayerNorm)))
+                for n in (self.norm_x, self.norm_h, self.norm_c)
+            )
+        )
 
-    def _loop(self, x: Tensor, hiddens: Optional[list[Tensor]], state0: Optional[tuple[Tensor, ...]] = None,
-              want_state: bool = False):
+    def _loop(
+        self,
+        x: Tensor,
+        hiddens: Optional[list[Tensor]],
+        state0: Optional[tuple[Tensor, ...]] = None,
+        want_state: bool = False,
+    ):
         """The custom loop: (T, B, H) outputs; with want_state (forward_carry) also the final state,
         starting from `state0` (None: zeros)."""
         T, B, _ = x.shape
@@ -188,8 +221,9 @@ class RecurrentLayer(nn.Module):
         compiled = self.compiled_step
         if fuse:
             norm_x_and_bias = (self.norm_x, bias) if fuse_norm_x else ()
-            return self.cell.fused(xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias,
-                                   zone=zone_masks)
+            return self.cell.fused(
+                xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias, zone=zone_masks
+            )
         w_hh_t = w_hh.t()
         # benchmark.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
         # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a

@@ -11,6 +11,7 @@ own gain and no beta on the two pre-activation LNs (the cell's bias b plays that
 same function class), and gain and beta on the cell-state LN. The same two pre-activation
 LNs serve the GRU and the vanilla RNN (see docs/arms.md for the GRU's reset gate).
 """
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ Bernoulli draw shaped like a tensor it acts on; drawing them all here keeps thei
 their random stream in one definition, and is the one place a leading "member" dimension
 (several models trained side by side) would add its own masks.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -11,6 +11,7 @@ literature's input dropout: Zaremba, Gal).
 Every variant returns the same thing (one output contract), so the trainer and the
 timer never branch on which variant they hold.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,9 +63,12 @@ def resolve_impl(cell: type[CellMath], reg: Arm, impl: Impl) -> Impl:
     if impl is Impl.auto:
         return Impl.custom if why else Impl.native
     if impl is Impl.native and why:
-        raise ConfigError("impl", "native", "custom or auto for this variant",
-                          f"reg={reg.name} with {', '.join(why)} acts inside the recurrence, "
-                          "which the fused kernel cannot do.")
+        raise ConfigError(
+            "impl",
+            "native",
+            "custom or auto for this variant",
+            f"reg={reg.name} with {', '.join(why)} acts inside the recurrence, which the fused kernel cannot do.",
+        )
     return impl
 
 
@@ -86,10 +90,12 @@ class SequenceModel(nn.Module):
         # drops[k] acts on layer k's input, drops[L] on the head's input; drops[0] is the raw task input,
         # or, with tokens in, the embedding's output.
         self.embed = nn.Embedding(spec.vocab_size, spec.input_size) if spec.vocab_size else None
-        first_drop = (reg.embedding_dropout(spec.input_size) if self.embed is not None
-                      else reg.input_dropout(spec.input_size))
-        self.drops = nn.ModuleList([_or_identity(first_drop)]
-                                   + [_or_identity(reg.hidden_dropout(H)) for _ in range(spec.num_layers)])
+        first_drop = (
+            reg.embedding_dropout(spec.input_size) if self.embed is not None else reg.input_dropout(spec.input_size)
+        )
+        self.drops = nn.ModuleList(
+            [_or_identity(first_drop)] + [_or_identity(reg.hidden_dropout(H)) for _ in range(spec.num_layers)]
+        )
         self.norms = nn.ModuleList(_or_identity(reg.output_norm(H)) for _ in range(spec.num_layers))
         self.head = nn.Linear(H, spec.output_size)
 
@@ -112,8 +118,9 @@ class SequenceModel(nn.Module):
         y = return_y
         return (y, hiddens) if return_hidden else y
 
-    def forward_carry(self, x: Tensor, state: Optional[list[tuple[Tensor, ...]]] = None
-                      ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
+    def forward_carry(
+        self, x: Tensor, state: Optional[list[tuple[Tensor, ...]]] = None
+    ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
         """Truncated BPTT over a stream (tasks/ptb.py): x (B, T[, I]) with the previous window's final
         states (one (h[, c]) per layer; None = zeros) -> (y (B, T, O), this window's final states).
         A per-step head only: a stream is scored at every step."""
@@ -153,8 +160,12 @@ def build_model(spec: ModelSpec) -> SequenceModel:
 def check_spec(spec: ModelSpec) -> None:
     """Sizes >= 1 and enough per-step statistics for the task's length; raises ConfigError."""
     check_arm(spec.reg, "reg")
-    for key, v in (("hidden_size", spec.hidden_size), ("num_layers", spec.num_layers),
-                   ("task.input_size", spec.input_size), ("task.output_size", spec.output_size)):
+    for key, v in (
+        ("hidden_size", spec.hidden_size),
+        ("num_layers", spec.num_layers),
+        ("task.input_size", spec.input_size),
+        ("task.output_size", spec.output_size),
+    ):
         if v < 1:
             raise ConfigError(key, v, "an integer >= 1")
     spec.stats_steps  # noqa: B018  (raises ConfigError when max_stats_steps < total_len)

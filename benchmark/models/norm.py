@@ -14,6 +14,7 @@ Two things make eval describe the trained model (docs/design.md):
   example at that step, e.g. the copy task's blanks — is normalised to exactly 0 at eval, as
   it is in training, instead of dividing a tiny deviation by sqrt(eps) (a ~300x gain).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,10 +37,17 @@ def eval_var(running_var: Tensor, eps: float) -> Tensor:
 def output_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
     """torch's BN over (N, F) in training; at eval with the constant-feature guard of `eval_var`."""
     if bn.training:
-        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, True,
-                            bn.momentum if bn.momentum is not None else 0.0, bn.eps)
-    return F.batch_norm(x, bn.running_mean, eval_var(bn.running_var, bn.eps), bn.weight, bn.bias, False, 0.0,
-                        bn.eps)
+        return F.batch_norm(
+            x,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+            True,
+            bn.momentum if bn.momentum is not None else 0.0,
+            bn.eps,
+        )
+    return F.batch_norm(x, bn.running_mean, eval_var(bn.running_var, bn.eps), bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
 class OutputBatchNorm(nn.BatchNorm1d):
@@ -61,8 +69,9 @@ class StepBatchNorm(nn.Module):
             bias is shared); the cell-state BN has one.
     """
 
-    def __init__(self, features: int, max_steps: int, gain_init: float, momentum: float, eps: float,
-                 bias: bool = False) -> None:
+    def __init__(
+        self, features: int, max_steps: int, gain_init: float, momentum: float, eps: float, bias: bool = False
+    ) -> None:
         super().__init__()
         self.features, self.max_steps, self.momentum, self.eps = features, max_steps, momentum, eps
         self.weight = nn.Parameter(torch.full((features,), float(gain_init)))
@@ -74,8 +83,16 @@ class StepBatchNorm(nn.Module):
         """Normalise one step's (B, F) with step t's statistics (fused kernel)."""
         row = min(t, self.max_steps - 1)
         if not self.training:
-            return F.batch_norm(x, self.running_mean[row], eval_var(self.running_var[row], self.eps), self.weight,
-                                self.bias, False, 0.0, self.eps)
+            return F.batch_norm(
+                x,
+                self.running_mean[row],
+                eval_var(self.running_var[row], self.eps),
+                self.weight,
+                self.bias,
+                False,
+                0.0,
+                self.eps,
+            )
         if t >= self.max_steps:  # batch stats, no row to update
             rm = rv = None
         else:
@@ -109,8 +126,16 @@ class StepBatchNorm(nn.Module):
         T, B, Fdim = x.shape
         flat = lambda v: None if v is None else v.reshape(-1)  # noqa: E731  (a view: updates reach the buffer)
         bias = None if self.bias is None else self.bias.repeat(T)
-        y = F.batch_norm(x.transpose(0, 1).reshape(B, T * Fdim), flat(rm), flat(rv), self.weight.repeat(T), bias,
-                         self.training, self.momentum, self.eps)
+        y = F.batch_norm(
+            x.transpose(0, 1).reshape(B, T * Fdim),
+            flat(rm),
+            flat(rv),
+            self.weight.repeat(T),
+            bias,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
         return y.view(B, T, Fdim).transpose(0, 1)  # (T, B, F)
 
     def extra_repr(self) -> str:
@@ -134,8 +159,16 @@ class SeqBatchNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         T, B, Fdim = x.shape
         rv = self.running_var if self.training else eval_var(self.running_var, self.eps)
-        y = F.batch_norm(x.reshape(T * B, Fdim), self.running_mean, rv, self.weight, self.bias,
-                         self.training, self.momentum, self.eps)
+        y = F.batch_norm(
+            x.reshape(T * B, Fdim),
+            self.running_mean,
+            rv,
+            self.weight,
+            self.bias,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
         return y.view(T, B, Fdim)
 
 

@@ -11,6 +11,7 @@ computed from the new, unzoned c̃_t, as in the paper's equations and its refere
 the layer's output at step t is the zoned h_t. Gradients flow through both branches, so
 a kept unit passes its gradient back unchanged (the identity the paper motivates it with).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Union

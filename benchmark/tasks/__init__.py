@@ -3,6 +3,7 @@
 The entry point builds a task with `hydra.utils.instantiate(cfg.task)`; library code and
 tests may use `get_task(name, **kwargs)` instead.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,9 +17,15 @@ from benchmark.tasks.mnist import PermutedMNIST, SequentialMNIST
 from benchmark.tasks.ptb import PennTreebank
 from benchmark.tasks.ucr import UCRTask
 
-TASKS: dict[str, type[Task]] = {"adding": AddingTask, "copy": CopyTask, "digits": DigitsTask,
-                                "smnist": SequentialMNIST, "pmnist": PermutedMNIST, "ucr": UCRTask,
-                                "ptb": PennTreebank}
+TASKS: dict[str, type[Task]] = {
+    "adding": AddingTask,
+    "copy": CopyTask,
+    "digits": DigitsTask,
+    "smnist": SequentialMNIST,
+    "pmnist": PermutedMNIST,
+    "ucr": UCRTask,
+    "ptb": PennTreebank,
+}
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
@@ -37,5 +44,16 @@ def check_task(obj: object, key: str = "task._target_") -> Task:
     return obj
 
 
-__all__ = ["TASKS", "Task", "AddingTask", "CopyTask", "DigitsTask", "PennTreebank", "PermutedMNIST", "SequentialMNIST",
-           "UCRTask", "get_task", "check_task"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "AddingTask",
+    "CopyTask",
+    "DigitsTask",
+    "PennTreebank",
+    "PermutedMNIST",
+    "SequentialMNIST",
+    "UCRTask",
+    "get_task",
+    "check_task",
+]

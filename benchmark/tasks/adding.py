@@ -6,6 +6,7 @@ values. Always predicting 1 (the mean of the sum) gives MSE = Var(U1 + U2) = 2/1
 the baseline a model must beat to show it remembers anything. `accuracy` is the share of
 predictions within 0.04 of the target.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ TOLERANCE = 0.04  # a prediction within this distance of the target counts as co
 @dataclass
 @defaults_from("adding")  # target_score 0.95: MSE <= 1/120, the sum is recalled, not guessed
 class AddingTask(Task):
-
     input_size = 2  # (value, marker)
     output_size = 1
     per_step = False
@@ -52,5 +52,4 @@ class AddingTask(Task):
 
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         pred = y_hat.squeeze(-1).float()
-        return {"accuracy": ((pred - y).abs() < TOLERANCE).float().mean().item(),
-                "metric": F.mse_loss(pred, y).item()}
+        return {"accuracy": ((pred - y).abs() < TOLERANCE).float().mean().item(), "metric": F.mse_loss(pred, y).item()}

@@ -11,6 +11,7 @@ and `evaluate`, and point a `conf/task/<name>.yaml` `_target_` at the class. A t
 reads its training data in order or carries a hidden state across batches overrides
 `train_batches` and `train_step`; the training loop stays as it is.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,6 +47,7 @@ def defaults_from(config: str) -> Callable[[T], T]:
     only the fields' types. So `AddingTask()` and `task=adding` are the same task, and changing a
     default is one edit. A YAML key that is no field of the class is an error here, at import.
     """
+
     def apply(cls: T) -> T:
         from omegaconf import OmegaConf  # a config library, not Hydra
 
@@ -148,8 +150,15 @@ class Task:
         raise NotImplementedError
 
     # -- stream tasks only (carries_state; tasks/ptb.py) -------------------------------------
-    def evaluate_stream(self, model: Any, x: Tensor, y: Tensor, device: torch.device,
-                        dtype: Optional[torch.dtype] = None, max_windows: int = 0) -> dict[str, float]:
+    def evaluate_stream(
+        self,
+        model: Any,
+        x: Tensor,
+        y: Tensor,
+        device: torch.device,
+        dtype: Optional[torch.dtype] = None,
+        max_windows: int = 0,
+    ) -> dict[str, float]:
         """{'loss', 'accuracy', 'metric'} over a split's windows in order, the state carried from zeros."""
         raise NotImplementedError(f"task {self.name} is not a stream task (carries_state is False)")
 

@@ -12,6 +12,7 @@ every step, ∂L/∂h_t at any step is dominated by its own step's (blank-predic
 a memoryless model would read a ratio ≈ 1. Its ratio compares ‖∂L/∂h‖ at the first symbol
 (step 0) with the last recall step (T - 1): ≈ 0 for a model that carries nothing across.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,6 @@ BLANK, DELIM = 0, 9
 @dataclass
 @defaults_from("copy")  # seq_len: blanks between the symbols and the delimiter (+1); T_total = seq_len + 20
 class CopyTask(Task):
-
     input_size = N_CATEGORIES + 2  # one-hot: blank, 8 symbols, delimiter
     output_size = N_CATEGORIES + 1  # blank or one of 8 symbols
     per_step = True
@@ -63,10 +63,10 @@ class CopyTask(Task):
 
     def probe_loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy over the 10 recall steps only (mean over batch and steps)."""
-        return F.cross_entropy(y_hat[:, -N_SYMBOLS:].float().reshape(-1, self.output_size),
-                               y[:, -N_SYMBOLS:].reshape(-1))
+        return F.cross_entropy(
+            y_hat[:, -N_SYMBOLS:].float().reshape(-1, self.output_size), y[:, -N_SYMBOLS:].reshape(-1)
+        )
 
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         recall = y_hat[:, -N_SYMBOLS:].argmax(-1)  # (B, 10)
-        return {"accuracy": (recall == y[:, -N_SYMBOLS:]).float().mean().item(),
-                "metric": self.loss(y_hat, y).item()}
+        return {"accuracy": (recall == y[:, -N_SYMBOLS:]).float().mean().item(), "metric": self.loss(y_hat, y).item()}

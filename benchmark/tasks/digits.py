@@ -9,6 +9,7 @@ is a permutation drawn from `data_seed` (the same for every `seq_len`, so length
 identical images). `metric` is the classification error (1 - accuracy), for symmetry with
 the other tasks' lower-is-better metrics.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,6 @@ def pad_blank(pixels: Tensor, seq_len: int) -> Tensor:
 @dataclass
 @defaults_from("digits")  # n_train null = every image not in val/test (1797 - 200 - 400 = 1197)
 class DigitsTask(ClassificationTask):
-
     input_size = 1
     output_size = N_CLASSES
     min_seq_len = N_PIXELS  # every pixel is read; longer sequences add blank steps
@@ -50,21 +50,25 @@ class DigitsTask(ClassificationTask):
         total = 1797
         used = self.n_val + self.n_test + (self.n_train or 0)
         if used > total or self.n_val + self.n_test >= total:
-            raise ConfigError("task.n_train", self.n_train,
-                              f"n_train + n_val + n_test <= {total} (the images scikit-learn ships)")
-
+            raise ConfigError(
+                "task.n_train", self.n_train, f"n_train + n_val + n_test <= {total} (the images scikit-learn ships)"
+            )
 
     def splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         if self._cache is None:
             pixels, labels = load_pixels()
             x = pad_blank(pixels, self.seq_len)[..., None]  # (N, T, 1)
-            perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(
-                split_seed(self.name, self.data_seed)))  # independent of seq_len
+            perm = torch.randperm(
+                len(labels), generator=torch.Generator().manual_seed(split_seed(self.name, self.data_seed))
+            )  # independent of seq_len
             n_test, n_val = self.n_test, self.n_val
             n_train = self.n_train or len(labels) - n_val - n_test
-            idx = {"test": perm[:n_test], "val": perm[n_test:n_test + n_val],
-                   "train": perm[n_test + n_val:n_test + n_val + n_train]}
-            self._cache = {k: (x[i].contiguous(), labels[i]) for k, i in
-                           ((k, idx[k]) for k in ("train", "val", "test"))}
+            idx = {
+                "test": perm[:n_test],
+                "val": perm[n_test : n_test + n_val],
+                "train": perm[n_test + n_val : n_test + n_val + n_train],
+            }
+            self._cache = {
+                k: (x[i].contiguous(), labels[i]) for k, i in ((k, idx[k]) for k in ("train", "val", "test"))
+            }
         return self._cache
-

@@ -14,6 +14,7 @@ Splits: validation = `n_val` images of the official 60000 training images, train
 images (or `n_test` of them, a seeded subset). Both tasks draw the same images for the same
 `data_seed`, so smnist and pmnist compare on identical splits. Files: `mnist_files.py`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,17 +43,25 @@ class SequentialMNIST(ClassificationTask):
 
     def __post_init__(self) -> None:
         if self.seq_len not in SEQ_LENS:
-            raise ConfigError("task.seq_len", self.seq_len, "a divisor of 784 (784 / pixels per step): "
-                              + ", ".join(map(str, SEQ_LENS)))
+            raise ConfigError(
+                "task.seq_len",
+                self.seq_len,
+                "a divisor of 784 (784 / pixels per step): " + ", ".join(map(str, SEQ_LENS)),
+            )
         super().__post_init__()
         self._paths = mnist_files.ensure_files(self.data_dir, self.mirrors)  # downloads once, or says where to put them
         n_train_file = mnist_files.count(self._paths["train_images"])
         n_test_file = mnist_files.count(self._paths["test_images"])
         if self.n_val + (self.n_train or 1) > n_train_file:  # null n_train: at least one image left
-            raise ConfigError("task.n_train", self.n_train, f"n_train + n_val <= {n_train_file} (training images "
-                              f"in {self.data_dir}; n_val={self.n_val})")
+            raise ConfigError(
+                "task.n_train",
+                self.n_train,
+                f"n_train + n_val <= {n_train_file} (training images in {self.data_dir}; n_val={self.n_val})",
+            )
         if self.n_test > n_test_file:
-            raise ConfigError("task.n_test", self.n_test, f"an integer <= {n_test_file} (test images in {self.data_dir})")
+            raise ConfigError(
+                "task.n_test", self.n_test, f"an integer <= {n_test_file} (test images in {self.data_dir})"
+            )
 
     @classmethod
     def allowed_seq_len(cls, want: int) -> int:
@@ -61,7 +70,6 @@ class SequentialMNIST(ClassificationTask):
     @property
     def input_size(self) -> int:  # pixels per step
         return N_PIXELS // self.seq_len
-
 
     def pixel_order(self) -> Tensor:
         """The order in which the 784 pixels are read: row-major, or pmnist's fixed permutation."""
@@ -73,21 +81,36 @@ class SequentialMNIST(ClassificationTask):
         if self._cache is None:
             data = mnist_files.load(self._paths)
             order = self.pixel_order()
-            seq = lambda images: (torch.from_numpy(images.copy())[:, order].float()  # noqa: E731
-                                  .div_(255).view(len(images), self.seq_len, self.input_size))  # (N, T, k)
+
+            def seq(images):
+                return (
+                    torch.from_numpy(images.copy())[:, order]
+                    .float()
+                    .div_(255)
+                    .view(len(images), self.seq_len, self.input_size)
+                )  # (N, T, k)
+
             x_tr, y_tr = data["train"]
             x_te, y_te = data["test"]
-            perm = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(split_seed("mnist", self.data_seed)))
+            perm = torch.randperm(
+                len(y_tr), generator=torch.Generator().manual_seed(split_seed("mnist", self.data_seed))
+            )
             n_train = self.n_train or len(y_tr) - self.n_val
-            idx = {"val": perm[:self.n_val], "train": perm[self.n_val:self.n_val + n_train]}
-            test_idx = (torch.arange(len(y_te)) if self.n_test == len(y_te) else torch.randperm(
-                len(y_te), generator=torch.Generator().manual_seed(split_seed("mnist", self.data_seed, "test")))[:self.n_test])
+            idx = {"val": perm[: self.n_val], "train": perm[self.n_val : self.n_val + n_train]}
+            test_idx = (
+                torch.arange(len(y_te))
+                if self.n_test == len(y_te)
+                else torch.randperm(
+                    len(y_te), generator=torch.Generator().manual_seed(split_seed("mnist", self.data_seed, "test"))
+                )[: self.n_test]
+            )
             labels_tr, labels_te = torch.from_numpy(y_tr.astype("int64")), torch.from_numpy(y_te.astype("int64"))
-            self._cache = {"train": (seq(x_tr[idx["train"].numpy()]), labels_tr[idx["train"]]),
-                           "val": (seq(x_tr[idx["val"].numpy()]), labels_tr[idx["val"]]),
-                           "test": (seq(x_te[test_idx.numpy()]), labels_te[test_idx])}
+            self._cache = {
+                "train": (seq(x_tr[idx["train"].numpy()]), labels_tr[idx["train"]]),
+                "val": (seq(x_tr[idx["val"].numpy()]), labels_tr[idx["val"]]),
+                "test": (seq(x_te[test_idx.numpy()]), labels_te[test_idx]),
+            }
         return self._cache
-
 
 
 @dataclass

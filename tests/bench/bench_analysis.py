@@ -5,6 +5,7 @@ time grows linearly with the runs (`make bench-analysis`; docs/analysis-performa
 Run folders are written once per session (untimed); each round times
 `python -m benchmark.analysis.aggregate` + `python -m benchmark.analysis.report` in process.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,16 @@ def sweeps(tmp_path_factory) -> dict[int, Path]:
     root = tmp_path_factory.mktemp("analysis-bench")
     out = {}
     for n, (impls, seeds) in SHAPES.items():
-        out[n] = make_sweep(root, f"full{n}", tasks=("adding", "copy", "digits"), lens=(50, 100, 200, 500, 1000),
-                            impls=impls, seeds=seeds, steps=2000, log_every=2)
+        out[n] = make_sweep(
+            root,
+            f"full{n}",
+            tasks=("adding", "copy", "digits"),
+            lens=(50, 100, 200, 500, 1000),
+            impls=impls,
+            seeds=seeds,
+            steps=2000,
+            log_every=2,
+        )
         assert len(list((out[n] / "runs").iterdir())) == n
     return out
 
@@ -54,5 +63,11 @@ def test_aggregate_and_report(benchmark, sweeps, runs, tmp_path):
     benchmark.pedantic(analyse, rounds=2, iterations=1, warmup_rounds=0)
     # CPU seconds (all threads) next to the wall times: on a shared machine the wall time follows the
     # neighbours' load, the CPU time much less.
-    benchmark.extra_info.update(runs=runs, history_rows_per_run=1000, cpu_s=cpu, load_1min_before=load,
-                                load_1min_after=os.getloadavg()[0], cpus=os.cpu_count())
+    benchmark.extra_info.update(
+        runs=runs,
+        history_rows_per_run=1000,
+        cpu_s=cpu,
+        load_1min_before=load,
+        load_1min_after=os.getloadavg()[0],
+        cpus=os.cpu_count(),
+    )

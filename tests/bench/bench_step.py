@@ -10,6 +10,7 @@ perf_counter. The per-round ratios variant/reference land in
 `extra_info["ratio_samples"]`; `benchmark.bench_check` compares their median with the
 committed baseline, so load that slows a whole round cancels out.
 """
+
 from __future__ import annotations
 
 import time
@@ -91,8 +92,9 @@ def slowed(step: Callable[[], None], factor: float) -> Callable[[], None]:
     return slow_step
 
 
-def test_train_step(benchmark, variant: BenchPoint, reference_steps, bench_threads: int,
-                    bench_slowdown: dict[str, float], request) -> None:
+def test_train_step(
+    benchmark, variant: BenchPoint, reference_steps, bench_threads: int, bench_slowdown: dict[str, float], request
+) -> None:
     cfg = request.config
     rounds, warmup = cfg.getoption("bench_rounds"), cfg.getoption("bench_warmup")
     factor = bench_slowdown.get(variant.id, bench_slowdown.get(variant.base_id, 1.0))
@@ -118,12 +120,23 @@ def test_train_step(benchmark, variant: BenchPoint, reference_steps, bench_threa
     arm = registry.arm(variant.variant)
     ident = arm.identity(variant.seq_len)
     benchmark.extra_info.update(
-        variant=variant.id, reference=variant.reference.id, variant_name=variant.variant.name,
-        cell=variant.cell, reg=arm.name, impl=variant.impl, seq_len=variant.seq_len,
-        bn_placement=ident.get("bn_placement"), dropout_placement=ident.get("dropout_placement"),
+        variant=variant.id,
+        reference=variant.reference.id,
+        variant_name=variant.variant.name,
+        cell=variant.cell,
+        reg=arm.name,
+        impl=variant.impl,
+        seq_len=variant.seq_len,
+        bn_placement=ident.get("bn_placement"),
+        dropout_placement=ident.get("dropout_placement"),
         dropout_p=ident.get("dropout_p"),
-        target=variant.variant.target(variant.impl, "cpu"), threads=bench_threads, batch_size=BATCH, input_size=INPUT, hidden_size=HIDDEN,
-        optimizer_step=False, slowdown=factor,
+        target=variant.variant.target(variant.impl, "cpu"),
+        threads=bench_threads,
+        batch_size=BATCH,
+        input_size=INPUT,
+        hidden_size=HIDDEN,
+        optimizer_step=False,
+        slowdown=factor,
         ratio_samples=[round(v / r, 5) for v, r in zip(var_s, ref_s)],
         ref_ms=[round(r * 1e3, 4) for r in ref_s],
     )

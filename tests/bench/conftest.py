@@ -3,6 +3,7 @@
 The benchmark files are named `bench_*.py`, which pytest's default `test_*.py` pattern does
 not collect, so `make test` never runs them; the Makefile names the file explicitly.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -17,10 +18,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--bench-rounds", type=int, default=20, help="timed rounds per variant (default 20)")
     g.addoption("--bench-warmup", type=int, default=3, help="untimed warm-up rounds per variant (default 3)")
     g.addoption("--bench-threads", type=int, default=2, help="torch.set_num_threads for the session (default 2)")
-    g.addoption("--bench-slowdown", default="",
-                help="deliberately slow variants, to prove the check catches it: "
-                     "VARIANT:FACTOR[,VARIANT:FACTOR]; VARIANT with or without -T<seq_len>, "
-                     "e.g. lstm-custom-none:1.5")
+    g.addoption(
+        "--bench-slowdown",
+        default="",
+        help="deliberately slow variants, to prove the check catches it: "
+        "VARIANT:FACTOR[,VARIANT:FACTOR]; VARIANT with or without -T<seq_len>, "
+        "e.g. lstm-custom-none:1.5",
+    )
 
 
 def parse_slowdown(spec: str) -> dict[str, float]:
@@ -50,8 +54,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             names |= {v.id, v.base_id}
     unknown = sorted(set(wanted) - names)
     if unknown:
-        raise pytest.UsageError(f"--bench-slowdown names no collected variant: {', '.join(unknown)}; "
-                                f"collected e.g. {', '.join(sorted(names)[:4])}")
+        raise pytest.UsageError(
+            f"--bench-slowdown names no collected variant: {', '.join(unknown)}; "
+            f"collected e.g. {', '.join(sorted(names)[:4])}"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

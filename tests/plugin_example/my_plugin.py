@@ -7,6 +7,7 @@ Put this module on PYTHONPATH and its conf/ on Hydra's search path:
 
 The tests also use two deliberately broken tasks from here (`FailingTask`, `NaNTask`).
 """
+
 from __future__ import annotations
 
 import math
