@@ -93,16 +93,8 @@ def _config_cause(e: BaseException) -> Optional[ConfigError]:
     return None
 
 
-def prepare(cfg: DictConfig) -> Prepared:
-    """Validate and build everything cheap; raises ConfigError, writes nothing."""
-    run_cfg: RunConfig = OmegaConf.to_object(cfg)
-    validate(run_cfg)
-    if run_cfg.device is Device.cuda and not torch.cuda.is_available():
-        raise ConfigError("device", "cuda", "auto or cpu on this machine", "torch sees no CUDA device.")
-    use_cuda = run_cfg.device is Device.cuda or (run_cfg.device is Device.auto and torch.cuda.is_available())
-    for group in ("cell", "task", "reg"):
-        if not isinstance(cfg.get(group), DictConfig) or "_target_" not in cfg[group]:
-            raise ConfigError(group, cfg.get(group), f"a config from conf/{group}/ with a _target_")
+def build_task_and_cell(cfg: DictConfig) -> tuple[Task, type]:
+    """The task (instantiated and checked) and the cell class; raises ConfigError naming the key."""
     try:
         task = check_task(instantiate(cfg.task, _convert_="all"))
     except InstantiationException as e:
@@ -119,6 +111,20 @@ def prepare(cfg: DictConfig) -> Prepared:
             "cell._target_", cfg.cell._target_, "an importable CellMath subclass", str(e).splitlines()[0]
         ) from None
     cell = check_cell_class(cell)
+    return task, cell
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Validate and build everything cheap; raises ConfigError, writes nothing."""
+    run_cfg: RunConfig = OmegaConf.to_object(cfg)
+    validate(run_cfg)
+    if run_cfg.device is Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda", "auto or cpu on this machine", "torch sees no CUDA device.")
+    use_cuda = run_cfg.device is Device.cuda or (run_cfg.device is Device.auto and torch.cuda.is_available())
+    for group in ("cell", "task", "reg"):
+        if not isinstance(cfg.get(group), DictConfig) or "_target_" not in cfg[group]:
+            raise ConfigError(group, cfg.get(group), f"a config from conf/{group}/ with a _target_")
+    task, cell = build_task_and_cell(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     arm = build_arm(resolved["reg"])  # validates its own settings (ConfigError)
     b = run_cfg.train.batch_size
@@ -131,19 +137,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         )
     if task.carries_state and run_cfg.accel is Accel.graph:  # a captured graph cannot carry a state across windows
         raise ConfigError("accel", "graph", "none or compile for a stream task (task.name=ptb)")
-    # With tokens in (task.vocab_size), an input_size of 0 means an embedding as wide as the hidden size (Zaremba).
-    spec = ModelSpec(
-        cell=cell,
-        input_size=task.input_size or run_cfg.hidden_size,
-        hidden_size=run_cfg.hidden_size,
-        num_layers=run_cfg.num_layers,
-        output_size=task.output_size,
-        per_step=task.per_step,
-        reg=arm,
-        impl=run_cfg.impl,
-        total_len=task.total_len,
-        vocab_size=task.vocab_size,
-    )
+    spec = model_spec(run_cfg, task, cell, arm)
     check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
     arm_identity(arm, task.total_len)  # an arm's record columns must be the record's
     resolve_impl(cell, arm, run_cfg.impl)  # impl=native with a variant that needs the loop
@@ -156,6 +150,23 @@ def prepare(cfg: DictConfig) -> Prepared:
         task=task,
         spec=spec,
         device=torch.device("cuda" if use_cuda else "cpu"),
+    )
+
+
+def model_spec(run_cfg: RunConfig, task: Task, cell: type, arm: Arm) -> ModelSpec:
+    """The model a run trains. With tokens in (task.vocab_size), an input_size of 0 means an embedding
+    as wide as the hidden size (Zaremba)."""
+    return ModelSpec(
+        cell=cell,
+        input_size=task.input_size or run_cfg.hidden_size,
+        hidden_size=run_cfg.hidden_size,
+        num_layers=run_cfg.num_layers,
+        output_size=task.output_size,
+        per_step=task.per_step,
+        reg=arm,
+        impl=run_cfg.impl,
+        total_len=task.total_len,
+        vocab_size=task.vocab_size,
     )
 
 

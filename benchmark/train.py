@@ -353,6 +353,40 @@ def progress_bar(task: Task, steps: int, progress: bool) -> tqdm:
     )
 
 
+def optimizer_and_schedule(params: list[nn.Parameter], cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimiser and its learning-rate schedule (`lr_factor`)."""
+    opt = make_optimizer(params, cfg)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+
+
+def precise_bn(
+    model: nn.Module, task: Task, batch_size: int, n: int, seed: int, device: torch.device, dtype: Any
+) -> Optional[PreciseBN]:
+    """The precise-BN hook over `n` fixed training batches; None when n = 0 (BN keeps its moving average)."""
+    if not n:
+        return None
+    return PreciseBN(model, precise_batches(task.splits()["train"][0], batch_size, n, seed), device, dtype)
+
+
+def evaluate_and_ask(
+    i: int,
+    row: dict[str, Any],
+    model: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    device: torch.device,
+    dtype: Any,
+    precise: Optional[PreciseBN],
+    rules: list[StoppingRule],
+    res: TrainResult,
+) -> bool:
+    """At an evaluation step: precise BN, validation into `row`, then the stopping rules (True: stop)."""
+    if precise is not None:
+        precise.before_eval(i)
+    row.update(validate(model, task, device, dtype, cfg.eval_batches))
+    return check_rules(rules, i, res.add_eval(i, row, task.target_score), model, res)
+
+
 def train(
     model: nn.Module,
     task: Task,
@@ -366,14 +400,11 @@ def train(
     step: Optional[StepFn] = None,
     batches: Optional[BatchSource] = None,
 ) -> TrainResult:
-    """Train `model` (already on `device`) on the task's training batches; validate every eval_interval steps.
+    """Train `model` (on `device`) on the task's training batches; validate every eval_interval steps.
 
-    `step` and `batches` default to the task's (`Task.train_step`, `Task.train_batches`): eager
-    forward/backward over random permutations; `benchmark.accel` offers a CUDA-graph step. Pass
-    `result` to keep the partial record if this raises. With early stopping, the model ends with
-    the weights of its best validation score; with `stop_at_target`, training ends at the first
-    evaluation whose validation score reaches `task.target_score`. `precise_bn_batches > 0`:
-    precise BN over that many training batches (0: BN keeps its momentum average).
+    `step`/`batches` default to the task's (`Task.train_step`/`train_batches`); `result` keeps the partial
+    record if this raises; the stopping rules (early stopping, stop at target) may end it early and restore
+    the best weights; `precise_bn_batches > 0`: precise BN over that many training batches before evaluations.
     """
     res = result if result is not None else TrainResult()
     res.evals_in_budget = -(-cfg.steps // cfg.eval_interval)  # ceil: the last step always evaluates
@@ -381,15 +412,8 @@ def train(
     batches = batches if batches is not None else task.train_batches(cfg.batch_size, seed, device)
     step = step if step is not None else task.train_step(model, dtype)
     params, groups = [p for p in model.parameters() if p.requires_grad], model.param_groups()
-    opt = make_optimizer(params, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    precise = (
-        PreciseBN(
-            model, precise_batches(task.splits()["train"][0], cfg.batch_size, precise_bn_batches, seed), device, dtype
-        )
-        if precise_bn_batches
-        else None
-    )
+    opt, sched = optimizer_and_schedule(params, cfg)
+    precise = precise_bn(model, task, cfg.batch_size, precise_bn_batches, seed, device, dtype)
     rules, window, bar = stopping_rules(cfg), HistoryWindow(), progress_bar(task, cfg.steps, progress)
     model.train()
     try:
@@ -410,10 +434,7 @@ def train(
             if i % cfg.log_interval == 0 or is_eval:
                 row = window.row(i, opt.param_groups[0]["lr"])
                 if is_eval:
-                    if precise is not None:
-                        precise.before_eval(i)
-                    row.update(validate(model, task, device, dtype, cfg.eval_batches))
-                    stop = check_rules(rules, i, res.add_eval(i, row, task.target_score), model, res)
+                    stop = evaluate_and_ask(i, row, model, task, cfg, device, dtype, precise, rules, res)
                 res.history.append(row)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", tok_s=f"{row['tokens_per_s'] or 0:.3g}")
             bar.update(1)

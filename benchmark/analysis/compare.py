@@ -295,7 +295,16 @@ def write(out: Path, table: pd.DataFrame, key: list[str], html: str) -> tuple[Pa
     return csv_path, html_path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def print_moved(table: pd.DataFrame, key: list[str]) -> None:
+    """One line per comparison that moved (better, worse, higher, lower)."""
+    moved = table[table["change"].isin([BETTER, WORSE, HIGHER, LOWER])] if len(table) else table
+    for r in moved.itertuples():
+        point = " ".join(f"{c}={getattr(r, c)}" for c in key)
+        print(f"  {r.change:>6}: {r.measure} {r.mean_a:.4g} -> {r.mean_b:.4g} at {point} (p adj. {r.p_adjusted:.3g})")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m benchmark.analysis.compare`."""
     ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.compare", description=__doc__.splitlines()[0])
     ap.add_argument("a", help="sweep A (the reference): a name under --results-dir or a path")
     ap.add_argument("b", help="sweep B (the candidate)")
@@ -325,6 +334,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--ci", choices=[x.value for x in stats.CI], default=stats.CI.t.value)
     ap.add_argument("--test", choices=[x.value for x in stats.Test], default=stats.Test.t.value)
     ap.add_argument("--seed", type=int, default=0, help="random stream of the bca / signflip options")
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     if not 0 < args.level < 1 or args.min_seeds < 1:
         ap.error("--level must be in (0, 1) and --min-seeds >= 1")
@@ -350,10 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"compare: {info['shared']} shared grid points ({len(info['only_a'])} only in A, "
         f"{len(info['only_b'])} only in B); A -> B changed: {changed}"
     )
-    moved = table[table["change"].isin([BETTER, WORSE, HIGHER, LOWER])] if len(table) else table
-    for r in moved.itertuples():
-        point = " ".join(f"{c}={getattr(r, c)}" for c in key)
-        print(f"  {r.change:>6}: {r.measure} {r.mean_a:.4g} -> {r.mean_b:.4g} at {point} (p adj. {r.p_adjusted:.3g})")
+    print_moved(table, key)
     print(f"wrote {csv_path}\nreport: {html_path.resolve()}")
     bad = worse(table, args.gate)
     if args.fail_on == "worse" and len(bad):

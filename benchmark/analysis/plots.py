@@ -215,6 +215,15 @@ def bars(
     return ax.figure
 
 
+def collect_legend(ax: Any, handles: dict[str, Any]) -> None:
+    """Move a panel's legend entries into `handles` (one figure legend instead of one per panel)."""
+    leg = ax.get_legend()
+    if leg is not None:
+        for h, t in zip(leg.legend_handles, [t.get_text() for t in leg.get_texts()]):
+            handles.setdefault(t, h)
+        leg.remove()
+
+
 def facet(
     data: pd.DataFrame,
     panel: Callable[..., Figure],
@@ -257,11 +266,7 @@ def facet(
             sub = parts.get((c, r) if row else (c,), data.iloc[:0])
             panel(sub, ax=ax, **kw)
             ax.set_title(f"{col}={c}" + (f", {row}={r}" if row else ""), fontsize=10)
-            leg = ax.get_legend()
-            if leg is not None:
-                for h, t in zip(leg.legend_handles, [t.get_text() for t in leg.get_texts()]):
-                    handles.setdefault(t, h)
-                leg.remove()
+            collect_legend(ax, handles)
             if len(sub) == 0:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
     if handles:

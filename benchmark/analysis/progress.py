@@ -37,6 +37,7 @@ from benchmark.record import Status
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
 
 @dataclass
@@ -110,16 +111,20 @@ def _pump(stream: IO[str], lines: "queue.Queue[Optional[str]]") -> None:
     lines.put(None)
 
 
-def run(
-    cmd: Sequence[str],
-    sweep_dir: Path,
-    marks: Optional[Path],
-    interval: float = 1.0,
-    log_every: float = 30.0,
-    console: Optional["Console"] = None,
-) -> int:
-    """Run `cmd` with the live display; returns its exit status (130 after Ctrl-C)."""
-    from rich.console import Console
+def start_child(cmd: Sequence[str]) -> subprocess.Popen:
+    """The sweep command, its output and errors on one unbuffered pipe."""
+    return subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def progress_display(name: str, console: "Console") -> "Progress":
+    """The live bar: points done of the grid, failed / diverged / skipped, elapsed and ETA."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -129,24 +134,7 @@ def run(
         TimeRemainingColumn,
     )
 
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 120)  # a log line, not an 80-column terminal
-    name = sweep_dir.name
-    start = time.time()
-    watcher = Watcher(sweep_dir, marks, start)
-    child = subprocess.Popen(
-        list(cmd),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
-    lines: "queue.Queue[Optional[str]]" = queue.Queue()
-    threading.Thread(target=_pump, args=(child.stdout, lines), daemon=True).start()
-    progress = Progress(
+    return Progress(
         TextColumn(f"sweep {name}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -157,6 +145,42 @@ def run(
         console=console,
         refresh_per_second=4,
     )
+
+
+def print_lines(lines: "queue.Queue[Optional[str]]", console: "Console") -> bool:
+    """Print what the command wrote (waiting up to 0.2 s for a first line); False once it closed its output."""
+    try:
+        line = lines.get(timeout=0.2)
+        while line is not None:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            line = lines.get_nowait()
+        return False  # None: the command closed its output
+    except queue.Empty:
+        return True
+
+
+def run(
+    cmd: Sequence[str],
+    sweep_dir: Path,
+    marks: Optional[Path],
+    interval: float = 1.0,
+    log_every: float = 30.0,
+    console: Optional["Console"] = None,
+) -> int:
+    """Run `cmd` with the live display; returns its exit status (130 after Ctrl-C)."""
+    from rich.console import Console
+
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # a log line, not an 80-column terminal
+    name = sweep_dir.name
+    start = time.time()
+    watcher = Watcher(sweep_dir, marks, start)
+    child = start_child(cmd)
+    previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+    threading.Thread(target=_pump, args=(child.stdout, lines), daemon=True).start()
+    progress = progress_display(name, console)
     task = progress.add_task(name, total=None, extra="waiting for the multirun to start")
     interrupted, open_stream, next_poll, next_log = False, True, 0.0, time.monotonic() + log_every
 
@@ -174,14 +198,7 @@ def run(
         with progress:
             while open_stream:
                 try:
-                    try:
-                        line = lines.get(timeout=0.2)
-                        while line is not None:
-                            progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
-                            line = lines.get_nowait()
-                        open_stream = False  # None: the command closed its output
-                    except queue.Empty:
-                        pass
+                    open_stream = print_lines(lines, progress.console)
                     now = time.monotonic()
                     if now >= next_poll:
                         c = update()
