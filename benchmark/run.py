@@ -192,10 +192,19 @@ def arm_identity(arm: Arm, total_len: Optional[int]) -> dict[str, Any]:
 
 
 def identity(p: Prepared) -> dict[str, Any]:
-    """What the run is (the record's identity keys); the arm contributes its own (`Arm.identity`)."""
+    """What the run is: every identity key of the record (benchmark/record.py) in its order, null where
+    nothing sets it (e.g. another arm's columns); the arm contributes its own (`Arm.identity`)."""
+    values = run_identity(p)
+    unknown = sorted(set(values) - set(record.IDENTITY_KEYS))
+    if unknown:
+        raise ValueError(f"identity {unknown} are not identity keys of the run record (benchmark/record.py)")
+    return {"schema_version": record.SCHEMA_VERSION, **{k: values.get(k) for k in record.IDENTITY_KEYS}}
+
+
+def run_identity(p: Prepared) -> dict[str, Any]:
+    """The values `identity` arranges: the config's, the task's and the arm's."""
     c, reg = p.cfg, p.spec.reg
     return {
-        "schema_version": record.SCHEMA_VERSION,
         "run_id": p.run_id,
         "sweep": c.sweep,
         "cell": p.resolved["cell"].get("name", p.spec.cell.name),
