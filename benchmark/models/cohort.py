@@ -89,7 +89,7 @@ class StackedLinear(nn.Module):
 
 
 class CohortLayer(nn.Module):
-    """E recurrent layers as one: (E, T, B, I) -> (E, T, B, H), the custom loop of `RecurrentLayer`."""
+    """E recurrent layers as one: (T, E, B, I) -> (T, E, B, H), the custom loop of `RecurrentLayer`."""
 
     def __init__(self, solos: Sequence[RecurrentLayer], arm: str) -> None:
         super().__init__()
@@ -142,24 +142,23 @@ class CohortLayer(nn.Module):
         return cell.step(xw_t, torch.baddbmm(b_hh, h, w_hh_t), state, t, slots)
 
     def forward(self, x: Tensor) -> Tensor:
-        E, T, B, _ = x.shape
+        T, E, B, _ = x.shape
         r = self.rnn
         w_hh = r.weight_hh_l0 if self.weight_hh is None else self.weight_hh(r.weight_hh_l0)
         b_hh = r.bias_hh_l0.unsqueeze(1)  # (E, 1, gH)
         bias = r.bias_ih_l0.unsqueeze(1) + b_hh if self.cell.additive else r.bias_ih_l0.unsqueeze(1)
-        flat = x.reshape(E, T * B, -1)
-        if self.norm_x is None:
-            xw = torch.baddbmm(bias, flat, r.weight_ih_l0.transpose(1, 2)).view(E, T, B, -1)
-        else:
-            xw = self.norm_x(torch.bmm(flat, r.weight_ih_l0.transpose(1, 2)).view(E, T, B, -1)) + bias.unsqueeze(1)
+        # (T, E, B, I) @ (E, I, gH): every member and step in one batched GEMM, laid out (T, E, B, gH) so
+        # each step's (E, B, gH) slice is contiguous (no copy per step, a plain stack in backward).
+        xw = torch.matmul(x, r.weight_ih_l0.transpose(1, 2))
+        xw = xw.add_(bias) if self.norm_x is None else self.norm_x(xw) + bias
         state = tuple(s.view(E, B, -1) for s in self.cell.init_state(E * B, self.hidden_size, xw))
         h_mask, c_masks, zones = self._masks(T, state[0])
         slots = Slots()
         if self.norm_c is not None:
             slots.cell_norm = self.norm_c.step
-        w_hh_t = w_hh.transpose(1, 2)
+        w_hh_t = w_hh.transpose(1, 2).contiguous()  # (E, H, gH): one copy, not one per step
         outs: list[Tensor] = []
-        for t, xw_t in enumerate(xw.unbind(1)):
+        for t, xw_t in enumerate(xw.unbind(0)):
             if c_masks is not None:
                 slots.candidate = c_masks[:, t].mul
             prev = state
@@ -168,7 +167,7 @@ class CohortLayer(nn.Module):
                 state = tuple(zone(new, old, keep) for new, old, keep in zip(state, prev, zones[t]))
                 h = state[0]
             outs.append(h)
-        return torch.stack(outs, 1)
+        return torch.stack(outs)
 
 
 class CohortModel(nn.Module):
@@ -201,13 +200,14 @@ class CohortModel(nn.Module):
             raise _unsupported(arm, "tensors " + ", ".join(sorted(missing)), solos[0])
 
     def forward(self, x: Tensor) -> Tensor:
-        z = x.transpose(1, 2)  # (E, T, B, I)
+        z = x.permute(2, 0, 1, 3)  # (T, E, B, I): time first, as in the solo model's layers
         for layer, drop in zip(self.layers, self.drops):
             z = layer(drop(z))
-        E, T, B, H = z.shape
+        T, E, B, H = z.shape
         if self.spec.per_step:
-            return self.head(self.drops[-1](z).reshape(E, T * B, H)).view(E, T, B, -1).transpose(1, 2)
-        return self.head(self.drops[-1](z[:, -1:])[:, 0])  # only the last step reaches the head, as solo
+            z = self.drops[-1](z).permute(1, 0, 2, 3).reshape(E, T * B, H)
+            return self.head(z).view(E, T, B, -1).transpose(1, 2)
+        return self.head(self.drops[-1](z[-1:])[0])  # only the last step reaches the head, as solo
 
     def member_dim(self, name: str) -> int:
         """The dimension of state-dict tensor `name` that indexes members (0, or 1 for per-step BN statistics)."""

@@ -64,24 +64,24 @@ class CohortStepBatchNorm(nn.Module):
         return y.view(B, E, Fd).transpose(0, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """A whole (E, T, B, F) sequence, each member and step with its own statistics, at once."""
-        T = x.shape[1]
+        """A whole (T, E, B, F) sequence, each member and step with its own statistics, at once."""
+        T = x.shape[0]
         n = min(T, self.max_steps)
         if not self.training:
             rows = torch.arange(T, device=x.device).clamp_(max=self.max_steps - 1)
             return self._bn(x, self.running_mean[rows], eval_var(self.running_var[rows], self.eps))
-        y = self._bn(x[:, :n], self.running_mean[:n], self.running_var[:n])
+        y = self._bn(x[:n], self.running_mean[:n], self.running_var[:n])
         if T > n:
-            y = torch.cat([y, self._bn(x[:, n:], None, None)], 1)
+            y = torch.cat([y, self._bn(x[n:], None, None)])
         return y
 
     def _bn(self, x: Tensor, rm: Optional[Tensor], rv: Optional[Tensor]) -> Tensor:
-        """(E, T, B, F) -> one batch_norm over (B, T·E·F) channels, in the (step, member, feature) order of rm."""
-        E, T, B, Fd = x.shape
+        """(T, E, B, F) -> one batch_norm over (B, T·E·F) channels, in the (step, member, feature) order of rm."""
+        T, E, B, Fd = x.shape
         flat = lambda v: None if v is None else v.reshape(-1)  # noqa: E731  (a view: updates reach the buffer)
         rep = lambda v: None if v is None else v.repeat(T, 1).reshape(-1)  # noqa: E731
         y = F.batch_norm(
-            x.permute(2, 1, 0, 3).reshape(B, T * E * Fd),
+            x.permute(2, 0, 1, 3).reshape(B, T * E * Fd),
             flat(rm),
             flat(rv),
             rep(self.weight),
@@ -90,7 +90,7 @@ class CohortStepBatchNorm(nn.Module):
             self.momentum,
             self.eps,
         )
-        return y.view(B, T, E, Fd).permute(2, 1, 0, 3)
+        return y.view(B, T, E, Fd).permute(1, 2, 0, 3)
 
 
 class CohortLayerNorm(nn.Module):
@@ -103,18 +103,17 @@ class CohortLayerNorm(nn.Module):
         self.bias = _param([m.bias for m in solos])
 
     def forward(self, x: Tensor) -> Tensor:
-        """(E, …, F) -> (E, …, F)."""
-        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (self.features,)
-        y = F.layer_norm(x, (self.features,), None, None, self.eps) * self.weight.view(shape)
-        return y if self.bias is None else y + self.bias.view(shape)
+        """(…, E, B, F) -> (…, E, B, F): a step (E, B, F) or a whole (T, E, B, F) sequence."""
+        y = F.layer_norm(x, (self.features,), None, None, self.eps) * self.weight.unsqueeze(1)
+        return y if self.bias is None else y + self.bias.unsqueeze(1)
 
     def step(self, x: Tensor, t: int) -> Tensor:
         return self.forward(x)
 
 
 class CohortDropout(nn.Module):
-    """Inverted dropout on (E, T, B, F): a fresh mask per element (Zaremba), or, `locked`, one (E, B, F) mask
-    per member and sequence shared over T (Gal & Ghahramani)."""
+    """Inverted dropout on (T, E, B, F): a fresh mask per element (Zaremba), or, `locked`, one (E, B, F) mask
+    per member and sequence shared over T (Gal & Ghahramani). Masks are drawn member first, (E, T, B, F)."""
 
     def __init__(self, p: float, locked: bool) -> None:
         super().__init__()
@@ -123,10 +122,10 @@ class CohortDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
+        T, E, B, Fd = x.shape
         if self.locked:
-            E, _, B, Fd = x.shape
-            return x * masks.bernoulli(x, (E, B, Fd), 1.0 - self.p, scale=True).unsqueeze(1)
-        return x * masks.bernoulli(x, x.shape, 1.0 - self.p, scale=True)
+            return x * masks.bernoulli(x, (E, B, Fd), 1.0 - self.p, scale=True)
+        return x * masks.bernoulli(x, (E, T, B, Fd), 1.0 - self.p, scale=True).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, locked={self.locked}"
