@@ -149,8 +149,11 @@ class CohortLayer(nn.Module):
         bias = r.bias_ih_l0.unsqueeze(1) + b_hh if self.cell.additive else r.bias_ih_l0.unsqueeze(1)
         # (T, E, B, I) @ (E, I, gH): every member and step in one batched GEMM, laid out (T, E, B, gH) so
         # each step's (E, B, gH) slice is contiguous (no copy per step, a plain stack in backward).
-        xw = torch.matmul(x, r.weight_ih_l0.transpose(1, 2))
-        xw = xw.add_(bias) if self.norm_x is None else self.norm_x(xw) + bias
+        if self.norm_x is None:  # the bias as one more input row: its gradient comes out of the GEMM too
+            ones = x.new_ones(1, 1, 1, 1).expand(T, E, B, 1)
+            xw = torch.matmul(torch.cat([x, ones], -1), torch.cat([r.weight_ih_l0.transpose(1, 2), bias], 1))
+        else:
+            xw = self.norm_x(torch.matmul(x, r.weight_ih_l0.transpose(1, 2))) + bias
         state = tuple(s.view(E, B, -1) for s in self.cell.init_state(E * B, self.hidden_size, xw))
         h_mask, c_masks, zones = self._masks(T, state[0])
         slots = Slots()
