@@ -184,3 +184,14 @@ def test_members_of_different_specs_are_refused():
         CohortModel(a + b)
     with pytest.raises(ValueError, match="expected 1 models"):
         CohortModel(a).write_solos(a + a)
+
+
+def test_a_user_arms_module_without_a_cohort_form_is_refused_naming_the_arm(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugin_example"))
+    from my_plugin import NoiseArm
+
+    solos = solos_for(LSTMCell, NoiseArm(noise={"std": 0.1}))
+    with pytest.raises(NotImplementedError, match=r"reg=noise: its dropout \(GaussianNoise\) has no cohort form"):
+        CohortModel(solos)

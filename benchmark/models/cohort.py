@@ -29,7 +29,7 @@ from benchmark.models.cohort_norm import (
     CohortLayerNorm,
     CohortStepBatchNorm,
     CohortWeightDrop,
-    _param,
+    stacked_param,
 )
 from benchmark.models.dropout import LockedDropout
 from benchmark.models.layer import RecurrentLayer
@@ -73,7 +73,7 @@ class StackedWeights(nn.Module):
     def __init__(self, solos: Sequence[nn.Module]) -> None:
         super().__init__()
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-            setattr(self, name, _param([getattr(m, name) for m in solos]))
+            setattr(self, name, stacked_param([getattr(m, name) for m in solos]))
 
 
 class StackedLinear(nn.Module):
@@ -81,8 +81,8 @@ class StackedLinear(nn.Module):
 
     def __init__(self, solos: Sequence[nn.Linear]) -> None:
         super().__init__()
-        self.weight = _param([m.weight for m in solos])
-        self.bias = _param([m.bias for m in solos])
+        self.weight = stacked_param([m.weight for m in solos])
+        self.bias = stacked_param([m.bias for m in solos])
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
@@ -130,7 +130,16 @@ class CohortLayer(nn.Module):
                 zones = [[p if p > 0 else None for p in self.zone_p]] * T
         return h_mask, c_masks, zones
 
-    def _step(self, xw_t, state, h_mask, slots, w_hh_t, b_hh, t):
+    def _step(
+        self,
+        xw_t: Tensor,
+        state: tuple[Tensor, ...],
+        h_mask: Optional[Tensor],
+        slots: Slots,
+        w_hh_t: Tensor,
+        b_hh: Tensor,
+        t: int,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One step for every member: xw_t (E, B, gH) -> h_t (E, B, H) and the new state (see RecurrentLayer._step)."""
         cell, norm_h = self.cell, self.norm_h
         h = state[0] if h_mask is None else state[0] * h_mask

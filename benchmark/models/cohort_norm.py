@@ -24,7 +24,7 @@ def _stack(tensors: Sequence[Optional[Tensor]], dim: int = 0) -> Optional[Tensor
     return None if tensors[0] is None else torch.stack([t.detach() for t in tensors], dim)
 
 
-def _param(tensors: Sequence[Optional[Tensor]]) -> Optional[nn.Parameter]:
+def stacked_param(tensors: Sequence[Optional[Tensor]]) -> Optional[nn.Parameter]:
     stacked = _stack(tensors)
     return None if stacked is None else nn.Parameter(stacked.clone())
 
@@ -38,8 +38,8 @@ class CohortStepBatchNorm(nn.Module):
         super().__init__()
         s = solos[0]
         self.features, self.max_steps, self.momentum, self.eps = s.features, s.max_steps, s.momentum, s.eps
-        self.weight = _param([m.weight for m in solos])  # (E, F)
-        self.bias = _param([m.bias for m in solos])
+        self.weight = stacked_param([m.weight for m in solos])  # (E, F)
+        self.bias = stacked_param([m.bias for m in solos])
         self.register_buffer("running_mean", _stack([m.running_mean for m in solos], 1).clone())  # (S, E, F)
         self.register_buffer("running_var", _stack([m.running_var for m in solos], 1).clone())
 
@@ -99,8 +99,8 @@ class CohortLayerNorm(nn.Module):
     def __init__(self, solos: Sequence[nn.Module]) -> None:
         super().__init__()
         self.features, self.eps = solos[0].features, solos[0].eps
-        self.weight = _param([m.weight for m in solos])  # (E, F)
-        self.bias = _param([m.bias for m in solos])
+        self.weight = stacked_param([m.weight for m in solos])  # (E, F)
+        self.bias = stacked_param([m.bias for m in solos])
 
     def forward(self, x: Tensor) -> Tensor:
         """(…, E, B, F) -> (…, E, B, F): a step (E, B, F) or a whole (T, E, B, F) sequence."""
