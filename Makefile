@@ -34,7 +34,7 @@ AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DI
 	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
 
 .PHONY: setup data lint test test-sweeps test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
-	bench-gpu bench-analysis browser clean
+	bench-gpu bench-analysis bench-cohort browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -131,6 +131,12 @@ bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check s
 	mkdir -p $(BENCH_DIR)
 	$(BENCH_PYTEST) $(BENCH_FAST) --bench-rounds=40 --benchmark-json=$(BENCH_DIR)/bench-baseline.json $(BENCH_ARGS)
 	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
+
+# --- cohorts: E models stacked along a member dimension (tests/bench/bench_cohort.py) ---
+bench-cohort:  ## per-member fwd+bwd of an LSTM cohort (E=1,5,10; none, bn) vs its solo model, 1 thread -> results/bench/cohort.json
+	mkdir -p $(BENCH_DIR)
+	$(VPY) -m pytest tests/bench/bench_cohort.py -q --bench-threads=1 --benchmark-columns=median,iqr,min,rounds \
+		--benchmark-json=$(BENCH_DIR)/cohort.json $(BENCH_ARGS)
 
 # --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; docs/gpu.md) ---
 GPU_BENCH_ARGS ?=

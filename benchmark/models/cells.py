@@ -78,6 +78,9 @@ class CellMath:
     def step(self, xw: Optional[Tensor], hw: Tensor, state: State, t: int, slots: Slots) -> tuple[Tensor, State]:
         """One time step. xw, hw: (B, gates*H) incl. biases (xw None: already summed into hw).
 
+        Gates are split on the last dimension, so the same math runs on (E, B, gates*H) tensors of
+        E models stacked along a leading member dimension (`cohort.py`).
+
         Returns the output h_t (B, H) and the new state.
         """
         raise NotImplementedError
@@ -117,7 +120,7 @@ class LSTMCell(CellMath):
     def step(self, xw, hw, state, t, slots):
         h, c = state
         gates = hw if xw is None else xw + hw  # (B, 4H)
-        i, f, g, o = gates.chunk(4, 1)  # one split node: its backward is one cat, not 4 zero-fills
+        i, f, g, o = gates.chunk(4, -1)  # one split node: its backward is one cat, not 4 zero-fills
         c = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), slots.candidate(torch.tanh(g)))
         h = torch.sigmoid(o) * torch.tanh(slots.cell_norm(c, t))
         return h, (h, c)
@@ -137,10 +140,10 @@ class GRUCell(CellMath):
 
     def step(self, xw, hw, state, t, slots):
         (h,) = state
-        H = h.shape[1]
-        x_rz, x_n = xw.split((2 * H, H), 1)  # split, not slicing: one cheap node in backward
-        h_rz, h_n = hw.split((2 * H, H), 1)
-        r, z = torch.sigmoid(x_rz + h_rz).chunk(2, 1)  # (B, H) each
+        H = h.shape[-1]
+        x_rz, x_n = xw.split((2 * H, H), -1)  # split, not slicing: one cheap node in backward
+        h_rz, h_n = hw.split((2 * H, H), -1)
+        r, z = torch.sigmoid(x_rz + h_rz).chunk(2, -1)  # (B, H) each
         n = slots.candidate(torch.tanh(torch.addcmul(x_n, r, h_n)))
         h = torch.lerp(n, h, z)
         return h, (h,)

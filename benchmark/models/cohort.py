@@ -1,0 +1,248 @@
+"""A cohort: E models of one `ModelSpec` (different seeds) run as ONE model with a leading member dimension.
+
+Every parameter is the E solo parameters stacked along dim 0 (per-step BN statistics along dim 1,
+`cohort_norm.py`), under the solo's own name, so `read_solos` / `write_solos` move weights both
+ways and evaluation can reuse the solo code. The forward is the custom loop of `layer.py` with E
+in front: the input projection of all members and steps is one batched GEMM, each step one
+`torch.bmm` (or `baddbmm`) for the recurrence, and the gate math is the cell's own `CellMath.step`
+(it splits gates on the last dimension, so (E, B, gH) tensors pass through it unchanged).
+Masks are drawn per member through `benchmark.models.masks`, in the order the solo model draws
+them; BN reduces over each member's own batch, per step; LN and zoneout act per member.
+
+Member e of a cohort computes exactly what solo model e computes on x[e] with the same masks
+(tests/test_cohort.py). A piece with no cohort form (BN over the input sequence or a layer's
+output, a token embedding, a user arm's module) raises NotImplementedError naming the arm.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.arms.weightdrop import weight_drop_class
+from benchmark.models import masks
+from benchmark.models.cells import Slots
+from benchmark.models.cohort_norm import (
+    CohortDropout,
+    CohortLayerNorm,
+    CohortStepBatchNorm,
+    CohortWeightDrop,
+    stacked_param,
+)
+from benchmark.models.dropout import LockedDropout
+from benchmark.models.layer import RecurrentLayer
+from benchmark.models.layernorm import StepLayerNorm
+from benchmark.models.model import SequenceModel
+from benchmark.models.norm import StepBatchNorm
+from benchmark.models.zoneout import zone
+
+
+def _unsupported(arm: str, piece: str, module: object) -> NotImplementedError:
+    return NotImplementedError(
+        f"reg={arm}: its {piece} ({type(module).__name__}) has no cohort form yet; "
+        "train this variant as solo runs (one model per seed)"
+    )
+
+
+def _norm(arm: str, piece: str, solos: Sequence[Optional[nn.Module]]) -> Optional[nn.Module]:
+    first = solos[0]
+    if first is None:
+        return None
+    if isinstance(first, StepBatchNorm):
+        return CohortStepBatchNorm(solos)
+    if isinstance(first, StepLayerNorm):
+        return CohortLayerNorm(solos)
+    raise _unsupported(arm, piece, first)
+
+
+def _dropout(arm: str, piece: str, module: nn.Module) -> nn.Module:
+    if isinstance(module, nn.Identity):
+        return module
+    if type(module) is nn.Dropout:
+        return CohortDropout(module.p, locked=False)
+    if isinstance(module, LockedDropout):
+        return CohortDropout(module.p, locked=True)
+    raise _unsupported(arm, piece, module)
+
+
+class StackedWeights(nn.Module):
+    """W_ih, W_hh, b_ih, b_hh of E members, (E, …) each, under torch's names (weight_ih_l0, …)."""
+
+    def __init__(self, solos: Sequence[nn.Module]) -> None:
+        super().__init__()
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            setattr(self, name, stacked_param([getattr(m, name) for m in solos]))
+
+
+class StackedLinear(nn.Module):
+    """E linear heads: weight (E, O, H), bias (E, O); (E, N, H) -> (E, N, O) in one batched GEMM."""
+
+    def __init__(self, solos: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        self.weight = stacked_param([m.weight for m in solos])
+        self.bias = stacked_param([m.bias for m in solos])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class CohortLayer(nn.Module):
+    """E recurrent layers as one: (T, E, B, I) -> (T, E, B, H), the custom loop of `RecurrentLayer`."""
+
+    def __init__(self, solos: Sequence[RecurrentLayer], arm: str) -> None:
+        super().__init__()
+        s = solos[0]
+        if s.compiled_step is not None:
+            raise _unsupported(arm, "compiled step", s.compiled_step)
+        self.cell, self.hidden_size = s.cell, s.hidden_size
+        self.rnn = StackedWeights([m.rnn for m in solos])
+        self.norm_x = _norm(arm, "norm_x", [m.norm_x for m in solos])
+        self.norm_h = _norm(arm, "norm_h", [m.norm_h for m in solos])
+        self.norm_c = _norm(arm, "norm_c", [m.norm_c for m in solos])
+        self.zone_p, self.p_state, self.p_candidate = s.zone_p, s.p_state, s.p_candidate
+        self.weight_hh: Optional[nn.Module] = None
+        if s.weight_hh is not None:
+            if not isinstance(s.weight_hh, weight_drop_class()):
+                raise _unsupported(arm, "weight_hh", s.weight_hh)
+            self.weight_hh = CohortWeightDrop(s.weight_hh.p)
+
+    def _masks(self, T: int, like: Tensor) -> tuple[Optional[Tensor], Optional[Tensor], Optional[list]]:
+        """State mask (E, B, H), candidate masks (E, T, B, H), zoneout keeps per state: drawn as the solo draws."""
+        E, B, H = like.shape
+        train = self.training
+        h_mask = (
+            masks.bernoulli(like, (E, B, H), 1.0 - self.p_state, scale=True) if train and self.p_state > 0 else None
+        )
+        c_masks = None
+        if train and self.p_candidate > 0:
+            c_masks = masks.bernoulli(like, (E, T, B, H), 1.0 - self.p_candidate, scale=True)
+        zones = None
+        if self.zone_p is not None:
+            if train:
+                zones = [
+                    masks.bernoulli(like, (E, T, B, H), p, scale=False).unbind(1) if p > 0 else None
+                    for p in self.zone_p
+                ]
+                zones = [[None if z is None else z[t] for z in zones] for t in range(T)]
+            else:  # eval: the expectation
+                zones = [[p if p > 0 else None for p in self.zone_p]] * T
+        return h_mask, c_masks, zones
+
+    def _step(
+        self,
+        xw_t: Tensor,
+        state: tuple[Tensor, ...],
+        h_mask: Optional[Tensor],
+        slots: Slots,
+        w_hh_t: Tensor,
+        b_hh: Tensor,
+        t: int,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One step for every member: xw_t (E, B, gH) -> h_t (E, B, H) and the new state (see RecurrentLayer._step)."""
+        cell, norm_h = self.cell, self.norm_h
+        h = state[0] if h_mask is None else state[0] * h_mask
+        if cell.additive and norm_h is None:  # xw_t (biases included) rides in the recurrent GEMM
+            return cell.step(None, torch.baddbmm(xw_t, h, w_hh_t), state, t, slots)
+        if norm_h is not None:
+            hw = norm_h.step(torch.bmm(h, w_hh_t), t)
+            return cell.step(xw_t, hw if cell.additive else hw + b_hh, state, t, slots)
+        return cell.step(xw_t, torch.baddbmm(b_hh, h, w_hh_t), state, t, slots)
+
+    def forward(self, x: Tensor) -> Tensor:
+        T, E, B, _ = x.shape
+        r = self.rnn
+        w_hh = r.weight_hh_l0 if self.weight_hh is None else self.weight_hh(r.weight_hh_l0)
+        b_hh = r.bias_hh_l0.unsqueeze(1)  # (E, 1, gH)
+        bias = r.bias_ih_l0.unsqueeze(1) + b_hh if self.cell.additive else r.bias_ih_l0.unsqueeze(1)
+        # (T, E, B, I) @ (E, I, gH): every member and step in one batched GEMM, laid out (T, E, B, gH) so
+        # each step's (E, B, gH) slice is contiguous (no copy per step, a plain stack in backward).
+        if self.norm_x is None:  # the bias as one more input row: its gradient comes out of the GEMM too
+            ones = x.new_ones(1, 1, 1, 1).expand(T, E, B, 1)
+            xw = torch.matmul(torch.cat([x, ones], -1), torch.cat([r.weight_ih_l0.transpose(1, 2), bias], 1))
+        else:
+            xw = self.norm_x(torch.matmul(x, r.weight_ih_l0.transpose(1, 2))) + bias
+        state = tuple(s.view(E, B, -1) for s in self.cell.init_state(E * B, self.hidden_size, xw))
+        h_mask, c_masks, zones = self._masks(T, state[0])
+        slots = Slots()
+        if self.norm_c is not None:
+            slots.cell_norm = self.norm_c.step
+        w_hh_t = w_hh.transpose(1, 2).contiguous()  # (E, H, gH): one copy, not one per step
+        outs: list[Tensor] = []
+        for t, xw_t in enumerate(xw.unbind(0)):
+            if c_masks is not None:
+                slots.candidate = c_masks[:, t].mul
+            prev = state
+            h, state = self._step(xw_t, state, h_mask, slots, w_hh_t, b_hh, t)
+            if zones is not None:  # Krueger: mix the new state with the previous one, unit by unit
+                state = tuple(zone(new, old, keep) for new, old, keep in zip(state, prev, zones[t]))
+                h = state[0]
+            outs.append(h)
+        return torch.stack(outs)
+
+
+class CohortModel(nn.Module):
+    """E `SequenceModel`s of one spec as one model. Input (E, B, T, I) -> (E, B, O) or (E, B, T, O).
+
+    Built from the solos (their current weights and BN statistics are stacked); `write_solos` copies
+    the cohort's state back into them, `read_solos` takes theirs again.
+    """
+
+    def __init__(self, solos: Sequence[SequenceModel]) -> None:
+        super().__init__()
+        if not solos:
+            raise ValueError("a cohort needs at least one member model")
+        spec = solos[0].spec
+        if any(m.spec != spec for m in solos):
+            raise ValueError("the members of a cohort must share one ModelSpec (they differ in their weights only)")
+        arm = spec.reg.name
+        if solos[0].embed is not None:
+            raise _unsupported(arm, "token embedding", solos[0].embed)
+        self.spec, self.size = spec, len(solos)
+        self.layers = nn.ModuleList(CohortLayer([m.layers[k] for m in solos], arm) for k in range(spec.num_layers))
+        self.drops = nn.ModuleList(_dropout(arm, "dropout", d) for d in solos[0].drops)
+        for norm in solos[0].norms:
+            if not isinstance(norm, nn.Identity):
+                raise _unsupported(arm, "output_norm", norm)
+        self.head = StackedLinear([m.head for m in solos])
+        self.train(solos[0].training)
+        missing = set(solos[0].state_dict()) ^ set(self.state_dict())
+        if missing:  # every solo tensor has exactly one stacked counterpart under its name
+            raise _unsupported(arm, "tensors " + ", ".join(sorted(missing)), solos[0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = x.permute(2, 0, 1, 3)  # (T, E, B, I): time first, as in the solo model's layers
+        for layer, drop in zip(self.layers, self.drops):
+            z = layer(drop(z))
+        T, E, B, H = z.shape
+        if self.spec.per_step:
+            z = self.drops[-1](z).permute(1, 0, 2, 3).reshape(E, T * B, H)
+            return self.head(z).view(E, T, B, -1).transpose(1, 2)
+        return self.head(self.drops[-1](z[-1:])[0])  # only the last step reaches the head, as solo
+
+    def member_dim(self, name: str) -> int:
+        """The dimension of state-dict tensor `name` that indexes members (0, or 1 for per-step BN statistics)."""
+        module, _, leaf = name.rpartition(".")
+        return getattr(self.get_submodule(module), "member_dims", {}).get(leaf, 0)
+
+    @torch.no_grad()
+    def read_solos(self, solos: Sequence[SequenceModel]) -> None:
+        """Stack the solos' parameters and buffers into the cohort (member e = solos[e])."""
+        self._check_members(solos)
+        states = [m.state_dict() for m in solos]
+        for name, t in self.state_dict().items():
+            t.copy_(torch.stack([s[name] for s in states], self.member_dim(name)))
+
+    @torch.no_grad()
+    def write_solos(self, solos: Sequence[SequenceModel]) -> None:
+        """Copy member e's parameters and buffers into solos[e] (e.g. to evaluate with the solo code)."""
+        self._check_members(solos)
+        for name, t in self.state_dict().items():
+            dim = self.member_dim(name)
+            for e, m in enumerate(solos):
+                m.state_dict()[name].copy_(t.select(dim, e))
+
+    def _check_members(self, solos: Sequence[SequenceModel]) -> None:
+        if len(solos) != self.size or any(m.spec != self.spec for m in solos):
+            raise ValueError(f"expected {self.size} models of the cohort's spec, got {len(solos)}")

@@ -1,0 +1,144 @@
+"""Norms and masks of a cohort: E models stacked along a leading member dimension (`cohort.py`).
+
+Each is built from the E solo modules it replaces and computes, member by member, exactly what
+they compute: BN statistics per member and per step (never across members), LN per member, one
+dropout / weight-drop mask per member drawn through `benchmark.models.masks`. Parameters are
+stacked along dim 0; per-step BN population statistics are kept as (steps, E, F), so one step's
+row of every member is one contiguous (E, F) block that torch's fused batch_norm updates in place.
+`member_dims` names the tensors whose member dimension is not 0 (for reading and writing the solos).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmark.models import masks
+from benchmark.models.norm import eval_var
+
+
+def _stack(tensors: Sequence[Optional[Tensor]], dim: int = 0) -> Optional[Tensor]:
+    return None if tensors[0] is None else torch.stack([t.detach() for t in tensors], dim)
+
+
+def stacked_param(tensors: Sequence[Optional[Tensor]]) -> Optional[nn.Parameter]:
+    stacked = _stack(tensors)
+    return None if stacked is None else nn.Parameter(stacked.clone())
+
+
+class CohortStepBatchNorm(nn.Module):
+    """Per-step BN (Cooijmans et al. 2016) of E members: every (member, feature) pair is its own channel."""
+
+    member_dims = {"running_mean": 1, "running_var": 1}
+
+    def __init__(self, solos: Sequence[nn.Module]) -> None:
+        super().__init__()
+        s = solos[0]
+        self.features, self.max_steps, self.momentum, self.eps = s.features, s.max_steps, s.momentum, s.eps
+        self.weight = stacked_param([m.weight for m in solos])  # (E, F)
+        self.bias = stacked_param([m.bias for m in solos])
+        self.register_buffer("running_mean", _stack([m.running_mean for m in solos], 1).clone())  # (S, E, F)
+        self.register_buffer("running_var", _stack([m.running_var for m in solos], 1).clone())
+
+    def step(self, x: Tensor, t: int) -> Tensor:
+        """One step's (E, B, F), each member with its own batch statistics and its own row t."""
+        E, B, Fd = x.shape
+        row = min(t, self.max_steps - 1)
+        flat = x.transpose(0, 1).reshape(B, E * Fd)
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        if not self.training:
+            rv = eval_var(self.running_var[row], self.eps).reshape(-1)
+            y = F.batch_norm(
+                flat, self.running_mean[row].reshape(-1), rv, self.weight.reshape(-1), bias, False, 0.0, self.eps
+            )
+        else:
+            rm, rv = (
+                (None, None)
+                if t >= self.max_steps
+                else (self.running_mean[row].view(-1), self.running_var[row].view(-1))
+            )
+            y = F.batch_norm(flat, rm, rv, self.weight.reshape(-1), bias, True, self.momentum, self.eps)
+        return y.view(B, E, Fd).transpose(0, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """A whole (T, E, B, F) sequence, each member and step with its own statistics, at once."""
+        T = x.shape[0]
+        n = min(T, self.max_steps)
+        if not self.training:
+            rows = torch.arange(T, device=x.device).clamp_(max=self.max_steps - 1)
+            return self._bn(x, self.running_mean[rows], eval_var(self.running_var[rows], self.eps))
+        y = self._bn(x[:n], self.running_mean[:n], self.running_var[:n])
+        if T > n:
+            y = torch.cat([y, self._bn(x[n:], None, None)])
+        return y
+
+    def _bn(self, x: Tensor, rm: Optional[Tensor], rv: Optional[Tensor]) -> Tensor:
+        """(T, E, B, F) -> one batch_norm over (B, T·E·F) channels, in the (step, member, feature) order of rm."""
+        T, E, B, Fd = x.shape
+        flat = lambda v: None if v is None else v.reshape(-1)  # noqa: E731  (a view: updates reach the buffer)
+        rep = lambda v: None if v is None else v.repeat(T, 1).reshape(-1)  # noqa: E731
+        y = F.batch_norm(
+            x.permute(2, 0, 1, 3).reshape(B, T * E * Fd),
+            flat(rm),
+            flat(rv),
+            rep(self.weight),
+            rep(self.bias),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+        return y.view(B, T, E, Fd).permute(1, 2, 0, 3)
+
+
+class CohortLayerNorm(nn.Module):
+    """Layer norm (Ba et al. 2016) per member: statistics over each example's features, gains per member."""
+
+    def __init__(self, solos: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.features, self.eps = solos[0].features, solos[0].eps
+        self.weight = stacked_param([m.weight for m in solos])  # (E, F)
+        self.bias = stacked_param([m.bias for m in solos])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(…, E, B, F) -> (…, E, B, F): a step (E, B, F) or a whole (T, E, B, F) sequence."""
+        y = F.layer_norm(x, (self.features,), None, None, self.eps) * self.weight.unsqueeze(1)
+        return y if self.bias is None else y + self.bias.unsqueeze(1)
+
+    def step(self, x: Tensor, t: int) -> Tensor:
+        return self.forward(x)
+
+
+class CohortDropout(nn.Module):
+    """Inverted dropout on (T, E, B, F): a fresh mask per element (Zaremba), or, `locked`, one (E, B, F) mask
+    per member and sequence shared over T (Gal & Ghahramani). Masks are drawn member first, (E, T, B, F)."""
+
+    def __init__(self, p: float, locked: bool) -> None:
+        super().__init__()
+        self.p, self.locked = p, locked
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        T, E, B, Fd = x.shape
+        if self.locked:
+            return x * masks.bernoulli(x, (E, B, Fd), 1.0 - self.p, scale=True)
+        return x * masks.bernoulli(x, (E, T, B, Fd), 1.0 - self.p, scale=True).transpose(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, locked={self.locked}"
+
+
+class CohortWeightDrop(nn.Module):
+    """DropConnect on W_hh (Merity et al. 2018): one (gH, H) mask per member and forward."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, w: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return w
+        return w * masks.bernoulli(w, w.shape, 1.0 - self.p, scale=True)
