@@ -401,7 +401,7 @@ def claim_f(claim: Claim, done: pd.DataFrame, opts: Options, skipped: list[str])
                 {
                     **_label(keys, v, BASELINE, claim, SPREAD, "primary"),
                     **paired_row(t, b, SPREAD, opts, f"f|{keys}|{v}"),
-                    "note": f"lr grid {lrs}",
+                    "note": "lr grid " + ", ".join(f"{float(lr):g}" for lr in lrs),
                 }
             )
             rows.append({**_label(keys, v, BASELINE, claim, DIVERGED, "secondary"), **_fisher(t, b)})
