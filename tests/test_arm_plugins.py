@@ -27,6 +27,8 @@ from benchmark.models import masks as masks_mod
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.layer import RecurrentLayer
 
+from helpers import PLUGIN, TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = [RNNCell, LSTMCell, GRUCell]
 B, I, H, T = 5, 3, 4, 6
@@ -239,23 +241,6 @@ def test_run_ids_of_existing_configs_are_unchanged(overrides):
 
 
 # --- an arm from outside the package (tests/plugin_example, docs/extending.md) ----------------------------
-PLUGIN = ROOT / "tests" / "plugin_example"
-TINY = [
-    "hidden_size=8",
-    "train.steps=6",
-    "train.batch_size=8",
-    "train.eval_interval=3",
-    "train.log_interval=2",
-    "task.seq_len=8",
-    "task.n_train=64",
-    "task.n_val=16",
-    "task.n_test=16",
-    "timing.warmup=1",
-    "timing.repeats=2",
-    "threads=1",
-    "device=cpu",
-    "train.progress=false",
-]
 
 
 def test_a_user_arm_trains_through_the_cli_and_is_its_own_variant_in_the_report(tmp_path):

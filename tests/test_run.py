@@ -18,25 +18,9 @@ from benchmark import run as bm_run
 from benchmark.config import ConfigError
 from benchmark.io import atomic_write_json, is_complete, run_id
 
-from helpers import compose
+from helpers import PLUGIN, TINY, compose
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGIN = ROOT / "tests" / "plugin_example"
-TINY = [
-    "hidden_size=8",
-    "train.steps=6",
-    "train.batch_size=8",
-    "train.eval_interval=3",
-    "train.log_interval=2",
-    "task.seq_len=8",
-    "task.n_train=64",
-    "task.n_val=16",
-    "task.n_test=16",
-    "timing.warmup=1",
-    "timing.repeats=2",
-    "threads=1",
-    "device=cpu",
-]
 # Keys the run record promises (benchmark/record.py, documented in docs/metrics.md).
 CONTRACT_KEYS = set(record.KEYS)
 ENV_KEYS = {

@@ -38,35 +38,16 @@ import pandas as pd
 from scipy import stats as ss
 
 from benchmark.analysis import stats, survival
-from benchmark.analysis.comparisons import BASELINE, KEY, PRIMARY_MARGIN, Options, family, sort_rows
+from benchmark.analysis.comparisons import BASELINE, COLUMNS, KEY, PRIMARY_MARGIN, Options, family, sort_rows
 
 MIN_GAP = 0.02  # `none` overfits at a point when its mean train-test score gap exceeds this
 DESCRIPTIVE = "descriptive"  # a secondary endpoint whose primary was not rejected
+# The comparison table's columns (comparisons.COLUMNS), less the learning rates, with the claim, its role
+# and a note in front of the verdict.
 CLAIM_COLUMNS = [
     "claim",
     "role",
-    "task",
-    "seq_len",
-    "cell",
-    "variant",
-    "baseline",
-    "endpoint",
-    "higher_is_better",
-    "n",
-    "n_treat",
-    "n_base",
-    "paired",
-    "variant_mean",
-    "baseline_mean",
-    "mean_diff",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "p_adjusted",
-    "margin",
-    "p_equivalent",
-    "mde",
-    "prob_improvement",
+    *[c for c in COLUMNS if c not in ("lr", "baseline_lr", "verdict")],
     "note",
     "verdict",
 ]
