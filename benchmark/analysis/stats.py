@@ -354,6 +354,19 @@ def add_words(
 # ----------------------------------------------------------------------------- aggregates across tasks
 
 
+# What the across-task aggregate returns, in table order (comparisons' aggregate table reads it).
+AGGREGATE_KEYS = (
+    "iqm_variant",
+    "iqm_baseline",
+    "iqm_diff",
+    "iqm_diff_low",
+    "iqm_diff_high",
+    "prob_improvement",
+    "poi_low",
+    "poi_high",
+)
+
+
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Interquartile mean (rliable's robust aggregate): the mean of the middle 50 %."""
     return ss.trim_mean(x, 0.25, axis=axis)
@@ -392,19 +405,7 @@ def stratified(
     """
     groups = [np.asarray(g, float) for g in (*treat, *base)]
     if not treat or any(g.size == 0 for g in groups):
-        return dict.fromkeys(
-            [
-                "iqm_variant",
-                "iqm_baseline",
-                "iqm_diff",
-                "iqm_diff_low",
-                "iqm_diff_high",
-                "prob_improvement",
-                "poi_low",
-                "poi_high",
-            ],
-            math.nan,
-        )
+        return dict.fromkeys(AGGREGATE_KEYS, math.nan)
     out = {
         "iqm_variant": float(iqm(np.concatenate(groups[: len(treat)]))),
         "iqm_baseline": float(iqm(np.concatenate(groups[len(treat) :]))),

@@ -28,7 +28,6 @@ from benchmark.models.cohort_norm import (
     CohortDropout,
     CohortLayerNorm,
     CohortStepBatchNorm,
-    CohortWeightDrop,
     stacked_param,
 )
 from benchmark.models.dropout import LockedDropout
@@ -106,7 +105,7 @@ class CohortLayer(nn.Module):
         if s.weight_hh is not None:
             if not isinstance(s.weight_hh, weight_drop_class()):
                 raise _unsupported(arm, "weight_hh", s.weight_hh)
-            self.weight_hh = CohortWeightDrop(s.weight_hh.p)
+            self.weight_hh = weight_drop_class()(s.weight_hh.p)  # w.shape has the member dim: a mask per member
 
     def _masks(self, T: int, like: Tensor) -> tuple[Optional[Tensor], Optional[Tensor], Optional[list]]:
         """State mask (E, B, H), candidate masks (E, T, B, H), zoneout keeps per state: drawn as the solo draws."""

@@ -129,16 +129,3 @@ class CohortDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, locked={self.locked}"
-
-
-class CohortWeightDrop(nn.Module):
-    """DropConnect on W_hh (Merity et al. 2018): one (gH, H) mask per member and forward."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, w: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return w
-        return w * masks.bernoulli(w, w.shape, 1.0 - self.p, scale=True)
