@@ -101,6 +101,29 @@ class TimingConfig:
     batch_size: Optional[int] = None  # null = train.batch_size
 
 
+class CohortMode(str, enum.Enum):
+    """How a job trains its cohort's members (benchmark/cohort_run.py)."""
+
+    auto = "auto"  # stacked where the variant needs the custom loop, one after another where a fused kernel runs it
+    stacked = "stacked"  # one model with a leading member dimension (benchmark/models/cohort.py)
+    sequential = "sequential"  # each member alone, one after another in this process
+
+
+@dataclass
+class CohortConfig:
+    """Which sweep axes train together in one job, as members of one vectorised model.
+
+    `axes`: config keys (plain values, not config groups) whose swept values become members; the
+    cohort sweeper (benchmark/sweeper.py) groups the points Hydra's basic sweeper would launch by
+    every other override. `members`: set by that sweeper, one "key=value key=value" string per
+    member; empty for a solo job. Neither is part of a run id: a member is its solo run.
+    """
+
+    axes: list[str] = field(default_factory=lambda: ["seed", "train.lr"])
+    members: list[str] = field(default_factory=list)
+    mode: CohortMode = CohortMode.auto
+
+
 @dataclass
 class RunConfig:
     cell: Any = None  # {name, _target_}: conf/cell/
@@ -108,6 +131,7 @@ class RunConfig:
     reg: Any = None  # {name, _target_, <the arm's blocks>}: conf/reg/ (benchmark/arms/)
     train: TrainConfig = field(default_factory=TrainConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    cohort: CohortConfig = field(default_factory=CohortConfig)
     seed: int = 0
     impl: Impl = Impl.auto
     device: Device = Device.auto

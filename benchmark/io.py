@@ -31,6 +31,7 @@ RUN_ID_EXCLUDE = (
     "task.mirrors",  # where a data set is cached or fetched from
     "literature",  # published reference values, shown beside the results
     "protocol",
+    "cohort",  # which points train together: a member is its solo run
 )  # a claims experiment's seed roles and grids (the settings are in the config)
 COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
