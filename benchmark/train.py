@@ -368,23 +368,77 @@ def precise_bn(
     return PreciseBN(model, precise_batches(task.splits()["train"][0], batch_size, n, seed), device, dtype)
 
 
-def evaluate_and_ask(
-    i: int,
-    row: dict[str, Any],
-    model: nn.Module,
-    task: Task,
-    cfg: TrainConfig,
-    device: torch.device,
-    dtype: Any,
-    precise: Optional[PreciseBN],
-    rules: list[StoppingRule],
-    res: TrainResult,
-) -> bool:
-    """At an evaluation step: precise BN, validation into `row`, then the stopping rules (True: stop)."""
-    if precise is not None:
-        precise.before_eval(i)
-    row.update(validate(model, task, device, dtype, cfg.eval_batches))
-    return check_rules(rules, i, res.add_eval(i, row, task.target_score), model, res)
+class Trainee:
+    """One run's training: the model whose parameters its optimiser steps, and its bookkeeping.
+
+    The loop that computes the gradients is someone else's: `train` (one model, one step
+    function) or `benchmark.train_cohort` (many members through one stacked model). After
+    the gradients of step i are in `p.grad`: `update` clips and applies them (False: the step
+    diverged, nothing applied), `book` logs, evaluates and asks the stopping rules, `finish`
+    restores the best weights or re-estimates BN's statistics once the loop has ended.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        cfg: TrainConfig,
+        device: torch.device,
+        seed: int,
+        dtype: Optional[torch.dtype],
+        result: TrainResult,
+        precise_bn_batches: int,
+    ) -> None:
+        self.model, self.task, self.cfg, self.device, self.dtype, self.res = model, task, cfg, device, dtype, result
+        result.evals_in_budget = -(-cfg.steps // cfg.eval_interval)  # ceil: the last step always evaluates
+        self.params, self.groups = [p for p in model.parameters() if p.requires_grad], model.param_groups()
+        self.opt, self.sched = optimizer_and_schedule(self.params, cfg)
+        self.precise = precise_bn(model, task, cfg.batch_size, precise_bn_batches, seed, device, dtype)
+        self.rules, self.window = stopping_rules(cfg), HistoryWindow()
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+
+    def stats(self, loss: Tensor) -> StepStats:
+        """Clip this run's gradients and read its loss and norms back (`step_stats`)."""
+        return step_stats(loss, self.params, self.groups, self.cfg.max_norm)
+
+    def update(self, i: int, stats: StepStats) -> bool:
+        """Apply step i's (clipped) gradients; a non-finite loss or norm marks the run diverged instead."""
+        if not stats.finite:
+            self.res.status, self.res.diverged_at_step = record.Status.diverged.value, i  # the update is not applied
+            return False
+        self.opt.step()
+        self.sched.step()
+        return True
+
+    def book(self, i: int, stats: StepStats, dt: float, tokens: int, bar: Optional[tqdm] = None) -> bool:
+        """Book an applied step i: throughput, norms, a history row and an evaluation when due. True: stop here."""
+        cfg, res = self.cfg, self.res
+        res.add_step(i, stats, dt, tokens)
+        self.window.add(stats, dt, tokens)
+        is_eval, stop = i % cfg.eval_interval == 0 or i == cfg.steps, False
+        if i % cfg.log_interval == 0 or is_eval:
+            row = self.window.row(i, self.opt.param_groups[0]["lr"])
+            if is_eval:
+                stop = self.evaluate_and_ask(i, row)
+            res.history.append(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}", tok_s=f"{row['tokens_per_s'] or 0:.3g}")
+        return stop
+
+    def evaluate_and_ask(self, i: int, row: dict[str, Any]) -> bool:
+        """At an evaluation step: precise BN, validation into `row`, then the stopping rules (True: stop)."""
+        if self.precise is not None:
+            self.precise.before_eval(i)
+        row.update(validate(self.model, self.task, self.device, self.dtype, self.cfg.eval_batches))
+        return check_rules(self.rules, i, self.res.add_eval(i, row, self.task.target_score), self.model, self.res)
+
+    def finish(self) -> None:
+        """After the loop: the best weights if a rule asks (with their statistics), else precise BN once more."""
+        restored = any([r.restore(self.model, self.res) for r in self.rules])
+        if self.precise is not None and not restored:
+            self.precise.at_end(self.res.steps_done)
 
 
 def train(
@@ -407,45 +461,29 @@ def train(
     the best weights; `precise_bn_batches > 0`: precise BN over that many training batches before evaluations.
     """
     res = result if result is not None else TrainResult()
-    res.evals_in_budget = -(-cfg.steps // cfg.eval_interval)  # ceil: the last step always evaluates
     dtype = autocast_dtype(precision)
+    run = Trainee(model, task, cfg, device, seed, dtype, res, precise_bn_batches)
     batches = batches if batches is not None else task.train_batches(cfg.batch_size, seed, device)
     step = step if step is not None else task.train_step(model, dtype)
-    params, groups = [p for p in model.parameters() if p.requires_grad], model.param_groups()
-    opt, sched = optimizer_and_schedule(params, cfg)
-    precise = precise_bn(model, task, cfg.batch_size, precise_bn_batches, seed, device, dtype)
-    rules, window, bar = stopping_rules(cfg), HistoryWindow(), progress_bar(task, cfg.steps, progress)
+    bar = progress_bar(task, cfg.steps, progress)
     model.train()
     try:
         for i in range(1, cfg.steps + 1):
             t0, capture0 = time.perf_counter(), _capture_s(step)
             xb, yb = batches.next()
-            opt.zero_grad(set_to_none=True)
-            stats = step_stats(step(xb, yb), params, groups, cfg.max_norm)  # forward, loss, backward; one sync
-            if not stats.finite:
-                res.status, res.diverged_at_step = record.Status.diverged.value, i  # the update is not applied
+            run.zero_grad()
+            stats = run.stats(step(xb, yb))  # forward, loss, backward; one sync
+            if not run.update(i, stats):
                 break
-            opt.step()
-            sched.step()
-            dt, tokens = time.perf_counter() - t0 - (_capture_s(step) - capture0), xb.shape[0] * xb.shape[1]
-            res.add_step(i, stats, dt, tokens)  # a capture (accel=graph) is not throughput
-            window.add(stats, dt, tokens)
-            is_eval, stop = i % cfg.eval_interval == 0 or i == cfg.steps, False
-            if i % cfg.log_interval == 0 or is_eval:
-                row = window.row(i, opt.param_groups[0]["lr"])
-                if is_eval:
-                    stop = evaluate_and_ask(i, row, model, task, cfg, device, dtype, precise, rules, res)
-                res.history.append(row)
-                bar.set_postfix(loss=f"{row['train_loss']:.4g}", tok_s=f"{row['tokens_per_s'] or 0:.3g}")
+            dt = time.perf_counter() - t0 - (_capture_s(step) - capture0)  # a capture (accel=graph) is not throughput
+            stop = run.book(i, stats, dt, xb.shape[0] * xb.shape[1], bar)
             bar.update(1)
             if stop:
                 break
     finally:
         bar.close()
         res.capture_s = _capture_s(step) or None
-    restored = any([r.restore(model, res) for r in rules])  # weights and the statistics estimated for them
-    if precise is not None and not restored:
-        precise.at_end(res.steps_done)
+    run.finish()
     return res
 
 

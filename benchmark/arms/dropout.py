@@ -69,13 +69,11 @@ class DropoutArm(BuiltinArm):
         return self._at(DropoutPlacement.recurrent)
 
     def _drop(self, p: float) -> Any:
-        from torch import nn
-
-        from benchmark.models.dropout import LockedDropout
+        from benchmark.models.dropout import LockedDropout, StepDropout
 
         if p == 0.0:
             return None
-        return LockedDropout(p) if self.dropout.placement is DropoutPlacement.variational else nn.Dropout(p)
+        return LockedDropout(p) if self.dropout.placement is DropoutPlacement.variational else StepDropout(p)
 
     def input_dropout(self, features: int) -> Any:
         return self._drop(self.dropout.input_p)

@@ -30,7 +30,7 @@ from benchmark.models.cohort_norm import (
     CohortStepBatchNorm,
     stacked_param,
 )
-from benchmark.models.dropout import LockedDropout
+from benchmark.models.dropout import LockedDropout, StepDropout
 from benchmark.models.layer import RecurrentLayer
 from benchmark.models.layernorm import StepLayerNorm
 from benchmark.models.model import SequenceModel
@@ -59,7 +59,7 @@ def _norm(arm: str, piece: str, solos: Sequence[Optional[nn.Module]]) -> Optiona
 def _dropout(arm: str, piece: str, module: nn.Module) -> nn.Module:
     if isinstance(module, nn.Identity):
         return module
-    if type(module) is nn.Dropout:
+    if isinstance(module, StepDropout):
         return CohortDropout(module.p, locked=False)
     if isinstance(module, LockedDropout):
         return CohortDropout(module.p, locked=True)
@@ -205,12 +205,19 @@ class CohortModel(nn.Module):
             if not isinstance(norm, nn.Identity):
                 raise _unsupported(arm, "output_norm", norm)
         self.head = StackedLinear([m.head for m in solos])
+        # the members' own mask streams, the very generators their solo models draw from
+        gens = [m.mask_gen for m in solos]
+        self.mask_gens: Optional[list[torch.Generator]] = None if any(g is None for g in gens) else gens
         self.train(solos[0].training)
         missing = set(solos[0].state_dict()) ^ set(self.state_dict())
         if missing:  # every solo tensor has exactly one stacked counterpart under its name
             raise _unsupported(arm, "tensors " + ", ".join(sorted(missing)), solos[0])
 
     def forward(self, x: Tensor) -> Tensor:
+        with masks.drawn_from(self.mask_gens, stacked=True):
+            return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         z = x.permute(2, 0, 1, 3)  # (T, E, B, I): time first, as in the solo model's layers
         for layer, drop in zip(self.layers, self.drops):
             z = layer(drop(z))
@@ -234,10 +241,17 @@ class CohortModel(nn.Module):
             t.copy_(torch.stack([s[name] for s in states], self.member_dim(name)))
 
     @torch.no_grad()
-    def write_solos(self, solos: Sequence[SequenceModel]) -> None:
-        """Copy member e's parameters and buffers into solos[e] (e.g. to evaluate with the solo code)."""
+    def write_solos(self, solos: Sequence[SequenceModel], buffers_only: bool = False) -> None:
+        """Copy member e's parameters and buffers into solos[e] (e.g. to evaluate with the solo code).
+
+        `buffers_only`: just the buffers (BN's running statistics), for a cohort trained on the solos'
+        own parameters (benchmark/train_cohort.py).
+        """
         self._check_members(solos)
+        names = {n for n, _ in self.named_buffers()} if buffers_only else set(self.state_dict())
         for name, t in self.state_dict().items():
+            if name not in names:
+                continue
             dim = self.member_dim(name)
             for e, m in enumerate(solos):
                 m.state_dict()[name].copy_(t.select(dim, e))

@@ -16,6 +16,23 @@ def sequence_mask(like: Tensor, p: float) -> Tensor:
     return masks.bernoulli(like, like.shape, 1.0 - p, scale=True)
 
 
+class StepDropout(nn.Module):
+    """Dropout with a fresh mask per element (and so per step; Zaremba): `nn.Dropout`'s law, drawn by
+    `masks.bernoulli` so a trained model's masks come from its own stream (benchmark/models/masks.py)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * masks.bernoulli(x, x.shape, 1.0 - self.p, scale=True)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class LockedDropout(nn.Module):
     """Variational dropout on a (T, B, F) sequence: one mask per sequence, shared over T."""
 

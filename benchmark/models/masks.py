@@ -1,16 +1,53 @@
-"""Random 0/1 masks, drawn in one place.
+"""Random 0/1 masks, drawn in one place, from the model's own random stream.
 
 Every arm's mask (dropout per step or per sequence, zoneout's keep masks, weight drop) is a
 Bernoulli draw shaped like a tensor it acts on; drawing them all here keeps their law and
-their random stream in one definition, and is the one place a leading "member" dimension
-(several models trained side by side) would add its own masks.
+their random stream in one definition.
+
+A trained model draws from its own `torch.Generator` (seeded from the run's seed, `generator`),
+never from torch's global stream: so a cohort (benchmark/models/cohort.py), whose masks lead with
+a member dimension, draws member e's masks from member e's generator, in the order and shapes
+its solo model draws them, and each member sees exactly its solo run's masks. The model's
+forward names its streams for the duration of the call (`drawn_from`); a model without one draws
+from the global stream, as torch's own dropout does.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import contextvars
+from typing import Iterator, Optional, Sequence
 
+import torch
 from torch import Tensor
+
+from benchmark.tasks.base import split_seed
+
+# (generators, stacked): stacked = the first dimension of every mask indexes the generators' members
+_STREAMS: contextvars.ContextVar[Optional[tuple[tuple[torch.Generator, ...], bool]]] = contextvars.ContextVar(
+    "mask_streams", default=None
+)
+
+
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    """A run's mask stream: its own generator on the model's device, seeded from the run's seed."""
+    return torch.Generator(device=device).manual_seed(split_seed("masks", seed))
+
+
+@contextlib.contextmanager
+def drawn_from(gens: Optional[Sequence[torch.Generator]], stacked: bool = False) -> Iterator[None]:
+    """Masks drawn inside come from `gens` (None: leave the current streams as they are).
+
+    `stacked`: masks lead with one row per generator (a cohort); else one generator draws all.
+    """
+    if gens is None:
+        yield
+        return
+    token = _STREAMS.set((tuple(gens), stacked))
+    try:
+        yield
+    finally:
+        _STREAMS.reset(token)
 
 
 def bernoulli(like: Tensor, shape: Sequence[int], keep: float, scale: bool) -> Tensor:
@@ -19,5 +56,15 @@ def bernoulli(like: Tensor, shape: Sequence[int], keep: float, scale: bool) -> T
     `scale`: divide by `keep` (inverted dropout: kept units carry 1/keep, so the expectation is 1
     and nothing is rescaled at eval).
     """
-    m = like.new_empty(tuple(shape)).bernoulli_(keep)
+    streams = _STREAMS.get()
+    shape = tuple(shape)
+    if streams is None:
+        m = like.new_empty(shape).bernoulli_(keep)
+    elif not streams[1]:
+        m = like.new_empty(shape).bernoulli_(keep, generator=streams[0][0])
+    else:
+        gens = streams[0]
+        if shape[0] != len(gens):
+            raise ValueError(f"a stacked mask {shape} must lead with one row per member ({len(gens)})")
+        m = torch.stack([like.new_empty(shape[1:]).bernoulli_(keep, generator=g) for g in gens])
     return m.div_(keep) if scale else m

@@ -17,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
 from torch import Tensor, nn
 
 from benchmark.arms.base import Arm, check_arm
 from benchmark.arms.none import NoArm
 from benchmark.config import ConfigError, Impl
+from benchmark.models import masks
 from benchmark.models.cells import CellMath
 from benchmark.models.layer import RecurrentLayer
 
@@ -98,9 +100,15 @@ class SequenceModel(nn.Module):
         )
         self.norms = nn.ModuleList(_or_identity(reg.output_norm(H)) for _ in range(spec.num_layers))
         self.head = nn.Linear(H, spec.output_size)
+        self.mask_gen: Optional[torch.Generator] = None  # the run's mask stream (masks.generator); None: global
 
     def forward(self, x: Tensor, return_hidden: bool = False):
-        """x: (B, T, I) → (B, O) or (B, T, O); with return_hidden also the top layer's h_t list.
+        """x: (B, T, I) → (B, O) or (B, T, O); with return_hidden also the top layer's h_t list."""
+        with masks.drawn_from(None if self.mask_gen is None else [self.mask_gen]):
+            return self._forward(x, return_hidden)
+
+    def _forward(self, x: Tensor, return_hidden: bool):
+        """The forward of `forward`.
 
         With return_hidden the custom loop runs (same parameters, same function) and each
         h_t (B, H) has retain_grad(), so after backward `h_t.grad` is the total ∂L/∂h_t.
@@ -124,6 +132,12 @@ class SequenceModel(nn.Module):
         """Truncated BPTT over a stream (tasks/ptb.py): x (B, T[, I]) with the previous window's final
         states (one (h[, c]) per layer; None = zeros) -> (y (B, T, O), this window's final states).
         A per-step head only: a stream is scored at every step."""
+        with masks.drawn_from(None if self.mask_gen is None else [self.mask_gen]):
+            return self._forward_carry(x, state)
+
+    def _forward_carry(
+        self, x: Tensor, state: Optional[list[tuple[Tensor, ...]]]
+    ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
         custom = self.impl_used is Impl.custom
         z = (self.embed(x) if self.embed is not None else x).transpose(0, 1)  # (T, B, I)
         finals: list[tuple[Tensor, ...]] = []

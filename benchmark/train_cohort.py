@@ -1,0 +1,170 @@
+"""Training a cohort: each member's own run, its gradients computed for all members at once.
+
+A member is a solo run in every respect but the forward and backward: its own model (whose
+parameters are the leaves its own optimiser steps), seed, batches (`Task.train_batches`),
+mask stream (`benchmark.models.masks`), learning rate, clipping, precise-BN batches,
+evaluations and stopping rules (`benchmark.train.Trainee`). Each step stacks the active
+members' parameters along a leading member dimension and runs them through one
+`CohortModel` (`torch.func.functional_call`): one batched GEMM per time step instead of one
+per member. The summed loss's backward leaves in each member's parameters exactly the
+gradient of its own loss, since members share no parameter.
+
+A member that diverges or stops (at its target, early stopping) leaves the stack; the cohort
+is rebuilt of the others, which go on. BN's running statistics live in the cohort's buffers
+while it trains and are written to the members' models before every evaluation and when
+the stack changes. Each member's training time is its share of the cohort's step time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from benchmark.config import Precision, TrainConfig
+from benchmark.models.cohort import CohortModel
+from benchmark.models.model import SequenceModel
+from benchmark.precision import autocast, autocast_dtype
+from benchmark.step import BatchSource
+from benchmark.tasks.base import Task
+from benchmark.train import Trainee, TrainResult, progress_bar
+
+__all__ = ["Member", "train_cohort"]
+
+
+class Member(Trainee):
+    """A trainee with its batch source and a place in the stack."""
+
+    def __init__(self, model: SequenceModel, batches: BatchSource, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.batches, self.active = batches, True
+        self.forwards = self.synced = 0  # training forwards through the stack; how many its model's BN statistics saw
+
+
+@torch.no_grad()
+def sync_buffers(cohort: CohortModel, stacked: Sequence[Member]) -> None:
+    """Write the cohort's buffers (BN's running statistics) to each member's model that trained since its last
+    sync; a model whose statistics are newer (precise BN after an evaluation) keeps them."""
+    stale = [(e, m) for e, m in enumerate(stacked) if m.forwards > m.synced]
+    for name, t in cohort.named_buffers():
+        dim = cohort.member_dim(name)
+        for e, m in stale:
+            m.model.get_buffer(name).copy_(t.select(dim, e))
+    for _, m in stale:
+        m.synced = m.forwards
+
+
+def stacked_params(cohort: CohortModel, members: Sequence[Member]) -> dict[str, Tensor]:
+    """The members' own parameters stacked along the member dimension (differentiable: gradients reach them)."""
+    own = [dict(m.model.named_parameters()) for m in members]
+    return {n: torch.stack([o[n] for o in own], cohort.member_dim(n)) for n, _ in cohort.named_parameters()}
+
+
+def cohort_losses(
+    cohort: CohortModel, members: Sequence[Member], task: Task, dtype: Optional[torch.dtype]
+) -> tuple[Tensor, int]:
+    """Forward and backward of every active member on its own next batch; the (E,) losses, tokens per member."""
+    xs, ys = zip(*(m.batches.next() for m in members))
+    x = torch.stack(xs)
+    with autocast(x.device.type, dtype):
+        out = functional_call(cohort, stacked_params(cohort, members), (x,), strict=False)
+    losses = torch.stack([task.loss(out[e], y) for e, y in enumerate(ys)])
+    losses.sum().backward()
+    for m in members:  # each gradient a tensor of its own: views of one stacked gradient (e.g. of b_ih + b_hh)
+        for p in m.params:  # would be scaled twice by the in-place clipping
+            if p.grad is not None:
+                p.grad = p.grad.clone()
+    return losses, xs[0].shape[0] * xs[0].shape[1]
+
+
+def restack(cohort: Optional[CohortModel], stacked: list[Member], active: list[Member]) -> CohortModel:
+    """The cohort of `active` members; the leaving members' BN statistics go back to their models first."""
+    if cohort is not None:
+        sync_buffers(cohort, stacked)
+    new = CohortModel([m.model for m in active])
+    new.train()
+    return new
+
+
+def check_cohort_configs(cfgs: Sequence[TrainConfig]) -> None:
+    """Members step together: they may differ in their learning rate only."""
+    base = cfgs[0]
+    for c in cfgs[1:]:
+        if {**vars(c), "lr": base.lr} != vars(base):
+            raise ValueError("the members of a cohort may differ in train.lr only; other train.* keys differ")
+
+
+def train_cohort(
+    models: Sequence[SequenceModel],
+    task: Task,
+    cfgs: Sequence[TrainConfig],
+    device: torch.device,
+    seeds: Sequence[int],
+    precision: Precision = Precision.fp32,
+    progress: bool = True,
+    results: Optional[Sequence[TrainResult]] = None,
+    precise_bn_batches: int = 0,
+) -> list[TrainResult]:
+    """Train every member as its solo run (`benchmark.train.train`) would, stacked; returns their results.
+
+    `results` keep each member's partial record if this raises.
+    """
+    check_cohort_configs(cfgs)
+    results = list(results) if results is not None else [TrainResult() for _ in models]
+    dtype, cfg = autocast_dtype(precision), cfgs[0]
+    members = [
+        Member(
+            m,
+            task.train_batches(c.batch_size, s, device),
+            task=task,
+            cfg=c,
+            device=device,
+            seed=s,
+            dtype=dtype,
+            result=r,
+            precise_bn_batches=precise_bn_batches,
+        )
+        for m, c, s, r in zip(models, cfgs, seeds, results)
+    ]
+    for m in members:
+        m.model.train()
+    bar = progress_bar(task, cfg.steps, progress)
+    cohort, stacked = None, []
+    try:
+        for i in range(1, cfg.steps + 1):
+            active = [m for m in members if m.active]
+            if not active:
+                break
+            if active != stacked:
+                cohort, stacked = restack(cohort, stacked, active), active
+            step_members(cohort, active, task, dtype, i)
+            bar.update(1)
+    finally:
+        bar.close()
+    if cohort is not None:
+        sync_buffers(cohort, stacked)
+    for m in members:
+        m.finish()
+    return results
+
+
+def step_members(cohort: CohortModel, active: list[Member], task: Task, dtype: Optional[torch.dtype], i: int) -> None:
+    """Step i of every active member: gradients together, then each member's update, log and evaluation."""
+    t0 = time.perf_counter()
+    for m in active:
+        m.zero_grad()
+    losses, tokens = cohort_losses(cohort, active, task, dtype)
+    for m in active:
+        m.forwards += 1
+    stats = [m.stats(loss) for m, loss in zip(active, losses.unbind(0))]
+    applied = [m.update(i, s) for m, s in zip(active, stats)]
+    dt = (time.perf_counter() - t0) / len(active)  # each member's share of the cohort's step
+    cfg = active[0].cfg
+    if i % cfg.eval_interval == 0 or i == cfg.steps:  # evaluations read BN's statistics from the members' models
+        sync_buffers(cohort, active)
+    for m, s, ok in zip(active, stats, applied):
+        if not ok or m.book(i, s, dt, tokens):
+            m.active = False

@@ -1,0 +1,129 @@
+"""A cohort's members train exactly as their solo runs (benchmark/train_cohort.py), in float64.
+
+Six members (3 seeds x 2 learning rates) of every cell x arm train for 100 steps as one cohort;
+each one's history (training losses, gradient norms, validation scores), stopping and final
+metrics must equal its solo run's (`benchmark.train.train` on its own model), to 1e-4 relative.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
+from benchmark.arms import load_arm, options
+from benchmark.config import Optimizer, TrainConfig
+from benchmark.models import ModelSpec, build_model, masks
+from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
+from benchmark.tasks import get_task
+from benchmark.train import final_metrics, train
+from benchmark.train_cohort import train_cohort
+
+CPU = torch.device("cpu")
+SEEDS, LRS = (0, 1, 2), (0.01, 0.03)
+REL = 1e-4
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def tiny_task(name: str = "adding", **kw):
+    base = dict(seq_len=8, n_train=96, n_val=32, n_test=32)
+    return get_task(name, **{**base, **kw})
+
+
+def member_model(task, cell, arm, seed: int):
+    spec = ModelSpec(
+        cell, task.input_size, 8, 1, task.output_size, per_step=task.per_step, reg=arm, total_len=task.total_len
+    )
+    torch.manual_seed(seed)
+    m = build_model(spec)
+    m.mask_gen = masks.generator(seed, CPU)
+    return m
+
+
+def config(lr: float, **kw) -> TrainConfig:
+    return TrainConfig(
+        **{**dict(steps=100, batch_size=16, lr=lr, eval_interval=20, log_interval=10, progress=False), **kw}
+    )
+
+
+def solo_and_cohort(task, cell, arm, lrs=LRS, seeds=SEEDS, **cfg_kw):
+    grid = [(s, lr) for lr in lrs for s in seeds]
+    n_precise = arm.precise_batches()
+    solos = []
+    for s, lr in grid:
+        m = member_model(task, cell, arm, s)
+        solos.append((train(m, task, config(lr, **cfg_kw), CPU, s, progress=False, precise_bn_batches=n_precise), m))
+    models = [member_model(task, cell, arm, s) for s, _ in grid]
+    results = train_cohort(
+        models,
+        task,
+        [config(lr, **cfg_kw) for _, lr in grid],
+        CPU,
+        [s for s, _ in grid],
+        progress=False,
+        precise_bn_batches=n_precise,
+    )
+    return solos, list(zip(results, models))
+
+
+def close(a, b, what: str) -> None:
+    if a is None or b is None or isinstance(a, (bool, str)):
+        assert a == b, what
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), what
+    else:
+        assert a == pytest.approx(b, rel=REL, abs=1e-9), f"{what}: cohort {b} vs solo {a}"
+
+
+def assert_same_run(solo, member, task) -> None:
+    (rs, ms), (rc, mc) = solo, member
+    assert (rc.status, rc.steps_done, rc.diverged_at_step) == (rs.status, rs.steps_done, rs.diverged_at_step)
+    assert (rc.steps_to_target, rc.stopped_early) == (rs.steps_to_target, rs.stopped_early)
+    assert len(rc.history) == len(rs.history)
+    for hs, hc in zip(rs.history, rc.history):
+        for k in ("step", "train_loss", "grad_norm", "lr", "val_loss", "val_score", "grad_norm_hh"):
+            close(hs.get(k), hc.get(k), f"history step {hs['step']} {k}")
+    for k, v in final_metrics(ms, task, CPU).items():
+        close(v, final_metrics(mc, task, CPU)[k], k)
+
+
+@pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
+@pytest.mark.parametrize("option", options())
+def test_every_member_of_a_six_member_cohort_is_its_solo_run(option, cell, float64):
+    task = tiny_task()
+    solos, members = solo_and_cohort(task, cell, load_arm(option))
+    for solo, member in zip(solos, members):
+        assert_same_run(solo, member, task)
+
+
+def test_a_diverging_member_stops_alone_and_the_others_are_their_solo_runs(float64):
+    task = tiny_task()
+    solos, members = solo_and_cohort(
+        task, RNNCell, load_arm("dropout"), lrs=(0.01, 1e30), seeds=(0, 1), max_norm=None, optimizer=Optimizer.sgd
+    )
+    statuses = [r.status for r, _ in members]
+    assert "diverged" in statuses and "ok" in statuses, statuses
+    for solo, member in zip(solos, members):
+        assert_same_run(solo, member, task)
+
+
+def test_with_stop_at_target_each_member_stops_at_its_own_step(float64):
+    task = tiny_task()
+    task.target_score = 0.5  # reached at different evaluations by different members
+    solos, members = solo_and_cohort(
+        task, GRUCell, load_arm("dropout"), lrs=(0.003, 0.03), stop_at_target=True, eval_interval=10
+    )
+    stops = {r.steps_done for r, _ in members}
+    assert len(stops) > 1, f"every member stopped at the same step {stops}: the test would not tell"
+    for solo, member in zip(solos, members):
+        assert_same_run(solo, member, task)
+        assert member[0].steps_to_target == solo[0].steps_to_target
