@@ -15,7 +15,7 @@ from benchmark.arms.bn import BNPlacement
 from benchmark.arms.dropout import DropoutPlacement
 from benchmark.config import ConfigError, Impl
 from benchmark.models import GRUCell, LSTMCell, ModelSpec, RNNCell, build_model
-from benchmark.models.dropout import LockedDropout
+from benchmark.models.dropout import LockedDropout, StepDropout
 from benchmark.models.norm import StepBatchNorm
 
 CELLS = [RNNCell, LSTMCell, GRUCell]
@@ -367,5 +367,5 @@ def test_hidden_connections_are_dropped(cell, placement):
     """Between layers and the head's input: drops[1:] act, each with the placement's mask."""
     m = make(cell, reg("dropout", drop=placement, p=0.5), layers=2)
     assert isinstance(m.drops[0], nn.Identity)
-    kind = nn.Dropout if placement == "output" else LockedDropout
+    kind = StepDropout if placement == "output" else LockedDropout
     assert all(isinstance(d, kind) and d.p == 0.5 for d in m.drops[1:])
