@@ -179,7 +179,19 @@ FIELDS: tuple[Field, ...] = (
         "is the recall window only): ≪ 1 vanishing, ≫ 1 exploding",
     ),
     F("hidden_grad_ratio_end", "float?", "the same after training"),
-    F("train_tokens_per_s", "float?", "`batch_size × total_len` per step / time in training steps"),
+    F(
+        "train_tokens_per_s",
+        "float?",
+        "`batch_size × total_len` per step / time in training steps (in a stacked cohort: the member's share, the "
+        "cohort's step time / its members stepping)",
+    ),
+    F("cohort_id", "str?", "the job that trained this run with others (its members' run ids hashed); null alone"),
+    F("cohort_size", "int", "runs trained together in that job (1: alone)"),
+    F(
+        "cohort_mode",
+        "str",
+        "`solo` | `stacked` (one model with a member dimension) | `sequential` (one after another in one job)",
+    ),
     F("train_jobs_beside", "int?", "other jobs of the sweep running on the machine during training"),
     F(
         "timing_jobs_beside",

@@ -59,7 +59,7 @@ from benchmark.io import (
     run_id,
 )
 from benchmark.launch import RunningJobs, gpu_slot, running_jobs, threads_for_job
-from benchmark.models import ModelSpec, build_model, check_cell_class, check_spec, resolve_impl
+from benchmark.models import ModelSpec, build_model, check_cell_class, check_spec, masks, resolve_impl
 from benchmark.precision import autocast_dtype, set_tf32
 from benchmark.tasks import Task, check_task
 from benchmark.timing import MemoryMeter, time_model
@@ -246,8 +246,7 @@ def measure(p: Prepared, device: torch.device, progress: bool, jobs: RunningJobs
     parts: list[dict[str, Any]] = []
     res = TrainResult()
     try:
-        torch.manual_seed(p.cfg.seed)  # the model's initialisation depends on the seed only
-        model = accel_mod.apply(build_model(p.spec).to(device), p.cfg.accel)
+        model = run_model(p, device)
         parts.append(compile_time(p, model, device))
         probe = probe_batch(p.task, device)
         parts.append(gradient_profile(p, model, probe, "start"))
@@ -258,16 +257,29 @@ def measure(p: Prepared, device: torch.device, progress: bool, jobs: RunningJobs
         parts.append(dedicated_timing(p, model, device, jobs))
         parts.append({"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind})
     except Exception as e:  # recorded, never silent: status failed + error + traceback
-        log.error("run %s failed: %s: %s", p.run_id, type(e).__name__, e)
-        parts.append(
-            {
-                "status": record.Status.failed.value,
-                "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(),
-                "steps_done": res.steps_done,
-            }
-        )
+        parts.append(failure(p, e, res))
     return {k: v for part in parts for k, v in part.items()}, res
+
+
+def run_model(p: Prepared, device: torch.device) -> torch.nn.Module:
+    """The run's model: initialised from its seed alone, drawing its masks from a stream of its own
+    (`masks.generator`; a CUDA-graph replay keeps torch's stream), so a cohort member gets the same."""
+    torch.manual_seed(p.cfg.seed)
+    model = build_model(p.spec).to(device)
+    if p.cfg.accel is not Accel.graph:
+        model.mask_gen = masks.generator(p.cfg.seed, device)
+    return accel_mod.apply(model, p.cfg.accel)
+
+
+def failure(p: Prepared, e: Exception, res: TrainResult) -> dict[str, Any]:
+    """The record's part of a run that raised: status failed, the error, its traceback, the steps done."""
+    log.error("run %s failed: %s: %s", p.run_id, type(e).__name__, e)
+    return {
+        "status": record.Status.failed.value,
+        "error": f"{type(e).__name__}: {e}",
+        "traceback": traceback.format_exc(),
+        "steps_done": res.steps_done,
+    }
 
 
 def compile_time(p: Prepared, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
@@ -324,7 +336,12 @@ def training(
     out = {"train_jobs_beside": max(beside, jobs.beside())}
     if res.capture_s is not None:
         out["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph
-    return out | {
+    return out | training_keys(res)
+
+
+def training_keys(res: TrainResult) -> dict[str, Any]:
+    """What training measured, as record keys."""
+    return {
         "status": res.status,
         "diverged_at_step": res.diverged_at_step,
         "steps_done": res.steps_done,
@@ -372,33 +389,37 @@ def _device_for_job(p: Prepared, multirun: bool, job_num: int) -> Iterator[torch
         yield torch.device("cuda", idx)
 
 
-def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num: int = 0) -> str:
-    """Run one prepared grid point; returns its status ("skipped" if already complete)."""
+SOLO = {"cohort_id": None, "cohort_size": 1, "cohort_mode": "solo"}  # the record's cohort keys of a run alone
+
+
+def skip_complete(p: Prepared) -> bool:
+    """True (logged, and marked in `skip_marks`) when the grid point is complete and not forced."""
     cfg = p.cfg
-    if not cfg.force and is_complete(p.out):
-        log.info("skipping complete run %s", p.run_id)
-        if cfg.skip_marks:
-            Path(cfg.skip_marks).mkdir(parents=True, exist_ok=True)
-            (Path(cfg.skip_marks) / p.run_id).touch()
-        return "skipped"
-    start, start_iso = time.perf_counter(), envinfo.now_iso()
-    reset_job_state(cfg, threads)
+    if cfg.force or not is_complete(p.out):
+        return False
+    log.info("skipping complete run %s", p.run_id)
+    if cfg.skip_marks:
+        Path(cfg.skip_marks).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.skip_marks) / p.run_id).touch()
+    return True
+
+
+def start_folder(p: Prepared) -> None:
+    """The run folder before training: an interrupted attempt's leftovers removed, config.yaml written."""
     for tmp in remove_leftovers(p.out):
         log.info("removed %s, left by an interrupted attempt", tmp)
     atomic_write_text(p.out / "config.yaml", OmegaConf.to_yaml(p.resolved, resolve=True))
     log.info("run %s -> %s", p.run_id, p.out)
-    running = Path(cfg.results_dir) / cfg.sweep / ".running"
-    with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:
-        ident = identity(p)
-        measured, res = measure(p, device, cfg.train.progress, jobs)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()  # after an OOM, give the next job of the sweep the memory back
-        env = envinfo.collect(device, cfg.precision.value, start_iso)
-    env["wall_s"] = time.perf_counter() - start
+
+
+def write_record(
+    p: Prepared, ident: dict[str, Any], measured: dict[str, Any], res: TrainResult, env: dict[str, Any]
+) -> str:
+    """history.csv, then metrics.json (last: it marks the run complete); returns the status."""
     # every key of the record (null until measured), then what each part measured
     m = {**dict.fromkeys(record.KEYS), **ident, **measured, "env": env, "wall_s": env["wall_s"], "complete": True}
     atomic_write_csv(p.out / "history.csv", res.history, HISTORY_COLUMNS)
-    atomic_write_json(p.out / "metrics.json", m)  # last: marks the run complete
+    atomic_write_json(p.out / "metrics.json", m)
     log.info(
         "run %s: status=%s test_accuracy=%s test_%s=%s (%.1fs)",
         p.run_id,
@@ -411,23 +432,65 @@ def execute(p: Prepared, threads: Optional[int], multirun: bool = False, job_num
     return m["status"]
 
 
+def execute(
+    p: Prepared, threads: Optional[int], multirun: bool = False, job_num: int = 0, cohort: Optional[dict] = None
+) -> str:
+    """Run one prepared grid point; returns its status ("skipped" if already complete).
+
+    `cohort`: the record's cohort keys when this run is one of a job's members run one after another.
+    """
+    if skip_complete(p):
+        return "skipped"
+    cfg = p.cfg
+    start, start_iso = time.perf_counter(), envinfo.now_iso()
+    reset_job_state(cfg, threads)
+    start_folder(p)
+    running = Path(cfg.results_dir) / cfg.sweep / ".running"
+    with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:
+        ident = identity(p)
+        measured, res = measure(p, device, cfg.train.progress, jobs)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # after an OOM, give the next job of the sweep the memory back
+        env = envinfo.collect(device, cfg.precision.value, start_iso)
+    env["wall_s"] = time.perf_counter() - start
+    return write_record(p, ident, {**measured, **(cohort or SOLO)}, res, env)
+
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works as __main__ and as an import
+
+
+def member_configs(cfg: DictConfig) -> list[DictConfig]:
+    """The job's runs: `cfg` with each of `cohort.members` ("key=value ...", keys from `cohort.axes`) applied;
+    [cfg] for a solo job. A member names only cohort axes, each a plain config value (ConfigError otherwise)."""
+    members, axes = list(cfg.cohort.members), list(cfg.cohort.axes)
+    out = []
+    for text in members:
+        dotlist = str(text).split()
+        bad = [d for d in dotlist if d.partition("=")[0] not in axes or "=" not in d]
+        if bad or not dotlist:
+            raise ConfigError("cohort.members", text, f"space-separated key=value overrides of cohort.axes {axes}")
+        member = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+        member.cohort.members = []
+        out.append(member)
+    return out or [cfg]
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from benchmark.cohort_run import run_job  # it builds on this module
+
     allocator.keep_freed_memory()  # steady step times that scale with T (allocator.py)
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        p = prepare(cfg)
+        ps = [prepare(c) for c in member_configs(cfg)]
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     launcher = OmegaConf.to_container(hc.launcher, resolve=True) if multirun else None
-    threads = threads_for_job(launcher, os.cpu_count() or 1, p.cfg.threads)
-    status = execute(p, threads, multirun, int(hc.job.get("num", 0) or 0))
-    if status == "failed" and not multirun:
+    threads = threads_for_job(launcher, os.cpu_count() or 1, ps[0].cfg.threads)
+    statuses = run_job(ps, threads, multirun, int(hc.job.get("num", 0) or 0))
+    if "failed" in statuses and not multirun:
         sys.exit(1)
 
 

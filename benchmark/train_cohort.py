@@ -63,15 +63,13 @@ def stacked_params(cohort: CohortModel, members: Sequence[Member]) -> dict[str, 
     return {n: torch.stack([o[n] for o in own], cohort.member_dim(n)) for n, _ in cohort.named_parameters()}
 
 
-def cohort_losses(
-    cohort: CohortModel, members: Sequence[Member], task: Task, dtype: Optional[torch.dtype]
-) -> tuple[Tensor, int]:
+def cohort_losses(cohort: CohortModel, members: Sequence[Member], dtype: Optional[torch.dtype]) -> tuple[Tensor, int]:
     """Forward and backward of every active member on its own next batch; the (E,) losses, tokens per member."""
     xs, ys = zip(*(m.batches.next() for m in members))
     x = torch.stack(xs)
     with autocast(x.device.type, dtype):
         out = functional_call(cohort, stacked_params(cohort, members), (x,), strict=False)
-    losses = torch.stack([task.loss(out[e], y) for e, y in enumerate(ys)])
+    losses = torch.stack([m.task.loss(out[e], y) for e, (m, y) in enumerate(zip(members, ys))])
     losses.sum().backward()
     for m in members:  # each gradient a tensor of its own: views of one stacked gradient (e.g. of b_ih + b_hh)
         for p in m.params:  # would be scaled twice by the in-place clipping
@@ -99,7 +97,7 @@ def check_cohort_configs(cfgs: Sequence[TrainConfig]) -> None:
 
 def train_cohort(
     models: Sequence[SequenceModel],
-    task: Task,
+    tasks: Sequence[Task],
     cfgs: Sequence[TrainConfig],
     device: torch.device,
     seeds: Sequence[int],
@@ -110,6 +108,8 @@ def train_cohort(
 ) -> list[TrainResult]:
     """Train every member as its solo run (`benchmark.train.train`) would, stacked; returns their results.
 
+    `tasks[e]` is member e's task (its own data split where the task draws it from the seed), of one shape.
+
     `results` keep each member's partial record if this raises.
     """
     check_cohort_configs(cfgs)
@@ -118,8 +118,8 @@ def train_cohort(
     members = [
         Member(
             m,
-            task.train_batches(c.batch_size, s, device),
-            task=task,
+            t.train_batches(c.batch_size, s, device),
+            task=t,
             cfg=c,
             device=device,
             seed=s,
@@ -127,11 +127,11 @@ def train_cohort(
             result=r,
             precise_bn_batches=precise_bn_batches,
         )
-        for m, c, s, r in zip(models, cfgs, seeds, results)
+        for m, t, c, s, r in zip(models, tasks, cfgs, seeds, results)
     ]
     for m in members:
         m.model.train()
-    bar = progress_bar(task, cfg.steps, progress)
+    bar = progress_bar(tasks[0], cfg.steps, progress)
     cohort, stacked = None, []
     try:
         for i in range(1, cfg.steps + 1):
@@ -140,7 +140,7 @@ def train_cohort(
                 break
             if active != stacked:
                 cohort, stacked = restack(cohort, stacked, active), active
-            step_members(cohort, active, task, dtype, i)
+            step_members(cohort, active, dtype, i)
             bar.update(1)
     finally:
         bar.close()
@@ -151,12 +151,12 @@ def train_cohort(
     return results
 
 
-def step_members(cohort: CohortModel, active: list[Member], task: Task, dtype: Optional[torch.dtype], i: int) -> None:
+def step_members(cohort: CohortModel, active: list[Member], dtype: Optional[torch.dtype], i: int) -> None:
     """Step i of every active member: gradients together, then each member's update, log and evaluation."""
     t0 = time.perf_counter()
     for m in active:
         m.zero_grad()
-    losses, tokens = cohort_losses(cohort, active, task, dtype)
+    losses, tokens = cohort_losses(cohort, active, dtype)
     for m in active:
         m.forwards += 1
     stats = [m.stats(loss) for m, loss in zip(active, losses.unbind(0))]

@@ -65,7 +65,7 @@ def solo_and_cohort(task, cell, arm, lrs=LRS, seeds=SEEDS, **cfg_kw):
     models = [member_model(task, cell, arm, s) for s, _ in grid]
     results = train_cohort(
         models,
-        task,
+        [task] * len(models),
         [config(lr, **cfg_kw) for _, lr in grid],
         CPU,
         [s for s, _ in grid],

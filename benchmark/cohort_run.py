@@ -1,0 +1,159 @@
+"""One job of a cohort: the members of `cohort.members`, each recorded as its solo run would be.
+
+The cohort sweeper (benchmark/sweeper.py) launches one job per variant with the points of its
+cohort axes (seeds, learning rates) as members; `benchmark.run.main` prepares every member and
+calls `run_job`. Complete members are skipped (as solo runs are), so a re-run after a kill
+trains only the missing ones. The others train
+
+- **stacked** (`benchmark.train_cohort`): one model with a leading member dimension, where the
+  variant runs the suite's own time loop (BN, dropout inside the recurrence, ...): a batched
+  GEMM per step for every member (`make bench-cohort` measures the gain);
+- **sequential**: one after another through `benchmark.run.execute`, where a fused kernel runs
+  the variant (torch's LSTM: a stacked loop is slower than the kernel, `docs/timing.md`), where
+  the variant has no cohort form (a token embedding, output BN, a stream task, a user arm's
+  module), or with `cohort.mode=sequential`.
+
+Either way each member writes its own run folder under its solo run id, with `cohort_id`,
+`cohort_size` and `cohort_mode` in its record. A stacked cohort's dedicated timing (`fwd_ms`,
+...) is measured once, on the first member's model, and recorded for each member as the
+variant's timing; `train_tokens_per_s` is the member's share of the cohort's throughput and
+`wall_s` its share of the job's wall time (`env.cohort_wall_s` the whole).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from benchmark import envinfo
+from benchmark.config import Accel, CohortMode, ConfigError
+from benchmark.launch import RunningJobs, running_jobs
+from benchmark.models.cohort import CohortModel
+from benchmark.models.model import resolve_impl
+from benchmark.run import (
+    Prepared,
+    _device_for_job,
+    dedicated_timing,
+    execute,
+    failure,
+    gradient_profile,
+    identity,
+    probe_batch,
+    reset_job_state,
+    run_model,
+    skip_complete,
+    start_folder,
+    training_keys,
+    write_record,
+)
+from benchmark.timing import MemoryMeter
+from benchmark.train import TrainResult, final_metrics
+from benchmark.train_cohort import train_cohort
+
+log = logging.getLogger("benchmark.cohort_run")
+
+
+def cohort_keys(ps: Sequence[Prepared], mode: str) -> dict[str, Any]:
+    """The record's cohort keys of runs trained together in one job."""
+    if len(ps) == 1:
+        return {"cohort_id": None, "cohort_size": 1, "cohort_mode": "solo"}
+    cid = hashlib.sha256(",".join(sorted(p.run_id for p in ps)).encode()).hexdigest()[:12]
+    return {"cohort_id": cid, "cohort_size": len(ps), "cohort_mode": mode}
+
+
+def why_not_stacked(p: Prepared) -> Optional[str]:
+    """Why this variant cannot train stacked (None: it can)."""
+    if p.cfg.accel is not Accel.none:
+        return f"accel={p.cfg.accel.value} speeds up one model's loop"
+    if p.task.carries_state:
+        return "a stream task carries each model's state from one window to the next"
+    try:
+        CohortModel([run_model(p, torch.device("cpu"))])
+    except NotImplementedError as e:
+        return str(e)
+    return None
+
+
+def choose_mode(ps: Sequence[Prepared]) -> CohortMode:
+    """Stacked where the variant needs the custom loop and has a cohort form; sequential otherwise."""
+    p, asked = ps[0], ps[0].cfg.cohort.mode
+    if len(ps) == 1 or asked is CohortMode.sequential:
+        return CohortMode.sequential
+    reason = why_not_stacked(p)
+    if asked is CohortMode.stacked:
+        if reason:
+            raise ConfigError("cohort.mode", "stacked", f"auto or sequential for reg={p.spec.reg.name}", reason)
+        return CohortMode.stacked
+    fused = resolve_impl(p.spec.cell, p.spec.reg, p.cfg.impl).value == "native"
+    if reason or fused:
+        log.info("cohort of %d runs one after another: %s", len(ps), reason or "a fused kernel runs this variant")
+        return CohortMode.sequential
+    return CohortMode.stacked
+
+
+def run_job(ps: Sequence[Prepared], threads: Optional[int], multirun: bool = False, job_num: int = 0) -> list[str]:
+    """Run a job's members (one for a solo job); their statuses ("skipped" for complete ones)."""
+    pending = [p for p in ps if not skip_complete(p)]
+    statuses = ["skipped"] * (len(ps) - len(pending))
+    if not pending:
+        return statuses
+    mode = choose_mode(pending)
+    if mode is CohortMode.sequential:
+        keys = cohort_keys(pending, mode.value)
+        return statuses + [execute(p, threads, multirun, job_num, keys) for p in pending]
+    return statuses + execute_stacked(pending, threads, multirun, job_num)
+
+
+def execute_stacked(ps: Sequence[Prepared], threads: Optional[int], multirun: bool, job_num: int) -> list[str]:
+    """Train the members as one stacked cohort; each writes its own record. Their statuses."""
+    first = ps[0]
+    start, start_iso = time.perf_counter(), envinfo.now_iso()
+    reset_job_state(first.cfg, threads)
+    for p in ps:
+        start_folder(p)
+    running = Path(first.cfg.results_dir) / first.cfg.sweep / ".running"
+    with _device_for_job(first, multirun, job_num) as device, running_jobs(running) as jobs:
+        idents = [identity(p) for p in ps]
+        measured, results = measure_stacked(ps, device, jobs)
+        env = envinfo.collect(device, first.cfg.precision.value, start_iso)
+    wall = time.perf_counter() - start
+    env["cohort_wall_s"], env["wall_s"] = wall, wall / len(ps)
+    keys = cohort_keys(ps, CohortMode.stacked.value)
+    return [write_record(p, i, {**m, **keys}, r, env) for p, i, m, r in zip(ps, idents, measured, results)]
+
+
+def measure_stacked(
+    ps: Sequence[Prepared], device: torch.device, jobs: RunningJobs
+) -> tuple[list[dict[str, Any]], list[TrainResult]]:
+    """Build, train (stacked) and measure every member: each one's measured record part and training result.
+
+    An exception fails every member (recorded with the error and traceback); parts measured before it are kept.
+    """
+    parts: list[list[dict[str, Any]]] = [[] for _ in ps]
+    results = [TrainResult() for _ in ps]
+    try:
+        models = [run_model(p, device) for p in ps]
+        probes = [probe_batch(p.task, device) for p in ps]
+        for part, p, m, probe in zip(parts, ps, models, probes):
+            part.append(gradient_profile(p, m, probe, "start"))
+        meter, beside, c = MemoryMeter(device), jobs.beside(), ps[0].cfg
+        tasks, cfgs, seeds = [p.task for p in ps], [p.cfg.train for p in ps], [p.cfg.seed for p in ps]
+        n_precise = ps[0].spec.reg.precise_batches()
+        train_cohort(models, tasks, cfgs, device, seeds, c.precision, c.train.progress, results, n_precise)
+        beside = {"train_jobs_beside": max(beside, jobs.beside())}
+        for part, p, m, probe, res in zip(parts, ps, models, probes, results):
+            part += [beside, training_keys(res), gradient_profile(p, m, probe, "end")]
+            part.append(final_metrics(m, p.task, device, c.precision))
+        shared = dedicated_timing(ps[0], models[0], device, jobs)  # the variant's timing, once per cohort
+        shared |= {"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind}
+        for part in parts:
+            part.append(shared)
+    except Exception as e:  # recorded, never silent: every member failed, with the error and traceback
+        for part, p, res in zip(parts, ps, results):
+            part.append(failure(p, e, res))
+    return [{k: v for d in part for k, v in d.items()} for part in parts], results
