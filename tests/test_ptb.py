@@ -247,18 +247,18 @@ def test_without_the_package_the_error_says_how_to_install_it(monkeypatch):
 def test_embedding_output_is_dropped_as_the_literature_drops_it():
     from arm_configs import arm
 
-    from benchmark.models.dropout import LockedDropout
+    from benchmark.models.dropout import LockedDropout, StepDropout
 
     def first_drop(placement, p=0.5, input_p=0.0, name="dropout"):
         reg = arm(name, drop=placement, p=p, input_p=input_p)
         return build_model(ModelSpec(CELLS["lstm"], 4, 4, 1, 5, per_step=True, reg=reg, vocab_size=5)).drops[0]
 
     out = first_drop("output")
-    assert isinstance(out, torch.nn.Dropout) and out.p == 0.5
+    assert isinstance(out, StepDropout) and out.p == 0.5
     assert isinstance(first_drop("variational"), LockedDropout)
     assert isinstance(first_drop("recurrent"), torch.nn.Identity)
     assert first_drop("output", input_p=0.2).p == 0.2
-    assert isinstance(first_drop("output", name="both"), torch.nn.Dropout)  # both = bn + dropout: the same piece
+    assert isinstance(first_drop("output", name="both"), StepDropout)  # both = bn + dropout: the same piece
     assert isinstance(first_drop("output", name="none"), torch.nn.Identity)
 
 
