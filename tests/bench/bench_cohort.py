@@ -18,7 +18,7 @@ cohort at H=32 at most 1/2.5 of the solo BN-LSTM per member, a plain LSTM cohort
 member no more than the solo fused LSTM.
 
 Rounds shrink with the work of a point so the grid fits in about six minutes on one thread:
-H=32: 7 timed rounds (5 at E=20) after 1 warm-up round; H=128: 4 (3 at E≥10), no warm-up round.
+H=32: 11 timed rounds (7 at E=20) after 1 warm-up round; H=128: 6 (5 at E=10, 4 at E=20), no warm-up round.
 Before timing, every model runs one checked step (finite gradients), which also warms it.
 --bench-rounds / --bench-warmup cap these. A quick subset, e.g. the two targets' LSTM points:
 
@@ -64,8 +64,8 @@ ROWS: dict[tuple[str, str, str, int, int], Row] = {}  # (device, cell, arm, H, E
 def schedule(hidden: int, members: int) -> tuple[int, int]:
     """(timed rounds, warm-up rounds) of a point: fewer for the big ones, to keep the grid at ~6 min."""
     if hidden <= 32:
-        return (5 if members >= 20 else 7), 1
-    return (3 if members >= 10 else 4), 0
+        return (7 if members >= 20 else 11), 1
+    return {1: 6, 5: 6, 10: 5}.get(members, 4), 0
 
 
 def _spec(cell: str, arm: str, hidden: int) -> ModelSpec:
