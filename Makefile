@@ -133,9 +133,9 @@ bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check s
 	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
 
 # --- cohorts: E models stacked along a member dimension (tests/bench/bench_cohort.py) ---
-bench-cohort:  ## per-member fwd+bwd of an LSTM cohort (E=1,5,10; none, bn) vs its solo model, 1 thread -> results/bench/cohort.json
+bench-cohort:  ## per-member fwd+bwd of a cohort vs its solo model, every cell × arm, H=32,128, E=1..20, 1 thread (~6 min) -> results/bench/cohort.json
 	mkdir -p $(BENCH_DIR)
-	$(VPY) -m pytest tests/bench/bench_cohort.py -q --bench-threads=1 --benchmark-columns=median,iqr,min,rounds \
+	$(VPY) -m pytest tests/bench/bench_cohort.py -q -rs --bench-threads=1 --benchmark-columns=median,iqr,min,rounds \
 		--benchmark-json=$(BENCH_DIR)/cohort.json $(BENCH_ARGS)
 
 # --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; docs/gpu.md) ---
