@@ -7,7 +7,8 @@ of "key=value" overrides. `group_jobs` merges the jobs that differ only in the c
 job keeps its first member's overrides (so it composes with valid values) and adds
 `cohort.members=[...]`, one "key=value key=value" string per member (its axis overrides) in the
 order Hydra would have launched them; a job alone in its group stays exactly as it was.
-`member_overrides` reads a member string back into its overrides.
+`member_overrides` reads a member string back into its overrides; `job_numbers` says which job
+trains each grid point (`make status`).
 """
 
 from __future__ import annotations
@@ -36,12 +37,29 @@ def group_jobs(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[list[
     axis swept leaves every job as it is. Two jobs with the same overrides would be one member
     twice (one run folder written twice): ConfigError.
     """
+    out = []
+    for group in groups(jobs, axes):
+        members = [jobs[i] for i in group]
+        out.append(list(members[0]) if len(members) == 1 else cohort_job(members, set(axes)))
+    return out
+
+
+def groups(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[list[int]]:
+    """The indices of the jobs each launched job trains, in launch order (see `group_jobs`)."""
     axes = set(axes)
-    groups: dict[tuple[str, ...], list[Sequence[str]]] = {}
-    for job in jobs:
-        shared = tuple(o for o in job if key_of(o) not in axes)
-        groups.setdefault(shared, []).append(job)
-    return [list(g[0]) if len(g) == 1 else cohort_job(g, axes) for g in groups.values()]
+    by_shared: dict[tuple[str, ...], list[int]] = {}
+    for i, job in enumerate(jobs):
+        by_shared.setdefault(tuple(o for o in job if key_of(o) not in axes), []).append(i)
+    return list(by_shared.values())
+
+
+def job_numbers(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[int]:
+    """For each grid point (a job of the basic sweeper), the number of the job that trains it."""
+    num = [0] * len(jobs)
+    for n, group in enumerate(groups(jobs, axes)):
+        for i in group:
+            num[i] = n
+    return num
 
 
 def cohort_job(jobs: Sequence[Sequence[str]], axes: set[str]) -> list[str]:
@@ -65,12 +83,13 @@ def members_override(members: Sequence[str]) -> str:
 def quote(text: str) -> str:
     """`text` as a single-quoted value of Hydra's override grammar, read back as exactly `text`.
 
-    Inside quotes Hydra unescapes only a backslash run before a quote or at the end, and reads
-    `${` as an interpolation; so those runs are doubled, quotes and `${` escaped.
+    Inside quotes Hydra unescapes only a backslash run before a quote or at the end, and the config
+    reads `${` as an interpolation (a backslash run before it escaped likewise); so those runs are
+    doubled, quotes and `${` escaped.
     """
     text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
-    text = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text)
-    return "'" + text.replace("${", "\\${") + "'"
+    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + "'"
 
 
 def member_overrides(member: str) -> list[str]:

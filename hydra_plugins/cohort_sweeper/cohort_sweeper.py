@@ -2,12 +2,14 @@
 
 The grid, `params` and `max_batch_size` are the basic sweeper's; its jobs are grouped by
 `benchmark.cohort_sweep.group_jobs` over `cohort.axes` of the composed config, then cut into
-batches of at most `max_batch_size` jobs. Bad axes fail with ConfigError before any job runs.
+batches of at most `max_batch_size` jobs. Bad axes end the multirun before any job runs, as bad
+input ends `benchmark.run`: "error: invalid config: cohort.axes=...", exit status 2.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+import sys
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.types import Override, OverrideType
@@ -32,7 +34,16 @@ class CohortSweeper(BasicSweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.groups = {str(k) for k in (config.hydra.runtime.choices or {})}
-        self.axes = check_axes(axes_of(config), config, self.groups)
+        try:
+            self.axes = check_axes(axes_of(config), config, self.groups)
+        except ConfigError as e:
+            fail(e)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        try:
+            return super().sweep(arguments)
+        except ConfigError as e:
+            fail(e)
 
     # BasicSweeper.sweep calls self.split_arguments: the grid, grouped, then batched.
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
@@ -55,6 +66,12 @@ class CohortSweeper(BasicSweeper):
                     f"one value for the whole multirun ({self.axes} here)",
                     f"The job {' '.join(overrides)} sets other axes: set cohort.axes outside the swept groups.",
                 )
+
+
+def fail(e: ConfigError) -> NoReturn:
+    """Bad input ends the multirun as it ends `benchmark.run`: the message, exit status 2."""
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def axes_of(config: DictConfig) -> list[str]:
@@ -92,11 +109,11 @@ def check_overrides(overrides: Sequence[Override], axes: Sequence[str], groups: 
         if key == MEMBERS_KEY:
             raise ConfigError(
                 MEMBERS_KEY,
-                o.get_value_element_as_str(),
+                o.input_line.split("=", 1)[-1],
                 "unset in a multirun (the cohort sweeper sets it)",
                 "Sweep the cohort axes instead, e.g. seed=0,1,2 train.lr=0.01,0.03.",
             )
         if key == AXES_KEY and o.is_sweep_override():
-            raise ConfigError(AXES_KEY, o.get_value_element_as_str(), "one list per multirun, e.g. [seed] or []")
+            raise ConfigError(AXES_KEY, o.input_line.split("=", 1)[-1], "one list per multirun, e.g. [seed] or []")
         if key in axes and (o.type is not OverrideType.CHANGE or o.package is not None or key in groups):
             raise ConfigError(AXES_KEY, list(axes), ALLOWED, f"{o.input_line!r} is not a plain value override.")
