@@ -293,3 +293,29 @@ def test_axes_set_by_a_swept_group_are_refused(tmp_path):
     assert p.returncode == 2
     assert "cohort.axes" in p.stderr and "one value for the whole multirun" in p.stderr, p.stderr[-2000:]
     assert not (tmp_path / "r" / "jobs.jsonl").exists()
+
+
+@pytest.mark.sweep
+def test_status_and_progress_count_members_not_jobs(tmp_path):
+    """`make status`, the progress bar and the report's missing points expand the user's grid: 12 points in
+    2 cohort jobs are 12 points, each numbered by the job that trains it, each with its solo run id."""
+    from benchmark.analysis import progress, status
+
+    results = tmp_path / "r"
+    p = multirun(results, "seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn", "sweep=grid")
+    assert p.returncode == 0, p.stderr[-3000:]
+    sweep_dir = results / "grid"
+    points = status.grid(sweep_dir)
+    assert len(points) == 12 and len({pt.run_id for pt in points}) == 12
+    for row in launched(results):  # the points of job n are its members
+        labels = [pt.label for pt in points if pt.num == row["num"]]
+        assert labels == [f"{m} reg={row['reg']}" for m in row["members"]]
+
+    assert len(status.missing_points(sweep_dir)) == 12  # nothing trained: every point missing, none dropped
+    assert progress.Watcher(sweep_dir, None, 0.0).poll().total == 12
+    solo = tmp_path / "solo"  # the same grid, one job per point: the same run ids
+    p = multirun(solo, "seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn", "sweep=grid", "cohort.axes=[]")
+    assert p.returncode == 0, p.stderr[-3000:]
+    solo_points = status.grid(solo / "grid")
+    assert [pt.num for pt in solo_points] == list(range(12))
+    assert [pt.run_id for pt in solo_points] == [pt.run_id for pt in points]
