@@ -237,7 +237,9 @@ def launched(results: Path) -> list[dict]:
 
 @pytest.mark.sweep
 @pytest.mark.parametrize(
-    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+    "launcher",
+    [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    ids=["basic", "joblib", "submitit_local"],
 )
 def test_a_multirun_launches_one_job_per_cohort(tmp_path, launcher):
     p = multirun(tmp_path / "r", "seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn", *launcher)
