@@ -69,7 +69,10 @@ def cohort_job(jobs: Sequence[Sequence[str]], axes: set[str]) -> list[str]:
     for m in members:
         if m in seen:
             raise ConfigError(
-                "sweep", f"{' '.join(jobs[0])} twice ({m})", "distinct values on each swept axis (a value listed once)"
+                MEMBERS_KEY,
+                m,
+                "distinct grid points (each value listed once on a swept axis)",
+                f"The grid point {' '.join(jobs[0])} would be trained twice.",
             )
         seen.add(m)
     return [*jobs[0], members_override(members)]
