@@ -91,7 +91,7 @@ def test_an_axis_set_but_not_swept_is_in_every_member():
 
 
 def test_a_point_listed_twice_is_refused():
-    with pytest.raises(ConfigError, match="distinct values"):
+    with pytest.raises(ConfigError, match="distinct grid points.*seed=0 reg=bn would be trained twice"):
         group_jobs(basic_jobs("seed=0,0", "reg=bn"), AXES)
 
 
