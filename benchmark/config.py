@@ -114,7 +114,7 @@ class CohortConfig:
     """Which sweep axes train together in one job, as members of one vectorised model.
 
     `axes`: config keys (plain values, not config groups) whose swept values become members; the
-    cohort sweeper (benchmark/sweeper.py) groups the points Hydra's basic sweeper would launch by
+    cohort sweeper (benchmark/cohort_sweep.py) groups the points Hydra's basic sweeper would launch by
     every other override. `members`: set by that sweeper, one "key=value key=value" string per
     member; empty for a solo job. Neither is part of a run id: a member is its solo run.
     """

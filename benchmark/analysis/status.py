@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from benchmark.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers
 from benchmark.io import read_metrics, run_id
 from benchmark.record import Status
 
@@ -52,9 +53,10 @@ Category = enum.Enum(
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One job of the multirun: its number, its overrides, and the run id they compose to."""
+    """One grid point of the multirun: the number of the job that trains it, its overrides, and the run id
+    they compose to."""
 
-    num: int
+    num: int  # several points share one job where the cohort sweeper grouped them
     overrides: tuple[str, ...]  # every task override of the job, as Hydra passes them
     axes: tuple[tuple[str, str], ...]  # the swept keys and this point's values, e.g. (("cell", "lstm"),)
     run_id: str = ""
@@ -106,10 +108,13 @@ def load_multirun(sweep_dir: Path) -> Any:
 
 
 def expand(multirun: Any) -> list[GridPoint]:
-    """The jobs of the multirun, in Hydra's job order, exactly as its basic sweeper builds them.
+    """The grid points of the multirun, in Hydra's job order, exactly as its basic sweeper builds them.
 
     Sweeper params first, then the command line's task overrides (a key given on both wins
-    from the command line), the cartesian product of every swept key.
+    from the command line), the cartesian product of every swept key. The cohort sweeper
+    (benchmark/cohort_sweep.py) launches the same grid with a cohort's points in one job, so
+    its points are these too, one per member; `num` is then the number of the job that trains
+    the point (its cohort's), as Hydra numbers the jobs it launches.
     """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -118,8 +123,10 @@ def expand(multirun: Any) -> list[GridPoint]:
     h = multirun.hydra
     sweeper = OmegaConf.to_container(h.sweeper, resolve=False)
     target = str(sweeper.get("_target_", ""))
-    if not target.endswith("BasicSweeper"):
-        raise SweepError(f"sweeper {target!r}: only Hydra's basic sweeper (an exhaustive grid) can be expanded")
+    if not (target.endswith("BasicSweeper") or target == SWEEPER_TARGET):
+        raise SweepError(
+            f"sweeper {target!r}: only Hydra's basic sweeper and the cohort sweeper (exhaustive grids) can be expanded"
+        )
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     task = [str(o) for o in OmegaConf.to_container(h.overrides.task, resolve=False)]
     parser = OverridesParser.create()
@@ -127,8 +134,10 @@ def expand(multirun: Any) -> list[GridPoint]:
     swept = [o.get_key_element() for o in parsed if o.is_sweep_override()]
     swept = list(dict.fromkeys(swept))  # a key swept twice is one axis (the later wins)
     jobs = BasicSweeper.split_arguments(parsed, None)[0]
+    cohorts = target == SWEEPER_TARGET
+    nums = job_numbers(jobs, OmegaConf.select(multirun, AXES_KEY, default=None) or []) if cohorts else range(len(jobs))
     out = []
-    for num, job in enumerate(jobs):
+    for num, job in zip(nums, jobs):
         values = dict(o.split("=", 1) for o in job)
         out.append(GridPoint(num, tuple(job), tuple((k, values[k]) for k in swept if k in values)))
     return out

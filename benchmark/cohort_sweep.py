@@ -1,0 +1,115 @@
+"""Grid points into cohort jobs: the sweep side of cohorts (no Hydra here; the plugin in
+hydra_plugins/cohort_sweeper/ calls it).
+
+Hydra's basic sweeper turns `seed=0,1,2 train.lr=0.01,0.03 reg=none,bn` into 12 jobs, each a list
+of "key=value" overrides. `group_jobs` merges the jobs that differ only in the cohort axes
+(`cohort.axes`, default seed and train.lr) into one job: here 2 jobs of 6 members each. A merged
+job keeps its first member's overrides (so it composes with valid values) and adds
+`cohort.members=[...]`, one "key=value key=value" string per member (its axis overrides) in the
+order Hydra would have launched them; a job alone in its group stays exactly as it was.
+`member_overrides` reads a member string back into its overrides; `job_numbers` says which job
+trains each grid point (`make status`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from benchmark.config import ConfigError
+
+AXES_KEY = "cohort.axes"
+MEMBERS_KEY = "cohort.members"
+# The sweeper's class, as conf/hydra/sweeper/cohort.yaml names it (Hydra instantiates plugins only
+# from the hydra_plugins namespace package).
+SWEEPER_TARGET = "hydra_plugins.cohort_sweeper.cohort_sweeper.CohortSweeper"
+
+
+def key_of(override: str) -> str:
+    """The key of one "key=value" override as Hydra's sweeper writes it (a key holds no '=')."""
+    return override.split("=", 1)[0]
+
+
+def group_jobs(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[list[str]]:
+    """The jobs to launch: jobs equal in every override but the axes' become one cohort job.
+
+    Groups keep the order of their first job, members the order of their jobs; `axes=[]` or no
+    axis swept leaves every job as it is. Two jobs with the same overrides would be one member
+    twice (one run folder written twice): ConfigError.
+    """
+    out = []
+    for group in groups(jobs, axes):
+        members = [jobs[i] for i in group]
+        out.append(list(members[0]) if len(members) == 1 else cohort_job(members, set(axes)))
+    return out
+
+
+def groups(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[list[int]]:
+    """The indices of the jobs each launched job trains, in launch order (see `group_jobs`)."""
+    axes = set(axes)
+    by_shared: dict[tuple[str, ...], list[int]] = {}
+    for i, job in enumerate(jobs):
+        by_shared.setdefault(tuple(o for o in job if key_of(o) not in axes), []).append(i)
+    return list(by_shared.values())
+
+
+def job_numbers(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[int]:
+    """For each grid point (a job of the basic sweeper), the number of the job that trains it."""
+    num = [0] * len(jobs)
+    for n, group in enumerate(groups(jobs, axes)):
+        for i in group:
+            num[i] = n
+    return num
+
+
+def cohort_job(jobs: Sequence[Sequence[str]], axes: set[str]) -> list[str]:
+    """One job for a group: its first job's overrides plus `cohort.members=[...]`."""
+    members = [" ".join(o for o in job if key_of(o) in axes) for job in jobs]
+    seen: set[str] = set()
+    for m in members:
+        if m in seen:
+            raise ConfigError(
+                MEMBERS_KEY,
+                m,
+                "distinct grid points (each value listed once on a swept axis)",
+                f"The grid point {' '.join(jobs[0])} would be trained twice.",
+            )
+        seen.add(m)
+    return [*jobs[0], members_override(members)]
+
+
+def members_override(members: Sequence[str]) -> str:
+    """`cohort.members=['seed=0 train.lr=0.01',...]` in Hydra's override grammar."""
+    return f"{MEMBERS_KEY}=[{','.join(quote(m) for m in members)}]"
+
+
+def quote(text: str) -> str:
+    """`text` as a single-quoted value of Hydra's override grammar, read back as exactly `text`.
+
+    Inside quotes Hydra unescapes only a backslash run before a quote or at the end, and the config
+    reads `${` as an interpolation (a backslash run before it escaped likewise); so those runs are
+    doubled, quotes and `${` escaped.
+    """
+    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + "'"
+
+
+def member_overrides(member: str) -> list[str]:
+    """A member string back into its "key=value" overrides: split at spaces neither quoted nor escaped."""
+    out, cur, q, i = [], "", "", 0
+    while i < len(member):
+        c = member[i]
+        if c == "\\" and i + 1 < len(member):  # an escaped character, quoted or not
+            cur, i = cur + member[i : i + 2], i + 2
+            continue
+        if c in "'\"" and (not q or c == q):
+            q = "" if q else c
+        if c == " " and not q:
+            out, cur = (out + [cur] if cur else out), ""
+        else:
+            cur += c
+        i += 1
+    if q:
+        raise ConfigError(MEMBERS_KEY, member, "'key=value key=value' strings whose quotes are closed")
+    return out + [cur] if cur else out

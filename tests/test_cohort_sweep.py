@@ -1,0 +1,323 @@
+"""The cohort sweeper: grid points into cohort jobs (benchmark/cohort_sweep.py), the Hydra plugin around
+it (hydra_plugins/cohort_sweeper/), its checks, and real multiruns through it (tests/sweeper_app.py
+records the jobs Hydra launched; no training)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from benchmark.cohort_sweep import (
+    SWEEPER_TARGET,
+    group_jobs,
+    job_numbers,
+    member_overrides,
+    members_override,
+    quote,
+)
+from benchmark.config import ConfigError
+
+from helpers import ROOT, run
+
+AXES = ["seed", "train.lr"]
+
+
+def basic_jobs(*overrides: str) -> list[list[str]]:
+    """The jobs Hydra's basic sweeper launches for these overrides, in its order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(list(overrides)), None)[0]
+
+
+def members_of(job: list[str]) -> list[str]:
+    """The member strings of a cohort job, read back through Hydra's parser (what the job's config holds)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    o = OverridesParser.create().parse_override(job[-1])
+    assert o.key_or_group == "cohort.members"
+    return OmegaConf.to_container(OmegaConf.create({"m": o.value()}), resolve=True)["m"]
+
+
+# --- grouping -----------------------------------------------------------------------------------
+
+
+def test_points_differing_only_in_the_axes_are_one_job_in_hydras_order():
+    jobs = basic_jobs("seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn")
+    grouped = group_jobs(jobs, AXES)
+    assert len(jobs) == 12 and len(grouped) == 2
+    for g, reg in zip(grouped, ["none", "bn"]):
+        assert g[:-1] == ["seed=0", "train.lr=0.1", f"reg={reg}"]  # the first member's overrides
+        expected = [" ".join(o for o in j if not o.startswith("reg=")) for j in jobs if f"reg={reg}" in j]
+        assert members_of(g) == expected
+        assert expected[:2] == ["seed=0 train.lr=0.1", "seed=0 train.lr=0.2"]
+    assert job_numbers(jobs, AXES) == [0, 1] * 6
+
+
+def test_groups_follow_their_first_point_and_other_axes_stay_jobs():
+    jobs = basic_jobs("reg=none,bn", "seed=0,1", "task.seq_len=6,10")
+    grouped = group_jobs(jobs, ["seed"])
+    assert [g[:-1] for g in grouped] == [
+        ["reg=none", "seed=0", "task.seq_len=6"],
+        ["reg=none", "seed=0", "task.seq_len=10"],
+        ["reg=bn", "seed=0", "task.seq_len=6"],
+        ["reg=bn", "seed=0", "task.seq_len=10"],
+    ]
+    assert all(members_of(g) == ["seed=0", "seed=1"] for g in grouped)
+    assert job_numbers(jobs, ["seed"]) == [0, 1, 0, 1, 2, 3, 2, 3]
+
+
+def test_a_point_alone_in_its_group_is_unchanged():
+    jobs = basic_jobs("reg=none,bn", "seed=3", "train.lr=0.1")  # the axes set, not swept
+    assert group_jobs(jobs, AXES) == jobs
+    jobs = basic_jobs("reg=none,bn", "task.seq_len=6,10")  # the axes not named at all
+    assert group_jobs(jobs, AXES) == jobs
+
+
+def test_no_axes_no_grouping():
+    jobs = basic_jobs("seed=0,1,2", "train.lr=0.1,0.2")
+    assert group_jobs(jobs, []) == jobs
+    assert job_numbers(jobs, []) == list(range(6))
+
+
+def test_an_axis_set_but_not_swept_is_in_every_member():
+    grouped = group_jobs(basic_jobs("seed=0,1", "train.lr=0.03"), AXES)
+    assert grouped[0][:-1] == ["seed=0", "train.lr=0.03"]
+    assert members_of(grouped[0]) == ["seed=0 train.lr=0.03", "seed=1 train.lr=0.03"]
+
+
+def test_a_point_listed_twice_is_refused():
+    with pytest.raises(ConfigError, match="distinct grid points.*seed=0 reg=bn would be trained twice"):
+        group_jobs(basic_jobs("seed=0,0", "reg=bn"), AXES)
+
+
+# --- quoting ------------------------------------------------------------------------------------
+
+TRICKY = [
+    "seed=0 train.lr=0.01",
+    "name='a b' seed=1",
+    'name="it\'s" seed=2',
+    "path='C:\\dir\\\\' seed=3",
+    "x=$\\{foo\\} note='${oc.env:HOME}'",
+    "x='a\\'b' y=\"q\\\"\"",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY + ["\\", "'", "\\'", "a\\\\", "${x}", "\\${x}"])
+def test_quote_reads_back_exactly_through_hydras_parser_and_the_config(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    value = OverridesParser.create().parse_override(f"k={quote(text)}").value()
+    assert OmegaConf.to_container(OmegaConf.create({"k": value}), resolve=True)["k"] == text
+
+
+def test_members_override_reads_back_as_a_list_of_the_members():
+    job = ["seed=0", members_override(TRICKY)]
+    assert members_of(job) == TRICKY
+
+
+@pytest.mark.parametrize(
+    "member, overrides",
+    [
+        ("seed=0 train.lr=0.01", ["seed=0", "train.lr=0.01"]),
+        ("name='a b' seed=1", ["name='a b'", "seed=1"]),
+        ('name="it\'s x"  seed=2', ['name="it\'s x"', "seed=2"]),
+        ("x='a\\' b' y=a\\ b", ["x='a\\' b'", "y=a\\ b"]),
+        ("", []),
+    ],
+)
+def test_member_overrides_splits_where_hydra_would(member, overrides):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    assert member_overrides(member) == overrides
+    OverridesParser.create().parse_overrides(overrides)  # each one a valid override
+
+
+def test_member_overrides_refuses_an_open_quote():
+    with pytest.raises(ConfigError, match="cohort.members"):
+        member_overrides("name='a b seed=1")
+
+
+def test_floats_survive_the_round_trip_into_the_jobs_config(compose):
+    """The cohort job composes with its first member's values; each member string parses to its own."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (job,) = group_jobs(basic_jobs("seed=0,1", "train.lr=0.01,1e-3"), AXES)
+    cfg = compose(*job)
+    assert cfg.seed == 0 and cfg.train.lr == 0.01
+    members = list(cfg.cohort.members)
+    assert members == ["seed=0 train.lr=0.01", "seed=0 train.lr=0.001", "seed=1 train.lr=0.01", "seed=1 train.lr=0.001"]
+    parser = OverridesParser.create()
+    values = [{o.key_or_group: o.value() for o in parser.parse_overrides(member_overrides(m))} for m in members]
+    assert values[1] == {"seed": 0, "train.lr": 0.001} and isinstance(values[1]["train.lr"], float)
+
+
+# --- the plugin ---------------------------------------------------------------------------------
+
+
+def test_hydra_finds_the_sweeper_and_it_is_the_default(compose):
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    from hydra_plugins.cohort_sweeper.cohort_sweeper import CohortSweeper
+
+    assert f"{CohortSweeper.__module__}.{CohortSweeper.__name__}" == SWEEPER_TARGET
+    assert CohortSweeper in Plugins.instance().discover(Sweeper)  # Hydra's own scan of hydra_plugins
+    h = compose(hydra_config=True).hydra
+    assert h.sweeper._target_ == SWEEPER_TARGET and h.sweeper.max_batch_size is None
+    assert not (ROOT / "hydra_plugins" / "__init__.py").exists()  # a namespace package, shared with other plugins
+
+
+@pytest.mark.parametrize(
+    "axes, why",
+    [
+        ("[reg]", "config group"),
+        ("[seed,cell]", "config group"),
+        ("[train]", "config group"),
+        ("[task.seq_len,hydra.job.name]", "config group or not a setting"),
+        ("[cohort.mode]", "not a setting"),
+        ("[seeds]", "not a key of the config"),
+        ("[timing]", "config node"),
+        ("[seed,seed]", "each once"),
+    ],
+)
+def test_axes_that_are_not_plain_keys_are_refused(compose, axes, why):
+    from hydra_plugins.cohort_sweeper.cohort_sweeper import axes_of, check_axes
+
+    cfg = compose(f"cohort.axes={axes}", hydra_config=True)
+    with pytest.raises(ConfigError, match=why) as e:
+        check_axes(axes_of(cfg), cfg, set(cfg.hydra.runtime.choices))
+    assert e.value.key == "cohort.axes" and "plain config keys such as seed, train.lr" in str(e.value)
+
+
+def test_plain_axes_pass(compose):
+    from hydra_plugins.cohort_sweeper.cohort_sweeper import axes_of, check_axes
+
+    cfg = compose("cohort.axes=[seed,train.lr,task.seq_len]", hydra_config=True)
+    assert check_axes(axes_of(cfg), cfg, set(cfg.hydra.runtime.choices)) == ["seed", "train.lr", "task.seq_len"]
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("cohort.members=['seed=0','seed=1']", "cohort.members"),
+        ("cohort.members=[]", "cohort.members"),
+        ("cohort.axes=[seed],[]", "cohort.axes"),
+        ("+seed=0,1", "cohort.axes"),
+        ("~train.lr", "cohort.axes"),
+    ],
+)
+def test_overrides_the_sweeper_refuses(override, key):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.cohort_sweeper.cohort_sweeper import check_overrides
+
+    parsed = OverridesParser.create().parse_overrides(["reg=none,bn", override])
+    with pytest.raises(ConfigError) as e:
+        check_overrides(parsed, AXES, {"reg", "cell", "task"})
+    assert e.value.key == key
+
+
+# --- real multiruns -------------------------------------------------------------------------------
+
+
+def multirun(results: Path, *overrides: str):
+    app = str(ROOT / "tests" / "sweeper_app.py")
+    return run([sys.executable, app, "--multirun", f"results_dir={results}", *overrides])
+
+
+def launched(results: Path) -> list[dict]:
+    return sorted((json.loads(x) for x in (results / "jobs.jsonl").read_text().splitlines()), key=lambda r: r["num"])
+
+
+@pytest.mark.sweep
+@pytest.mark.parametrize(
+    "launcher",
+    [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    ids=["basic", "joblib", "submitit_local"],
+)
+def test_a_multirun_launches_one_job_per_cohort(tmp_path, launcher):
+    p = multirun(tmp_path / "r", "seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn", *launcher)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = launched(tmp_path / "r")
+    assert [(r["num"], r["reg"], r["seed"], r["lr"]) for r in rows] == [(0, "none", 0, 0.1), (1, "bn", 0, 0.1)]
+    members = [f"seed={s} train.lr={lr}" for s in (0, 1, 2) for lr in (0.1, 0.2)]
+    assert all(r["members"] == members for r in rows)
+    assert sum(len(r["members"]) for r in rows) == 6 * 2
+
+
+@pytest.mark.sweep
+def test_max_batch_size_batches_cohorts_and_axes_off_launches_every_point(tmp_path):
+    p = multirun(tmp_path / "a", "seed=0,1", "reg=none,bn,dropout", "hydra.sweeper.max_batch_size=2")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert [(r["num"], r["reg"], len(r["members"])) for r in launched(tmp_path / "a")] == [
+        (0, "none", 2),
+        (1, "bn", 2),
+        (2, "dropout", 2),
+    ]
+    assert p.stdout.count("Launching") + p.stderr.count("Launching") == 2  # two batches: 2 cohorts, then 1
+    p = multirun(tmp_path / "b", "seed=0,1", "reg=none,bn", "cohort.axes=[]")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert [(r["seed"], r["reg"], r["members"]) for r in launched(tmp_path / "b")] == [
+        (0, "none", []),
+        (0, "bn", []),
+        (1, "none", []),
+        (1, "bn", []),
+    ]
+
+
+@pytest.mark.sweep
+def test_bad_axes_fail_before_any_job(tmp_path):
+    p = multirun(tmp_path / "r", "seed=0,1", "reg=none,bn", "cohort.axes=[seed,reg]")
+    assert p.returncode == 2
+    assert "error: invalid config: cohort.axes=['seed', 'reg']" in p.stderr and "config group" in p.stderr
+    assert not (tmp_path / "r" / "jobs.jsonl").exists()
+    p = multirun(tmp_path / "r", "seed=0,1", "cohort.members=['seed=0']")
+    assert p.returncode == 2 and "error: invalid config: cohort.members=" in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "r" / "jobs.jsonl").exists()
+
+
+@pytest.mark.sweep
+def test_axes_set_by_a_swept_group_are_refused(tmp_path):
+    """Grouping uses one `cohort.axes` for the multirun; a swept experiment that sets others would be misgrouped."""
+    conf = tmp_path / "conf" / "axes_exp"
+    conf.mkdir(parents=True)
+    (conf / "seed_only.yaml").write_text("# @package _global_\ncohort:\n  axes: [seed]\n")
+    (conf / "plain.yaml").write_text("# @package _global_\n{}\n")
+    p = multirun(
+        tmp_path / "r", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+axes_exp=plain,seed_only", "seed=0,1"
+    )
+    assert p.returncode == 2
+    assert "cohort.axes" in p.stderr and "one value for the whole multirun" in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "r" / "jobs.jsonl").exists()
+
+
+@pytest.mark.sweep
+def test_status_and_progress_count_members_not_jobs(tmp_path):
+    """`make status`, the progress bar and the report's missing points expand the user's grid: 12 points in
+    2 cohort jobs are 12 points, each numbered by the job that trains it, each with its solo run id."""
+    from benchmark.analysis import progress, status
+
+    results = tmp_path / "r"
+    p = multirun(results, "seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn", "sweep=grid")
+    assert p.returncode == 0, p.stderr[-3000:]
+    sweep_dir = results / "grid"
+    points = status.grid(sweep_dir)
+    assert len(points) == 12 and len({pt.run_id for pt in points}) == 12
+    for row in launched(results):  # the points of job n are its members
+        labels = [pt.label for pt in points if pt.num == row["num"]]
+        assert labels == [f"{m} reg={row['reg']}" for m in row["members"]]
+
+    assert len(status.missing_points(sweep_dir)) == 12  # nothing trained: every point missing, none dropped
+    assert progress.Watcher(sweep_dir, None, 0.0).poll().total == 12
+    solo = tmp_path / "solo"  # the same grid, one job per point: the same run ids
+    p = multirun(solo, "seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn", "sweep=grid", "cohort.axes=[]")
+    assert p.returncode == 0, p.stderr[-3000:]
+    solo_points = status.grid(solo / "grid")
+    assert [pt.num for pt in solo_points] == list(range(12))
+    assert [pt.run_id for pt in solo_points] == [pt.run_id for pt in points]
