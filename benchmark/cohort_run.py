@@ -23,17 +23,36 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 
+from benchmark import envinfo
 from benchmark.config import Accel, CohortMode, ConfigError
+from benchmark.launch import RunningJobs, running_jobs
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import resolve_impl
 from benchmark.run import (
     Prepared,
+    _device_for_job,
+    dedicated_timing,
+    execute,
+    failure,
+    gradient_profile,
+    identity,
+    probe_batch,
+    reset_job_state,
     run_model,
+    skip_complete,
+    start_folder,
+    training_keys,
+    write_record,
 )
+from benchmark.timing import MemoryMeter
+from benchmark.train import TrainResult, final_metrics
+from benchmark.train_cohort import train_cohort
 
 log = logging.getLogger("benchmark.cohort_run")
 
@@ -90,3 +109,66 @@ def fused_is_faster(p: Prepared) -> Optional[str]:
     if stack_loses(p.spec.cell.name, impl, p.device.type):
         return "torch's fused LSTM is faster per member than a stacked loop on the CPU"
     return None
+
+
+def run_job(ps: Sequence[Prepared], threads: Optional[int], multirun: bool = False, job_num: int = 0) -> list[str]:
+    """Run a job's members (one for a solo job); their statuses ("skipped" for complete ones)."""
+    pending = [p for p in ps if not skip_complete(p)]
+    statuses = ["skipped"] * (len(ps) - len(pending))
+    if not pending:
+        return statuses
+    mode = choose_mode(pending)
+    if mode is CohortMode.sequential:
+        keys = cohort_keys(pending, mode.value)
+        return statuses + [execute(p, threads, multirun, job_num, keys) for p in pending]
+    return statuses + execute_stacked(pending, threads, multirun, job_num)
+
+
+def execute_stacked(ps: Sequence[Prepared], threads: Optional[int], multirun: bool, job_num: int) -> list[str]:
+    """Train the members as one stacked cohort; each writes its own record. Their statuses."""
+    first = ps[0]
+    start, start_iso = time.perf_counter(), envinfo.now_iso()
+    reset_job_state(first.cfg, threads)
+    for p in ps:
+        start_folder(p)
+    running = Path(first.cfg.results_dir) / first.cfg.sweep / ".running"
+    with _device_for_job(first, multirun, job_num) as device, running_jobs(running) as jobs:
+        idents = [identity(p) for p in ps]
+        measured, results = measure_stacked(ps, device, jobs)
+        env = envinfo.collect(device, first.cfg.precision.value, start_iso)
+    wall = time.perf_counter() - start
+    env["cohort_wall_s"], env["wall_s"] = wall, wall / len(ps)
+    keys = cohort_keys(ps, CohortMode.stacked.value)
+    return [write_record(p, i, {**m, **keys}, r, env) for p, i, m, r in zip(ps, idents, measured, results)]
+
+
+def measure_stacked(
+    ps: Sequence[Prepared], device: torch.device, jobs: RunningJobs
+) -> tuple[list[dict[str, Any]], list[TrainResult]]:
+    """Build, train (stacked) and measure every member: each one's measured record part and training result.
+
+    An exception fails every member (recorded with the error and traceback); parts measured before it are kept.
+    """
+    parts: list[list[dict[str, Any]]] = [[] for _ in ps]
+    results = [TrainResult() for _ in ps]
+    try:
+        models = [run_model(p, device) for p in ps]
+        probes = [probe_batch(p.task, device) for p in ps]
+        for part, p, m, probe in zip(parts, ps, models, probes):
+            part.append(gradient_profile(p, m, probe, "start"))
+        meter, beside, c = MemoryMeter(device), jobs.beside(), ps[0].cfg
+        tasks, cfgs, seeds = [p.task for p in ps], [p.cfg.train for p in ps], [p.cfg.seed for p in ps]
+        n_precise = ps[0].spec.reg.precise_batches()
+        train_cohort(models, tasks, cfgs, device, seeds, c.precision, c.train.progress, results, n_precise)
+        beside = {"train_jobs_beside": max(beside, jobs.beside())}
+        for part, p, m, probe, res in zip(parts, ps, models, probes, results):
+            part += [beside, training_keys(res), gradient_profile(p, m, probe, "end")]
+            part.append(final_metrics(m, p.task, device, c.precision))
+        shared = dedicated_timing(ps[0], models[0], device, jobs)  # the variant's timing, once per cohort
+        shared |= {"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind}
+        for part in parts:
+            part.append(shared)
+    except Exception as e:  # recorded, never silent: every member failed, with the error and traceback
+        for part, p, res in zip(parts, ps, results):
+            part.append(failure(p, e, res))
+    return [{k: v for d in part for k, v in d.items()} for part in parts], results
