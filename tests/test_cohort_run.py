@@ -1,0 +1,72 @@
+"""A cohort job (benchmark/cohort_run.py): each member is recorded as its solo run would be.
+
+In-process: the job's config is composed as `benchmark.run.main` sees it (cohort.members set, as the
+cohort sweeper sets it), its members prepared, and `run_job` called.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
+from benchmark.cohort_run import run_job
+from benchmark.config import ConfigError
+from benchmark.run import execute, member_configs, prepare
+
+from helpers import TINY, compose
+
+MEMBERS = 'cohort.members=["seed=0 train.lr=0.01","seed=1 train.lr=0.01","seed=0 train.lr=0.03"]'
+
+
+def job(tmp_path, *overrides: str):
+    cfg = compose(*TINY, f"results_dir={tmp_path}", "sweep=c", MEMBERS, *overrides)
+    return [prepare(c) for c in member_configs(cfg)]
+
+
+def record(p) -> dict:
+    return json.loads((p.out / "metrics.json").read_text())
+
+
+def test_a_stacked_job_writes_each_member_under_its_solo_run_id_with_its_solo_numbers(tmp_path):
+    ps = job(tmp_path / "cohort", "cell=gru", "reg=bn")
+    assert run_job(ps, threads=1) == ["ok"] * 3
+    solos = job(tmp_path / "solo", "cell=gru", "reg=bn")
+    for p, s in zip(ps, solos):
+        assert p.run_id == s.run_id  # cohort is not part of a run id
+        execute(s, threads=1)
+        a, b = record(p), record(s)
+        assert (a["cohort_mode"], a["cohort_size"], b["cohort_mode"], b["cohort_size"]) == ("stacked", 3, "solo", 1)
+        assert (a["seed"], a["lr"]) == (b["seed"], b["lr"])
+        for k in ("test_score", "val_score", "train_loss", "hidden_grad_ratio_end", "grad_norm_mean"):
+            assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-6), k
+    assert len({record(p)["cohort_id"] for p in ps}) == 1
+
+
+def test_a_job_of_plain_lstms_runs_its_members_one_after_another_on_the_cpu(tmp_path):
+    ps = job(tmp_path, "cell=lstm", "reg=none")
+    assert run_job(ps, threads=1) == ["ok"] * 3
+    assert {record(p)["cohort_mode"] for p in ps} == {"sequential"}
+
+
+def test_a_rerun_trains_only_the_missing_members(tmp_path):
+    ps = job(tmp_path, "cell=rnn", "reg=dropout")
+    assert run_job(ps[:1], threads=1) == ["ok"]
+    assert record(ps[0])["cohort_mode"] == "solo"
+    assert run_job(ps, threads=1) == ["skipped", "ok", "ok"]
+    assert [record(p)["cohort_size"] for p in ps] == [1, 2, 2]
+    assert run_job(ps, threads=1) == ["skipped"] * 3
+
+
+def test_stacked_mode_names_the_key_where_a_variant_has_no_cohort_form(tmp_path):
+    ps = job(tmp_path, "cell=lstm", "reg=bn", "reg.bn.placement=output", "cohort.mode=stacked")
+    with pytest.raises(ConfigError, match="cohort.mode"):
+        run_job(ps, threads=1)
+    assert not any(p.out.exists() for p in ps)  # nothing written
+
+
+def test_a_member_naming_a_key_outside_the_cohort_axes_is_a_config_error(tmp_path):
+    cfg = compose(*TINY, f"results_dir={tmp_path}", 'cohort.members=["seed=0 hidden_size=4"]')
+    with pytest.raises(ConfigError, match="cohort.members"):
+        member_configs(cfg)
