@@ -119,3 +119,49 @@ def test_other_launchers_produce_the_same_table(tmp_path, reference, launcher):
     marks = tmp_path / "marks"
     run_sweep(results, f"hydra/launcher={launcher}", f"skip_marks={marks}")
     assert sorted(m.name for m in marks.iterdir()) == sorted(f.name for f in run_folders(results))
+
+
+# A cohort sweep: two jobs (rnn, gru), each training its three seeds stacked as one model.
+COHORT_GRID = ["cell=rnn,gru", "reg=bn", "seed=0,1,2", *TINY, "sweep=ftc"]
+
+
+def cohort_summary(results: Path) -> pd.DataFrame:
+    from benchmark.analysis import aggregate
+
+    assert aggregate.main([str(results / "ftc")]) == 0
+    df = pd.read_parquet(results / "ftc" / "summary.parquet")
+    keep = [c for c in df.columns if not any(v in c for v in VOLATILE) and c != "cohort_id"]
+    return df[keep].sort_values("run_id").reset_index(drop=True)
+
+
+def test_sigkill_inside_a_cohort_then_rerun_completes_every_member_once(tmp_path):
+    """Kill the sweep once the first cohort's members are complete and the second cohort has begun: the
+    re-run trains only the second cohort, and ends with the same six members as an uninterrupted sweep."""
+    reference = tmp_path / "reference"
+    run(sweep_cmd(reference, *COHORT_GRID), check=True)
+    ref = cohort_summary(reference)
+    assert len(ref) == 6 and (ref["status"] == "ok").all() and (ref["cohort_mode"] == "stacked").all()
+    results = tmp_path / "results"
+    sweep = results / "ftc"
+    proc = subprocess.Popen(
+        sweep_cmd(results, *COHORT_GRID),
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_runs(sweep, 3, proc, mid_point=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    done, started = complete_runs(sweep), started_runs(sweep)
+    assert len(done) == 3 and len(started) > 3  # the second cohort had begun: its members are lost, none complete
+    again = run(sweep_cmd(results, *COHORT_GRID), check=True)
+    assert (again.stdout + again.stderr).count("skipping complete run") == 3
+    pd.testing.assert_frame_equal(cohort_summary(results), ref)  # same members, same numbers, none twice
+    folders = started_runs(sweep)
+    assert len(folders) == 6
+    for f in folders:
+        assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "history.csv", "metrics.json"]
