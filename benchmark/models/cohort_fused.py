@@ -1,0 +1,93 @@
+"""A whole plain-LSTM sequence of E cohort members with a hand-written backward (`cohort.py`'s fast path).
+
+The cohort's autograd loop records about ten nodes per step, whose bookkeeping costs more than
+the batched math at small sizes, so a stacked plain LSTM lost to torch's fused nn.LSTM run member
+after member. `CohortLSTM` is `fused.py`'s idea with the member dimension E in front:
+- every step writes into preallocated buffers, in place, with no graph: one `baddbmm` per step
+  for all members' W_hh·h + xw, one sigmoid for all four gates (tanh(g) = 2σ(2g) − 1 on CPU);
+- the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}; W_hh's gradient is one batched
+  GEMM afterwards, (E, 4H, T·B)·(E, T·B, H).
+Buffers the backward multiplies as (E, T·B, ·) matrices (the gate gradients, the hidden states,
+so xw and the outputs too) are laid member first, (E, T, B, ·): those GEMMs need no copy.
+
+Only the plain recurrence runs here (no norm, mask, zoneout or weight drop inside it), in training
+with gradients on (`CohortLayer._can_fuse`); everything else takes the cohort's autograd loop,
+which stays the reference: tests/test_cohort_fused.py checks that both agree in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from benchmark.models.fused import _sigmoid_backward, _tanh_, _tanh_backward
+
+
+class CohortLSTM(torch.autograd.Function):
+    """h_1..h_T (E, T, B, H) of E LSTM layers, given xw = W_ih·x + b_ih + b_hh (E, T, B, 4H) and W_hh (E, 4H, H).
+
+    Gates in torch's order (i, f, g, o); the math of `LSTMCell.step` with empty slots, from zero state.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor) -> Tensor:
+        E, T, B, G = xw.shape
+        H = G // 4
+        g_cols = slice(2 * H, 3 * H)
+        wt = w_hh.transpose(1, 2)  # (E, H, 4H)
+        hs = xw.new_empty(E, T + 1, B, H)  # h_0..h_T, member first; the output is hs[:, 1:]
+        cs = xw.new_empty(T + 1, E, B, H)  # c_0..c_T
+        hs[:, 0].zero_()
+        cs[0].zero_()
+        acts = xw.new_empty(T, E, B, G)  # σ(i), σ(f), tanh(g), σ(o)
+        tcs = xw.new_empty(T, E, B, H)  # tanh(c_t)
+        for t in range(T):
+            a = acts[t]
+            torch.baddbmm(xw[:, t], hs[:, t], wt, out=a)
+            a[..., g_cols].mul_(2)
+            a.sigmoid_()
+            a[..., g_cols].mul_(2).sub_(1)
+            i, f, g, o = a.chunk(4, -1)
+            c = torch.mul(f, cs[t], out=cs[t + 1]).addcmul_(i, g)
+            torch.mul(o, _tanh_(tcs[t].copy_(c)), out=hs[:, t + 1])
+        ctx.save_for_backward(w_hh)  # an input: autograd checks it is not modified in place before backward
+        ctx.bufs = (acts, cs, tcs, hs)
+        return hs[:, 1:]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor]:
+        (w_hh,) = ctx.saved_tensors
+        acts, cs, tcs, hs = ctx.bufs
+        E, T, B, H = dy.shape
+        G = 4 * H
+        dG = dy.new_empty(E, T, B, G)  # ∂L/∂gates = ∂L/∂xw, member first like xw
+        dh = dy.new_zeros(E, B, H)  # ∂L/∂h_t from later steps
+        dc_next = dy.new_zeros(E, B, H)
+        tmp, dc = dy.new_empty(E, B, H), dy.new_empty(E, B, H)
+        for t in reversed(range(T)):
+            dh.add_(dy[:, t])
+            i, f, g, o = acts[t].chunk(4, -1)
+            di, df, dg, do = dG[:, t].chunk(4, -1)
+            tc = tcs[t]
+            _sigmoid_backward(torch.mul(dh, tc, out=tmp), o, grad_input=do)
+            _tanh_backward(torch.mul(dh, o, out=tmp), tc, grad_input=dc)
+            dc.add_(dc_next)
+            _sigmoid_backward(torch.mul(dc, g, out=tmp), i, grad_input=di)
+            _tanh_backward(torch.mul(dc, i, out=tmp), g, grad_input=dg)
+            _sigmoid_backward(torch.mul(dc, cs[t], out=tmp), f, grad_input=df)
+            torch.mul(dc, f, out=dc_next)
+            if t > 0:  # h_0 is a constant zero state
+                torch.bmm(dG[:, t], w_hh, out=dh)
+        d_w_hh = None
+        if ctx.needs_input_grad[1]:  # one batched GEMM for all steps: (E, 4H, T·B)·(E, T·B, H)
+            d_w_hh = torch.bmm(dG.view(E, T * B, G).transpose(1, 2), hs[:, :T].reshape(E, T * B, H))
+        return dG, d_w_hh
+
+
+def cohort_lstm(xw: Tensor, w_hh: Tensor) -> Tensor:
+    """(E, T, B, 4H) input-side pre-activations (both biases in) -> (E, T, B, H) outputs, training mode."""
+    return CohortLSTM.apply(xw.contiguous(), w_hh)
