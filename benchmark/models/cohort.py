@@ -6,6 +6,8 @@ ways and evaluation can reuse the solo code. The forward is the custom loop of `
 in front: the input projection of all members and steps is one batched GEMM, each step one
 `torch.bmm` (or `baddbmm`) for the recurrence, and the gate math is the cell's own `CellMath.step`
 (it splits gates on the last dimension, so (E, B, gH) tensors pass through it unchanged).
+A plain LSTM recurrence (nothing inside it) in training takes `cohort_fused.py` instead: the same
+function with a hand-written backward, as `fused.py` is for a solo layer (`CohortLayer._can_fuse`).
 Masks are drawn per member through `benchmark.models.masks`, in the order the solo model draws
 them; BN reduces over each member's own batch, per step; LN and zoneout act per member.
 

@@ -4,7 +4,8 @@ The cohort's autograd loop records about ten nodes per step, whose bookkeeping c
 the batched math at small sizes, so a stacked plain LSTM lost to torch's fused nn.LSTM run member
 after member. `CohortLSTM` is `fused.py`'s idea with the member dimension E in front:
 - every step writes into preallocated buffers, in place, with no graph: one `baddbmm` per step
-  for all members' W_hh·h + xw, one sigmoid for all four gates (tanh(g) = 2σ(2g) − 1 on CPU);
+  for all members' W_hh·h + xw, one sigmoid for all four gates (tanh(g) = 2σ(2g) − 1), tanh(c)
+  likewise on CPU (as `fused._tanh_`);
 - the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}; W_hh's gradient is one batched
   GEMM afterwards, (E, 4H, T·B)·(E, T·B, H).
 Buffers the backward multiplies as (E, T·B, ·) matrices (the gate gradients, the hidden states,
