@@ -97,9 +97,10 @@ def choose_mode(ps: Sequence[Prepared]) -> CohortMode:
 
 def stack_loses(cell: str, impl_used: str, device: str) -> bool:
     """Whether members alone beat the stack, as measured (`make bench-cohort`, docs/timing.md): only with
-    torch's fused LSTM on the CPU (5.4 ms against 6.2 ms per member at E=10, T=100, B=32, H=32). torch's
-    RNN and GRU kernels lose to the stack there (ratios 0.2-0.6), and on a GPU the stack costs about
-    what one member does."""
+    torch's fused LSTM on the CPU. With the fused cohort LSTM (models/cohort_fused.py) the stack wins there
+    only at H=32 with E >= 10 (per-member ratio 0.85-0.90 at E=10), not at E=5 (0.97-1.21) nor at H=128
+    (0.95-1.10 at E=10). torch's RNN and GRU kernels lose to the stack there (ratios 0.2-0.6), and on a
+    GPU the stack costs about what one member does."""
     return cell == "lstm" and impl_used == "native" and device == "cpu"
 
 

@@ -6,6 +6,8 @@ ways and evaluation can reuse the solo code. The forward is the custom loop of `
 in front: the input projection of all members and steps is one batched GEMM, each step one
 `torch.bmm` (or `baddbmm`) for the recurrence, and the gate math is the cell's own `CellMath.step`
 (it splits gates on the last dimension, so (E, B, gH) tensors pass through it unchanged).
+A plain LSTM recurrence (nothing inside it) in training takes `cohort_fused.py` instead: the same
+function with a hand-written backward, as `fused.py` is for a solo layer (`CohortLayer._can_fuse`).
 Masks are drawn per member through `benchmark.models.masks`, in the order the solo model draws
 them; BN reduces over each member's own batch, per step; LN and zoneout act per member.
 
@@ -23,7 +25,8 @@ from torch import Tensor, nn
 
 from benchmark.arms.weightdrop import weight_drop_class
 from benchmark.models import masks
-from benchmark.models.cells import Slots
+from benchmark.models.cells import LSTMCell, Slots
+from benchmark.models.cohort_fused import cohort_lstm
 from benchmark.models.cohort_norm import (
     CohortDropout,
     CohortLayerNorm,
@@ -149,7 +152,38 @@ class CohortLayer(nn.Module):
             return cell.step(xw_t, hw if cell.additive else hw + b_hh, state, t, slots)
         return cell.step(xw_t, torch.baddbmm(b_hh, h, w_hh_t), state, t, slots)
 
+    def _can_fuse(self, x: Tensor) -> bool:
+        """The fused cohort LSTM (`cohort_fused.py`) applies: a plain LSTM recurrence, training with gradients.
+
+        As `RecurrentLayer._can_fuse` decides for a solo layer, but only without any regulariser inside
+        the recurrence (norm, state or candidate dropout, zoneout, weight drop): those take the autograd loop.
+        """
+        return (
+            self.cell.fused is LSTMCell.fused
+            and self.training
+            and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(x.device.type)
+            and self.norm_x is None
+            and self.norm_h is None
+            and self.norm_c is None
+            and self.zone_p is None
+            and self.p_state == 0
+            and self.p_candidate == 0
+            and self.weight_hh is None
+        )
+
+    def _fused(self, x: Tensor) -> Tensor:
+        """The fused path: the input projection as one (E, T·B, I)·(E, I, 4H) GEMM, member first, then `cohort_lstm`."""
+        T, E, B, _ = x.shape
+        r = self.rnn
+        bias = (r.bias_ih_l0 + r.bias_hh_l0).unsqueeze(1)  # (E, 1, 4H)
+        xe = x.transpose(0, 1).reshape(E, T * B, -1)
+        xw = torch.baddbmm(bias, xe, r.weight_ih_l0.transpose(1, 2)).view(E, T, B, -1)
+        return cohort_lstm(xw, r.weight_hh_l0).transpose(0, 1)  # (T, E, B, H), a view of member-first outputs
+
     def forward(self, x: Tensor) -> Tensor:
+        if self._can_fuse(x):
+            return self._fused(x)
         T, E, B, _ = x.shape
         r = self.rnn
         w_hh = r.weight_hh_l0 if self.weight_hh is None else self.weight_hh(r.weight_hh_l0)

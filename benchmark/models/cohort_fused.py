@@ -1,0 +1,100 @@
+"""A whole plain-LSTM sequence of E cohort members with a hand-written backward (`cohort.py`'s fast path).
+
+The cohort's autograd loop records about ten nodes per step, whose bookkeeping costs more than
+the batched math at small sizes, so a stacked plain LSTM lost to torch's fused nn.LSTM run member
+after member. `CohortLSTM` is `fused.py`'s idea with the member dimension E in front:
+- every step writes into preallocated buffers, in place, with no graph: one `baddbmm` per step
+  for all members' W_hh·h + xw, one sigmoid for all four gates (tanh(g) = 2σ(2g) − 1), tanh(c)
+  likewise on CPU (as `fused._tanh_`);
+- the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}; W_hh's gradient is one batched
+  GEMM afterwards, (E, 4H, T·B)·(E, T·B, H).
+Buffers the backward multiplies as (E, T·B, ·) matrices (the gate gradients, the hidden states,
+so xw and the outputs too) are laid member first, (E, T, B, ·): those GEMMs need no copy.
+
+Only the plain recurrence runs here (no norm, mask, zoneout or weight drop inside it), in training
+with gradients on (`CohortLayer._can_fuse`); everything else takes the cohort's autograd loop,
+which stays the reference: tests/test_cohort_fused.py checks that both agree in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from benchmark.models.fused import _sigmoid_backward, _tanh_backward
+
+
+class CohortLSTM(torch.autograd.Function):
+    """h_1..h_T (E, T, B, H) of E LSTM layers, given xw = W_ih·x + b_ih + b_hh (E, T, B, 4H) and W_hh (E, 4H, H).
+
+    Gates in torch's order (i, f, g, o); the math of `LSTMCell.step` with empty slots, from zero state.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor) -> Tensor:
+        E, T, B, G = xw.shape
+        H = G // 4
+        cpu = xw.device.type == "cpu"
+        minus_one = xw.new_full((), -1.0)  # 2s − 1 as one op: add(−1, s, alpha=2)
+        hs = xw.new_empty(E, T + 1, B, H)  # h_0..h_T, member first; the output is hs[:, 1:]
+        cs = xw.new_empty(T + 1, E, B, H)  # c_0..c_T
+        hs[:, 0].zero_()
+        cs[0].zero_()
+        acts = xw.new_empty(T, E, B, G)  # σ(i), σ(f), tanh(g), σ(o)
+        tcs = xw.new_empty(T, E, B, H)  # tanh(c_t)
+        # every per-step view made once, by unbind, outside the loop
+        x_, h_, c_, tc_, a_ = xw.unbind(1), hs.unbind(1), cs.unbind(0), tcs.unbind(0), acts.unbind(0)
+        i_, f_, g_, o_ = (v.unbind(0) for v in acts.chunk(4, -1))
+        wt = w_hh.transpose(1, 2)  # (E, H, 4H)
+        for t in range(T):
+            torch.baddbmm(x_[t], h_[t], wt, out=a_[t])
+            g_[t].mul_(2)
+            a_[t].sigmoid_()
+            torch.add(minus_one, g_[t], alpha=2, out=g_[t])  # tanh(g) = 2σ(2g) − 1
+            c = torch.mul(f_[t], c_[t], out=c_[t + 1]).addcmul_(i_[t], g_[t])
+            if cpu:  # as fused._tanh_: torch's CPU tanh costs about three sigmoids here
+                torch.mul(c, 2, out=tc_[t]).sigmoid_()
+                torch.add(minus_one, tc_[t], alpha=2, out=tc_[t])
+            else:
+                torch.tanh(c, out=tc_[t])
+            torch.mul(o_[t], tc_[t], out=h_[t + 1])
+        ctx.save_for_backward(w_hh)  # an input: autograd checks it is not modified in place before backward
+        ctx.bufs = (acts, cs, tcs, hs)
+        return hs[:, 1:]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        (w_hh,) = ctx.saved_tensors
+        acts, cs, tcs, hs = ctx.bufs
+        E, T, B, H = dy.shape
+        G = 4 * H
+        dG = dy.new_empty(E, T, B, G)  # ∂L/∂gates = ∂L/∂xw, member first like xw
+        dh = dy[:, T - 1].clone()  # ∂L/∂h_t
+        dc_next = dy.new_zeros(E, B, H)  # ∂L/∂c_t through c_{t+1}
+        tmp, dc = dy.new_empty(E, B, H), dy.new_empty(E, B, H)
+        i_, f_, g_, o_ = (v.unbind(0) for v in acts.chunk(4, -1))
+        di_, df_, dg_, do_ = (v.unbind(1) for v in dG.chunk(4, -1))
+        c_, tc_, dy_, dG_ = cs.unbind(0), tcs.unbind(0), dy.unbind(1), dG.unbind(1)
+        for t in reversed(range(T)):
+            _sigmoid_backward(torch.mul(dh, tc_[t], out=tmp), o_[t], grad_input=do_[t])
+            _tanh_backward(torch.mul(dh, o_[t], out=tmp), tc_[t], grad_input=dc)
+            dc.add_(dc_next)
+            _sigmoid_backward(torch.mul(dc, g_[t], out=tmp), i_[t], grad_input=di_[t])
+            _tanh_backward(torch.mul(dc, i_[t], out=tmp), g_[t], grad_input=dg_[t])
+            _sigmoid_backward(torch.mul(dc, c_[t], out=tmp), f_[t], grad_input=df_[t])
+            if t > 0:  # h_0 and c_0 are constant zero states
+                torch.mul(dc, f_[t], out=dc_next)
+                torch.baddbmm(dy_[t - 1], dG_[t], w_hh, out=dh)
+        d_w_hh = None
+        if ctx.needs_input_grad[1]:  # one batched GEMM for all steps: (E, 4H, T·B)·(E, T·B, H)
+            d_w_hh = torch.bmm(dG.view(E, T * B, G).transpose(1, 2), hs[:, :T].reshape(E, T * B, H))
+        return dG, d_w_hh
+
+
+def cohort_lstm(xw: Tensor, w_hh: Tensor) -> Tensor:
+    """(E, T, B, 4H) input-side pre-activations (both biases in) -> (E, T, B, H) outputs, training mode."""
+    return CohortLSTM.apply(xw.contiguous(), w_hh)
