@@ -88,26 +88,27 @@ def choose_mode(ps: Sequence[Prepared]) -> CohortMode:
         if reason:
             raise ConfigError("cohort.mode", "stacked", f"auto or sequential for reg={p.spec.reg.name}", reason)
         return CohortMode.stacked
-    reason = reason or fused_is_faster(p)
+    reason = reason or fused_is_faster(p, len(ps))
     if reason:
         log.info("cohort of %d runs one after another: %s", len(ps), reason)
         return CohortMode.sequential
     return CohortMode.stacked
 
 
-def stack_loses(cell: str, impl_used: str, device: str) -> bool:
+def stack_loses(cell: str, impl_used: str, device: str, hidden: int, members: int) -> bool:
     """Whether members alone beat the stack, as measured (`make bench-cohort`, docs/timing.md): only with
     torch's fused LSTM on the CPU. With the fused cohort LSTM (models/cohort_fused.py) the stack wins there
     only at H=32 with E >= 10 (per-member ratio 0.85-0.90 at E=10), not at E=5 (0.97-1.21) nor at H=128
     (0.95-1.10 at E=10). torch's RNN and GRU kernels lose to the stack there (ratios 0.2-0.6), and on a
     GPU the stack costs about what one member does."""
-    return cell == "lstm" and impl_used == "native" and device == "cpu"
+    fused_lstm_on_cpu = cell == "lstm" and impl_used == "native" and device == "cpu"
+    return fused_lstm_on_cpu and not (hidden <= 32 and members >= 10)
 
 
-def fused_is_faster(p: Prepared) -> Optional[str]:
+def fused_is_faster(p: Prepared, members: int) -> Optional[str]:
     """The reason to run this variant's members one after another, if the measurements give one."""
     impl = resolve_impl(p.spec.cell, p.spec.reg, p.cfg.impl).value
-    if stack_loses(p.spec.cell.name, impl, p.device.type):
+    if stack_loses(p.spec.cell.name, impl, p.device.type, p.spec.hidden_size, members):
         return "torch's fused LSTM is faster per member than a stacked loop on the CPU"
     return None
 

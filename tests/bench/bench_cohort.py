@@ -13,7 +13,7 @@ E members one after another through the solo path costs E solo steps, so a media
 at E=10 says "stacked is faster", above 1 "sequential is faster". The table printed at the end
 shows the medians per cell × arm (columns H × E), which mode wins at E=10, whether that agrees with
 the rule the runs use (benchmark/cohort_run.py `stack_loses`: one after another only where torch's
-fused LSTM runs the variant on the CPU, stacked everywhere else), and the two targets: a 10-member BN-LSTM
+fused LSTM runs the variant on the CPU, unless H <= 32 with E >= 10; stacked everywhere else), and the two targets: a 10-member BN-LSTM
 cohort at H=32 at most 1/2.5 of the solo BN-LSTM per member, a plain LSTM cohort (E=10, H=32) per
 member no more than the solo fused LSTM.
 
@@ -124,7 +124,7 @@ def _matrix_line(device: str, cell: str, arm: str) -> str:
             winners.append("-")
             continue
         winners.append(_winner(rule_row.ratio)[:3])
-        agree &= (rule_row.ratio < 1) == (not stack_loses(cell, rule_row.solo_impl, device))
+        agree &= (rule_row.ratio < 1) == (not stack_loses(cell, rule_row.solo_impl, device, h, RULE_E))
     rule = "agrees" if "-" not in winners and agree else ("?" if "-" in winners else "DISAGREES")
     return f"{cell:<5}{arm:<8}{impl:<7}" + "".join(cells) + f"  {'/'.join(winners):<8} {rule}"
 
