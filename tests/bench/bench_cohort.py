@@ -13,9 +13,9 @@ E members one after another through the solo path costs E solo steps, so a media
 at E=10 says "stacked is faster", above 1 "sequential is faster". The table printed at the end
 shows the medians per cell × arm (columns H × E), which mode wins at E=10, whether that agrees with
 the rule the runs use (benchmark/cohort_run.py `stack_loses`: one after another only where torch's
-fused LSTM runs the variant on the CPU, unless H <= 32 with E >= 10; stacked everywhere else), and the two targets: a 10-member BN-LSTM
-cohort at H=32 at most 1/2.5 of the solo BN-LSTM per member, a plain LSTM cohort (E=10, H=32) per
-member no more than the solo fused LSTM.
+fused LSTM runs the variant on the CPU, unless H <= 32 with E >= 10; stacked everywhere else), and
+the two targets: a 10-member BN-LSTM cohort at H=32 at most 1/2.5 of the solo BN-LSTM per member, a
+plain LSTM cohort (E=10, H=32) per member no more than the solo fused LSTM.
 
 Rounds shrink with the work of a point so the grid fits in about six minutes on one thread:
 H=32: 11 timed rounds (7 at E=20) after 1 warm-up round; H=128: 6 (5 at E=10, 4 at E=20), no warm-up round.
