@@ -10,9 +10,12 @@ per member. The summed loss's backward leaves in each member's parameters exactl
 gradient of its own loss, since members share no parameter.
 
 A member that diverges or stops (at its target, early stopping) leaves the stack; the cohort
-is rebuilt of the others, which go on. BN's running statistics live in the cohort's buffers
-while it trains and are written to the members' models before every evaluation and when
-the stack changes. Each member's training time is its share of the cohort's step time.
+is rebuilt of the others, which go on; the last one left trains alone, through its own model
+(a stack of one costs more than the solo model, which may run a fused kernel).
+
+BN's running statistics live in the cohort's buffers while it trains and are written to the
+members' models before every evaluation and when the stack changes. Each member's training time is
+its share of the cohort's step time.
 """
 
 from __future__ import annotations
@@ -78,13 +81,28 @@ def cohort_losses(cohort: CohortModel, members: Sequence[Member], dtype: Optiona
     return losses, xs[0].shape[0] * xs[0].shape[1]
 
 
-def restack(cohort: Optional[CohortModel], stacked: list[Member], active: list[Member]) -> CohortModel:
-    """The cohort of `active` members; the leaving members' BN statistics go back to their models first."""
+def restack(cohort: Optional[CohortModel], stacked: list[Member], active: list[Member]) -> Optional[CohortModel]:
+    """The cohort of `active` members (None for one: it trains alone); the leaving members' BN statistics
+    go back to their models first."""
     if cohort is not None:
         sync_buffers(cohort, stacked)
-    new = CohortModel([m.model for m in active])
-    new.train()
-    return new
+    if len(active) == 1:
+        return None
+    return CohortModel([m.model for m in active]).train()
+
+
+def step_alone(m: Member, dtype: Optional[torch.dtype], i: int) -> None:
+    """Step i of the one member left, through its own model, as its solo run steps (`benchmark.step.EagerStep`)."""
+    t0 = time.perf_counter()
+    m.zero_grad()
+    x, y = m.batches.next()
+    with autocast(x.device.type, dtype):
+        out = m.model(x)
+    loss = m.task.loss(out, y)
+    loss.backward()
+    stats = m.stats(loss)
+    if not m.update(i, stats) or m.book(i, stats, time.perf_counter() - t0, x.shape[0] * x.shape[1]):
+        m.active = False
 
 
 def check_cohort_configs(cfgs: Sequence[TrainConfig]) -> None:
@@ -140,7 +158,10 @@ def train_cohort(
                 break
             if active != stacked:
                 cohort, stacked = restack(cohort, stacked, active), active
-            step_members(cohort, active, dtype, i)
+            if cohort is None:  # the last member: its own model (and fused kernel) beats a stack of one
+                step_alone(active[0], dtype, i)
+            else:
+                step_members(cohort, active, dtype, i)
             bar.update(1)
     finally:
         bar.close()
