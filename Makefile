@@ -7,7 +7,7 @@ VPY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
 # Without a GPU: experiment `claims_cpu` (the claims protocol on the part of the grid that fits 15 minutes
-# on 2 cores; `claims` is the whole grid, which needs cohorts) on every core (joblib, one job per core,
+# on 2 cores; `claims` is the whole grid, an estimated 25-35 min there with cohorts) on every core (joblib, one job per core,
 # one torch thread each);
 # with one: `full` with the basic launcher (one job at a time on the GPU).
 HAS_CUDA := $(shell $(VPY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
