@@ -40,6 +40,18 @@ def run_sweep(results: Path, *extra: str) -> subprocess.CompletedProcess:
     return run(sweep_cmd(results, *GRID, *extra), check=True)
 
 
+def start_sweep(results: Path, grid: list[str]) -> subprocess.Popen:
+    """The sweep in a process group of its own (so a kill reaches every job), output discarded."""
+    return subprocess.Popen(
+        sweep_cmd(results, *grid),
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def summary(results: Path) -> pd.DataFrame:
     """The aggregated table without the volatile columns, one row per run, sorted."""
     from benchmark.analysis import aggregate
@@ -70,14 +82,7 @@ def test_sigkill_inside_grid_points_then_rerun_equals_an_uninterrupted_sweep(tmp
     results = tmp_path / "results"
     sweep = results / "ft"
     for target in (1, 2, 3):
-        proc = subprocess.Popen(
-            sweep_cmd(results, *GRID),
-            cwd=ROOT,
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = start_sweep(results, GRID)
         try:
             wait_for_runs(sweep, target, proc, mid_point=True)
         finally:
@@ -143,14 +148,7 @@ def test_sigkill_inside_a_cohort_then_rerun_completes_every_member_once(tmp_path
     assert len(ref) == 6 and (ref["status"] == "ok").all() and (ref["cohort_mode"] == "stacked").all()
     results = tmp_path / "results"
     sweep = results / "ftc"
-    proc = subprocess.Popen(
-        sweep_cmd(results, *COHORT_GRID),
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_sweep(results, COHORT_GRID)
     try:
         wait_for_runs(sweep, 3, proc, mid_point=True)
     finally:
