@@ -79,7 +79,7 @@ def why_not_stacked(p: Prepared) -> Optional[str]:
 
 
 def choose_mode(ps: Sequence[Prepared]) -> CohortMode:
-    """Stacked where the variant needs the custom loop and has a cohort form; sequential otherwise."""
+    """Stacked, unless the variant has no cohort form or its members alone are measured faster (`stack_loses`)."""
     p, asked = ps[0], ps[0].cfg.cohort.mode
     if len(ps) == 1 or asked is CohortMode.sequential:
         return CohortMode.sequential
