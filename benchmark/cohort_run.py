@@ -35,6 +35,7 @@ from benchmark.launch import RunningJobs, running_jobs
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import resolve_impl
 from benchmark.run import (
+    SOLO,
     Prepared,
     _device_for_job,
     dedicated_timing,
@@ -60,7 +61,7 @@ log = logging.getLogger("benchmark.cohort_run")
 def cohort_keys(ps: Sequence[Prepared], mode: str) -> dict[str, Any]:
     """The record's cohort keys of runs trained together in one job."""
     if len(ps) == 1:
-        return {"cohort_id": None, "cohort_size": 1, "cohort_mode": "solo"}
+        return SOLO
     cid = hashlib.sha256(",".join(sorted(p.run_id for p in ps)).encode()).hexdigest()[:12]
     return {"cohort_id": cid, "cohort_size": len(ps), "cohort_mode": mode}
 

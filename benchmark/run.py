@@ -24,6 +24,7 @@ torch thread count, the TF32 flags and the CUDA peak-memory statistics.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
@@ -38,7 +39,9 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from hydra.errors import InstantiationException, OverrideParseException
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -47,6 +50,7 @@ from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo, record
 from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form
+from benchmark.cohort_sweep import member_overrides
 from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, profile_ratio
 from benchmark.io import (
@@ -460,16 +464,24 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works 
 
 
 def member_configs(cfg: DictConfig) -> list[DictConfig]:
-    """The job's runs: `cfg` with each of `cohort.members` ("key=value ...", keys from `cohort.axes`) applied;
-    [cfg] for a solo job. A member names only cohort axes, each a plain config value (ConfigError otherwise)."""
-    members, axes = list(cfg.cohort.members), list(cfg.cohort.axes)
+    """The job's runs: `cfg` with each of `cohort.members` applied, read as the cohort sweeper wrote them
+    (`cohort_sweep.member_overrides`, values parsed by Hydra's override parser); [cfg] for a solo job.
+    A member sets only cohort axes, each a plain config value (ConfigError otherwise)."""
+    axes, parser = list(cfg.cohort.axes), OverridesParser.create()
+    allowed = f"space-separated key=value overrides of cohort.axes {axes}"
     out = []
-    for text in members:
-        dotlist = str(text).split()
-        bad = [d for d in dotlist if d.partition("=")[0] not in axes or "=" not in d]
-        if bad or not dotlist:
-            raise ConfigError("cohort.members", text, f"space-separated key=value overrides of cohort.axes {axes}")
-        member = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    for text in cfg.cohort.members:
+        try:
+            overrides = parser.parse_overrides(member_overrides(str(text)))
+        except OverrideParseException as e:
+            raise ConfigError("cohort.members", text, allowed, str(e).splitlines()[0]) from None
+        if not overrides or any(
+            o.key_or_group not in axes or o.type is not OverrideType.CHANGE or o.is_sweep_override() for o in overrides
+        ):
+            raise ConfigError("cohort.members", text, allowed)
+        member = copy.deepcopy(cfg)
+        for o in overrides:
+            OmegaConf.update(member, o.key_or_group, o.value(), merge=False)
         member.cohort.members = []
         out.append(member)
     return out or [cfg]

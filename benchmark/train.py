@@ -417,7 +417,7 @@ class Trainee:
         cfg, res = self.cfg, self.res
         res.add_step(i, stats, dt, tokens)
         self.window.add(stats, dt, tokens)
-        is_eval, stop = i % cfg.eval_interval == 0 or i == cfg.steps, False
+        is_eval, stop = self.evaluates_at(i), False
         if i % cfg.log_interval == 0 or is_eval:
             row = self.window.row(i, self.opt.param_groups[0]["lr"])
             if is_eval:
@@ -426,6 +426,10 @@ class Trainee:
             if bar is not None:
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", tok_s=f"{row['tokens_per_s'] or 0:.3g}")
         return stop
+
+    def evaluates_at(self, i: int) -> bool:
+        """Step i is an evaluation step: every eval_interval steps and the budget's last."""
+        return i % self.cfg.eval_interval == 0 or i == self.cfg.steps
 
     def evaluate_and_ask(self, i: int, row: dict[str, Any]) -> bool:
         """At an evaluation step: precise BN, validation into `row`, then the stopping rules (True: stop)."""

@@ -183,8 +183,7 @@ def step_members(cohort: CohortModel, active: list[Member], dtype: Optional[torc
     stats = [m.stats(loss) for m, loss in zip(active, losses.unbind(0))]
     applied = [m.update(i, s) for m, s in zip(active, stats)]
     dt = (time.perf_counter() - t0) / len(active)  # each member's share of the cohort's step
-    cfg = active[0].cfg
-    if i % cfg.eval_interval == 0 or i == cfg.steps:  # evaluations read BN's statistics from the members' models
+    if active[0].evaluates_at(i):  # evaluations read BN's statistics from the members' models
         sync_buffers(cohort, active)
     for m, s, ok in zip(active, stats, applied):
         if not ok or m.book(i, s, dt, tokens):

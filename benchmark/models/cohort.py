@@ -275,17 +275,10 @@ class CohortModel(nn.Module):
             t.copy_(torch.stack([s[name] for s in states], self.member_dim(name)))
 
     @torch.no_grad()
-    def write_solos(self, solos: Sequence[SequenceModel], buffers_only: bool = False) -> None:
-        """Copy member e's parameters and buffers into solos[e] (e.g. to evaluate with the solo code).
-
-        `buffers_only`: just the buffers (BN's running statistics), for a cohort trained on the solos'
-        own parameters (benchmark/train_cohort.py).
-        """
+    def write_solos(self, solos: Sequence[SequenceModel]) -> None:
+        """Copy member e's parameters and buffers into solos[e] (e.g. to evaluate with the solo code)."""
         self._check_members(solos)
-        names = {n for n, _ in self.named_buffers()} if buffers_only else set(self.state_dict())
         for name, t in self.state_dict().items():
-            if name not in names:
-                continue
             dim = self.member_dim(name)
             for e, m in enumerate(solos):
                 m.state_dict()[name].copy_(t.select(dim, e))

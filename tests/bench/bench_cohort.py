@@ -28,12 +28,12 @@ Before timing, every model runs one checked step (finite gradients), which also 
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Callable, NamedTuple
 
 import pytest
 import torch
 import torch.nn.functional as F
+from interleave import interleaved_rounds
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm
@@ -163,25 +163,6 @@ def ratio_table(request: pytest.FixtureRequest):
         _report(tr.write_line)
 
 
-def _time_point(benchmark, step, ref_step, rounds: int, warmup: int) -> tuple[list[float], list[float]]:
-    """Pedantic rounds of `step`, each preceded by one untimed-by-pedantic `ref_step`; (ref, step) seconds."""
-    ref_s: list[float] = []
-    var_s: list[float] = []
-
-    def setup() -> None:  # untimed by pytest-benchmark: one solo step, interleaved
-        t0 = time.perf_counter()
-        ref_step()
-        ref_s.append(time.perf_counter() - t0)
-
-    def target() -> None:
-        t0 = time.perf_counter()
-        step()
-        var_s.append(time.perf_counter() - t0)
-
-    benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
-    return ref_s[warmup:], var_s[warmup:]
-
-
 @pytest.mark.parametrize("members", SIZES, ids=lambda e: f"E{e}")
 @pytest.mark.parametrize("hidden", HIDDENS, ids=lambda h: f"H{h}")
 @pytest.mark.parametrize("arm", ARMS)
@@ -198,7 +179,7 @@ def test_cohort_step_per_member(
     step = cohort_step(cell, arm, hidden, members, device)
     ref_step, solo_impl = solo_step(cell, arm, hidden, device)
     benchmark.group = f"{device} {cell}-{arm} H={hidden} T={T}"
-    ref_s, var_s = _time_point(benchmark, step, ref_step, rounds, warmup)
+    ref_s, var_s = interleaved_rounds(benchmark, step, ref_step, rounds, warmup)
     ratios = [v / members / r for v, r in zip(var_s, ref_s)]
     benchmark.extra_info.update(
         device=device,

@@ -19,6 +19,7 @@ from typing import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from interleave import interleaved_rounds
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark import variants as registry
@@ -100,22 +101,8 @@ def test_train_step(
     factor = bench_slowdown.get(variant.id, bench_slowdown.get(variant.base_id, 1.0))
     step = slowed(make_step(variant), factor)
     ref_step = reference_steps(variant)
-    ref_s: list[float] = []
-    var_s: list[float] = []
-
-    def setup() -> None:  # untimed by pytest-benchmark: one reference step, interleaved
-        t0 = time.perf_counter()
-        ref_step()
-        ref_s.append(time.perf_counter() - t0)
-
-    def target() -> None:
-        t0 = time.perf_counter()
-        step()
-        var_s.append(time.perf_counter() - t0)
-
     benchmark.group = f"{variant.cell} T={variant.seq_len}"
-    benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
-    ref_s, var_s = ref_s[warmup:], var_s[warmup:]
+    ref_s, var_s = interleaved_rounds(benchmark, step, ref_step, rounds, warmup)
     assert len(ref_s) == len(var_s) == rounds
     arm = registry.arm(variant.variant)
     ident = arm.identity(variant.seq_len)
