@@ -48,14 +48,17 @@ class _CohortBN:
         self.stats = like.new_empty(2, T, E, 1, Fd)
         self.scale = like.new_empty(T, E, 1, Fd)  # 1/σ in the forward, γ/σ after it
         self.sq = like.new_empty(E, B, Fd)
+        self.eps = like.new_full((), norm.eps)  # a tensor: a Python scalar costs a conversion per op
+        # every per-step view made once, outside the loops
+        self.xhat_, self.scale_ = self.xhat.unbind(0), self.scale.unbind(0)
+        self.mean_, self.var_ = self.stats[0].unbind(0), self.stats[1].unbind(0)
 
     def forward(self, x: Tensor, t: int) -> Tensor:
         """x̂_t of x (E, B, F), kept for backward; the caller applies γ (and β)."""
-        mean, var = self.stats[0, t], self.stats[1, t]
-        torch.sum(x, 1, keepdim=True, out=mean).div_(self.B)  # as torch's batch_norm: x − mean is 0 where x is
-        xc = torch.sub(x, mean, out=self.xhat[t])
+        mean, var = self.mean_[t], self.var_[t]
+        xc = torch.sub(x, torch.bmm(self.avg, x, out=mean), out=self.xhat_[t])
         torch.bmm(self.avg, torch.mul(xc, xc, out=self.sq), out=var)
-        return xc.mul_(torch.add(var, self.norm.eps, out=self.scale[t]).rsqrt_())
+        return xc.mul_(torch.add(var, self.eps, out=self.scale_[t]).rsqrt_())
 
     def affine(self, xhat: Tensor, out: Tensor) -> Tensor:
         """γ·x̂ + β into `out` (β where the norm has one)."""
@@ -72,10 +75,10 @@ class _CohortBN:
 
     def backward(self, dy: Tensor, t: int, out: Tensor) -> Tensor:
         """∂L/∂x_t into `out` given ∂L/∂y_t, y = γ·x̂ (+ β)."""
-        xhat, m_dy, m_dyx = self.xhat[t], self.stats[0, t], self.stats[1, t]  # forward's stats are spent
+        xhat, m_dy, m_dyx = self.xhat_[t], self.mean_[t], self.var_[t]  # forward's stats are spent
         torch.bmm(self.avg, dy, out=m_dy)
         torch.bmm(self.avg, torch.mul(dy, xhat, out=self.sq), out=m_dyx)
-        return torch.sub(dy, m_dy, out=out).addcmul_(xhat, m_dyx, value=-1).mul_(self.scale[t])
+        return torch.sub(dy, m_dy, out=out).addcmul_(xhat, m_dyx, value=-1).mul_(self.scale_[t])
 
     def grads(self) -> tuple[Tensor, Optional[Tensor]]:
         """∂L/∂γ and ∂L/∂β (None without β), (E, F): B times the batch means, summed over steps."""
@@ -84,11 +87,16 @@ class _CohortBN:
         return d_gamma, d_beta
 
 
-def _tanh_into(x: Tensor, out: Tensor, minus_one: Tensor) -> Tensor:
+def _constants(like: Tensor) -> tuple[Tensor, Tensor]:
+    """2 and −1 as tensors of `like`'s dtype: a Python scalar costs a conversion in every op that takes it."""
+    return like.new_full((), 2.0), like.new_full((), -1.0)
+
+
+def _tanh_into(x: Tensor, out: Tensor, two: Tensor, minus_one: Tensor) -> Tensor:
     """tanh(x) into `out`; on CPU as 2σ(2x) − 1 (torch's CPU tanh costs about three sigmoids here)."""
     if x.device.type != "cpu":
         return torch.tanh(x, out=out)
-    torch.mul(x, 2, out=out).sigmoid_()
+    torch.mul(x, two, out=out).sigmoid_()
     return torch.add(minus_one, out, alpha=2, out=out)
 
 
@@ -110,7 +118,7 @@ class CohortBNLSTM(torch.autograd.Function):
                 norm_c: Optional[CohortStepBatchNorm]) -> Tensor:  # fmt: skip
         T, E, B, G = xw.shape
         H = G // 4
-        minus_one = xw.new_full((), -1.0)
+        two, minus_one = _constants(xw)
         hs = xw.new_zeros(E, T + 1, B, H)  # h_0..h_T, member first (W_hh's GEMM); the output is hs[:, 1:]
         cs = xw.new_zeros(T + 1, E, B, H)  # c_0..c_T
         acts = xw.new_empty(T, E, B, G)  # σ(i), σ(f), tanh(g), σ(o)
@@ -124,12 +132,12 @@ class CohortBNLSTM(torch.autograd.Function):
         for t in range(T):
             xhat = bn_h.forward(torch.bmm(h_[t], wt, out=hw), t)
             torch.addcmul(x_[t], xhat, bn_h.gamma, out=a_[t])
-            g_[t].mul_(2)
+            g_[t].mul_(two)
             a_[t].sigmoid_()
             torch.add(minus_one, g_[t], alpha=2, out=g_[t])  # tanh(g) = 2σ(2g) − 1
             c = torch.mul(f_[t], c_[t], out=c_[t + 1]).addcmul_(i_[t], g_[t])
             n = c if bn_c is None else bn_c.affine(bn_c.forward(c, t), out=tc_[t])
-            torch.mul(o_[t], _tanh_into(n, tc_[t], minus_one), out=h_[t + 1])
+            torch.mul(o_[t], _tanh_into(n, tc_[t], two, minus_one), out=h_[t + 1])
         for bn in (bn_h, bn_c):
             if bn is not None:
                 bn.finish_forward()
@@ -178,7 +186,7 @@ class CohortBNGRU(torch.autograd.Function):
                 norm_h: CohortStepBatchNorm) -> Tensor:  # fmt: skip
         T, E, B, G = xw.shape
         H = G // 3
-        minus_one = xw.new_full((), -1.0)
+        two, minus_one = _constants(xw)
         hs = xw.new_zeros(E, T + 1, B, H)  # h_0..h_T, member first
         acts = xw.new_empty(T, E, B, G)  # σ(r), σ(z), n
         hws = xw.new_empty(T, E, B, G)  # γ_h·BN(W_hh·h) + b_hh
@@ -194,7 +202,7 @@ class CohortBNGRU(torch.autograd.Function):
             xhat = bn_h.forward(torch.bmm(h_[t], wt, out=hw), t)
             torch.addcmul(b, xhat, bn_h.gamma, out=hw_[t])
             torch.add(xrz_[t], hrz_[t], out=rz_[t]).sigmoid_()
-            _tanh_into(torch.addcmul(xn_[t], r_[t], hn_[t], out=tmp), n_[t], minus_one)
+            _tanh_into(torch.addcmul(xn_[t], r_[t], hn_[t], out=tmp), n_[t], two, minus_one)
             torch.sub(h_[t], n_[t], out=tmp)
             torch.addcmul(n_[t], z_[t], tmp, out=h_[t + 1])  # lerp(n, h, z)
         bn_h.finish_forward()
@@ -238,7 +246,7 @@ class CohortBNRNN(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Tensor, norm_h: CohortStepBatchNorm) -> Tensor:
         T, E, B, H = xw.shape
-        minus_one = xw.new_full((), -1.0)
+        two, minus_one = _constants(xw)
         hs = xw.new_zeros(E, T + 1, B, H)
         hw = xw.new_empty(E, B, H)
         bn_h = _CohortBN(norm_h, T, hw)
@@ -246,7 +254,7 @@ class CohortBNRNN(torch.autograd.Function):
         wt = w_hh.transpose(1, 2)
         for t in range(T):
             xhat = bn_h.forward(torch.bmm(h_[t], wt, out=hw), t)
-            _tanh_into(torch.addcmul(x_[t], xhat, bn_h.gamma, out=hw), h_[t + 1], minus_one)
+            _tanh_into(torch.addcmul(x_[t], xhat, bn_h.gamma, out=hw), h_[t + 1], two, minus_one)
         bn_h.finish_forward()
         ctx.save_for_backward(w_hh)
         ctx.bufs = (hs, bn_h)
