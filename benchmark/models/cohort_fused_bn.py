@@ -12,7 +12,8 @@ and the cell's `step`), as `cohort_fused.py` does for the plain LSTM:
   GEMM afterwards, and the BN gains (and the cell norm's bias) come from the saved batch means.
 Running statistics move as torch's batch_norm moves them (the batch mean and the unbiased
 variance, by `momentum`), row t for every step t < max_steps, after the loop; later steps use
-batch statistics only. BN of W_ih·x (norm_x) is computed before, for the whole sequence.
+batch statistics only. BN of W_ih·x (norm_x) is computed before, for the whole sequence, and the
+biases added after it by `add_bias`, whose gradient avoids autograd's slow reduction over two dims.
 
 Only in training with gradients on, with nothing else inside the recurrence (`CohortLayer._can_fuse_bn`);
 the autograd loop stays the reference: tests/test_cohort_fused_bn.py checks both agree in float64.
