@@ -5,7 +5,8 @@ through both paths (the autograd one forced by switching `CohortLayer._can_fuse`
 reseeded in between so both see the same dropout masks) and against the solo models,
 in float64, to 1e-10 relative: outputs, input gradients and every parameter gradient. A spy on
 `cohort_lstm` shows which path ran, and that every regulariser inside the recurrence, evaluation,
-`torch.no_grad` and autocast keep the autograd loop.
+`torch.no_grad` and autocast keep the autograd loop (recurrent BN has a fused path of its own:
+tests/test_cohort_fused_bn.py).
 """
 
 from __future__ import annotations
@@ -118,11 +119,9 @@ def test_with_output_dropout_each_member_still_equals_its_solo_model(per_step, r
 @pytest.mark.parametrize(
     "arm, overrides",
     [
-        ("bn", ()),
         ("ln", ()),
         ("zoneout", ()),
         ("weightdrop", ()),
-        ("both", ()),
         ("dropout", ("dropout.placement=variational",)),
         ("dropout", ("dropout.placement=recurrent",)),
     ],

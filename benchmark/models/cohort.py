@@ -7,7 +7,8 @@ in front: the input projection of all members and steps is one batched GEMM, eac
 `torch.bmm` (or `baddbmm`) for the recurrence, and the gate math is the cell's own `CellMath.step`
 (it splits gates on the last dimension, so (E, B, gH) tensors pass through it unchanged).
 A plain LSTM recurrence (nothing inside it) in training takes `cohort_fused.py` instead: the same
-function with a hand-written backward, as `fused.py` is for a solo layer (`CohortLayer._can_fuse`).
+function with a hand-written backward, as `fused.py` is for a solo layer (`CohortLayer._can_fuse`);
+a recurrence with per-step BN (Cooijmans) and nothing else inside it takes `cohort_fused_bn.py`.
 Masks are drawn per member through `benchmark.models.masks`, in the order the solo model draws
 them; BN reduces over each member's own batch, per step; LN and zoneout act per member.
 
@@ -18,15 +19,16 @@ output, a token embedding, a user arm's module) raises NotImplementedError namin
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from benchmark.arms.weightdrop import weight_drop_class
 from benchmark.models import masks
-from benchmark.models.cells import LSTMCell, Slots
+from benchmark.models.cells import GRUCell, LSTMCell, RNNCell, Slots
 from benchmark.models.cohort_fused import cohort_lstm
+from benchmark.models.cohort_fused_bn import add_bias, cohort_bn_gru, cohort_bn_lstm, cohort_bn_rnn
 from benchmark.models.cohort_norm import (
     CohortDropout,
     CohortLayerNorm,
@@ -181,21 +183,64 @@ class CohortLayer(nn.Module):
         xw = torch.baddbmm(bias, xe, r.weight_ih_l0.transpose(1, 2)).view(E, T, B, -1)
         return cohort_lstm(xw, r.weight_hh_l0).transpose(0, 1)  # (T, E, B, H), a view of member-first outputs
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self._can_fuse(x):
-            return self._fused(x)
-        T, E, B, _ = x.shape
+    def _can_fuse_bn(self, x: Tensor) -> bool:
+        """The fused recurrent-BN cohort (`cohort_fused_bn.py`) applies: per-step BN of W_hh·h (and of the LSTM
+        cell state) and nothing else inside the recurrence of a built-in cell, in training with gradients.
+
+        norm_x runs before the recurrence, for the whole sequence, so it may be anything; dropout outside the
+        recurrence (reg=both: between layers, before the head) is no concern of the layer.
+        """
+        step = type(self.cell).step
+        return (
+            step in (LSTMCell.step, GRUCell.step, RNNCell.step)
+            and isinstance(self.norm_h, CohortStepBatchNorm)
+            and (self.norm_c is None or isinstance(self.norm_c, CohortStepBatchNorm))
+            and self.training
+            and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(x.device.type)
+            and self.zone_p is None
+            and self.p_state == 0
+            and self.p_candidate == 0
+            and self.weight_hh is None
+        )
+
+    def _fused_bn(self, x: Tensor) -> Tensor:
+        """The fused recurrent-BN path: the input side as the autograd loop forms it, then the cell's kernel."""
+        xw, b_hh = self._input_side(x, add_bias)
+        w_hh, step = self.rnn.weight_hh_l0, type(self.cell).step
+        if step is LSTMCell.step:
+            return cohort_bn_lstm(xw, w_hh, self.norm_h, self.norm_c)
+        if step is GRUCell.step:
+            return cohort_bn_gru(xw, w_hh, b_hh.squeeze(1), self.norm_h)
+        return cohort_bn_rnn(xw, w_hh, self.norm_h)
+
+    def _input_side(self, x: Tensor, add: Callable[[Tensor, Tensor], Tensor] = torch.add) -> tuple[Tensor, Tensor]:
+        """xw = (norm_x of) W_ih·x + the biases outside the recurrent GEMM, (T, E, B, gH), and b_hh (E, 1, gH).
+
+        `add` adds the biases after norm_x (the fused path's `add_bias`: the same sum, a faster gradient).
+        """
         r = self.rnn
-        w_hh = r.weight_hh_l0 if self.weight_hh is None else self.weight_hh(r.weight_hh_l0)
         b_hh = r.bias_hh_l0.unsqueeze(1)  # (E, 1, gH)
         bias = r.bias_ih_l0.unsqueeze(1) + b_hh if self.cell.additive else r.bias_ih_l0.unsqueeze(1)
         # (T, E, B, I) @ (E, I, gH): every member and step in one batched GEMM, laid out (T, E, B, gH) so
         # each step's (E, B, gH) slice is contiguous (no copy per step, a plain stack in backward).
         if self.norm_x is None:  # the bias as one more input row: its gradient comes out of the GEMM too
+            T, E, B, _ = x.shape
             ones = x.new_ones(1, 1, 1, 1).expand(T, E, B, 1)
             xw = torch.matmul(torch.cat([x, ones], -1), torch.cat([r.weight_ih_l0.transpose(1, 2), bias], 1))
         else:
-            xw = self.norm_x(torch.matmul(x, r.weight_ih_l0.transpose(1, 2))) + bias
+            xw = add(self.norm_x(torch.matmul(x, r.weight_ih_l0.transpose(1, 2))), bias)
+        return xw, b_hh
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._can_fuse(x):
+            return self._fused(x)
+        if self._can_fuse_bn(x):
+            return self._fused_bn(x)
+        T, E, B, _ = x.shape
+        r = self.rnn
+        w_hh = r.weight_hh_l0 if self.weight_hh is None else self.weight_hh(r.weight_hh_l0)
+        xw, b_hh = self._input_side(x)
         state = tuple(s.view(E, B, -1) for s in self.cell.init_state(E * B, self.hidden_size, xw))
         h_mask, c_masks, zones = self._masks(T, state[0])
         slots = Slots()
