@@ -21,6 +21,8 @@ from benchmark.models import ModelSpec, build_model
 from benchmark.models import cohort as cohort_mod
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.cohort import CohortLayer, CohortModel
+from benchmark.models.cohort_norm import CohortStepBatchNorm
+from benchmark.models.norm import StepBatchNorm
 
 CELLS = [LSTMCell, GRUCell, RNNCell]
 B, I, H, L, O, T = 5, 3, 4, 2, 2, 7
@@ -164,3 +166,34 @@ def test_evaluation_no_grad_and_autocast_keep_the_autograd_loop(cell, bn_calls):
     assert bn_calls == []
     cohort(x)  # and the same cohort in training with gradients does take it
     assert len(bn_calls) == L
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("T", [3, 7])  # within and beyond max_steps = 5
+def test_sequence_bn_equals_torch_batch_norm(bias: bool, T: int) -> None:
+    """norm_x over a whole (T, E, B, F) sequence in training (`_SequenceBN`) equals torch's batch_norm per step and
+    member: output, input and gain/bias gradients, running statistics (rows below max_steps only), float64."""
+    torch.manual_seed(0)
+    E, B, Fd, steps = 3, 6, 4, 5
+    solos = [StepBatchNorm(Fd, steps, 0.1, 0.1, 1e-5, bias=bias).double() for _ in range(E)]
+    with torch.no_grad():
+        for m in solos:
+            m.weight.uniform_(0.5, 1.5)
+    fast, ref = (CohortStepBatchNorm(solos).double().train() for _ in range(2))
+    x = torch.randn(T, E, B, Fd, dtype=torch.float64)
+    x[0, :, :, 1] = 3.0  # a batch-constant feature: zero variance
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    n = min(T, steps)
+    y1 = fast(x1)
+    y2 = ref._bn(x2[:n], ref.running_mean[:n], ref.running_var[:n])
+    if T > n:
+        y2 = torch.cat([y2, ref._bn(x2[n:], None, None)])
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    pairs = [(y1, y2), (x1.grad, x2.grad), (fast.weight.grad, ref.weight.grad)]
+    pairs += [(fast.bias.grad, ref.bias.grad)] if bias else []
+    pairs += [(fast.running_mean, ref.running_mean), (fast.running_var, ref.running_var)]
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+    assert not torch.equal(fast.running_var, torch.ones_like(fast.running_var))  # the rows did move
