@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import benchmark.run  # noqa: F401  (registers the run schema)
-from benchmark.analysis import protocol
+from benchmark.analysis import aggregate, comparisons, protocol
 from benchmark.config import ConfigError
 
 from synthetic_runs import make_run
@@ -155,3 +155,23 @@ def test_confirmation_runs_only_the_chosen_settings_at_every_length(tmp_path):
         )
     assert (c.task.seq_len, c.train.lr, c.reg.dropout.p, c.task.data_seed) == (128, 0.03, 0.1, 3)
     assert protocol.confirm(proto, sweep) == protocol.confirm(proto, sweep)  # deterministic: a rerun resumes
+
+
+def test_rate_grid_arms_run_every_rate_on_the_confirmation_seeds_without_entering_selection(tmp_path):
+    """Claim (f) needs the rate grid on seeds that selected nothing: `rate_grid_arms` adds the other rates
+    at the first length; selection (chosen.csv) and the verdicts' runs (comparisons.select) ignore them."""
+    block = {**vars(small()), "regimes": {"claims_digits": {"lengths": [64, 128]}}}
+    proto = protocol.parse({**block, "rate_grid_arms": ["none"], "regimes": {"claims_digits": {"lengths": [64, 128]}}})
+    sweep = tmp_path / "claims"
+    tuning_runs(sweep, proto)
+    designs = overrides(protocol.confirm(proto, sweep))["design"].split(",")
+    assert "c_claims_digits_T64_lstm_none_lr0.03" in designs  # none chose 0.01: 0.03 added at T=64 only
+    assert not [d for d in designs if "_lr" in d and ("dropout" in d or "T128" in d)]
+    for lr in proto.lr:  # the confirmation seeds at both rates
+        for s in proto.confirmation_seeds:
+            make_run(sweep, cell="lstm", reg="none", task="digits", seq_len=64, seed=s, lr=lr)
+    done = comparisons.add_variants(aggregate.aggregate(sweep, warn=lambda m: None).summary)
+    used = comparisons.select(done, proto.tuning_seeds)
+    assert set(used["lr"]) == {0.01} and set(used["seed"]) == set(proto.confirmation_seeds)
+    with pytest.raises(ConfigError, match="protocol.rate_grid_arms"):
+        protocol.parse({**block, "rate_grid_arms": ["bn"]})

@@ -19,7 +19,8 @@ shown as descriptive. "no effect" needs an equivalence test (TOST) within the en
     interaction contrast both - bn - dropout + none.
 (e) BN improves the test score: `bn` vs `none`; secondary: the train - test gap.
 (f) BN stabilises training: spread (sd over the learning-rate grid) of the validation score per seed,
-    on the seeds that ran the whole grid (the tuning seeds: no choice is made on this statistic);
+    on the seeds that ran the whole grid (the tuning seeds, and the confirmation seeds where the protocol
+    names `none` and `bn` in `rate_grid_arms`: no choice is made on this statistic);
     secondary: divergences at the largest rate (Fisher's exact test).
 (g) Gated cells carry dependencies the tanh RNN cannot: `lstm`/`gru` vs `rnn` (reg none) on the test
     score at each length, paired by seed; secondary: the gap widening from the shortest to the longest.

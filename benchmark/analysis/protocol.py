@@ -54,6 +54,9 @@ class Protocol:
     cells: tuple[str, ...]
     regs: tuple[str, ...]
     regimes: tuple[Regime, ...]
+    # arms whose confirmation seeds also run every other rate of the grid at the first length (claim (f):
+    # spread over the rates on seeds that selected nothing); those runs never enter selection or verdicts
+    rate_grid_arms: tuple[str, ...] = ()
 
 
 def _need(block: dict[str, Any], key: str) -> Any:
@@ -93,7 +96,15 @@ def parse(block: Any) -> Protocol:
         cells,
         regs,
         tuple(regimes),
+        _rate_grid_arms(block, regs),
     )
+
+
+def _rate_grid_arms(block: dict[str, Any], regs: tuple[str, ...]) -> tuple[str, ...]:
+    arms = tuple(block.get("rate_grid_arms") or ())
+    if not set(arms) <= set(regs):
+        raise ConfigError("protocol.rate_grid_arms", list(arms), f"arms of protocol.regs: {list(regs)}")
+    return arms
 
 
 def block_of(experiment: str) -> Any:
@@ -198,7 +209,8 @@ def chosen_settings(proto: Protocol, sweep_dir: Path) -> pd.DataFrame:
 
 def confirm(proto: Protocol, sweep_dir: Path) -> str:
     """Select on the tuning seeds, write one design per regime x length x cell x arm at its chosen
-    setting (plan/chosen.csv lists them) and return the confirmation multirun's overrides."""
+    setting (plan/chosen.csv lists them), plus the other rates of `rate_grid_arms` at the first length,
+    and return the confirmation multirun's overrides."""
     chosen = chosen_settings(proto, sweep_dir)
     (sweep_dir / "plan").mkdir(parents=True, exist_ok=True)
     chosen.to_csv(sweep_dir / "plan" / "chosen.csv", index=False)
@@ -209,6 +221,10 @@ def confirm(proto: Protocol, sweep_dir: Path) -> str:
             p = None if pd.isna(r.dropout_p) else float(r.dropout_p)
             for T in rg.lengths:
                 files[f"c_{rg.name}_T{T}_{r.cell}_{r.reg}"] = design_file(rg, r.cell, r.reg, T, lr=float(r.lr), p=p)
+            if r.reg in proto.rate_grid_arms:  # claim (f): the other rates too, at the first length
+                T = rg.lengths[0]
+                for lr in (x for x in proto.lr if x != float(r.lr)):
+                    files[f"c_{rg.name}_T{T}_{r.cell}_{r.reg}_lr{lr:g}"] = design_file(rg, r.cell, r.reg, T, lr=lr, p=p)
     folder = sweep_dir / "plan" / "confirm"
     return _overrides(folder, _write(folder, files), proto.confirmation_seeds)
 
