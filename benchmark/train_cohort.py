@@ -10,8 +10,8 @@ per member. The summed loss's backward leaves in each member's parameters exactl
 gradient of its own loss, since members share no parameter.
 
 A member that diverges or stops (at its target, early stopping) leaves the stack; the cohort
-is rebuilt of the others, which go on; the last one left trains alone, through its own model
-(a stack of one costs more than the solo model, which may run a fused kernel).
+is rebuilt of the others, which go on; the last one left trains alone through its own model where
+that runs torch's fused kernel (faster than a stack of one), else as a stack of one (`restack`).
 
 BN's running statistics live in the cohort's buffers while it trains and are written to the
 members' models before every evaluation and when the stack changes. Each member's training time is
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from benchmark.config import Precision, TrainConfig
+from benchmark.config import Impl, Precision, TrainConfig
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import SequenceModel
 from benchmark.precision import autocast, autocast_dtype
@@ -82,11 +82,14 @@ def cohort_losses(cohort: CohortModel, members: Sequence[Member], dtype: Optiona
 
 
 def restack(cohort: Optional[CohortModel], stacked: list[Member], active: list[Member]) -> Optional[CohortModel]:
-    """The cohort of `active` members (None for one: it trains alone); the leaving members' BN statistics
-    go back to their models first."""
+    """The cohort of `active` members; the leaving members' BN statistics go back to their models first.
+
+    None for a last member whose solo model runs torch's fused kernel (`impl_used` native): it trains alone,
+    faster than a stack of one. Any other last member stays a stack of one, which may take a fused cohort
+    kernel its solo loop lacks (a BN-LSTM: about a third of the solo step, models/cohort_fused_bn.py)."""
     if cohort is not None:
         sync_buffers(cohort, stacked)
-    if len(active) == 1:
+    if len(active) == 1 and active[0].model.impl_used is Impl.native:
         return None
     return CohortModel([m.model for m in active]).train()
 
@@ -158,7 +161,7 @@ def train_cohort(
                 break
             if active != stacked:
                 cohort, stacked = restack(cohort, stacked, active), active
-            if cohort is None:  # the last member: its own model (and fused kernel) beats a stack of one
+            if cohort is None:  # the last member, whose own model's fused kernel beats a stack of one
                 step_alone(active[0], dtype, i)
             else:
                 step_members(cohort, active, dtype, i)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
+from benchmark import train_cohort as train_cohort_mod
 from benchmark.arms import load_arm, options
 from benchmark.config import Optimizer, TrainConfig
 from benchmark.models import ModelSpec, build_model, masks
@@ -116,14 +117,21 @@ def test_a_diverging_member_stops_alone_and_the_others_are_their_solo_runs(float
         assert_same_run(solo, member, task)
 
 
-def test_with_stop_at_target_each_member_stops_at_its_own_step(float64):
+@pytest.mark.parametrize("arm, seeds, alone", [("dropout", (1,), True), ("bn", (0, 1), False)])
+def test_with_stop_at_target_each_member_stops_at_its_own_step(arm, seeds, alone, float64, monkeypatch):
+    """The last member left trains alone where its solo model runs torch's fused GRU (dropout), else (bn, the
+    custom loop) as a stack of one, which takes the fused cohort kernel; either way it is its solo run."""
+    calls = []
+    step_alone = train_cohort_mod.step_alone
+    monkeypatch.setattr(train_cohort_mod, "step_alone", lambda *a: calls.append(1) or step_alone(*a))
     task = tiny_task()
     task.target_score = 0.5  # reached at different evaluations by different members
     solos, members = solo_and_cohort(
-        task, GRUCell, load_arm("dropout"), lrs=(0.003, 0.03), stop_at_target=True, eval_interval=10
+        task, GRUCell, load_arm(arm), lrs=(0.003, 0.03), seeds=seeds, stop_at_target=True, eval_interval=10
     )
-    stops = {r.steps_done for r, _ in members}
-    assert len(stops) > 1, f"every member stopped at the same step {stops}: the test would not tell"
+    stops = sorted(r.steps_done for r, _ in members)
+    assert stops[-2] < stops[-1], f"no member trained last on its own {stops}: the test would not tell"
+    assert bool(calls) is alone
     for solo, member in zip(solos, members):
         assert_same_run(solo, member, task)
         assert member[0].steps_to_target == solo[0].steps_to_target
