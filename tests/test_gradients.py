@@ -209,3 +209,24 @@ def test_balance_scores_exploding_as_far_from_balance_as_vanishing():
     assert balance(1.0) == 0.0
     assert balance(1e-4) == pytest.approx(4.0) == balance(1e4)
     assert balance(None) is None and balance(0.0) is None and balance(math.inf) is None
+
+
+def test_digits_probe_starts_at_the_first_pixel_that_varies_between_images():
+    """Pixel 0 is blank in every image: from h_1 a BN model's eval-mode ratio is undefined (BN's population
+    variance at step 2 is 0, so ‖∂L/∂h_1‖ is exactly 0); from the task's first probe step it is defined."""
+    from benchmark.models.norm import estimate_population
+    from benchmark.tasks import get_task
+    from benchmark.tasks.digits import load_pixels
+
+    task = get_task("digits", seq_len=80, n_train=64, n_val=32, n_test=32)
+    first, last = task.probe_steps
+    pixels, _ = load_pixels()
+    assert (first, last) == (1, 79) and float(pixels[:, 0].std()) == 0.0 < float(pixels[:, first].std())
+    torch.manual_seed(0)
+    reg = arm("bn", bn="recurrent")
+    model = build_model(ModelSpec(get_cell("rnn"), 1, 8, 1, task.output_size, reg=reg, total_len=task.total_len))
+    x, y = task.splits()["train"]
+    estimate_population(model, [x[:32], x[32:]])
+    profile = hidden_grad_profile(model, task.loss, x, y)
+    assert profile[0] == 0.0 and profile_ratio(profile, 0, last) == 0.0
+    assert profile_ratio(profile, first, last) > 0

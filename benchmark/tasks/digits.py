@@ -54,6 +54,15 @@ class DigitsTask(ClassificationTask):
                 "task.n_train", self.n_train, f"n_train + n_val + n_test <= {total} (the images scikit-learn ships)"
             )
 
+    @property
+    def probe_steps(self) -> tuple[int, int]:
+        """From the first pixel that varies between images to the last step: pixel 0 is blank in every image,
+        so h_1 is the same for every example, BN's population variance at step 2 is 0 and, in eval mode,
+        ∂L/∂h_1 is exactly 0 (an undefined ratio); the gradient that carries the image starts a step later."""
+        pixels, _ = load_pixels()
+        first = int(torch.nonzero(pixels.std(0) > 0)[0])
+        return first, self.total_len - 1
+
     def splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         if self._cache is None:
             pixels, labels = load_pixels()
