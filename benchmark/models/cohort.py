@@ -182,21 +182,17 @@ class CohortLayer(nn.Module):
         )
 
     def _fused(self, x: Tensor) -> Tensor:
-        """The fused path: the input projection as one (E, T·B, I)·(E, I, gH) GEMM, member first, then the cell's
-        kernel (both biases in xw for the additive LSTM and RNN, b_ih only for the GRU)."""
+        """The fused path: the input projection as one (E, T·B, I)·(E, I, gH) GEMM, member first, both biases in, then
+        the cell's kernel; the GRU's kernel takes x and does its projection itself."""
         T, E, B, _ = x.shape
         r = self.rnn
-        gru = type(self.cell).step is GRUCell.step
-        bias = (r.bias_ih_l0 if gru else r.bias_ih_l0 + r.bias_hh_l0).unsqueeze(1)  # (E, 1, gH)
+        if type(self.cell).step is GRUCell.step:
+            return cohort_gru(x, r.weight_ih_l0, r.bias_ih_l0, r.weight_hh_l0, r.bias_hh_l0)
+        bias = (r.bias_ih_l0 + r.bias_hh_l0).unsqueeze(1)  # (E, 1, gH)
         xe = x.transpose(0, 1).reshape(E, T * B, -1)
         xw = torch.baddbmm(bias, xe, r.weight_ih_l0.transpose(1, 2)).view(E, T, B, -1)
-        if gru:
-            y = cohort_gru(xw, r.weight_hh_l0, r.bias_hh_l0)
-        elif self.cell.fused is LSTMCell.fused:
-            y = cohort_lstm(xw, r.weight_hh_l0)
-        else:
-            y = cohort_rnn(xw, r.weight_hh_l0)
-        return y.transpose(0, 1)  # (T, E, B, H), a view of member-first outputs
+        kernel = cohort_lstm if self.cell.fused is LSTMCell.fused else cohort_rnn
+        return kernel(xw, r.weight_hh_l0).transpose(0, 1)  # (T, E, B, H), a view of member-first outputs
 
     def _can_fuse_bn(self, x: Tensor) -> bool:
         """The fused recurrent-BN cohort (`cohort_fused_bn.py`) applies: per-step BN of W_hh·h (and of the LSTM

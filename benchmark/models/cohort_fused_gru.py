@@ -41,61 +41,60 @@ def _finish_tanh(pre: Tensor, out: Tensor, scale: int, minus_one: Tensor) -> Ten
     return torch.add(minus_one, pre, alpha=2, out=out)
 
 
-def _gru_gemm_inputs(xw: Tensor, b_hh: Tensor, scale: int) -> tuple[Tensor, Tensor]:
-    """What the recurrent GEMM adds to W_hh·h, [x_rz + b_hrz, b_hn] (E, T, B, 3H), and scale·x_n (E, T, B, H)."""
-    E, T, B, G = xw.shape
+def _gru_weights(w_ih: Tensor, b_ih: Tensor, b_hh: Tensor, scale: int) -> tuple[Tensor, Tensor]:
+    """W_ih (E, 3H, I) and the biases as one (E, 4H, I) weight and (E, 1, 4H) bias for the input GEMM, whose
+    output row is [x_rz + b_hrz, b_hn, scale·x_n]: the recurrent GEMM adds W_hh·h in place to its first 3H."""
+    E, G, I = w_ih.shape
     H = G // 3
-    b = b_hh.detach().view(E, 1, 1, G)
-    c = xw.new_empty(E, T, B, G)
-    torch.add(xw[..., : 2 * H], b[..., : 2 * H], out=c[..., : 2 * H])
-    c[..., 2 * H :].copy_(b[..., 2 * H :].expand(E, T, B, H))
-    return c, xw[..., 2 * H :] * scale
+    w = torch.cat([w_ih[:, : 2 * H], w_ih.new_zeros(E, H, I), w_ih[:, 2 * H :] * scale], 1)
+    b = torch.cat([b_ih[:, : 2 * H] + b_hh[:, : 2 * H], b_hh[:, 2 * H :], b_ih[:, 2 * H :] * scale], 1)
+    return w, b.unsqueeze(1)
 
 
 class CohortGRU(torch.autograd.Function):
-    """h_1..h_T (E, T, B, H) of E GRU layers, given xw = W_ih·x + b_ih (E, T, B, 3H), W_hh (E, 3H, H), b_hh (E, 3H).
+    """h_1..h_T (T, E, B, H) of E GRU layers on x (T, E, B, I), W_ih (E, 3H, I), b_ih, W_hh (E, 3H, H), b_hh (E, 3H).
 
-    Gates in torch's order (r, z, n), b_hn inside the reset product: the math of `GRUCell.step` with
-    empty slots, from zero state.
+    The input projection runs inside, so its output (E, T, B, 4H) is this function's own buffer, updated in
+    place: [x_rz + W_hrz·h + b_hrz, W_hn·h + b_hn, x_n] becomes [σ(r), σ(z), W_hn·h + b_hn, n], all the
+    backward needs. Gates in torch's order (r, z, n), b_hn inside the reset product: the math of
+    `GRUCell.step` with empty slots, from zero state.
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
-        E, T, B, G = xw.shape
-        H = G // 3
-        scale, minus_one = _tanh_scale(xw), xw.new_full((), -1.0)
-        c, xn = _gru_gemm_inputs(xw, b_hh, scale)
-        hs = xw.new_zeros(E, T + 1, B, H)  # h_0..h_T, member first; the output is hs[:, 1:]
-        acts = xw.new_empty(T, E, B, G)  # σ(r), σ(z), W_hn·h + b_hn
-        ns = xw.new_empty(T, E, B, H)  # n
-        c_, xn_, h_, a_, n_ = c.unbind(1), xn.unbind(1), hs.unbind(1), acts.unbind(0), ns.unbind(0)
-        rz_, hn_ = acts[..., : 2 * H].unbind(0), acts[..., 2 * H :].unbind(0)
-        r_, z_ = (v.unbind(0) for v in acts[..., : 2 * H].chunk(2, -1))
+    def forward(ctx: FunctionCtx, x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+        T, E, B, _ = x.shape
+        H = w_hh.shape[-1]
+        scale, minus_one = _tanh_scale(x), x.new_full((), -1.0)
+        xe = x.transpose(0, 1).reshape(E, T * B, -1)  # member first
+        w, b = _gru_weights(w_ih, b_ih, b_hh, scale)
+        acts = torch.baddbmm(b, xe, w.transpose(1, 2)).view(E, T, B, 4 * H)
+        hs = x.new_zeros(E, T + 1, B, H)  # h_0..h_T, member first; the output is hs[:, 1:]
+        h_, a_ = hs.unbind(1), acts[..., : 3 * H].unbind(1)
+        rz_, (r_, z_, hn_, n_) = acts[..., : 2 * H].unbind(1), (v.unbind(1) for v in acts.chunk(4, -1))
         wt = w_hh.transpose(1, 2)  # (E, H, 3H)
         for t in range(T):
-            torch.baddbmm(c_[t], h_[t], wt, out=a_[t])
+            a_[t].baddbmm_(h_[t], wt)
             rz_[t].sigmoid_()
-            pre = torch.addcmul(xn_[t], r_[t], hn_[t], value=scale, out=n_[t])  # scale·(x_n + r·(W_hn·h + b_hn))
+            pre = n_[t].addcmul_(r_[t], hn_[t], value=scale)  # scale·(x_n + r·(W_hn·h + b_hn))
             _finish_tanh(pre, n_[t], scale, minus_one)
             torch.lerp(n_[t], h_[t], z_[t], out=h_[t + 1])  # (1 − z)·n + z·h
-        ctx.save_for_backward(w_hh)  # an input: autograd checks it is not modified in place before backward
-        ctx.bufs = (acts, ns, hs)
-        return hs[:, 1:]
+        ctx.save_for_backward(w_ih, w_hh)  # inputs: autograd checks they are not modified in place before backward
+        ctx.bufs = (xe, acts, hs)
+        return hs[:, 1:].transpose(0, 1)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-        (w_hh,) = ctx.saved_tensors
-        acts, ns, hs = ctx.bufs
-        E, T, B, H = dy.shape
-        G = 3 * H
-        dA = dy.new_empty(E, T, B, G)  # ∂L/∂(W_hh·h + b_hh), member first; its r, z part is ∂L/∂xw's too
-        dX = dy.new_empty(E, T, B, G)  # ∂L/∂xw
-        dh = dy[:, T - 1].clone()  # ∂L/∂h_t
+    def backward(ctx: Any, dy: Tensor) -> tuple[Optional[Tensor], ...]:
+        w_ih, w_hh = ctx.saved_tensors
+        xe, acts, hs = ctx.bufs
+        T, E, B, H = dy.shape
+        dA = dy.new_empty(E, T, B, 3 * H)  # ∂L/∂(W_hh·h + b_hh), member first: a dense (E, B, 3H) operand per step
+        dxn = dy.new_empty(E, T, B, H)  # ∂L/∂x_n
+        dh = dy[T - 1].clone()  # ∂L/∂h_t
         dh_h, tmp = dy.new_empty(E, B, H), dy.new_empty(E, B, H)
-        r_, z_, hn_ = (v.unbind(0) for v in acts.chunk(3, -1))
+        r_, z_, hn_, n_ = (v.unbind(1) for v in acts.chunk(4, -1))
         dr_, dz_, dhn_ = (v.unbind(1) for v in dA.chunk(3, -1))
-        dxn_, n_, h_, dy_, dA_ = dX[..., 2 * H :].unbind(1), ns.unbind(0), hs.unbind(1), dy.unbind(1), dA.unbind(1)
+        h_, dy_, dA_, dxn_ = hs.unbind(1), dy.unbind(0), dA.unbind(1), dxn.unbind(1)
         for t in reversed(range(T)):  # h_{t+1} = n + z·(h_t − n), n = tanh(x_n + r·hn), r, z = σ(x_rz + hw_rz)
             _tanh_backward(torch.addcmul(dh, dh, z_[t], value=-1, out=tmp), n_[t], grad_input=dxn_[t])
             _sigmoid_backward(torch.sub(h_[t], n_[t], out=tmp).mul_(dh), z_[t], grad_input=dz_[t])
@@ -104,10 +103,27 @@ class CohortGRU(torch.autograd.Function):
             if t > 0:  # h_0 is the constant zero state
                 torch.addcmul(dy_[t - 1], dh, z_[t], out=dh_h)  # ∂L/∂h_t outside W_hh: the output and through z
                 torch.baddbmm(dh_h, dA_[t], w_hh, out=dh)
-        dX[..., : 2 * H].copy_(dA[..., : 2 * H])
-        d_w_hh = _w_hh_grad(dA, hs) if ctx.needs_input_grad[1] else None
-        d_b_hh = dA.sum(1).sum(1) if ctx.needs_input_grad[2] else None
-        return dX, d_w_hh, d_b_hh
+        return _gru_grads(ctx, dA, dxn, xe, w_ih, hs)
+
+
+def _gru_grads(ctx: Any, dA: Tensor, dxn: Tensor, xe: Tensor, w_ih: Tensor, hs: Tensor) -> tuple[Optional[Tensor], ...]:
+    """∂L/∂(x, W_ih, b_ih, W_hh, b_hh) from dA = ∂L/∂(W_hh·h + b_hh) and dxn = ∂L/∂x_n, each one GEMM or sum."""
+    E, T, B, G = dA.shape
+    H = G // 3
+    need = ctx.needs_input_grad
+    dx = d_w_ih = d_b_ih = d_w_hh = d_b_hh = None
+    dX = torch.cat([dA[..., : 2 * H], dxn], -1).view(E, T * B, G)  # ∂L/∂(W_ih·x + b_ih)
+    if need[0]:  # as (E, I, 3H)·(E, 3H, T·B), transposed: with I = 1 several times faster on CPU than the other way
+        dx = torch.bmm(w_ih.transpose(1, 2), dX.transpose(1, 2)).transpose(1, 2).view(E, T, B, -1).transpose(0, 1)
+    if need[1]:
+        d_w_ih = torch.bmm(xe.transpose(1, 2), dX).transpose(1, 2)  # (E, 3H, I), likewise
+    if need[2]:
+        d_b_ih = dX.sum(1)
+    if need[3]:
+        d_w_hh = _w_hh_grad(dA.view(E, T * B, G), hs)
+    if need[4]:
+        d_b_hh = dA.sum(1).sum(1)  # over T first (contiguous slabs), then B
+    return dx, d_w_ih, d_b_ih, d_w_hh, d_b_hh
 
 
 class CohortRNN(torch.autograd.Function):
@@ -142,19 +158,20 @@ class CohortRNN(torch.autograd.Function):
             _tanh_backward(dh, h_[t + 1], grad_input=dX_[t])
             if t > 0:
                 torch.baddbmm(dy_[t - 1], dX_[t], w_hh, out=dh)
-        d_w_hh = _w_hh_grad(dX, hs) if ctx.needs_input_grad[1] else None
+        d_w_hh = _w_hh_grad(dX.view(E, T * B, H), hs) if ctx.needs_input_grad[1] else None
         return dX, d_w_hh
 
 
 def _w_hh_grad(dA: Tensor, hs: Tensor) -> Tensor:
-    """∂L/∂W_hh for all steps in one batched GEMM: (E, gH, T·B)·(E, T·B, H); dA (E, T, B, gH), hs (E, ≥T, B, H)."""
-    E, T, B, G = dA.shape
-    return torch.bmm(dA.view(E, T * B, G).transpose(1, 2), hs[:, :T].reshape(E, T * B, -1))
+    """∂L/∂W_hh for all steps in one batched GEMM: (E, gH, T·B)·(E, T·B, H); dA (E, T·B, gH), hs (E, ≥T, B, H)."""
+    E, TB, _ = dA.shape
+    T = TB // hs.shape[2]
+    return torch.bmm(dA.transpose(1, 2), hs[:, :T].reshape(E, TB, -1))
 
 
-def cohort_gru(xw: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
-    """(E, T, B, 3H) input-side pre-activations (b_ih in), b_hh (E, 3H) -> (E, T, B, H) outputs, training mode."""
-    return CohortGRU.apply(xw.contiguous(), w_hh, b_hh)
+def cohort_gru(x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+    """(T, E, B, I) inputs and the stacked GRU parameters -> (T, E, B, H) outputs, training mode."""
+    return CohortGRU.apply(x, w_ih, b_ih, w_hh, b_hh)
 
 
 def cohort_rnn(xw: Tensor, w_hh: Tensor) -> Tensor:
