@@ -16,7 +16,7 @@ import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm
-from benchmark.models import ModelSpec, build_model
+from benchmark.models import ModelSpec, build_model, cohort_fused_gru
 from benchmark.models import cohort as cohort_mod
 from benchmark.models.cells import GRUCell, RNNCell
 from benchmark.models.cohort import CohortLayer, CohortModel
@@ -156,3 +156,18 @@ def test_evaluation_no_grad_and_autocast_keep_the_autograd_loop(cell, fused_call
     assert fused_calls == []
     forward_backward(cohort, x)  # and the same cohort in training does take it
     assert fused_calls == [KERNELS[cell.name]] * L
+
+
+@cells
+def test_the_plain_tanh_branch_off_the_cpu_equals_the_autograd_loop_too(cell, fused_calls, monkeypatch):
+    """Off the CPU the kernels take torch.tanh, not 2σ(2x) − 1: the same comparison with that branch forced."""
+    monkeypatch.setattr(cohort_fused_gru, "_tanh_scale", lambda like: 1)
+    _, cohort = make_cohort(cell, 3, "none", True)
+    y, dx, grads = forward_backward(cohort, inputs(3))
+    assert fused_calls == [KERNELS[cell.name]] * L
+    monkeypatch.setattr(CohortLayer, "_can_fuse", lambda self, x: False)
+    y_ref, dx_ref, grads_ref = forward_backward(cohort, inputs(3))
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(dx, dx_ref, **TOL)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, grads_ref[name], **TOL, msg=name)

@@ -2,15 +2,16 @@
 
 As `cohort_fused.py` is for the plain LSTM: the cohort's autograd loop records about ten nodes per
 GRU step, whose bookkeeping costs more than the batched math at small sizes. Here
-- every step writes into preallocated buffers, in place, with no graph. The GRU's x_rz + b_hrz and
-  b_hn ride in the recurrent GEMM (one `baddbmm` gives x_rz + W_hrz·h + b_hrz and W_hn·h + b_hn), so
-  σ(r), σ(z) is one in-place sigmoid and h' = lerp(n, h, z) one op, as in `GRUCell.step`;
-- tanh is 2σ(2x) − 1 on CPU (as `fused._tanh_`), the factor 2 folded into the inputs before the loop;
-- the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}; W_hh's gradient is one batched GEMM
-  afterwards, (E, gH, T·B)·(E, T·B, H), and b_hh's one reduction.
-Buffers the backward multiplies as (E, T·B, ·) matrices (∂L/∂(W_hh·h), the hidden states, so xw and
-the outputs too) are laid member first, (E, T, B, ·); per-step buffers of the forward time first,
-so each step's GEMM writes a contiguous block.
+- every step writes into preallocated buffers, in place, with no graph. The GRU kernel does its own
+  input projection, into one (E, T, B, 4H) buffer [x_rz + b_ih,rz + b_hh,rz, b_hn, x_n + b_in] that
+  the loop updates in place: one `baddbmm_` adds W_hh·h to its first 3H, σ(r), σ(z) is one in-place
+  sigmoid, n overwrites x_n, and h' = lerp(n, h, z) is one op, as in `GRUCell.step`. Fewer, smaller
+  fresh buffers matter here: first touches of new pages cost about as much as the math;
+- tanh is 2σ(2x) − 1 on CPU (as `fused._tanh_`), the factor 2 folded into the input GEMM's weights;
+- the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}, on a dense member-first ∂L/∂(W_hh·h)
+  (a strided one costs a copy per step); W_hh's, W_ih's and the input's gradients are one batched
+  GEMM each afterwards, the biases' one reduction each.
+Buffers the backward multiplies as (E, T·B, ·) matrices are laid member first, (E, T, B, ·).
 
 Only the plain recurrence runs here (no norm, mask, zoneout or weight drop inside it), in training
 with gradients on (`CohortLayer._can_fuse`); everything else takes the cohort's autograd loop,
