@@ -4,8 +4,8 @@ As `cohort_fused.py` is for the plain LSTM: the cohort's autograd loop records a
 GRU step, whose bookkeeping costs more than the batched math at small sizes. Here
 - every step writes into preallocated buffers, in place, with no graph. The GRU kernel does its own
   input projection, into one (E, T, B, 4H) buffer [x_rz + b_ih,rz + b_hh,rz, b_hn, x_n + b_in] that
-  the loop updates in place: one `baddbmm_` adds W_hh·h to its first 3H, σ(r), σ(z) is one in-place
-  sigmoid, n overwrites x_n, and h' = lerp(n, h, z) is one op, as in `GRUCell.step`. Fewer, smaller
+  the loop updates in place: W_hh·h (one `bmm` into a dense scratch) adds to its first 3H, σ(r), σ(z)
+  is one in-place sigmoid, n overwrites x_n, and h' = lerp(n, h, z) is one op, as in `GRUCell.step`. Fewer, smaller
   fresh buffers matter here: first touches of new pages cost about as much as the math;
 - tanh is 2σ(2x) − 1 on CPU (as `fused._tanh_`), the factor 2 folded into the input GEMM's weights;
 - the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}, on a dense member-first ∂L/∂(W_hh·h)
@@ -44,7 +44,7 @@ def _finish_tanh(pre: Tensor, out: Tensor, scale: int, minus_one: Tensor) -> Ten
 
 def _gru_weights(w_ih: Tensor, b_ih: Tensor, b_hh: Tensor, scale: int) -> tuple[Tensor, Tensor]:
     """W_ih (E, 3H, I) and the biases as one (E, 4H, I) weight and (E, 1, 4H) bias for the input GEMM, whose
-    output row is [x_rz + b_hrz, b_hn, scale·x_n]: the recurrent GEMM adds W_hh·h in place to its first 3H."""
+    output row is [x_rz + b_hrz, b_hn, scale·x_n]: the recurrent GEMM's W_hh·h adds in place to its first 3H."""
     E, G, I = w_ih.shape
     H = G // 3
     w = torch.cat([w_ih[:, : 2 * H], w_ih.new_zeros(E, H, I), w_ih[:, 2 * H :] * scale], 1)
@@ -72,9 +72,9 @@ class CohortGRU(torch.autograd.Function):
         hs = x.new_zeros(E, T + 1, B, H)  # h_0..h_T, member first; the output is hs[:, 1:]
         h_, a_ = hs.unbind(1), acts[..., : 3 * H].unbind(1)
         rz_, (r_, z_, hn_, n_) = acts[..., : 2 * H].unbind(1), (v.unbind(1) for v in acts.chunk(4, -1))
-        wt = w_hh.transpose(1, 2)  # (E, H, 3H)
+        wt, hw = w_hh.transpose(1, 2), x.new_empty(E, B, 3 * H)  # (E, H, 3H); a dense GEMM output
         for t in range(T):
-            a_[t].baddbmm_(h_[t], wt)
+            a_[t].add_(torch.bmm(h_[t], wt, out=hw))  # faster than a baddbmm_ into the strided a_[t]
             rz_[t].sigmoid_()
             pre = n_[t].addcmul_(r_[t], hn_[t], value=scale)  # scale·(x_n + r·(W_hn·h + b_hn))
             _finish_tanh(pre, n_[t], scale, minus_one)
