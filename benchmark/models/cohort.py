@@ -8,6 +8,7 @@ in front: the input projection of all members and steps is one batched GEMM, eac
 (it splits gates on the last dimension, so (E, B, gH) tensors pass through it unchanged).
 A plain LSTM recurrence (nothing inside it) in training takes `cohort_fused.py` instead: the same
 function with a hand-written backward, as `fused.py` is for a solo layer (`CohortLayer._can_fuse`);
+a plain GRU or tanh RNN recurrence takes `cohort_fused_gru.py` likewise;
 a recurrence with per-step BN (Cooijmans) and nothing else inside it takes `cohort_fused_bn.py`.
 Masks are drawn per member through `benchmark.models.masks`, in the order the solo model draws
 them; BN reduces over each member's own batch, per step; LN and zoneout act per member.
@@ -29,6 +30,7 @@ from benchmark.models import masks
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell, Slots
 from benchmark.models.cohort_fused import cohort_lstm
 from benchmark.models.cohort_fused_bn import add_bias, cohort_bn_gru, cohort_bn_lstm, cohort_bn_rnn
+from benchmark.models.cohort_fused_gru import cohort_gru, cohort_rnn
 from benchmark.models.cohort_norm import (
     CohortDropout,
     CohortLayerNorm,
@@ -154,14 +156,19 @@ class CohortLayer(nn.Module):
             return cell.step(xw_t, hw if cell.additive else hw + b_hh, state, t, slots)
         return cell.step(xw_t, torch.baddbmm(b_hh, h, w_hh_t), state, t, slots)
 
+    def _plain_cell(self) -> bool:
+        """A built-in cell whose plain recurrence has a fused cohort kernel (`cohort_fused*.py`)."""
+        return self.cell.fused is LSTMCell.fused or type(self.cell).step in (GRUCell.step, RNNCell.step)
+
     def _can_fuse(self, x: Tensor) -> bool:
-        """The fused cohort LSTM (`cohort_fused.py`) applies: a plain LSTM recurrence, training with gradients.
+        """A fused plain cohort kernel (`cohort_fused.py`, `cohort_fused_gru.py`) applies: a plain LSTM, GRU or
+        tanh RNN recurrence, training with gradients.
 
         As `RecurrentLayer._can_fuse` decides for a solo layer, but only without any regulariser inside
         the recurrence (norm, state or candidate dropout, zoneout, weight drop): those take the autograd loop.
         """
         return (
-            self.cell.fused is LSTMCell.fused
+            self._plain_cell()
             and self.training
             and torch.is_grad_enabled()
             and not torch.is_autocast_enabled(x.device.type)
@@ -175,13 +182,17 @@ class CohortLayer(nn.Module):
         )
 
     def _fused(self, x: Tensor) -> Tensor:
-        """The fused path: the input projection as one (E, T·B, I)·(E, I, 4H) GEMM, member first, then `cohort_lstm`."""
+        """The fused path: the input projection as one (E, T·B, I)·(E, I, gH) GEMM, member first, both biases in, then
+        the cell's kernel; the GRU's kernel takes x and does its projection itself."""
         T, E, B, _ = x.shape
         r = self.rnn
-        bias = (r.bias_ih_l0 + r.bias_hh_l0).unsqueeze(1)  # (E, 1, 4H)
+        if type(self.cell).step is GRUCell.step:
+            return cohort_gru(x, r.weight_ih_l0, r.bias_ih_l0, r.weight_hh_l0, r.bias_hh_l0)
+        bias = (r.bias_ih_l0 + r.bias_hh_l0).unsqueeze(1)  # (E, 1, gH)
         xe = x.transpose(0, 1).reshape(E, T * B, -1)
         xw = torch.baddbmm(bias, xe, r.weight_ih_l0.transpose(1, 2)).view(E, T, B, -1)
-        return cohort_lstm(xw, r.weight_hh_l0).transpose(0, 1)  # (T, E, B, H), a view of member-first outputs
+        kernel = cohort_lstm if self.cell.fused is LSTMCell.fused else cohort_rnn
+        return kernel(xw, r.weight_hh_l0).transpose(0, 1)  # (T, E, B, H), a view of member-first outputs
 
     def _can_fuse_bn(self, x: Tensor) -> bool:
         """The fused recurrent-BN cohort (`cohort_fused_bn.py`) applies: per-step BN of W_hh·h (and of the LSTM
