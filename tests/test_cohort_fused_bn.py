@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cohort_kernels import solo_models, spy_kernels
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm
-from benchmark.models import ModelSpec, build_model
-from benchmark.models import cohort as cohort_mod
+from benchmark.models import ModelSpec
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.cohort import CohortLayer, CohortModel
 from benchmark.models.cohort_norm import CohortStepBatchNorm
@@ -33,30 +33,20 @@ KERNELS = ("cohort_bn_lstm", "cohort_bn_gru", "cohort_bn_rnn")
 @pytest.fixture
 def bn_calls(monkeypatch) -> list:
     """Names of the fused recurrent-BN kernels the layers ran, in order."""
-    calls: list = []
-    for name in KERNELS:
-        original = getattr(cohort_mod, name)
+    return spy_kernels(monkeypatch, KERNELS)
 
-        def spy(*args, _name=name, _original=original):
-            calls.append(_name)
-            return _original(*args)
 
-        monkeypatch.setattr(cohort_mod, name, spy)
-    return calls
+def _move_statistics(model) -> None:
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                buf.uniform_(0.5, 1.5)
 
 
 def make_cohort(cell, members: int, arm: str, total_len: int, *overrides: str) -> tuple[list, CohortModel]:
     """Solo models (seeds 0..members-1, BN statistics moved off their initial values) and their cohort."""
     spec = ModelSpec(cell, I, H, L, O, per_step=True, reg=load_arm(arm, *overrides), total_len=total_len)
-    solos = []
-    for seed in range(members):
-        torch.manual_seed(seed)
-        model = build_model(spec).double().train()
-        with torch.no_grad():
-            for name, buf in model.named_buffers():
-                if name.endswith(("running_mean", "running_var")):
-                    buf.uniform_(0.5, 1.5)
-        solos.append(model)
+    solos = solo_models(spec, members, _move_statistics)
     return solos, CohortModel(solos).train()
 
 

@@ -15,7 +15,7 @@ Buffers the backward multiplies as (E, T·B, ·) matrices are laid member first,
 
 Only the plain recurrence runs here (no norm, mask, zoneout or weight drop inside it), in training
 with gradients on (`CohortLayer._can_fuse`); everything else takes the cohort's autograd loop,
-which stays the reference: tests/test_cohort_fused_gru.py checks that both agree in float64.
+which stays the reference: tests/test_cohort_fused.py checks that both agree in float64.
 """
 
 from __future__ import annotations
