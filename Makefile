@@ -6,9 +6,9 @@ VPY := $(VENV)/bin/python
 # The CPU build lies on the CPU machines; on a GPU box an importable CUDA torch is kept.
 TORCH_VERSION ?= 2.13.0
 
-# Without a GPU: experiment `claims_cpu` (the claims protocol on the part of the grid that fits 15 minutes
-# on 2 cores; `claims` is the whole grid, an estimated 25-35 min there with cohorts) on every core (joblib, one job per core,
-# one torch thread each);
+# Without a GPU: experiment `claims_cpu` (the claims protocol on the whole grid, cheapened: docs/design.md; over
+# the 15-minute budget on 2 AVX2 cores as measured there; `claims_lstm` is a 6-minute subset) on every core
+# (joblib, one job per core, one torch thread each);
 # with one: `full` with the basic launcher (one job at a time on the GPU).
 HAS_CUDA := $(shell $(VPY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 EXPERIMENT ?= $(if $(filter 1,$(HAS_CUDA)),full,claims_cpu)
