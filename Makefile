@@ -7,7 +7,7 @@ VPY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
 # Without a GPU: experiment `claims_cpu` (the claims protocol on the whole grid, cheapened: docs/design.md; over
-# the 15-minute budget on 2 AVX2 cores as measured there; `claims_lstm` is a 6-minute subset) on every core
+# the 15-minute budget on 2 AVX2 cores as measured there; `claims_lstm` is a 4-minute subset) on every core
 # (joblib, one job per core, one torch thread each);
 # with one: `full` with the basic launcher (one job at a time on the GPU).
 HAS_CUDA := $(shell $(VPY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
