@@ -167,14 +167,16 @@ class CohortLayer(nn.Module):
         As `RecurrentLayer._can_fuse` decides for a solo layer, but only without any regulariser inside
         the recurrence (norm, state or candidate dropout, zoneout, weight drop): those take the autograd loop.
         """
+        no_norm = self.norm_x is None and self.norm_h is None and self.norm_c is None
+        return self._plain_cell() and no_norm and self._trains_without_masks(x)
+
+    def _trains_without_masks(self, x: Tensor) -> bool:
+        """Training with gradients, no autocast, and no mask or weight drop inside the recurrence (state or
+        candidate dropout, zoneout, weight drop): what every fused cohort kernel needs."""
         return (
-            self._plain_cell()
-            and self.training
+            self.training
             and torch.is_grad_enabled()
             and not torch.is_autocast_enabled(x.device.type)
-            and self.norm_x is None
-            and self.norm_h is None
-            and self.norm_c is None
             and self.zone_p is None
             and self.p_state == 0
             and self.p_candidate == 0
@@ -201,18 +203,11 @@ class CohortLayer(nn.Module):
         norm_x runs before the recurrence, for the whole sequence, so it may be anything; dropout outside the
         recurrence (reg=both: between layers, before the head) is no concern of the layer.
         """
-        step = type(self.cell).step
         return (
-            step in (LSTMCell.step, GRUCell.step, RNNCell.step)
+            type(self.cell).step in (LSTMCell.step, GRUCell.step, RNNCell.step)
             and isinstance(self.norm_h, CohortStepBatchNorm)
             and (self.norm_c is None or isinstance(self.norm_c, CohortStepBatchNorm))
-            and self.training
-            and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled(x.device.type)
-            and self.zone_p is None
-            and self.p_state == 0
-            and self.p_candidate == 0
-            and self.weight_hh is None
+            and self._trains_without_masks(x)
         )
 
     def _fused_bn(self, x: Tensor) -> Tensor:

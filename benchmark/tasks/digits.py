@@ -12,6 +12,7 @@ the other tasks' lower-is-better metrics.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,13 @@ def load_pixels() -> tuple[Tensor, Tensor]:
 
     d = load_digits()
     return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.long)
+
+
+@functools.cache
+def first_varying_pixel() -> int:
+    """The first pixel whose value differs between the shipped images (pixel 0 is blank in all of them)."""
+    pixels, _ = load_pixels()
+    return int(torch.nonzero(pixels.std(0) > 0)[0])
 
 
 def pad_blank(pixels: Tensor, seq_len: int) -> Tensor:
@@ -59,9 +67,7 @@ class DigitsTask(ClassificationTask):
         """From the first pixel that varies between images to the last step: pixel 0 is blank in every image,
         so h_1 is the same for every example, BN's population variance at step 2 is 0 and, in eval mode,
         ∂L/∂h_1 is exactly 0 (an undefined ratio); the gradient that carries the image starts a step later."""
-        pixels, _ = load_pixels()
-        first = int(torch.nonzero(pixels.std(0) > 0)[0])
-        return first, self.total_len - 1
+        return first_varying_pixel(), self.total_len - 1
 
     def splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         if self._cache is None:
