@@ -27,6 +27,19 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from benchmark.models.fused import _sigmoid_backward, _tanh_backward
 
 
+def tanh_constants(like: Tensor) -> tuple[Tensor, Tensor]:
+    """2 and −1 as tensors of `like`'s dtype: a Python scalar costs a conversion in every op that takes it."""
+    return like.new_full((), 2.0), like.new_full((), -1.0)
+
+
+def tanh_into(x: Tensor, out: Tensor, two: Tensor, minus_one: Tensor) -> Tensor:
+    """tanh(x) into `out`; on CPU as 2σ(2x) − 1 (torch's CPU tanh costs about three sigmoids here)."""
+    if x.device.type != "cpu":
+        return torch.tanh(x, out=out)
+    torch.mul(x, two, out=out).sigmoid_()
+    return torch.add(minus_one, out, alpha=2, out=out)
+
+
 class CohortLSTM(torch.autograd.Function):
     """h_1..h_T (E, T, B, H) of E LSTM layers, given xw = W_ih·x + b_ih + b_hh (E, T, B, 4H) and W_hh (E, 4H, H).
 
@@ -37,8 +50,7 @@ class CohortLSTM(torch.autograd.Function):
     def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor) -> Tensor:
         E, T, B, G = xw.shape
         H = G // 4
-        cpu = xw.device.type == "cpu"
-        minus_one = xw.new_full((), -1.0)  # 2s − 1 as one op: add(−1, s, alpha=2)
+        two, minus_one = tanh_constants(xw)  # 2s − 1 as one op: add(−1, s, alpha=2)
         hs = xw.new_empty(E, T + 1, B, H)  # h_0..h_T, member first; the output is hs[:, 1:]
         cs = xw.new_empty(T + 1, E, B, H)  # c_0..c_T
         hs[:, 0].zero_()
@@ -55,12 +67,7 @@ class CohortLSTM(torch.autograd.Function):
             a_[t].sigmoid_()
             torch.add(minus_one, g_[t], alpha=2, out=g_[t])  # tanh(g) = 2σ(2g) − 1
             c = torch.mul(f_[t], c_[t], out=c_[t + 1]).addcmul_(i_[t], g_[t])
-            if cpu:  # as fused._tanh_: torch's CPU tanh costs about three sigmoids here
-                torch.mul(c, 2, out=tc_[t]).sigmoid_()
-                torch.add(minus_one, tc_[t], alpha=2, out=tc_[t])
-            else:
-                torch.tanh(c, out=tc_[t])
-            torch.mul(o_[t], tc_[t], out=h_[t + 1])
+            torch.mul(o_[t], tanh_into(c, tc_[t], two, minus_one), out=h_[t + 1])
         ctx.save_for_backward(w_hh)  # an input: autograd checks it is not modified in place before backward
         ctx.bufs = (acts, cs, tcs, hs)
         return hs[:, 1:]
@@ -89,10 +96,15 @@ class CohortLSTM(torch.autograd.Function):
             if t > 0:  # h_0 and c_0 are constant zero states
                 torch.mul(dc, f_[t], out=dc_next)
                 torch.baddbmm(dy_[t - 1], dG_[t], w_hh, out=dh)
-        d_w_hh = None
-        if ctx.needs_input_grad[1]:  # one batched GEMM for all steps: (E, 4H, T·B)·(E, T·B, H)
-            d_w_hh = torch.bmm(dG.view(E, T * B, G).transpose(1, 2), hs[:, :T].reshape(E, T * B, H))
-        return dG, d_w_hh
+        return dG, (w_hh_grad(dG, hs) if ctx.needs_input_grad[1] else None)
+
+
+def w_hh_grad(dA: Tensor, hs: Tensor) -> Tensor:
+    """∂L/∂W_hh for all steps in one batched GEMM: (E, gH, T·B)·(E, T·B, H); dA (E, T, B, gH), hs (E, ≥T, B, H).
+
+    Shared by every fused cohort kernel (`cohort_fused_gru.py`, `cohort_fused_bn.py`)."""
+    E, T, B, G = dA.shape
+    return torch.bmm(dA.view(E, T * B, G).transpose(1, 2), hs[:, :T].reshape(E, T * B, -1))
 
 
 def cohort_lstm(xw: Tensor, w_hh: Tensor) -> Tensor:

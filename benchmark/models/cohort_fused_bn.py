@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from benchmark.models.cohort_fused import tanh_constants, tanh_into, w_hh_grad
 from benchmark.models.cohort_norm import CohortStepBatchNorm
 from benchmark.models.fused import _sigmoid_backward, _tanh_backward
 
@@ -107,25 +108,6 @@ def add_bias(xw: Tensor, bias: Tensor) -> Tensor:
     return _AddBias.apply(xw, bias)
 
 
-def _constants(like: Tensor) -> tuple[Tensor, Tensor]:
-    """2 and −1 as tensors of `like`'s dtype: a Python scalar costs a conversion in every op that takes it."""
-    return like.new_full((), 2.0), like.new_full((), -1.0)
-
-
-def _tanh_into(x: Tensor, out: Tensor, two: Tensor, minus_one: Tensor) -> Tensor:
-    """tanh(x) into `out`; on CPU as 2σ(2x) − 1 (torch's CPU tanh costs about three sigmoids here)."""
-    if x.device.type != "cpu":
-        return torch.tanh(x, out=out)
-    torch.mul(x, two, out=out).sigmoid_()
-    return torch.add(minus_one, out, alpha=2, out=out)
-
-
-def _w_hh_grad(dA: Tensor, hs: Tensor) -> Tensor:
-    """∂L/∂W_hh for all steps in one batched GEMM: (E, gH, T·B)·(E, T·B, H); dA (E, T, B, gH), hs (E, ≥T, B, H)."""
-    E, T, B, G = dA.shape
-    return torch.bmm(dA.view(E, T * B, G).transpose(1, 2), hs[:, :T].reshape(E, T * B, -1))
-
-
 class CohortBNLSTM(torch.autograd.Function):
     """h_1..h_T (T, E, B, H) of E BN-LSTM layers: gates = xw_t + γ_h·BN(W_hh·h), h = σ(o)·tanh(γ_c·BN(c) + β_c).
 
@@ -138,7 +120,7 @@ class CohortBNLSTM(torch.autograd.Function):
                 norm_c: Optional[CohortStepBatchNorm]) -> Tensor:  # fmt: skip
         T, E, B, G = xw.shape
         H = G // 4
-        two, minus_one = _constants(xw)
+        two, minus_one = tanh_constants(xw)
         hs = xw.new_zeros(E, T + 1, B, H)  # h_0..h_T, member first (W_hh's GEMM); the output is hs[:, 1:]
         cs = xw.new_zeros(T + 1, E, B, H)  # c_0..c_T
         acts = xw.new_empty(T, E, B, G)  # σ(i), σ(f), tanh(g), σ(o)
@@ -157,7 +139,7 @@ class CohortBNLSTM(torch.autograd.Function):
             torch.add(minus_one, g_[t], alpha=2, out=g_[t])  # tanh(g) = 2σ(2g) − 1
             c = torch.mul(f_[t], c_[t], out=c_[t + 1]).addcmul_(i_[t], g_[t])
             n = c if bn_c is None else bn_c.affine(bn_c.forward(c, t), out=tc_[t])
-            torch.mul(o_[t], _tanh_into(n, tc_[t], two, minus_one), out=h_[t + 1])
+            torch.mul(o_[t], tanh_into(n, tc_[t], two, minus_one), out=h_[t + 1])
         for bn in (bn_h, bn_c):
             if bn is not None:
                 bn.finish_forward()
@@ -190,7 +172,7 @@ class CohortBNLSTM(torch.autograd.Function):
             if t > 0:  # h_0 and c_0 are constant zero states
                 torch.mul(dc, f_[t], out=dc_next)
                 torch.baddbmm(dy_[t - 1], dA_[t], w_hh, out=dh)
-        d_w_hh = _w_hh_grad(dA, hs) if ctx.needs_input_grad[1] else None
+        d_w_hh = w_hh_grad(dA, hs) if ctx.needs_input_grad[1] else None
         d_gamma_c, d_beta_c = bn_c.grads() if bn_c is not None else (None, None)
         return dG, d_w_hh, bn_h.grads()[0], d_gamma_c, d_beta_c, None, None
 
@@ -206,7 +188,7 @@ class CohortBNGRU(torch.autograd.Function):
                 norm_h: CohortStepBatchNorm) -> Tensor:  # fmt: skip
         T, E, B, G = xw.shape
         H = G // 3
-        two, minus_one = _constants(xw)
+        two, minus_one = tanh_constants(xw)
         hs = xw.new_zeros(E, T + 1, B, H)  # h_0..h_T, member first
         acts = xw.new_empty(T, E, B, G)  # σ(r), σ(z), n
         hws = xw.new_empty(T, E, B, G)  # γ_h·BN(W_hh·h) + b_hh
@@ -222,7 +204,7 @@ class CohortBNGRU(torch.autograd.Function):
             xhat = bn_h.forward(torch.bmm(h_[t], wt, out=hw), t)
             torch.addcmul(b, xhat, bn_h.gamma, out=hw_[t])
             torch.add(xrz_[t], hrz_[t], out=rz_[t]).sigmoid_()
-            _tanh_into(torch.addcmul(xn_[t], r_[t], hn_[t], out=tmp), n_[t], two, minus_one)
+            tanh_into(torch.addcmul(xn_[t], r_[t], hn_[t], out=tmp), n_[t], two, minus_one)
             torch.sub(h_[t], n_[t], out=tmp)
             torch.addcmul(n_[t], z_[t], tmp, out=h_[t + 1])  # lerp(n, h, z)
         bn_h.finish_forward()
@@ -255,7 +237,7 @@ class CohortBNGRU(torch.autograd.Function):
             bn_h.backward(dHW_[t], t, out=dA_[t])
             if t > 0:
                 torch.baddbmm(dh_z, dA_[t], w_hh, out=dh).add_(dy_[t - 1])
-        d_w_hh = _w_hh_grad(dA, hs) if ctx.needs_input_grad[1] else None
+        d_w_hh = w_hh_grad(dA, hs) if ctx.needs_input_grad[1] else None
         d_b_hh = dHW.sum((0, 2)) if ctx.needs_input_grad[3] else None
         return dX, d_w_hh, bn_h.grads()[0], d_b_hh, None
 
@@ -266,7 +248,7 @@ class CohortBNRNN(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Tensor, norm_h: CohortStepBatchNorm) -> Tensor:
         T, E, B, H = xw.shape
-        two, minus_one = _constants(xw)
+        two, minus_one = tanh_constants(xw)
         hs = xw.new_zeros(E, T + 1, B, H)
         hw = xw.new_empty(E, B, H)
         bn_h = _CohortBN(norm_h, T, hw)
@@ -274,7 +256,7 @@ class CohortBNRNN(torch.autograd.Function):
         wt = w_hh.transpose(1, 2)
         for t in range(T):
             xhat = bn_h.forward(torch.bmm(h_[t], wt, out=hw), t)
-            _tanh_into(torch.addcmul(x_[t], xhat, bn_h.gamma, out=hw), h_[t + 1], two, minus_one)
+            tanh_into(torch.addcmul(x_[t], xhat, bn_h.gamma, out=hw), h_[t + 1], two, minus_one)
         bn_h.finish_forward()
         ctx.save_for_backward(w_hh)
         ctx.bufs = (hs, bn_h)
@@ -295,7 +277,7 @@ class CohortBNRNN(torch.autograd.Function):
             bn_h.backward(dX_[t], t, out=dA_[t])
             if t > 0:
                 torch.baddbmm(dy_[t - 1], dA_[t], w_hh, out=dh)
-        d_w_hh = _w_hh_grad(dA, hs) if ctx.needs_input_grad[1] else None
+        d_w_hh = w_hh_grad(dA, hs) if ctx.needs_input_grad[1] else None
         return dX, d_w_hh, bn_h.grads()[0], None
 
 

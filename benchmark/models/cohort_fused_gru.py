@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from benchmark.models.cohort_fused import w_hh_grad
 from benchmark.models.fused import _sigmoid_backward, _tanh_backward
 
 
@@ -129,7 +130,7 @@ def _gru_grads(ctx: Any, dA: Tensor, dxn: Tensor, xe: Tensor, w_ih: Tensor, hs: 
     if need[2]:
         d_b_ih = torch.cat([s[:, : 2 * H], dxn.sum(1).sum(1)], -1)
     if need[3]:
-        d_w_hh = _w_hh_grad(dA.view(E, T * B, G), hs)
+        d_w_hh = w_hh_grad(dA, hs)
     if need[4]:
         d_b_hh = s
     return dx, d_w_ih, d_b_ih, d_w_hh, d_b_hh
@@ -167,15 +168,8 @@ class CohortRNN(torch.autograd.Function):
             _tanh_backward(dh, h_[t + 1], grad_input=dX_[t])
             if t > 0:
                 torch.baddbmm(dy_[t - 1], dX_[t], w_hh, out=dh)
-        d_w_hh = _w_hh_grad(dX.view(E, T * B, H), hs) if ctx.needs_input_grad[1] else None
+        d_w_hh = w_hh_grad(dX, hs) if ctx.needs_input_grad[1] else None
         return dX, d_w_hh
-
-
-def _w_hh_grad(dA: Tensor, hs: Tensor) -> Tensor:
-    """∂L/∂W_hh for all steps in one batched GEMM: (E, gH, T·B)·(E, T·B, H); dA (E, T·B, gH), hs (E, ≥T, B, H)."""
-    E, TB, _ = dA.shape
-    T = TB // hs.shape[2]
-    return torch.bmm(dA.transpose(1, 2), hs[:, :T].reshape(E, TB, -1))
 
 
 def cohort_gru(x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
