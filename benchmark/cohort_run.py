@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from benchmark import envinfo
+from benchmark.cohort_eval import final_metrics_stacked
 from benchmark.config import Accel, CohortMode, ConfigError
 from benchmark.launch import RunningJobs, running_jobs
 from benchmark.models.cohort import CohortModel
@@ -166,7 +167,11 @@ def measure_stacked(
         beside = {"train_jobs_beside": max(beside, jobs.beside())}
         for part, p, m, probe, res in zip(parts, ps, models, probes, results):
             part += [beside, training_keys(res), gradient_profile(p, m, probe, "end")]
-            part.append(final_metrics(m, p.task, device, c.precision))
+        finals = final_metrics_stacked(models, tasks, device, c.precision) or [
+            final_metrics(m, p.task, device, c.precision) for p, m in zip(ps, models)
+        ]
+        for part, final in zip(parts, finals):
+            part.append(final)
         shared = dedicated_timing(ps[0], models[0], device, jobs)  # the variant's timing, once per cohort
         shared |= {"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind}
         for part in parts:

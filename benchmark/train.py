@@ -217,7 +217,11 @@ def evaluate(
         with autocast(device.type, dtype):
             outs.append(model(x[i : i + EVAL_BATCH].to(device)).float().cpu())
     model.train(was_training)
-    y_hat, y = torch.cat(outs), y[:n]
+    return scores(task, torch.cat(outs), y[:n])
+
+
+def scores(task: Task, y_hat: Tensor, y: Tensor) -> dict[str, float]:
+    """{'loss', 'accuracy', 'metric'} of outputs y_hat (on the CPU, float) against targets y."""
     return {"loss": task.loss(y_hat, y).item(), **task.evaluate(y_hat, y)}
 
 
@@ -257,7 +261,11 @@ def validate(
     model: nn.Module, task: Task, device: torch.device, dtype: Optional[torch.dtype], max_batches: int
 ) -> dict[str, Any]:
     """The val_* columns of a history row: loss, accuracy, metric and score on the validation split."""
-    val = evaluate(model, task, *task.splits()["val"], device, dtype, max_batches)
+    return val_row(task, evaluate(model, task, *task.splits()["val"], device, dtype, max_batches))
+
+
+def val_row(task: Task, val: dict[str, float]) -> dict[str, Any]:
+    """The val_* columns of a history row from the validation split's `scores`."""
     return {
         "val_loss": val["loss"],
         "val_accuracy": val["accuracy"],
@@ -276,8 +284,10 @@ class PreciseBN:
         self.refreshed_at = -1  # steps done when the statistics were last re-estimated (-1: never)
 
     def before_eval(self, step: int) -> None:
-        refresh_population(self.model, self.batches, self.device, self.dtype)
-        self.refreshed_at = step
+        """Re-estimate, unless already done for this step (a cohort refreshes its members together)."""
+        if self.refreshed_at != step:
+            refresh_population(self.model, self.batches, self.device, self.dtype)
+            self.refreshed_at = step
 
     def at_end(self, steps_done: int) -> None:
         """Re-estimate once more if the weights changed since the last evaluation (e.g. diverged between)."""
@@ -398,6 +408,7 @@ class Trainee:
         self.opt, self.sched = optimizer_and_schedule(self.params, cfg)
         self.precise = precise_bn(model, task, cfg.batch_size, precise_bn_batches, seed, device, dtype)
         self.rules, self.window = stopping_rules(cfg), HistoryWindow()
+        self.validated: Optional[tuple[int, dict[str, Any]]] = None  # (step, val_* columns) computed elsewhere
 
     def zero_grad(self) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -438,7 +449,10 @@ class Trainee:
         """At an evaluation step: precise BN, validation into `row`, then the stopping rules (True: stop)."""
         if self.precise is not None:
             self.precise.before_eval(i)
-        row.update(validate(self.model, self.task, self.device, self.dtype, self.cfg.eval_batches))
+        if self.validated is not None and self.validated[0] == i:  # a cohort validated its members together
+            row.update(self.validated[1])
+        else:
+            row.update(validate(self.model, self.task, self.device, self.dtype, self.cfg.eval_batches))
         return check_rules(self.rules, i, self.res.add_eval(i, row, self.task.target_score), self.model, self.res)
 
     def finish(self) -> None:
@@ -504,12 +518,22 @@ def final_metrics(
 ) -> dict[str, Any]:
     """Test metrics, train metrics on the first n_test training examples (equal noise), and the
     final model's validation score (the learning-rate selection reads it; the test split selects nothing)."""
-    s = task.splits()
     dtype = autocast_dtype(precision)
-    test = evaluate(model, task, *s["test"], device, dtype)
-    val = evaluate(model, task, *s["val"], device, dtype)
+    return final_record(
+        task, {k: evaluate(model, task, x, y, device, dtype) for k, (x, y) in final_splits(task).items()}
+    )
+
+
+def final_splits(task: Task) -> dict[str, tuple[Tensor, Tensor]]:
+    """What the final metrics evaluate: test, validation, and the first n_test training examples."""
+    s = task.splits()
     n = len(s["test"][0])
-    tr = evaluate(model, task, s["train"][0][:n], s["train"][1][:n], device, dtype)
+    return {"test": s["test"], "val": s["val"], "train": (s["train"][0][:n], s["train"][1][:n])}
+
+
+def final_record(task: Task, ev: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The final-metric columns of a run record from the `scores` of each of `final_splits`."""
+    test, val, tr = ev["test"], ev["val"], ev["train"]
     return {
         "test_accuracy": test["accuracy"],
         "test_metric": test["metric"],

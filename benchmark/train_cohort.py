@@ -14,8 +14,10 @@ is rebuilt of the others, which go on; the last one left trains alone through it
 that runs torch's fused kernel (faster than a stack of one), else as a stack of one (`restack`).
 
 BN's running statistics live in the cohort's buffers while it trains and are written to the
-members' models before every evaluation and when the stack changes. Each member's training time is
-its share of the cohort's step time.
+members' models before every evaluation and when the stack changes. At an evaluation, precise BN
+and validation run for every member at once through a stacked model (`benchmark.cohort_eval`);
+each member's stopping rules then read its own row. Each member's training time is its share of
+the cohort's step time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from benchmark.cohort_eval import refresh_stacked, validate_stacked
 from benchmark.config import Impl, Precision, TrainConfig
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import SequenceModel
@@ -188,6 +191,9 @@ def step_members(cohort: CohortModel, active: list[Member], dtype: Optional[torc
     dt = (time.perf_counter() - t0) / len(active)  # each member's share of the cohort's step
     if active[0].evaluates_at(i):  # evaluations read BN's statistics from the members' models
         sync_buffers(cohort, active)
+        evaluating = [m for m, ok in zip(active, applied) if ok]
+        refresh_stacked(evaluating, i)  # precise BN and validation of every member at once (cohort_eval.py)
+        validate_stacked(evaluating, i)
     for m, s, ok in zip(active, stats, applied):
         if not ok or m.book(i, s, dt, tokens):
             m.active = False

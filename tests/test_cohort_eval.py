@@ -1,0 +1,106 @@
+"""Evaluating a cohort's members stacked (benchmark/cohort_eval.py) gives each member its solo evaluation.
+
+Precise BN's statistics, validation rows and final metrics of every member, computed through one stacked
+model, against the solo code (`estimate_population`, `validate`, `final_metrics`) on each member's own
+model, in float64, for every cell x arm with a cohort form.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
+from benchmark.arms import load_arm, options
+from benchmark.cohort_eval import final_metrics_stacked, refresh_stacked, validate_stacked
+from benchmark.config import Precision, TrainConfig
+from benchmark.models import ModelSpec, build_model
+from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
+from benchmark.models.norm import estimate_population
+from benchmark.tasks import get_task
+from benchmark.train import Trainee, TrainResult, final_metrics, validate
+
+CPU = torch.device("cpu")
+CELLS = [RNNCell, LSTMCell, GRUCell]
+SEEDS = (0, 1, 2)
+TOL = dict(rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def member_tasks(name: str = "adding") -> list:
+    """One task per member, each drawing its own data from its seed (as claim experiments do)."""
+    return [get_task(name, seq_len=8, n_train=96, n_val=40, n_test=24, data_seed=s) for s in SEEDS]
+
+
+def trained_trainees(cell, option: str, tasks: list) -> list[Trainee]:
+    """Members whose weights and BN statistics are off their initialisation (a few SGD steps each)."""
+    arm = load_arm(option)
+    out = []
+    for s, task in zip(SEEDS, tasks):
+        spec = ModelSpec(cell, task.input_size, 8, 1, task.output_size, per_step=task.per_step, reg=arm,
+                         total_len=task.total_len)  # fmt: skip
+        torch.manual_seed(s)
+        model = build_model(spec).train()
+        cfg = TrainConfig(steps=3, batch_size=16, lr=0.1, eval_interval=3, progress=False)
+        t = Trainee(model, task, cfg, CPU, s, None, TrainResult(), precise_bn_batches=max(arm.precise_batches(), 4))
+        x, y = task.splits()["train"]
+        for i in range(3):
+            t.zero_grad()
+            task.loss(model(x[16 * i : 16 * (i + 1)]), y[16 * i : 16 * (i + 1)]).backward()
+            t.opt.step()
+        out.append(t)
+    return out
+
+
+def bn_buffers(model) -> dict[str, torch.Tensor]:
+    return {n: b.clone() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var"))}
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
+@pytest.mark.parametrize("option", ["bn", "both"])
+def test_stacked_precise_bn_gives_each_member_its_own_estimate(option, cell, float64):
+    trainees = trained_trainees(cell, option, member_tasks())
+    expected = []
+    for t in trainees:
+        before = bn_buffers(t.model)
+        estimate_population(t.model, t.precise.batches)
+        expected.append(bn_buffers(t.model))
+        for n, b in before.items():  # back to the statistics training left
+            t.model.get_buffer(n).copy_(b)
+    assert any(not torch.equal(bn_buffers(t.model)[n], e[n]) for t, e in zip(trainees, expected) for n in e)
+    refresh_stacked(trainees, step=3)
+    for t, e in zip(trainees, expected):
+        assert t.precise.refreshed_at == 3
+        for n, b in bn_buffers(t.model).items():
+            torch.testing.assert_close(b, e[n], **TOL, msg=n)
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
+@pytest.mark.parametrize("option", options())
+def test_stacked_validation_and_final_metrics_are_each_members_own(option, cell, float64):
+    tasks = member_tasks()
+    trainees = trained_trainees(cell, option, tasks)
+    validate_stacked(trainees, step=3)
+    for t in trainees:
+        step, row = t.validated
+        assert step == 3
+        assert row == pytest.approx(validate(t.model, t.task, CPU, None, 0), rel=1e-9)
+    stacked = final_metrics_stacked([t.model for t in trainees], tasks, CPU, Precision.fp32)
+    for t, got in zip(trainees, stacked):
+        assert got == pytest.approx(final_metrics(t.model, t.task, CPU), rel=1e-9)
+
+
+def test_members_with_splits_of_other_shapes_are_left_to_evaluate_alone(float64):
+    tasks = member_tasks()
+    tasks[1] = get_task("adding", seq_len=8, n_train=96, n_val=30, n_test=20, data_seed=1)
+    trainees = trained_trainees(LSTMCell, "bn", tasks)
+    validate_stacked(trainees, step=3)
+    assert all(t.validated is None for t in trainees)
+    assert final_metrics_stacked([t.model for t in trainees], tasks, CPU, Precision.fp32) is None
