@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional, Sequence, TypeVar
 import torch
 from torch import Tensor, nn
 
-from benchmark.config import Precision
+from benchmark.config import Impl, Precision
 from benchmark.models.cohort import CohortModel
 from benchmark.models.cohort_norm import CohortStepBatchNorm
 from benchmark.precision import autocast, autocast_dtype
@@ -39,9 +39,12 @@ def chunks(items: Sequence[T_], n: int) -> Iterator[Sequence[T_]]:
         yield items[i : i + n]
 
 
-def stackable(tasks: Sequence[Task], xs: Sequence[Tensor]) -> bool:
-    """Inputs that one stacked forward takes: one shape, and no state carried between windows (a stream task)."""
-    return not any(t.carries_state for t in tasks) and len({tuple(x.shape) for x in xs}) == 1
+def stackable(models: Sequence[nn.Module], tasks: Sequence[Task], xs: Sequence[Tensor]) -> bool:
+    """Evaluations worth one stacked forward: inputs of one shape, no state carried between windows (a stream
+    task), and models whose own forward is the custom loop. torch's fused kernel (`impl_used` native: a
+    plain LSTM or GRU) evaluates faster alone than the stacked loop does in eval mode (measured in a sweep)."""
+    native = getattr(models[0], "impl_used", None) is Impl.native
+    return not native and not any(t.carries_state for t in tasks) and len({tuple(x.shape) for x in xs}) == 1
 
 
 @torch.no_grad()
@@ -107,7 +110,7 @@ def validate_stacked(trainees: Sequence[Trainee], step: int) -> None:
     limit = trainees[0].cfg.eval_batches
     n = len(vals[0][0]) if limit <= 0 else min(len(vals[0][0]), limit * EVAL_BATCH)
     xs = [x[:n] for x, _ in vals]
-    if not stackable([m.task for m in trainees], xs):
+    if not stackable([m.model for m in trainees], [m.task for m in trainees], xs):
         return
     first = trainees[0]
     outs = stacked_outputs([m.model for m in trainees], xs, first.device, first.dtype)
@@ -124,7 +127,7 @@ def final_metrics_stacked(
     ev: list[dict[str, dict[str, float]]] = [{} for _ in models]
     for name in splits[0]:
         xs = [s[name][0] for s in splits]
-        if not stackable(tasks, xs):
+        if not stackable(models, tasks, xs):
             return None
         for e, out in enumerate(stacked_outputs(models, xs, device, dtype)):
             ev[e][name] = scores(tasks[e], out, splits[e][name][1])

@@ -158,8 +158,8 @@ def measure_stacked(
     try:
         models = [run_model(p, device) for p in ps]
         probes = [probe_batch(p.task, device) for p in ps]
-        for part, p, m, probe in zip(parts, ps, models, probes):
-            part.append(gradient_profile(p, m, probe, "start"))
+        for e, (part, p, m, probe) in enumerate(zip(parts, ps, models, probes)):
+            part.append(gradient_profile(p, m, probe, "start", gains=e == 0))  # the gain inits: once per job
         meter, beside, c = MemoryMeter(device), jobs.beside(), ps[0].cfg
         tasks, cfgs, seeds = [p.task for p in ps], [p.cfg.train for p in ps], [p.cfg.seed for p in ps]
         n_precise = ps[0].spec.reg.precise_batches()

@@ -24,6 +24,9 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
+from benchmark.models.norm import bn_modules
+from benchmark.record import INIT_GAINS
+
 GROUPS = ("input", "recurrent", "norm", "head")
 
 
@@ -74,6 +77,25 @@ def hidden_grad_profile(
         y_hat, hs = probe(x, return_hidden=True)  # hs: T tensors (B, H)
         loss_fn(y_hat, y).backward()
     return [0.0 if h.grad is None else _scaled_norm(h.grad) for h in hs]
+
+
+def init_gain_profiles(
+    model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, seed: int = 0
+) -> dict[float, list[float]]:
+    """`hidden_grad_profile` of `model` with every BN gain set to γ, for each γ of `record.INIT_GAINS`;
+    {} for a model without BN. At the start of training the gain is what decides whether the gradient
+    through the per-step BN vanishes or explodes (Cooijmans et al. 2016); `model` is left unchanged."""
+    if not bn_modules(model):
+        return {}
+    out = {}
+    for gain in INIT_GAINS:
+        probe = copy.deepcopy(model)
+        with torch.no_grad():
+            for bn in bn_modules(probe):
+                if bn.weight is not None:
+                    bn.weight.fill_(gain)
+        out[gain] = hidden_grad_profile(probe, loss_fn, x, y, seed)
+    return out
 
 
 def _scaled_norm(g: Tensor) -> float:

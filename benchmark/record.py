@@ -34,6 +34,16 @@ class Status(str, enum.Enum):
 MEASURED: tuple[str, ...] = (Status.ok.value, Status.diverged.value)
 
 
+# BN gain inits whose start profiles a BN run also records: Cooijmans et al. (2016) show the gain's initial
+# value decides between vanishing (small γ) and exploding (γ = 1) gradients through the per-step BN.
+INIT_GAINS: tuple[float, ...] = (0.1, 0.5, 1.0)
+
+
+def init_gain_key(gain: float) -> str:
+    """The record key of the start profile at BN gain init `gain`."""
+    return f"hidden_grad_profile_init_gain_{gain:g}"
+
+
 @dataclass(frozen=True)
 class Field:
     """One key of metrics.json. `kind`: who fills it (identity: known before training; result:
@@ -171,6 +181,14 @@ FIELDS: tuple[Field, ...] = (
         "`‖∂L/∂h_t‖`, t = 1..T, of the top layer on a fixed probe batch before training",
     ),
     F("hidden_grad_profile_end", "list[float]?", "the same after training"),
+    *(
+        F(
+            init_gain_key(g),
+            "list[float]?",
+            f"BN arms: the start profile with every BN gain set to γ = {g:g} (once per job: a cohort's first member)",
+        )
+        for g in INIT_GAINS
+    ),
     F(
         "hidden_grad_ratio_start",
         "float?",

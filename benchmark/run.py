@@ -52,7 +52,7 @@ from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form
 from benchmark.cohort_sweep import member_overrides
 from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
-from benchmark.gradients import hidden_grad_profile, profile_ratio
+from benchmark.gradients import hidden_grad_profile, init_gain_profiles, profile_ratio
 from benchmark.io import (
     atomic_write_csv,
     atomic_write_json,
@@ -253,7 +253,7 @@ def measure(p: Prepared, device: torch.device, progress: bool, jobs: RunningJobs
         model = run_model(p, device)
         parts.append(compile_time(p, model, device))
         probe = probe_batch(p.task, device)
-        parts.append(gradient_profile(p, model, probe, "start"))
+        parts.append(gradient_profile(p, model, probe, "start", gains=True))
         meter = MemoryMeter(device)
         parts.append(training(p, model, device, res, progress, jobs))
         parts.append(gradient_profile(p, model, probe, "end"))
@@ -304,14 +304,19 @@ def probe_batch(task: Task, device: torch.device) -> tuple[torch.Tensor, torch.T
 
 
 def gradient_profile(
-    p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], when: str
+    p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], when: str, gains: bool = False
 ) -> dict[str, Any]:
-    """`hidden_grad_profile_<when>` and its ratio (when: start | end)."""
+    """`hidden_grad_profile_<when>` and its ratio (when: start | end); `gains`: also the start profiles at
+    each BN gain init (`init_gain_profiles`, BN arms only)."""
     profile = hidden_grad_profile(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
-    return {
+    out = {
         f"hidden_grad_profile_{when}": profile,
         f"hidden_grad_ratio_{when}": profile_ratio(profile, *p.task.probe_steps),
     }
+    if gains:
+        by_gain = init_gain_profiles(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
+        out |= {record.init_gain_key(g): prof for g, prof in by_gain.items()}
+    return out
 
 
 def training(

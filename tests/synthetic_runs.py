@@ -201,6 +201,10 @@ def make_run(
             "grad_norm_head": 0.3,
             "hidden_grad_profile_start": profile if ok else None,
             "hidden_grad_profile_end": profile if ok else None,
+            **{  # BN arms probe the gain inits once per job: here, on seed 0
+                record.init_gain_key(g): [v * g for v in profile] if ok and uses_bn and seed == 0 else None
+                for g in record.INIT_GAINS
+            },
             "hidden_grad_ratio_start": profile[0] / profile[-1] if ok else None,
             "hidden_grad_ratio_end": profile[0] / profile[-1] if ok else None,
             "train_tokens_per_s": 16 * seq_len / (fwd_bwd_ms / 1000) if ok else None,

@@ -26,8 +26,10 @@ def test_one_row_per_run_with_env_flattened_and_long_tables(tmp_path):
     assert sorted(csv["run_id"]) == sorted(s["run_id"])
     prof = pd.read_parquet(sweep / "profiles.parquet")
     assert list(prof.columns) == ["run_id", "which", "t", "grad_norm"]
-    expected = sum(2 * T for T in s["seq_len"])  # start and end, t = 1..T
-    assert len(prof) == expected and set(prof["which"]) == {"start", "end"}
+    gains = (s["seed"] == 0) & s["reg"].isin(["bn", "both"])  # BN runs probe the gain inits once per job
+    expected = sum(2 * T for T in s["seq_len"]) + 3 * int(s.loc[gains, "seq_len"].sum())  # t = 1..T each
+    assert len(prof) == expected and set(prof["which"]) == {"start", "end", "init γ=0.1", "init γ=0.5", "init γ=1"}
+    assert set(prof.loc[prof["which"].str.startswith("init"), "run_id"]) == set(s.loc[gains, "run_id"])
     one = prof[(prof["run_id"] == s["run_id"].iloc[0]) & (prof["which"] == "start")]
     assert list(one["t"]) == list(range(1, int(s["seq_len"].iloc[0]) + 1))
     curves = pd.read_parquet(sweep / "curves.parquet")

@@ -180,3 +180,28 @@ def test_profiles_per_bn_gain_init_are_drawn_where_the_sweep_has_several():
     fig = plots.gain_profiles(prof)
     labels = sorted(line.get_label() for line in fig.axes[0].get_lines())
     assert labels == ["γ=0.1", "γ=0.5", "γ=1"] and len(fig.axes) == 2  # start and end, one cell
+
+
+def test_profiles_at_each_gain_init_are_drawn_per_setting_and_cell():
+    from benchmark.analysis import plots
+
+    prof = pd.DataFrame(
+        [
+            {
+                "run_id": f"{task}-{cell}",
+                "task": task,
+                "seq_len": 10,
+                "cell": cell,
+                "which": f"init γ={g:g}",
+                "t": t,
+                "grad_norm": g ** (10 - t) + 1e-12,
+            }  # fmt: skip
+            for task in ("adding", "digits")
+            for cell in ("lstm", "gru")
+            for g in (0.1, 0.5, 1.0)
+            for t in range(1, 11)
+        ]
+    )
+    fig = plots.init_gain_profiles(prof)
+    assert len(fig.axes) == 4  # 2 settings x 2 cells
+    assert sorted(line.get_label() for line in fig.axes[0].get_lines()) == ["γ=0.1", "γ=0.5", "γ=1"]

@@ -13,7 +13,7 @@ import torch
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm, options
 from benchmark.cohort_eval import final_metrics_stacked, refresh_stacked, validate_stacked
-from benchmark.config import Precision, TrainConfig
+from benchmark.config import Impl, Precision, TrainConfig
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.norm import estimate_population
@@ -39,13 +39,14 @@ def member_tasks(name: str = "adding") -> list:
     return [get_task(name, seq_len=8, n_train=96, n_val=40, n_test=24, data_seed=s) for s in SEEDS]
 
 
-def trained_trainees(cell, option: str, tasks: list) -> list[Trainee]:
-    """Members whose weights and BN statistics are off their initialisation (a few SGD steps each)."""
+def trained_trainees(cell, option: str, tasks: list, impl: Impl = Impl.custom) -> list[Trainee]:
+    """Members whose weights and BN statistics are off their initialisation (a few SGD steps each); the custom
+    loop by default, so that every arm evaluates stacked (a native-kernel model evaluates alone)."""
     arm = load_arm(option)
     out = []
     for s, task in zip(SEEDS, tasks):
         spec = ModelSpec(cell, task.input_size, 8, 1, task.output_size, per_step=task.per_step, reg=arm,
-                         total_len=task.total_len)  # fmt: skip
+                         total_len=task.total_len, impl=impl)  # fmt: skip
         torch.manual_seed(s)
         model = build_model(spec).train()
         cfg = TrainConfig(steps=3, batch_size=16, lr=0.1, eval_interval=3, progress=False)
@@ -101,6 +102,16 @@ def test_members_with_splits_of_other_shapes_are_left_to_evaluate_alone(float64)
     tasks = member_tasks()
     tasks[1] = get_task("adding", seq_len=8, n_train=96, n_val=30, n_test=20, data_seed=1)
     trainees = trained_trainees(LSTMCell, "bn", tasks)
+    validate_stacked(trainees, step=3)
+    assert all(t.validated is None for t in trainees)
+    assert final_metrics_stacked([t.model for t in trainees], tasks, CPU, Precision.fp32) is None
+
+
+def test_models_on_torchs_fused_kernel_evaluate_alone(float64):
+    """A native-kernel model (plain LSTM, impl auto) evaluates faster alone than the stacked loop does."""
+    tasks = member_tasks()
+    trainees = trained_trainees(LSTMCell, "none", tasks, impl=Impl.auto)
+    assert trainees[0].model.impl_used is Impl.native
     validate_stacked(trainees, step=3)
     assert all(t.validated is None for t in trainees)
     assert final_metrics_stacked([t.model for t in trainees], tasks, CPU, Precision.fp32) is None

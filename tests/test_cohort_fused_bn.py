@@ -21,7 +21,7 @@ from benchmark.arms import load_arm
 from benchmark.models import ModelSpec
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.cohort import CohortLayer, CohortModel
-from benchmark.models.cohort_norm import CohortStepBatchNorm
+from benchmark.models.cohort_norm import CohortStepBatchNorm, projected_bn
 from benchmark.models.norm import StepBatchNorm
 
 CELLS = [LSTMCell, GRUCell, RNNCell]
@@ -186,4 +186,35 @@ def test_sequence_bn_equals_torch_batch_norm(bias: bool, T: int) -> None:
     pairs += [(fast.running_mean, ref.running_mean), (fast.running_var, ref.running_var)]
     for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+    assert not torch.equal(fast.running_var, torch.ones_like(fast.running_var))  # the rows did move
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("T", [3, 7])  # within and beyond max_steps = 5
+@pytest.mark.parametrize("I", [1, 2, 5])
+def test_bn_of_the_input_projection_from_the_input_moments_equals_bn_of_the_projection(I: int, T: int, bias: bool):
+    """`projected_bn(x, W, norm)` (BN of W·x from x's batch mean and covariance) equals `norm(x @ Wᵀ)`: output,
+    gradients of x, W, γ (and β), running statistics (rows below max_steps only), float64; an input that is the
+    same across the batch at a step (digits' blank first pixel) included."""
+    torch.manual_seed(0)
+    E, B, G, steps = 3, 6, 8, 5
+    solos = [StepBatchNorm(G, steps, 0.1, 0.1, 1e-5, bias=bias).double() for _ in range(E)]
+    with torch.no_grad():
+        for m in solos:
+            m.weight.uniform_(0.5, 1.5)
+    fast, ref = (CohortStepBatchNorm(solos).double().train() for _ in range(2))
+    x = torch.randn(T, E, B, I, dtype=torch.float64)
+    x[0] = 0.0  # the same (blank) input for every sequence at the first step
+    w = torch.randn(E, G, I, dtype=torch.float64)
+    x1, x2, w1, w2 = (t.clone().requires_grad_() for t in (x, x, w, w))
+    y1 = projected_bn(x1, w1, fast)
+    y2 = ref(torch.matmul(x2, w2.transpose(1, 2)))
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    pairs = [(y1, y2), (x1.grad, x2.grad), (w1.grad, w2.grad), (fast.weight.grad, ref.weight.grad)]
+    pairs += [(fast.bias.grad, ref.bias.grad)] if bias else []
+    pairs += [(fast.running_mean, ref.running_mean), (fast.running_var, ref.running_var)]
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * float(b.abs().max()))
     assert not torch.equal(fast.running_var, torch.ones_like(fast.running_var))  # the rows did move

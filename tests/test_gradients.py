@@ -9,8 +9,16 @@ import torch
 from arm_configs import arm
 
 import benchmark as bm  # noqa: F401
-from benchmark.gradients import balance, group_norm_tensors, hidden_grad_profile, profile_ratio, total_norm
+from benchmark.gradients import (
+    balance,
+    group_norm_tensors,
+    hidden_grad_profile,
+    init_gain_profiles,
+    profile_ratio,
+    total_norm,
+)
 from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.record import INIT_GAINS
 
 
 def rnn_model(T_hidden: int = 8, per_step: bool = False, out: int = 1):
@@ -230,3 +238,25 @@ def test_digits_probe_starts_at_the_first_pixel_that_varies_between_images():
     profile = hidden_grad_profile(model, task.loss, x, y)
     assert profile[0] == 0.0 and profile_ratio(profile, 0, last) == 0.0
     assert profile_ratio(profile, first, last) > 0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_gain_init_profiles_are_those_of_models_initialised_with_each_gain(cell):
+    """`init_gain_profiles` probes the model with every BN gain set to γ: the profile of the same model built
+    with gain_init γ (same seed, so every other weight is equal); the model probed is left as it was."""
+    x = torch.randn(8, 12, 1, generator=torch.Generator().manual_seed(2))
+
+    def built(gain: float):
+        torch.manual_seed(0)
+        reg = arm("bn", bn="recurrent", gain_init=gain)
+        return build_model(ModelSpec(get_cell(cell), 1, 6, 1, 1, reg=reg, total_len=12))
+
+    model = built(0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = init_gain_profiles(model, sum_loss, x, torch.zeros(8))
+    assert set(got) == set(INIT_GAINS)
+    for gain in INIT_GAINS:
+        assert got[gain] == pytest.approx(hidden_grad_profile(built(gain), sum_loss, x, torch.zeros(8)), rel=1e-9)
+    assert got[0.1] != pytest.approx(got[1.0], rel=1e-3)  # the gain changes the profile: the check can fail
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert init_gain_profiles(rnn_model(), sum_loss, torch.randn(4, 5, 3), torch.zeros(4)) == {}

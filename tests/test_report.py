@@ -95,6 +95,7 @@ def test_claims_lead_and_say_what_the_known_effects_say(built):
     assert word("c", "test_score") == {"hurts"}  # dropout's smaller gap comes with a lower test score: no support
     assert (c.loc[c["claim"] == "c", "note"].str.startswith("gap +")).all()  # ... though its gap is smaller
     assert set(c[(c["claim"] == "d") & (c["role"] == "primary")]["baseline"]) == {"bn.recurrent & dropout.output"}
+    assert "at initialisation with every BN gain set to γ" in html  # (b): the profiles at each gain init
 
 
 def test_sections_in_order_and_verdict_table_one_row_per_task_length_cell(built):

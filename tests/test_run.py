@@ -94,6 +94,7 @@ def test_one_point_writes_the_documented_files(tmp_path):
     assert m["impl"] == "custom" and m["impl_used"] == "custom" and m["seq_len"] == 8
     T = 8 + 20
     assert len(m["hidden_grad_profile_start"]) == T and len(m["hidden_grad_profile_end"]) == T
+    assert all(len(m[record.init_gain_key(g)]) == T for g in record.INIT_GAINS)  # a BN arm: the gain inits too
     assert m["generalization_gap"] == pytest.approx(m["train_accuracy"] - m["test_accuracy"])
     assert m["grad_norm_norm"] > 0 and m["fwd_bwd_ms"] > 0 and m["timing_method"] == "perf_counter"
     assert m["metric_baseline"] == pytest.approx(10 * __import__("math").log(8) / T)

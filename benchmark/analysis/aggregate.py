@@ -8,7 +8,7 @@ run record, `benchmark/record.py`) and writes, next to `runs/`:
   complete runs are rows too, never silently skipped: `status` is `incomplete` (no
   metrics.json, or `complete` not true: a run in progress or killed) or `corrupt` (unreadable
   metrics.json or history.csv); their identity comes from config.yaml where it can be read.
-- `profiles.parquet`: the hidden-state gradient profiles, long: run_id, which (start|end), t
+- `profiles.parquet`: the hidden-state gradient profiles, long: run_id, which (start|end|init γ=<gain>), t
   (1..T), grad_norm.
 - `curves.parquet`: history.csv of every run, long, with the run's identity columns.
 
@@ -40,7 +40,13 @@ from benchmark.io import atomic_write
 
 SUMMARY_PARQUET, SUMMARY_CSV = "summary.parquet", "summary.csv"
 PROFILES_PARQUET, CURVES_PARQUET = "profiles.parquet", "curves.parquet"
-PROFILE_KEYS = {"start": "hidden_grad_profile_start", "end": "hidden_grad_profile_end"}
+# `which` of each profile in profiles.parquet -> its record key: start and end of training, and (BN arms, once
+# per job) the start at each BN gain init, "init γ=0.5".
+PROFILE_KEYS = {
+    "start": "hidden_grad_profile_start",
+    "end": "hidden_grad_profile_end",
+    **{f"init γ={g:g}": record.init_gain_key(g) for g in record.INIT_GAINS},
+}
 # Identity columns copied onto every curve row, so curves.parquet reads on its own: the record's.
 IDENTITY = [*record.IDENTITY_KEYS, "status"]
 # The run statuses, then the states of folders that hold no finished run.
@@ -179,7 +185,7 @@ def aggregate(sweep_dir: str | Path, warn: Callable[[str], None] | None = None) 
         for which, v in prof.items():
             prof_vals.append(v)
             prof_run.append(np.full(v.size, i))
-            prof_which.append(np.full(v.size, which == "end"))
+            prof_which.append(np.full(v.size, which, dtype=object))
             prof_t.append(np.arange(1, v.size + 1))
         if problem:
             problems.append((str(folder), problem))
@@ -203,7 +209,7 @@ def aggregate(sweep_dir: str | Path, warn: Callable[[str], None] | None = None) 
     profiles = pd.DataFrame(
         {
             "run_id": summary["run_id"].to_numpy()[run_idx],
-            "which": np.where(cat(prof_which).astype(bool), "end", "start"),
+            "which": cat(prof_which).astype(str) if prof_which else np.array([], dtype=str),
             "t": cat(prof_t).astype(int),
             "grad_norm": cat(prof_vals),
         }

@@ -339,3 +339,26 @@ def gain_profiles(profiles: pd.DataFrame) -> Figure:
             ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def init_gain_profiles(profiles: pd.DataFrame) -> Figure:
+    """‖∂L/∂h_t‖ over t at initialisation per BN gain init (`which` = "init γ=…"), one panel per task and
+    length (rows) and cell (columns): the start of training, where the gain alone sets the BN cell's
+    gradient flow (Cooijmans et al. 2016)."""
+    d = profiles.assign(setting=profiles["task"].astype(str) + ", T=" + profiles["seq_len"].astype(str))
+    s = summarise(d, "t", "grad_norm", ["setting", "cell", "which"])
+    settings = sorted(s["setting"].unique())
+    cells = ordered(s["cell"].unique(), CELL_ORDER)
+    fig = Figure(figsize=(3.4 * max(1, len(cells)) + LEGEND_W, 2.6 * max(1, len(settings))))
+    axes = fig.subplots(max(1, len(settings)), max(1, len(cells)), squeeze=False)
+    for i, setting in enumerate(settings):
+        for j, cell in enumerate(cells):
+            ax = axes[i][j]
+            for which, g in s[(s["setting"] == setting) & (s["cell"] == cell)].groupby("which"):
+                ax.plot(g["t"], g["mean"], label=str(which).removeprefix("init "))
+                ax.fill_between(g["t"], g["min"], g["max"], alpha=0.2)
+            ax.set_yscale("log")
+            ax.set(title=f"{setting}, {cell}", xlabel="t", ylabel="‖∂L/∂h_t‖")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

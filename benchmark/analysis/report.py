@@ -114,7 +114,8 @@ def load_sweep(sweep_dir: Path) -> Sweep:
         {"task": "category", "cell": "category", "variant": "category"}
     )
     keep = lambda t: t[t["run_id"].isin(ident["run_id"])]  # noqa: E731  (a cheap filter before the join)
-    profiles = keep(a.profiles).merge(ident, on="run_id", how="inner")
+    trained = a.profiles[a.profiles["which"].isin(["start", "end"])]  # not the probes at other BN gain inits
+    profiles = keep(trained).merge(ident, on="run_id", how="inner")
     curves = (
         keep(a.curves.drop(columns=[c for c in ("task", "seq_len", "cell", "variant") if c in a.curves])).merge(
             ident, on="run_id", how="inner"
@@ -239,20 +240,31 @@ def claim_figures(key: str, s: "Sweep") -> list[dict[str, str]]:
         )
         return [figure(plots.km_curves(d), caption)] if len(d) else []
     comp = s.comp if s.comp is not None else s.done
-    if key == "b" and "bn_gain_init" in comp.columns and comp["bn_gain_init"].dropna().nunique() > 1:
-        bn = comp.loc[comp["bn_gain_init"].notna(), ["run_id", "cell", "bn_gain_init"]]
-        prof = s.all_profiles.merge(bn, on="run_id", how="inner")
-        return (
-            [
-                figure(
-                    plots.gain_profiles(prof),
-                    "‖∂L/∂h_t‖ (eval mode) per BN gain init γ; line = mean over runs, band = min–max",
-                )
-            ]
-            if len(prof)
-            else []
-        )
+    if key == "b":
+        return gain_figures(s, comp)
     return []
+
+
+def gain_figures(s: "Sweep", comp: pd.DataFrame) -> list[dict[str, str]]:
+    """(b): the start profiles at each BN gain init that BN runs probe, and, where a sweep varies the gain
+    it trains with, the start and end profiles per trained gain."""
+    out = []
+    init = s.all_profiles[s.all_profiles["which"].str.startswith("init")]
+    init = init.merge(comp[["run_id", "task", "seq_len", "cell"]], on="run_id", how="inner")
+    if len(init):
+        caption = (
+            "‖∂L/∂h_t‖ (eval mode) at initialisation with every BN gain set to γ, BN arms (one run per job); "
+            "line = mean over runs, band = min–max"
+        )
+        out.append(figure(plots.init_gain_profiles(init), caption))
+    if "bn_gain_init" in comp.columns and comp["bn_gain_init"].dropna().nunique() > 1:
+        bn = comp.loc[comp["bn_gain_init"].notna(), ["run_id", "cell", "bn_gain_init"]]
+        trained = s.all_profiles[s.all_profiles["which"].isin(["start", "end"])]
+        prof = trained.merge(bn, on="run_id", how="inner")
+        if len(prof):
+            caption = "‖∂L/∂h_t‖ (eval mode) per BN gain init γ trained with; line = mean over runs, band = min–max"
+            out.append(figure(plots.gain_profiles(prof), caption))
+    return out
 
 
 def seeds_section(s: "Sweep") -> dict[str, Any]:

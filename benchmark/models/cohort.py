@@ -32,9 +32,11 @@ from benchmark.models.cohort_fused import cohort_lstm
 from benchmark.models.cohort_fused_bn import add_bias, cohort_bn_gru, cohort_bn_lstm, cohort_bn_rnn
 from benchmark.models.cohort_fused_gru import cohort_gru, cohort_rnn
 from benchmark.models.cohort_norm import (
+    PROJECTED_BN_MAX_INPUT,
     CohortDropout,
     CohortLayerNorm,
     CohortStepBatchNorm,
+    projected_bn,
     stacked_param,
 )
 from benchmark.models.dropout import LockedDropout, StepDropout
@@ -234,9 +236,21 @@ class CohortLayer(nn.Module):
             T, E, B, _ = x.shape
             ones = x.new_ones(1, 1, 1, 1).expand(T, E, B, 1)
             xw = torch.matmul(torch.cat([x, ones], -1), torch.cat([r.weight_ih_l0.transpose(1, 2), bias], 1))
+        elif self._projects_norm_x(x):
+            xw = add(projected_bn(x, r.weight_ih_l0, self.norm_x), bias)
         else:
             xw = add(self.norm_x(torch.matmul(x, r.weight_ih_l0.transpose(1, 2))), bias)
         return xw, b_hh
+
+    def _projects_norm_x(self, x: Tensor) -> bool:
+        """BN of W_ih·x in training, from the moments of a narrow input (`cohort_norm.projected_bn`)."""
+        norm = self.norm_x
+        return (
+            isinstance(norm, CohortStepBatchNorm)
+            and norm.training
+            and x.shape[-1] <= PROJECTED_BN_MAX_INPUT
+            and not torch.is_autocast_enabled(x.device.type)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if self._can_fuse(x):

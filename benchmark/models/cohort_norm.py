@@ -174,3 +174,32 @@ class CohortDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, locked={self.locked}"
+
+
+PROJECTED_BN_MAX_INPUT = 8  # inputs up to this width: BN of W·x from the input's moments (`projected_bn`)
+
+
+def projected_bn(x: Tensor, weight: Tensor, norm: CohortStepBatchNorm) -> Tensor:
+    """Training BN of W·x over a (T, E, B, I) input sequence, per (step, member, feature) over B, from the
+    input's batch moments: for feature f, mean_B(W·x)_f = W_f·μ and var_B(W·x)_f = W_fᵀ Σ W_f (μ and Σ the
+    batch mean and biased covariance of x), so BN(W·x) = (x − μ)·(γ_f W_f / σ_f), one batched GEMM with
+    the scale folded into the weights. The same function as `norm(x @ Wᵀ)`, with the wide (T, E, B, gH)
+    tensor written once in the forward and read twice in the backward (autograd's, through small tensors),
+    instead of `_SequenceBN`'s passes over it; worth it while I is small (digits 1, adding 2).
+
+    weight: W_ih (E, gH, I). Running statistics (rows t < max_steps) move by `momentum` towards W·μ and the
+    unbiased variance, as torch's batch_norm moves them.
+    """
+    T, E, B, _ = x.shape
+    mu = x.mean(2, keepdim=True)  # (T, E, 1, I)
+    xc = x - mu
+    cov = torch.matmul(xc.transpose(2, 3), xc) / B  # (T, E, I, I), biased
+    var = (torch.matmul(weight, cov) * weight).sum(-1)  # (T, E, gH): W_fᵀ Σ W_f per feature
+    scale = norm.weight * var.add(norm.eps).rsqrt()  # γ / σ, (T, E, gH)
+    y = torch.matmul(xc, (weight * scale.unsqueeze(-1)).transpose(2, 3))  # (T, E, B, gH)
+    n = min(T, norm.max_steps)
+    with torch.no_grad():
+        mean = torch.matmul(mu, weight.transpose(1, 2)).squeeze(2)  # (T, E, gH)
+        norm.running_mean[:n].lerp_(mean[:n], norm.momentum)
+        norm.running_var[:n].lerp_(var[:n] * (B / (B - 1)), norm.momentum)
+    return y if norm.bias is None else y + norm.bias.view(1, E, 1, -1)
