@@ -442,8 +442,9 @@ def literature_block(s: Sweep) -> Optional[dict[str, Any]]:
     """The `literature:` block of the sweep's config (published values it reproduces), or None."""
     for r in s.summary.itertuples():
         cfg = Path(str(r.path)) / "config.yaml"
-        if cfg.exists():
-            block = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("literature")
+        text = cfg.read_text(encoding="utf-8") if cfg.exists() else ""
+        if text.startswith("literature:") or "\nliterature:" in text:  # a top-level key; parse only then
+            block = (yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("literature")
             if block:
                 return block
     return None
