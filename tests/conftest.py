@@ -32,6 +32,17 @@ def _one_torch_thread(request):
 
 
 @pytest.fixture
+def float64():
+    """torch's default dtype float64 for the test (exact comparisons of fast paths), restored afterwards."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
 def results_dir(tmp_path: Path) -> Path:
     """This test's results folder (not created: the code under test makes it)."""
     return tmp_path / "results"

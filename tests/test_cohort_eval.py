@@ -26,14 +26,6 @@ SEEDS = (0, 1, 2)
 TOL = dict(rtol=1e-9, atol=1e-12)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def member_tasks(name: str = "adding") -> list:
     """One task per member, each drawing its own data from its seed (as claim experiments do)."""
     return [get_task(name, seq_len=8, n_train=96, n_val=40, n_test=24, data_seed=s) for s in SEEDS]

@@ -158,18 +158,24 @@ def test_evaluation_no_grad_and_autocast_keep_the_autograd_loop(cell, bn_calls):
     assert len(bn_calls) == L
 
 
+def two_cohort_norms(E: int, features: int, steps: int, bias: bool) -> tuple[CohortStepBatchNorm, CohortStepBatchNorm]:
+    """Two identical per-step cohort BNs of E members (gains off 1, seeded), in training, float64: one for
+    the fast path, one for the reference; after torch.manual_seed(0), so the test's draws follow."""
+    torch.manual_seed(0)
+    solos = [StepBatchNorm(features, steps, 0.1, 0.1, 1e-5, bias=bias).double() for _ in range(E)]
+    with torch.no_grad():
+        for m in solos:
+            m.weight.uniform_(0.5, 1.5)
+    return CohortStepBatchNorm(solos).double().train(), CohortStepBatchNorm(solos).double().train()
+
+
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("T", [3, 7])  # within and beyond max_steps = 5
 def test_sequence_bn_equals_torch_batch_norm(bias: bool, T: int) -> None:
     """norm_x over a whole (T, E, B, F) sequence in training (`_SequenceBN`) equals torch's batch_norm per step and
     member: output, input and gain/bias gradients, running statistics (rows below max_steps only), float64."""
-    torch.manual_seed(0)
     E, B, Fd, steps = 3, 6, 4, 5
-    solos = [StepBatchNorm(Fd, steps, 0.1, 0.1, 1e-5, bias=bias).double() for _ in range(E)]
-    with torch.no_grad():
-        for m in solos:
-            m.weight.uniform_(0.5, 1.5)
-    fast, ref = (CohortStepBatchNorm(solos).double().train() for _ in range(2))
+    fast, ref = two_cohort_norms(E, Fd, steps, bias)
     x = torch.randn(T, E, B, Fd, dtype=torch.float64)
     x[0, :, :, 1] = 3.0  # a batch-constant feature: zero variance
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -196,13 +202,8 @@ def test_bn_of_the_input_projection_from_the_input_moments_equals_bn_of_the_proj
     """`projected_bn(x, W, norm)` (BN of W·x from x's batch mean and covariance) equals `norm(x @ Wᵀ)`: output,
     gradients of x, W, γ (and β), running statistics (rows below max_steps only), float64; an input that is the
     same across the batch at a step (digits' blank first pixel) included."""
-    torch.manual_seed(0)
     E, B, G, steps = 3, 6, 8, 5
-    solos = [StepBatchNorm(G, steps, 0.1, 0.1, 1e-5, bias=bias).double() for _ in range(E)]
-    with torch.no_grad():
-        for m in solos:
-            m.weight.uniform_(0.5, 1.5)
-    fast, ref = (CohortStepBatchNorm(solos).double().train() for _ in range(2))
+    fast, ref = two_cohort_norms(E, G, steps, bias)
     x = torch.randn(T, E, B, I, dtype=torch.float64)
     x[0] = 0.0  # the same (blank) input for every sequence at the first step
     w = torch.randn(E, G, I, dtype=torch.float64)

@@ -27,14 +27,6 @@ SEEDS, LRS = (0, 1, 2), (0.01, 0.03)
 REL = 1e-4
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def tiny_task(name: str = "adding", **kw):
     base = dict(seq_len=8, n_train=96, n_val=32, n_test=32)
     return get_task(name, **{**base, **kw})

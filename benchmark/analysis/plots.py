@@ -316,6 +316,16 @@ def km_curves(data: pd.DataFrame) -> Figure:
     return fig
 
 
+def profile_lines(ax: Axes, s: pd.DataFrame, hue: str, title: str) -> None:
+    """Summarised ‖∂L/∂h_t‖ profiles on a log axis, one line (mean) and band (min–max) per `hue` level."""
+    for level, g in s.groupby(hue):
+        ax.plot(g["t"], g["mean"], label=str(level))
+        ax.fill_between(g["t"], g["min"], g["max"], alpha=0.2)
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel="t", ylabel="‖∂L/∂h_t‖")
+    ax.legend(fontsize=7)
+
+
 def gain_profiles(profiles: pd.DataFrame) -> Figure:
     """‖∂L/∂h_t‖ over t per BN gain init (column `bn_gain_init`), start and end, one panel per cell:
     Cooijmans et al. 2016 show the gain's initial value decides between vanishing and exploding."""
@@ -331,12 +341,7 @@ def gain_profiles(profiles: pd.DataFrame) -> Figure:
     for j, cell in enumerate(cells):
         for i, which in enumerate(("start", "end")):
             ax = axes[i][j]
-            for gain, g in s[(s["cell"] == cell) & (s["which"] == which)].groupby("gain"):
-                ax.plot(g["t"], g["mean"], label=gain)
-                ax.fill_between(g["t"], g["min"], g["max"], alpha=0.2)
-            ax.set_yscale("log")
-            ax.set(title=f"{cell}, {which}", xlabel="t", ylabel="‖∂L/∂h_t‖")
-            ax.legend(fontsize=7)
+            profile_lines(ax, s[(s["cell"] == cell) & (s["which"] == which)], "gain", f"{cell}, {which}")
     fig.tight_layout()
     return fig
 
@@ -354,11 +359,7 @@ def init_gain_profiles(profiles: pd.DataFrame) -> Figure:
     for i, setting in enumerate(settings):
         for j, cell in enumerate(cells):
             ax = axes[i][j]
-            for which, g in s[(s["setting"] == setting) & (s["cell"] == cell)].groupby("which"):
-                ax.plot(g["t"], g["mean"], label=str(which).removeprefix("init "))
-                ax.fill_between(g["t"], g["min"], g["max"], alpha=0.2)
-            ax.set_yscale("log")
-            ax.set(title=f"{setting}, {cell}", xlabel="t", ylabel="‖∂L/∂h_t‖")
-            ax.legend(fontsize=7)
+            sel = s[(s["setting"] == setting) & (s["cell"] == cell)]
+            profile_lines(ax, sel.assign(which=sel["which"].str.removeprefix("init ")), "which", f"{setting}, {cell}")
     fig.tight_layout()
     return fig
