@@ -53,8 +53,7 @@ def stacked_outputs(
 ) -> list[Tensor]:
     """Eval-mode outputs of each model on its own inputs xs[e] (N, T, I), as float tensors on the CPU."""
     outs: list[list[Tensor]] = [[] for _ in models]
-    index = list(range(len(models)))
-    for idx in chunks(index, MAX_MODELS):
+    for idx in chunks(range(len(models)), MAX_MODELS):
         cohort = CohortModel([models[e] for e in idx]).eval()
         x = torch.stack([xs[e] for e in idx])
         batch = max(1, min(EVAL_BATCH, MAX_SEQUENCES // len(idx)))
