@@ -7,8 +7,9 @@ of "key=value" overrides. `group_jobs` merges the jobs that differ only in the c
 job keeps its first member's overrides (so it composes with valid values) and adds
 `cohort.members=[...]`, one "key=value key=value" string per member (its axis overrides) in the
 order Hydra would have launched them; a job alone in its group stays exactly as it was.
-`member_overrides` reads a member string back into its overrides; `job_numbers` says which job
-trains each grid point (`make status`).
+`member_overrides` reads a member string back into its overrides, `member_point` a member back into
+its grid point (the overrides the basic sweeper would have launched it with); `job_numbers` says which
+job trains each grid point (`make status`).
 """
 
 from __future__ import annotations
@@ -113,3 +114,10 @@ def member_overrides(member: str) -> list[str]:
     if q:
         raise ConfigError(MEMBERS_KEY, member, "'key=value key=value' strings whose quotes are closed")
     return out + [cur] if cur else out
+
+
+def member_point(job: Sequence[str], member: str) -> list[str]:
+    """The grid point of one member of a launched job: the job's overrides without `cohort.members`, each
+    cohort axis at the member's value, in the job's order (the list Hydra's basic sweeper would launch)."""
+    mine = {key_of(o): o for o in member_overrides(member)}
+    return [mine.get(key_of(o), o) for o in job if key_of(o) != MEMBERS_KEY]

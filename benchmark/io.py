@@ -35,6 +35,7 @@ RUN_ID_EXCLUDE = (
 )  # a claims experiment's seed roles and grids (the settings are in the config)
 COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
+GRID_POINT = "grid_point.json"  # the overrides of the grid point a run folder was made for (benchmark/run.py)
 
 
 def _drop(cfg: Mapping[str, Any], dotted: str) -> dict[str, Any]:

@@ -50,10 +50,11 @@ from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo, record
 from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form
-from benchmark.cohort_sweep import member_overrides
+from benchmark.cohort_sweep import member_overrides, member_point
 from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, init_gain_profiles, profile_ratio
 from benchmark.io import (
+    GRID_POINT,
     atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
@@ -87,6 +88,7 @@ class Prepared:
     task: Task
     spec: ModelSpec
     device: torch.device
+    point: tuple[str, ...] = ()  # the grid point's overrides, as the sweep launched it (grid_point.json)
 
 
 def _config_cause(e: BaseException) -> Optional[ConfigError]:
@@ -418,6 +420,8 @@ def start_folder(p: Prepared) -> None:
     for tmp in remove_leftovers(p.out):
         log.info("removed %s, left by an interrupted attempt", tmp)
     atomic_write_text(p.out / "config.yaml", OmegaConf.to_yaml(p.resolved, resolve=True))
+    if p.point:  # which grid point made this folder: the report finds a sweep's missing points without composing
+        atomic_write_json(p.out / GRID_POINT, {"overrides": list(p.point)})
     log.info("run %s -> %s", p.run_id, p.out)
 
 
@@ -499,8 +503,10 @@ def main(cfg: DictConfig) -> None:
     allocator.keep_freed_memory()  # steady step times that scale with T (allocator.py)
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    task = [str(o) for o in hc.overrides.task]
+    points = [member_point(task, str(m)) for m in cfg.cohort.members] or [task]
     try:
-        ps = [prepare(c) for c in member_configs(cfg)]
+        ps = [dataclasses.replace(prepare(c), point=tuple(pt)) for c, pt in zip(member_configs(cfg), points)]
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

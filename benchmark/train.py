@@ -72,6 +72,41 @@ def step_stats(loss: Tensor, params: list[nn.Parameter], groups: Any, max_norm: 
     return StepStats(vals[0], vals[1], max_norm is not None and vals[1] > max_norm, dict(zip(present, vals[2:])))
 
 
+def cohort_step_stats(
+    losses: Tensor, runs: list[tuple[list[nn.Parameter], Any]], max_norm: Optional[float]
+) -> list[StepStats]:
+    """`step_stats` of E runs of one architecture at once: each run's (params, groups), its loss in `losses` (E,).
+
+    Each run's gradients are clipped by its own global norm as `clip_grad_norm_` does (coefficient
+    max_norm / (norm + 1e-6), at most 1, in the gradients' dtype), with one norm call and one read-back for
+    all runs instead of one each. A group's norm is read before clipping and scaled by the run's coefficient:
+    the norm of the clipped gradients up to rounding.
+    """
+    grads = [[p.grad for p in params if p.grad is not None] for params, _ in runs]
+    n = len(grads[0])
+    if n == 0 or any(len(g) != n for g in grads):
+        return [step_stats(loss, params, groups, max_norm) for loss, (params, groups) in zip(losses.unbind(0), runs)]
+    flat = [g for gs in grads for g in gs]  # each norm as the solo run takes it: clip_grad_norm_'s, or `total_norm`'s
+    each = torch._foreach_norm(flat) if max_norm is not None else [torch.linalg.vector_norm(g) for g in flat]
+    norms = torch.stack(each).view(len(runs), n)
+    total = torch.stack([torch.linalg.vector_norm(row) for row in norms])  # clip_grad_norm_'s reduction, bit for bit
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0) if max_norm is not None else torch.ones_like(total)
+    position = {id(p): i for i, p in enumerate(p for p in runs[0][0] if p.grad is not None)}
+    present = [(g, [position[id(p)] for p in runs[0][1].get(g, []) if id(p) in position]) for g in GROUPS]
+    present = [(g, idx) for g, idx in present if idx]
+    columns = [losses.detach().float(), total.float(), coef.double()]  # loss and norms read as `step_stats` reads
+    columns += [torch.linalg.vector_norm(norms[:, idx], dim=1).float() for _, idx in present]  # them (an overflow
+    rows = torch.stack([c.double() for c in columns], 1).tolist()  # is non-finite); the coefficient exactly
+    if max_norm is not None:
+        torch._foreach_mul_([g for gs, r in zip(grads, rows) for g in gs], [r[2] for r in rows for _ in range(n)])
+    return [
+        StepStats(
+            r[0], r[1], max_norm is not None and r[1] > max_norm, {g: v * r[2] for (g, _), v in zip(present, r[3:])}
+        )
+        for r in rows
+    ]
+
+
 @dataclass
 class TrainResult:
     """What training produced; filled in as it goes, so a failure keeps the partial record."""

@@ -36,7 +36,7 @@ from benchmark.models.model import SequenceModel
 from benchmark.precision import autocast, autocast_dtype
 from benchmark.step import BatchSource
 from benchmark.tasks.base import Task
-from benchmark.train import Trainee, TrainResult, progress_bar
+from benchmark.train import Trainee, TrainResult, cohort_step_stats, progress_bar
 
 __all__ = ["Member", "train_cohort"]
 
@@ -186,7 +186,7 @@ def step_members(cohort: CohortModel, active: list[Member], dtype: Optional[torc
     losses, tokens = cohort_losses(cohort, active, dtype)
     for m in active:
         m.forwards += 1
-    stats = [m.stats(loss) for m, loss in zip(active, losses.unbind(0))]
+    stats = cohort_step_stats(losses, [(m.params, m.groups) for m in active], active[0].cfg.max_norm)
     applied = [m.update(i, s) for m, s in zip(active, stats)]
     dt = (time.perf_counter() - t0) / len(active)  # each member's share of the cohort's step
     if active[0].evaluates_at(i):  # evaluations read BN's statistics from the members' models

@@ -14,8 +14,10 @@ from omegaconf import OmegaConf
 from benchmark.cohort_sweep import (
     SWEEPER_TARGET,
     group_jobs,
+    groups,
     job_numbers,
     member_overrides,
+    member_point,
     members_override,
     quote,
 )
@@ -88,6 +90,21 @@ def test_an_axis_set_but_not_swept_is_in_every_member():
     grouped = group_jobs(basic_jobs("seed=0,1", "train.lr=0.03"), AXES)
     assert grouped[0][:-1] == ["seed=0", "train.lr=0.03"]
     assert members_of(grouped[0]) == ["seed=0 train.lr=0.03", "seed=1 train.lr=0.03"]
+
+
+@pytest.mark.parametrize(
+    "overrides, axes",
+    [
+        (("reg=none,bn", "seed=0,1,2", "train.lr=0.1,0.2"), AXES),
+        (("seed=0,1", "task.seq_len=6,10", "reg=bn"), ["seed"]),
+        (("train.lr=0.03", "seed=5,6", "task.name='a b'"), AXES),  # an axis set but not swept; a quoted value
+    ],
+)
+def test_each_member_reads_back_as_the_grid_point_hydra_would_have_launched(overrides, axes):
+    jobs = basic_jobs(*overrides)
+    for launched, group in zip(group_jobs(jobs, axes), groups(jobs, axes)):
+        points = [member_point(launched, m) for m in members_of(launched)] if len(group) > 1 else [launched]
+        assert points == [jobs[i] for i in group]
 
 
 def test_a_point_listed_twice_is_refused():

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
+from benchmark.analysis import status
 
 from helpers import ENV, ROOT, TINY, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
 
@@ -162,4 +163,7 @@ def test_sigkill_inside_a_cohort_then_rerun_completes_every_member_once(tmp_path
     folders = started_runs(sweep)
     assert len(folders) == 6
     for f in folders:
-        assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "history.csv", "metrics.json"]
+        assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "grid_point.json", "history.csv", "metrics.json"]
+    for s in (reference / "ftc", sweep):  # each member's folder names its grid point, across two invocations
+        assert len(status.recorded_run_ids(s / "runs")) == 6
+        assert status.grid(s, recorded=True) == status.grid(s)

@@ -74,6 +74,18 @@ def test_grid_is_hydras_job_list_and_run_ids_match_the_folders(swept):
     assert {p.run_id for p in points} == {d.name for d in (swept / "runs").iterdir()}
 
 
+def test_recorded_run_ids_are_the_composed_ones_and_only_points_never_started_are_composed(sweep, monkeypatch):
+    composed = status.grid(sweep)
+    assert status.grid(sweep, recorded=True) == composed
+    never = composed[3]
+    shutil.rmtree(sweep / "runs" / never.run_id)
+    asked = []
+    real = status.composed_run_ids
+    monkeypatch.setattr(status, "composed_run_ids", lambda mr, pts: asked.extend(pts) or real(mr, pts))
+    miss = status.missing_points(sweep)  # the report's missing points read the recorded ids
+    assert [p.overrides for p in asked] == [never.overrides] and list(miss["run_id"]) == [never.run_id]
+
+
 def test_every_category_of_a_partly_done_sweep(sweep):
     points = {p.label: p for p in status.grid(sweep)}
     runs = sweep / "runs"

@@ -127,3 +127,35 @@ def test_with_stop_at_target_each_member_stops_at_its_own_step(arm, seeds, alone
     for solo, member in zip(solos, members):
         assert_same_run(solo, member, task)
         assert member[0].steps_to_target == solo[0].steps_to_target
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("max_norm", [None, 1.0])
+def test_step_stats_of_members_together_are_each_ones_own(dtype, max_norm):
+    """Clipping and norms of E runs in one pass (`cohort_step_stats`) equal `step_stats` run by run: the
+    clipped gradients and the loss and global norm bit for bit, the group norms to rounding."""
+    from benchmark.train import cohort_step_stats, step_stats
+
+    task = tiny_task()
+
+    def models():
+        out = []
+        for e, scale in enumerate((1e-3, 1.0, 30.0)):  # one run inside the norm, two clipped
+            m = member_model(task, LSTMCell, load_arm("bn"), e).to(dtype)
+            gen = torch.Generator().manual_seed(e)
+            for p in m.parameters():
+                p.grad = torch.randn(p.shape, generator=gen, dtype=dtype) * scale
+            out.append(m)
+        return out
+
+    losses = torch.tensor([0.5, 2.0, 1e39 if dtype == torch.float64 else 3.0], dtype=dtype)  # 1e39: inf as float32
+    alone, together = models(), models()
+    expected = [step_stats(loss, list(m.parameters()), m.param_groups(), max_norm) for loss, m in zip(losses, alone)]
+    got = cohort_step_stats(losses, [(list(m.parameters()), m.param_groups()) for m in together], max_norm)
+    for a, b in zip(expected, got):
+        assert (b.loss, b.grad_norm, b.clipped, b.finite) == (a.loss, a.grad_norm, a.clipped, a.finite)
+        assert b.groups == pytest.approx(a.groups, rel=1e-6)
+    assert [s.clipped for s in got] == ([False] * 3 if max_norm is None else [False, True, True])
+    for ma, mb in zip(alone, together):
+        for pa, pb in zip(ma.parameters(), mb.parameters()):
+            assert torch.equal(pa.grad, pb.grad)

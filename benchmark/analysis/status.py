@@ -28,13 +28,14 @@ from __future__ import annotations
 import argparse
 import copy
 import enum
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from benchmark.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers
-from benchmark.io import read_metrics, run_id
+from benchmark.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers, key_of
+from benchmark.io import GRID_POINT, RUN_ID_EXCLUDE, read_metrics, run_id
 from benchmark.record import Status
 
 if TYPE_CHECKING:
@@ -160,13 +161,50 @@ def _config_dir(multirun: Any) -> str:
     raise SweepError("multirun.yaml names no main config source")
 
 
-def with_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[GridPoint]:
-    """Each grid point with the run id `benchmark.run` gives it: compose, apply overrides, hash.
+def point_key(overrides: Sequence[str]) -> tuple[str, ...]:
+    """A grid point's overrides without those that leave its run id as it is (where results go, the
+    invocation's skip marks): the same point in every `make sweep` of a sweep."""
+    return tuple(o for o in overrides if key_of(o).lstrip("+~") not in RUN_ID_EXCLUDE)
+
+
+def recorded_run_ids(runs_dir: Path) -> dict[tuple[str, ...], str]:
+    """The run id each grid point got, from the `grid_point.json` every run folder starts with; a point
+    recorded by two folders (its configs changed between sweeps) is left out, to be composed."""
+    ids: dict[tuple[str, ...], str] = {}
+    seen_twice: set[tuple[str, ...]] = set()
+    for f in sorted(Path(runs_dir).glob(f"*/{GRID_POINT}")):
+        try:
+            key = point_key(json.loads(f.read_text(encoding="utf-8"))["overrides"])
+        except (OSError, ValueError, KeyError, TypeError):  # a folder without a readable record: composed instead
+            continue
+        if key in ids:
+            seen_twice.add(key)
+        ids[key] = f.parent.name
+    return {k: v for k, v in ids.items() if k not in seen_twice}
+
+
+def with_run_ids(
+    multirun: Any, points: Sequence[GridPoint], recorded: Optional[dict[tuple[str, ...], str]] = None
+) -> list[GridPoint]:
+    """Each grid point with the run id `benchmark.run` gives it (`composed_run_ids`); or, for a point in
+    `recorded` (`recorded_run_ids`), the id its run folder says it got."""
+    recorded = recorded or {}
+    todo = [p for p in points if point_key(p.overrides) not in recorded]
+    composed = iter(composed_run_ids(multirun, todo))
+    return [
+        GridPoint(p.num, p.overrides, p.axes, recorded.get(point_key(p.overrides)) or next(composed)) for p in points
+    ]
+
+
+def composed_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[str]:
+    """The run id of each grid point as `benchmark.run` computes it: compose, apply overrides, hash.
 
     Group overrides (`cell=lstm`, `+experiment=smoke`) go through Hydra's compose API, once per
     combination; value overrides (`task.seq_len=6`) are then applied by Hydra's own function,
     as Hydra does after composing the defaults.
     """
+    if not points:
+        return []
     from hydra import compose, initialize_config_dir
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -201,14 +239,15 @@ def with_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[GridPoint]:
                     f"grid point {p.num} ({' '.join(p.overrides)}) no longer composes from "
                     f"{_config_dir(multirun)}: {type(e).__name__}: {str(e).splitlines()[0]}"
                 ) from None
-            out.append(GridPoint(p.num, p.overrides, p.axes, run_id(resolved)))
+            out.append(run_id(resolved))
     return out
 
 
-def grid(sweep_dir: Path) -> list[GridPoint]:
-    """Every grid point of the sweep in `sweep_dir`, with its run id."""
+def grid(sweep_dir: Path, recorded: bool = False) -> list[GridPoint]:
+    """Every grid point of the sweep in `sweep_dir`, with its run id: composed from today's configs, or
+    with `recorded` the id a run folder recorded for its point (composed only for points without one)."""
     mr = load_multirun(sweep_dir)
-    return with_run_ids(mr, expand(mr))
+    return with_run_ids(mr, expand(mr), recorded_run_ids(Path(sweep_dir) / "runs") if recorded else None)
 
 
 # --- the categories ---------------------------------------------------------------------------
@@ -227,10 +266,13 @@ def classify(folder: Path) -> tuple[Category, Optional[str]]:
     return Category.failed, str(m.get("error") or f"status {status!r}")  # failed, or a status no run writes
 
 
-def sweep_status(sweep_dir: str | Path, points: Optional[Sequence[GridPoint]] = None) -> SweepStatus:
-    """Every grid point of the sweep with its category; `points` (with run ids) skips the composition."""
+def sweep_status(
+    sweep_dir: str | Path, points: Optional[Sequence[GridPoint]] = None, recorded: bool = False
+) -> SweepStatus:
+    """Every grid point of the sweep with its category; `points` (with run ids) skips the composition,
+    `recorded` takes a started point's run id from its folder (`grid`)."""
     sweep_dir = Path(sweep_dir)
-    points = grid(sweep_dir) if points is None else points
+    points = grid(sweep_dir, recorded) if points is None else points
     runs = sweep_dir / "runs"
     statuses = [PointStatus(p, *classify(runs / p.run_id)) for p in points]
     ids = {p.run_id for p in points}
@@ -241,11 +283,12 @@ def sweep_status(sweep_dir: str | Path, points: Optional[Sequence[GridPoint]] = 
 def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
     """The grid points never started, one row each: `job`, `run_id`, `overrides` and one column per swept key.
 
-    For the report's failures section: a missing point is shown, never dropped.
+    For the report's failures section: a missing point is shown, never dropped. A point whose run folder
+    recorded it started (`grid_point.json`), so only the others are composed.
     """
     import pandas as pd
 
-    st = sweep_status(sweep_dir)
+    st = sweep_status(sweep_dir, recorded=True)
     rows = [
         {"job": s.point.num, "run_id": s.point.run_id, "overrides": s.point.label, **dict(s.point.axes)}
         for s in st.of(Category.missing)

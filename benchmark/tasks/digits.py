@@ -26,8 +26,10 @@ N_PIXELS = 64
 N_CLASSES = 10
 
 
+@functools.cache
 def load_pixels() -> tuple[Tensor, Tensor]:
-    """All 1797 images: (N, 64) float in [0, 1] and labels (N,) long."""
+    """All 1797 images: (N, 64) float in [0, 1] and labels (N,) long. Read once per process (every member of a
+    cohort draws its split from them); callers index them, never write into them."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
