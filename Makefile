@@ -66,8 +66,9 @@ test-all:  ## every test, slow and sweep ones included
 
 # Each grid point it skips leaves a file named by its run_id in a folder of this invocation
 # (beside the results, so SLURM jobs on other nodes reach it too); the files are counted, then removed.
-# An experiment with a `protocol:` block (claims) runs two multiruns: its tuning seeds over the settings
-# grid, then (after selection on their validation scores) its confirmation seeds at the chosen settings
+# An experiment with a `protocol:` block (claims) runs its tuning seeds over the settings grid (one
+# multirun for the arms without dropout, one for those that drop out, with dropout p swept), then (after
+# selection on their validation scores) its confirmation seeds at the chosen settings in a third
 # (benchmark/analysis/protocol.py); any other experiment runs its one multirun.
 sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claims_cpu on every core) under a live progress bar, then aggregate and report; prints the report path
 	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; set -f; \
@@ -75,8 +76,8 @@ sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claim
 		$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
 		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) "$$@" $(ARGS); }; \
 	if $(VPY) -m benchmark.analysis.protocol has $(EXPERIMENT); then \
-		stage=$$($(VPY) -m benchmark.analysis.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
-		echo "sweep: tuning seeds" && multirun $$stage && \
+		stages=$$($(VPY) -m benchmark.analysis.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
+		echo "sweep: tuning seeds" && while read -r stage; do multirun $$stage </dev/null || exit $$?; done <<< "$$stages" && \
 		stage=$$($(VPY) -m benchmark.analysis.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
 		echo "sweep: confirmation seeds at the chosen settings ($(RESULTS_DIR)/$(SWEEP)/plan/chosen.csv)" && \
 		multirun $$stage; \

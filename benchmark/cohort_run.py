@@ -67,15 +67,17 @@ def cohort_keys(ps: Sequence[Prepared], mode: str) -> dict[str, Any]:
     return {"cohort_id": cid, "cohort_size": len(ps), "cohort_mode": mode}
 
 
-def why_not_stacked(p: Prepared) -> Optional[str]:
-    """Why this variant cannot train stacked (None: it can)."""
+def why_not_stacked(ps: Sequence[Prepared]) -> Optional[str]:
+    """Why these members cannot train stacked (None: they can): a variant without a cohort form, or members
+    that differ in a setting one stack shares (a cohort axis such as reg.bn.eps; output dropout's p is not)."""
+    p = ps[0]
     if p.cfg.accel is not Accel.none:
         return f"accel={p.cfg.accel.value} speeds up one model's loop"
     if p.task.carries_state:
         return "a stream task carries each model's state from one window to the next"
     try:
-        CohortModel([run_model(p, torch.device("cpu"))])
-    except NotImplementedError as e:
+        CohortModel([run_model(q, torch.device("cpu")) for q in ps])
+    except (NotImplementedError, ValueError) as e:  # the reason is logged and the members train one by one
         return str(e)
     return None
 
@@ -85,7 +87,7 @@ def choose_mode(ps: Sequence[Prepared]) -> CohortMode:
     p, asked = ps[0], ps[0].cfg.cohort.mode
     if len(ps) == 1 or asked is CohortMode.sequential:
         return CohortMode.sequential
-    reason = why_not_stacked(p)
+    reason = why_not_stacked(ps)
     if asked is CohortMode.stacked:
         if reason:
             raise ConfigError("cohort.mode", "stacked", f"auto or sequential for reg={p.spec.reg.name}", reason)

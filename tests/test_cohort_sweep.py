@@ -338,3 +338,16 @@ def test_status_and_progress_count_members_not_jobs(tmp_path):
     solo_points = status.grid(solo / "grid")
     assert [pt.num for pt in solo_points] == list(range(12))
     assert [pt.run_id for pt in solo_points] == [pt.run_id for pt in points]
+
+
+@pytest.mark.sweep
+def test_an_axis_that_every_swept_arm_brings_is_a_cohort_axis(tmp_path):
+    """reg.dropout.p is no key of the primary config (reg=none) but of every job (reg=dropout, both): the
+    points of each arm are one cohort; a job whose arm lacks the key fails the multirun before any job."""
+    axes = "cohort.axes=[seed,train.lr,reg.dropout.p]"
+    p = multirun(tmp_path / "a", "reg=dropout,both", "reg.dropout.p=0.1,0.5", "seed=0,1", axes)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert [(r["reg"], len(r["members"])) for r in launched(tmp_path / "a")] == [("dropout", 4), ("both", 4)]
+    p = multirun(tmp_path / "b", "reg=dropout,none", "reg.dropout.p=0.1,0.5", "seed=0", axes)
+    assert p.returncode != 0 and "reg.dropout.p" in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "b" / "jobs.jsonl").exists()

@@ -88,6 +88,13 @@ def sweep_axes(exp: str) -> dict[str, list[str]]:
     return {k: str(v).split(",") for k, v in params.items()}
 
 
+def tuning_overrides(stages: list[str]) -> dict[str, str]:
+    """The tuning multiruns' overrides as one: their search path and every design."""
+    parsed = [dict(part.split("=", 1) for part in line.split()) for line in stages]
+    assert len({o["hydra.searchpath"] for o in parsed}) == 1
+    return {"hydra.searchpath": parsed[0]["hydra.searchpath"], "design": ",".join(o["design"] for o in parsed)}
+
+
 def first_values_and_points(exp: str, tmp: Path) -> list[list[str]]:
     """One override list per design point / regime, length and reg (what the checks depend on: data
     sizes, per-step BN statistics vs the length), every other axis at its first value. An experiment
@@ -96,7 +103,7 @@ def first_values_and_points(exp: str, tmp: Path) -> list[list[str]]:
 
     proto = protocol.load(exp)
     if proto is not None:
-        o = dict(part.split("=", 1) for part in protocol.tune(proto, tmp).split())
+        o = tuning_overrides(protocol.tune(proto, tmp))
         lengths = {r.name: r.lengths for r in proto.regimes}
         first = f"_{proto.cells[0]}_"
         picked = [
@@ -150,7 +157,7 @@ def test_claims_design_keeps_its_promises(exp, tmp_path):
     from benchmark.analysis import protocol
 
     proto = protocol.load(exp)
-    o = dict(part.split("=", 1) for part in protocol.tune(proto, tmp_path).split())
+    o = tuning_overrides(protocol.tune(proto, tmp_path))
     budgets, arms = {}, set()
     with hydra_held():
         for d in o["design"].split(","):

@@ -65,18 +65,21 @@ def test_seed_sets_must_be_disjoint():
 
 
 def test_tuning_designs_compose_with_hydra_at_the_first_length(tmp_path):
-    o = overrides(protocol.tune(small(), tmp_path))
-    designs = o["design"].split(",")
-    assert len(designs) == 1 + 2 + 1  # digits: none + dropout at 2 p; adding: none
-    assert o["seed"] == "100,101" and o["train.lr"] == "0.01,0.03"
-    search = o["hydra.searchpath"]
+    plain, dropping = (overrides(line) for line in protocol.tune(small(), tmp_path))
+    assert plain["design"].split(",") == ["t_claims_adding_lstm_none", "t_claims_digits_lstm_none"]
+    assert dropping["design"] == "t_claims_digits_lstm_dropout"  # its p swept, a cohort axis of the experiment
+    assert dropping["reg.dropout.p"] == "0.1,0.5" and "reg.dropout.p" not in plain
+    for o in (plain, dropping):
+        assert o["seed"] == "100,101" and o["train.lr"] == "0.01,0.03"
+    search = plain["hydra.searchpath"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         c = compose(
             config_name="config",
             overrides=[
                 "+experiment=claims",
                 f"hydra.searchpath={search}",
-                "design=t_claims_digits_lstm_dropout_p0.5",
+                "design=t_claims_digits_lstm_dropout",
+                "reg.dropout.p=0.5",
                 "seed=100",
             ],
         )

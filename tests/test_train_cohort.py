@@ -159,3 +159,42 @@ def test_step_stats_of_members_together_are_each_ones_own(dtype, max_norm):
     for ma, mb in zip(alone, together):
         for pa, pb in zip(ma.parameters(), mb.parameters()):
             assert torch.equal(pa.grad, pb.grad)
+
+
+@pytest.mark.parametrize("option", ["dropout", "both"])
+@pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
+def test_members_with_their_own_dropout_p_are_their_solo_runs(option, cell, float64):
+    """Dropout p as a cohort axis: output dropout keeps one p per member, so four members (2 seeds x p 0.1,
+    0.5) train as one stack and each is its solo run at its own p."""
+    from benchmark.models.cohort import CohortModel
+
+    task = tiny_task()
+    grid = [(s, p) for p in (0.1, 0.5) for s in (0, 1)]
+    arms = {p: load_arm(option, f"dropout.p={p}") for _, p in grid}
+    n_precise = arms[0.1].precise_batches()
+    solos = []
+    for s, p in grid:
+        m = member_model(task, cell, arms[p], s)
+        solos.append((train(m, task, config(0.01), CPU, s, progress=False, precise_bn_batches=n_precise), m))
+    models = [member_model(task, cell, arms[p], s) for s, p in grid]
+    assert CohortModel(models).drops[-1].p == (0.1, 0.1, 0.5, 0.5)
+    results = train_cohort(
+        models, [task] * 4, [config(0.01)] * 4, CPU, [s for s, _ in grid], progress=False, precise_bn_batches=n_precise
+    )
+    for solo, member in zip(solos, zip(results, models)):
+        assert_same_run(solo, member, task)
+
+
+def test_members_that_differ_in_a_setting_the_stack_shares_are_refused():
+    from benchmark.models.cohort import CohortModel
+
+    task = tiny_task()
+    a, b = (member_model(task, LSTMCell, load_arm("bn", f"bn.eps={eps}"), 0) for eps in (1e-5, 1e-3))
+    with pytest.raises(ValueError, match="share one ModelSpec"):
+        CohortModel([a, b])
+    c, d = (
+        member_model(task, LSTMCell, load_arm("dropout", "dropout.placement=variational", f"dropout.p={p}"), 0)
+        for p in (0.1, 0.5)
+    )
+    with pytest.raises(ValueError, match="share one ModelSpec"):  # p inside the recurrence: one per stack
+        CohortModel([c, d])

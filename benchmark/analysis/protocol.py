@@ -5,11 +5,11 @@ The experiment declares a `protocol:` block (conf/experiment/claims.yaml): tunin
 seeds, the learning-rate grid, the dropout probabilities tuned for arms that drop out, cells, arms,
 and per regime its lengths (the first one tunes) and shorter budgets for cells that never learn.
 
-    python -m benchmark.analysis.protocol tune claims results/claims     # prints the tuning overrides
+    python -m benchmark.analysis.protocol tune claims results/claims     # the tuning multiruns' overrides, one per line
     python -m benchmark.analysis.protocol confirm claims results/claims  # selects, prints the confirmation ones
 
 Each step writes Hydra design files (one per grid cell: regime, cell, arm, length and settings)
-under `results/<sweep>/plan/{tune,confirm}/design/` and prints the overrides of its multirun,
+under `results/<sweep>/plan/{tune,confirm}/design/` and prints the overrides of its multiruns (one per line),
 which adds that folder to Hydra's search path. `confirm` selects with `comparisons.lr_table` on
 the tuning seeds' validation scores, once per task x cell x arm, writes `plan/chosen.csv`, and
 refuses to run while a tuning run is missing. Both steps are deterministic, so a second
@@ -171,19 +171,22 @@ def _overrides(folder: Path, designs: list[str], seeds: Sequence[int], extra: Se
     )
 
 
-def tune(proto: Protocol, sweep_dir: Path) -> str:
-    """Write the tuning designs (each arm at each dropout p it tunes) and return the multirun's overrides."""
-    files = {}
+def tune(proto: Protocol, sweep_dir: Path) -> list[str]:
+    """Write the tuning designs and return the overrides of the tuning multiruns, one per line of the CLI:
+    the arms without dropout, then (when the protocol tunes dropout p) the arms that drop out, with
+    `reg.dropout.p` swept like the seeds and rates (a cohort axis of conf/experiment/claims.yaml: each
+    arm's seeds x rates x p train as one job). Two multiruns because Hydra sweeps a key for every design."""
+    plain, dropping = {}, {}
     for rg in proto.regimes:
         for cell in rg.cells:
             for reg in rg.regs:
-                ps = proto.dropout_p if reg in DROPOUT_ARMS and proto.dropout_p else (None,)
-                for p in ps:
-                    name = f"t_{rg.name}_{cell}_{reg}" + (f"_p{p:g}" if p is not None else "")
-                    files[name] = design_file(rg, cell, reg, rg.lengths[0], p=p)
+                files = dropping if reg in DROPOUT_ARMS and proto.dropout_p else plain
+                files[f"t_{rg.name}_{cell}_{reg}"] = design_file(rg, cell, reg, rg.lengths[0])
     folder = sweep_dir / "plan" / "tune"
     lrs = "train.lr=" + ",".join(f"{x:g}" for x in proto.lr)
-    return _overrides(folder, _write(folder, files), proto.tuning_seeds, [lrs])
+    ps = "reg.dropout.p=" + ",".join(f"{x:g}" for x in proto.dropout_p)
+    stages = [(plain, [lrs]), (dropping, [lrs, ps])]
+    return [_overrides(folder, _write(folder, files), proto.tuning_seeds, extra) for files, extra in stages if files]
 
 
 def chosen_settings(proto: Protocol, sweep_dir: Path) -> pd.DataFrame:
@@ -250,8 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if proto is not None else 1
         if not args.sweep_dir:
             ap.error(f"{args.step} needs the sweep folder")
-        step = tune if args.step == "tune" else confirm
-        print(step(proto, Path(args.sweep_dir)))
+        stages = tune(proto, Path(args.sweep_dir)) if args.step == "tune" else [confirm(proto, Path(args.sweep_dir))]
+        print("\n".join(stages))
     except (ConfigError, aggregate.ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

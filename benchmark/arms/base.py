@@ -161,6 +161,12 @@ class Arm:
         """The variants of `reg=<option>` (the YAML's file name); default: one, the arm as configured."""
         return [ArmVariant(None, (), ("custom",), "", f"user arm {cls.__module__}.{cls.__qualname__}")]
 
+    def stack_key(self) -> Any:
+        """What two runs of this arm must share to train as one cohort stack (benchmark/models/cohort.py): by
+        default every setting. An arm may leave out a setting that only modules keeping one value per member
+        read (output dropout's p: `DropoutArm`), so a cohort can sweep it."""
+        return (type(self), self.name, self.config)
+
     def __eq__(self, other: object) -> bool:
         """The same arm class with the same name and settings."""
         return type(self) is type(other) and (self.name, self.config) == (other.name, other.config)

@@ -11,7 +11,7 @@ from typing import Any
 from benchmark.arms.base import ArmVariant
 from benchmark.arms.bn import BatchNormArm
 from benchmark.arms.compose import Composite
-from benchmark.arms.dropout import DropoutArm
+from benchmark.arms.dropout import DropoutArm, stack_key_without_output_p
 from benchmark.arms.legacy import BuiltinArm
 
 
@@ -24,6 +24,9 @@ class BothArm(Composite, BuiltinArm):
     def __init__(self, name: str = "both", **blocks: Any) -> None:
         super().__init__(name, **blocks)
         self.parts = (BatchNormArm(name, bn=self.config["bn"]), DropoutArm(name, dropout=self.config["dropout"]))
+
+    def stack_key(self) -> Any:
+        return stack_key_without_output_p(self)
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:

@@ -13,6 +13,7 @@ embeddings of hundreds of units; on a 2-feature input the same p erases the task
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,17 @@ def check_dropout(d: DropoutConfig) -> DropoutConfig:
     return d
 
 
+def stack_key_without_output_p(arm: Any) -> Any:
+    """`Arm.stack_key` of an arm with a `dropout` block: at the output placement p is read only by the
+    dropout modules between layers and before the head, which a cohort keeps per member
+    (models/cohort_norm.py's CohortDropout), so members may differ in it; elsewhere p acts inside the
+    recurrence and must be shared."""
+    d = arm.config["dropout"]
+    if d.placement is not DropoutPlacement.output:
+        return (type(arm), arm.name, arm.config)
+    return (type(arm), arm.name, {**arm.config, "dropout": dataclasses.replace(d, p=None)})
+
+
 class DropoutArm(BuiltinArm):
     """Dropout at `reg.dropout.placement` (module docstring)."""
 
@@ -57,6 +69,9 @@ class DropoutArm(BuiltinArm):
 
     def _at(self, placement: DropoutPlacement) -> float:
         return self.dropout.p if self.dropout.placement is placement else 0.0
+
+    def stack_key(self) -> Any:
+        return stack_key_without_output_p(self)
 
     def needs_custom(self) -> list[str]:
         p = self.dropout.placement

@@ -20,6 +20,7 @@ output, a token embedding, a user arm's module) raises NotImplementedError namin
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -42,7 +43,7 @@ from benchmark.models.cohort_norm import (
 from benchmark.models.dropout import LockedDropout, StepDropout
 from benchmark.models.layer import RecurrentLayer
 from benchmark.models.layernorm import StepLayerNorm
-from benchmark.models.model import SequenceModel
+from benchmark.models.model import ModelSpec, SequenceModel
 from benchmark.models.norm import StepBatchNorm
 from benchmark.models.zoneout import zone
 
@@ -65,14 +66,18 @@ def _norm(arm: str, piece: str, solos: Sequence[Optional[nn.Module]]) -> Optiona
     raise _unsupported(arm, piece, first)
 
 
-def _dropout(arm: str, piece: str, module: nn.Module) -> nn.Module:
-    if isinstance(module, nn.Identity):
-        return module
-    if isinstance(module, StepDropout):
-        return CohortDropout(module.p, locked=False)
-    if isinstance(module, LockedDropout):
-        return CohortDropout(module.p, locked=True)
-    raise _unsupported(arm, piece, module)
+def _dropout(arm: str, piece: str, modules: Sequence[nn.Module]) -> nn.Module:
+    """The members' dropout at one place as one module: each member keeps its own p."""
+    first = modules[0]
+    if any(type(m) is not type(first) for m in modules):
+        raise _unsupported(arm, piece, first)
+    if isinstance(first, nn.Identity):
+        return first
+    if isinstance(first, StepDropout):
+        return CohortDropout([m.p for m in modules], locked=False)
+    if isinstance(first, LockedDropout):
+        return CohortDropout([m.p for m in modules], locked=True)
+    raise _unsupported(arm, piece, first)
 
 
 class StackedWeights(nn.Module):
@@ -280,6 +285,12 @@ class CohortLayer(nn.Module):
         return torch.stack(outs)
 
 
+def stackable_specs(a: ModelSpec, b: ModelSpec) -> bool:
+    """Two members' specs allow one stack: equal but for their arms' settings that `Arm.stack_key` leaves out
+    (read only by modules that keep one value per member, such as output dropout's p)."""
+    return dataclasses.replace(a, reg=b.reg) == b and a.reg.stack_key() == b.reg.stack_key()
+
+
 class CohortModel(nn.Module):
     """E `SequenceModel`s of one spec as one model. Input (E, B, T, I) -> (E, B, O) or (E, B, T, O).
 
@@ -292,14 +303,19 @@ class CohortModel(nn.Module):
         if not solos:
             raise ValueError("a cohort needs at least one member model")
         spec = solos[0].spec
-        if any(m.spec != spec for m in solos):
-            raise ValueError("the members of a cohort must share one ModelSpec (they differ in their weights only)")
+        if any(not stackable_specs(m.spec, spec) for m in solos):
+            raise ValueError(
+                "the members of a cohort must share one ModelSpec (they differ in their weights and in the settings "
+                "their arm's `stack_key` leaves out only)"
+            )
         arm = spec.reg.name
         if solos[0].embed is not None:
             raise _unsupported(arm, "token embedding", solos[0].embed)
         self.spec, self.size = spec, len(solos)
         self.layers = nn.ModuleList(CohortLayer([m.layers[k] for m in solos], arm) for k in range(spec.num_layers))
-        self.drops = nn.ModuleList(_dropout(arm, "dropout", d) for d in solos[0].drops)
+        self.drops = nn.ModuleList(
+            _dropout(arm, "dropout", [m.drops[k] for m in solos]) for k in range(len(solos[0].drops))
+        )
         for norm in solos[0].norms:
             if not isinstance(norm, nn.Identity):
                 raise _unsupported(arm, "output_norm", norm)
@@ -349,5 +365,5 @@ class CohortModel(nn.Module):
                 m.state_dict()[name].copy_(t.select(dim, e))
 
     def _check_members(self, solos: Sequence[SequenceModel]) -> None:
-        if len(solos) != self.size or any(m.spec != self.spec for m in solos):
+        if len(solos) != self.size or any(not stackable_specs(m.spec, self.spec) for m in solos):
             raise ValueError(f"expected {self.size} models of the cohort's spec, got {len(solos)}")

@@ -158,19 +158,23 @@ class CohortLayerNorm(nn.Module):
 
 class CohortDropout(nn.Module):
     """Inverted dropout on (T, E, B, F): a fresh mask per element (Zaremba), or, `locked`, one (E, B, F) mask
-    per member and sequence shared over T (Gal & Ghahramani). Masks are drawn member first, (E, T, B, F)."""
+    per member and sequence shared over T (Gal & Ghahramani). Masks are drawn member first, (E, T, B, F).
+    `p` is one probability for every member, or one per member (a cohort over dropout p)."""
 
-    def __init__(self, p: float, locked: bool) -> None:
+    def __init__(self, p: float | Sequence[float], locked: bool) -> None:
         super().__init__()
-        self.p, self.locked = p, locked
+        ps = (p,) if isinstance(p, (int, float)) else tuple(p)
+        self.p: float | tuple[float, ...] = ps[0] if len(set(ps)) == 1 else ps
+        self.locked = locked
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
         T, E, B, Fd = x.shape
+        keep = 1.0 - self.p if isinstance(self.p, float) else [1.0 - p for p in self.p]
         if self.locked:
-            return x * masks.bernoulli(x, (E, B, Fd), 1.0 - self.p, scale=True)
-        return x * masks.bernoulli(x, (E, T, B, Fd), 1.0 - self.p, scale=True).transpose(0, 1)
+            return x * masks.bernoulli(x, (E, B, Fd), keep, scale=True)
+        return x * masks.bernoulli(x, (E, T, B, Fd), keep, scale=True).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, locked={self.locked}"

@@ -50,12 +50,15 @@ def drawn_from(gens: Optional[Sequence[torch.Generator]], stacked: bool = False)
         _STREAMS.reset(token)
 
 
-def bernoulli(like: Tensor, shape: Sequence[int], keep: float, scale: bool) -> Tensor:
+def bernoulli(like: Tensor, shape: Sequence[int], keep: float | Sequence[float], scale: bool) -> Tensor:
     """A float mask of `shape` on like's device and dtype: 1 with probability `keep`, else 0.
 
     `scale`: divide by `keep` (inverted dropout: kept units carry 1/keep, so the expectation is 1
-    and nothing is rescaled at eval).
+    and nothing is rescaled at eval). `keep` may be one per member (a cohort whose members drop out
+    with their own p, drawn stacked): row e is then what member e's solo model draws.
     """
+    if not isinstance(keep, (int, float)):
+        return _bernoulli_per_member(like, tuple(shape), tuple(keep), scale)
     streams = _STREAMS.get()
     shape = tuple(shape)
     if streams is None:
@@ -68,3 +71,19 @@ def bernoulli(like: Tensor, shape: Sequence[int], keep: float, scale: bool) -> T
             raise ValueError(f"a stacked mask {shape} must lead with one row per member ({len(gens)})")
         m = torch.stack([like.new_empty(shape[1:]).bernoulli_(keep, generator=g) for g in gens])
     return m.div_(keep) if scale else m
+
+
+def _bernoulli_per_member(like: Tensor, shape: tuple[int, ...], keeps: tuple[float, ...], scale: bool) -> Tensor:
+    """Row e from member e's stream with keep probability keeps[e]; a member that keeps everything draws
+    nothing (its solo model, with p = 0, never calls its stream)."""
+    streams = _STREAMS.get()
+    if streams is None or not streams[1] or len(streams[0]) != len(keeps) or shape[0] != len(keeps):
+        raise ValueError(f"masks with one keep per member {keeps} need the members' stacked streams, shape {shape}")
+    rows = []
+    for g, k in zip(streams[0], keeps):
+        if k == 1.0:
+            rows.append(like.new_ones(shape[1:]))
+            continue
+        m = like.new_empty(shape[1:]).bernoulli_(k, generator=g)
+        rows.append(m.div_(k) if scale else m)
+    return torch.stack(rows)

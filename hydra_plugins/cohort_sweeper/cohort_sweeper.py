@@ -16,7 +16,7 @@ from hydra.core.override_parser.types import Override, OverrideType
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import Container, DictConfig, OmegaConf
 
-from benchmark.cohort_sweep import AXES_KEY, MEMBERS_KEY, group_jobs
+from benchmark.cohort_sweep import AXES_KEY, MEMBERS_KEY, group_jobs, key_of
 from benchmark.config import ConfigError
 
 ALLOWED = "plain config keys such as seed, train.lr (not a config group, not hydra.* or cohort.*), or []"
@@ -34,8 +34,8 @@ class CohortSweeper(BasicSweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.groups = {str(k) for k in (config.hydra.runtime.choices or {})}
-        try:
-            self.axes = check_axes(axes_of(config), config, self.groups)
+        try:  # an axis may be absent here (reg.dropout.p before a design picks reg=dropout): checked per job too
+            self.axes = check_axes(axes_of(config), config, self.groups, present=False)
         except ConfigError as e:
             fail(e)
 
@@ -66,6 +66,8 @@ class CohortSweeper(BasicSweeper):
                     f"one value for the whole multirun ({self.axes} here)",
                     f"The job {' '.join(overrides)} sets other axes: set cohort.axes outside the swept groups.",
                 )
+            swept = {key_of(o) for o in overrides}  # an axis this job sets must be a plain value of its config
+            check_axes([a for a in self.axes if a in swept], cfg, self.groups)
 
 
 def fail(e: ConfigError) -> NoReturn:
@@ -84,14 +86,15 @@ def axes_of(config: DictConfig) -> list[str]:
     return [str(a) for a in axes]
 
 
-def check_axes(axes: list[str], config: DictConfig, groups: set[str]) -> list[str]:
-    """The axes, each a plain value of the config; ConfigError otherwise."""
+def check_axes(axes: list[str], config: DictConfig, groups: set[str], present: bool = True) -> list[str]:
+    """The axes, each a plain value of the config (with `present=False` an axis may be absent from it: the
+    primary config, before a swept group sets it); ConfigError otherwise."""
     for axis in axes:
         node = OmegaConf.select(config, axis, default=_ABSENT, throw_on_missing=False)
         hint = ""
         if axis in groups or axis.split(".")[0] == "hydra" or axis.split(".")[0] == "cohort":
             hint = f"{axis!r} is a config group or not a setting of a grid point."
-        elif node is _ABSENT:
+        elif node is _ABSENT and present:
             hint = f"{axis!r} is not a key of the config."
         elif isinstance(node, Container):
             hint = f"{axis!r} is a config node, not a plain value."
