@@ -115,6 +115,26 @@ def test_d_both_must_beat_bn_and_dropout_and_the_interaction_waits_for_it():
     assert only_bn.loc[only_bn["role"] == "secondary", "verdict"].tolist() == [claims.DESCRIPTIVE]
 
 
+def test_f_bn_steadier_over_the_rate_grid_and_no_row_where_no_seed_ran_the_grid():
+    """(f) on the seeds that ran both rates: BN's validation score moves less between them. At a length where
+    each arm ran only its own chosen rate (the grid runs at the first length) there is nothing to compare."""
+    grid = pd.concat(
+        [
+            table({"none": {"val_score": lambda s: 0.3 + 0.05 * (s % 3)}, "bn": {"val_score": 0.6}}).assign(lr=0.01),
+            table({"none": {"val_score": 0.7}, "bn": {"val_score": lambda s: 0.62 + 0.01 * (s % 2)}}).assign(lr=0.03),
+        ]
+    )
+    chosen = pd.concat([table({"none": {}}, seq_len=96).assign(lr=0.01), table({"bn": {}}, seq_len=96).assign(lr=0.03)])
+    half = pd.concat(  # only none ran both rates: BN's side is missing, shown as such
+        [table({"none": {}, "bn": {}}, seq_len=128).assign(lr=0.01), table({"none": {}}, seq_len=128).assign(lr=0.03)]
+    )
+    rows = rows_of(pd.concat([grid, chosen, half], ignore_index=True), "f")
+    primary = rows[rows["role"] == "primary"].set_index("seq_len")
+    assert list(primary.index) == [64, 128]
+    assert primary.loc[64, "verdict"] == "helps" and primary.loc[64, "mean_diff"] > 0.2
+    assert primary.loc[128, "verdict"] == "no data"
+
+
 def test_g_gated_cells_vs_rnn_and_the_widening():
     parts = []
     for T, gap in ((50, 0.05), (200, 0.3)):

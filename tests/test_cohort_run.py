@@ -70,3 +70,22 @@ def test_a_member_naming_a_key_outside_the_cohort_axes_is_a_config_error(tmp_pat
     cfg = compose(*TINY, f"results_dir={tmp_path}", 'cohort.members=["seed=0 hidden_size=4"]')
     with pytest.raises(ConfigError, match="cohort.members"):
         member_configs(cfg)
+
+
+def test_members_over_dropout_p_stack_and_members_over_a_shared_setting_run_one_by_one(tmp_path):
+    """A cohort over output dropout's p trains stacked; one over a setting the stack shares (BN's eps) trains
+    its members one after another, each its solo run, and names the reason in the log."""
+    from benchmark.cohort_run import choose_mode
+    from benchmark.config import CohortMode
+
+    def members_over(key: str, values: tuple[float, float], *overrides: str):
+        members = "cohort.members=[" + ",".join(f'"seed=0 {key}={v}"' for v in values) + "]"
+        cfg = compose(*TINY, f"results_dir={tmp_path}", "sweep=c", f"cohort.axes=[seed,{key}]", members, *overrides)
+        return [prepare(c) for c in member_configs(cfg)]
+
+    ps = members_over("reg.dropout.p", (0.1, 0.5), "cell=gru", "reg=dropout")
+    assert [p.spec.reg.dropout.p for p in ps] == [0.1, 0.5] and choose_mode(ps) is CohortMode.stacked
+    ps = members_over("reg.bn.eps", (1e-5, 1e-3), "cell=gru", "reg=bn")
+    assert choose_mode(ps) is CohortMode.sequential
+    assert run_job(ps, threads=1) == ["ok", "ok"]
+    assert {record(p)["cohort_mode"] for p in ps} == {"sequential"}

@@ -379,6 +379,8 @@ def claim_f(claim: Claim, done: pd.DataFrame, opts: Options, skipped: list[str])
         spread = {v: _grid_seeds(d_lr[d_lr["variant"] == v], lrs) for v in [BASELINE, *_one(g, "bn")]}
         for v in _one(g, "bn"):
             t, b = spread[v], spread[BASELINE]
+            if t.empty and b.empty:  # the two rates here are the two arms' chosen ones: no seed ran the grid
+                continue
             rows.append(
                 {
                     **_label(keys, v, BASELINE, claim, SPREAD, "primary"),
@@ -395,7 +397,8 @@ def _grid_seeds(gv: pd.DataFrame, lrs: list[float]) -> pd.DataFrame:
     full = gv.groupby("seed")["lr"].nunique() == len(lrs)
     gv = gv[gv["seed"].isin(full[full].index)]
     spread = gv.groupby("seed")["val"].std(ddof=1).rename("val_spread_over_lr")
-    div = gv[gv["lr"] == lrs[-1]].groupby("seed")["status"].agg(lambda s: float((s == "diverged").any()))
+    top = gv[gv["lr"] == lrs[-1]]
+    div = top.groupby("seed")["status"].agg(lambda s: float((s == "diverged").any())).astype(float)  # float if none
     return pd.DataFrame({"val_spread_over_lr": spread, "diverged": div}).rename_axis("seed").reset_index()
 
 

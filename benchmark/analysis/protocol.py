@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from benchmark.analysis import aggregate, comparisons
+from benchmark.analysis import aggregate
 from benchmark.config import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -191,6 +191,8 @@ def tune(proto: Protocol, sweep_dir: Path) -> list[str]:
 
 def chosen_settings(proto: Protocol, sweep_dir: Path) -> pd.DataFrame:
     """The setting each task x cell x arm's tuning seeds selected; an error while any tuning run is missing."""
+    from benchmark.analysis import comparisons  # scipy's statistics: only where a step selects
+
     summary = comparisons.add_variants(aggregate.aggregate(sweep_dir, warn=lambda m: None).summary)
     tuned = summary[summary["seed"].isin(proto.tuning_seeds)]
     done = tuned[tuned["status"].isin(("ok", "diverged"))]
