@@ -36,6 +36,9 @@ TINY = [
 # configs (`threads=1`), not OMP_NUM_THREADS, which would also change what `nproc` counts in the Makefile.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
 
+# What a complete run folder holds (benchmark/run.py): no temp files, nothing else.
+RUN_FILES = ["config.yaml", "grid_point.json", "history.csv", "metrics.json"]
+
 
 def names(group: str) -> list[str]:
     """The options of a config group, as Hydra finds them (conf/<group>/*.yaml)."""

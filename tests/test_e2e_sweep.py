@@ -19,7 +19,7 @@ import yaml
 
 import benchmark as bm  # noqa: F401
 
-from helpers import ENV, ROOT, run, wait_for_runs
+from helpers import ENV, ROOT, RUN_FILES, run, wait_for_runs
 from synthetic_runs import parse_report
 
 pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
@@ -44,7 +44,7 @@ def check_grid_complete(sweep: Path) -> pd.DataFrame:
     folders = sorted(p for p in (sweep / "runs").iterdir())
     rows = []
     for f in folders:
-        assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "history.csv", "metrics.json"], f
+        assert sorted(p.name for p in f.iterdir()) == RUN_FILES, f
         m = json.loads((f / "metrics.json").read_text())
         assert m["complete"] is True and m["status"] == "ok" and m["run_id"] == f.name, (f, m.get("error"))
         rows.append(

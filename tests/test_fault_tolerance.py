@@ -13,7 +13,7 @@ import pytest
 import benchmark as bm  # noqa: F401
 from benchmark.analysis import status
 
-from helpers import ENV, ROOT, TINY, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
+from helpers import ENV, ROOT, RUN_FILES, TINY, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
 
 pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
 
@@ -99,7 +99,7 @@ def test_sigkill_inside_grid_points_then_rerun_equals_an_uninterrupted_sweep(tmp
     folders = run_folders(results)
     assert len(folders) == 4 and sorted(f.name for f in folders) == sorted(df["run_id"])
     for f in folders:
-        assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "history.csv", "metrics.json"]  # no temp files
+        assert sorted(p.name for p in f.iterdir()) == RUN_FILES  # no temp files
     assert (done.stdout + done.stderr).count("skipping complete run") == 3  # only the last point was left to do
 
 
@@ -163,7 +163,7 @@ def test_sigkill_inside_a_cohort_then_rerun_completes_every_member_once(tmp_path
     folders = started_runs(sweep)
     assert len(folders) == 6
     for f in folders:
-        assert sorted(p.name for p in f.iterdir()) == ["config.yaml", "grid_point.json", "history.csv", "metrics.json"]
+        assert sorted(p.name for p in f.iterdir()) == RUN_FILES
     for s in (reference / "ftc", sweep):  # each member's folder names its grid point, across two invocations
         assert len(status.recorded_run_ids(s / "runs")) == 6
         assert status.grid(s, recorded=True) == status.grid(s)
