@@ -94,9 +94,10 @@ def cohort_step_stats(
     position = {id(p): i for i, p in enumerate(p for p in runs[0][0] if p.grad is not None)}
     present = [(g, [position[id(p)] for p in runs[0][1].get(g, []) if id(p) in position]) for g in GROUPS]
     present = [(g, idx) for g, idx in present if idx]
-    columns = [losses.detach().float(), total.float(), coef.double()]  # loss and norms read as `step_stats` reads
-    columns += [torch.linalg.vector_norm(norms[:, idx], dim=1).float() for _, idx in present]  # them (an overflow
-    rows = torch.stack([c.double() for c in columns], 1).tolist()  # is non-finite); the coefficient exactly
+    # loss and norms read in float32 as `step_stats` reads them (an overflow is not finite), the coefficient exactly
+    read = [losses.detach().float(), total.float(), coef]
+    read += [torch.linalg.vector_norm(norms[:, idx], dim=1).float() for _, idx in present]
+    rows = torch.stack([c.double() for c in read], 1).tolist()
     if max_norm is not None:
         torch._foreach_mul_([g for gs, r in zip(grads, rows) for g in gs], [r[2] for r in rows for _ in range(n)])
     return [

@@ -57,33 +57,26 @@ def bernoulli(like: Tensor, shape: Sequence[int], keep: float | Sequence[float],
     and nothing is rescaled at eval). `keep` may be one per member (a cohort whose members drop out
     with their own p, drawn stacked): row e is then what member e's solo model draws.
     """
-    if not isinstance(keep, (int, float)):
-        return _bernoulli_per_member(like, tuple(shape), tuple(keep), scale)
     streams = _STREAMS.get()
     shape = tuple(shape)
-    if streams is None:
-        m = like.new_empty(shape).bernoulli_(keep)
-    elif not streams[1]:
-        m = like.new_empty(shape).bernoulli_(keep, generator=streams[0][0])
-    else:
-        gens = streams[0]
-        if shape[0] != len(gens):
-            raise ValueError(f"a stacked mask {shape} must lead with one row per member ({len(gens)})")
-        m = torch.stack([like.new_empty(shape[1:]).bernoulli_(keep, generator=g) for g in gens])
+    if streams is not None and streams[1]:
+        keeps = (keep,) * len(streams[0]) if isinstance(keep, (int, float)) else tuple(keep)
+        return _stacked(like, shape, streams[0], keeps, scale)
+    if not isinstance(keep, (int, float)):
+        raise ValueError(f"masks with one keep per member {keep} need the members' stacked streams")
+    m = like.new_empty(shape).bernoulli_(keep, **({} if streams is None else {"generator": streams[0][0]}))
     return m.div_(keep) if scale else m
 
 
-def _bernoulli_per_member(like: Tensor, shape: tuple[int, ...], keeps: tuple[float, ...], scale: bool) -> Tensor:
-    """Row e from member e's stream with keep probability keeps[e]; a member that keeps everything draws
-    nothing (its solo model, with p = 0, never calls its stream)."""
-    streams = _STREAMS.get()
-    if streams is None or not streams[1] or len(streams[0]) != len(keeps) or shape[0] != len(keeps):
-        raise ValueError(f"masks with one keep per member {keeps} need the members' stacked streams, shape {shape}")
+def _stacked(
+    like: Tensor, shape: tuple[int, ...], gens: Sequence[torch.Generator], keeps: tuple[float, ...], scale: bool
+) -> Tensor:
+    """Row e from member e's stream with keep probability keeps[e], as its solo model draws it; a member that
+    keeps everything draws nothing (its solo model, with p = 0, never calls its stream)."""
+    if shape[0] != len(gens) or len(keeps) != len(gens):
+        raise ValueError(f"a stacked mask {shape} must lead with one row (and one keep) per member ({len(gens)})")
     rows = []
-    for g, k in zip(streams[0], keeps):
-        if k == 1.0:
-            rows.append(like.new_ones(shape[1:]))
-            continue
-        m = like.new_empty(shape[1:]).bernoulli_(k, generator=g)
-        rows.append(m.div_(k) if scale else m)
+    for g, k in zip(gens, keeps):
+        m = like.new_ones(shape[1:]) if k == 1.0 else like.new_empty(shape[1:]).bernoulli_(k, generator=g)
+        rows.append(m.div_(k) if scale and k != 1.0 else m)
     return torch.stack(rows)
