@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -87,17 +87,79 @@ def first_call_s(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-class CudaGraphStep:
-    """forward + loss + backward of one fixed shape, captured once and replayed.
+class Captured:
+    """`body` (forward, loss, backward on static inputs) captured once in a CUDA graph; `replay()` re-runs it.
 
     Capture protocol (PyTorch's "whole network capture"): a few warm-up iterations on a side
     stream (cuDNN/cuBLAS pick kernels, autograd allocates), then the capture with `.grad`
     set to None so the backward allocates the gradients inside the graph's memory pool;
     those static tensors are assigned to `p.grad` after every replay. Replay overwrites
     them (no accumulation), as a step after `zero_grad(set_to_none=True)` would.
-    BN population statistics and every buffer are restored after the warm-up, so capture
-    leaves the model exactly as it found it. Dropout masks come from the CUDA generator,
-    which graphs advance on each replay (fresh masks every step).
+    `module`'s buffers (BN population statistics) and the mask generators' states are restored
+    after warm-up and capture, so capturing leaves the run exactly as it found it. The model's own
+    mask generators (`benchmark.models.masks`) are registered with the graph: each replay draws
+    from each generator's current state and advances it as the eager step's draws would, so a
+    replayed step uses the eager step's masks.
+    """
+
+    def __init__(
+        self,
+        body: Callable[[], Any],
+        params: Sequence[Tensor],
+        module: nn.Module,
+        gens: Sequence[torch.Generator],
+        device: torch.device,
+        warmup: int = 3,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.params = list(params)
+        buffers = {k: v.clone() for k, v in module.named_buffers()}
+        states = [g.get_state() for g in gens]
+        grads_before = [p.grad for p in self.params]
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side), torch.enable_grad():
+            for _ in range(warmup):
+                for p in self.params:
+                    p.grad = None
+                body()
+        torch.cuda.current_stream(device).wait_stream(side)
+        for p in self.params:
+            p.grad = None
+        for g, s in zip(gens, states):
+            g.set_state(s)
+        self.graph = torch.cuda.CUDAGraph()
+        for g in gens:
+            self.graph.register_generator_state(g)
+        with torch.enable_grad(), torch.cuda.graph(self.graph):
+            self.out = body()
+        self.grads = [p.grad for p in self.params]
+        with torch.no_grad():  # undo the warm-up's BN statistics updates
+            for k, v in module.named_buffers():
+                v.copy_(buffers[k])
+        for g, s in zip(gens, states):
+            g.set_state(s)
+        for p, g in zip(self.params, grads_before):
+            p.grad = g
+        sync(device)
+        self.capture_s = time.perf_counter() - t0
+
+    def replay(self) -> Any:
+        """Run the captured step; every parameter's `.grad` is then its static gradient. Returns body's output."""
+        self.graph.replay()
+        for p, g in zip(self.params, self.grads):
+            p.grad = g
+        return self.out
+
+
+def mask_generators(model: nn.Module) -> list[torch.Generator]:
+    """The model's own mask streams (a solo model's `mask_gen`, a cohort's `mask_gens`), to register with a graph."""
+    gens = getattr(model, "mask_gens", None) or [getattr(model, "mask_gen", None)]
+    return [g for g in gens if g is not None]
+
+
+class CudaGraphStep:
+    """forward + loss + backward of one model and one fixed input shape, captured once and replayed (`Captured`).
 
     Args:
         forward_only: capture just the forward (with autograd recording, as in training),
@@ -115,12 +177,8 @@ class CudaGraphStep:
         forward_only: bool = False,
     ) -> None:
         check_graph_device(x.device)
-        t0 = time.perf_counter()
         self.model, self.device = model, x.device
-        self.params = [p for p in model.parameters() if p.requires_grad]
         self.static_x, self.static_y = x.clone(), y.clone()
-        buffers = {k: v.clone() for k, v in model.named_buffers()}
-        grads_before = [p.grad for p in self.params]
 
         def body() -> Tensor:
             with autocast(self.device.type, autocast_dtype, cache_enabled=False):
@@ -130,36 +188,15 @@ class CudaGraphStep:
                 loss.backward()
             return loss
 
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side), torch.enable_grad():
-            for _ in range(warmup):
-                for p in self.params:
-                    p.grad = None
-                body()
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        for p in self.params:
-            p.grad = None
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.enable_grad(), torch.cuda.graph(self.graph):
-            self.static_loss = body()
-        self.static_grads = [p.grad for p in self.params]
-        with torch.no_grad():  # undo the warm-up's BN statistics updates
-            for k, v in model.named_buffers():
-                v.copy_(buffers[k])
-        for p, g in zip(self.params, grads_before):
-            p.grad = g
-        sync(self.device)
-        self.capture_s = time.perf_counter() - t0
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.captured = Captured(body, params, model, mask_generators(model), self.device, warmup)
+        self.capture_s = self.captured.capture_s
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         """Replay on (x, y) (copied into the static inputs); returns the loss, sets every p.grad."""
         self.static_x.copy_(x, non_blocking=True)
         self.static_y.copy_(y, non_blocking=True)
-        self.graph.replay()
-        for p, g in zip(self.params, self.static_grads):
-            p.grad = g
-        return self.static_loss
+        return self.captured.replay()
 
 
 class GraphedForwardBackward:

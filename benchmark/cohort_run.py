@@ -71,8 +71,8 @@ def why_not_stacked(ps: Sequence[Prepared]) -> Optional[str]:
     """Why these members cannot train stacked (None: they can): a variant without a cohort form, or members
     that differ in a setting one stack shares (a cohort axis such as reg.bn.eps; output dropout's p is not)."""
     p = ps[0]
-    if p.cfg.accel is not Accel.none:
-        return f"accel={p.cfg.accel.value} speeds up one model's loop"
+    if p.cfg.accel is Accel.compile:
+        return "accel=compile speeds up one model's loop"
     if p.task.carries_state:
         return "a stream task carries each model's state from one window to the next"
     try:
@@ -165,8 +165,10 @@ def measure_stacked(
         meter, beside, c = MemoryMeter(device), jobs.beside(), ps[0].cfg
         tasks, cfgs, seeds = [p.task for p in ps], [p.cfg.train for p in ps], [p.cfg.seed for p in ps]
         n_precise = ps[0].spec.reg.precise_batches()
-        train_cohort(models, tasks, cfgs, device, seeds, c.precision, c.train.progress, results, n_precise)
+        train_cohort(models, tasks, cfgs, device, seeds, c.precision, c.train.progress, results, n_precise, c.accel)
         beside = {"train_jobs_beside": max(beside, jobs.beside())}
+        if results[0].capture_s is not None:  # accel=graph: the capture of the cohort's stacks, once per job
+            beside["compile_s"] = results[0].capture_s
         for part, p, m, probe, res in zip(parts, ps, models, probes, results):
             part += [beside, training_keys(res), gradient_profile(p, m, probe, "end")]
         finals = final_metrics_stacked(models, tasks, device, c.precision) or [

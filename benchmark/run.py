@@ -269,11 +269,10 @@ def measure(p: Prepared, device: torch.device, progress: bool, jobs: RunningJobs
 
 def run_model(p: Prepared, device: torch.device) -> torch.nn.Module:
     """The run's model: initialised from its seed alone, drawing its masks from a stream of its own
-    (`masks.generator`; a CUDA-graph replay keeps torch's stream), so a cohort member gets the same."""
+    (`masks.generator`; a CUDA graph registers it and replays its draws), so a cohort member gets the same."""
     torch.manual_seed(p.cfg.seed)
     model = build_model(p.spec).to(device)
-    if p.cfg.accel is not Accel.graph:
-        model.mask_gen = masks.generator(p.cfg.seed, device)
+    model.mask_gen = masks.generator(p.cfg.seed, device)
     return accel_mod.apply(model, p.cfg.accel)
 
 

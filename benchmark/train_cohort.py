@@ -29,8 +29,9 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from benchmark import accel
 from benchmark.cohort_eval import refresh_stacked, validate_stacked
-from benchmark.config import Impl, Precision, TrainConfig
+from benchmark.config import Accel, Impl, Precision, TrainConfig
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import SequenceModel
 from benchmark.precision import autocast, autocast_dtype
@@ -71,9 +72,40 @@ def stacked_params(cohort: CohortModel, members: Sequence[Member]) -> dict[str, 
 
 def cohort_losses(cohort: CohortModel, members: Sequence[Member], dtype: Optional[torch.dtype]) -> tuple[Tensor, int]:
     """Forward and backward of every active member on its own next batch; the (E,) losses, tokens per member."""
+    x, ys = next_batches(members)
+    return forward_backward(cohort, members, x, ys, dtype), x.shape[1] * x.shape[2]
+
+
+class EagerCohortStep:
+    """`cohort_losses` of one stack, as a step object like `GraphedCohortStep` (nothing to capture)."""
+
+    capture_s = 0.0
+
+    def __init__(self, cohort: CohortModel, members: Sequence[Member], dtype: Optional[torch.dtype]) -> None:
+        self.cohort, self.members, self.dtype = cohort, list(members), dtype
+
+    def __call__(self) -> tuple[Tensor, int]:
+        return cohort_losses(self.cohort, self.members, self.dtype)
+
+
+def next_batches(members: Sequence[Member]) -> tuple[Tensor, list[Tensor]]:
+    """Each member's next training batch: inputs stacked (E, B, T, I), targets one per member."""
     xs, ys = zip(*(m.batches.next() for m in members))
-    x = torch.stack(xs)
-    with autocast(x.device.type, dtype):
+    return torch.stack(xs), list(ys)
+
+
+def forward_backward(
+    cohort: CohortModel,
+    members: Sequence[Member],
+    x: Tensor,
+    ys: Sequence[Tensor],
+    dtype: Optional[torch.dtype],
+    cache: bool = True,
+) -> Tensor:
+    """The members' losses on (x, ys), (E,), each member's gradient left in its own parameters.
+
+    `cache`: autocast's weight-cast cache (off inside a CUDA-graph capture, which it must not outlive)."""
+    with autocast(x.device.type, dtype, cache_enabled=cache):
         out = functional_call(cohort, stacked_params(cohort, members), (x,), strict=False)
     losses = torch.stack([m.task.loss(out[e], y) for e, (m, y) in enumerate(zip(members, ys))])
     losses.sum().backward()
@@ -81,7 +113,39 @@ def cohort_losses(cohort: CohortModel, members: Sequence[Member], dtype: Optiona
         for p in m.params:  # would be scaled twice by the in-place clipping
             if p.grad is not None:
                 p.grad = p.grad.clone()
-    return losses, xs[0].shape[0] * xs[0].shape[1]
+    return losses
+
+
+class GraphedCohortStep:
+    """`forward_backward` of one stack and batch shape captured in a CUDA graph and replayed (accel=graph).
+
+    One capture per stack: a member that leaves changes the stack, and the next step captures the new one.
+    The members' batches are drawn eagerly, as in the eager step, and copied into the static inputs.
+    """
+
+    def __init__(self, cohort: CohortModel, members: Sequence[Member], dtype: Optional[torch.dtype]) -> None:
+        self.cohort, self.members, self.dtype = cohort, list(members), dtype
+        self.captured: Optional[accel.Captured] = None
+        self.capture_s = 0.0
+
+    def __call__(self) -> tuple[Tensor, int]:
+        x, ys = next_batches(self.members)
+        if self.captured is None:
+            accel.check_graph_device(x.device)
+            self.x, self.ys = x.clone(), [y.clone() for y in ys]
+            params = [p for m in self.members for p in m.params]
+            self.captured = accel.Captured(
+                lambda: forward_backward(self.cohort, self.members, self.x, self.ys, self.dtype, cache=False),
+                params,
+                self.cohort,
+                accel.mask_generators(self.cohort),
+                x.device,
+            )
+            self.capture_s = self.captured.capture_s
+        self.x.copy_(x)
+        for static, y in zip(self.ys, ys):
+            static.copy_(y)
+        return self.captured.replay(), x.shape[1] * x.shape[2]
 
 
 def restack(cohort: Optional[CohortModel], stacked: list[Member], active: list[Member]) -> Optional[CohortModel]:
@@ -129,8 +193,11 @@ def train_cohort(
     progress: bool = True,
     results: Optional[Sequence[TrainResult]] = None,
     precise_bn_batches: int = 0,
+    accel: Accel = Accel.none,
 ) -> list[TrainResult]:
     """Train every member as its solo run (`benchmark.train.train`) would, stacked; returns their results.
+
+    `accel=graph` (CUDA): each stack's forward and backward is captured once and replayed (`GraphedCohortStep`).
 
     `tasks[e]` is member e's task (its own data split where the task draws it from the seed), of one shape.
 
@@ -156,21 +223,27 @@ def train_cohort(
     for m in members:
         m.model.train()
     bar = progress_bar(tasks[0], cfg.steps, progress)
-    cohort, stacked = None, []
+    cohort, stacked, step, captured_s = None, [], None, 0.0
+    kind = GraphedCohortStep if accel is Accel.graph else EagerCohortStep
     try:
         for i in range(1, cfg.steps + 1):
             active = [m for m in members if m.active]
             if not active:
                 break
             if active != stacked:
+                captured_s += step.capture_s if step is not None else 0.0
                 cohort, stacked = restack(cohort, stacked, active), active
-            if cohort is None:  # the last member, whose own model's fused kernel beats a stack of one
+                step = None if cohort is None else kind(cohort, active, dtype)
+            if step is None:  # the last member, whose own model's fused kernel beats a stack of one
                 step_alone(active[0], dtype, i)
             else:
-                step_members(cohort, active, dtype, i)
+                step_members(step, active, i)
             bar.update(1)
     finally:
         bar.close()
+        captured_s += step.capture_s if step is not None else 0.0
+        for r in results:  # the capture of every stack the cohort trained as (accel=graph), not throughput
+            r.capture_s = captured_s if accel is Accel.graph else None
     if cohort is not None:
         sync_buffers(cohort, stacked)
     for m in members:
@@ -178,19 +251,19 @@ def train_cohort(
     return results
 
 
-def step_members(cohort: CohortModel, active: list[Member], dtype: Optional[torch.dtype], i: int) -> None:
+def step_members(step: EagerCohortStep | GraphedCohortStep, active: list[Member], i: int) -> None:
     """Step i of every active member: gradients together, then each member's update, log and evaluation."""
-    t0 = time.perf_counter()
+    t0, capture0 = time.perf_counter(), step.capture_s
     for m in active:
         m.zero_grad()
-    losses, tokens = cohort_losses(cohort, active, dtype)
+    losses, tokens = step()
     for m in active:
         m.forwards += 1
     stats = cohort_step_stats(losses, [(m.params, m.groups) for m in active], active[0].cfg.max_norm)
     applied = [m.update(i, s) for m, s in zip(active, stats)]
-    dt = (time.perf_counter() - t0) / len(active)  # each member's share of the cohort's step
+    dt = (time.perf_counter() - t0 - (step.capture_s - capture0)) / len(active)  # each member's share of the step
     if active[0].evaluates_at(i):  # evaluations read BN's statistics from the members' models
-        sync_buffers(cohort, active)
+        sync_buffers(step.cohort, active)
         evaluating = [m for m, ok in zip(active, applied) if ok]
         refresh_stacked(evaluating, i)  # precise BN and validation of every member at once (cohort_eval.py)
         validate_stacked(evaluating, i)

@@ -15,7 +15,7 @@ import torch
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark import train_cohort as train_cohort_mod
 from benchmark.arms import load_arm, options
-from benchmark.config import Optimizer, TrainConfig
+from benchmark.config import Accel, Optimizer, TrainConfig
 from benchmark.models import ModelSpec, build_model, masks
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.tasks import get_task
@@ -32,13 +32,13 @@ def tiny_task(name: str = "adding", **kw):
     return get_task(name, **{**base, **kw})
 
 
-def member_model(task, cell, arm, seed: int):
+def member_model(task, cell, arm, seed: int, device: torch.device = CPU):
     spec = ModelSpec(
         cell, task.input_size, 8, 1, task.output_size, per_step=task.per_step, reg=arm, total_len=task.total_len
     )
     torch.manual_seed(seed)
-    m = build_model(spec)
-    m.mask_gen = masks.generator(seed, CPU)
+    m = build_model(spec).to(device)
+    m.mask_gen = masks.generator(seed, device)
     return m
 
 
@@ -48,24 +48,30 @@ def config(lr: float, **kw) -> TrainConfig:
     )
 
 
-def solo_and_cohort(task, cell, arm, lrs=LRS, seeds=SEEDS, **cfg_kw):
+def solo_and_cohort(task, cell, arm, lrs=LRS, seeds=SEEDS, device=CPU, accels=(Accel.none,), **cfg_kw):
+    """The solo runs (trained eagerly, one by one) and, per entry of `accels`, the same runs as one cohort."""
     grid = [(s, lr) for lr in lrs for s in seeds]
     n_precise = arm.precise_batches()
     solos = []
     for s, lr in grid:
-        m = member_model(task, cell, arm, s)
-        solos.append((train(m, task, config(lr, **cfg_kw), CPU, s, progress=False, precise_bn_batches=n_precise), m))
-    models = [member_model(task, cell, arm, s) for s, _ in grid]
-    results = train_cohort(
-        models,
-        [task] * len(models),
-        [config(lr, **cfg_kw) for _, lr in grid],
-        CPU,
-        [s for s, _ in grid],
-        progress=False,
-        precise_bn_batches=n_precise,
-    )
-    return solos, list(zip(results, models))
+        m = member_model(task, cell, arm, s, device)
+        res = train(m, task, config(lr, **cfg_kw), device, s, progress=False, precise_bn_batches=n_precise)
+        solos.append((res, m))
+    cohorts = []
+    for accel in accels:
+        models = [member_model(task, cell, arm, s, device) for s, _ in grid]
+        results = train_cohort(
+            models,
+            [task] * len(models),
+            [config(lr, **cfg_kw) for _, lr in grid],
+            device,
+            [s for s, _ in grid],
+            progress=False,
+            precise_bn_batches=n_precise,
+            accel=accel,
+        )
+        cohorts.append(list(zip(results, models)))
+    return (solos, *cohorts)
 
 
 def close(a, b, what: str) -> None:
@@ -77,7 +83,7 @@ def close(a, b, what: str) -> None:
         assert a == pytest.approx(b, rel=REL, abs=1e-9), f"{what}: cohort {b} vs solo {a}"
 
 
-def assert_same_run(solo, member, task) -> None:
+def assert_same_run(solo, member, task, device: torch.device = CPU) -> None:
     (rs, ms), (rc, mc) = solo, member
     assert (rc.status, rc.steps_done, rc.diverged_at_step) == (rs.status, rs.steps_done, rs.diverged_at_step)
     assert (rc.steps_to_target, rc.stopped_early) == (rs.steps_to_target, rs.stopped_early)
@@ -85,8 +91,8 @@ def assert_same_run(solo, member, task) -> None:
     for hs, hc in zip(rs.history, rc.history):
         for k in ("step", "train_loss", "grad_norm", "lr", "val_loss", "val_score", "grad_norm_hh"):
             close(hs.get(k), hc.get(k), f"history step {hs['step']} {k}")
-    for k, v in final_metrics(ms, task, CPU).items():
-        close(v, final_metrics(mc, task, CPU)[k], k)
+    for k, v in final_metrics(ms, task, device).items():
+        close(v, final_metrics(mc, task, device)[k], k)
 
 
 @pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
@@ -96,6 +102,52 @@ def test_every_member_of_a_six_member_cohort_is_its_solo_run(option, cell, float
     solos, members = solo_and_cohort(task, cell, load_arm(option))
     for solo, member in zip(solos, members):
         assert_same_run(solo, member, task)
+
+
+CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason=f"no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda})",
+)
+
+
+@pytest.mark.gpu
+@CUDA
+@pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
+@pytest.mark.parametrize("option", options())
+def test_on_cuda_every_member_eager_and_graphed_is_its_solo_run(option, cell, float64):
+    """On a GPU: the cohort's eager step and its CUDA-graph replay (accel=graph, the members' mask streams
+    registered with the graph) each give every member its solo run (eager, alone), 4 members x 60 steps."""
+    task, cuda = tiny_task(), torch.device("cuda")
+    solos, eager, graphed = solo_and_cohort(
+        task, cell, load_arm(option), lrs=LRS, seeds=(0, 1), device=cuda, accels=(Accel.none, Accel.graph), steps=60
+    )
+    assert graphed[0][0].capture_s > 0
+    for solo, a, b in zip(solos, eager, graphed):
+        assert_same_run(solo, a, task, cuda)
+        assert_same_run(solo, b, task, cuda)
+
+
+@pytest.mark.gpu
+@CUDA
+def test_on_cuda_a_graphed_cohort_recaptures_when_members_stop_at_their_targets(float64):
+    """accel=graph: each stack (members leave at their targets) is captured anew; every member is its solo run."""
+    task, cuda = tiny_task(), torch.device("cuda")
+    task.target_score = 0.5
+    solos, graphed = solo_and_cohort(
+        task,
+        GRUCell,
+        load_arm("both"),
+        lrs=(0.003, 0.03),
+        seeds=(0, 1),
+        device=cuda,
+        accels=(Accel.graph,),
+        stop_at_target=True,
+        eval_interval=10,
+    )
+    assert len({r.steps_done for r, _ in graphed}) > 1, "every member stopped at one step: the test would not tell"
+    for solo, member in zip(solos, graphed):
+        assert_same_run(solo, member, task, cuda)
+        assert member[0].steps_to_target == solo[0].steps_to_target
 
 
 def test_a_diverging_member_stops_alone_and_the_others_are_their_solo_runs(float64):
