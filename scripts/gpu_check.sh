@@ -6,6 +6,7 @@
 set -u
 OUT=${OUT:-results/gpu-check}
 PY=${PY:-.venv/bin/python}
+SWEEPS=${SWEEPS:-$OUT/sweeps}  # run folders (many files): elsewhere when only a few files may come back
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit,driver_version --format=csv | tee "$OUT/gpu.txt"
@@ -17,11 +18,11 @@ echo "pytest rc=$?"; grep -E "passed|failed|error" "$OUT/pytest.log" | tail -3; 
 
 echo "== 2. a cohort sweep on CUDA, eager and graphed"
 for a in none graph; do
-  timeout "${SWEEP_S:-100}" $PY -m benchmark.run --multirun +experiment=smoke device=cuda accel=$a sweep=smoke_$a \
-    results_dir="$OUT/sweeps" task.seq_len=10 > "$OUT/sweep_$a.log" 2>&1
+  timeout "${SWEEP_S:-75}" $PY -m benchmark.run --multirun +experiment=smoke device=cuda accel=$a sweep=smoke_$a \
+    results_dir="$SWEEPS" task.seq_len=10 > "$OUT/sweep_$a.log" 2>&1
   echo "sweep accel=$a rc=$?"
 done
-$PY - "$OUT/sweeps" <<'PY'
+$PY - "$SWEEPS" <<'PY'
 import json, sys
 from pathlib import Path
 root = Path(sys.argv[1])
@@ -41,8 +42,8 @@ echo "== 3. cohort step costs"
 J="$OUT/gpu_cohort.json"
 run() { timeout "$1" $PY -m benchmark.gpu_cohort --out "$J" --append --deadline-s "$2" "${@:3}" 2>&1 | grep -v Warning; }
 run 90 70 --accels graph --eval --seq-lens 100 1000
-run 80 60 --accels none --solo --seq-lens 100 1000 --warmup 1 --repeats 3
-run 60 40 --accels graph --members 20 --hidden 32 --batch 32 --seq-lens 100 1000
-run 60 40 --accels graph --eval --seq-lens 300 --arms none bn dropout both ln zoneout
-run 45 30 --accels graph --eval --seq-lens 100 1000 --arms ln zoneout
+run 70 50 --accels none --solo --seq-lens 100 1000 --warmup 1 --repeats 3
+run 50 35 --accels graph --members 20 --hidden 32 --batch 32 --seq-lens 100 1000
+run 50 35 --accels graph --eval --seq-lens 300 --arms none bn dropout both ln zoneout
+run 40 25 --accels graph --eval --seq-lens 100 1000 --arms ln zoneout
 echo "== done"
