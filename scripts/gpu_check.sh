@@ -38,6 +38,29 @@ worst = max((abs(e[k][1] - g[k][1]) / max(abs(e[k][1]), 1e-12) for k in e if k i
 print("largest relative test-score difference graph vs eager:", worst)
 PY
 
+echo "== 2b. two jobs of the full grid (15 members each, 100 steps): what a job costs beyond its steps"
+for job in "cell=lstm reg=bn task.seq_len=1000" "cell=gru reg=dropout task.seq_len=100"; do
+  timeout "${SWEEP_S:-75}" $PY -m benchmark.run --multirun +experiment=full regime=full_adding $job train.steps=100 \
+    sweep=full_probe results_dir="$SWEEPS" > "$OUT/full_probe.log" 2>&1
+  echo "full job $job rc=$?"
+done
+$PY - "$SWEEPS/full_probe" <<'PY'
+import json, sys
+from pathlib import Path
+jobs = {}
+for f in Path(sys.argv[1]).rglob("metrics.json"):
+    r = json.loads(f.read_text())
+    key = (r["cell"], r["reg"], r["seq_len"])
+    jobs.setdefault(key, []).append(r)
+for key, rs in sorted(jobs.items()):
+    r = rs[0]
+    print(key, f"members {len(rs)} status {sorted({x['status'] for x in rs})} mode {r.get('cohort_mode')}",
+          f"cohort_wall_s {(r.get('env') or {}).get('cohort_wall_s')}",
+          f"cohort step ms {sum(1e3 * 64 * x['seq_len'] / x['train_tokens_per_s'] for x in rs if x.get('train_tokens_per_s')):.1f}",
+          f"compile_s {r.get('compile_s')} steps {r.get('steps_done')}")
+PY
+
+[ "${TIMING:-1}" = 1 ] || exit 0
 echo "== 3. cohort step costs"
 J="$OUT/gpu_cohort.json"
 run() { timeout "$1" $PY -m benchmark.gpu_cohort --out "$J" --append --deadline-s "$2" "${@:3}" 2>&1 | grep -v Warning; }

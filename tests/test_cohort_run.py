@@ -11,7 +11,7 @@ import json
 import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.cohort_run import run_job
+from benchmark.cohort_run import run_job, stack_loses
 from benchmark.config import ConfigError
 from benchmark.run import execute, member_configs, prepare
 
@@ -89,3 +89,19 @@ def test_members_over_dropout_p_stack_and_members_over_a_shared_setting_run_one_
     assert choose_mode(ps) is CohortMode.sequential
     assert run_job(ps, threads=1) == ["ok", "ok"]
     assert {record(p)["cohort_mode"] for p in ps} == {"sequential"}
+
+
+@pytest.mark.parametrize(
+    "cell, impl, device, hidden, members, accel, alone",
+    [
+        ("lstm", "native", "cpu", 128, 10, "none", True),  # torch's fused LSTM beats the stack on the CPU
+        ("lstm", "native", "cpu", 32, 10, "none", False),  # ... but not at H=32 with 10 members
+        ("gru", "native", "cpu", 128, 10, "none", False),
+        ("lstm", "native", "cuda", 128, 15, "none", True),  # cuDNN beats the eager stack on a GPU
+        ("rnn", "native", "cuda", 128, 15, "none", True),
+        ("lstm", "native", "cuda", 128, 15, "graph", False),  # not the graphed stack
+        ("lstm", "custom", "cuda", 128, 15, "none", False),  # the custom loop (BN) alone loses to any stack
+    ],
+)
+def test_members_train_one_after_another_only_where_measured_faster(cell, impl, device, hidden, members, accel, alone):
+    assert stack_loses(cell, impl, device, hidden, members, accel) is alone
