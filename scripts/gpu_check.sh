@@ -16,6 +16,7 @@ echo "== 1. CUDA tests"
 timeout "${TEST_S:-170}" $PY -m pytest -q -m gpu -n 4 -rs tests/test_train_cohort.py tests/test_accel.py > "$OUT/pytest.log" 2>&1
 echo "pytest rc=$?"; grep -E "passed|failed|error" "$OUT/pytest.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -20
 
+[ "${SWEEPS_TOO:-1}" = 1 ] && {
 echo "== 2. a cohort sweep on CUDA, eager and graphed"
 for a in none graph; do
   timeout "${SWEEP_S:-75}" $PY -m benchmark.run --multirun +experiment=smoke device=cuda accel=$a sweep=smoke_$a \
@@ -37,10 +38,12 @@ print(f"records: eager {len(e)}, graph {len(g)}; statuses {sorted({v[0] for v in
 worst = max((abs(e[k][1] - g[k][1]) / max(abs(e[k][1]), 1e-12) for k in e if k in g and e[k][1] is not None and g[k][1] is not None), default=None)
 print("largest relative test-score difference graph vs eager:", worst)
 PY
+}
 
 echo "== 2b. two jobs of the full grid (15 members each, 100 steps): what a job costs beyond its steps"
-for job in "cell=lstm reg=bn task.seq_len=1000" "cell=gru reg=dropout task.seq_len=100"; do
-  timeout "${SWEEP_S:-75}" $PY -m benchmark.run --multirun +experiment=full regime=full_adding $job train.steps=100 \
+jobs=("cell=lstm reg=bn task.seq_len=1000" "cell=gru reg=dropout task.seq_len=100")
+for job in "${jobs[@]:0:${FULL_JOBS:-2}}"; do
+  timeout "${JOB_S:-150}" $PY -m benchmark.run --multirun +experiment=full regime=full_adding $job train.steps=100 \
     sweep=full_probe results_dir="$SWEEPS" > "$OUT/full_probe.log" 2>&1
   echo "full job $job rc=$?"
 done
