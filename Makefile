@@ -9,9 +9,10 @@ TORCH_VERSION ?= 2.13.0
 # Without a GPU: experiment `claims_cpu` (the claims protocol on the whole grid, cheapened: docs/design.md; over
 # the 15-minute budget on 2 AVX2 cores as measured there; `claims_lstm` is a 4-minute subset) on every core
 # (joblib, one job per core, one torch thread each);
-# with one: `full` with the basic launcher (one job at a time on the GPU).
+# with one: `claims_gpu` (the claims at hidden 128 and lengths up to 1000, an estimated 1 h 46 min on one H100:
+# `make estimate`) with the basic launcher (one job at a time on the GPU); `full` is the exhaustive grid (~7 h).
 HAS_CUDA := $(shell $(VPY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
-EXPERIMENT ?= $(if $(filter 1,$(HAS_CUDA)),full,claims_cpu)
+EXPERIMENT ?= $(if $(filter 1,$(HAS_CUDA)),claims_gpu,claims_cpu)
 SWEEP ?= $(EXPERIMENT)
 LAUNCHER ?= $(if $(filter 1,$(HAS_CUDA)),basic,joblib)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -34,7 +35,7 @@ AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DI
 	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
 
 .PHONY: setup data lint test test-sweeps test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
-	bench-gpu bench-analysis bench-cohort browser clean
+	bench-gpu bench-analysis bench-cohort bench-cohort-gpu estimate browser clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -134,6 +135,12 @@ bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check s
 	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
 
 # --- cohorts: E models stacked along a member dimension (tests/bench/bench_cohort.py) ---
+bench-cohort-gpu:  ## CUDA: a cohort step's cost eager and as a CUDA graph, one member alone, one evaluation (benchmark/gpu_cohort.py) -> results/bench/gpu_cohort.json
+	$(VPY) -m benchmark.gpu_cohort --out $(BENCH_DIR)/gpu_cohort.json --solo --eval --accels none graph $(GPU_COHORT_ARGS)
+
+estimate:  ## a GPU experiment's wall time on one GPU from the measured cohort costs (EXPERIMENT=claims_gpu by default here)
+	$(VPY) -m benchmark.estimate $(if $(filter 1,$(HAS_CUDA)),$(EXPERIMENT),claims_gpu full)
+
 bench-cohort:  ## per-member fwd+bwd of a cohort vs its solo model, every cell Ã— arm, H=32,128, E=1..20, 1 thread (~6 min) -> results/bench/cohort.json
 	mkdir -p $(BENCH_DIR)
 	$(VPY) -m pytest tests/bench/bench_cohort.py -q -rs --bench-threads=1 --benchmark-columns=median,iqr,min,rounds \
@@ -141,6 +148,7 @@ bench-cohort:  ## per-member fwd+bwd of a cohort vs its solo model, every cell Ã
 
 # --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; docs/gpu.md) ---
 GPU_BENCH_ARGS ?=
+GPU_COHORT_ARGS ?=
 
 bench-gpu:  ## custom loop vs cuDNN, fwd and fwd+bwd ratios -> results/bench/gpu.json; prints "skipped" and exits 0 without CUDA
 	$(VPY) -m benchmark.gpu_bench --out $(BENCH_DIR)/gpu.json $(GPU_BENCH_ARGS)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
 from benchmark.arms import build_arm
-from benchmark.config import RunConfig, validate
+from benchmark.config import ConfigError, RunConfig, validate
 from benchmark.models import ModelSpec, build_model, check_cell_class
 from benchmark.tasks import check_task
 
@@ -146,6 +146,11 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
             if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
                 files = [f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"]
                 cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, *files)
+        if cfg.accel == "graph" and not torch.cuda.is_available():  # a GPU experiment: refused here, naming the key
+            with pytest.raises(ConfigError, match="accel"):
+                bm_run.prepare(cfg)
+            with hydra_held():  # ... and everything else in it valid
+                cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, "accel=none")
         p = bm_run.prepare(cfg)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 

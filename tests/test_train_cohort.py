@@ -110,15 +110,6 @@ CUDA = pytest.mark.skipif(
 )
 
 
-def float64_task():
-    """The tiny task with float64 targets in its loss: CUDA's MSE backward refuses float64 outputs on the task's
-    float32 targets (the CPU's promotes them)."""
-    task = tiny_task()
-    loss = task.loss
-    task.loss = lambda y_hat, y: loss(y_hat, y.to(y_hat.dtype))
-    return task
-
-
 @pytest.mark.gpu
 @CUDA
 @pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
@@ -126,7 +117,7 @@ def float64_task():
 def test_on_cuda_every_member_eager_and_graphed_is_its_solo_run(option, cell, float64):
     """On a GPU: the cohort's eager step and its CUDA-graph replay (accel=graph, the members' mask streams
     registered with the graph) each give every member its solo run (eager, alone), 4 members x 60 steps."""
-    task, cuda = float64_task(), torch.device("cuda")
+    task, cuda = tiny_task(), torch.device("cuda")
     solos, eager, graphed = solo_and_cohort(
         task, cell, load_arm(option), lrs=LRS, seeds=(0, 1), device=cuda, accels=(Accel.none, Accel.graph), steps=60
     )
@@ -140,7 +131,7 @@ def test_on_cuda_every_member_eager_and_graphed_is_its_solo_run(option, cell, fl
 @CUDA
 def test_on_cuda_a_graphed_cohort_recaptures_when_members_stop_at_their_targets(float64):
     """accel=graph: each stack (members leave at their targets) is captured anew; every member is its solo run."""
-    task, cuda = float64_task(), torch.device("cuda")
+    task, cuda = tiny_task(), torch.device("cuda")
     task.target_score = 0.5
     solos, graphed = solo_and_cohort(
         task,

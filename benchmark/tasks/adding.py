@@ -48,7 +48,9 @@ class AddingTask(Task):
         return x, y
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        return F.mse_loss(y_hat.squeeze(-1).float(), y)  # y_hat (B, 1)
+        # y_hat (B, 1), in the targets' dtype: float32 (a bf16 output upcast), float64 in float64 tests (CUDA's
+        # backward of a mixed-dtype MSE fails)
+        return F.mse_loss(y_hat.squeeze(-1).to(y.dtype), y)
 
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         pred = y_hat.squeeze(-1).float()

@@ -1,0 +1,201 @@
+"""A GPU sweep's wall time from measured cohort costs: `python -m benchmark.estimate EXPERIMENT` (`make estimate`).
+
+What the GPU experiments' files state (conf/experiment/full.yaml, claims_gpu.yaml) is what this prints. A sweep
+on one GPU is its cohort jobs one after another; a job with S steps, evaluated every `eval_interval` steps, costs
+
+    capture + S x step_ms(T) + evaluations x eval_ms(T) + overhead(T)
+
+- step_ms, eval_ms, capture: `benchmark.gpu_cohort` rows with accel=graph (the cohort's step as a CUDA-graph
+  replay, one stacked evaluation of every member, the capture), for the job's cell and arm, at the measured
+  shape nearest the experiment's (hidden, batch), linear in T between the measured lengths (and beyond them
+  along the nearest segment). At these sizes a step is launch-bound: 15 or 20 members cost about what one
+  does, so the member count of a job is not a factor;
+- overhead(T) = a + b*T: everything a job does besides its steps and evaluations (building and probing every
+  member, final metrics, the dedicated timing), fitted to whole cohort jobs of `full` timed on the same GPU;
+- S: the run's whole step budget. Runs that stop at the target cost less: the estimate is an upper bound.
+
+The costs come from benchmark/baselines/gpu_cohort_h200.json (an H200: the H100's processor with faster memory;
+launch-bound steps cost about the same on both, docs/timing.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import yaml
+from omegaconf import OmegaConf
+
+from benchmark.analysis import protocol
+from benchmark.config import ConfigError
+
+BASELINE = Path(__file__).resolve().parent / "baselines" / "gpu_cohort_h200.json"
+CONF = protocol.CONF
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cohort job of a sweep: a variant at one length, its members trained together."""
+
+    stage: str
+    cell: str
+    reg: str
+    seq_len: int
+    members: int
+    steps: int
+    eval_interval: int
+
+
+def experiment_cfg(name: str) -> dict[str, Any]:
+    """conf/experiment/<name>.yaml merged over the experiments its defaults list builds on (as Hydra composes)."""
+    path = CONF / "experiment" / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError("EXPERIMENT", name, sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+    own = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    merged = OmegaConf.create({})
+    for entry in own.get("defaults", []):
+        if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"):
+            merged = OmegaConf.merge(merged, experiment_cfg(entry))
+    own = {k: v for k, v in own.items() if k != "defaults"}
+    return OmegaConf.to_container(OmegaConf.merge(merged, own))  # type: ignore[return-value]
+
+
+def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
+    """train.<key>: the regime's (composed after the experiment), else the experiment's, else conf/train's."""
+    sources = []
+    if regime is not None:
+        sources.append(yaml.safe_load((CONF / "regime" / f"{regime}.yaml").read_text(encoding="utf-8")) or {})
+    sources += [cfg, {"train": yaml.safe_load((CONF / "train" / "default.yaml").read_text(encoding="utf-8"))}]
+    for s in sources:
+        if key in (s.get("train") or {}):
+            return s["train"][key]
+    raise KeyError(key)
+
+
+def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
+    """The jobs of a claims protocol (benchmark.analysis.protocol): tuning at each regime's first length (tuning
+    seeds x rates x dropout p as one job), then confirmation at every length, plus claim (f)'s other rates."""
+    proto = protocol.load(name)
+    assert proto is not None
+    jobs = []
+    for rg in proto.regimes:
+        every = _train(cfg, "eval_interval", rg.name)
+        for cell in rg.cells:
+            steps = rg.steps.get(cell, _train(cfg, "steps", rg.name))
+            for reg in rg.regs:
+                drops = reg in protocol.DROPOUT_ARMS and proto.dropout_p
+                tuning = len(proto.tuning_seeds) * len(proto.lr) * (len(proto.dropout_p) if drops else 1)
+                jobs.append(Job("tuning", cell, reg, rg.lengths[0], tuning, steps, every))
+                for T in rg.lengths:
+                    jobs.append(Job("confirmation", cell, reg, T, len(proto.confirmation_seeds), steps, every))
+                if reg in proto.rate_grid_arms:
+                    n = len(proto.confirmation_seeds)
+                    jobs += [Job("confirmation", cell, reg, rg.lengths[0], n, steps, every)] * (len(proto.lr) - 1)
+    return jobs
+
+
+def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
+    """The jobs of a grid experiment (hydra.sweeper.params): the cohort axes' points are one job's members."""
+    params = {k: str(v).split(",") for k, v in cfg["hydra"]["sweeper"]["params"].items()}
+    axes = (cfg.get("cohort") or {}).get("axes", ["seed", "train.lr"])
+    members = int(np.prod([len(v) for k, v in params.items() if k in axes]))
+    outer = {k: v for k, v in params.items() if k not in axes}
+    jobs = []
+    for regime in outer.get("regime", [None]):
+        steps, every = _train(cfg, "steps", regime), _train(cfg, "eval_interval", regime)
+        for T in outer["task.seq_len"]:
+            for cell in outer["cell"]:
+                for reg in outer["reg"]:
+                    jobs.append(Job("grid", cell, reg, int(T), members, int(steps), int(every)))
+    return jobs
+
+
+class Costs:
+    """Measured costs (`benchmark.gpu_cohort` rows, whole jobs) and their interpolation in T."""
+
+    def __init__(self, doc: dict[str, Any], hidden: int, batch: int) -> None:
+        rows = [r for r in doc["rows"] if r.get("accel") == "graph" and "step_ms" in r]
+        shapes = {(r["hidden"], r["batch"]) for r in rows}
+        self.shape = min(shapes, key=lambda s: (abs(np.log(s[0] / hidden)), abs(np.log(s[1] / batch))))
+        self.rows, self.all = [r for r in rows if (r["hidden"], r["batch"]) == self.shape], rows
+        self.overhead = np.polyfit(
+            [j["seq_len"] for j in doc["jobs"]],
+            [j["cohort_wall_s"] - j["capture_s"] - j["steps"] * j["cohort_step_ms"] / 1e3 for j in doc["jobs"]],
+            1,
+        )  # (b, a): seconds per unit of T, seconds
+
+    def at(self, cell: str, reg: str, T: int, key: str) -> float:
+        """`key` of (cell, reg) at length T, linear in T through the measured lengths; a key the nearest shape's
+        rows lack (an evaluation timed at one shape only) from the rows of any shape that have it."""
+        pts = self._points(self.rows, cell, reg, key) or self._points(self.all, cell, reg, key)
+        if not pts:
+            raise ConfigError("estimate", f"{cell}-{reg}", "a variant measured by benchmark.gpu_cohort", f"no {key}")
+        if len(pts) == 1:
+            return float(pts[0][1])
+        k = min(max(int(np.searchsorted([p[0] for p in pts], T)), 1), len(pts) - 1)
+        (t0, v0), (t1, v1) = pts[k - 1], pts[k]
+        return float(max(v0 + (v1 - v0) * (T - t0) / (t1 - t0), 0.0))
+
+    @staticmethod
+    def _points(rows: list[dict[str, Any]], cell: str, reg: str, key: str) -> list[tuple[int, float]]:
+        """(T, value) of (cell, reg), one per length (the mean where shapes repeat a length)."""
+        by_t: dict[int, list[float]] = {}
+        for r in rows:
+            if (r["cell"], r["arm"]) == (cell, reg) and key in r:
+                by_t.setdefault(int(r["seq_len"]), []).append(float(r[key]))
+        return sorted((t, float(np.mean(v))) for t, v in by_t.items())
+
+    def job_s(self, j: Job) -> float:
+        evals = -(-j.steps // j.eval_interval)
+        b, a = self.overhead
+        return (
+            self.at(j.cell, j.reg, j.seq_len, "capture_s")
+            + j.steps * self.at(j.cell, j.reg, j.seq_len, "step_ms") / 1e3
+            + evals * self.at(j.cell, j.reg, j.seq_len, "eval_ms") / 1e3
+            + a
+            + b * j.seq_len
+        )
+
+
+def estimate(name: str, baseline: Path = BASELINE) -> tuple[list[tuple[Job, float]], Costs]:
+    """Every job of the experiment with its estimated seconds, and the costs used."""
+    cfg = experiment_cfg(name)
+    jobs = protocol_jobs(name, cfg) if protocol.load(name) is not None else grid_jobs(cfg)
+    costs = Costs(json.loads(baseline.read_text()), int(cfg.get("hidden_size", 128)), int(_train(cfg, "batch_size")))
+    return [(j, costs.job_s(j)) for j in jobs], costs
+
+
+def summary(name: str, jobs: Sequence[tuple[Job, float]], costs: Costs) -> str:
+    lines = [
+        f"{name}: {len(jobs)} cohort jobs, {sum(j.members for j, _ in jobs)} runs; costs of hidden "
+        f"{costs.shape[0]}, batch {costs.shape[1]} ({BASELINE.name})"
+    ]
+    for stage in dict.fromkeys(j.stage for j, _ in jobs):
+        part = [(j, s) for j, s in jobs if j.stage == stage]
+        for T in sorted({j.seq_len for j, _ in part}):
+            s = sum(x for j, x in part if j.seq_len == T)
+            lines.append(
+                f"  {stage:<13} T={T:<5} {sum(1 for j, _ in part if j.seq_len == T):>4} jobs  {s / 60:7.1f} min"
+            )
+    total = sum(s for _, s in jobs)
+    lines.append(f"  total on one GPU: {total / 3600:.2f} h ({total / 60:.0f} min); on N GPUs about 1/N of it")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("experiment", nargs="+")
+    ap.add_argument("--baseline", type=Path, default=BASELINE)
+    a = ap.parse_args(argv)
+    for name in a.experiment:
+        jobs, costs = estimate(name, a.baseline)
+        print(summary(name, jobs, costs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
