@@ -9,8 +9,9 @@ trains only the missing ones. The others train
   GEMM per step for every member, which `make bench-cohort` measures faster per member than
   the solo model for every variant but one;
 - **sequential**: one after another through `benchmark.run.execute`, where that one is: torch's
-  fused LSTM on the CPU (`fused_is_faster`); where the variant has no cohort form (a token
-  embedding, output BN, a stream task, a user arm's module); or with `cohort.mode=sequential`.
+  fused LSTM on the CPU, or cuDNN on a GPU unless the stack is replayed as a CUDA graph
+  (`fused_is_faster`); where the variant has no cohort form (a token embedding, output BN, a stream
+  task, a user arm's module); or with `cohort.mode=sequential`.
 
 Either way each member writes its own run folder under its solo run id, with `cohort_id`,
 `cohort_size` and `cohort_mode` in its record. A stacked cohort's dedicated timing (`fwd_ms`,

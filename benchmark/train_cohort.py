@@ -18,6 +18,10 @@ members' models before every evaluation and when the stack changes. At an evalua
 and validation run for every member at once through a stacked model (`benchmark.cohort_eval`);
 each member's stopping rules then read its own row. Each member's training time is its share of
 the cohort's step time.
+
+With `accel=graph` (CUDA) the forward and backward of each stack is captured once as a CUDA graph and
+replayed every step (`GraphedCohortStep`; the members' mask streams are registered with the graph, so
+a replay draws the eager step's masks); batches, step statistics and updates stay eager.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from benchmark import accel
+from benchmark import accel as accel_mod
 from benchmark.cohort_eval import refresh_stacked, validate_stacked
 from benchmark.config import Accel, Impl, Precision, TrainConfig
 from benchmark.models.cohort import CohortModel
@@ -125,20 +129,20 @@ class GraphedCohortStep:
 
     def __init__(self, cohort: CohortModel, members: Sequence[Member], dtype: Optional[torch.dtype]) -> None:
         self.cohort, self.members, self.dtype = cohort, list(members), dtype
-        self.captured: Optional[accel.Captured] = None
+        self.captured: Optional[accel_mod.Captured] = None
         self.capture_s = 0.0
 
     def __call__(self) -> tuple[Tensor, int]:
         x, ys = next_batches(self.members)
         if self.captured is None:
-            accel.check_graph_device(x.device)
+            accel_mod.check_graph_device(x.device)
             self.x, self.ys = x.clone(), [y.clone() for y in ys]
             params = [p for m in self.members for p in m.params]
-            self.captured = accel.Captured(
+            self.captured = accel_mod.Captured(
                 lambda: forward_backward(self.cohort, self.members, self.x, self.ys, self.dtype, cache=False),
                 params,
                 self.cohort,
-                accel.mask_generators(self.cohort),
+                accel_mod.mask_generators(self.cohort),
                 x.device,
             )
             self.capture_s = self.captured.capture_s
