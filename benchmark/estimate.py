@@ -28,7 +28,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import yaml
-from omegaconf import OmegaConf
 
 from benchmark.analysis import protocol
 from benchmark.config import ConfigError
@@ -48,20 +47,6 @@ class Job:
     members: int
     steps: int
     eval_interval: int
-
-
-def experiment_cfg(name: str) -> dict[str, Any]:
-    """conf/experiment/<name>.yaml merged over the experiments its defaults list builds on (as Hydra composes)."""
-    path = CONF / "experiment" / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError("EXPERIMENT", name, sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
-    own = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    merged = OmegaConf.create({})
-    for entry in own.get("defaults", []):
-        if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"):
-            merged = OmegaConf.merge(merged, experiment_cfg(entry))
-    own = {k: v for k, v in own.items() if k != "defaults"}
-    return OmegaConf.to_container(OmegaConf.merge(merged, own))  # type: ignore[return-value]
 
 
 def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
@@ -163,7 +148,7 @@ class Costs:
 
 def estimate(name: str, baseline: Path = BASELINE) -> tuple[list[tuple[Job, float]], Costs]:
     """Every job of the experiment with its estimated seconds, and the costs used."""
-    cfg = experiment_cfg(name)
+    cfg = protocol.experiment_cfg(name)
     jobs = protocol_jobs(name, cfg) if protocol.load(name) is not None else grid_jobs(cfg)
     costs = Costs(json.loads(baseline.read_text()), int(cfg.get("hidden_size", 128)), int(_train(cfg, "batch_size")))
     return [(j, costs.job_s(j)) for j in jobs], costs

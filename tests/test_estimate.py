@@ -15,7 +15,7 @@ from benchmark.analysis import protocol
 
 def test_protocol_jobs_hold_every_run_of_the_protocol():
     """claims: 288 tuning + 600 confirmation runs (conf/experiment/claims.yaml's count), one job per design."""
-    jobs = estimate.protocol_jobs("claims", estimate.experiment_cfg("claims"))
+    jobs = estimate.protocol_jobs("claims", protocol.experiment_cfg("claims"))
     runs = {s: sum(j.members for j in jobs if j.stage == s) for s in ("tuning", "confirmation")}
     assert runs == {"tuning": 288, "confirmation": 600}
     proto = protocol.load("claims")
@@ -25,7 +25,7 @@ def test_protocol_jobs_hold_every_run_of_the_protocol():
 
 
 def test_grid_jobs_take_the_cohort_axes_as_members():
-    jobs = estimate.grid_jobs(estimate.experiment_cfg("full"))
+    jobs = estimate.grid_jobs(protocol.experiment_cfg("full"))
     assert len(jobs) == 4 * 3 * 6 * 3 and {j.members for j in jobs} == {15}
     assert {j.steps for j in jobs} == {2000} and {j.eval_interval for j in jobs} == {200}
 

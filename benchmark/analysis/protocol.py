@@ -107,22 +107,24 @@ def _rate_grid_arms(block: dict[str, Any], regs: tuple[str, ...]) -> tuple[str, 
     return arms
 
 
-def block_of(experiment: str) -> Any:
-    """The `protocol:` block of conf/experiment/<experiment>.yaml merged over the experiments it builds
-    on (its defaults list), as Hydra composes it into every run's config.yaml."""
-    path = CONF / "experiment" / f"{experiment}.yaml"
+def experiment_cfg(name: str) -> dict[str, Any]:
+    """conf/experiment/<name>.yaml merged over the experiments its defaults list builds on, as Hydra composes
+    them into every run's config.yaml (the `protocol:` block here, the budget in `benchmark.estimate`)."""
+    path = CONF / "experiment" / f"{name}.yaml"
     if not path.exists():
-        raise ConfigError("EXPERIMENT", experiment, sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raise ConfigError("EXPERIMENT", name, sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+    own = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     merged = OmegaConf.create({})
-    for entry in cfg.get("defaults", []):
+    for entry in own.get("defaults", []):
         if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"):
-            base = block_of(entry)
-            merged = OmegaConf.merge(merged, base) if base is not None else merged
-    own = cfg.get("protocol")
-    if own is None and len(merged) == 0:
-        return None
-    return OmegaConf.to_container(OmegaConf.merge(merged, own or {}))
+            merged = OmegaConf.merge(merged, experiment_cfg(entry))
+    own = {k: v for k, v in own.items() if k != "defaults"}
+    return OmegaConf.to_container(OmegaConf.merge(merged, own))  # type: ignore[return-value]
+
+
+def block_of(experiment: str) -> Any:
+    """The `protocol:` block of conf/experiment/<experiment>.yaml merged over the experiments it builds on."""
+    return experiment_cfg(experiment).get("protocol")
 
 
 def load(experiment: str) -> Optional[Protocol]:
