@@ -187,6 +187,26 @@ def check_cohort_configs(cfgs: Sequence[TrainConfig]) -> None:
             raise ValueError("the members of a cohort may differ in train.lr only; other train.* keys differ")
 
 
+def build_members(
+    models: Sequence[SequenceModel],
+    tasks: Sequence[Task],
+    cfgs: Sequence[TrainConfig],
+    device: torch.device,
+    seeds: Sequence[int],
+    dtype: Optional[torch.dtype],
+    results: Sequence[TrainResult],
+    precise_bn_batches: int,
+) -> list[Member]:
+    """Each member with its own batches, optimiser and record, its model in training mode."""
+    members = []
+    for m, t, c, s, r in zip(models, tasks, cfgs, seeds, results):
+        batches = t.train_batches(c.batch_size, s, device)
+        kw = dict(task=t, cfg=c, device=device, seed=s, dtype=dtype, result=r, precise_bn_batches=precise_bn_batches)
+        members.append(Member(m, batches, **kw))
+        m.train()
+    return members
+
+
 def train_cohort(
     models: Sequence[SequenceModel],
     tasks: Sequence[Task],
@@ -210,22 +230,7 @@ def train_cohort(
     check_cohort_configs(cfgs)
     results = list(results) if results is not None else [TrainResult() for _ in models]
     dtype, cfg = autocast_dtype(precision), cfgs[0]
-    members = [
-        Member(
-            m,
-            t.train_batches(c.batch_size, s, device),
-            task=t,
-            cfg=c,
-            device=device,
-            seed=s,
-            dtype=dtype,
-            result=r,
-            precise_bn_batches=precise_bn_batches,
-        )
-        for m, t, c, s, r in zip(models, tasks, cfgs, seeds, results)
-    ]
-    for m in members:
-        m.model.train()
+    members = build_members(models, tasks, cfgs, device, seeds, dtype, results, precise_bn_batches)
     bar = progress_bar(tasks[0], cfg.steps, progress)
     cohort, stacked, step, captured_s = None, [], None, 0.0
     kind = GraphedCohortStep if accel is Accel.graph else EagerCohortStep
