@@ -22,7 +22,9 @@ variant's timing; `train_tokens_per_s` is the member's share of the cohort's thr
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -33,6 +35,7 @@ import torch
 from benchmark import envinfo
 from benchmark.cohort_eval import final_metrics_stacked
 from benchmark.config import Accel, CohortMode, ConfigError
+from benchmark.estimate import BASELINE, Costs
 from benchmark.launch import RunningJobs, running_jobs
 from benchmark.models import build_model
 from benchmark.models.cohort import CohortModel
@@ -101,24 +104,52 @@ def choose_mode(ps: Sequence[Prepared]) -> CohortMode:
     return CohortMode.stacked
 
 
-def stack_loses(cell: str, impl_used: str, device: str, hidden: int, members: int, accel: str = "none") -> bool:
+def stack_loses(
+    cell: str,
+    impl_used: str,
+    device: str,
+    hidden: int,
+    members: int,
+    accel: str = "none",
+    reg: str = "none",
+    T: int = 100,
+) -> bool:
     """Whether members alone beat the stack, as measured (`make bench-cohort`, `benchmark.gpu_cohort`,
-    docs/timing.md). On the CPU only with torch's fused LSTM: with the fused cohort LSTM
+    docs/timing.md). Only members torch's fused kernels run can win alone: the custom loop (BN, ...) loses to
+    any stack, by 5-70x. On the CPU only torch's fused LSTM wins: against the fused cohort LSTM
     (models/cohort_fused.py) the stack wins there only at H=32 with E >= 10 (per-member ratio 0.85-0.90 at
     E=10), not at E=5 (0.97-1.21) nor at H=128 (0.95-1.10 at E=10); torch's RNN and GRU kernels lose to the
-    stack there (ratios 0.2-0.6). On a GPU (H200, E=15, H=128, B=64) cuDNN alone beats the eager stack for
-    every cell the arm lets it run (at T=1000 15 cuDNN LSTM steps take 94 ms, the eager stack 204 ms) but not
-    the stack replayed as a CUDA graph (83 ms); the custom loop (BN) loses to either stack by 10-70x."""
-    native = impl_used == "native"
+    stack there (ratios 0.2-0.6). On a GPU the stack replayed as a CUDA graph always wins; the eager stack
+    against cuDNN depends on T and E (`cuda_eager_stack_loses`)."""
+    if impl_used != "native":
+        return False
     if device == "cuda":
-        return native and accel != "graph"
-    return native and cell == "lstm" and device == "cpu" and not (hidden <= 32 and members >= 10)
+        return accel != "graph" and cuda_eager_stack_loses(cell, reg, T, members)
+    return cell == "lstm" and device == "cpu" and not (hidden <= 32 and members >= 10)
+
+
+@functools.cache
+def _cuda_eager_costs() -> Costs:
+    return Costs(json.loads(BASELINE.read_text()), 128, 64, accel="none")
+
+
+def cuda_eager_stack_loses(cell: str, reg: str, T: int, members: int) -> bool:
+    """On a GPU an eager stacked step is launch-bound: it costs about the same for 1 or 20 members (H200,
+    `make bench-cohort`), and grows with T, while one cuDNN member's step barely does. So the stack wins from
+    a break-even member count that grows with T: measured at E=15, H=128, B=64 (benchmark/baselines/
+    gpu_cohort_h200.json) it is 6-15 members at T=100 and about 30 at T=1000. An arm the file lacks runs
+    cuDNN as `none` does."""
+    costs = _cuda_eager_costs()
+    arm = reg if costs.has(cell, reg) else "none"
+    return costs.at(cell, arm, T, "step_ms") > members * costs.at(cell, arm, T, "solo_ms")
 
 
 def fused_is_faster(p: Prepared, members: int) -> Optional[str]:
     """The reason to run this variant's members one after another, if the measurements give one."""
     impl = resolve_impl(p.spec.cell, p.spec.reg, p.cfg.impl).value
-    if stack_loses(p.spec.cell.name, impl, p.device.type, p.spec.hidden_size, members, p.cfg.accel.value):
+    spec = p.spec
+    args = (spec.cell.name, impl, p.device.type, spec.hidden_size, members, p.cfg.accel.value, spec.reg.name)
+    if stack_loses(*args, T=spec.total_len or 1):
         kernel = "cuDNN" if p.device.type == "cuda" else "torch's fused LSTM"
         return f"{kernel} is faster per member than an eager stacked loop on {p.device.type} (accel=graph stacks)"
     return None

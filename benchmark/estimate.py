@@ -102,8 +102,8 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
 class Costs:
     """Measured costs (`benchmark.gpu_cohort` rows, whole jobs) and their interpolation in T."""
 
-    def __init__(self, doc: dict[str, Any], hidden: int, batch: int) -> None:
-        rows = [r for r in doc["rows"] if r.get("accel") == "graph" and "step_ms" in r]
+    def __init__(self, doc: dict[str, Any], hidden: int, batch: int, accel: str = "graph") -> None:
+        rows = [r for r in doc["rows"] if r.get("accel") == accel and "step_ms" in r]
         shapes = {(r["hidden"], r["batch"]) for r in rows}
         self.shape = min(shapes, key=lambda s: (abs(np.log(s[0] / hidden)), abs(np.log(s[1] / batch))))
         self.rows, self.all = [r for r in rows if (r["hidden"], r["batch"]) == self.shape], rows
@@ -112,6 +112,9 @@ class Costs:
             [j["cohort_wall_s"] - j["capture_s"] - j["steps"] * j["cohort_step_ms"] / 1e3 for j in doc["jobs"]],
             1,
         )  # (b, a): seconds per unit of T, seconds
+
+    def has(self, cell: str, reg: str) -> bool:
+        return any((r["cell"], r["arm"]) == (cell, reg) for r in self.all)
 
     def at(self, cell: str, reg: str, T: int, key: str) -> float:
         """`key` of (cell, reg) at length T, linear in T through the measured lengths; a key the nearest shape's

@@ -11,7 +11,7 @@ import json
 import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.cohort_run import run_job, stack_loses
+from benchmark.cohort_run import cuda_eager_stack_loses, run_job, stack_loses
 from benchmark.config import ConfigError
 from benchmark.run import execute, member_configs, prepare
 
@@ -92,16 +92,34 @@ def test_members_over_dropout_p_stack_and_members_over_a_shared_setting_run_one_
 
 
 @pytest.mark.parametrize(
-    "cell, impl, device, hidden, members, accel, alone",
+    "cell, impl, device, hidden, members, accel, T, alone",
     [
-        ("lstm", "native", "cpu", 128, 10, "none", True),  # torch's fused LSTM beats the stack on the CPU
-        ("lstm", "native", "cpu", 32, 10, "none", False),  # ... but not at H=32 with 10 members
-        ("gru", "native", "cpu", 128, 10, "none", False),
-        ("lstm", "native", "cuda", 128, 15, "none", True),  # cuDNN beats the eager stack on a GPU
-        ("rnn", "native", "cuda", 128, 15, "none", True),
-        ("lstm", "native", "cuda", 128, 15, "graph", False),  # not the graphed stack
-        ("lstm", "custom", "cuda", 128, 15, "none", False),  # the custom loop (BN) alone loses to any stack
+        ("lstm", "native", "cpu", 128, 10, "none", 100, True),  # torch's fused LSTM beats the stack on the CPU
+        ("lstm", "native", "cpu", 32, 10, "none", 100, False),  # ... but not at H=32 with 10 members
+        ("gru", "native", "cpu", 128, 10, "none", 100, False),
+        ("lstm", "native", "cuda", 128, 15, "none", 1000, True),  # cuDNN beats the eager stack at T=1000
+        ("rnn", "native", "cuda", 128, 15, "none", 1000, True),
+        ("rnn", "native", "cuda", 128, 15, "none", 100, False),  # ... but not the tanh RNN's at T=100
+        ("lstm", "native", "cuda", 128, 5, "none", 100, True),  # nor 5 LSTMs at T=100
+        ("lstm", "native", "cuda", 128, 15, "graph", 1000, False),  # not the graphed stack
+        ("lstm", "custom", "cuda", 128, 15, "none", 1000, False),  # the custom loop (BN) alone loses to any stack
     ],
 )
-def test_members_train_one_after_another_only_where_measured_faster(cell, impl, device, hidden, members, accel, alone):
-    assert stack_loses(cell, impl, device, hidden, members, accel) is alone
+def test_members_train_one_after_another_only_where_measured_faster(
+    cell, impl, device, hidden, members, accel, T, alone
+):
+    assert stack_loses(cell, impl, device, hidden, members, accel, T=T) is alone
+
+
+def test_on_a_gpu_the_eager_stack_wins_from_a_member_count_that_grows_with_T():
+    """The break-even member count (members alone cost E cuDNN steps, the eager stack about one launch-bound step)."""
+
+    def break_even(cell: str, T: int) -> int:
+        return next(e for e in range(1, 500) if not cuda_eager_stack_loses(cell, "none", T, e))
+
+    for cell in ("rnn", "lstm", "gru"):
+        counts = [break_even(cell, T) for T in (30, 100, 300, 1000)]
+        assert counts == sorted(counts) and counts[0] < counts[-1], (cell, counts)
+    assert cuda_eager_stack_loses("lstm", "zoneout_native_arm", 100, 5) == cuda_eager_stack_loses(
+        "lstm", "none", 100, 5
+    )
