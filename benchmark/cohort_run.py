@@ -137,7 +137,7 @@ def cuda_eager_stack_loses(cell: str, reg: str, T: int, members: int) -> bool:
     """On a GPU an eager stacked step is launch-bound: it costs about the same for 1 or 20 members (H200,
     `make bench-cohort`), and grows with T, while one cuDNN member's step barely does. So the stack wins from
     a break-even member count that grows with T: measured at E=15, H=128, B=64 (benchmark/baselines/
-    gpu_cohort_h200.json) it is 6-15 members at T=100 and about 30 at T=1000. An arm the file lacks runs
+    gpu_cohort_h200.json) it is 6-16 members at T=100 and 25-37 at T=1000. An arm the file lacks runs
     cuDNN as `none` does."""
     costs = _cuda_eager_costs()
     arm = reg if costs.has(cell, reg) else "none"

@@ -100,7 +100,7 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
 
 
 class Costs:
-    """Measured costs (`benchmark.gpu_cohort` rows, whole jobs) and their interpolation in T."""
+    """Measured costs (`benchmark.gpu_cohort` rows of one `accel`, whole jobs) and their interpolation in T."""
 
     def __init__(self, doc: dict[str, Any], hidden: int, batch: int, accel: str = "graph") -> None:
         rows = [r for r in doc["rows"] if r.get("accel") == accel and "step_ms" in r]
