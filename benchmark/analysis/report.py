@@ -129,11 +129,9 @@ def load_sweep(sweep_dir: Path) -> Sweep:
 def config_block(summary: pd.DataFrame, key: str) -> Any:
     """A block of the sweep's run config.yaml that no run reads (`literature`, `protocol`), or None."""
     for path in summary.get("path", pd.Series(dtype=object)).dropna():
-        cfg = Path(str(path)) / "config.yaml"
-        if cfg.exists():
-            block = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get(key)
-            if block:
-                return block
+        block = (agg_mod.read_config(Path(str(path)), only_with=key) or {}).get(key)  # unreadable: says nothing
+        if block:
+            return block
     return None
 
 
@@ -440,14 +438,7 @@ def scores_section(s: Sweep) -> dict[str, Any]:
 
 def literature_block(s: Sweep) -> Optional[dict[str, Any]]:
     """The `literature:` block of the sweep's config (published values it reproduces), or None."""
-    for r in s.summary.itertuples():
-        cfg = Path(str(r.path)) / "config.yaml"
-        text = cfg.read_text(encoding="utf-8") if cfg.exists() else ""
-        if text.startswith("literature:") or "\nliterature:" in text:  # a top-level key; parse only then
-            block = (yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("literature")
-            if block:
-                return block
-    return None
+    return config_block(s.summary, "literature")
 
 
 def literature_table(s: Sweep, block: dict[str, Any]) -> pd.DataFrame:
