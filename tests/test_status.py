@@ -105,6 +105,8 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     torn = points["cell=lstm reg=none task.seq_len=6 seed=0"].run_id
     m = json.loads((runs / torn / "metrics.json").read_text())
     (runs / torn / "metrics.json").write_text(json.dumps({**m, "complete": False}))
+    corrupt = points["cell=lstm reg=bn task.seq_len=10 seed=0"].run_id
+    (runs / corrupt / "metrics.json").write_text('{"complete": true, "sta')  # truncated by something else
     (runs / "0123456789ab").mkdir()  # a folder of another grid
 
     st = status.sweep_status(sweep)
@@ -114,11 +116,13 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     assert by_id[never].category is Category.missing
     assert by_id[failed].category is Category.failed and by_id[failed].error == "RuntimeError: out of memory"
     assert by_id[diverged].category is Category.diverged
+    assert by_id[corrupt].category is Category.corrupt and str(runs / corrupt / "metrics.json") in by_id[corrupt].error
     assert st.counts() == {
-        Category.ok: 3,
+        Category.ok: 2,
         Category.diverged: 1,
         Category.failed: 1,
         Category.incomplete: 2,
+        Category.corrupt: 1,
         Category.missing: 1,
     }
     assert st.not_in_grid == ["0123456789ab"]
@@ -142,9 +146,11 @@ def test_every_category_of_a_partly_done_sweep(sweep):
     for r in status.render(st):
         console.print(r)
     out = buf.getvalue()
-    for word, n in (("ok", 3), ("diverged", 1), ("failed", 1), ("incomplete or running", 2), ("missing", 1)):
+    counted = (("ok", 2), ("diverged", 1), ("failed", 1), ("incomplete or running", 2), ("corrupt", 1), ("missing", 1))
+    for word, n in counted:
         assert re.search(rf"│ {re.escape(word)}\s+│\s+{n} │", out), (word, out)
     assert "RuntimeError: out of memory" in out and never in out and "not in this grid" in out
+    assert "corrupt: 1" in out and "unreadable" in out  # the table of corrupt points, its file (folded) named
 
 
 def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
