@@ -33,7 +33,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import hydra
 import numpy as np
@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import accel as accel_mod
 from benchmark import allocator, envinfo, record
 from benchmark.arms import Arm, build_arm
-from benchmark.arms.base import id_form
+from benchmark.arms.base import id_form, package_arms
 from benchmark.cohort_sweep import member_overrides, member_point
 from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, init_gain_profiles, profile_ratio
@@ -120,8 +120,9 @@ def build_task_and_cell(cfg: DictConfig) -> tuple[Task, type]:
     return task, cell
 
 
-def prepare(cfg: DictConfig) -> Prepared:
-    """Validate and build everything cheap; raises ConfigError, writes nothing."""
+def prepare(cfg: DictConfig, point: Sequence[str] = ()) -> Prepared:
+    """Validate and build everything cheap; raises ConfigError, writes nothing. `point`: the grid point's
+    overrides as typed (checked too: `check_point`)."""
     run_cfg: RunConfig = OmegaConf.to_object(cfg)
     validate(run_cfg)
     if run_cfg.device is Device.cuda and not torch.cuda.is_available():
@@ -133,6 +134,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     task, cell = build_task_and_cell(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     arm = build_arm(resolved["reg"])  # validates its own settings (ConfigError)
+    check_point(point, arm)
     b = run_cfg.train.batch_size
     if b < arm.min_batch_size():
         raise ConfigError(
@@ -156,7 +158,28 @@ def prepare(cfg: DictConfig) -> Prepared:
         task=task,
         spec=spec,
         device=torch.device("cuda" if use_cuda else "cpu"),
+        point=tuple(point),
     )
+
+
+def check_point(point: Sequence[str], arm: Arm) -> None:
+    """A grid point's overrides set only settings of its own arm. An experiment file may configure a block for
+    the arms of its sweep that read it (runs of the others carry it unread, as their run ids always have); a
+    setting typed for an arm that never reads it (`reg=none +reg.dropout.p=0.3`) would label a run it does not
+    describe: ConfigError naming the arm's blocks and the arms that read it."""
+    for text in point:
+        key = text.split("=", 1)[0].lstrip("+~")
+        parts = key.split(".")
+        if len(parts) < 3 or parts[0] != "reg" or parts[1] in arm.blocks:
+            continue
+        readers = [o for o, c in package_arms().items() if parts[1] in c.blocks]
+        raise ConfigError(
+            key,
+            text.split("=", 1)[-1],
+            f"settings of reg={arm.name}'s blocks: " + (", ".join(f"reg.{b}.*" for b in arm.blocks) or "none"),
+            f"reg={arm.name} never reads reg.{parts[1]}"
+            + (f"; the arms that do: {', '.join(f'reg={o}' for o in readers)}." if readers else "."),
+        )
 
 
 def model_spec(run_cfg: RunConfig, task: Task, cell: type, arm: Arm) -> ModelSpec:
@@ -505,7 +528,7 @@ def main(cfg: DictConfig) -> None:
     task = [str(o) for o in hc.overrides.task]
     points = [member_point(task, str(m)) for m in cfg.cohort.members] or [task]
     try:
-        ps = [dataclasses.replace(prepare(c), point=tuple(pt)) for c, pt in zip(member_configs(cfg), points)]
+        ps = [prepare(c, pt) for c, pt in zip(member_configs(cfg), points)]
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
