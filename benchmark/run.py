@@ -518,6 +518,14 @@ def member_configs(cfg: DictConfig) -> list[DictConfig]:
     return out or [cfg]
 
 
+def prepare_job(cfg: DictConfig, overrides: Sequence[str]) -> list[Prepared]:
+    """Every run of a job prepared (`prepare`; its members, or the one run of a solo job): what `main` checks
+    before training, and what the cohort sweeper checks for every job of a multirun before it launches any
+    (conf/hydra/sweeper/cohort.yaml), so one bad point ends the multirun before a sibling starts."""
+    points = [member_point(list(overrides), str(m)) for m in cfg.cohort.members] or [list(overrides)]
+    return [prepare(c, pt) for c, pt in zip(member_configs(cfg), points)]
+
+
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from benchmark.cohort_run import run_job  # it builds on this module
@@ -525,10 +533,8 @@ def main(cfg: DictConfig) -> None:
     allocator.keep_freed_memory()  # steady step times that scale with T (allocator.py)
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    task = [str(o) for o in hc.overrides.task]
-    points = [member_point(task, str(m)) for m in cfg.cohort.members] or [task]
     try:
-        ps = [prepare(c, pt) for c, pt in zip(member_configs(cfg), points)]
+        ps = prepare_job(cfg, [str(o) for o in hc.overrides.task])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,34 @@
+"""Hydra's own log lines of a multirun (its job listing, `#0 : cell=rnn ...`, one line per job with
+absolute paths) go to `results/<sweep>/hydra/multirun.log`, not the terminal (conf/hydra/hydra_logging/sweep.yaml).
+
+Hydra configures this logging before it makes the sweep folder, so the file and its folder are made at
+the first line written. Where they cannot be made (an unwritable results folder), the lines go to stderr,
+after one line saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+
+class SweepLogFile(logging.FileHandler):
+    """A FileHandler that opens (and makes the folder of) its file at the first line; stderr if it cannot."""
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str = "utf-8") -> None:
+        super().__init__(filename, mode, encoding, delay=True)
+
+    def _open(self) -> IO[Any]:
+        try:
+            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+            return super()._open()
+        except OSError as e:
+            print(f"hydra's log lines go to stderr: cannot write {self.baseFilename} ({e.strerror})", file=sys.stderr)
+            return sys.stderr
+
+    def close(self) -> None:
+        if self.stream is sys.stderr:  # not ours to close
+            self.stream = None  # type: ignore[assignment]
+        super().close()
