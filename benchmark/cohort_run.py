@@ -36,7 +36,7 @@ from benchmark import envinfo
 from benchmark.cohort_eval import final_metrics_stacked
 from benchmark.config import Accel, CohortMode, ConfigError
 from benchmark.estimate import BASELINE, Costs
-from benchmark.launch import RunningJobs, running_jobs
+from benchmark.launch import RUNNING, RunningJobs, running_jobs
 from benchmark.models import build_model
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import resolve_impl
@@ -175,7 +175,7 @@ def execute_stacked(ps: Sequence[Prepared], threads: Optional[int], multirun: bo
     reset_job_state(first.cfg, threads)
     for p in ps:
         start_folder(p)
-    running = Path(first.cfg.results_dir) / first.cfg.sweep / ".running"
+    running = Path(first.cfg.results_dir) / first.cfg.sweep / RUNNING
     with _device_for_job(first, multirun, job_num) as device, running_jobs(running) as jobs:
         idents = [identity(p) for p in ps]
         measured, results = measure_stacked(ps, device, jobs)

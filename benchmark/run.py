@@ -62,8 +62,9 @@ from benchmark.io import (
     remove_leftovers,
     run_dir,
     run_id,
+    write_failure,
 )
-from benchmark.launch import RunningJobs, gpu_slot, running_jobs, threads_for_job
+from benchmark.launch import RUNNING, RunningJobs, gpu_slot, launcher_kind, running_jobs, threads_for_job
 from benchmark.models import ModelSpec, build_model, check_cell_class, check_spec, masks, resolve_impl
 from benchmark.precision import autocast_dtype, set_tf32
 from benchmark.tasks import Task, check_task
@@ -480,7 +481,7 @@ def execute(
     start, start_iso = time.perf_counter(), envinfo.now_iso()
     reset_job_state(cfg, threads)
     start_folder(p)
-    running = Path(cfg.results_dir) / cfg.sweep / ".running"
+    running = Path(cfg.results_dir) / cfg.sweep / RUNNING
     with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:
         ident = identity(p)
         measured, res = measure(p, device, cfg.train.progress, jobs)
@@ -540,7 +541,13 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     launcher = OmegaConf.to_container(hc.launcher, resolve=True) if multirun else None
     threads = threads_for_job(launcher, os.cpu_count() or 1, ps[0].cfg.threads)
-    statuses = run_job(ps, threads, multirun, int(hc.job.get("num", 0) or 0))
+    try:
+        statuses = run_job(ps, threads, multirun, int(hc.job.get("num", 0) or 0))
+    except OSError as e:  # the record could not be written (a full disk): the sweep cannot go on, nothing is lost
+        if launcher_kind(launcher) != "basic":  # jobs in workers: the multirun says it once (cohort sweeper)
+            raise
+        sys.stderr.write(f"error: {write_failure(e)}\n")  # in this process (a single run, the basic launcher)
+        sys.exit(1)
     if "failed" in statuses and not multirun:
         sys.exit(1)
 

@@ -320,7 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    paths = write(agg, args.sweep_dir)
+    try:
+        paths = write(agg, args.sweep_dir)
+    except OSError as e:  # an unwritable or full results folder: the run folders are untouched
+        print(f"error: cannot write the tables to {args.sweep_dir}: {e.strerror or e}", file=sys.stderr)
+        return 1
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(agg.summary).items())
     print(
         f"aggregate: {len(agg.summary)} run folders ({counts}) -> {paths['summary']}, {paths['summary_csv'].name}, "

@@ -805,6 +805,12 @@ def parser() -> argparse.ArgumentParser:
         "--n-boot", type=int, default=2000, help="resamples of the aggregates' stratified bootstrap (default 2000)"
     )
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
+    ap.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="aggregate the run folders first (`make report`): the report is written even where aggregate names "
+        "corrupt folders, and the exit status is aggregate's",
+    )
     return ap
 
 
@@ -824,13 +830,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         n_boot=args.n_boot,
     )
+    status = agg_mod.main([args.sweep_dir]) if args.aggregate else 0
+    if status == 2:  # no results to report on: aggregate said so, once
+        return 2
     try:
         path = build(args.sweep_dir, args.out, opts)
     except agg_mod.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable or full reports folder: the results are untouched
+        where = e.filename or args.out or Path("reports") / Path(args.sweep_dir).name
+        print(f"error: cannot write the report to {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(f"report: {path.resolve()}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ bad value among many — ends the multirun before any job runs, as it ends `benc
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -23,6 +24,7 @@ from omegaconf import Container, DictConfig, OmegaConf, open_dict, read_write
 
 from benchmark.cohort_sweep import AXES_KEY, MEMBERS_KEY, group_jobs, key_of
 from benchmark.config import ConfigError
+from benchmark.io import write_failure
 
 ALLOWED = "plain config keys such as seed, train.lr (not a config group, not hydra.* or cohort.*), or []"
 _ABSENT = object()
@@ -68,6 +70,10 @@ class CohortSweeper(BasicSweeper):
             return super().sweep(arguments)
         except ConfigError as e:
             fail(e)
+        except OSError as e:  # a job could not write (Hydra's own files or the run record): a full disk, say
+            assert self.config is not None
+            sys.stderr.write(f"error: {write_failure(e, Path(str(self.config.hydra.sweep.dir)).parent)}\n")
+            sys.exit(1)
 
     # BasicSweeper.sweep calls self.split_arguments once: the grid, grouped, checked, then batched.
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
