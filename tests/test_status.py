@@ -172,7 +172,7 @@ def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
         text=True,
         timeout=120,
     )
-    assert p.returncode == 2 and "multirun.yaml not found" in p.stdout
+    assert p.returncode == 2 and "multirun.yaml not found" in p.stderr and len(p.stderr.splitlines()) == 1
 
 
 def test_status_runs_without_torch(sweep):
@@ -208,7 +208,6 @@ def test_progress_counts_a_sweep_and_its_rerun(tmp_path):
         .splitlines()[-1]
         .startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed, 0 diverged, 0 skipped")
     )
-    assert re.search(rf"sweep smoke .* {N}/{N} failed 0 · diverged 0 · skipped 0", out)  # the bar's last state
     rc, out = run_with_progress(tmp_path / "results")
     assert rc == 0
     assert out.count("skipping complete run") == N
@@ -253,6 +252,8 @@ def test_ctrl_c_stops_the_sweep_and_the_display_cleanly(tmp_path):
     assert proc.returncode == 130, out[-3000:]
     last = out.rstrip().splitlines()[-1]
     assert re.match(rf"interrupted: sweep smoke: [1-7]/{N} grid points done", last), last
+    assert last.endswith(progress.RESUME) and "Traceback" not in out  # the jobs' tracebacks: in the log file
+    assert (results / "smoke" / "hydra" / "interrupted.log").exists()
     assert not [p for p in proc_children(proc.pid)]  # nothing left running
 
 

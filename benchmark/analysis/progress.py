@@ -182,6 +182,7 @@ def progress_display(name: str, console: "Console") -> "Progress":
         TimeRemainingColumn(),
         console=console,
         refresh_per_second=4,
+        transient=True,  # gone at the end: the summary line after it says the same, once
     )
 
 

@@ -384,7 +384,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         st = sweep_status(args.sweep_dir)
     except SweepError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        print(f"error: {e}", file=sys.stderr)  # one line, unwrapped
         return 2
     for r in render(st, args.limit):
         console.print(r)
