@@ -96,6 +96,13 @@ def test_claims_lead_and_say_what_the_known_effects_say(built):
     assert (c.loc[c["claim"] == "c", "note"].str.startswith("gap +")).all()  # ... though its gap is smaller
     assert set(c[(c["claim"] == "d") & (c["role"] == "primary")]["baseline"]) == {"bn.recurrent & dropout.output"}
     assert "at initialisation with every BN gain set to γ" in html  # (b): the profiles at each gain init
+    a = html[html.index('id="claim-a"') : html.index('id="claim-b"')]  # not testable: no run trained to a target
+    assert "not testable in this sweep: nothing to compare" in a and "Not tested at" not in a
+    cells = ("rnn", "lstm", "gru")
+    points = [
+        f"task={t}, seq_len={T}, cell={x} (bn.recurrent)" for t in ("adding", "digits") for T in (5, 10) for x in cells
+    ]
+    assert all(a.count(p) == 1 for p in points), a  # each point named once
 
 
 def test_sections_in_order_and_verdict_table_one_row_per_task_length_cell(built):

@@ -579,7 +579,7 @@ def run_claims(selected: pd.DataFrame, opts: Options, done: Optional[pd.DataFram
             ""
             if len(mine)
             else (
-                ("nothing to compare: " + "; ".join(skipped[:6]))
+                ("nothing to compare: " + "; ".join(skipped))  # every point, once (the report shows no other list)
                 if skipped
                 else "the sweep lacks the arms this claim compares"
             )
