@@ -77,8 +77,38 @@ def test_tables_beside_the_report_in_three_formats(built):
     for name in ("verdicts", "claims"):
         md = (path.parent / f"{name}.md").read_text()
         assert md.startswith("| ") and "| verdict" in md.splitlines()[0].replace("  ", " ")
-        tex = (path.parent / f"{name}.tex").read_text()
-        assert "\\begin{tabular}" in tex and "p\\_adjusted" in tex
+        tex = (path.parent / f"{name}.tex").read_text()  # shaped for a paper, booktabs rules: not the CSV's columns
+        assert all(r in tex for r in ("\\toprule", "\\midrule", "\\bottomrule")) and "p\\_adjusted" not in tex
+    tex = (path.parent / "verdicts.tex").read_text()
+    assert "\\begin{tabular}{lllll}" in tex and "task & cell & variant & T=5 & T=10 \\\\" in tex
+    rows = [r for r in tex.splitlines() if r.endswith("\\\\") and "[" in r]
+    assert len(rows) == 2 * 3 * 4  # tasks x cells x variants; each length a column of "mean [low, high]"
+    lstm_bn = [r for r in rows if "& bn.recurrent &" in r][1]  # adding, lstm
+    assert lstm_bn.count("[") == 2 and lstm_bn.split("&")[3].strip().startswith("0.")
+    claims_tex = (path.parent / "claims.tex").read_text()
+    assert "claim & where & comparison & endpoint & effect [CI] & p (Holm) & word" in claims_tex
+
+
+def test_the_paper_table_is_the_mean_and_its_t_interval_per_cell_variant_and_length():
+    from scipy import stats as ss
+
+    from benchmark.analysis import export
+
+    runs = pd.DataFrame(
+        {
+            "task": "adding",
+            "seq_len": [5, 5, 5, 10, 10, 5],
+            "cell": ["lstm"] * 5 + ["gru"],
+            "variant": ["none"] * 5 + ["bn.recurrent"],
+            "test_score": [0.5, 0.6, 0.7, 0.4, float("nan"), 0.9],
+        }
+    )
+    t = export.score_table(runs, 0.95)
+    assert list(t.columns) == ["task", "cell", "variant", "T=5", "T=10"]
+    half = ss.t.ppf(0.975, 2) * 0.1 / 3**0.5
+    assert t.loc[0, "T=5"] == f"0.600 [{0.6 - half:.3f}, {0.6 + half:.3f}]"
+    assert t.loc[0, "T=10"] == "0.400" and t.loc[1, "T=10"] == ""  # one seed: no interval; no run: empty
+    assert list(t["task"]) == ["adding", ""] and list(t["cell"]) == ["lstm", "gru"]  # repeats blanked
 
 
 def test_claims_lead_and_say_what_the_known_effects_say(built):

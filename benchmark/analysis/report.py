@@ -738,8 +738,13 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
     results = claims_mod.run_claims(s.selected, opts, s.comp) if len(s.selected) else []
     out_dir.mkdir(parents=True, exist_ok=True)
-    export.write_table(vt, out_dir, "verdicts")
-    export.write_table(claims_mod.claims_table(results), out_dir, "claims")
+    level = f"{100 * opts.level:g} %"
+    scores = export.score_table(s.selected, opts.level)
+    caption = f"{s.name}: mean test score (0 = trivial, 1 = perfect) [{level} t interval over seeds]"
+    export.write_table(vt, out_dir, "verdicts", paper=scores, caption=caption)
+    claims = claims_mod.claims_table(results)
+    caption = f"{s.name}: each claim's primary endpoint, effect in the claim's direction [{level} interval]"
+    export.write_table(claims, out_dir, "claims", paper=export.claims_paper(claims), caption=caption)
     export.write_table(agg, out_dir, "aggregates")
     seeds = seeds_section(s)
     export.write_table(seeds["table"], out_dir, "seeds")
