@@ -290,6 +290,33 @@ def test_plots_draw_on_the_given_axes_with_one_colour_per_reg(tmp_path):
     assert plots.to_data_uri(g).startswith("data:image/png;base64,iVBOR")
 
 
+def test_equal_lines_stay_visible_and_large_throughputs_keep_their_label():
+    """`none` was hidden under `dropout` where both score alike; the tokens/s label was clipped by 6-digit ticks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from benchmark.analysis import plots
+
+    d = pd.DataFrame(
+        {
+            "cell": "lstm",
+            "seq_len": [6, 10] * 4,
+            "variant": ["none"] * 4 + ["dropout.output"] * 4,
+            "score": [0.5, 0.6] * 4,  # equal means and bands
+            "tokens": [190000.0, 220000.0] * 4,
+        }
+    )
+    fig = plots.facet(d, plots.vs_length, y="score", hue="variant")
+    lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) == 2]
+    xs = {ln.get_marker(): tuple(ln.get_xdata()) for ln in lines}
+    assert len(xs) == 2 and len(set(xs.values())) == 2  # own marker, own x: neither hides the other
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["6", "10"]  # ticks at the true lengths
+    fig = plots.facet(d, plots.vs_length, y="tokens", hue="variant", sharey=False, ylabel="tokens/s")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    assert ax.get_yticklabels()[1].get_text().endswith(" k")
+    assert ax.yaxis.label.get_window_extent().x0 >= 0  # inside the figure
+
+
 def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):
     """`make report`/`make sweep`: the corrupt folder is shown in the report, and the command still fails."""
     import subprocess

@@ -545,7 +545,7 @@ def cost_section(s: Sweep) -> dict[str, Any]:
     figs = []
     for task in _tasks(s):
         dt = data[data["task"] == task]
-        for y, what in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)"),):
+        for y, what, short in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)", "tokens/s"),):
             figs.append(
                 figure(
                     plots.facet(
@@ -555,7 +555,7 @@ def cost_section(s: Sweep) -> dict[str, Any]:
                         hue="variant",
                         style="impl_used",
                         sharey=False,
-                        ylabel=what,
+                        ylabel=short,
                         title=f"{task}: {what}",
                     ),
                     f"{task}: {what}; line style = the impl that ran",
