@@ -317,6 +317,32 @@ def test_equal_lines_stay_visible_and_large_throughputs_keep_their_label():
     assert ax.yaxis.label.get_window_extent().x0 >= 0  # inside the figure
 
 
+def test_the_environment_lists_where_runs_ran_and_the_command_reproduces_the_sweep(tmp_path):
+    """Each cohort's wall time was listed as an 'environment' value (20 of them), and the reproduce line carried
+    the invocation's temporary skip-marks folder."""
+    import json
+
+    import yaml
+
+    sweep = make_sweep(tmp_path, "env", cells=("gru",), regs=("none", "bn"), tasks=("adding",), lens=(5,), seeds=(0, 1))
+    for i, m in enumerate(sorted(sweep.glob("runs/*/metrics.json"))):
+        r = json.loads(m.read_text())
+        r["env"] |= {"cohort_wall_s": 1.5 + i, "hostname": f"node{i}"}
+        m.write_text(json.dumps(r))
+    mr = yaml.safe_load((sweep / "hydra" / "multirun.yaml").read_text())
+    mr["hydra"]["overrides"]["task"] += [f"skip_marks={tmp_path}/env/.skipped-1796650074-553", "force=0"]
+    (sweep / "hydra" / "multirun.yaml").write_text(yaml.safe_dump(mr))
+    html = report.build(sweep, tmp_path / "rep").read_text()
+    env = html[html.index('id="env-table"') :]
+    env = env[: env.index("</table>")]
+    assert "env_cohort_wall_s" not in env and "env_hostname" in env and "node0 (1 runs)" in env
+    command = report.reproduce(sweep)["command"]
+    assert command.startswith("python -m benchmark.run --multirun +experiment=smoke results_dir=")
+    assert "skip_marks" not in command and "force" not in command
+    many = pd.Series([f"v{i % 11}" for i in range(22)])
+    assert report.env_values(many).endswith("; and 3 other values (6 runs)")
+
+
 def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):
     """`make report`/`make sweep`: the corrupt folder is shown in the report, and the command still fails."""
     import subprocess

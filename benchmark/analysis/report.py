@@ -640,6 +640,13 @@ def missing_section(s: Sweep) -> dict[str, Any]:
     return {"n": len(miss), "note": None, "table": html_table(miss, table_id="missing-table") if len(miss) else None}
 
 
+# Overrides of one invocation, not of the sweep: the folder its skip marks went to (a temporary path), `force`.
+INVOCATION_KEYS = ("skip_marks", "force")
+# env_* columns that time a run rather than describe where it ran (one value per run: not an environment).
+ENV_TIMINGS = ("env_start_time", "env_wall_s", "env_cohort_wall_s")
+ENV_VALUES_SHOWN = 8  # distinct values listed per environment key; the rest counted
+
+
 def reproduce(sweep_dir: Path) -> dict[str, Any]:
     """The sweep's command line and configs, from Hydra's multirun.yaml where present."""
     mr = sweep_dir / "hydra" / "multirun.yaml"
@@ -656,9 +663,8 @@ def reproduce(sweep_dir: Path) -> dict[str, Any]:
     h = cfg.get("hydra", {}) or {}
     ov = h.get("overrides", {}) or {}
     hydra_ov = [o for o in ov.get("hydra", []) or [] if o != "hydra.mode=MULTIRUN"]
-    out["command"] = " ".join(
-        ["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + (ov.get("task") or []))]
-    )
+    task = [o for o in ov.get("task") or [] if str(o).split("=", 1)[0] not in INVOCATION_KEYS]
+    out["command"] = " ".join(["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + task)])
     params = ((h.get("sweeper") or {}).get("params")) or {}
     out["params"] = yaml.safe_dump(params, sort_keys=False).strip() if params else None
     return out
@@ -681,17 +687,22 @@ def point_command(r: pd.Series, sweep: str) -> str:
     return "python -m benchmark.run " + " ".join(p for p in parts if "=None" not in p and "=nan" not in p)
 
 
+def env_values(column: pd.Series) -> str:
+    """Each value of an environment key with its run count, commonest first; past `ENV_VALUES_SHOWN`, a count."""
+    counts = column.astype(str).value_counts()
+    shown = "; ".join(f"{v} ({n} runs)" for v, n in counts.iloc[:ENV_VALUES_SHOWN].items())
+    rest = len(counts) - ENV_VALUES_SHOWN
+    return shown + (f"; and {rest} other values ({int(counts.iloc[ENV_VALUES_SHOWN:].sum())} runs)" if rest > 0 else "")
+
+
 def environment_section(s: Sweep, out_dir: Path) -> dict[str, Any]:
     """Section 9: every env value with its run count, and the commands that reproduce the report."""
     summary = s.summary
-    cols = [c for c in summary.columns if c.startswith("env_") and c not in ("env_start_time", "env_wall_s")]
+    cols = [c for c in summary.columns if c.startswith("env_") and c not in ENV_TIMINGS]
     cols += [
         c for c in ("device", "precision", "hidden_size", "num_layers", "batch_size", "steps", "lr") if c in summary
     ]
-    env = [
-        {"key": c, "values": "; ".join(f"{v} ({n} runs)" for v, n in summary[c].astype(str).value_counts().items())}
-        for c in cols
-    ]
+    env = [{"key": c, "values": env_values(summary[c])} for c in cols]
     point = None
     if len(s.done):
         r0 = s.done.iloc[0]
