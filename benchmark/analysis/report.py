@@ -600,12 +600,16 @@ def learning_section(s: Sweep) -> dict[str, Any]:
 
 
 def failures_section(s: Sweep) -> dict[str, Any]:
-    """Section 8: every run that is not ok, with its error; tracebacks folded."""
-    bad = s.summary[s.summary["status"] != "ok"].copy()
+    """Section 8: every run that is not ok, with its error, and every ok run without a test score (it counts
+    in no comparison); tracebacks folded."""
+    summary = s.summary
+    unscored = (summary["status"] == "ok") & pd.to_numeric(summary["test_score"], errors="coerce").isna()
+    bad = summary[(summary["status"] != "ok") | unscored].copy()
     if len(bad) == 0:
         return {"table": None, "tracebacks": []}
     for c in ("error", "problem", "traceback"):
         bad[c] = [v if isinstance(v, str) else "" for v in bad.get(c, pd.Series([None] * len(bad), index=bad.index))]
+    bad.loc[unscored[unscored].index, "problem"] = "status ok without a test score: left out of every comparison"
     cols = [
         c
         for c in [
