@@ -27,7 +27,7 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark.analysis import progress, status
 from benchmark.analysis.status import Category
 
-from helpers import ENV, ROOT
+from helpers import ENV, ROOT, as_terminal_job
 
 pytestmark = pytest.mark.sweep  # every test here reads (a copy of) a real multirun: `make test-sweeps`
 SLICE = ["cell=lstm", "seed=0"]  # the command line replaces the experiment's axes: 4 regs x 2 lengths
@@ -238,7 +238,14 @@ def test_ctrl_c_stops_the_sweep_and_the_display_cleanly(tmp_path):
         *multirun(results, "train.steps=400"),
     ]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        cmd,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=as_terminal_job,
     )
     try:
         end = time.monotonic() + 300
@@ -301,7 +308,7 @@ def test_watcher_counts_only_this_sweeps_points(swept, tmp_path):
     marks.mkdir()
     for d in runs[2:5]:
         (marks / d.name).touch()  # three points skipped
-    c = w.poll()
+    c = w.poll(wait=True)  # the grid's run ids read (in a thread of their own) before counting
     assert (c.total, c.done, c.n("failed"), c.n("ok"), c.skipped) == (N, 5, 1, 1, 3)
     assert (
         c.line("smoke", 61) == f"sweep smoke: 5/{N} grid points done, 1 failed, 0 diverged, 3 skipped (0:01:01 elapsed)"

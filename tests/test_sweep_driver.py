@@ -24,7 +24,7 @@ import yaml
 from benchmark.analysis import progress, report, status
 from benchmark.sweep import driver, lock
 
-from helpers import ENV, ROOT, run
+from helpers import ENV, ROOT, as_terminal_job, run
 from synthetic_runs import make_run
 
 
@@ -214,6 +214,7 @@ def test_ctrl_c_is_one_line_saying_the_same_command_resumes(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # a process group of its own, as a terminal's foreground job
+        preexec_fn=as_terminal_job,
     )
     try:
         assert proc.stdout.readline().strip() == "job started"

@@ -183,6 +183,7 @@ def progress_display(name: str, console: "Console") -> "Progress":
         console=console,
         refresh_per_second=4,
         transient=True,  # gone at the end: the summary line after it says the same, once
+        disable=not console.is_terminal,  # a log gets plain lines (`--log-every`), not a bar's frames
     )
 
 
