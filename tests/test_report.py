@@ -5,6 +5,7 @@ effects (bn helps, dropout hurts, both none: inconclusive, as 6 seeds cannot sho
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -341,6 +342,36 @@ def test_the_environment_lists_where_runs_ran_and_the_command_reproduces_the_swe
     assert "skip_marks" not in command and "force" not in command
     many = pd.Series([f"v{i % 11}" for i in range(22)])
     assert report.env_values(many).endswith("; and 3 other values (6 runs)")
+
+
+@pytest.mark.parametrize("damage", ["failed", "corrupt", "deleted"])
+def test_one_run_of_a_two_seed_pair_lost_still_gives_the_whole_report(tmp_path, damage, capsys):
+    """A 2-seed sweep with one run of a pair failed, torn or deleted crashed every report: the across-task
+    bootstrap met a stratum of one run (scipy refuses it). Now its interval is empty and the rest stands."""
+    import json
+
+    sweep = make_sweep(
+        tmp_path / "results", "pair", cells=("gru",), regs=("none", "bn"), tasks=("adding", "digits"), seeds=(0, 1)
+    )
+    victim = next(
+        f for f in sorted((sweep / "runs").iterdir()) if json.loads((f / "metrics.json").read_text())["reg"] == "bn"
+    )
+    if damage == "failed":
+        m = json.loads((victim / "metrics.json").read_text())
+        (victim / "metrics.json").write_text(
+            json.dumps({**m, "status": "failed", "error": "RuntimeError: x", "test_score": None})
+        )
+    elif damage == "corrupt":
+        (victim / "metrics.json").write_text('{"complete": true, "sta')
+    else:
+        shutil.rmtree(victim)
+    rc = report.main([str(sweep), "--aggregate", "--out", str(tmp_path / "rep"), "--n-boot", "200"])
+    assert rc == (1 if damage == "corrupt" else 0)
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert len(parse_report(html).h2) == 9 and (damage == "deleted" or str(victim) in html)
+    agg = pd.read_csv(tmp_path / "rep" / "aggregates.csv").set_index("variant")
+    assert agg.loc["bn.recurrent", "iqm_diff"] == agg.loc["bn.recurrent", "iqm_diff"]  # a number, its interval NaN
+    assert pd.isna(agg.loc["bn.recurrent", "iqm_diff_low"]) and capsys.readouterr().out.rstrip().endswith("index.html")
 
 
 def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):
