@@ -17,7 +17,7 @@ In order, each step one line when it cannot go on, with a non-zero exit, and not
 
 Every grid point a multirun skips leaves a file named by its run id in a folder of this invocation
 (`skip_marks`, beside the results, so SLURM jobs on other nodes reach it too); they are counted, then
-the folder is removed. Imports neither torch nor pandas until the report.
+the folder is removed. Imports no torch (the jobs do, in their own processes).
 """
 
 from __future__ import annotations
