@@ -1,4 +1,4 @@
-"""The GPU wall-time estimate (benchmark/estimate.py): its jobs are the sweep's, its costs the measured ones, and
+"""The GPU wall-time estimate (benchmark/perf/estimate.py): its jobs are the sweep's, its costs the measured ones, and
 the numbers the experiment files state are the ones it prints."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import re
 import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import estimate
-from benchmark.analysis import protocol
+from benchmark.perf import estimate
+from benchmark.sweep import protocol
 
 
 def test_protocol_jobs_hold_every_run_of_the_protocol():

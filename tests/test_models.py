@@ -13,7 +13,7 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark.arms import Arm
 from benchmark.arms.bn import BNPlacement
 from benchmark.arms.dropout import DropoutPlacement
-from benchmark.config import ConfigError, Impl
+from benchmark.core.config import ConfigError, Impl
 from benchmark.models import GRUCell, LSTMCell, ModelSpec, RNNCell, build_model
 from benchmark.models.dropout import LockedDropout, StepDropout
 from benchmark.models.norm import StepBatchNorm

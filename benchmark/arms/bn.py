@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from benchmark.arms.base import ArmVariant
 from benchmark.arms.legacy import BuiltinArm
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 
 DEFAULT_STATS_STEPS = 1000  # per-step BN rows of a model built without a sequence length
 

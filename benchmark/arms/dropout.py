@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmark.arms.base import ArmVariant
 from benchmark.arms.legacy import BuiltinArm
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 
 
 class DropoutPlacement(str, enum.Enum):

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from benchmark.arms.base import ArmVariant
 from benchmark.arms.legacy import BuiltinArm
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 
 
 @dataclass

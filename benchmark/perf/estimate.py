@@ -1,11 +1,11 @@
-"""A GPU sweep's wall time from measured cohort costs: `python -m benchmark.estimate EXPERIMENT` (`make estimate`).
+"""A GPU sweep's wall time from measured cohort costs: `python -m benchmark.perf.estimate EXPERIMENT` (`make estimate`).
 
 What the GPU experiments' files state (conf/experiment/full.yaml, claims_gpu.yaml) is what this prints. A sweep
 on one GPU is its cohort jobs one after another; a job with S steps, evaluated every `eval_interval` steps, costs
 
     capture + S x step_ms(T) + evaluations x eval_ms(T) + overhead(T)
 
-- step_ms, eval_ms, capture: `benchmark.gpu_cohort` rows with accel=graph (the cohort's step as a CUDA-graph
+- step_ms, eval_ms, capture: `benchmark.perf.gpu_cohort` rows with accel=graph (the cohort's step as a CUDA-graph
   replay, one stacked evaluation of every member, the capture), for the job's cell and arm, at the measured
   shape nearest the experiment's (hidden, batch), linear in T between the measured lengths (and beyond them
   along the nearest segment). At these sizes a step is launch-bound: 15 or 20 members cost about what one
@@ -29,10 +29,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import yaml
 
-from benchmark.analysis import protocol
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
+from benchmark.sweep import protocol
 
-BASELINE = Path(__file__).resolve().parent / "baselines" / "gpu_cohort_h200.json"
+BASELINE = Path(__file__).resolve().parents[1] / "baselines" / "gpu_cohort_h200.json"
 CONF = protocol.CONF
 
 
@@ -62,7 +62,7 @@ def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
 
 
 def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
-    """The jobs of a claims protocol (benchmark.analysis.protocol): tuning at each regime's first length (tuning
+    """The jobs of a claims protocol (benchmark.sweep.protocol): tuning at each regime's first length (tuning
     seeds x rates x dropout p as one job), then confirmation at every length, plus claim (f)'s other rates."""
     proto = protocol.load(name)
     assert proto is not None
@@ -100,7 +100,7 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
 
 
 class Costs:
-    """Measured costs (`benchmark.gpu_cohort` rows of one `accel`, whole jobs) and their interpolation in T."""
+    """Measured costs (`benchmark.perf.gpu_cohort` rows of one `accel`, whole jobs) and their interpolation in T."""
 
     def __init__(self, doc: dict[str, Any], hidden: int, batch: int, accel: str = "graph") -> None:
         rows = [r for r in doc["rows"] if r.get("accel") == accel and "step_ms" in r]
@@ -121,7 +121,9 @@ class Costs:
         rows lack (an evaluation timed at one shape only) from the rows of any shape that have it."""
         pts = self._points(self.rows, cell, reg, key) or self._points(self.all, cell, reg, key)
         if not pts:
-            raise ConfigError("estimate", f"{cell}-{reg}", "a variant measured by benchmark.gpu_cohort", f"no {key}")
+            raise ConfigError(
+                "estimate", f"{cell}-{reg}", "a variant measured by benchmark.perf.gpu_cohort", f"no {key}"
+            )
         if len(pts) == 1:
             return float(pts[0][1])
         k = min(max(int(np.searchsorted([p[0] for p in pts], T)), 1), len(pts) - 1)
