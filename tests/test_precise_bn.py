@@ -14,8 +14,7 @@ from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
 from benchmark.arms import Arm
-from benchmark.arms.bn import BNPlacement, BNPopulation
-from benchmark.arms.dropout import DropoutPlacement
+from benchmark.arms.blocks import BNPlacement, BNPopulation, DropoutPlacement
 from benchmark.core.config import ConfigError, Impl, TrainConfig
 from benchmark.job.prepare import prepare
 from benchmark.models import CELLS, ModelSpec, bn_modules, build_model, estimate_population

@@ -34,8 +34,7 @@ from benchmark.analysis import export, plots, stats, tables
 from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table
 from benchmark.analysis.html import present as _present
 from benchmark.arms import variants
-from benchmark.arms.bn import BNConfig
-from benchmark.arms.dropout import DropoutConfig
+from benchmark.arms.blocks import BNConfig, DropoutConfig
 from benchmark.core import record
 from benchmark.core.io import atomic_write_text
 from benchmark.sweep import status

@@ -14,15 +14,11 @@ import enum
 from typing import Any, Mapping
 
 from benchmark.arms.base import Arm, typed
+from benchmark.arms.blocks import BNConfig, DropoutConfig, LNConfig, ZoneoutConfig
 
 
 def legacy_blocks() -> dict[str, type]:
     """The blocks the old schema held, in its order."""
-    from benchmark.arms.bn import BNConfig
-    from benchmark.arms.dropout import DropoutConfig
-    from benchmark.arms.ln import LNConfig
-    from benchmark.arms.zoneout import ZoneoutConfig
-
     return {"bn": BNConfig, "dropout": DropoutConfig, "ln": LNConfig, "zoneout": ZoneoutConfig}
 
 
