@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ from benchmark.job.prepare import Prepared, identity
 from benchmark.models import build_model
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import resolve_impl
-from benchmark.perf.estimate import BASELINE, Costs
+from benchmark.perf import costs as measured
 from benchmark.training.cohort_eval import final_metrics_stacked
 from benchmark.training.timing import MemoryMeter
 from benchmark.training.train import TrainResult, final_metrics
@@ -128,8 +127,8 @@ def stack_loses(
 
 
 @functools.cache
-def _cuda_eager_costs() -> Costs:
-    return Costs(json.loads(BASELINE.read_text()), 128, 64, accel="none")
+def _cuda_eager_costs() -> measured.Costs:
+    return measured.load(128, 64, accel="none")
 
 
 def cuda_eager_stack_loses(cell: str, reg: str, T: int, members: int) -> bool:
