@@ -22,15 +22,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.core.config import ConfigError, register_configs
+from benchmark.core.config import ConfigError
 from benchmark.job.cohort_run import run_job
 from benchmark.job.launch import threads_for_job
 from benchmark.job.prepare import prepare_job
 from benchmark.training import allocator
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works as __main__ and as an import
-
-register_configs()
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")

@@ -23,14 +23,15 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form
 from benchmark.core import record
-from benchmark.core.config import Accel, ConfigError, Device, RunConfig, validate
-from benchmark.core.io import (
-    run_dir,
-    run_id,
-)
+from benchmark.core.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
+from benchmark.core.io import run_dir, run_id
 from benchmark.job.members import member_overrides, member_point
 from benchmark.models import ModelSpec, check_cell_class, check_spec, resolve_impl
 from benchmark.tasks import Task, check_task
+
+# The run schema and Hydra's warning filter, wherever runs are prepared: a launcher's worker (joblib, submitit)
+# unpickles the job's task function and composes the job's config without importing benchmark.run.
+register_configs()
 
 
 @dataclasses.dataclass
