@@ -6,10 +6,9 @@ of "key=value" overrides. `group_jobs` merges the jobs that differ only in the c
 (`cohort.axes`, default seed and train.lr) into one job: here 2 jobs of 6 members each. A merged
 job keeps its first member's overrides (so it composes with valid values) and adds
 `cohort.members=[...]`, one "key=value key=value" string per member (its axis overrides) in the
-order Hydra would have launched them; a job alone in its group stays exactly as it was.
-`member_overrides` reads a member string back into its overrides, `member_point` a member back into
-its grid point (the overrides the basic sweeper would have launched it with); `job_numbers` says which
-job trains each grid point (`make status`).
+order Hydra would have launched them (their text form: benchmark/job/members.py, which the job reads
+back); a job alone in its group stays exactly as it was. `job_numbers` says which job trains each grid
+point (`make status`).
 """
 
 from __future__ import annotations
