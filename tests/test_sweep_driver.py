@@ -1,4 +1,4 @@
-"""`make sweep` as a user meets it (benchmark/sweep/driver.py, lock.py, benchmark/analysis/progress.py): every fault a
+"""`make sweep` as a user meets it (benchmark/sweep/driver.py, lock.py, benchmark/sweep/progress.py): every fault a
 user can cause gives one line and a non-zero exit, and loses nothing.
 
 In-process where the subprocess is not the point: the driver's checks, the lock, the progress counts, a full
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.analysis import progress, report, status
-from benchmark.sweep import driver, lock
+from benchmark.analysis import report
+from benchmark.sweep import driver, lock, progress, status
 
 from helpers import ENV, ROOT, as_terminal_job, run
 from synthetic_runs import make_run
@@ -207,7 +207,7 @@ def test_ctrl_c_is_one_line_saying_the_same_command_resumes(tmp_path):
     tracebacks as they stop. Those go to the sweep's interrupted.log; the terminal gets one line."""
     sweep = tmp_path / "s"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.analysis.progress", str(sweep), "--", sys.executable, "-c", NOISY_JOB],
+        [sys.executable, "-m", "benchmark.sweep.progress", str(sweep), "--", sys.executable, "-c", NOISY_JOB],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -234,12 +234,12 @@ def test_ctrl_c_is_one_line_saying_the_same_command_resumes(tmp_path):
 
 
 def test_a_full_disk_names_the_file_keeps_what_is_complete_and_leaves_no_marker(tmp_path, tiny, monkeypatch):
-    from benchmark import io as bm_io
-    from benchmark import run as bm_run
+    from benchmark.core import io as bm_io
+    from benchmark.job import execute, prepare
 
-    done = bm_run.prepare(tiny("seed=0", f"results_dir={tmp_path}"))
-    assert bm_run.execute(done, threads=1) == "ok"
-    p = bm_run.prepare(tiny("seed=1", f"results_dir={tmp_path}"))
+    done = prepare.prepare(tiny("seed=0", f"results_dir={tmp_path}"))
+    assert execute.execute(done, threads=1) == "ok"
+    p = prepare.prepare(tiny("seed=1", f"results_dir={tmp_path}"))
     real = bm_io.atomic_write
 
     def full(path, write):
@@ -249,7 +249,7 @@ def test_a_full_disk_names_the_file_keeps_what_is_complete_and_leaves_no_marker(
 
     monkeypatch.setattr(bm_io, "atomic_write", full)
     with pytest.raises(OSError) as e:
-        bm_run.execute(p, threads=1)
+        execute.execute(p, threads=1)
     line = bm_io.write_failure(e.value)
     assert line.startswith(f"cannot write {p.out / 'metrics.json'}: No space left on device;") and "\n" not in line
     assert "run the same command again to resume" in line

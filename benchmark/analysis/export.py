@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import stats
-from benchmark.io import atomic_write_text
+from benchmark.core.io import atomic_write_text
 
 DIGITS = 4  # significant digits in Markdown and LaTeX
 

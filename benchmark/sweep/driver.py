@@ -9,9 +9,9 @@ In order, each step one line when it cannot go on, with a non-zero exit, and not
    results and reports folders can be written (else which folder and why, exit 2) — before anything runs;
 2. the sweep's lock (`benchmark.sweep.lock`): a second `make sweep` of the same sweep exits 3 at once,
    naming the pid and host of the first;
-3. the multirun(s), each through `benchmark.analysis.progress`: an experiment with a `protocol:` block
+3. the multirun(s), each through `benchmark.sweep.progress`: an experiment with a `protocol:` block
    (claims) runs its tuning multiruns, selects, then its confirmation multirun
-   (benchmark/analysis/protocol.py); any other experiment its one multirun. A failed multirun ends the
+   (benchmark/sweep/protocol.py); any other experiment its one multirun. A failed multirun ends the
    sweep with its exit status; Ctrl-C with 130 and one line saying that the same command resumes it;
 4. aggregate and report (`benchmark.analysis.report --aggregate`), whose last line is the report's path.
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from benchmark.config import ConfigError, writable_dir_problem
-from benchmark.launch import RUNNING, remove_stale
+from benchmark.core.config import ConfigError, writable_dir_problem
+from benchmark.job.launch import RUNNING, remove_stale
 from benchmark.sweep.lock import SweepBusy, sweep_lock
 
 BUSY = 3  # the exit status of a sweep that another process is running
@@ -83,7 +83,7 @@ class Plan:
 
 def check_start(plan: Plan) -> None:
     """Before anything runs: the experiment exists, the folders can be written. ConfigError naming the setting."""
-    from benchmark.analysis import protocol
+    from benchmark.sweep import protocol
 
     protocol.experiment_cfg(plan.experiment)  # ConfigError listing the experiments
     for key, folder in (("RESULTS_DIR", plan.sweep_dir), ("REPORTS_DIR", plan.reports_dir / plan.sweep)):
@@ -95,7 +95,7 @@ def check_start(plan: Plan) -> None:
 def stages(plan: Plan, proto: object, confirm: bool) -> list[list[str]]:
     """The overrides of the sweep's multiruns: a protocol's tuning stages (or, with `confirm`, its
     confirmation stage, selected from the tuning runs), or one stage without overrides."""
-    from benchmark.analysis import protocol
+    from benchmark.sweep import protocol
 
     if proto is None:
         return [] if confirm else [[]]
@@ -105,7 +105,7 @@ def stages(plan: Plan, proto: object, confirm: bool) -> list[list[str]]:
 
 def run_multiruns(plan: Plan, marks: Path) -> int:
     """Every multirun of the sweep, in order, through the progress display; the first non-zero status ends it."""
-    from benchmark.analysis import progress, protocol
+    from benchmark.sweep import progress, protocol
 
     proto = protocol.load(plan.experiment)
     for confirm in (False, True):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from filelock import FileLock, Timeout
 
-from benchmark.io import atomic_write_json
+from benchmark.core.io import atomic_write_json
 
 LOCK, OWNER = ".lock", ".lock.owner.json"
 

@@ -1,9 +1,9 @@
 """CohortSweeper: Hydra's basic sweeper, whose jobs are cohorts (conf/hydra/sweeper/cohort.yaml).
 
 The grid, `params` and `max_batch_size` are the basic sweeper's; its jobs are grouped by
-`benchmark.cohort_sweep.group_jobs` over `cohort.axes` of the composed config, then cut into
+`benchmark.sweep.cohort_sweep.group_jobs` over `cohort.axes` of the composed config, then cut into
 batches of at most `max_batch_size` jobs. Every job is composed and checked before the first
-one is launched: its axes, and (`validate`, a function the config names: `benchmark.run.prepare_job`)
+one is launched: its axes, and (`validate`, a function the config names: `benchmark.job.prepare.prepare_job`)
 everything the job itself would check before training. So bad input — an axis no config has, one
 bad value among many — ends the multirun before any job runs, as it ends `benchmark.run`:
 "error: invalid config: ...", exit status 2, and no sibling job is killed mid-write.
@@ -22,9 +22,10 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method
 from omegaconf import Container, DictConfig, OmegaConf, open_dict, read_write
 
-from benchmark.cohort_sweep import AXES_KEY, MEMBERS_KEY, group_jobs, key_of
-from benchmark.config import ConfigError
-from benchmark.io import write_failure
+from benchmark.core.config import ConfigError
+from benchmark.core.io import write_failure
+from benchmark.job.members import MEMBERS_KEY, key_of
+from benchmark.sweep.cohort_sweep import AXES_KEY, group_jobs
 
 ALLOWED = "plain config keys such as seed, train.lr (not a config group, not hydra.* or cohort.*), or []"
 _ABSENT = object()

@@ -1,4 +1,4 @@
-"""A live progress display for a running sweep: `python -m benchmark.analysis.progress SWEEP_DIR -- CMD ...`.
+"""A live progress display for a running sweep: `python -m benchmark.sweep.progress SWEEP_DIR -- CMD ...`.
 
 `make sweep` runs the Hydra multirun through this wrapper. It starts the command, passes
 every line the command (and every joblib or local worker it starts) prints through one
@@ -10,7 +10,7 @@ and reads the results folder (files only) for the counts:
               the ones it skipped: never more than the grid, whatever else the folder or `--marks` holds
               (an earlier stage's skips, another grid's runs)
     failed    of those, status failed; diverged likewise
-    skipped   points already complete (the files `benchmark.run` leaves in `--marks`, see run.py)
+    skipped   points already complete (the files `benchmark.run` leaves in `--marks`, see benchmark/job/execute.py)
     ETA       from the pace of the points finished so far (rich's estimate)
 
 The grid's run ids are read as `make status` reads them (`status.grid`, composed in a thread of their
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
-from benchmark.analysis.status import MULTIRUN, SweepError, expand, grid, load_multirun
-from benchmark.io import METRICS, read_metrics
-from benchmark.record import Status
+from benchmark.core.io import METRICS, read_metrics
+from benchmark.core.record import Status
+from benchmark.sweep.status import MULTIRUN, SweepError, expand, grid, load_multirun
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -188,14 +188,16 @@ def progress_display(name: str, console: "Console") -> "Progress":
 
 
 class Output:
-    """Where the command's lines go: the console, above the bar; after Ctrl-C, `log` (the jobs' tracebacks as
-    they stop belong in a file, not on the terminal), or the console where that file cannot be written."""
+    """Where the command's lines go: the console, above the bar; once `stop` is set (Ctrl-C), `log` — the jobs'
+    tracebacks as they stop belong in a file, not on the terminal — or the console where it cannot be written."""
 
-    def __init__(self, console: "Console", log: Path) -> None:
-        self.console, self.log = console, log
+    def __init__(self, console: "Console", log: Path, stop: "Stop") -> None:
+        self.console, self.log, self.stop = console, log, stop
         self.file: Optional[IO[str]] = None
+        self.diverted = False
 
     def divert(self) -> None:
+        self.diverted = True
         try:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             self.file = self.log.open("a", encoding="utf-8")
@@ -203,6 +205,8 @@ class Output:
             self.file = None
 
     def print(self, line: str) -> None:
+        if self.stop.at is not None and not self.diverted:  # checked per line: no traceback line slips through
+            self.divert()
         if self.file is not None:
             self.file.write(line + "\n")
         else:
@@ -225,11 +229,25 @@ def print_lines(lines: "queue.Queue[Optional[str]]", out: Output) -> bool:
         return True
 
 
+class Stop:
+    """Ctrl-C as the wrapper sees it: a time, set by its SIGINT handler (a flag, not an exception raised in
+    the middle of a line it is printing)."""
+
+    def __init__(self) -> None:
+        self.at: Optional[float] = None
+
+    def __call__(self, *_: object) -> None:
+        self.at = self.at or time.monotonic()
+
+
 @contextlib.contextmanager
-def passed_on(child: subprocess.Popen) -> Iterator[None]:
-    """SIGTERM and SIGHUP (a closed terminal) to the wrapper stop the command too."""
-    stop = lambda *_: child.poll() is None and child.terminate()  # noqa: E731
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+def passed_on(child: subprocess.Popen, stop: Stop) -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) to the wrapper stop the command too; SIGINT, which reaches the
+    command by itself (one process group), sets `stop` (unless SIGINT is ignored here, as the command's is)."""
+    end = lambda *_: child.poll() is None and child.terminate()  # noqa: E731
+    previous = {sig: signal.signal(sig, end) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, stop)
     try:
         yield
     finally:
@@ -245,23 +263,18 @@ def follow(
     lines: "queue.Queue[Optional[str]]",
     out: Output,
     tick: Callable[[], None],
+    stop: Stop,
     grace: float = 60.0,
 ) -> bool:
     """Pass the command's lines on and `tick` until it closed its output; True when Ctrl-C interrupted it (its
     later lines then go to the log; killed where it has not stopped `grace` s after)."""
-    interrupted_at: Optional[float] = None
     open_stream = True
-    while open_stream:
-        try:
-            open_stream = print_lines(lines, out)
-            tick()
-            if interrupted_at is not None and time.monotonic() - interrupted_at > grace and child.poll() is None:
-                child.kill()
-        except KeyboardInterrupt:  # the command got the same SIGINT (same process group): let it stop
-            if interrupted_at is None:
-                interrupted_at = time.monotonic()
-                out.divert()
-    return interrupted_at is not None
+    while open_stream:  # after Ctrl-C the command (which got the same SIGINT) stops, its lines off the screen
+        open_stream = print_lines(lines, out)
+        tick()
+        if stop.at is not None and time.monotonic() - stop.at > grace and child.poll() is None:
+            child.kill()
+    return stop.at is not None
 
 
 def run(
@@ -287,7 +300,8 @@ def run(
     threading.Thread(target=_pump, args=(child.stdout, lines), daemon=True).start()
     progress = progress_display(name, console)
     task = progress.add_task(name, total=None, extra="waiting for the multirun to start")
-    out = Output(progress.console, sweep_dir / "hydra" / "interrupted.log")
+    stop = Stop()
+    out = Output(progress.console, sweep_dir / "hydra" / "interrupted.log", stop)
     clock = {"poll": 0.0, "log": time.monotonic() + log_every}
 
     def update(wait: bool = False) -> Counts:
@@ -304,10 +318,10 @@ def run(
                 progress.console.print(c.line(name, time.time() - start), soft_wrap=True)
                 clock["log"] = now + log_every
 
-    with passed_on(child):
+    with passed_on(child, stop):
         try:
             with progress:
-                interrupted = follow(child, lines, out, tick)
+                interrupted = follow(child, lines, out, tick, stop)
                 rc = child.wait()
                 c = update(wait=True)
         finally:
@@ -325,10 +339,10 @@ RESUME = "run the same command again to resume (complete points are skipped)"
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
-        print("usage: python -m benchmark.analysis.progress SWEEP_DIR [--marks DIR] -- COMMAND ...", file=sys.stderr)
+        print("usage: python -m benchmark.sweep.progress SWEEP_DIR [--marks DIR] -- COMMAND ...", file=sys.stderr)
         return 2
     split = argv.index("--")
-    ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.progress", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmark.sweep.progress", description=__doc__.splitlines()[0])
     ap.add_argument("sweep_dir", type=Path, help="results/<sweep>, where the command writes its runs")
     ap.add_argument("--marks", type=Path, default=None, help="the skip_marks folder the command's jobs write to")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between reads of the results folder")
