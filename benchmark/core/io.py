@@ -82,7 +82,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename is None:  # a full disk's write names no file: name it
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # a full disk names no file
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
