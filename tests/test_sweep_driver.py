@@ -357,6 +357,16 @@ def test_hydras_job_listing_goes_to_the_sweeps_log_file(tmp_path, capsys):
     handler.close()
     err = capsys.readouterr().err
     assert err.splitlines()[0].startswith("hydra's log lines go to stderr: cannot write") and "#1 : cell=gru" in err
+    if Path("/dev/full").exists():  # a device that is always full: each write fails with ENOSPC
+        handler = SweepLogFile("/dev/full")
+        for n in range(3):
+            handler.emit(logging.LogRecord("hydra", logging.INFO, __file__, 1, f"#{n} : cell=rnn", None, None))
+        handler.close()
+        err = capsys.readouterr().err
+        assert err.splitlines() == [
+            "hydra's log lines go to stderr: cannot write /dev/full (No space left on device)",
+            *(f"#{n} : cell=rnn" for n in range(3)),
+        ], err  # one line, then the lines themselves: no "--- Logging error ---" traceback per line
 
 
 # --- two real `make sweep`s at once -----------------------------------------------------------------------

@@ -28,6 +28,15 @@ class SweepLogFile(logging.FileHandler):
             print(f"hydra's log lines go to stderr: cannot write {self.baseFilename} ({e.strerror})", file=sys.stderr)
             return sys.stderr
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A write that fails (a full disk): one line saying so, its lines to stderr, no traceback per line."""
+        e = sys.exc_info()[1]
+        if not isinstance(e, OSError) or self.stream is sys.stderr:
+            return super().handleError(record)
+        print(f"hydra's log lines go to stderr: cannot write {self.baseFilename} ({e.strerror})", file=sys.stderr)
+        self.stream = sys.stderr  # the file's stream is dropped: closing it would flush, and fail, again
+        self.stream.write(self.format(record) + self.terminator)
+
     def close(self) -> None:
         if self.stream is sys.stderr:  # not ours to close
             self.stream = None  # type: ignore[assignment]
