@@ -258,6 +258,26 @@ def test_a_full_disk_names_the_file_keeps_what_is_complete_and_leaves_no_marker(
     assert bm_io.is_complete(done.out) and not bm_io.is_complete(p.out)  # a re-run redoes only this point
 
 
+def test_a_failed_multirun_leaves_no_job_markers_and_no_skip_marks(tmp_path, monkeypatch):
+    """A job killed by a full disk (or joblib stopping the others) leaves its file in results/<sweep>/.running;
+    the sweep's lock means no job of it runs before or after its multiruns, so the driver removes them."""
+    p = plan(tmp_path)
+    running = p.sweep_dir / ".running"
+    running.mkdir(parents=True)
+    (running / "123-0badc0de.lock").touch()  # an earlier sweep's killed job
+
+    def failing(plan: driver.Plan, marks: Path) -> int:
+        assert not list(running.iterdir())  # cleaned before the multiruns
+        marks.mkdir()
+        (marks / "0123456789ab").touch()
+        (running / "456-deadbeef.lock").touch()  # this sweep's job, killed
+        return 1
+
+    monkeypatch.setattr(driver, "run_multiruns", failing)
+    assert driver.sweep(p) == 1
+    assert sorted(f.name for f in p.sweep_dir.iterdir()) == [".lock", ".running"] and not list(running.iterdir())
+
+
 def _raise_enospc() -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
