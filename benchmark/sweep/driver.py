@@ -7,7 +7,7 @@ In order, each step one line when it cannot go on, with a non-zero exit, and not
 
 1. the experiment exists (`conf/experiment/<name>.yaml`; else the list of experiments, exit 2) and the
    results and reports folders can be written (else which folder and why, exit 2) — before anything runs;
-2. the sweep's lock (`benchmark.sweep.lock`): a second `make sweep` of the same sweep exits 3 at once,
+2. the sweep's lock (`benchmark.sweep.lock`): a second `make sweep` of the same sweep exits 75 at once,
    naming the pid and host of the first;
 3. the multirun(s), each through `benchmark.sweep.progress`: an experiment with a `protocol:` block
    (claims) runs its tuning multiruns, selects, then its confirmation multirun
@@ -35,7 +35,7 @@ from benchmark.core.config import ConfigError, writable_dir_problem
 from benchmark.job.launch import RUNNING, remove_stale
 from benchmark.sweep.lock import SweepBusy, sweep_lock
 
-BUSY = 3  # the exit status of a sweep that another process is running
+BUSY = 75  # the exit status of a sweep that another process is running (EX_TEMPFAIL: try again later)
 
 
 @dataclass(frozen=True)
