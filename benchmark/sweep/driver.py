@@ -1,7 +1,7 @@
 """`make sweep`: an experiment's multirun(s) under the live progress display, then aggregate and report.
 
     python -m benchmark.sweep.driver EXPERIMENT [--sweep NAME] [--results-dir results] [--reports-dir reports]
-        [--launcher joblib] [--jobs N] [--force] [--report-args "--min-seeds 5 ..."] [-- HYDRA OVERRIDES ...]
+        [--launcher joblib] [--jobs N] [--force] [--report-args="--min-seeds 5 ..."] [-- HYDRA OVERRIDES ...]
 
 In order, each step one line when it cannot go on, with a non-zero exit, and nothing lost:
 
