@@ -461,6 +461,7 @@ def secondaries(claim: Claim, pt: Point, ctx: Ctx) -> list[dict[str, Any]]:
             **r,
         }
         for ep, r in found
+        if r["n"] > 0  # an endpoint the runs do not record (a probe per gain where none ran) makes no row
     ]
 
 

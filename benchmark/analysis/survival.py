@@ -12,7 +12,7 @@ jackknife variance (delta method: the jackknife variance of the RMST over RMST^2
 before tau that is s^2 / n, the t-test's own), a Student-t interval and p with Welch-Satterthwaite
 degrees of freedom.
 A Greenwood-type variance with normal quantiles covered 0.91 at n = 10 with 100-step ties; this one
-covers 0.95-0.97 (tests/test_survival.py, docs/statistics.md). Over several points (a stratified
+covers 0.94-0.96 (tests/test_survival.py, docs/statistics.md). Over several points (a stratified
 test) the log ratios are averaged with equal weights.
 
 The log-rank test is reported beside it, by permutation of the arm labels (`scipy.stats.permutation_test`

@@ -2,7 +2,7 @@
 
 Spread is the mean absolute deviation from the median (Brown & Forsythe 1974: Levene's test on it is
 robust to heavy tails, where the F-test on variances is not: with Student-t (5 df) scores at n = 10 the
-F-test rejected 13 % of the time at a nominal 5 %, this test 5.5 %). For a location-scale family the
+F-test rejected 13 % of the time at a nominal 5 %, this test 5.2 %). For a location-scale family the
 ratio of these spreads is the ratio of standard deviations, so a declared **variance** ratio rho is a
 spread ratio sqrt(rho). The effect is log(spread base / spread treat) (positive: the treatment is
 steadier), its standard error the delta method's over each arm's absolute deviations, and the interval
