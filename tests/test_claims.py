@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark.analysis import claims, controls, design, gate, stats
+from benchmark.analysis import claims, controls, design, families, gate, stats
 from benchmark.analysis import comparisons as cmp
 
 SEEDS = range(10)
@@ -206,7 +206,7 @@ def test_d_both_must_beat_bn_and_dropout_and_the_interaction_is_descriptive():
     runs = table({**base, "both": {"test_score": 0.7}})
     d = rows_of(runs, "d")
     assert d["verdict"].tolist() == ["helps"] and d["mean_diff"].iloc[0] == pytest.approx(0.1, abs=0.02)
-    assert rows_of(runs, "d", claims.SECONDARY)["verdict"].tolist() == [claims.DESCRIPTIVE]
+    assert rows_of(runs, "d", claims.SECONDARY)["verdict"].tolist() == [families.DESCRIPTIVE]
     only_bn = rows_of(table({**base, "both": {"test_score": 0.6}}), "d")  # beats dropout, not bn
     assert only_bn["verdict"].tolist() != ["helps"]
 
