@@ -164,10 +164,14 @@ def test_b_reads_the_filled_init_probe_capped_and_an_exploding_profile_does_not_
     assert old["verdict"].iloc[0].startswith("not testable: no probe at initialisation")
 
 
-def test_endpoints_need_no_gradient_columns():
+def test_endpoints_need_no_gradient_columns_and_the_claims_no_optional_column():
     runs = table({"none": {}, "bn": {}}).drop(columns=["train_score"])
     d = claims.endpoints(runs)
     assert d["grad_balance_init"].isna().all() and d["score_gap"].isna().all()
+    bare = table({a: {} for a in ("none", "bn", "dropout", "both")})
+    bare = bare[["task", "seq_len", "cell", "variant", "seed", "lr", "status", "test_score"]]  # a damaged table
+    rows = claims.claims_table(claims.run_claims(bare, cmp.Options(), design=a_design(a={"points": [AT]})))
+    assert len(rows) and rows["verdict"].notna().all()  # no data reads as such; nothing raises
 
 
 def test_c_needs_a_better_test_score_and_a_smaller_gap():
@@ -415,3 +419,22 @@ def test_profiles_at_each_gain_init_are_drawn_per_setting_and_cell():
     fig = plots.init_gain_profiles(prof)
     assert len(fig.axes) == 4  # 2 settings x 2 cells
     assert sorted(line.get_label() for line in fig.axes[0].get_lines()) == ["γ=0.1", "γ=0.5", "γ=1"]
+
+
+def test_ratio_endpoints_stratify_by_averaging_the_points_log_ratios():
+    """(a) declared at two lengths: the confirmatory row is the mean of the two log RMST ratios, with one
+    Welch-Satterthwaite t over all four arms; its MDE is the noncentral t's at that standard error."""
+    parts, logs = [], []
+    for T, (fast, slow) in ((30, (200.0, 400.0)), (100, (300.0, 900.0))):
+        spec = {
+            "none": {"steps_to_target": lambda s, v=slow: v + 20 * (s % 5), "stop_at_target": True},
+            "bn": {"steps_to_target": lambda s, v=fast: v + 20 * (s % 3), "stop_at_target": True},
+        }
+        parts.append(table(spec, seq_len=T, rng_seed=T))
+        logs.append(
+            math.log(np.mean([slow + 20 * (s % 5) for s in SEEDS]) / np.mean([fast + 20 * (s % 3) for s in SEEDS]))
+        )
+    dsg = a_design(a={"points": [{**AT, "seq_len": 30}, {**AT, "seq_len": 100}], "margin": 1.25})
+    a = results(pd.concat(parts, ignore_index=True), dsg)["a"].primary
+    assert a["mean_diff"] == pytest.approx(np.mean(logs)) and a["verdict"] == "helps"
+    assert a["mde"] == pytest.approx(stats.mde(a["se"], a["df"], 0.05)) and a["margin"] == pytest.approx(math.log(1.25))

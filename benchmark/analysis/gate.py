@@ -30,6 +30,11 @@ BOTH, EITHER, REACHED, NONE = "both", "either", "reached", "none"
 NOT_TESTABLE = "not testable"
 
 
+def _num(g: pd.DataFrame, col: str) -> pd.Series:
+    """A column as numbers; all NaN where the runs lack it (no data, never an error)."""
+    return pd.to_numeric(g[col], errors="coerce") if col in g else pd.Series(np.nan, index=g.index, dtype=float)
+
+
 def lower_bound(scores: pd.Series, level: float = 0.95) -> float:
     """One-sided lower `level` bound of the mean score; NaN (a diverged run) counts as chance (0)."""
     x = pd.to_numeric(scores, errors="coerce").fillna(0.0).to_numpy(float)
@@ -47,9 +52,7 @@ def _learn_reason(arms: Mapping[str, pd.DataFrame], rule: str, score: str, margi
     if rule == NONE:
         return ""
     if rule == REACHED:
-        missed = [
-            a for a, g in arms.items() if not pd.to_numeric(g.get("steps_to_target"), errors="coerce").notna().any()
-        ]
+        missed = [a for a, g in arms.items() if not _num(g, "steps_to_target").notna().any()]
         return f"{' and '.join(missed)} never reached the target" if missed else ""
     bounds = {a: lower_bound(g[score], level) if score in g else -math.inf for a, g in arms.items()}
     failed = [a for a, b in bounds.items() if not b > margin]
@@ -65,7 +68,7 @@ def _fmt(x: float) -> str:
 
 
 def _budget_reason(arms: Mapping[str, pd.DataFrame]) -> str:
-    steps = {a: sorted(pd.to_numeric(g.get("steps"), errors="coerce").dropna().unique()) for a, g in arms.items()}
+    steps = {a: sorted(_num(g, "steps").dropna().unique()) for a, g in arms.items()}
     if len({s for v in steps.values() for s in v}) > 1:
         return (
             "unequal budgets ("
