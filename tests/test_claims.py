@@ -81,18 +81,18 @@ AT = {"task": "digits", "seq_len": 64, "cell": "lstm"}
 
 
 def test_both_arms_at_chance_is_not_testable_in_every_simulated_sweep():
-    """500 simulated comparisons of two arms at chance (score 0 +- noise, 10 seeds): the gate refuses
+    """300 simulated comparisons of two arms at chance (score 0 +- noise, 10 seeds): the gate refuses
     every one where both arms must learn, and 99 % where one arm may suffice ((g)); through the whole
     pipeline no claim on the test score words a row where every arm sits at chance: each reads "not
     testable" and keeps its numbers."""
     rng, either = np.random.default_rng(0), 0
-    for _ in range(500):
+    for _ in range(300):
         sd = rng.uniform(0.005, 0.1)
         arms = {a: pd.DataFrame({"test_score": rng.normal(0, sd, 10), "steps": 100}) for a in ("bn", "none")}
         assert gate.check(arms, rule=gate.BOTH, margin=0.05)
         either += bool(gate.check(arms, rule=gate.EITHER, margin=0.05))
-    assert either >= 495
-    for i in range(2):
+    assert either >= 297
+    for i in range(1):
         spec = {arm: {"test_score": 0.0, "train_score": lambda s: 0.3} for arm in ("none", "bn", "dropout", "both")}
         runs = table(spec, seed_sd=0.03, noise=0.03, rng_seed=i)
         for key in ("c", "d", "e", "h"):

@@ -105,7 +105,7 @@ def test_claims_lead_and_say_what_the_known_effects_say(built):
 def test_a_declared_design_gets_one_row_per_claim_and_a_failed_control_goes_first(tmp_path):
     import json
 
-    sweep = make_sweep(tmp_path, "dsg", lens=(5,), tasks=("adding",), seeds=range(8))
+    sweep = make_sweep(tmp_path, "dsg", cells=("lstm", "gru"), lens=(5,), tasks=("adding",), seeds=range(8))
     where = {"task": "adding", "seq_len": 5, "cell": "lstm"}
     doc = {
         "experiment": "claims_cpu",

@@ -112,14 +112,16 @@ def test_the_restricted_mean_ratio_interval_covers_95_percent_with_ties_at_n_10(
 
 @pytest.mark.parametrize("grid", [100.0, 25.0])
 def test_the_permutation_log_rank_holds_its_size_with_ties_at_n_10(grid):
-    """No effect, 10 runs per arm, times on a 100- (or 25-) step grid, 19 % censored at the budget:
-    the permutation log-rank rejects at most 5.5 % at a nominal 5 % (scipy's asymptotic one: 5.5-6.5 %)."""
-    rng, trials, rejected = np.random.default_rng(int(grid)), 2500, 0
+    """No effect, 10 runs per arm, times on a 100-step grid (19 % censored at the budget) or a 25-step one:
+    the permutation log-rank rejects at most 5.5 % at a nominal 5 % (scipy's asymptotic one: 6.4 %).
+    99 resamples keep it fast; a permutation p is valid at any number of them (size 4 % here)."""
+    rng, trials, rejected = np.random.default_rng(int(grid)), 1500, 0
     for _ in range(trials):
-        a, b = synthetic(rng, 10, 900.0, 1500.0), synthetic(rng, 10, 900.0, 1500.0)
-        if grid != 100.0:
+        if grid == 100.0:
+            a, b = synthetic(rng, 10, 900.0, 1500.0), synthetic(rng, 10, 900.0, 1500.0)
+        else:
             a, b = lognormal(rng, 10, 600.0, 1500.0, grid), lognormal(rng, 10, 600.0, 1500.0, grid)
-        rejected += survival.logrank_p(*a, *b, rng, n_resamples=199) < 0.05
+        rejected += survival.logrank_p(*a, *b, rng, n_resamples=99) < 0.05
     assert rejected / trials <= 0.055, rejected / trials
 
 
