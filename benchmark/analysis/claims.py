@@ -277,8 +277,8 @@ class Ctx:
     opts: Options
     learned_margin: float
     params: dict[str, float]
-    alpha_design: float  # the level the seeds of (h) are counted at: alpha / the declared claims for a
-    # confirmatory test, alpha for a per-point row
+    # the level (h) counts its seeds at: alpha / the declared claims (a confirmatory test), alpha (a point)
+    alpha_design: float
 
 
 def condition(claim: Claim, pts: list[Point], ctx: Ctx) -> str:

@@ -75,9 +75,10 @@ def glance(results: list[claims_mod.ClaimResult]) -> list[dict[str, Any]]:
         if prim is None:
             counts = res.rows.loc[res.rows["role"] == claims_mod.POINT, "verdict"].map(_short).value_counts()
             tally = ", ".join(f"{n} {w}" for w, n in counts.items())
-            out.append({**base, "row": None, "status": res.status, "points": tally})
+            out.append({**base, "row": None, "status": res.status, "points": tally, "component": ""})
             continue
-        out.append({**base, "row": row_view(prim), "status": "", "points": prim["points"]})
+        part = prim["endpoint"] if prim["endpoint"] != c.primary.column else ""  # an intersection-union component
+        out.append({**base, "row": row_view(prim), "status": "", "points": prim["points"], "component": part})
     return out
 
 

@@ -60,6 +60,10 @@ def check(
         elif np.isfinite(r["p_value"]) and r["p_value"] < alpha and r["mean_diff"] > 0:
             out.append(ControlResult(c, PASS, f"the literature's direction at p = {r['p_value']:.3g} < {alpha:g}", r))
         else:
-            way = "the literature's direction" if r["mean_diff"] > 0 else "against the literature"
-            out.append(ControlResult(c, FAIL, f"{way}, p = {r['p_value']:.3g} (needs < {alpha:g})", r))
+            why = (
+                f"the literature's direction, but p = {r['p_value']:.3g} (needs < {alpha:g})"
+                if r["mean_diff"] > 0
+                else f"against the literature's direction (p = {r['p_value']:.3g})"
+            )
+            out.append(ControlResult(c, FAIL, why, r))
     return out
