@@ -33,6 +33,7 @@ import math
 import warnings
 import zlib
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
@@ -342,9 +343,14 @@ def mde(se: float, df: float, alpha: float, power: float = POWER) -> float:
     noncentral t; the usual (t_{1-alpha/2} + t_{power}) * se is 5 % too small at n = 10 and alpha/72)."""
     if not (np.isfinite(se) and se >= 0) or not (df > 0) or not (0 < alpha < 1):
         return math.nan
+    return _noncentrality(float(df), float(alpha), float(power)) * se
+
+
+@lru_cache(maxsize=4096)
+def _noncentrality(df: float, alpha: float, power: float) -> float:
+    """The noncentrality at which the two-sided t-test has `power` (rows of a table share their df)."""
     hi = 2.0 * (float(ss.t.ppf(1 - alpha / 2, df)) + 3.0)  # power there is close to 1
-    lam = float(brentq(lambda x: power_t(x, df, alpha) - power, 0.0, hi, xtol=1e-10))
-    return lam * se
+    return float(brentq(lambda x: power_t(x, df, alpha) - power, 0.0, hi, xtol=1e-10))
 
 
 def verdict(

@@ -103,9 +103,11 @@ def logrank_p(
     t_base: np.ndarray,
     r_base: np.ndarray,
     rng: np.random.Generator,
-    n_resamples: int = 9999,
+    n_resamples: int = 1999,
 ) -> float:
-    """Two-sided log-rank p by permutation of the arm labels (the squared log-rank z as the statistic)."""
+    """Two-sided log-rank p by permutation of the arm labels (the squared log-rank z as the statistic);
+    1999 random relabellings (the p's Monte Carlo error is about 0.005 near 0.05; scipy spends its time
+    drawing them)."""
     t = np.concatenate([t_treat, t_base]).astype(float)
     r = np.concatenate([r_treat, r_base]).astype(bool)
     if not r.any() or len(t_treat) < 2 or len(t_base) < 2:
