@@ -14,6 +14,7 @@ import pytest
 import benchmark as bm  # noqa: F401
 from benchmark.analysis import claims, controls, design, families, gate, stats
 from benchmark.analysis import comparisons as cmp
+from benchmark.core.config import ConfigError
 
 SEEDS = range(10)
 VARIANT = {"none": "none", "bn": "bn.recurrent", "dropout": "dropout.output", "both": "both.recurrent+output"}
@@ -364,11 +365,11 @@ def test_the_instrument_check_passes_a_clear_control_and_fails_a_blind_one():
 
 
 def test_a_malformed_design_names_the_key():
-    with pytest.raises(bm.config.ConfigError, match="design.claims.e.points"):
+    with pytest.raises(ConfigError, match="design.claims.e.points"):
         design.parse({"design": {"claims": {"e": {"points": []}}}})
-    with pytest.raises(bm.config.ConfigError, match="design.claims.z"):
+    with pytest.raises(ConfigError, match="design.claims.z"):
         design.parse({"design": {"claims": {"z": {"points": [AT]}}}})
-    with pytest.raises(bm.config.ConfigError, match="design.gate.learned_margin"):
+    with pytest.raises(ConfigError, match="design.gate.learned_margin"):
         design.parse({"design": {"gate": {"learned_margin": -1}}})
 
 

@@ -40,12 +40,12 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from benchmark import record
 from benchmark.analysis import design as design_mod
 from benchmark.analysis import estimates as est
 from benchmark.analysis import gate, stats, varratio
 from benchmark.analysis.comparisons import BASELINE, KEY, PRIMARY_MARGIN, Options, family, sort_rows
 from benchmark.analysis.families import CLAIM_COLUMNS, NUMERIC, POINT, PRIMARY, SECONDARY, words
+from benchmark.core import record
 
 MIN_GAP = 0.02  # `none` overfits at a point when its mean train - test score gap exceeds this
 GATED = ("lstm", "gru")

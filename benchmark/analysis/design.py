@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 
 DESIGN_FILE = Path("plan") / "design.json"
 LEARNED_MARGIN = 0.05  # the gate's margin where no design declares one (exploratory sweeps)
