@@ -558,7 +558,7 @@ def primary(
 # ----------------------------------------------------------------------------- every claim
 
 
-EXPLORATORY = "exploratory: the sweep declares no design (plan/design.json), so no test is confirmatory"
+EXPLORATORY = "exploratory: no declared test (the sweep has no plan/design.json)"
 
 
 @dataclass

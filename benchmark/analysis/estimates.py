@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as ss
 
 from benchmark.analysis import stats, survival, varratio
 
@@ -178,8 +179,6 @@ def rate_widths(g: pd.DataFrame, lrs: Sequence[float], fraction: float) -> pd.Da
 def divergences(t: pd.DataFrame, b: pd.DataFrame) -> Row:
     """(f)'s secondary: share of seeds diverged at the largest rate, baseline minus treatment (positive =
     fewer divergences), Fisher's exact p."""
-    from scipy import stats as ss
-
     kt, kb, nt, nb = int(t["diverged"].sum()), int(b["diverged"].sum()), len(t), len(b)
     p = float(ss.fisher_exact([[kt, nt - kt], [kb, nb - kb]]).pvalue) if nt and nb else math.nan
     pt, pb = (kt / nt if nt else math.nan), (kb / nb if nb else math.nan)
