@@ -40,6 +40,15 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
 RUN_FILES = ["config.yaml", "grid_point.json", "history.csv", "metrics.json"]
 
 
+def as_terminal_job() -> None:
+    """`preexec_fn` of a command a test interrupts as Ctrl-C would: SIGINT handled as in a terminal's job, even
+    where the tests themselves run in the background (a non-interactive shell starts those with it ignored,
+    and Python keeps an ignored SIGINT ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def names(group: str) -> list[str]:
     """The options of a config group, as Hydra finds them (conf/<group>/*.yaml)."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))

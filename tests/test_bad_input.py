@@ -90,6 +90,15 @@ RUN_CASES = {
     "native with ln": (["reg=ln", "impl=native"], ["impl", "native", "custom or auto", "reg=ln"]),
     "unknown ucr dataset": (["task=ucr", "task.dataset=Gunpoint"], ["task.dataset", "Gunpoint", "GunPoint", "PigCVP"]),
     "smnist length not dividing 784": (["task=smnist", "task.seq_len=100"], ["task.seq_len", "100", "divisor of 784"]),
+    # Hydra refuses `reg.dropout.p=0.3` on reg=none and suggests `+`: the arm refuses that too (a mislabelled point)
+    "another arm's block with +": (
+        ["reg=none", "+reg.dropout.p=0.3"],
+        ["reg.dropout.p", "0.3", "reg=none's blocks: none", "reg=both, reg=dropout"],
+    ),
+    "a bn setting on a dropout arm": (
+        ["reg=dropout", "+reg.bn.placement=input"],
+        ["reg.bn.placement", "input", "reg=dropout's blocks: reg.dropout.*", "reg=bn, reg=both"],
+    ),
 }
 
 
@@ -106,7 +115,7 @@ def test_bad_run_config_is_a_clear_error_before_anything_is_written(case, result
     overrides, words = RUN_CASES[case]
     before = tree_digest(results)
     with pytest.raises(Exception) as info:
-        prepare(compose(*overrides, "sweep=mysweep", "train.steps=2"))
+        prepare(compose(*overrides, "sweep=mysweep", "train.steps=2"), point=overrides)
     message = error_text(info.value)
     for w in words:
         assert w in message, f"{case}: {w!r} missing from:\n{message}"

@@ -184,11 +184,20 @@ def test_claims_design_keeps_its_promises(exp, tmp_path):
         } == arms
 
 
-def test_make_sweep_runs_claims_on_every_core_without_a_gpu():
+def test_make_sweep_runs_claims_on_every_core_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: make sweep runs `full` with the basic launcher")
+    from benchmark.sweep import driver
+
     out = run(["make", "-n", "sweep", f"VPY={sys.executable}"], cwd=ROOT, timeout=60, check=True).stdout
     cores = len(os.sched_getaffinity(0))  # what nproc counts
-    assert "+experiment=claims_cpu" in out and "hydra/launcher=joblib" in out
-    assert "benchmark.sweep.protocol tune claims_cpu" in out and "benchmark.sweep.protocol confirm" in out
-    assert f"hydra.launcher.n_jobs={cores}" in out
+    assert "benchmark.sweep.driver claims_cpu --sweep claims_cpu" in out
+    assert f"--launcher joblib --jobs {cores}" in out
+    plan = driver.Plan("claims_cpu", "claims_cpu", tmp_path / "results", tmp_path / "reports", "joblib", cores)
+    from benchmark.sweep import protocol
+
+    proto = protocol.load("claims_cpu")
+    (stage, *_) = driver.stages(plan, proto, confirm=False)  # the protocol's tuning multiruns
+    cmd = plan.multirun(tmp_path / "marks", stage)
+    assert {"+experiment=claims_cpu", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cores}"} <= set(cmd)
+    assert any(o.startswith("design=t_") for o in cmd)

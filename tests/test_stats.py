@@ -117,6 +117,17 @@ def test_stratified_aggregates_are_seedable_and_right():
     assert a["prob_improvement"] == 1.0 and a["iqm_diff_low"] > 0.1 and a["poi_low"] > 0.5
 
 
+def test_a_stratum_of_one_run_gives_point_estimates_and_no_interval():
+    """One failed seed of a pair leaves a task with a single run on one side: the bootstrap cannot resample
+    its spread, so the interval is NaN (scipy refuses such a stratum) and the estimates stay."""
+    treat = [np.array([0.7, 0.72]), np.array([0.6])]
+    base = [np.array([0.5, 0.52]), np.array([0.4, 0.41])]
+    a = stats.stratified(treat, base, seed=0)
+    iqm = lambda parts: ss.trim_mean(np.concatenate(parts), 0.25)  # noqa: E731
+    assert a["iqm_diff"] == pytest.approx(iqm(treat) - iqm(base)) and a["prob_improvement"] == 1.0
+    assert all(np.isnan(a[k]) for k in ("iqm_diff_low", "iqm_diff_high", "poi_low", "poi_high"))
+
+
 def test_constant_differences_get_the_exact_signflip_p_and_the_test_says_when_it_cannot_reject():
     rng = stats.rng_for(0)
     for n in (3, 5, 8):

@@ -133,11 +133,9 @@ def load_sweep(sweep_dir: Path) -> Sweep:
 def config_block(summary: pd.DataFrame, key: str) -> Any:
     """A block of the sweep's run config.yaml that no run reads (`literature`, `protocol`), or None."""
     for path in summary.get("path", pd.Series(dtype=object)).dropna():
-        cfg = Path(str(path)) / "config.yaml"
-        if cfg.exists():
-            block = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get(key)
-            if block:
-                return block
+        block = (agg_mod.read_config(Path(str(path)), only_with=key) or {}).get(key)  # unreadable: says nothing
+        if block:
+            return block
     return None
 
 
@@ -413,14 +411,7 @@ def scores_section(s: Sweep) -> dict[str, Any]:
 
 def literature_block(s: Sweep) -> Optional[dict[str, Any]]:
     """The `literature:` block of the sweep's config (published values it reproduces), or None."""
-    for r in s.summary.itertuples():
-        cfg = Path(str(r.path)) / "config.yaml"
-        text = cfg.read_text(encoding="utf-8") if cfg.exists() else ""
-        if text.startswith("literature:") or "\nliterature:" in text:  # a top-level key; parse only then
-            block = (yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("literature")
-            if block:
-                return block
-    return None
+    return config_block(s.summary, "literature")
 
 
 def literature_table(s: Sweep, block: dict[str, Any]) -> pd.DataFrame:
@@ -527,7 +518,7 @@ def cost_section(s: Sweep) -> dict[str, Any]:
     figs = []
     for task in _tasks(s):
         dt = data[data["task"] == task]
-        for y, what in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)"),):
+        for y, what, short in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)", "tokens/s"),):
             figs.append(
                 figure(
                     plots.facet(
@@ -537,7 +528,7 @@ def cost_section(s: Sweep) -> dict[str, Any]:
                         hue="variant",
                         style="impl_used",
                         sharey=False,
-                        ylabel=what,
+                        ylabel=short,
                         title=f"{task}: {what}",
                     ),
                     f"{task}: {what}; line style = the impl that ran",
@@ -582,12 +573,16 @@ def learning_section(s: Sweep) -> dict[str, Any]:
 
 
 def failures_section(s: Sweep) -> dict[str, Any]:
-    """Section 8: every run that is not ok, with its error; tracebacks folded."""
-    bad = s.summary[s.summary["status"] != "ok"].copy()
+    """Section 8: every run that is not ok, with its error, and every ok run without a test score (it counts
+    in no comparison); tracebacks folded."""
+    summary = s.summary
+    unscored = (summary["status"] == "ok") & pd.to_numeric(summary["test_score"], errors="coerce").isna()
+    bad = summary[(summary["status"] != "ok") | unscored].copy()
     if len(bad) == 0:
         return {"table": None, "tracebacks": []}
     for c in ("error", "problem", "traceback"):
         bad[c] = [v if isinstance(v, str) else "" for v in bad.get(c, pd.Series([None] * len(bad), index=bad.index))]
+    bad.loc[unscored[unscored].index, "problem"] = "status ok without a test score: left out of every comparison"
     cols = [
         c
         for c in [
@@ -622,6 +617,13 @@ def missing_section(s: Sweep) -> dict[str, Any]:
     return {"n": len(miss), "note": None, "table": html_table(miss, table_id="missing-table") if len(miss) else None}
 
 
+# Overrides of one invocation, not of the sweep: the folder its skip marks went to (a temporary path), `force`.
+INVOCATION_KEYS = ("skip_marks", "force")
+# env_* columns that time a run rather than describe where it ran (one value per run: not an environment).
+ENV_TIMINGS = ("env_start_time", "env_wall_s", "env_cohort_wall_s")
+ENV_VALUES_SHOWN = 8  # distinct values listed per environment key; the rest counted
+
+
 def reproduce(sweep_dir: Path) -> dict[str, Any]:
     """The sweep's command line and configs, from Hydra's multirun.yaml where present."""
     mr = sweep_dir / "hydra" / "multirun.yaml"
@@ -638,9 +640,8 @@ def reproduce(sweep_dir: Path) -> dict[str, Any]:
     h = cfg.get("hydra", {}) or {}
     ov = h.get("overrides", {}) or {}
     hydra_ov = [o for o in ov.get("hydra", []) or [] if o != "hydra.mode=MULTIRUN"]
-    out["command"] = " ".join(
-        ["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + (ov.get("task") or []))]
-    )
+    task = [o for o in ov.get("task") or [] if str(o).split("=", 1)[0] not in INVOCATION_KEYS]
+    out["command"] = " ".join(["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + task)])
     params = ((h.get("sweeper") or {}).get("params")) or {}
     out["params"] = yaml.safe_dump(params, sort_keys=False).strip() if params else None
     return out
@@ -663,17 +664,22 @@ def point_command(r: pd.Series, sweep: str) -> str:
     return "python -m benchmark.run " + " ".join(p for p in parts if "=None" not in p and "=nan" not in p)
 
 
+def env_values(column: pd.Series) -> str:
+    """Each value of an environment key with its run count, commonest first; past `ENV_VALUES_SHOWN`, a count."""
+    counts = column.astype(str).value_counts()
+    shown = "; ".join(f"{v} ({n} runs)" for v, n in counts.iloc[:ENV_VALUES_SHOWN].items())
+    rest = len(counts) - ENV_VALUES_SHOWN
+    return shown + (f"; and {rest} other values ({int(counts.iloc[ENV_VALUES_SHOWN:].sum())} runs)" if rest > 0 else "")
+
+
 def environment_section(s: Sweep, out_dir: Path) -> dict[str, Any]:
     """Section 9: every env value with its run count, and the commands that reproduce the report."""
     summary = s.summary
-    cols = [c for c in summary.columns if c.startswith("env_") and c not in ("env_start_time", "env_wall_s")]
+    cols = [c for c in summary.columns if c.startswith("env_") and c not in ENV_TIMINGS]
     cols += [
         c for c in ("device", "precision", "hidden_size", "num_layers", "batch_size", "steps", "lr") if c in summary
     ]
-    env = [
-        {"key": c, "values": "; ".join(f"{v} ({n} runs)" for v, n in summary[c].astype(str).value_counts().items())}
-        for c in cols
-    ]
+    env = [{"key": c, "values": env_values(summary[c])} for c in cols]
     point = None
     if len(s.done):
         r0 = s.done.iloc[0]
@@ -721,8 +727,13 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     design, design_error = load_design(sweep_dir)
     results = claims_mod.run_claims(s.selected, opts, s.comp, design) if len(s.selected) else []
     out_dir.mkdir(parents=True, exist_ok=True)
-    export.write_table(vt, out_dir, "verdicts")
-    export.write_table(claims_mod.claims_table(results), out_dir, "claims")
+    level = f"{100 * opts.level:g} %"
+    scores = export.score_table(s.selected, opts.level)
+    caption = f"{s.name}: mean test score (0 = trivial, 1 = perfect) [{level} t interval over seeds]"
+    export.write_table(vt, out_dir, "verdicts", paper=scores, caption=caption)
+    claims = claims_mod.claims_table(results)
+    caption = f"{s.name}: each claim's primary endpoint, effect in the claim's direction [{level} interval]"
+    export.write_table(claims, out_dir, "claims", paper=export.claims_paper(claims), caption=caption)
     export.write_table(agg, out_dir, "aggregates")
     seeds = seeds_section(s)
     export.write_table(seeds["table"], out_dir, "seeds")
@@ -788,6 +799,12 @@ def parser() -> argparse.ArgumentParser:
         "--n-boot", type=int, default=2000, help="resamples of the aggregates' stratified bootstrap (default 2000)"
     )
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
+    ap.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="aggregate the run folders first (`make report`): the report is written even where aggregate names "
+        "corrupt folders, and the exit status is aggregate's",
+    )
     return ap
 
 
@@ -807,13 +824,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         n_boot=args.n_boot,
     )
+    status = agg_mod.main([args.sweep_dir]) if args.aggregate else 0
+    if status == 2:  # no results to report on: aggregate said so, once
+        return 2
     try:
         path = build(args.sweep_dir, args.out, opts)
     except agg_mod.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable or full reports folder: the results are untouched
+        where = e.filename or args.out or Path("reports") / Path(args.sweep_dir).name
+        print(f"error: cannot write the report to {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(f"report: {path.resolve()}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

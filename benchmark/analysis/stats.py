@@ -458,7 +458,9 @@ def stratified(
     (rliable: Agarwal et al. 2021), with percentile intervals from a stratified bootstrap: runs
     are resampled within each task and each side (`scipy.stats.bootstrap`, one sample per stratum).
 
-    `treat`, `base`: K arrays of run scores, one per task (same task order), NaNs removed.
+    `treat`, `base`: K arrays of run scores, one per task (same task order), NaNs removed. Where any
+    stratum holds fewer than two runs (a failed seed of a pair) the intervals are NaN: no resampling
+    within it can show its spread.
     """
     groups = [np.asarray(g, float) for g in (*treat, *base)]
     if not treat or any(g.size == 0 for g in groups):
@@ -471,7 +473,7 @@ def stratified(
     }
     rng = rng_for(seed, key)
     for name, fn in (("iqm_diff", _iqm_diff), ("poi", _poi_over_tasks)):
-        if all(g.size < 2 for g in groups):
+        if any(g.size < 2 for g in groups):  # scipy resamples every stratum: one of a single run has no spread
             lo = hi = math.nan
         else:
             with warnings.catch_warnings(), np.errstate(all="ignore"):

@@ -154,15 +154,31 @@ class RunConfig:
     protocol: Optional[Any] = None
 
 
+def writable_dir_problem(path: str | Path) -> Optional[str]:
+    """Why `path` cannot be a folder this process writes into, or None where it can: a file in its way, or
+    the system's refusal (permissions, a read-only file system, a full inode table) to make a folder in it
+    or, where it does not exist yet, in its nearest existing parent. Leaves nothing behind."""
+    probe = Path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory"
+    try:
+        with tempfile.TemporaryDirectory(dir=probe, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        return f"{probe}: {e.strerror or e}"
+    return None
+
+
 def hydra_output_root(results_dir: str) -> str:
     """`${hydra_output_root:${results_dir}}`: where Hydra keeps its own logs for this run.
 
-    Hydra creates that folder before any job code runs. When results_dir names a file, its
-    bookkeeping goes to the temp folder instead, so `validate` can reject results_dir with a
-    clear message (raising here would surface as a Hydra-internal stack trace).
+    Hydra creates that folder before any job code runs. Where results_dir cannot be written (a file
+    in its way, no permission), its bookkeeping goes to the temp folder instead, so `validate` can
+    reject results_dir with a clear message (raising here would surface as a Hydra-internal stack trace).
     """
-    p = Path(results_dir)
-    if p.exists() and not p.is_dir():
+    if writable_dir_problem(results_dir):
         return str(Path(tempfile.gettempdir()) / "rnn-ablation-bench-rejected")
     return results_dir
 
@@ -208,13 +224,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             "none or compile on this machine" if cfg.device is not Device.cpu else "none or compile with device=cpu",
             "CUDA-graph capture needs a CUDA device" + ("" if torch.cuda.is_available() else "; torch sees none") + ".",
         )
-    res = Path(cfg.results_dir)
-    _check(
-        not res.exists() or res.is_dir(),
-        "results_dir",
-        cfg.results_dir,
-        "a directory (or a path that does not exist yet)",
-        "It names an existing file.",
-    )
+    problem = writable_dir_problem(cfg.results_dir)
+    _check(problem is None, "results_dir", cfg.results_dir, "a directory this user can write (or can make)", problem)
     _check(bool(cfg.sweep) and "/" not in cfg.sweep, "sweep", cfg.sweep, "a non-empty name without '/'")
     return cfg

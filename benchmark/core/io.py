@@ -67,8 +67,8 @@ def run_dir(results_dir: str | Path, sweep: str, rid: str) -> Path:
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temp file next to `path`, fsync it, then rename it over `path`.
 
-    Readers never see half a file, and a failed write leaves the old file and no temp file.
-    The file gets the usual permissions (mkstemp makes 0600).
+    Readers never see half a file, and a failed write leaves the old file and no temp file; its
+    OSError names `path`. The file gets the usual permissions (mkstemp makes 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,9 +80,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # a full disk names no file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+
+
+def write_failure(e: OSError, where: str | Path = "the results folder") -> str:
+    """One line for a write that failed (a full disk, a folder turned read-only) in the middle of a sweep:
+    the file, the system's reason, and that nothing complete is lost."""
+    return (
+        f"cannot write {e.filename or where}: {e.strerror or e}; the complete grid points are kept: free space "
+        "(or choose another RESULTS_DIR), then run the same command again to resume"
+    )
 
 
 def _umask() -> int:

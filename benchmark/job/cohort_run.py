@@ -48,7 +48,7 @@ from benchmark.job.execute import (
     training_keys,
     write_record,
 )
-from benchmark.job.launch import RunningJobs, running_jobs
+from benchmark.job.launch import RUNNING, RunningJobs, running_jobs
 from benchmark.job.prepare import Prepared, identity
 from benchmark.models import build_model
 from benchmark.models.cohort import CohortModel
@@ -173,7 +173,7 @@ def execute_stacked(ps: Sequence[Prepared], threads: Optional[int], multirun: bo
     reset_job_state(first.cfg, threads)
     for p in ps:
         start_folder(p)
-    running = Path(first.cfg.results_dir) / first.cfg.sweep / ".running"
+    running = Path(first.cfg.results_dir) / first.cfg.sweep / RUNNING
     with _device_for_job(first, multirun, job_num) as device, running_jobs(running) as jobs:
         idents = [identity(p) for p in ps]
         measured, results = measure_stacked(ps, device, jobs)

@@ -37,7 +37,7 @@ from benchmark.core.io import (
     remove_leftovers,
 )
 from benchmark.job import envinfo
-from benchmark.job.launch import RunningJobs, gpu_slot, running_jobs
+from benchmark.job.launch import RUNNING, RunningJobs, gpu_slot, running_jobs
 from benchmark.job.prepare import Prepared, identity
 from benchmark.models import build_model, masks
 from benchmark.tasks import Task
@@ -278,7 +278,7 @@ def execute(
     start, start_iso = time.perf_counter(), envinfo.now_iso()
     reset_job_state(cfg, threads)
     start_folder(p)
-    running = Path(cfg.results_dir) / cfg.sweep / ".running"
+    running = Path(cfg.results_dir) / cfg.sweep / RUNNING
     with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:
         ident = identity(p)
         measured, res = measure(p, device, cfg.train.progress, jobs)

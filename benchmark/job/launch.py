@@ -25,6 +25,8 @@ from typing import Any, Iterator, Mapping, Optional
 
 from filelock import FileLock, Timeout
 
+RUNNING = ".running"  # the sweep's folder of running jobs' lock files (`running_jobs`)
+
 
 def launcher_kind(launcher: Optional[Mapping[str, Any]]) -> str:
     """'joblib', 'submitit' or 'basic', from the launcher config's `_target_`."""
@@ -117,3 +119,13 @@ def running_jobs(folder: Path) -> Iterator[RunningJobs]:
     finally:
         me.lock.release()
         me.path.unlink(missing_ok=True)
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Delete the job files a killed job left in `folder` (its lock died with it; the file stays). Only while
+    no job of the sweep runs — the sweep's lock held, before or after its multiruns — as deleting a file a
+    starting job is about to lock would hide that job. Returns what it removed."""
+    removed = sorted(Path(folder).glob("*.lock"))
+    for f in removed:
+        f.unlink(missing_ok=True)
+    return removed

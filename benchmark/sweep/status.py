@@ -13,9 +13,10 @@ its run folder `runs/<run_id>/` and falls in exactly one category:
     diverged    metrics.json complete, status diverged
     failed      metrics.json complete, status failed (a re-run of the sweep retries it)
     incomplete  the folder exists but has no complete metrics.json: running now, or killed
+    corrupt     its metrics.json cannot be read (a torn or foreign file), or history.csv is missing
     missing     in the grid, never started (no folder)
 
-The first three are the run statuses of the record (`benchmark.core.record.Status`); the last two
+The first three are the run statuses of the record (`benchmark.core.record.Status`); the others
 say why a grid point has none.
 
 Run folders that belong to no grid point (an earlier grid, or configs changed since) are
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from benchmark.core.io import GRID_POINT, RUN_ID_EXCLUDE, read_metrics, run_id
+from benchmark.core.io import GRID_POINT, METRICS, RUN_ID_EXCLUDE, read_metrics, run_id
 from benchmark.core.record import Status
 from benchmark.job.members import key_of
 from benchmark.sweep.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers
@@ -48,7 +49,12 @@ MULTIRUN = Path("hydra") / "multirun.yaml"
 # A grid point's category: its run's status, or why it has none.
 Category = enum.Enum(
     "Category",
-    [*((s.name, s.value) for s in Status), ("incomplete", "incomplete or running"), ("missing", "missing")],
+    [
+        *((s.name, s.value) for s in Status),
+        ("incomplete", "incomplete or running"),
+        ("corrupt", "corrupt"),
+        ("missing", "missing"),
+    ],
     type=str,
 )
 
@@ -73,7 +79,7 @@ class GridPoint:
 class PointStatus:
     point: GridPoint
     category: Category
-    error: Optional[str] = None  # the failed run's error line
+    error: Optional[str] = None  # the failed run's error line, or which file of a corrupt one is unreadable
 
 
 @dataclass
@@ -98,15 +104,33 @@ class SweepError(RuntimeError):
 
 def load_multirun(sweep_dir: Path) -> Any:
     """The sweep's Hydra record (unresolved), or SweepError naming the file."""
+    import yaml
     from omegaconf import OmegaConf
 
     path = Path(sweep_dir) / MULTIRUN
     if not path.is_file():
+        others = sweeps_in(Path(sweep_dir).parent)
         raise SweepError(
             f"{path} not found: not a sweep folder, or its multirun has not started yet "
-            "(Hydra writes it when the sweep starts)"
+            "(Hydra writes it when the sweep starts); "
+            + (
+                f"sweeps in {Path(sweep_dir).parent}/: {', '.join(others)} (make status SWEEP=<name>)"
+                if others
+                else f"{Path(sweep_dir).parent}/ holds no sweep"
+            )
         )
-    return OmegaConf.load(path)
+    try:
+        return OmegaConf.load(path)
+    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not UTF-8
+        raise SweepError(f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def sweeps_in(results_dir: Path) -> list[str]:
+    """The sweeps under a results folder: its subfolders holding a multirun record."""
+    try:
+        return sorted(d.name for d in Path(results_dir).iterdir() if (d / MULTIRUN).is_file())
+    except OSError:
+        return []
 
 
 def expand(multirun: Any) -> list[GridPoint]:
@@ -258,9 +282,16 @@ def classify(folder: Path) -> tuple[Category, Optional[str]]:
     """The category of one grid point from its run folder (which may not exist)."""
     if not folder.is_dir():
         return Category.missing, None
-    m = read_metrics(folder)
-    if not m or m.get("complete") is not True:
+    path = folder / METRICS
+    if not path.exists():
         return Category.incomplete, None
+    m = read_metrics(folder)
+    if m is None:  # written atomically, so never half-written by a run: torn by something else
+        return Category.corrupt, f"unreadable {path}"
+    if m.get("complete") is not True:
+        return Category.incomplete, None
+    if not (folder / "history.csv").exists():
+        return Category.corrupt, f"{path} without {folder / 'history.csv'}"
     status = m.get("status")
     if status in (Status.ok.value, Status.diverged.value):
         return Category(status), None
@@ -305,6 +336,7 @@ _STYLE = {
     Category.diverged: "yellow",
     Category.failed: "red",
     Category.incomplete: "cyan",
+    Category.corrupt: "bold red",
     Category.missing: "magenta",
 }
 
@@ -323,20 +355,16 @@ def render(st: SweepStatus, limit: int = 20) -> list[Any]:
     if st.not_in_grid:
         summary.add_row("not in this grid", str(len(st.not_in_grid)), "", end_section=True)
     out: list[Any] = [summary]
-    for c in (Category.failed, Category.diverged, Category.incomplete, Category.missing):
+    for c in (Category.corrupt, Category.failed, Category.diverged, Category.incomplete, Category.missing):
         rows = st.of(c)
         if not rows:
             continue
+        why = {Category.failed: "error", Category.corrupt: "problem"}.get(c)
         t = Table(title=f"{c.value}: {len(rows)}" + (f" (first {limit})" if len(rows) > limit else ""))
-        for col in ("job", "run_id", "grid point") + (("error",) if c is Category.failed else ()):
-            t.add_column(col)
+        for col in ("job", "run_id", "grid point") + ((why,) if why else ()):
+            t.add_column(col, overflow="fold")
         for s in rows[:limit]:
-            t.add_row(
-                str(s.point.num),
-                s.point.run_id,
-                s.point.label,
-                *(((s.error or "")[:100],) if c is Category.failed else ()),
-            )
+            t.add_row(str(s.point.num), s.point.run_id, s.point.label, *(((s.error or "")[:200],) if why else ()))
         out.append(t)
     if st.not_in_grid:
         out.append(
@@ -357,7 +385,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         st = sweep_status(args.sweep_dir)
     except SweepError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        print(f"error: {e}", file=sys.stderr)  # one line, unwrapped
         return 2
     for r in render(st, args.limit):
         console.print(r)
