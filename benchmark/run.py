@@ -52,7 +52,7 @@ from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form
 from benchmark.cohort_sweep import member_overrides, member_point
 from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
-from benchmark.gradients import hidden_grad_profile, init_gain_profiles, profile_ratio
+from benchmark.gradients import filled_init_ratios, hidden_grad_profile, init_gain_profiles, profile_ratio
 from benchmark.io import (
     GRID_POINT,
     atomic_write_csv,
@@ -65,10 +65,11 @@ from benchmark.io import (
 )
 from benchmark.launch import RunningJobs, gpu_slot, running_jobs, threads_for_job
 from benchmark.models import ModelSpec, build_model, check_cell_class, check_spec, masks, resolve_impl
+from benchmark.models.norm import bn_modules
 from benchmark.precision import autocast_dtype, set_tf32
 from benchmark.tasks import Task, check_task
 from benchmark.timing import MemoryMeter, time_model
-from benchmark.train import HISTORY_COLUMNS, TrainResult, final_metrics, train
+from benchmark.train import HISTORY_COLUMNS, TrainResult, final_metrics, precise_batches, train
 
 log = logging.getLogger("benchmark.run")
 PROBE_BATCH = 64  # examples in the fixed probe batch of the hidden-gradient profile
@@ -317,7 +318,24 @@ def gradient_profile(
     if gains:
         by_gain = init_gain_profiles(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
         out |= {record.init_gain_key(g): prof for g, prof in by_gain.items()}
+    if when == "start":
+        out |= filled_start(p, model, probe)
     return out
+
+
+def filled_start(p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    """The start ratio with BN's population filled first (`filled_init_ratios`; without BN, the start ratio):
+    over the training batches precise BN uses, or 10 of them where the arm keeps a moving average."""
+    if not bn_modules(model):
+        return {
+            "hidden_grad_ratio_init_filled": profile_ratio(
+                hidden_grad_profile(model, p.task.probe_loss, *probe, seed=p.cfg.seed), *p.task.probe_steps
+            )
+        }
+    x_tr = p.task.splits()["train"][0]
+    n = p.spec.reg.precise_batches() or 10
+    batches = [b.to(probe[0].device) for b in precise_batches(x_tr, p.cfg.train.batch_size, n, p.cfg.seed)]
+    return filled_init_ratios(model, p.task.probe_loss, *probe, batches, p.task.probe_steps, seed=p.cfg.seed)
 
 
 def training(
@@ -356,6 +374,8 @@ def training_keys(res: TrainResult) -> dict[str, Any]:
         "diverged_at_step": res.diverged_at_step,
         "steps_done": res.steps_done,
         "stopped_early": res.stopped_early,
+        "test_checkpoint": res.test_checkpoint,
+        "test_step": res.test_step if res.test_step is not None else res.steps_done,
         "best_val_accuracy": res.best_val_accuracy,
         "steps_to_target": res.steps_to_target,
         **res.summary(),
