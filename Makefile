@@ -79,9 +79,9 @@ sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claim
 	if $(VPY) -m benchmark.analysis.protocol has $(EXPERIMENT); then \
 		stages=$$($(VPY) -m benchmark.analysis.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
 		echo "sweep: tuning seeds" && while read -r stage; do multirun $$stage </dev/null || exit $$?; done <<< "$$stages" && \
-		stage=$$($(VPY) -m benchmark.analysis.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
+		stages=$$($(VPY) -m benchmark.analysis.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
 		echo "sweep: confirmation seeds at the chosen settings ($(RESULTS_DIR)/$(SWEEP)/plan/chosen.csv)" && \
-		multirun $$stage; \
+		while read -r stage; do multirun $$stage </dev/null || exit $$?; done <<< "$$stages"; \
 	else multirun; fi && \
 	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
 	@$(AGGREGATE_AND_REPORT)
