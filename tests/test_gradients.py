@@ -9,7 +9,10 @@ import torch
 from arm_configs import arm
 
 import benchmark as bm  # noqa: F401
-from benchmark.gradients import (
+from benchmark.core.record import INIT_GAINS, filled_gain_key
+from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.models.norm import estimate_population
+from benchmark.training.gradients import (
     balance,
     filled_init_ratios,
     group_norm_tensors,
@@ -18,9 +21,6 @@ from benchmark.gradients import (
     profile_ratio,
     total_norm,
 )
-from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.models.norm import estimate_population
-from benchmark.record import INIT_GAINS, filled_gain_key
 
 
 def rnn_model(T_hidden: int = 8, per_step: bool = False, out: int = 1):

@@ -1,4 +1,4 @@
-"""The claims protocol (benchmark/analysis/protocol.py): a design frozen and hashed before any run, confirmation
+"""The claims protocol (benchmark/sweep/protocol.py): a design frozen and hashed before any run, confirmation
 seeds derived from its hash, tuning designs at every length that Hydra composes, selection on the tuning seeds
 only, confirmation designs at the chosen settings (every seed where a claim or control tests, a few elsewhere),
 and claim (f)'s rate grid at its point."""
@@ -13,8 +13,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import benchmark.run  # noqa: F401  (registers the run schema)
-from benchmark.analysis import aggregate, comparisons, protocol
-from benchmark.config import ConfigError
+from benchmark.analysis import aggregate, comparisons
+from benchmark.core.config import ConfigError
+from benchmark.sweep import protocol
 
 from synthetic_runs import make_run
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks.base import Task, defaults_from, split_seed
 from benchmark.tasks.ptb import bits_per_char, corpus_ids, unigram_nll
 

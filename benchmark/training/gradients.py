@@ -24,8 +24,8 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.record import INIT_GAINS, filled_gain_key
 from benchmark.models.norm import bn_modules, estimate_population
-from benchmark.record import INIT_GAINS, filled_gain_key
 
 GROUPS = ("input", "recurrent", "norm", "head")
 
