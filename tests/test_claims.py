@@ -105,12 +105,13 @@ def test_both_arms_at_chance_is_not_testable_in_every_simulated_sweep():
 def test_one_arm_at_chance_fails_the_regulariser_claims_but_not_g():
     e = rows_of(table({"none": {"test_score": -0.5}, "bn": {"test_score": 0.3}}), "e")
     assert e["verdict"].iloc[0].startswith("not testable: none did not learn")
-    gated = table({"none": {"test_score": 0.4}}, cell="lstm")
-    rnn = table({"none": {"test_score": -0.5}}, cell="rnn")
+    trained = {"stop_at_target": True}
+    gated = table({"none": {**trained, "steps_to_target": lambda s: 300.0 + 25 * (s % 4)}}, cell="lstm")
+    rnn = table({"none": trained}, cell="rnn")  # never reaches the target: censored at the budget
     g = rows_of(pd.concat([gated, rnn]), "g")
     assert g["verdict"].tolist() == ["helps"]  # that the tanh RNN cannot learn is the claim itself
-    both_fail = rows_of(pd.concat([gated.assign(test_score=-0.5), rnn]), "g")
-    assert both_fail["verdict"].iloc[0].startswith("not testable: no arm learned")
+    both_fail = rows_of(pd.concat([gated.assign(steps_to_target=np.nan), rnn]), "g")
+    assert both_fail["verdict"].iloc[0].startswith("not testable: lstm and rnn never reached the target")
 
 
 def test_unequal_budgets_pinned_scores_and_different_checkpoints_are_not_testable():
@@ -240,13 +241,21 @@ def test_f_is_the_width_of_the_good_rates_on_a_log_grid():
     assert "a grid of 2 rates" in r2.loc[r2["role"] == claims.POINT, "verdict"].iloc[0]
 
 
-def test_g_gated_cells_vs_rnn_and_the_widening():
+def test_g_gated_cells_vs_rnn_in_time_to_target_at_equal_budgets_and_the_widening():
+    """(g) on runs trained to a target: the tanh RNN's restricted mean time (misses censored at the budget)
+    over the gated cell's; the widening of the test-score gap from the shortest to the longest length is
+    descriptive."""
     parts = []
     for T, gap in ((50, 0.05), (200, 0.3)):
         for cell, score in (("rnn", 0.4), ("lstm", 0.4 + gap)):
-            parts.append(table({"none": {"test_score": score}}, cell=cell, seq_len=T, rng_seed=T))
+            reach = (lambda s: 900.0 + 20 * (s % 3)) if cell == "rnn" and T == 50 else (lambda s: 300.0 + 20 * (s % 4))
+            ttt = np.nan if cell == "rnn" and T == 200 else reach
+            spec = {"test_score": score, "stop_at_target": True, "steps_to_target": ttt}
+            parts.append(table({"none": spec}, cell=cell, seq_len=T, rng_seed=T))
     runs = pd.concat(parts, ignore_index=True)
-    assert rows_of(runs, "g")["verdict"].tolist() == ["helps", "helps"]
+    g = rows_of(runs, "g")
+    assert g["verdict"].tolist() == ["helps", "helps"] and (g["endpoint"] == "rmst_ratio").all()
+    assert g["mean_diff"].iloc[1] > g["mean_diff"].iloc[0] > 0  # log(rnn / lstm): larger where rnn never reaches
     w = rows_of(runs, "g", claims.SECONDARY)
     assert w["endpoint"].tolist() == ["widening"] and w["mean_diff"].iloc[0] == pytest.approx(0.25, abs=0.03)
 
@@ -341,8 +350,13 @@ def test_every_row_has_a_margin_an_mde_and_no_effect_needs_equivalence():
 def test_the_instrument_check_passes_a_clear_control_and_fails_a_blind_one():
     runs = pd.concat(
         [
-            table({"none": {"test_score": 0.3}}, cell="rnn", seq_len=100, task="adding"),
-            table({"none": {"test_score": 0.8}}, cell="lstm", seq_len=100, task="adding"),
+            table({"none": {"stop_at_target": True}}, cell="rnn", seq_len=100, task="adding"),
+            table(
+                {"none": {"stop_at_target": True, "steps_to_target": lambda s: 300.0 + 25 * (s % 4)}},
+                cell="lstm",
+                seq_len=100,
+                task="adding",
+            ),
             table({"none": {"test_score": -0.4}, "dropout": {"test_score": -0.4}}, seq_len=100),
         ],
         ignore_index=True,
@@ -359,7 +373,7 @@ def test_the_instrument_check_passes_a_clear_control_and_fails_a_blind_one():
     ]
     dsg = design.parse({"design": {"claims": {}, "controls": ctrl}})
     out = {c.control.name: c for c in controls.check(claims.run_claims(runs, cmp.Options(), design=dsg), dsg, 0.05)}
-    assert out["gated_beat_rnn"].outcome == controls.PASS and out["gated_beat_rnn"].row["mean_diff"] > 0.4
+    assert out["gated_beat_rnn"].outcome == controls.PASS and out["gated_beat_rnn"].row["mean_diff"] > 0.4  # log ratio
     assert out["dropout_overfit"].outcome == controls.FAIL and out["dropout_overfit"].why.startswith("not testable")
     assert out["bn_lstm_sooner"].outcome == controls.FAIL and out["bn_lstm_sooner"].row is None
 
