@@ -320,17 +320,13 @@ def write_design(design: Design, sweep_dir: Path) -> None:
             f"a sweep folder of this design (it holds design {old.get('hash')}, the experiment is now "
             f"{design.hash}): a changed design needs a new sweep (SWEEP=<name>)",
         )
-    p = design.protocol
     doc = {
         "experiment": design.experiment,
         "hash": design.hash,
-        "tuning_seeds": list(p.tuning_seeds),
+        "tuning_seeds": list(design.protocol.tuning_seeds),
         "confirmation_seeds": list(design.confirmation_seeds),
-        "gate": p.gate,
-        "claims": p.claims,
-        "controls": list(p.controls),
-        "rate_grid": None if p.rate_grid is None else vars(p.rate_grid),
-        "design": design.doc,
+        "design": design.doc["config"]["protocol"],  # what the analysis reads: gate, claims, controls, rate grid
+        "frozen": design.doc,  # everything the hash covers
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True, default=str))
