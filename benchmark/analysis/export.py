@@ -8,7 +8,7 @@ and the CSV keeps everything."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -78,12 +78,22 @@ def score_table(selected: pd.DataFrame, level: float = 0.95, value: str = cmp.PR
     return _blank_repeats(pd.DataFrame(rows), ["task", "cell"])
 
 
+def _where(task: Any, seq_len: Any, cell: Any, points: Any) -> str:
+    """Where a row was tested: its point, or (a confirmatory row pooling several) its points as listed."""
+    if pd.isna(seq_len) or pd.isna(task) or pd.isna(cell):
+        return "--" if pd.isna(points) else str(points)
+    return f"{task} T={int(seq_len)} {cell}"
+
+
 def claims_paper(claims: pd.DataFrame) -> pd.DataFrame:
-    """One line per claim comparison on its primary endpoint: where, what against what, the effect in the
-    claim's direction with its interval, the Holm-adjusted p and the word (claims.csv: every row, every column)."""
+    """One line per claim: its confirmatory test (role primary) where the sweep froze a design, else its
+    per-point rows (an exploratory sweep): where, what against what, the effect in the claim's direction with
+    its interval, the Holm-adjusted p and the word (claims.csv: every row, every column)."""
     if len(claims) == 0:
         return pd.DataFrame(columns=["claim", "where", "comparison", "endpoint", "effect [CI]", "p (Holm)", "word"])
     prim = claims[claims["role"] == "primary"]
+    if len(prim) == 0:
+        prim = claims[claims["role"] == "point"]
     effect = [
         "--" if pd.isna(m) else f"{m:+.3g} [{lo:+.3g}, {hi:+.3g}]" if np.isfinite(lo) else f"{m:+.3g}"
         for m, lo, hi in prim[["mean_diff", "ci_low", "ci_high"]].to_numpy(float)
@@ -91,7 +101,7 @@ def claims_paper(claims: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "claim": "(" + prim["claim"].astype(str) + ")",
-            "where": [f"{t} T={int(T)} {c}" for t, T, c in prim[["task", "seq_len", "cell"]].itertuples(index=False)],
+            "where": [_where(t, T, c, pts) for t, T, c, pts in prim[["task", "seq_len", "cell", "points"]].to_numpy()],
             "comparison": prim["variant"].astype(str) + " vs " + prim["baseline"].astype(str),
             "endpoint": prim["endpoint"].astype(str),
             "effect [CI]": effect,

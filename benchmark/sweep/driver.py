@@ -92,14 +92,14 @@ def check_start(plan: Plan) -> None:
             raise ConfigError(key, str(folder), "a folder this user can write", problem)
 
 
-def stages(plan: Plan, proto: object, confirm: bool) -> list[list[str]]:
-    """The overrides of the sweep's multiruns: a protocol's tuning stages (or, with `confirm`, its
-    confirmation stage, selected from the tuning runs), or one stage without overrides."""
+def stages(plan: Plan, design: object, confirm: bool) -> list[list[str]]:
+    """The overrides of the sweep's multiruns: a frozen protocol's tuning stages (or, with `confirm`, its
+    confirmation stages, selected from the tuning runs), or one stage without overrides."""
     from benchmark.sweep import protocol
 
-    if proto is None:
+    if design is None:
         return [] if confirm else [[]]
-    lines = [protocol.confirm(proto, plan.sweep_dir)] if confirm else protocol.tune(proto, plan.sweep_dir)
+    lines = protocol.confirm(design, plan.sweep_dir) if confirm else protocol.tune(design, plan.sweep_dir)
     return [line.split() for line in lines]
 
 
@@ -107,7 +107,7 @@ def run_multiruns(plan: Plan, marks: Path) -> int:
     """Every multirun of the sweep, in order, through the progress display; the first non-zero status ends it."""
     from benchmark.sweep import progress, protocol
 
-    proto = protocol.load(plan.experiment)
+    proto = protocol.freeze(plan.experiment) if protocol.load(plan.experiment) is not None else None
     for confirm in (False, True):
         todo = stages(plan, proto, confirm)
         if proto is not None and todo:
