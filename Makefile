@@ -71,20 +71,25 @@ test-all:  ## every test, slow and sweep ones included
 # multirun for the arms without dropout, one for those that drop out, with dropout p swept), then (after
 # selection on their validation scores) its confirmation seeds at the chosen settings in a third
 # (benchmark/analysis/protocol.py); any other experiment runs its one multirun.
+# A multirun whose cluster jobs stayed lost (exit status LOST_EXIT, benchmark/sweep/history.py) ends the stages;
+# the report is still written, and the sweep's one line about the lost jobs comes last.
+LOST_EXIT := 3
 sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claims_cpu on every core) under a live progress bar, then aggregate and report; prints the report path
 	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; set -f; \
 	multirun() { $(VPY) -m benchmark.analysis.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
 		$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
 		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) "$$@" $(ARGS); }; \
-	if $(VPY) -m benchmark.analysis.protocol has $(EXPERIMENT); then \
+	stages() { if $(VPY) -m benchmark.analysis.protocol has $(EXPERIMENT); then \
 		stages=$$($(VPY) -m benchmark.analysis.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
-		echo "sweep: tuning seeds" && while read -r stage; do multirun $$stage </dev/null || exit $$?; done <<< "$$stages" && \
+		echo "sweep: tuning seeds" && while read -r stage; do multirun $$stage </dev/null || return $$?; done <<< "$$stages" && \
 		stage=$$($(VPY) -m benchmark.analysis.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
 		echo "sweep: confirmation seeds at the chosen settings ($(RESULTS_DIR)/$(SWEEP)/plan/chosen.csv)" && \
 		multirun $$stage; \
-	else multirun; fi && \
-	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
-	@$(AGGREGATE_AND_REPORT)
+	else multirun; fi; }; \
+	stages; rc=$$?; [ $$rc -eq 0 -o $$rc -eq $(LOST_EXIT) ] || exit $$rc; \
+	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"; \
+	( $(AGGREGATE_AND_REPORT) ) || exit $$?; \
+	[ $$rc -eq 0 ] || { $(VPY) -m benchmark.sweep.history $(RESULTS_DIR)/$(SWEEP); exit $$rc; }
 
 report:  ## rebuild the report from existing results (REPORT_ARGS="--min-seeds 5 --adjust holm --ci bca ...")
 	@$(AGGREGATE_AND_REPORT)
