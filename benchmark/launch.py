@@ -5,7 +5,8 @@ two joblib workers each run torch with every core (oversubscription), and `job.n
 n_gpus` puts two long jobs on one GPU while another idles. So:
 
 - threads: the cores divided by the jobs that run at once (`cores // n_jobs`), or
-  `cpus_per_task` under submitit (one where it is unset, as SLURM allocates); an explicit `threads` in the config always wins;
+  `cpus_per_task` under submitit (one where it is unset, as SLURM allocates); an explicit
+  `threads` in the config always wins;
 - GPUs: a pool of lock files, one per visible device, in the sweep folder. A job holds
   the first free device for its whole run (starting its search at `job_num % n` so
   jobs spread out) and waits when all are taken.

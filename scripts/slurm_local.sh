@@ -92,6 +92,8 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
+# scancel's SIGTERM is logged and ignored by a submitit job; SIGKILL follows after KillWait (SLURM's default: 30 s)
+KillWait=5
 $acct
 $gather
 JobAcctGatherFrequency=5

@@ -74,9 +74,12 @@ def append(sweep_dir: str | Path, event: Mapping[str, Any]) -> None:
     """Add one event (with its time) as one line, in one `write` call (appends of two writers never mix)."""
     path = Path(sweep_dir) / HISTORY
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"time": now_iso(), **event}, sort_keys=False) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    line = json.dumps({"time": now_iso(), **event}) + "\n"
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a killed writer: end it first
+            line = "\n" + line
         os.write(fd, line.encode("utf-8"))
     finally:
         os.close(fd)

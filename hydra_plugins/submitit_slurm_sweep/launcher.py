@@ -9,7 +9,8 @@ without requeue, NODE_FAIL, OUT_OF_MEMORY, TIMEOUT, a killed process), so `Slurm
 - waits for every task, whatever one of them does. A task has returned when submitit's result file is there;
   it is lost when SLURM no longer runs it (`squeue`, and `sacct` through submitit's own watcher where there
   is accounting) and no result has appeared `lost_grace_s` later (results on a shared file system lag);
-- submits a lost task's job again, up to `retries` times (the job skips its complete points, benchmark/run.py).
+- submits a lost task's job again, up to `retries` times (the job skips its complete points, benchmark/run.py),
+  and never submits a job all of whose points are complete (a resumed sweep queues only what is left).
   Preemption and timeouts go through what submitit offers first: the plugin's `checkpoint` requeues a
   preempted job, and `max_num_timeout` a timed-out one, before a job counts as lost;
 - appends every retry and loss to the sweep's history (benchmark/sweep/history.py), which `make status` and
@@ -37,9 +38,10 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict, read_write
 
 from benchmark.cohort_sweep import MEMBERS_KEY, key_of, member_point
+from benchmark.config import ConfigError
 from benchmark.sweep import history
 from benchmark.sweep.history import LostJob, point_key
 
@@ -52,17 +54,18 @@ ACTIVE = frozenset(
 )
 GONE = "gone from the queue"  # the state of a task that left the queue where no accounting says more
 REFUSED_EXIT = 2  # as bad input: nothing ran
-# An sbatch refusal's words -> what to change (first match wins; memory before "node configuration").
+# An sbatch refusal's words -> what to change (first match wins: memory before "node configuration", account
+# before "partition").
 REFUSALS = (
     (
         "generic resource",
         "this partition has no GPUs: use LAUNCHER=slurm_cpu, or hydra.launcher.gpus_per_node=0",
     ),
     ("memory", "lower hydra.launcher.mem_gb (or mem_per_cpu)"),
+    ("account", "set hydra.launcher.account"),
     ("partition", "set hydra.launcher.partition to one of the cluster's partitions (`sinfo` lists them)"),
     ("node configuration", "lower hydra.launcher.cpus_per_task, mem_gb or gpus_per_node, or change constraint"),
     ("feature", "change hydra.launcher.constraint"),
-    ("account", "set hydra.launcher.account"),
     ("qos", "set hydra.launcher.qos"),
     ("time", "change hydra.launcher.timeout_min"),
 )
@@ -158,14 +161,25 @@ class SlurmSweepLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
         sweep_dir = Path(str(self.config.results_dir)) / str(self.config.sweep)
+        todo = [i for i, ov in enumerate(job_overrides) if not self._complete(ov)]
+        if len(todo) < len(job_overrides):
+            log.info(
+                "%d of %d jobs hold only complete points: not submitted",
+                len(job_overrides) - len(todo),
+                len(job_overrides),
+            )
+        if not todo:
+            history.append(sweep_dir, {"event": "launch", "jobs": 0, "array": None})
+            self._record_end(sweep_dir, 0, [])
+            return []
         executor = self._executor()
-        params = [self._job_params(ov, initial_job_idx + i) for i, ov in enumerate(job_overrides)]
+        params = [self._job_params(job_overrides[i], initial_job_idx + i) for i in todo]
         try:
             jobs = self._submit(executor, params)
         except Refused as e:
             _end(str(e), REFUSED_EXIT)
         history.append(sweep_dir, {"event": "launch", "jobs": len(jobs), "array": jobs[0].job_id.split("_")[0]})
-        log.info("SLURM array %s: %d jobs", jobs[0].job_id.split("_")[0], len(jobs))
+        log.info("SLURM array %s: %d job(s)", jobs[0].job_id.split("_")[0], len(jobs))
         try:
             outcomes = self._settle(executor, jobs, params, sweep_dir)
         except KeyboardInterrupt:
@@ -176,6 +190,30 @@ class SlurmSweepLauncher(SlurmLauncher):
         lost = [o for o in outcomes if isinstance(o, LostJob)]
         self._record_end(sweep_dir, len(jobs), lost)
         return [o for o in outcomes if isinstance(o, JobReturn)]
+
+    def _complete(self, overrides: Sequence[str]) -> bool:
+        """Whether every point of the job has a complete record under the run id `benchmark.run` gives it (never
+        with `force`): such a job would only skip its points, so it is not submitted, and its points are counted
+        as skipped (`skip_marks`) as the job would count them."""
+        from benchmark.arms.base import id_form  # lazy: this process runs benchmark.run (torch) anyway
+        from benchmark.io import is_complete, mark_skipped, run_dir, run_id
+        from benchmark.run import member_configs
+
+        assert self.hydra_context is not None and self.config is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]  # as Hydra's run_job hands the config to the job
+        if cfg.force:
+            return False
+        try:
+            ids = [run_id(id_form(OmegaConf.to_container(c, resolve=True))) for c in member_configs(cfg)]
+        except ConfigError:  # the job reports it
+            return False
+        if not all(is_complete(run_dir(cfg.results_dir, cfg.sweep, rid)) for rid in ids):
+            return False
+        for rid in ids:
+            mark_skipped(cfg.skip_marks, rid)
+        return True
 
     def _executor(self) -> Any:
         """The submitit executor, built as the plugin's `launch` builds it."""
