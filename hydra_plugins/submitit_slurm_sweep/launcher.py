@@ -161,7 +161,8 @@ class SlurmSweepLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
         sweep_dir = Path(str(self.config.results_dir)) / str(self.config.sweep)
-        todo = [i for i, ov in enumerate(job_overrides) if not self._complete(ov)]
+        started = (sweep_dir / "runs").is_dir()  # a first launch has nothing complete to look for
+        todo = [i for i, ov in enumerate(job_overrides) if not (started and self._complete(ov))]
         if len(todo) < len(job_overrides):
             log.info(
                 "%d of %d jobs hold only complete points: not submitted",
