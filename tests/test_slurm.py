@@ -170,6 +170,7 @@ def test_a_killed_task_is_retried_then_reported_lost_and_the_rerun_equals_a_loca
 
     again = run(sweep_cmd(tmp_path, "slurm_cpu", *FAST), timeout=900, check=True)
     assert f"skipped {48 - int(m.group(5))} grid point(s)" in again.stdout, again.stdout[-2000:]
+    assert events(sweep, "launch")[-1]["jobs"] == 1  # only the lost job had points left: the others were not queued
     local = tmp_path / "local"
     run(sweep_cmd(local, "joblib"), timeout=900, check=True)
     for name in ("claims.csv", "verdicts.csv"):
