@@ -42,6 +42,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 from benchmark.cohort_sweep import MEMBERS_KEY, key_of, member_point
 from benchmark.config import ConfigError
+from benchmark.io import is_complete, mark_skipped, run_dir
 from benchmark.sweep import history
 from benchmark.sweep.history import LostJob, point_key
 
@@ -171,7 +172,7 @@ class SlurmSweepLauncher(SlurmLauncher):
             )
         if not todo:
             history.append(sweep_dir, {"event": "launch", "jobs": 0, "array": None})
-            self._record_end(sweep_dir, 0, [])
+            self._record_end(sweep_dir, 0, [], 0)
             return []
         executor = self._executor()
         params = [self._job_params(job_overrides[i], initial_job_idx + i) for i in todo]
@@ -189,32 +190,43 @@ class SlurmSweepLauncher(SlurmLauncher):
                 f"interrupted: the sweep's jobs run on (scancel {ids} stops them); run the same command to resume", 130
             )
         lost = [o for o in outcomes if isinstance(o, LostJob)]
-        self._record_end(sweep_dir, len(jobs), lost)
+        n_points = sum(self._unfinished(p[0]) for p, o in zip(params, outcomes) if isinstance(o, LostJob))
+        self._record_end(sweep_dir, len(jobs), lost, n_points)
         return [o for o in outcomes if isinstance(o, JobReturn)]
 
-    def _complete(self, overrides: Sequence[str]) -> bool:
-        """Whether every point of the job has a complete record under the run id `benchmark.run` gives it (never
-        with `force`): such a job would only skip its points, so it is not submitted, and its points are counted
-        as skipped (`skip_marks`) as the job would count them."""
+    def _run_ids(self, overrides: Sequence[str]) -> tuple[Any, Optional[list[str]]]:
+        """The job's config as the job gets it, and the run id `benchmark.run` gives each of its points (None
+        where its members do not compose: the job reports that itself)."""
         from benchmark.arms.base import id_form  # lazy: this process runs benchmark.run (torch) anyway
-        from benchmark.io import is_complete, mark_skipped, run_dir, run_id
+        from benchmark.io import run_id
         from benchmark.run import member_configs
 
         assert self.hydra_context is not None and self.config is not None
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]  # as Hydra's run_job hands the config to the job
-        if cfg.force:
-            return False
         try:
-            ids = [run_id(id_form(OmegaConf.to_container(c, resolve=True))) for c in member_configs(cfg)]
-        except ConfigError:  # the job reports it
-            return False
-        if not all(is_complete(run_dir(cfg.results_dir, cfg.sweep, rid)) for rid in ids):
+            return cfg, [run_id(id_form(OmegaConf.to_container(c, resolve=True))) for c in member_configs(cfg)]
+        except ConfigError:
+            return cfg, None
+
+    def _complete(self, overrides: Sequence[str]) -> bool:
+        """Whether every point of the job has a complete record (never with `force`): such a job would only skip
+        its points, so it is not submitted, and its points are counted as skipped (`skip_marks`) as the job
+        would count them."""
+        cfg, ids = self._run_ids(overrides)
+        if cfg.force or ids is None or not all(is_complete(run_dir(cfg.results_dir, cfg.sweep, i)) for i in ids):
             return False
         for rid in ids:
             mark_skipped(cfg.skip_marks, rid)
         return True
+
+    def _unfinished(self, overrides: Sequence[str]) -> int:
+        """How many of the job's points have no complete record (what a lost job leaves to do)."""
+        cfg, ids = self._run_ids(overrides)
+        if ids is None:
+            return len(job_points(overrides))
+        return sum(not is_complete(run_dir(cfg.results_dir, cfg.sweep, rid)) for rid in ids)
 
     def _executor(self) -> Any:
         """The submitit executor, built as the plugin's `launch` builds it."""
@@ -303,18 +315,12 @@ class SlurmSweepLauncher(SlurmLauncher):
             return None
         history.append(sweep_dir, {"event": "retry", **_fields(lost), "attempt": attempt, "new_job": new.job_id})
         log.warning(
-            "job %s lost (%s): submitted again as job %s (retry %d of %d)",
-            lost.job,
-            lost.describe(),
-            new.job_id,
-            attempt,
-            self.retries,
+            "lost: %s; submitted again as job %s (retry %d of %d)", lost.describe(), new.job_id, attempt, self.retries
         )
         return new
 
-    def _record_end(self, sweep_dir: Path, n_jobs: int, lost: list[LostJob]) -> None:
-        """The `end` event; with lost jobs, their line and exit status 3."""
-        n_points = unfinished(sweep_dir, [p for job in lost for p in job.points])
+    def _record_end(self, sweep_dir: Path, n_jobs: int, lost: list[LostJob], n_points: int) -> None:
+        """The `end` event; with lost jobs (`n_points` left without a result), their line and exit status 3."""
         line = history.lost_line(str(sweep_dir.name), n_jobs, lost, n_points) if lost else None
         history.append(
             sweep_dir, {"event": "end", "jobs": n_jobs, "lost_jobs": len(lost), "lost_points": n_points, "line": line}
@@ -329,16 +335,7 @@ def _fields(lost: LostJob) -> dict[str, Any]:
 
 def _record_lost(sweep_dir: Path, lost: LostJob) -> None:
     history.append(sweep_dir, {"event": "lost", **_fields(lost), "points": [list(p) for p in lost.points]})
-    log.error("job %s lost (%s) after its retries: %d points", lost.job, lost.describe(), len(lost.points))
-
-
-def unfinished(sweep_dir: Path, points: Sequence[tuple[str, ...]]) -> int:
-    """How many of these grid points have no complete result (a point never started has no run folder)."""
-    from benchmark.analysis.status import recorded_run_ids
-    from benchmark.io import is_complete
-
-    ids = recorded_run_ids(sweep_dir / "runs")
-    return sum(not (p in ids and is_complete(sweep_dir / "runs" / ids[p])) for p in set(points))
+    log.error("lost after its retries: %s (%d points)", lost.describe(), len(lost.points))
 
 
 def _end(line: str, status: int) -> NoReturn:
