@@ -54,7 +54,7 @@ VOLATILE = (
     "load_avg",
 )
 
-# What a complete run folder holds (benchmark/run.py): no temp files, nothing else.
+# What a complete run folder holds (benchmark/job/execute.py): no temp files, nothing else.
 RUN_FILES = ["config.yaml", "grid_point.json", "history.csv", "metrics.json"]
 
 
@@ -72,7 +72,7 @@ def hydra_held() -> Iterator[None]:
     global _held
     from hydra import initialize_config_dir
 
-    from benchmark.config import register_configs
+    from benchmark.core.config import register_configs
 
     register_configs()  # the run schema (idempotent)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

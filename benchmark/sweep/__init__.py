@@ -1,1 +1,2 @@
-"""A sweep as a whole, above its single runs: what happened to its jobs (no torch, no pandas)."""
+"""A sweep's orchestration: the cohort sweeper's grouping, the claims protocol's stages, the sweep's
+status and live progress (read from the results' files), and its history of cluster jobs lost."""

@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from benchmark.cohort_sweep import key_of
-from benchmark.io import RUN_ID_EXCLUDE
+from benchmark.core.io import RUN_ID_EXCLUDE
+from benchmark.job.members import key_of
 
 HISTORY = "sweep_history.jsonl"
 LOST_EXIT = 3  # the exit status of a multirun (and of `make sweep`) that lost jobs; 2 stays bad input

@@ -9,7 +9,7 @@ without requeue, NODE_FAIL, OUT_OF_MEMORY, TIMEOUT, a killed process), so `Slurm
 - waits for every task, whatever one of them does. A task has returned when submitit's result file is there;
   it is lost when SLURM no longer runs it (`squeue`, and `sacct` through submitit's own watcher where there
   is accounting) and no result has appeared `lost_grace_s` later (results on a shared file system lag);
-- submits a lost task's job again, up to `retries` times (the job skips its complete points, benchmark/run.py),
+- submits a lost task's job again, up to `retries` times (the job skips its complete points, benchmark/job/execute.py),
   and never submits a job all of whose points are complete (a resumed sweep queues only what is left).
   Preemption and timeouts go through what submitit offers first: the plugin's `checkpoint` requeues a
   preempted job, and `max_num_timeout` a timed-out one, before a job counts as lost;
@@ -40,9 +40,9 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQue
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf, open_dict, read_write
 
-from benchmark.cohort_sweep import MEMBERS_KEY, key_of, member_point
-from benchmark.config import ConfigError
-from benchmark.io import is_complete, mark_skipped, run_dir
+from benchmark.core.config import ConfigError
+from benchmark.core.io import is_complete, mark_skipped, run_dir
+from benchmark.job.members import MEMBERS_KEY, key_of, member_point
 from benchmark.sweep import history
 from benchmark.sweep.history import LostJob, point_key
 
@@ -198,8 +198,8 @@ class SlurmSweepLauncher(SlurmLauncher):
         """The job's config as the job gets it, and the run id `benchmark.run` gives each of its points (None
         where its members do not compose: the job reports that itself)."""
         from benchmark.arms.base import id_form  # lazy: this process runs benchmark.run (torch) anyway
-        from benchmark.io import run_id
-        from benchmark.run import member_configs
+        from benchmark.core.io import run_id
+        from benchmark.job.prepare import member_configs
 
         assert self.hydra_context is not None and self.config is not None
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
