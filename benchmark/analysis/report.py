@@ -609,12 +609,15 @@ def failures_section(s: Sweep) -> dict[str, Any]:
 
 
 def missing_section(s: Sweep) -> dict[str, Any]:
-    """Grid points of the sweep's multirun.yaml that never started (no run folder): listed, never dropped."""
+    """Grid points of the sweep's multirun.yaml that never started (no run folder) or whose cluster job was lost
+    (benchmark/sweep/history.py): listed, never dropped."""
     try:
         miss = status.missing_points(s.dir)
     except status.SweepError as e:  # no multirun.yaml (single runs), or configs changed since the sweep
         return {"n": None, "table": None, "note": f"The grid could not be read, so missing points are not listed: {e}"}
-    return {"n": len(miss), "note": None, "table": html_table(miss, table_id="missing-table") if len(miss) else None}
+    lost = int((miss["lost"] != "").sum()) if "lost" in miss else 0  # points whose cluster job was lost
+    table = html_table(miss, table_id="missing-table") if len(miss) else None
+    return {"n": len(miss), "lost": lost, "note": None, "table": table}
 
 
 # Overrides of one invocation, not of the sweep: the folder its skip marks went to (a temporary path), `force`.

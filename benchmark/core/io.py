@@ -64,6 +64,13 @@ def run_dir(results_dir: str | Path, sweep: str, rid: str) -> Path:
     return Path(results_dir) / sweep / "runs" / rid
 
 
+def mark_skipped(skip_marks: str | Path | None, rid: str) -> None:
+    """Leave the file `make sweep` counts for a grid point skipped as complete (`skip_marks`; none: nothing)."""
+    if skip_marks:
+        Path(skip_marks).mkdir(parents=True, exist_ok=True)
+        (Path(skip_marks) / rid).touch()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temp file next to `path`, fsync it, then rename it over `path`.
 

@@ -34,6 +34,7 @@ from benchmark.core.io import (
     atomic_write_json,
     atomic_write_text,
     is_complete,
+    mark_skipped,
     remove_leftovers,
 )
 from benchmark.job import envinfo
@@ -246,9 +247,7 @@ def skip_complete(p: Prepared) -> bool:
     if cfg.force or not is_complete(p.out):
         return False
     log.info("skipping complete run %s", p.run_id)
-    if cfg.skip_marks:
-        Path(cfg.skip_marks).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.skip_marks) / p.run_id).touch()
+    mark_skipped(cfg.skip_marks, p.run_id)
     return True
 
 

@@ -13,6 +13,8 @@ In order, each step one line when it cannot go on, with a non-zero exit, and not
    (claims) runs its tuning multiruns, selects, then its confirmation multirun
    (benchmark/sweep/protocol.py); any other experiment its one multirun. A failed multirun ends the
    sweep with its exit status; Ctrl-C with 130 and one line saying that the same command resumes it;
+   one whose cluster jobs stayed lost (`history.LOST_EXIT`) ends the stages, but the report is still
+   written, and the line about the lost jobs comes last (exit 3);
 4. aggregate and report (`benchmark.analysis.report --aggregate`), whose last line is the report's path.
 
 Every grid point a multirun skips leaves a file named by its run id in a folder of this invocation
@@ -33,6 +35,7 @@ from typing import Optional, Sequence
 
 from benchmark.core.config import ConfigError, writable_dir_problem
 from benchmark.job.launch import RUNNING, remove_stale
+from benchmark.sweep import history
 from benchmark.sweep.lock import SweepBusy, sweep_lock
 
 BUSY = 75  # the exit status of a sweep that another process is running (EX_TEMPFAIL: try again later)
@@ -149,10 +152,14 @@ def sweep(plan: Plan) -> int:
             finally:  # whatever stopped the multiruns (a full disk, Ctrl-C): no job of theirs is left running
                 shutil.rmtree(marks, ignore_errors=True)
                 remove_stale(plan.sweep_dir / RUNNING)
-            if rc:
+            if rc and rc != history.LOST_EXIT:
                 return rc
             print(f"sweep: skipped {skipped} grid point(s) already complete (FORCE=1 reruns them)", flush=True)
-            return report(plan)
+            rc_report = report(plan)
+            if rc == history.LOST_EXIT:  # the report shows the lost points as missing; the line about them comes last
+                print(history.last_line(plan.sweep_dir) or "sweep: cluster jobs were lost", flush=True)
+                return rc
+            return rc_report
     except SweepBusy as e:
         print(f"error: {e}", file=sys.stderr)
         return BUSY

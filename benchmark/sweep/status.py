@@ -12,6 +12,8 @@ its run folder `runs/<run_id>/` and falls in exactly one category:
     ok          metrics.json complete, status ok
     diverged    metrics.json complete, status diverged
     failed      metrics.json complete, status failed (a re-run of the sweep retries it)
+    lost        no complete metrics.json, and the sweep's latest launch lost the cluster job that
+                trains it (benchmark/sweep/history.py: its SLURM state, job id and log)
     incomplete  the folder exists but has no complete metrics.json: running now, or killed
     corrupt     its metrics.json cannot be read (a torn or foreign file), or history.csv is missing
     missing     in the grid, never started (no folder)
@@ -35,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from benchmark.core.io import GRID_POINT, METRICS, RUN_ID_EXCLUDE, read_metrics, run_id
+from benchmark.core.io import GRID_POINT, METRICS, read_metrics, run_id
 from benchmark.core.record import Status
-from benchmark.job.members import key_of
+from benchmark.sweep import history
 from benchmark.sweep.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers
+from benchmark.sweep.history import point_key
 
 if TYPE_CHECKING:
     import pandas
@@ -51,6 +54,7 @@ Category = enum.Enum(
     "Category",
     [
         *((s.name, s.value) for s in Status),
+        ("lost", "lost"),
         ("incomplete", "incomplete or running"),
         ("corrupt", "corrupt"),
         ("missing", "missing"),
@@ -79,7 +83,8 @@ class GridPoint:
 class PointStatus:
     point: GridPoint
     category: Category
-    error: Optional[str] = None  # the failed run's error line, or which file of a corrupt one is unreadable
+    # the failed run's error line; a lost point's SLURM state, job id and log; a corrupt one's unreadable file
+    error: Optional[str] = None
 
 
 @dataclass
@@ -184,12 +189,6 @@ def _config_dir(multirun: Any) -> str:
                 )
             return src.path
     raise SweepError("multirun.yaml names no main config source")
-
-
-def point_key(overrides: Sequence[str]) -> tuple[str, ...]:
-    """A grid point's overrides without those that leave its run id as it is (where results go, the
-    invocation's skip marks): the same point in every `make sweep` of a sweep."""
-    return tuple(o for o in overrides if key_of(o).lstrip("+~") not in RUN_ID_EXCLUDE)
 
 
 def recorded_run_ids(runs_dir: Path) -> dict[tuple[str, ...], str]:
@@ -306,14 +305,24 @@ def sweep_status(
     sweep_dir = Path(sweep_dir)
     points = grid(sweep_dir, recorded) if points is None else points
     runs = sweep_dir / "runs"
-    statuses = [PointStatus(p, *classify(runs / p.run_id)) for p in points]
+    lost = history.lost_points(sweep_dir)
+    statuses = [with_lost(PointStatus(p, *classify(runs / p.run_id)), lost) for p in points]
     ids = {p.run_id for p in points}
     extra = sorted(d.name for d in runs.iterdir() if d.is_dir() and d.name not in ids) if runs.is_dir() else []
     return SweepStatus(sweep_dir, statuses, extra)
 
 
+def with_lost(s: PointStatus, lost: dict[tuple[str, ...], history.LostJob]) -> PointStatus:
+    """A point without a result whose cluster job the latest launch lost is `lost`, with that job."""
+    job = lost.get(point_key(s.point.overrides))
+    if job is None or s.category not in (Category.incomplete, Category.missing):
+        return s
+    return PointStatus(s.point, Category.lost, job.describe())
+
+
 def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
-    """The grid points never started, one row each: `job`, `run_id`, `overrides` and one column per swept key.
+    """The grid points never started or lost, one row each: `job`, `run_id`, `overrides`, one column per swept
+    key and, where the cluster lost some, `lost` (the lost job's SLURM state, id and log; empty for the others).
 
     For the report's failures section: a missing point is shown, never dropped. A point whose run folder
     recorded it started (`grid_point.json`), so only the others are composed.
@@ -321,12 +330,15 @@ def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
     import pandas as pd
 
     st = sweep_status(sweep_dir, recorded=True)
+    shown = [s for s in st.points if s.category in (Category.missing, Category.lost)]
     rows = [
         {"job": s.point.num, "run_id": s.point.run_id, "overrides": s.point.label, **dict(s.point.axes)}
-        for s in st.of(Category.missing)
+        | ({"lost": s.error or ""} if st.of(Category.lost) else {})
+        for s in shown
     ]
     axes = [k for k, _ in st.points[0].point.axes] if st.points else []
-    return pd.DataFrame(rows, columns=["job", "run_id", "overrides", *axes])
+    lost = ["lost"] if st.of(Category.lost) else []
+    return pd.DataFrame(rows, columns=["job", "run_id", "overrides", *axes, *lost])
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -335,6 +347,7 @@ _STYLE = {
     Category.ok: "green",
     Category.diverged: "yellow",
     Category.failed: "red",
+    Category.lost: "red",
     Category.incomplete: "cyan",
     Category.corrupt: "bold red",
     Category.missing: "magenta",
@@ -355,16 +368,24 @@ def render(st: SweepStatus, limit: int = 20) -> list[Any]:
     if st.not_in_grid:
         summary.add_row("not in this grid", str(len(st.not_in_grid)), "", end_section=True)
     out: list[Any] = [summary]
-    for c in (Category.corrupt, Category.failed, Category.diverged, Category.incomplete, Category.missing):
+    why = {Category.failed: "error", Category.lost: "SLURM state, job, log", Category.corrupt: "problem"}
+    for c in (
+        Category.corrupt,
+        Category.failed,
+        Category.lost,
+        Category.diverged,
+        Category.incomplete,
+        Category.missing,
+    ):
         rows = st.of(c)
         if not rows:
             continue
-        why = {Category.failed: "error", Category.corrupt: "problem"}.get(c)
         t = Table(title=f"{c.value}: {len(rows)}" + (f" (first {limit})" if len(rows) > limit else ""))
-        for col in ("job", "run_id", "grid point") + ((why,) if why else ()):
+        for col in ("job", "run_id", "grid point") + ((why[c],) if c in why else ()):
             t.add_column(col, overflow="fold")
         for s in rows[:limit]:
-            t.add_row(str(s.point.num), s.point.run_id, s.point.label, *(((s.error or "")[:200],) if why else ()))
+            text = (s.error or "")[:100] if c is Category.failed else s.error or ""  # a lost job's log path whole
+            t.add_row(str(s.point.num), s.point.run_id, s.point.label, *((text,) if c in why else ()))
         out.append(t)
     if st.not_in_grid:
         out.append(
