@@ -51,7 +51,7 @@ from benchmark import allocator, envinfo, record
 from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form
 from benchmark.cohort_sweep import member_overrides, member_point
-from benchmark.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
+from benchmark.config import Accel, ConfigError, Device, InitScheme, RunConfig, register_configs, validate
 from benchmark.gradients import hidden_grad_profile, init_gain_profiles, profile_ratio
 from benchmark.io import (
     GRID_POINT,
@@ -173,6 +173,7 @@ def model_spec(run_cfg: RunConfig, task: Task, cell: type, arm: Arm) -> ModelSpe
         impl=run_cfg.impl,
         total_len=task.total_len,
         vocab_size=task.vocab_size,
+        init_scale=run_cfg.init.scale if run_cfg.init.scheme is InitScheme.uniform else None,
     )
 
 
