@@ -47,6 +47,7 @@ class Job:
     members: int
     steps: int
     eval_interval: int
+    regime: Optional[str] = None  # conf/regime/<name>.yaml, where the experiment has regimes
 
 
 def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
@@ -74,12 +75,13 @@ def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
             for reg in rg.regs:
                 drops = reg in protocol.DROPOUT_ARMS and proto.dropout_p
                 tuning = len(proto.tuning_seeds) * len(proto.lr) * (len(proto.dropout_p) if drops else 1)
-                jobs.append(Job("tuning", cell, reg, rg.lengths[0], tuning, steps, every))
+                jobs.append(Job("tuning", cell, reg, rg.lengths[0], tuning, steps, every, rg.name))
                 for T in rg.lengths:
-                    jobs.append(Job("confirmation", cell, reg, T, len(proto.confirmation_seeds), steps, every))
+                    jobs.append(Job("confirmation", cell, reg, T, len(proto.confirmation_seeds), steps, every, rg.name))
                 if reg in proto.rate_grid_arms:
                     n = len(proto.confirmation_seeds)
-                    jobs += [Job("confirmation", cell, reg, rg.lengths[0], n, steps, every)] * (len(proto.lr) - 1)
+                    again = Job("confirmation", cell, reg, rg.lengths[0], n, steps, every, rg.name)
+                    jobs += [again] * (len(proto.lr) - 1)
     return jobs
 
 
@@ -95,7 +97,7 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
         for T in outer["task.seq_len"]:
             for cell in outer["cell"]:
                 for reg in outer["reg"]:
-                    jobs.append(Job("grid", cell, reg, int(T), members, int(steps), int(every)))
+                    jobs.append(Job("grid", cell, reg, int(T), members, int(steps), int(every), regime))
     return jobs
 
 
