@@ -66,8 +66,9 @@ part() {
   echo "   $status in $((SECONDS - t0))s"; tail -3 "$WORK/logs/$name.log"
 }
 run() { $PY -m benchmark.run "$@"; }
-bench() { for p in fp32 bf16; do make -s bench-gpu VPY="$PY" BENCH_DIR="$WORK/bench_$p" GPU_BENCH_ARGS="$BENCH --precision $p" || return $?
-  cp "$WORK/bench_$p/gpu.json" "$OUT/bench_$p.json"; done; }
+bench() {  # both precisions whatever the first gave (a failed variant exits 1 with the others timed and written)
+  local rc=0; for p in fp32 bf16; do make -s bench-gpu VPY="$PY" BENCH_DIR="$WORK/bench_$p" GPU_BENCH_ARGS="$BENCH --precision $p" || rc=$?
+  [ -f "$WORK/bench_$p/gpu.json" ] && cp "$WORK/bench_$p/gpu.json" "$OUT/bench_$p.json"; done; return $rc; }
 export -f run bench; export PY WORK OUT BENCH
 
 { command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv
