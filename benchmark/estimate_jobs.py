@@ -96,11 +96,13 @@ def measured(folder: Path) -> list[dict[str, Any]]:
 def rebuild(name: str, folder: Path, baseline: Path = BASELINE) -> dict[str, Any]:
     """The experiment's estimate, and the same rebuilt with each measured whole job's factor (measured / estimated)
     applied to every job of its regime at its length (the nearest measured length of the regime otherwise; the
-    mean factor for a regime with none measured)."""
+    mean factor for a regime with none measured). Jobs with a failed member are left out."""
     jobs, _ = estimate(name, baseline)
     tasks = {rg: regime_task(rg) for rg in {j.regime for j, _ in jobs if j.regime}}
     rows = []
     for m in measured(folder):
+        if not set(m["statuses"]) <= {"ok", "diverged"}:  # a failed job's wall time prices nothing
+            continue
         match = [
             (j, s)
             for j, s in jobs

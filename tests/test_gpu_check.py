@@ -123,18 +123,20 @@ def test_the_estimate_is_rebuilt_from_the_measured_jobs_factors(tmp_path, monkey
         (Job("confirmation", "rnn", "none", 100, 2, 10, 5, "claims_adding"), 10.0),
         (Job("confirmation", "lstm", "bn", 100, 2, 10, 5, "claims_adding"), 30.0),
         (Job("confirmation", "lstm", "bn", 1000, 2, 10, 5, "claims_adding"), 100.0),
+        (Job("confirmation", "rnn", "none", 1000, 2, 10, 5, "claims_adding"), 50.0),
         (Job("confirmation", "rnn", "none", 64, 2, 10, 5, "claims_digits"), 8.0),
     ]
     monkeypatch.setattr(estimate_jobs, "estimate", lambda name, baseline: (jobs, None))
-    for i, (cid, wall) in enumerate((("c1", 20.0), ("c1", 20.0))):  # one stacked job of two members: 20 s
+    members = (("c1", 20.0, "ok", 100), ("c1", 20.0, "ok", 100), ("c2", 1.0, "failed", 1000))  # c2: left out
+    for i, (cid, wall, status, T) in enumerate(members):  # c1: one stacked job of two members, 20 s
         run = tmp_path / "runs" / f"r{i}"
         run.mkdir(parents=True)
-        rec = {"run_id": f"r{i}", "cohort_id": cid, "task": "adding", "cell": "rnn", "reg": "none", "seq_len": 100}
-        rec |= {"steps_done": 10, "status": "ok", "env": {"cohort_wall_s": wall}, "wall_s": wall / 2}
+        rec = {"run_id": f"r{i}", "cohort_id": cid, "task": "adding", "cell": "rnn", "reg": "none", "seq_len": T}
+        rec |= {"steps_done": 10, "status": status, "env": {"cohort_wall_s": wall}, "wall_s": wall / 2}
         (run / "metrics.json").write_text(json.dumps(rec))
     out = estimate_jobs.rebuild("x", tmp_path)
     assert [(r["regime"], r["members"], r["measured_s"], r["factor"]) for r in out["measured"]] == [
         ("claims_adding", 2, 20.0, 2.0)
     ]
-    assert out["estimated_s"] == 148.0
-    assert out["rebuilt_s"] == pytest.approx(2 * (10 + 30 + 100) + 2 * 8)  # the adding factor, then the mean for digits
+    assert out["estimated_s"] == 198.0
+    assert out["rebuilt_s"] == pytest.approx(2 * (10 + 30 + 100 + 50) + 2 * 8)  # adding's factor; digits: the mean
