@@ -46,7 +46,7 @@ if [ "$DRY" = 1 ]; then  # CUDA absent: the same commands on the CPU, at tiny si
         task.n_train=32 task.n_val=16 task.n_test=16)
   MEMBERS="--members 2"; JOBS_MAX=2; MEDIUM=(task.n_val=200 task.n_test=200 hidden_size=8); MEDIUM_STEPS=3; LAUNCH=basic
 else
-  DEV=(device=cuda); PTB=(); PMNIST=(); BENCH="--seq-lens 100 --accel graph --repeats 12 --rounds 3 --warmup 3"
+  DEV=(device=cuda); PTB=(); PMNIST=(); BENCH="--seq-lens 100 --accel graph --repeats 9 --rounds 3 --warmup 2"
   SWEEP=(claims_gpu_probe); JOBS=(); MEMBERS=""; JOBS_MAX=99; MEDIUM=(); MEDIUM_STEPS=300; LAUNCH=joblib
 fi
 
@@ -82,8 +82,8 @@ part medium 60 20 run +experiment=ptb_medium results_dir="$WORK" sweep=ptb_mediu
   train.steps=$MEDIUM_STEPS train.eval_interval=$MEDIUM_STEPS timing.enabled=false "${DEV[@]}" "${MEDIUM[@]}"
 part pmnist 200 60 run --multirun +experiment=pmnist_control results_dir="$WORK" task.data_dir="$MNIST" \
   train.steps=$PMNIST_STEPS "${DEV[@]}" "${PMNIST[@]}"
-part bench 100 30 bench
-part sweep 150 40 make -s sweep EXPERIMENT="${SWEEP[0]}" VPY="$PY" RESULTS_DIR="$WORK" REPORTS_DIR="$WORK/reports" \
+part bench 160 40 bench  # 23 variants x 3 cells a precision, about a second each
+part sweep 150 $([ "$DRY" = 1 ] && echo 40 || echo 120) make -s sweep EXPERIMENT="${SWEEP[0]}" VPY="$PY" RESULTS_DIR="$WORK" REPORTS_DIR="$WORK/reports" \
   LAUNCHER=$LAUNCH JOBS=$SWEEP_JOBS ARGS="$([ "$DRY" = 1 ] && echo "${DEV[*]} cell=lstm reg=none,bn task.seq_len=6" || echo train.steps=$SWEEP_STEPS)"
 if wanted jobs; then  # cheapest first, each only while its estimate (x1.5) fits
   $PY -m benchmark.estimate_jobs plan claims_gpu $MEMBERS > "$WORK/jobs_plan.txt" 2> "$WORK/logs/jobs_plan.log"
