@@ -70,16 +70,16 @@ test-all:  ## every test, slow and sweep ones included
 # An experiment with a `protocol:` block (claims) runs its tuning seeds over the settings grid (one
 # multirun for the arms without dropout, one for those that drop out, with dropout p swept), then (after
 # selection on their validation scores) its confirmation seeds at the chosen settings in a third
-# (benchmark/analysis/protocol.py); any other experiment runs its one multirun.
+# (benchmark/sweep/protocol.py); any other experiment runs its one multirun.
 sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claims_cpu on every core) under a live progress bar, then aggregate and report; prints the report path
 	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; set -f; \
-	multirun() { $(VPY) -m benchmark.analysis.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
+	multirun() { $(VPY) -m benchmark.sweep.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
 		$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
 		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) "$$@" $(ARGS); }; \
-	if $(VPY) -m benchmark.analysis.protocol has $(EXPERIMENT); then \
-		stages=$$($(VPY) -m benchmark.analysis.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
+	if $(VPY) -m benchmark.sweep.protocol has $(EXPERIMENT); then \
+		stages=$$($(VPY) -m benchmark.sweep.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
 		echo "sweep: tuning seeds" && while read -r stage; do multirun $$stage </dev/null || exit $$?; done <<< "$$stages" && \
-		stage=$$($(VPY) -m benchmark.analysis.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
+		stage=$$($(VPY) -m benchmark.sweep.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
 		echo "sweep: confirmation seeds at the chosen settings ($(RESULTS_DIR)/$(SWEEP)/plan/chosen.csv)" && \
 		multirun $$stage; \
 	else multirun; fi && \
@@ -99,7 +99,7 @@ export-tensorboard:  ## results/$(SWEEP) as TensorBoard runs (hparams + scalars)
 	@$(VPY) -m benchmark.analysis.tracking $(RESULTS_DIR)/$(SWEEP)
 
 status:  ## where results/$(SWEEP) stands: done, diverged, failed, incomplete or running, missing (reads files only)
-	@$(VPY) -m benchmark.analysis.status $(RESULTS_DIR)/$(SWEEP)
+	@$(VPY) -m benchmark.sweep.status $(RESULTS_DIR)/$(SWEEP)
 
 SCREENSHOT ?= docs/report-claims.png
 screenshot:  ## PNG of the top of reports/$(SWEEP)/index.html (claims and verdicts) -> $(SCREENSHOT), headless Chromium
@@ -114,7 +114,7 @@ BENCH_PYTEST = $(VPY) -m pytest tests/bench/bench_step.py -q --benchmark-columns
 # The CI subset: T=50, one thread (2 OpenMP threads on a shared 2-core runner make the ratios
 # follow co-tenant load; see docs/timing.md); the baseline is taken with the same subset (more rounds).
 BENCH_FAST = --bench-seq-lens=50 --bench-rounds=20 --bench-threads=1
-BENCH_CHECK = $(VPY) -m benchmark.bench_check --baseline $(BENCH_BASELINE) --tolerance $(BENCH_TOLERANCE)
+BENCH_CHECK = $(VPY) -m benchmark.perf.bench_check --baseline $(BENCH_BASELINE) --tolerance $(BENCH_TOLERANCE)
 
 bench:  ## every cell × reg × impl at T=50 and T=200 -> results/bench/bench.json (a few minutes)
 	mkdir -p $(BENCH_DIR)
@@ -132,26 +132,26 @@ bench-check:  ## the fast subset vs the committed baseline of ratios; exit 1 on 
 bench-baseline:  ## rewrite $(BENCH_BASELINE) on purpose, from the bench-check subset
 	mkdir -p $(BENCH_DIR)
 	$(BENCH_PYTEST) $(BENCH_FAST) --bench-rounds=40 --benchmark-json=$(BENCH_DIR)/bench-baseline.json $(BENCH_ARGS)
-	$(VPY) -m benchmark.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
+	$(VPY) -m benchmark.perf.bench_check $(BENCH_DIR)/bench-baseline.json --baseline $(BENCH_BASELINE) --write-baseline
 
 # --- cohorts: E models stacked along a member dimension (tests/bench/bench_cohort.py) ---
-bench-cohort-gpu:  ## CUDA: a cohort step's cost eager and as a CUDA graph, one member alone, one evaluation (benchmark/gpu_cohort.py) -> results/bench/gpu_cohort.json
-	$(VPY) -m benchmark.gpu_cohort --out $(BENCH_DIR)/gpu_cohort.json --solo --eval --accels none graph $(GPU_COHORT_ARGS)
+bench-cohort-gpu:  ## CUDA: a cohort step's cost eager and as a CUDA graph, one member alone, one evaluation (benchmark/perf/gpu_cohort.py) -> results/bench/gpu_cohort.json
+	$(VPY) -m benchmark.perf.gpu_cohort --out $(BENCH_DIR)/gpu_cohort.json --solo --eval --accels none graph $(GPU_COHORT_ARGS)
 
 estimate:  ## a GPU experiment's wall time on one GPU from the measured cohort costs (EXPERIMENT=claims_gpu by default here)
-	$(VPY) -m benchmark.estimate $(if $(filter 1,$(HAS_CUDA)),$(EXPERIMENT),claims_gpu full)
+	$(VPY) -m benchmark.perf.estimate $(if $(filter 1,$(HAS_CUDA)),$(EXPERIMENT),claims_gpu full)
 
 bench-cohort:  ## per-member fwd+bwd of a cohort vs its solo model, every cell × arm, H=32,128, E=1..20, 1 thread (~6 min) -> results/bench/cohort.json
 	mkdir -p $(BENCH_DIR)
 	$(VPY) -m pytest tests/bench/bench_cohort.py -q -rs --bench-threads=1 --benchmark-columns=median,iqr,min,rounds \
 		--benchmark-json=$(BENCH_DIR)/cohort.json $(BENCH_ARGS)
 
-# --- GPU throughput vs cuDNN (benchmark/gpu_bench.py; docs/gpu.md) ---
+# --- GPU throughput vs cuDNN (benchmark/perf/gpu_bench.py; docs/gpu.md) ---
 GPU_BENCH_ARGS ?=
 GPU_COHORT_ARGS ?=
 
 bench-gpu:  ## custom loop vs cuDNN, fwd and fwd+bwd ratios -> results/bench/gpu.json; prints "skipped" and exits 0 without CUDA
-	$(VPY) -m benchmark.gpu_bench --out $(BENCH_DIR)/gpu.json $(GPU_BENCH_ARGS)
+	$(VPY) -m benchmark.perf.gpu_bench --out $(BENCH_DIR)/gpu.json $(GPU_BENCH_ARGS)
 
 # --- the analysis at scale (tests/bench/bench_analysis.py; docs/analysis-performance.md) ---
 bench-analysis:  ## aggregate + report of synthetic full-shaped sweeps (450 and 1800 runs, 1000 history rows each)

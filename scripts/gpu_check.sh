@@ -6,7 +6,7 @@
 #   bench   `make bench-gpu` in fp32 and in bf16: every cell x variant against cuDNN
 #   sweep   `make sweep` of claims_gpu scaled to the window (claims_gpu_probe), to its report
 #   jobs    whole claims_gpu cohort jobs, one per regime x length (cheapest first, while they fit), and the
-#           estimate rebuilt from them (benchmark/estimate_jobs.py)
+#           estimate rebuilt from them (benchmark/perf/estimate_jobs.py)
 #   medium_full  ptb_medium to its end (dropout 0.5 and 0), only when the time left holds its estimate
 # A part the time left cannot hold is skipped; the closing note (benchmark/analysis/gpu_note.py) says what ran.
 # What comes back is OUT (at most 8 files): note.md, bench_fp32.json, bench_bf16.json, pmnist_curves.csv and
@@ -86,14 +86,14 @@ part bench 160 40 bench  # 23 variants x 3 cells a precision, about a second eac
 part sweep 150 $([ "$DRY" = 1 ] && echo 40 || echo 120) make -s sweep EXPERIMENT="${SWEEP[0]}" VPY="$PY" RESULTS_DIR="$WORK" REPORTS_DIR="$WORK/reports" \
   LAUNCHER=$LAUNCH JOBS=$SWEEP_JOBS ARGS="$([ "$DRY" = 1 ] && echo "${DEV[*]} cell=lstm reg=none,bn task.seq_len=6" || echo train.steps=$SWEEP_STEPS)"
 if wanted jobs; then  # cheapest first, each only while its estimate (x1.5) fits
-  $PY -m benchmark.estimate_jobs plan claims_gpu $MEMBERS > "$WORK/jobs_plan.txt" 2> "$WORK/logs/jobs_plan.log"
+  $PY -m benchmark.perf.estimate_jobs plan claims_gpu $MEMBERS > "$WORK/jobs_plan.txt" 2> "$WORK/logs/jobs_plan.log"
   n=0
   while read -r est overrides; do
     n=$((n + 1)); [ $n -gt $JOBS_MAX ] && break; [ "$DRY" = 1 ] && est=20
     # shellcheck disable=SC2086
     part "jobs$n" $((est * 3 / 2 + 30)) $((est * 3 / 2 + 10)) run --multirun $overrides results_dir="$WORK" sweep=claims_jobs "${DEV[@]}" "${JOBS[@]}"
   done < "$WORK/jobs_plan.txt"
-  ls "$WORK"/claims_jobs/runs > /dev/null 2>&1 && $PY -m benchmark.estimate_jobs rebuild claims_gpu "$WORK/claims_jobs" \
+  ls "$WORK"/claims_jobs/runs > /dev/null 2>&1 && $PY -m benchmark.perf.estimate_jobs rebuild claims_gpu "$WORK/claims_jobs" \
     --json "$WORK/estimate_rebuilt.json" > "$WORK/logs/jobs_rebuild.log" 2>&1
 fi
 if wanted medium_full; then  # only when the probe's estimate fits the time left

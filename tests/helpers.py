@@ -36,7 +36,7 @@ TINY = [
 # configs (`threads=1`), not OMP_NUM_THREADS, which would also change what `nproc` counts in the Makefile.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
 
-# What a complete run folder holds (benchmark/run.py): no temp files, nothing else.
+# What a complete run folder holds (benchmark/job/execute.py): no temp files, nothing else.
 RUN_FILES = ["config.yaml", "grid_point.json", "history.csv", "metrics.json"]
 
 
@@ -54,7 +54,7 @@ def hydra_held() -> Iterator[None]:
     global _held
     from hydra import initialize_config_dir
 
-    from benchmark.config import register_configs
+    from benchmark.core.config import register_configs
 
     register_configs()  # the run schema (idempotent)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.config import register_configs
+from benchmark.core.config import register_configs
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()  # the run schema conf/config.yaml builds on

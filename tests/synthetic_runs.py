@@ -1,5 +1,5 @@
 """Synthetic run folders, exactly as `benchmark.run` writes them (the run record,
-`benchmark/record.py`, is the one definition of their keys), for the aggregation, report
+`benchmark/core/record.py`, is the one definition of their keys), for the aggregation, report
 and statistics tests and the analysis benchmark: known effects in, known verdicts out."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 import yaml
 
-from benchmark import record
+from benchmark.core import record
 
 # metric name, trivial predictor's value, perfect value, higher is better (as each task declares it)
 METRIC = {

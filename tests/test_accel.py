@@ -1,4 +1,4 @@
-"""The opt-in speed-ups (benchmark/accel.py): compile keeps the function; graph is refused off CUDA."""
+"""The opt-in speed-ups (benchmark/training/accel.py): compile keeps the function; graph is refused off CUDA."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import torch
 from arm_configs import arm
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import accel
-from benchmark.config import Accel, ConfigError, Device, Impl, RunConfig, validate
-from benchmark.io import run_id
+from benchmark.core.config import Accel, ConfigError, Device, Impl, RunConfig, validate
+from benchmark.core.io import run_id
 from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.training import accel
 
 ROOT = Path(__file__).resolve().parents[1]
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where CUDA is absent")
 I, H, O, B, T = 4, 16, 3, 8, 12
-# (reg, bn placement, dropout placement): the variants with GPU targets (benchmark/variants.py), plus input BN
+# (reg, bn placement, dropout placement): the variants with GPU targets (benchmark/arms/variants.py), plus input BN
 # and variational dropout inside `both`
 REGS = [
     ("none", "recurrent", "output"),

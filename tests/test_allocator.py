@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from benchmark import allocator
+from benchmark.training import allocator
 
 glibc = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "gnu_get_libc_version")
 

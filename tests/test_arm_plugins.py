@@ -19,10 +19,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import variants as registry
 from benchmark.arms import Arm, load_arm, options
+from benchmark.arms import variants as registry
 from benchmark.arms.base import package_arms
-from benchmark.config import ConfigError, register_configs
+from benchmark.core.config import ConfigError, register_configs
 from benchmark.models import masks as masks_mod
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.layer import RecurrentLayer
@@ -235,7 +235,7 @@ def test_the_built_in_arms_reg_node_enters_the_id_in_its_old_form(overrides):
 
 @pytest.mark.parametrize("overrides", sorted(OLD_IDS))
 def test_run_ids_of_existing_configs_are_unchanged(overrides):
-    from benchmark.run import prepare
+    from benchmark.job.prepare import prepare
 
     assert prepare(_compose(overrides.split())).run_id == OLD_IDS[overrides]
 
@@ -298,7 +298,7 @@ def test_a_user_arm_with_a_bad_setting_is_a_config_error(tmp_path):
 
 
 def test_an_arm_whose_identity_names_a_key_the_record_lacks_is_refused_before_anything_runs():
-    from benchmark.run import arm_identity
+    from benchmark.job.prepare import arm_identity
 
     class Chatty(Arm):
         def identity(self, total_len):

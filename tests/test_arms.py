@@ -13,10 +13,11 @@ import torch
 
 import benchmark as bm  # noqa: F401
 from benchmark.arms.base import Arm
-from benchmark.arms.ln import LayerNormArm, LNConfig
+from benchmark.arms.blocks import LNConfig, ZoneoutConfig
+from benchmark.arms.ln import LayerNormArm
 from benchmark.arms.none import NoArm
-from benchmark.arms.zoneout import ZoneoutArm, ZoneoutConfig
-from benchmark.config import ConfigError, Impl
+from benchmark.arms.zoneout import ZoneoutArm
+from benchmark.core.config import ConfigError, Impl
 from benchmark.models import ModelSpec, build_model
 from benchmark.models import layer as layer_mod
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell

@@ -1,6 +1,6 @@
 """Bad input: a one-paragraph error naming key, value and what is allowed; non-zero exit; results untouched.
 
-The config errors are checked in-process (compose, then `benchmark.run.prepare`, the path the CLI
+The config errors are checked in-process (compose, then `benchmark.job.prepare.prepare`, the path the CLI
 takes before it writes anything); a few cases go through the real CLI, whose exit code and stderr
 are the point there.
 """
@@ -108,13 +108,13 @@ CLI_CASES = ["unknown launcher", "seq_len zero", "unknown impl"]  # through the 
 
 @pytest.mark.parametrize("case", sorted(set(RUN_CASES) - {"unknown launcher"}))
 def test_bad_run_config_is_a_clear_error_before_anything_is_written(case, results, compose):
-    from benchmark import run as bm_run
-    from benchmark.config import ConfigError
+    from benchmark.core.config import ConfigError
+    from benchmark.job.prepare import prepare
 
     overrides, words = RUN_CASES[case]
     before = tree_digest(results)
     with pytest.raises(Exception) as info:
-        bm_run.prepare(compose(*overrides, "sweep=mysweep", "train.steps=2"))
+        prepare(compose(*overrides, "sweep=mysweep", "train.steps=2"))
     message = error_text(info.value)
     for w in words:
         assert w in message, f"{case}: {w!r} missing from:\n{message}"

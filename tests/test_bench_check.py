@@ -1,4 +1,4 @@
-"""The step-time regression check (`benchmark.bench_check`) on synthetic pytest-benchmark JSON.
+"""The step-time regression check (`benchmark.perf.bench_check`) on synthetic pytest-benchmark JSON.
 
 Fixtures are written the way tests/bench writes them: per variant, per-round ratios to the
 same-run reference in `extra_info["ratio_samples"]`. A slow test at the end runs the real
@@ -18,8 +18,8 @@ import pytest
 from rich.console import Console
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import variants as registry
-from benchmark.bench_check import (
+from benchmark.arms import variants as registry
+from benchmark.perf.bench_check import (
     BenchFileError,
     Ratio,
     Verdict,
@@ -254,7 +254,7 @@ def test_a_failed_baseline_write_leaves_the_old_file_and_no_temp_file(tmp_path, 
     def boom(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("benchmark.io.os.replace", boom)
+    monkeypatch.setattr("benchmark.core.io.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         check(run, "--baseline", out, "--write-baseline")
     assert out.read_text() == "old baseline\n"

@@ -1,4 +1,4 @@
-"""Evaluating a cohort's members stacked (benchmark/cohort_eval.py) gives each member its solo evaluation.
+"""Evaluating a cohort's members stacked (benchmark/training/cohort_eval.py) gives each member its solo evaluation.
 
 Precise BN's statistics, validation rows and final metrics of every member, computed through one stacked
 model, against the solo code (`estimate_population`, `validate`, `final_metrics`) on each member's own
@@ -12,13 +12,13 @@ import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm, options
-from benchmark.cohort_eval import final_metrics_stacked, refresh_stacked, validate_stacked
-from benchmark.config import Impl, Precision, TrainConfig
+from benchmark.core.config import Impl, Precision, TrainConfig
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.norm import estimate_population
 from benchmark.tasks import get_task
-from benchmark.train import Trainee, TrainResult, final_metrics, validate
+from benchmark.training.cohort_eval import final_metrics_stacked, refresh_stacked, validate_stacked
+from benchmark.training.train import Trainee, TrainResult, final_metrics, validate
 
 CPU = torch.device("cpu")
 CELLS = [RNNCell, LSTMCell, GRUCell]

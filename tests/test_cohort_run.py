@@ -1,4 +1,4 @@
-"""A cohort job (benchmark/cohort_run.py): each member is recorded as its solo run would be.
+"""A cohort job (benchmark/job/cohort_run.py): each member is recorded as its solo run would be.
 
 In-process: the job's config is composed as `benchmark.run.main` sees it (cohort.members set, as the
 cohort sweeper sets it), its members prepared, and `run_job` called.
@@ -11,9 +11,10 @@ import json
 import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.cohort_run import cuda_eager_stack_loses, run_job, stack_loses
-from benchmark.config import ConfigError
-from benchmark.run import execute, member_configs, prepare
+from benchmark.core.config import ConfigError
+from benchmark.job.cohort_run import cuda_eager_stack_loses, run_job, stack_loses
+from benchmark.job.execute import execute
+from benchmark.job.prepare import member_configs, prepare
 
 from helpers import TINY, compose
 
@@ -75,8 +76,8 @@ def test_a_member_naming_a_key_outside_the_cohort_axes_is_a_config_error(tmp_pat
 def test_members_over_dropout_p_stack_and_members_over_a_shared_setting_run_one_by_one(tmp_path):
     """A cohort over output dropout's p trains stacked; one over a setting the stack shares (BN's eps) trains
     its members one after another, each its solo run, and names the reason in the log."""
-    from benchmark.cohort_run import choose_mode
-    from benchmark.config import CohortMode
+    from benchmark.core.config import CohortMode
+    from benchmark.job.cohort_run import choose_mode
 
     def members_over(key: str, values: tuple[float, float], *overrides: str):
         members = "cohort.members=[" + ",".join(f'"seed=0 {key}={v}"' for v in values) + "]"

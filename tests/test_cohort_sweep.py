@@ -1,4 +1,4 @@
-"""The cohort sweeper: grid points into cohort jobs (benchmark/cohort_sweep.py), the Hydra plugin around
+"""The cohort sweeper: grid points into cohort jobs (benchmark/sweep/cohort_sweep.py), the Hydra plugin around
 it (hydra_plugins/cohort_sweeper/), its checks, and real multiruns through it (tests/sweeper_app.py
 records the jobs Hydra launched; no training)."""
 
@@ -11,17 +11,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark.cohort_sweep import (
-    SWEEPER_TARGET,
-    group_jobs,
-    groups,
-    job_numbers,
-    member_overrides,
-    member_point,
-    members_override,
-    quote,
-)
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
+from benchmark.job.members import member_overrides, member_point, members_override, quote
+from benchmark.sweep.cohort_sweep import SWEEPER_TARGET, group_jobs, groups, job_numbers
 
 from helpers import ROOT, run
 
@@ -318,7 +310,7 @@ def test_axes_set_by_a_swept_group_are_refused(tmp_path):
 def test_status_and_progress_count_members_not_jobs(tmp_path):
     """`make status`, the progress bar and the report's missing points expand the user's grid: 12 points in
     2 cohort jobs are 12 points, each numbered by the job that trains it, each with its solo run id."""
-    from benchmark.analysis import progress, status
+    from benchmark.sweep import progress, status
 
     results = tmp_path / "r"
     p = multirun(results, "seed=0,1,2", "train.lr=0.1,0.2", "reg=none,bn", "sweep=grid")

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
 from benchmark.arms import build_arm
-from benchmark.config import ConfigError, RunConfig, validate
+from benchmark.core.config import ConfigError, RunConfig, validate
 from benchmark.models import ModelSpec, build_model, check_cell_class
 from benchmark.tasks import check_task
 
@@ -99,7 +99,7 @@ def first_values_and_points(exp: str, tmp: Path) -> list[list[str]]:
     """One override list per design point / regime, length and reg (what the checks depend on: data
     sizes, per-step BN statistics vs the length), every other axis at its first value. An experiment
     with a protocol: every tuning design of its first cell at every length, and every cell once."""
-    from benchmark.analysis import protocol
+    from benchmark.sweep import protocol
 
     proto = protocol.load(exp)
     if proto is not None:
@@ -136,7 +136,7 @@ def first_values_and_points(exp: str, tmp: Path) -> list[list[str]]:
 @pytest.mark.parametrize("exp", names("experiment"))
 def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir):
     """prepare() = compose, type-check, validate, build the task (data stay lazy) and check the model spec."""
-    from benchmark import run as bm_run
+    from benchmark.job.prepare import prepare
 
     points = first_values_and_points(exp, tmp_path / "plan")
     assert points
@@ -148,10 +148,10 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
                 cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, *files)
         if cfg.accel == "graph" and not torch.cuda.is_available():  # a GPU experiment: refused here, naming the key
             with pytest.raises(ConfigError, match="accel"):
-                bm_run.prepare(cfg)
+                prepare(cfg)
             with hydra_held():  # ... and everything else in it valid
                 cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, "accel=none")
-        p = bm_run.prepare(cfg)
+        p = prepare(cfg)
         assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 
 
@@ -159,7 +159,7 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
 def test_claims_design_keeps_its_promises(exp, tmp_path):
     """One budget per regime and cell (a fair race between arms), adding trained to a target, the
     overfitting regime small, and the comparisons the claims need (the seed roles: test_protocol.py)."""
-    from benchmark.analysis import protocol
+    from benchmark.sweep import protocol
 
     proto = protocol.load(exp)
     o = tuning_overrides(protocol.tune(proto, tmp_path))
@@ -190,5 +190,5 @@ def test_make_sweep_runs_claims_on_every_core_without_a_gpu():
     out = run(["make", "-n", "sweep", f"VPY={sys.executable}"], cwd=ROOT, timeout=60, check=True).stdout
     cores = len(os.sched_getaffinity(0))  # what nproc counts
     assert "+experiment=claims_cpu" in out and "hydra/launcher=joblib" in out
-    assert "benchmark.analysis.protocol tune claims_cpu" in out and "benchmark.analysis.protocol confirm" in out
+    assert "benchmark.sweep.protocol tune claims_cpu" in out and "benchmark.sweep.protocol confirm" in out
     assert f"hydra.launcher.n_jobs={cores}" in out

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import envinfo
+from benchmark.job import envinfo
 
 # Two GPUs as nvidia-smi lists them (all GPUs of the node, its own order and index).
 SMI = (

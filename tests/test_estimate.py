@@ -1,4 +1,4 @@
-"""The GPU wall-time estimate (benchmark/estimate.py): its jobs are the sweep's, its costs the measured ones, and
+"""The GPU wall-time estimate (benchmark/perf/estimate.py): its jobs are the sweep's, its costs the measured ones, and
 the numbers the experiment files state are the ones it prints."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import re
 import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import estimate
-from benchmark.analysis import protocol
+from benchmark.perf import costs, estimate
+from benchmark.sweep import protocol
 
 
 def test_protocol_jobs_hold_every_run_of_the_protocol():
@@ -41,7 +41,7 @@ def _doc(rows, jobs=None):
 
 def test_costs_are_linear_in_t_between_and_beyond_the_measured_lengths():
     rows = [dict(cell="lstm", arm="bn", seq_len=T, step_ms=ms) for T, ms in ((100, 10.0), (300, 30.0), (1000, 50.0))]
-    c = estimate.Costs(_doc(rows), 128, 64)
+    c = costs.Costs(_doc(rows), 128, 64)
     assert c.at("lstm", "bn", 300, "step_ms") == 30.0
     assert c.at("lstm", "bn", 200, "step_ms") == pytest.approx(20.0)
     assert c.at("lstm", "bn", 650, "step_ms") == pytest.approx(40.0)
@@ -49,11 +49,11 @@ def test_costs_are_linear_in_t_between_and_beyond_the_measured_lengths():
     b, a = c.overhead  # 18 s at T=100, 108 s at T=1000
     assert (a, b) == (pytest.approx(8.0), pytest.approx(0.1))
     job = estimate.Job("grid", "lstm", "bn", 300, 15, steps=1000, eval_interval=200)
-    assert c.job_s(job) == pytest.approx(1.0 + 1000 * 0.030 + 5 * 0.1 + 8.0 + 0.1 * 300)
+    assert estimate.job_s(c, job) == pytest.approx(1.0 + 1000 * 0.030 + 5 * 0.1 + 8.0 + 0.1 * 300)
 
 
 def test_an_unmeasured_variant_is_an_error_naming_it():
-    c = estimate.Costs(_doc([dict(cell="lstm", arm="bn", seq_len=100, step_ms=1.0)]), 128, 64)
+    c = costs.Costs(_doc([dict(cell="lstm", arm="bn", seq_len=100, step_ms=1.0)]), 128, 64)
     with pytest.raises(Exception, match="gru-none"):
         c.at("gru", "none", 100, "step_ms")
 
@@ -78,6 +78,6 @@ def test_the_gpu_default_fits_two_hours_and_covers_the_grid():
 
 
 def test_the_baseline_holds_every_variant_the_gpu_experiments_need():
-    doc = json.loads(estimate.BASELINE.read_text())
+    doc = json.loads(costs.BASELINE.read_text())
     graph = {(r["cell"], r["arm"]) for r in doc["rows"] if r["accel"] == "graph" and "eval_ms" in r}
     assert graph >= {(c, r) for c in ("rnn", "lstm", "gru") for r in ("none", "bn", "dropout", "both")}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark.analysis import status
+from benchmark.sweep import status
 
 from helpers import ENV, ROOT, RUN_FILES, TINY, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
 

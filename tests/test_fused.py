@@ -15,7 +15,7 @@ import torch
 from arm_configs import arm
 
 from benchmark.arms import load_arm
-from benchmark.config import Impl
+from benchmark.core.config import Impl
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.models.fused import FusedLSTM

@@ -1,4 +1,4 @@
-"""benchmark.gpu_bench: the ratio table and JSON on CPU; a clean skip where CUDA is asked for and absent."""
+"""benchmark.perf.gpu_bench: the ratio table and JSON on CPU; a clean skip where CUDA is asked for and absent."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import gpu_bench
-from benchmark import variants as registry
+from benchmark.arms import variants as registry
+from benchmark.perf import gpu_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -37,7 +37,7 @@ TINY = [
     "--threads",
     "1",
 ]
-# Every registered variant on each of its impls (benchmark/variants.py), reference included.
+# Every registered variant on each of its impls (benchmark/arms/variants.py), reference included.
 VARIANTS = {f"{impl}-{v.name}" for v in registry.all_variants() for impl in v.impls}
 
 
@@ -107,7 +107,7 @@ def test_summary_picks_the_fastest_custom_variant():
 
 
 def test_variants_add_each_speed_up_to_every_custom_regulariser():
-    from benchmark.config import Accel
+    from benchmark.core.config import Accel
 
     names = [v.name for v in gpu_bench.variants([Accel.compile, Accel.graph])]
     n_custom = sum("custom" in v.impls for v in registry.all_variants())
@@ -130,7 +130,7 @@ def test_cuda_requested_without_cuda_skips_cleanly_and_writes_nothing(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.run(
-        [sys.executable, "-m", "benchmark.gpu_bench", "--out", str(out)],
+        [sys.executable, "-m", "benchmark.perf.gpu_bench", "--out", str(out)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -192,7 +192,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
     def boom(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("benchmark.io.os.replace", boom)
+    monkeypatch.setattr("benchmark.core.io.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         gpu_bench.main(TINY + ["--cells", "rnn", "--seq-lens", "5", "--variants", "none", "--out", str(out)])
     assert out.read_text() == "previous run\n"

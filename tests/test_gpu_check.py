@@ -1,6 +1,6 @@
 """scripts/gpu_check.sh, the one script a device session runs: its CPU dry run exercises every part (CUDA absent,
 tiny sizes), what comes back fits the device's limits, and the closing note reads the records right
-(benchmark/analysis/gpu_note.py: pMNIST steps to an accuracy as survival data; benchmark/estimate_jobs.py: the
+(benchmark/analysis/gpu_note.py: pMNIST steps to an accuracy as survival data; benchmark/perf/estimate_jobs.py: the
 estimate rebuilt from whole jobs)."""
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark import estimate_jobs
-from benchmark.analysis import gpu_note, protocol
-from benchmark.estimate import Job
+from benchmark.analysis import gpu_note
+from benchmark.perf import estimate_jobs
+from benchmark.perf.estimate import Job
+from benchmark.sweep import protocol
 
 from mnist_fixture import write_mnist
 

@@ -1,4 +1,5 @@
-"""`benchmark.gpu_cohort`, the cohort step costs the GPU estimate is built from: on the CPU, its rows and refusals."""
+"""`benchmark.perf.gpu_cohort`, the cohort step costs the GPU estimate is built from: on the CPU, its rows and
+refusals."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import gpu_cohort
+from benchmark.perf import gpu_cohort
 
 
 def test_rows_time_the_cohort_step_and_one_member_alone_and_survive_a_failing_variant(tmp_path, capsys):

@@ -9,7 +9,9 @@ import torch
 from arm_configs import arm
 
 import benchmark as bm  # noqa: F401
-from benchmark.gradients import (
+from benchmark.core.record import INIT_GAINS
+from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.training.gradients import (
     balance,
     group_norm_tensors,
     hidden_grad_profile,
@@ -17,8 +19,6 @@ from benchmark.gradients import (
     profile_ratio,
     total_norm,
 )
-from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.record import INIT_GAINS
 
 
 def rnn_model(T_hidden: int = 8, per_step: bool = False, out: int = 1):

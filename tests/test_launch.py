@@ -8,7 +8,7 @@ import time
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark.launch import gpu_slot, launcher_kind, threads_for_job
+from benchmark.job.launch import gpu_slot, launcher_kind, threads_for_job
 
 JOBLIB = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 4}
 SLURM = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "cpus_per_task": 6}
@@ -82,7 +82,7 @@ def test_single_or_no_gpu_needs_no_lock(tmp_path):
 
 
 def test_running_jobs_count_the_others_and_not_the_dead(tmp_path):
-    from benchmark.launch import running_jobs
+    from benchmark.job.launch import running_jobs
 
     (tmp_path / "12345-deadbeef.lock").write_text("")  # left by a killed job: no one holds it
     with running_jobs(tmp_path) as a:

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
 from benchmark.arms import build_arm
-from benchmark.config import ConfigError, RunConfig, register_configs, validate
-from benchmark.io import run_id
+from benchmark.core.config import ConfigError, RunConfig, register_configs, validate
+from benchmark.core.io import run_id
 
 from helpers import compose
 

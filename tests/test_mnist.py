@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks import get_task
 from benchmark.tasks import mnist_files as mf
 from benchmark.tasks.mnist import SEQ_LENS, PermutedMNIST, SequentialMNIST

@@ -11,9 +11,8 @@ from torch import nn
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import Arm
-from benchmark.arms.bn import BNPlacement
-from benchmark.arms.dropout import DropoutPlacement
-from benchmark.config import ConfigError, Impl
+from benchmark.arms.blocks import BNPlacement, DropoutPlacement
+from benchmark.core.config import ConfigError, Impl
 from benchmark.models import GRUCell, LSTMCell, ModelSpec, RNNCell, build_model
 from benchmark.models.dropout import LockedDropout, StepDropout
 from benchmark.models.norm import StepBatchNorm

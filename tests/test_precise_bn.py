@@ -13,15 +13,14 @@ from arm_configs import arm
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
-from benchmark import run as bm_run
-from benchmark import train as bm_train
 from benchmark.arms import Arm
-from benchmark.arms.bn import BNPlacement, BNPopulation
-from benchmark.arms.dropout import DropoutPlacement
-from benchmark.config import ConfigError, Impl, TrainConfig
+from benchmark.arms.blocks import BNPlacement, BNPopulation, DropoutPlacement
+from benchmark.core.config import ConfigError, Impl, TrainConfig
+from benchmark.job.prepare import prepare
 from benchmark.models import CELLS, ModelSpec, bn_modules, build_model, estimate_population
 from benchmark.models.norm import OutputBatchNorm, SeqBatchNorm, StepBatchNorm
 from benchmark.tasks import get_task
+from benchmark.training import train as bm_train
 
 from helpers import compose
 
@@ -171,7 +170,7 @@ CONF = ROOT / "conf"
 
 
 def prepared(*overrides: str):
-    return bm_run.prepare(compose("hidden_size=4", *overrides))
+    return prepare(compose("hidden_size=4", *overrides))
 
 
 @pytest.mark.parametrize("task", sorted(p.stem for p in (CONF / "task").glob("*.yaml")))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import precision
+from benchmark.training import precision
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The claims protocol (benchmark/analysis/protocol.py): tuning designs that Hydra composes, selection
+"""The claims protocol (benchmark/sweep/protocol.py): tuning designs that Hydra composes, selection
 on the tuning seeds only, confirmation designs at the chosen settings for every length."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import benchmark.run  # noqa: F401  (registers the run schema)
-from benchmark.analysis import aggregate, comparisons, protocol
-from benchmark.config import ConfigError
+from benchmark.analysis import aggregate, comparisons
+from benchmark.core.config import ConfigError
+from benchmark.sweep import protocol
 
 from synthetic_runs import make_run
 

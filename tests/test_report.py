@@ -127,10 +127,10 @@ def test_self_contained_figures_and_no_network(built):
 
 def test_variants_failures_and_reproduction_are_stated(built):
     _, html = built
-    # what each variant is comes from the variant registry (benchmark/variants.py), with its paper
+    # what each variant is comes from the variant registry (benchmark/arms/variants.py), with its paper
     from markupsafe import escape
 
-    from benchmark import variants
+    from benchmark.arms import variants
 
     for name in ("bn.recurrent", "dropout.output"):
         assert escape(variants.get(name).description) in html and escape(variants.get(name).paper) in html

@@ -13,15 +13,16 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401
-from benchmark import record
-from benchmark import run as bm_run
-from benchmark.config import ConfigError
-from benchmark.io import atomic_write_json, is_complete, run_id
+from benchmark.core import record
+from benchmark.core.config import ConfigError
+from benchmark.core.io import atomic_write_json, is_complete, run_id
+from benchmark.job import execute as bm_execute
+from benchmark.job.prepare import prepare
 
 from helpers import PLUGIN, TINY, compose
 
 ROOT = Path(__file__).resolve().parent.parent
-# Keys the run record promises (benchmark/record.py, documented in docs/metrics.md).
+# Keys the run record promises (benchmark/core/record.py, documented in docs/metrics.md).
 CONTRACT_KEYS = set(record.KEYS)
 ENV_KEYS = {
     "device_name",
@@ -60,8 +61,8 @@ def composed(overrides: list[str], plugin: bool = False):
 
 
 def run_inprocess(tmp_path: Path, overrides: list[str], plugin: bool = False) -> tuple[str, dict, Path]:
-    p = bm_run.prepare(composed([f"results_dir={tmp_path}"] + overrides, plugin))
-    status = bm_run.execute(p, threads=1)
+    p = prepare(composed([f"results_dir={tmp_path}"] + overrides, plugin))
+    status = bm_execute.execute(p, threads=1)
     return status, json.loads((p.out / "metrics.json").read_text()), p.out
 
 
@@ -110,11 +111,11 @@ def test_one_point_writes_the_documented_files(tmp_path):
 
 def test_rerun_after_a_kill_removes_the_temp_files_it_left(tmp_path):
     over = ["cell=rnn", "reg=none", "task=adding", "seed=4"]
-    p = bm_run.prepare(composed([f"results_dir={tmp_path}"] + over))
+    p = prepare(composed([f"results_dir={tmp_path}"] + over))
     p.out.mkdir(parents=True)
     (p.out / "config.yaml").write_text("from the killed attempt\n")
     (p.out / ".metrics.json.x1y2z3.tmp").write_text('{"complete": tr')  # killed mid-write
-    assert bm_run.execute(p, threads=1) == "ok"
+    assert bm_execute.execute(p, threads=1) == "ok"
     assert {f.name for f in p.out.iterdir()} == {"config.yaml", "history.csv", "metrics.json"}
 
 
@@ -141,7 +142,7 @@ def test_a_later_knob_at_its_default_leaves_the_run_id_as_it_was_before_the_knob
     that default hashes as the same config without the key; any other value is another run."""
     from omegaconf import OmegaConf
 
-    from benchmark.io import LATER_KNOBS, _drop
+    from benchmark.core.io import LATER_KNOBS, _drop
 
     resolved = OmegaConf.to_container(compose("task=ptb"), resolve=True)
     for key, default in LATER_KNOBS.items():
@@ -178,7 +179,7 @@ def test_is_complete_only_for_ok_or_diverged(tmp_path):
 )
 def test_config_errors_raise_before_anything_is_written(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        bm_run.prepare(composed([f"results_dir={tmp_path}"] + override.split()))
+        prepare(composed([f"results_dir={tmp_path}"] + override.split()))
     assert not any(tmp_path.iterdir())
 
 
@@ -260,7 +261,7 @@ def test_a_failure_after_training_keeps_every_part_measured_before_it(tmp_path, 
     def broken(*a, **k):
         raise RuntimeError("timing broke")
 
-    monkeypatch.setattr(bm_run, "dedicated_timing", broken)
+    monkeypatch.setattr(bm_execute, "dedicated_timing", broken)
     status, m, out = run_inprocess(tmp_path, ["cell=gru", "task=adding", "seed=2"])
     assert status == "failed" and m["status"] == "failed" and "timing broke" in m["error"]
     assert m["steps_done"] == m["steps"] and m["test_accuracy"] is not None  # training and final metrics kept

@@ -1,4 +1,4 @@
-"""`make status` and the live progress of `make sweep` (benchmark/analysis/status.py, progress.py).
+"""`make status` and the live progress of `make sweep` (benchmark/sweep/status.py, progress.py).
 
 A real multirun (a slice of the smoke grid: lstm, seed 0, 8 points) is run once; the tests
 then damage copies of it the way real sweeps get damaged — a point killed mid-run, a point
@@ -24,8 +24,8 @@ import yaml
 from rich.console import Console
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.analysis import progress, status
-from benchmark.analysis.status import Category
+from benchmark.sweep import progress, status
+from benchmark.sweep.status import Category
 
 from helpers import ENV, ROOT
 
@@ -159,7 +159,7 @@ def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
     assert p.returncode == 0, p.stderr
     assert re.search(r"│ ok\s+│\s+8 │\s+100% │", p.stdout), p.stdout
     p = subprocess.run(
-        [sys.executable, "-m", "benchmark.analysis.status", str(tmp_path)],
+        [sys.executable, "-m", "benchmark.sweep.status", str(tmp_path)],
         cwd=ROOT,
         env=ENV,
         capture_output=True,
@@ -171,7 +171,7 @@ def test_make_status_prints_the_table_and_refuses_a_non_sweep(sweep, tmp_path):
 
 def test_status_runs_without_torch(sweep):
     code = (
-        f"import sys; from benchmark.analysis import status, progress; "
+        f"import sys; from benchmark.sweep import status, progress; "
         f"st = status.sweep_status({str(sweep)!r}); print(len(st.points), 'torch' in sys.modules)"
     )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
@@ -196,7 +196,7 @@ def run_with_progress(results: Path, *extra: str) -> tuple[int, str]:
 def test_progress_counts_a_sweep_and_its_rerun(tmp_path):
     rc, out = run_with_progress(tmp_path / "results")
     assert rc == 0, out
-    assert out.count("skipping complete run") == 0 and out.count("[benchmark.run][INFO] - run ") >= N
+    assert out.count("skipping complete run") == 0 and out.count("[benchmark.job.execute][INFO] - run ") >= N
     assert (
         out.rstrip()
         .splitlines()[-1]
@@ -225,7 +225,7 @@ def test_ctrl_c_stops_the_sweep_and_the_display_cleanly(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "benchmark.analysis.progress",
+        "benchmark.sweep.progress",
         str(results / "smoke"),
         "--interval",
         "0.2",
@@ -263,7 +263,7 @@ def test_progress_under_joblib_keeps_every_line_whole(tmp_path):
     log = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[[\w.]+\](\[\w+\])? ")
     for line in out.splitlines():
         assert log.match(line) or line.startswith("sweep smoke") or line.startswith("\t"), repr(line)
-    assert out.count("[benchmark.run][INFO] - run ") == 2 * N  # "-> folder" and "status=ok", per point
+    assert out.count("[benchmark.job.execute][INFO] - run ") == 2 * N  # "-> folder" and "status=ok", per point
     assert out.rstrip().splitlines()[-1].startswith(f"sweep smoke: {N}/{N} grid points done, 0 failed")
 
 

@@ -1,4 +1,4 @@
-"""The training step and its batches (benchmark/step.py), and the loop taking a task's own."""
+"""The training step and its batches (benchmark/training/step.py), and the loop taking a task's own."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.config import TrainConfig
+from benchmark.core.config import TrainConfig
 from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.step import EagerStep, RandomBatches
 from benchmark.tasks import AddingTask, get_task
-from benchmark.train import train
+from benchmark.training.step import EagerStep, RandomBatches
+from benchmark.training.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_example"))
 

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks import AddingTask, CopyTask, DigitsTask, Task, get_task
 from benchmark.tasks.base import split_seed
 

@@ -10,7 +10,7 @@ from arm_configs import arm
 
 import benchmark as bm  # noqa: F401
 from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.timing import MemoryMeter, median_iqr, time_model
+from benchmark.training.timing import MemoryMeter, median_iqr, time_model
 
 
 def test_median_iqr():
@@ -37,7 +37,7 @@ def test_time_model_reports_positive_times_and_leaves_the_model_alone():
 
 def test_memory_meter_sees_a_large_allocation():
     """160 MiB of fresh resident pages raise the peak. Mapped directly rather than through malloc:
-    the process keeps freed heap memory (allocator.py), which earlier tests may have left behind
+    the process keeps freed heap memory (benchmark/training/allocator.py), which earlier tests may have left behind
     for a malloc'd tensor to reuse without growing the resident set."""
     meter = MemoryMeter(torch.device("cpu"))
     assert meter.kind in ("rss_hwm_delta", "ru_maxrss_delta")

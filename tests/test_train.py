@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import Precision, Scheduler, TrainConfig
+from benchmark.core.config import Precision, Scheduler, TrainConfig
 from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.tasks import get_task
-from benchmark.train import HISTORY_COLUMNS, BatchSampler, final_metrics, lr_factor, train
+from benchmark.training.train import HISTORY_COLUMNS, BatchSampler, final_metrics, lr_factor, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_example"))
 from my_plugin import FailingTask, NaNTask  # noqa: E402
@@ -104,7 +104,7 @@ def test_non_finite_loss_stops_as_diverged_and_keeps_the_record():
 
 
 def test_exception_propagates_with_partial_result():
-    from benchmark.train import TrainResult
+    from benchmark.training.train import TrainResult
 
     task, model = setup(FailingTask(seq_len=6, n_train=64, n_val=16, n_test=16, fail_after=5))
     res = TrainResult()
@@ -117,7 +117,7 @@ def test_early_stopping_restores_the_best_weights():
     task, model = setup()
     r = train(model, task, cfg(steps=200, eval_interval=1, lr=0.5, early_stopping_patience=1), CPU, seed=0)
     assert r.stopped_early and r.steps_done < 200
-    from benchmark.train import evaluate
+    from benchmark.training.train import evaluate
 
     val = evaluate(model, task, *task.splits()["val"], CPU)
     assert task.score(val["metric"]) == pytest.approx(max(r.val_scores))  # the best score, not the last
@@ -143,7 +143,7 @@ def test_stop_at_target_ends_training_there_and_holds_the_score_over_the_budget(
     assert r.val_scores == full.val_scores[: len(r.val_scores)]  # the same run, cut at the target
     held = (sum(r.val_scores) + (12 - len(r.val_scores)) * r.val_scores[-1]) / 12  # 60 / 5 = 12 evaluations
     assert r.summary()["val_score_auc"] == pytest.approx(held)
-    from benchmark.train import evaluate
+    from benchmark.training.train import evaluate
 
     val = evaluate(model, task, *task.splits()["val"], CPU)
     assert task.score(val["metric"]) == pytest.approx(r.val_scores[-1])  # the final model is the one at the target
@@ -157,7 +157,7 @@ def test_an_unreached_target_uses_the_whole_budget():
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_bf16_autocast_runs_on_cpu(cell):
-    """On every CPU: fused kernels without a bf16 kernel here fall back to fp32 (precision.py)."""
+    """On every CPU: fused kernels without a bf16 kernel here fall back to fp32 (benchmark/training/precision.py)."""
     task, model = setup(cell=cell)
     r = train(model, task, cfg(steps=3), CPU, seed=0, precision=Precision.bf16)
     assert r.status == "ok" and all(math.isfinite(g) for g in r.grad_norms)

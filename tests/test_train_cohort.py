@@ -1,8 +1,8 @@
-"""A cohort's members train exactly as their solo runs (benchmark/train_cohort.py), in float64.
+"""A cohort's members train exactly as their solo runs (benchmark/training/train_cohort.py), in float64.
 
 Six members (3 seeds x 2 learning rates) of every cell x arm train for 100 steps as one cohort;
 each one's history (training losses, gradient norms, validation scores), stopping and final
-metrics must equal its solo run's (`benchmark.train.train` on its own model), to 1e-4 relative.
+metrics must equal its solo run's (`benchmark.training.train.train` on its own model), to 1e-4 relative.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import train_cohort as train_cohort_mod
 from benchmark.arms import load_arm, options
-from benchmark.config import Accel, Optimizer, TrainConfig
+from benchmark.core.config import Accel, Optimizer, TrainConfig
 from benchmark.models import ModelSpec, build_model, masks
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
 from benchmark.tasks import get_task
-from benchmark.train import final_metrics, train
-from benchmark.train_cohort import train_cohort
+from benchmark.training import train_cohort as train_cohort_mod
+from benchmark.training.train import final_metrics, train
+from benchmark.training.train_cohort import train_cohort
 
 CPU = torch.device("cpu")
 SEEDS, LRS = (0, 1, 2), (0.01, 0.03)
@@ -186,7 +186,7 @@ def test_with_stop_at_target_each_member_stops_at_its_own_step(arm, seeds, alone
 def test_step_stats_of_members_together_are_each_ones_own(dtype, max_norm):
     """Clipping and norms of E runs in one pass (`cohort_step_stats`) equal `step_stats` run by run: the
     clipped gradients and the loss and global norm bit for bit, the group norms to rounding."""
-    from benchmark.train import cohort_step_stats, step_stats
+    from benchmark.training.train import cohort_step_stats, step_stats
 
     task = tiny_task()
 

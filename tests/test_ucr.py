@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import benchmark as bm  # noqa: F401
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks import get_task
 from benchmark.tasks.ucr import DATASETS, UCRTask, load_archive
 

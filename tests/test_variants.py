@@ -1,4 +1,4 @@
-"""The variant registry (benchmark/variants.py): one vocabulary for the step benchmarks, gpu_bench and bench_check.
+"""The variant registry (benchmark/arms/variants.py): one vocabulary for the step benchmarks, gpu_bench and bench_check.
 
 Each entry's overrides must build what Hydra builds from the same command line; a variant
 registered once must show up in the step benchmarks' ids and gpu_bench's plan unasked.
@@ -16,11 +16,11 @@ import torch
 from omegaconf import OmegaConf
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import bench_check, gpu_bench
-from benchmark import variants as registry
 from benchmark.arms import build_arm
-from benchmark.config import Impl, register_configs, validate
+from benchmark.arms import variants as registry
+from benchmark.core.config import Impl, register_configs, validate
 from benchmark.models import CELLS, ModelSpec, build_model, get_cell, resolve_impl
+from benchmark.perf import bench_check, gpu_bench
 
 from helpers import compose
 
@@ -34,7 +34,7 @@ FAKE = registry.Variant(
     "a test-only variant",
 )
 REGISTER_FAKE = (
-    "from benchmark import variants as r; "
+    "from benchmark.arms import variants as r; "
     "r.register(r.Variant('dropout.fake', ('reg=dropout', 'reg.dropout.placement=variational', "
     "'reg.dropout.p=0.5'), ('custom',), 'nobody 2026', 'a test-only variant')); "
 )
@@ -50,7 +50,7 @@ def fake() -> registry.Variant:
 
 
 def test_registry_imports_no_torch():
-    code = "import sys, benchmark.variants as v; assert v.all_variants(); print('torch' in sys.modules)"
+    code = "import sys, benchmark.arms.variants as v; assert v.all_variants(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -207,5 +207,5 @@ def test_bench_check_takes_references_from_the_registry(fake):
     current = {"gru-native-none-T9": r, "gru-custom-dropout.fake-T9": r, "gru-custom-gone.away-T9": r}
     notes = bench_check.reference_notes({}, current)
     assert notes[0] == "reference gru-native-none-T9: 2.00 ms now, not in the baseline"
-    assert notes[1] == "not in the variant registry (benchmark/variants.py): gru-custom-gone.away-T9"
+    assert notes[1] == "not in the variant registry (benchmark/arms/variants.py): gru-custom-gone.away-T9"
     assert len(notes) == 2

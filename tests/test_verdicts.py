@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 import benchmark as bm  # noqa: F401
-from benchmark import record
 from benchmark.analysis import aggregate, comparisons, stats
+from benchmark.core import record
 
 from synthetic_runs import RUN_SD, make_run, make_sweep
 
@@ -154,7 +154,7 @@ def test_the_analysis_names_no_task_and_no_metric():
 
 def test_analysis_imports_no_torch_in_a_fresh_interpreter():
     code = (
-        "import sys, benchmark.analysis.report, benchmark.analysis.aggregate, benchmark.record; "
+        "import sys, benchmark.analysis.report, benchmark.analysis.aggregate, benchmark.core.record; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -16,7 +16,7 @@ from torch.func import functional_call
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm
-from benchmark.config import ConfigError, Impl, register_configs
+from benchmark.core.config import ConfigError, Impl, register_configs
 from benchmark.models import ModelSpec, build_model
 from benchmark.models import masks as masks_mod
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
@@ -119,7 +119,8 @@ def test_runs_on_the_custom_loop_and_refuses_native():
 
 
 def test_a_run_records_the_arm_and_its_setting(tmp_path):
-    from benchmark import run as bm_run
+    from benchmark.job.execute import execute
+    from benchmark.job.prepare import prepare
 
     tiny = [
         "hidden_size=8",
@@ -139,8 +140,8 @@ def test_a_run_records_the_arm_and_its_setting(tmp_path):
         "reg.weightdrop.p=0.4",
     ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        p = bm_run.prepare(compose(config_name="config", overrides=tiny))
-    assert bm_run.execute(p, threads=1) == "ok"
+        p = prepare(compose(config_name="config", overrides=tiny))
+    assert execute(p, threads=1) == "ok"
     import json
 
     m = json.loads((p.out / "metrics.json").read_text())

@@ -1,7 +1,7 @@
 """Every run of a sweep into tidy pandas tables: `python -m benchmark.analysis.aggregate results/<sweep>`.
 
 Reads `results/<sweep>/runs/<run_id>/{config.yaml, history.csv, metrics.json}` (see the
-run record, `benchmark/record.py`) and writes, next to `runs/`:
+run record, `benchmark/core/record.py`) and writes, next to `runs/`:
 
 - `summary.parquet`, `summary.csv`: one row per run folder — every scalar key of
   metrics.json, `env` flattened as `env_*`, plus `path` and `problem`. Folders that are not
@@ -35,8 +35,8 @@ import yaml
 from pyarrow import csv as pa_csv
 from pyarrow import parquet as pq
 
-from benchmark import record
-from benchmark.io import atomic_write
+from benchmark.core import record
+from benchmark.core.io import atomic_write
 
 SUMMARY_PARQUET, SUMMARY_CSV = "summary.parquet", "summary.csv"
 PROFILES_PARQUET, CURVES_PARQUET = "profiles.parquet", "curves.parquet"

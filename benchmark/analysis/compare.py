@@ -31,11 +31,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark import record
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import comparisons as cmp
 from benchmark.analysis import stats
-from benchmark.io import atomic_write_text
+from benchmark.core import record
+from benchmark.core.io import atomic_write_text
 
 DONE = record.MEASURED
 BETTER, WORSE, HIGHER, LOWER, UNCLEAR = "better", "worse", "higher", "lower", "no clear change"

@@ -15,8 +15,8 @@ from typing import Any, Collection, Optional
 import numpy as np
 import pandas as pd
 
-from benchmark import variants
 from benchmark.analysis import stats
+from benchmark.arms import variants
 
 KEY = ["task", "seq_len", "cell"]  # one comparison point
 BASELINE = "none"

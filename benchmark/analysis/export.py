@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.io import atomic_write_text
+from benchmark.core.io import atomic_write_text
 
 DIGITS = 4  # significant digits in Markdown and LaTeX
 

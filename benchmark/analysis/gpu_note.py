@@ -11,7 +11,7 @@ Reads the parts' records under WORK and writes OUT/note.md (and OUT/pmnist_curve
   wall time from the measured cohort step;
 - `make bench-gpu` (fp32, bf16): each custom variant that has a target, its ratio to cuDNN against it;
 - the scaled `claims_gpu` sweep through `make sweep`: its wall time, statuses, report;
-- the whole `claims_gpu` jobs and the estimate rebuilt from them (`benchmark.estimate_jobs`).
+- the whole `claims_gpu` jobs and the estimate rebuilt from them (`benchmark.perf.estimate_jobs`).
 Reads files only (no torch); a part that left nothing says so.
 """
 

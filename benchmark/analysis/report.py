@@ -27,16 +27,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from benchmark import record, variants
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import claims as claims_mod
 from benchmark.analysis import comparisons as cmp
-from benchmark.analysis import export, plots, stats, status, tables
+from benchmark.analysis import export, plots, stats, tables
 from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table
 from benchmark.analysis.html import present as _present
-from benchmark.arms.bn import BNConfig
-from benchmark.arms.dropout import DropoutConfig
-from benchmark.io import atomic_write_text
+from benchmark.arms import variants
+from benchmark.arms.blocks import BNConfig, DropoutConfig
+from benchmark.core import record
+from benchmark.core.io import atomic_write_text
+from benchmark.sweep import status
 
 DONE = record.MEASURED  # runs that produced measurements (diverged: up to the step it stopped)
 WORD_CLASS = {stats.HELPS: "v-helps", stats.HURTS: "v-hurts", stats.UNCLEAR: "v-unclear", stats.TOO_FEW: "v-few"}
@@ -274,7 +275,7 @@ def seeds_section(s: "Sweep") -> dict[str, Any]:
 
 
 def registered_variant(row: pd.Series) -> Optional[variants.Variant]:
-    """The registry entry a run's variant is (benchmark/variants.py), or None for a user variant."""
+    """The registry entry a run's variant is (benchmark/arms/variants.py), or None for a user variant."""
     name = str(row["variant"]).split("@")[0]
     if name in variants.names():
         return variants.get(name)

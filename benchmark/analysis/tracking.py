@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from benchmark.io import read_metrics
+from benchmark.core.io import read_metrics
 
 EXTRA_HINT = "pip install -e .[tracking]"
 MARKER = ".exported-by-rnn-ablation-bench"

@@ -17,7 +17,7 @@ Pieces are built by factory methods that receive their sizes, and random masks a
 `benchmark.models.masks.bernoulli`, so stacking several models along a leading dimension
 later changes those two places, not every arm. An arm also contributes its columns of the
 run record (`identity`) and declares its variants (`variants`): placements, paper and one-line
-description, from which benchmark/variants.py builds the registry.
+description, from which benchmark/arms/variants.py builds the registry.
 
 This module is torch-free (the variant registry and the report import it); arms import their
 torch pieces inside the factory methods.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Sequence
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 
 REG_CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "reg"
 
@@ -143,7 +143,7 @@ class Arm:
         return 0
 
     def identity(self, total_len: Optional[int]) -> dict[str, Any]:
-        """The arm's columns of the run record (benchmark/record.py), beyond `reg` and `reg_params`."""
+        """The arm's columns of the run record (benchmark/core/record.py), beyond `reg` and `reg_params`."""
         return {}
 
     def params(self) -> Optional[str]:
@@ -251,7 +251,7 @@ def build_arm(node: Mapping[str, Any]) -> Arm:
 def id_form(resolved: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved run config as the run id hashes it: `reg` in its arm's `id_node` form.
 
-    Used by every place that computes a run id (benchmark/run.py, benchmark/analysis/status.py).
+    Used by every place that computes a run id (benchmark/job/prepare.py, benchmark/sweep/status.py).
     A `reg` without `_target_` (written before arms were plugins) is left as it is.
     """
     node = resolved.get("reg")

@@ -11,42 +11,14 @@
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from benchmark.arms.base import ArmVariant
+from benchmark.arms.blocks import BNConfig, BNPlacement, BNPopulation
 from benchmark.arms.legacy import BuiltinArm
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 
 DEFAULT_STATS_STEPS = 1000  # per-step BN rows of a model built without a sequence length
-
-
-class BNPlacement(str, enum.Enum):
-    recurrent = "recurrent"  # Cooijmans et al. 2016
-    input = "input"  # Laurent et al. 2016
-    output = "output"  # BN over features of each layer's output sequence
-
-
-class BNPopulation(str, enum.Enum):
-    """How BN's population statistics (used at eval) are obtained."""
-
-    precise = "precise"  # re-estimated over training batches, weights frozen, before every evaluation
-    moving = "moving"  # torch's momentum average over the training steps' batches
-
-
-@dataclass
-class BNConfig:
-    placement: BNPlacement = BNPlacement.recurrent
-    momentum: float = 0.1
-    eps: float = 1e-5
-    # None = the placement's literature default: 0.1 for recurrent (Cooijmans), 1.0 otherwise.
-    gain_init: Optional[float] = None
-    # Per-step (recurrent) BN keeps population statistics for this many steps; later steps reuse the
-    # last. null = the task's total_len (every step has its own); a value below total_len is refused.
-    max_stats_steps: Optional[int] = None
-    population: BNPopulation = BNPopulation.precise
-    precise_batches: int = 20  # training batches (of train.batch_size) per precise estimate
 
 
 def _check(cond: bool, key: str, value: Any, allowed: str, hint: str = "") -> None:

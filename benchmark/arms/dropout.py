@@ -14,28 +14,12 @@ embeddings of hundreds of units; on a 2-feature input the same p erases the task
 from __future__ import annotations
 
 import dataclasses
-import enum
-from dataclasses import dataclass
 from typing import Any
 
 from benchmark.arms.base import ArmVariant
+from benchmark.arms.blocks import DropoutConfig, DropoutPlacement
 from benchmark.arms.legacy import BuiltinArm
-from benchmark.config import ConfigError
-
-
-class DropoutPlacement(str, enum.Enum):
-    output = "output"  # Zaremba et al. 2014: non-recurrent connections, fresh mask per step
-    variational = "variational"  # Gal & Ghahramani 2016: one mask per sequence, inputs + state
-    recurrent = "recurrent"  # Semeniuta et al. 2016: candidate update only
-
-
-@dataclass
-class DropoutConfig:
-    placement: DropoutPlacement = DropoutPlacement.output
-    p: float = 0.25
-    # Dropout of the raw task input (often 1-2 features): off unless asked. `p` acts on
-    # hidden connections only (between layers, the head's input, the recurrent state).
-    input_p: float = 0.0
+from benchmark.core.config import ConfigError
 
 
 def check_dropout(d: DropoutConfig) -> DropoutConfig:

@@ -1,7 +1,7 @@
 """Run ids of the built-in arms, as they were before arms became plugins.
 
 Until then `reg` was one typed node holding every built-in arm's block at its default (`bn`,
-`dropout`, `ln`, `zoneout`) beside `name`, and the run id (benchmark/io.py) hashed all of it.
+`dropout`, `ln`, `zoneout`) beside `name`, and the run id (benchmark/core/io.py) hashed all of it.
 The built-in arms keep that form for the id, so results on disk stay valid: the node is put
 back into it (every block typed, defaults filled in, no `_target_`). Arms added since hash
 their own node without `_target_` (`Arm.id_node`).
@@ -14,15 +14,11 @@ import enum
 from typing import Any, Mapping
 
 from benchmark.arms.base import Arm, typed
+from benchmark.arms.blocks import BNConfig, DropoutConfig, LNConfig, ZoneoutConfig
 
 
 def legacy_blocks() -> dict[str, type]:
     """The blocks the old schema held, in its order."""
-    from benchmark.arms.bn import BNConfig
-    from benchmark.arms.dropout import DropoutConfig
-    from benchmark.arms.ln import LNConfig
-    from benchmark.arms.zoneout import ZoneoutConfig
-
     return {"bn": BNConfig, "dropout": DropoutConfig, "ln": LNConfig, "zoneout": ZoneoutConfig}
 
 

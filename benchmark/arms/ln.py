@@ -7,21 +7,12 @@ of each example and step: the same in training and evaluation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from benchmark.arms.base import ArmVariant
+from benchmark.arms.blocks import LNConfig
 from benchmark.arms.legacy import BuiltinArm
-from benchmark.config import ConfigError
-
-
-@dataclass
-class LNConfig:
-    eps: float = 1e-5
-    gain_init: float = 1.0  # Ba et al. 2016 initialise the gains to 1 and the biases to 0
-    # Normalise W_ih·x too (Ba et al.'s LSTM). With one input feature LN(w·x) = sign(x)·LN(w): only the
-    # sign of x reaches the cell, so tasks fed one value per step may want `false` (W_hh·h and c only).
-    input: bool = True
+from benchmark.core.config import ConfigError
 
 
 class LayerNormArm(BuiltinArm):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.arms.base import Arm, ArmVariant
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 
 
 @dataclass

@@ -7,20 +7,12 @@ cell state; cells without a memory (rnn, gru) use p_h only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from benchmark.arms.base import ArmVariant
+from benchmark.arms.blocks import ZoneoutConfig
 from benchmark.arms.legacy import BuiltinArm
-from benchmark.config import ConfigError
-
-
-@dataclass
-class ZoneoutConfig:
-    # Krueger et al. 2017 found z_c = 0.5 on LSTM cells and z_h = 0.05 on hidden states to work well
-    # across their tasks; cells without a memory (rnn, gru) use p_h only.
-    p_h: float = 0.05
-    p_c: float = 0.5
+from benchmark.core.config import ConfigError
 
 
 class ZoneoutArm(BuiltinArm):

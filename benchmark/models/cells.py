@@ -26,7 +26,7 @@ from typing import Callable, ClassVar, Optional
 import torch
 from torch import Tensor, nn
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.models.fused import fused_lstm
 
 State = tuple[Tensor, ...]

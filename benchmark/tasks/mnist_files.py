@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from benchmark.config import ConfigError
-from benchmark.io import atomic_write_bytes
+from benchmark.core.config import ConfigError
+from benchmark.core.io import atomic_write_bytes
 
 # role -> (file name without .gz, MD5 of the official .gz)
 FILES: dict[str, tuple[str, str]] = {

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.config import ConfigError
-from benchmark.precision import autocast
+from benchmark.core.config import ConfigError
 from benchmark.tasks.base import Task, defaults_from
+from benchmark.training.precision import autocast
 
 LEVELS = ("word", "char")
 WINDOW_LOSSES = ("mean", "sum")  # task.window_loss: what the training step differentiates
@@ -285,7 +285,7 @@ class PennTreebank(Task):
         """The training windows and the carried-state forward+backward (`StreamTrainer`)."""
         return StreamTrainer(model, self, batchify(self._ids["train"], batch_size), device, dtype)
 
-    # -- the training loop's hooks (benchmark/step.py): one StreamTrainer is both the batches and the step --
+    # -- the training loop's hooks (benchmark/training/step.py): one StreamTrainer is both the batches and the step --
     def train_batches(self, batch_size: int, seed: int, device: torch.device) -> "StreamTrainer":
         """The windows in stream order (the seed picks nothing: the corpus order is the data)."""
         self._stream = self.train_stream(None, batch_size, device)
@@ -349,7 +349,7 @@ class StreamTrainer:
         self.state_in: Optional[State] = None  # the state the last window started from (tests read it)
 
     def next(self) -> tuple[Tensor, Tensor]:
-        """The `BatchSource` interface (benchmark/step.py)."""
+        """The `BatchSource` interface (benchmark/training/step.py)."""
         return self.next_batch()
 
     def next_batch(self) -> tuple[Tensor, Tensor]:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.tasks.base import ClassificationTask, defaults_from, split_seed
 
 

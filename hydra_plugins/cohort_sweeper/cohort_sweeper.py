@@ -1,7 +1,7 @@
 """CohortSweeper: Hydra's basic sweeper, whose jobs are cohorts (conf/hydra/sweeper/cohort.yaml).
 
 The grid, `params` and `max_batch_size` are the basic sweeper's; its jobs are grouped by
-`benchmark.cohort_sweep.group_jobs` over `cohort.axes` of the composed config, then cut into
+`benchmark.sweep.cohort_sweep.group_jobs` over `cohort.axes` of the composed config, then cut into
 batches of at most `max_batch_size` jobs. Bad axes end the multirun before any job runs, as bad
 input ends `benchmark.run`: "error: invalid config: cohort.axes=...", exit status 2.
 """
@@ -16,8 +16,9 @@ from hydra.core.override_parser.types import Override, OverrideType
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import Container, DictConfig, OmegaConf
 
-from benchmark.cohort_sweep import AXES_KEY, MEMBERS_KEY, group_jobs, key_of
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
+from benchmark.job.members import MEMBERS_KEY, key_of
+from benchmark.sweep.cohort_sweep import AXES_KEY, group_jobs
 
 ALLOWED = "plain config keys such as seed, train.lr (not a config group, not hydra.* or cohort.*), or []"
 _ABSENT = object()

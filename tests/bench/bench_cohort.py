@@ -12,7 +12,7 @@ round hits both. extra_info["ratio_samples"] holds (cohort step / E) / solo step
 E members one after another through the solo path costs E solo steps, so a median ratio below 1
 at E=10 says "stacked is faster", above 1 "sequential is faster". The table printed at the end
 shows the medians per cell × arm (columns H × E), which mode wins at E=10, whether that agrees with
-the rule the runs use (benchmark/cohort_run.py `stack_loses`: on the CPU one after another only where
+the rule the runs use (benchmark/job/cohort_run.py `stack_loses`: on the CPU one after another only where
 torch's fused LSTM runs the variant, unless H <= 32 with E >= 10; on CUDA without graph replay where E
 cuDNN steps cost less than the eager stack's one, from measured costs; stacked everywhere else; a ratio
 within 0.85-1.18 is a tie and agrees either way), and
@@ -39,7 +39,7 @@ from interleave import interleaved_rounds
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm
-from benchmark.cohort_run import stack_loses
+from benchmark.job.cohort_run import stack_loses
 from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.models.cohort import CohortModel
 

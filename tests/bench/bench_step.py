@@ -7,7 +7,7 @@ Sizes: batch 64, input 32, hidden 128, one layer, output 10, T from --bench-seq-
 Each timed round of a variant is preceded by one step of the reference — `native`/`none`
 of the same cell and T — inside pedantic's untimed `setup`, timed here with
 perf_counter. The per-round ratios variant/reference land in
-`extra_info["ratio_samples"]`; `benchmark.bench_check` compares their median with the
+`extra_info["ratio_samples"]`; `benchmark.perf.bench_check` compares their median with the
 committed baseline, so load that slows a whole round cancels out.
 """
 
@@ -22,14 +22,14 @@ import torch.nn.functional as F
 from interleave import interleaved_rounds
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark import variants as registry
-from benchmark.config import Impl
+from benchmark.arms import variants as registry
+from benchmark.arms.variants import BenchPoint
+from benchmark.core.config import Impl
 from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.variants import BenchPoint
 
 BATCH, INPUT, HIDDEN, OUTPUT = 64, 32, 128, 10
 CELLS = ("rnn", "lstm", "gru")
-# What is timed — each registered variant on each of its impls — comes from benchmark/variants.py.
+# What is timed — each registered variant on each of its impls — comes from benchmark/arms/variants.py.
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark import allocator
+from benchmark.training import allocator
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

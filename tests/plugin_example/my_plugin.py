@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.arms import Arm, ArmVariant
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
 from benchmark.models.cells import CellMath
 from benchmark.tasks.base import Task
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from benchmark.record import MEASURED
+from benchmark.core.record import MEASURED
 
 # Keys that say where outputs go or how chatty a run is, not what it computes.
 RUN_ID_EXCLUDE = (
@@ -45,7 +45,7 @@ LATER_KNOBS: dict[str, Any] = {
 }
 COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
-GRID_POINT = "grid_point.json"  # the overrides of the grid point a run folder was made for (benchmark/run.py)
+GRID_POINT = "grid_point.json"  # the overrides of the grid point a run folder was made for (benchmark/job/execute.py)
 
 
 def _drop(cfg: Mapping[str, Any], dotted: str, only_if: Any = ...) -> dict[str, Any]:

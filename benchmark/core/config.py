@@ -51,7 +51,7 @@ class Precision(str, enum.Enum):
 
 
 class Accel(str, enum.Enum):
-    """Opt-in speed-ups of the custom loop (benchmark/accel.py); off until measured on a GPU."""
+    """Opt-in speed-ups of the custom loop (benchmark/training/accel.py); off until measured on a GPU."""
 
     none = "none"
     compile = "compile"  # torch.compile of the per-step function only (CPU and GPU)
@@ -121,7 +121,7 @@ class TimingConfig:
 
 
 class CohortMode(str, enum.Enum):
-    """How a job trains its cohort's members (benchmark/cohort_run.py)."""
+    """How a job trains its cohort's members (benchmark/job/cohort_run.py)."""
 
     auto = "auto"  # stacked where the variant needs the custom loop, one after another where a fused kernel runs it
     stacked = "stacked"  # one model with a leading member dimension (benchmark/models/cohort.py)
@@ -133,7 +133,7 @@ class CohortConfig:
     """Which sweep axes train together in one job, as members of one vectorised model.
 
     `axes`: config keys (plain values, not config groups) whose swept values become members; the
-    cohort sweeper (benchmark/cohort_sweep.py) groups the points Hydra's basic sweeper would launch by
+    cohort sweeper (benchmark/sweep/cohort_sweep.py) groups the points Hydra's basic sweeper would launch by
     every other override. `members`: set by that sweeper, one "key=value key=value" string per
     member; empty for a solo job. Neither is part of a run id: a member is its solo run.
     """
@@ -170,7 +170,7 @@ class RunConfig:
     # not part of run_id; the report shows them beside the measured ones.
     literature: Optional[Any] = None
     # Tuning and confirmation seeds, lengths and grids of a claims experiment (conf/experiment/claims.yaml):
-    # read by benchmark.analysis.protocol and the report, never by a run; not part of run_id.
+    # read by benchmark.sweep.protocol and the report, never by a run; not part of run_id.
     protocol: Optional[Any] = None
 
 

@@ -1,11 +1,11 @@
 """The training step and where its batches come from: the two pieces a task may replace.
 
-The loop in `benchmark.train` asks a `BatchSource` for the next `(x, y)` on the device and
+The loop in `benchmark.training.train` asks a `BatchSource` for the next `(x, y)` on the device and
 a `StepFn` for forward, loss and backward on it (gradients left in `p.grad`, the loss
 returned). The defaults are `RandomBatches` (epoch-wise random permutations of the training
 split) and `EagerStep`; a task that reads its data in order or carries a hidden state from
 one batch to the next returns its own from `Task.train_batches` / `Task.train_step`
-(`benchmark.tasks.base`), and `benchmark.accel` has a CUDA-graph replay of the same step.
+(`benchmark.tasks.base`), and `benchmark.training.accel` has a CUDA-graph replay of the same step.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable, Optional, Protocol
 import torch
 from torch import Tensor, nn
 
-from benchmark.precision import autocast
+from benchmark.training.precision import autocast
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

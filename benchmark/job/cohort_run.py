@@ -1,14 +1,14 @@
 """One job of a cohort: the members of `cohort.members`, each recorded as its solo run would be.
 
-The cohort sweeper (benchmark/sweeper.py) launches one job per variant with the points of its
-cohort axes (seeds, learning rates) as members; `benchmark.run.main` prepares every member and
-calls `run_job`. Complete members are skipped (as solo runs are), so a re-run after a kill
-trains only the missing ones. The others train
+The cohort sweeper (benchmark/sweep/cohort_sweep.py) launches one job per variant with the points of its
+cohort axes (seeds, learning rates) as members; `benchmark.run.main` prepares every member
+(`benchmark.job.prepare.prepare_job`) and calls `run_job`. Complete members are skipped (as solo runs
+are), so a re-run after a kill trains only the missing ones. The others train
 
-- **stacked** (`benchmark.train_cohort`): one model with a leading member dimension: a batched
+- **stacked** (`benchmark.training.train_cohort`): one model with a leading member dimension: a batched
   GEMM per step for every member, which `make bench-cohort` measures faster per member than
   the solo model for every variant but one;
-- **sequential**: one after another through `benchmark.run.execute`, where that one is: torch's
+- **sequential**: one after another through `benchmark.job.execute.execute`, where that one is: torch's
   fused LSTM on the CPU, or cuDNN on a GPU unless the stack is replayed as a CUDA graph
   (`fused_is_faster`); where the variant has no cohort form (a token embedding, output BN, a stream
   task, a user arm's module); or with `cohort.mode=sequential`.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -32,23 +31,15 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from benchmark import envinfo
-from benchmark.cohort_eval import final_metrics_stacked
-from benchmark.config import Accel, CohortMode, ConfigError
-from benchmark.estimate import BASELINE, Costs
-from benchmark.launch import RunningJobs, running_jobs
-from benchmark.models import build_model
-from benchmark.models.cohort import CohortModel
-from benchmark.models.model import resolve_impl
-from benchmark.run import (
+from benchmark.core.config import Accel, CohortMode, ConfigError
+from benchmark.job import envinfo
+from benchmark.job.execute import (
     SOLO,
-    Prepared,
     _device_for_job,
     dedicated_timing,
     execute,
     failure,
     gradient_profile,
-    identity,
     probe_batch,
     reset_job_state,
     run_model,
@@ -57,11 +48,18 @@ from benchmark.run import (
     training_keys,
     write_record,
 )
-from benchmark.timing import MemoryMeter
-from benchmark.train import TrainResult, final_metrics
-from benchmark.train_cohort import train_cohort
+from benchmark.job.launch import RunningJobs, running_jobs
+from benchmark.job.prepare import Prepared, identity
+from benchmark.models import build_model
+from benchmark.models.cohort import CohortModel
+from benchmark.models.model import resolve_impl
+from benchmark.perf import costs as measured
+from benchmark.training.cohort_eval import final_metrics_stacked
+from benchmark.training.timing import MemoryMeter
+from benchmark.training.train import TrainResult, final_metrics
+from benchmark.training.train_cohort import train_cohort
 
-log = logging.getLogger("benchmark.cohort_run")
+log = logging.getLogger(__name__)
 
 
 def cohort_keys(ps: Sequence[Prepared], mode: str) -> dict[str, Any]:
@@ -114,7 +112,7 @@ def stack_loses(
     reg: str = "none",
     T: int = 100,
 ) -> bool:
-    """Whether members alone beat the stack, as measured (`make bench-cohort`, `benchmark.gpu_cohort`,
+    """Whether members alone beat the stack, as measured (`make bench-cohort`, `benchmark.perf.gpu_cohort`,
     docs/timing.md). Only members torch's fused kernels run can win alone: the custom loop (BN, ...) loses to
     any stack, by 5-70x. On the CPU only torch's fused LSTM wins: against the fused cohort LSTM
     (models/cohort_fused.py) the stack wins there only at H=32 with E >= 10 (per-member ratio 0.85-0.90 at
@@ -129,8 +127,8 @@ def stack_loses(
 
 
 @functools.cache
-def _cuda_eager_costs() -> Costs:
-    return Costs(json.loads(BASELINE.read_text()), 128, 64, accel="none")
+def _cuda_eager_costs() -> measured.Costs:
+    return measured.load(128, 64, accel="none")
 
 
 def cuda_eager_stack_loses(cell: str, reg: str, T: int, members: int) -> bool:

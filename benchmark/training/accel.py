@@ -11,7 +11,7 @@ the arithmetic, set its speed. Two ways to remove them:
   Works on CPU and GPU.
 - `graph`: forward + loss + backward of one fixed input shape captured once in a CUDA
   graph and replayed (`CudaGraphStep`, cached per shape in `GraphedForwardBackward`, a
-  `benchmark.step.StepFn` the training loop takes in place of the eager step).
+  `benchmark.training.step.StepFn` the training loop takes in place of the eager step).
   CUDA only; config validation rejects it elsewhere.
 
 Both keep the function: same parameters, same outputs (tests compare with the eager loop).
@@ -27,10 +27,10 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from benchmark.config import Accel, ConfigError
+from benchmark.core.config import Accel, ConfigError
 from benchmark.models.layer import RecurrentLayer
-from benchmark.precision import autocast, sync
-from benchmark.step import EagerStep, LossFn
+from benchmark.training.precision import autocast, sync
+from benchmark.training.step import EagerStep, LossFn
 
 RECOMPILE_LIMIT = 64  # cells × regs × train/eval × grad mode of a sweep in one process; default 8 is too few
 
@@ -200,7 +200,7 @@ class CudaGraphStep:
 
 
 class GraphedForwardBackward:
-    """The training step as CUDA-graph replays (a `benchmark.step.StepFn`): `(x, y) -> loss` with
+    """The training step as CUDA-graph replays (a `benchmark.training.step.StepFn`): `(x, y) -> loss` with
     gradients set, a graph per input shape, captured on first sight.
 
     Shapes are few in practice (the training batch; a timing batch). Each graph keeps its

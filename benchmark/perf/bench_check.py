@@ -20,9 +20,9 @@ takes the run with the lowest median ratio: a regression must show in every run 
 A ratio cannot see a slowdown of the reference itself (every ratio would drop); the table's
 footer therefore also shows the reference times next to the baseline's, for information.
 
-    python -m benchmark.bench_check results/bench/bench.json --baseline benchmark/baselines/cpu.json
-    python -m benchmark.bench_check run1.json run2.json --baseline ...   # confirmation
-    python -m benchmark.bench_check results/bench/bench.json --baseline ... --write-baseline
+    python -m benchmark.perf.bench_check results/bench/bench.json --baseline benchmark/baselines/cpu.json
+    python -m benchmark.perf.bench_check run1.json run2.json --baseline ...   # confirmation
+    python -m benchmark.perf.bench_check results/bench/bench.json --baseline ... --write-baseline
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from typing import Any, Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from benchmark import variants
-from benchmark.io import atomic_write_text
-from benchmark.timing import quartiles
+from benchmark.arms import variants
+from benchmark.core.io import atomic_write_text
+from benchmark.training.timing import quartiles
 
 SCHEMA_VERSION = 1
 
@@ -248,7 +248,7 @@ def render(rows: list[Row], tolerance: float, title: str = "") -> Table:
 def reference_notes(baseline: dict[str, Ratio], current: dict[str, Ratio]) -> list[str]:
     """Absolute reference times now vs in the baseline: information only (machines differ).
 
-    Each variant's reference comes from the registry (benchmark/variants.py); ids it cannot
+    Each variant's reference comes from the registry (benchmark/arms/variants.py); ids it cannot
     parse (a variant no longer registered) are listed once.
     """
     notes, seen, unknown = [], set(), []
@@ -265,7 +265,7 @@ def reference_notes(baseline: dict[str, Ratio], current: dict[str, Ratio]) -> li
         was = f"{base.ref_ms:.2f} ms in the baseline" if base and base.ref_ms else "not in the baseline"
         notes.append(f"reference {ref}: {current[ref].ref_ms:.2f} ms now, {was}")
     if unknown:
-        notes.append(f"not in the variant registry (benchmark/variants.py): {', '.join(unknown)}")
+        notes.append(f"not in the variant registry (benchmark/arms/variants.py): {', '.join(unknown)}")
     return notes
 
 
@@ -299,7 +299,7 @@ def write_baseline(current: dict[str, Ratio], meta: dict[str, Any], path: Path, 
 
 
 def main(argv: Optional[Sequence[str]] = None, console: Optional[Console] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.bench_check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmark.perf.bench_check", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "current",
         type=Path,

@@ -8,7 +8,7 @@ A variant is a regulariser with its placement — `none`, `bn.recurrent`, `dropo
 The registry is derived from the arms: every `conf/reg/<option>.yaml` names its arm class
 (`_target_`), and the class declares its variants (`Arm.variants`: placements, paper, one-line
 description, impls and speed targets). A new arm's module and YAML therefore make it appear
-in the step benchmarks (tests/bench/bench_step.py), `benchmark.gpu_bench`, `benchmark.bench_check`
+in the step benchmarks (tests/bench/bench_step.py), `benchmark.perf.gpu_bench`, `benchmark.perf.bench_check`
 and the report with no edit here. A speed target is the largest step time allowed as a ratio to
 the reference, `native` `none` of the same cell and length, measured in the same process.
 
@@ -191,7 +191,7 @@ def parse_bench_id(bench_id: str) -> BenchPoint:
     if name not in _REGISTRY:
         raise ValueError(
             f"benchmark id {bench_id!r}: variant {name!r} is not registered "
-            f"(benchmark/variants.py: {', '.join(_REGISTRY)})"
+            f"(benchmark/arms/variants.py: {', '.join(_REGISTRY)})"
         )
     return BenchPoint(cell, impl, _REGISTRY[name], int(t))
 

@@ -1,17 +1,17 @@
-"""What a cohort's training step costs on a GPU: `python -m benchmark.gpu_cohort` (`make bench-cohort-gpu`).
+"""What a cohort's training step costs on a GPU: `python -m benchmark.perf.gpu_cohort` (`make bench-cohort-gpu`).
 
 The sweep's wall time on a GPU is its cohort jobs' training steps plus their evaluations, so the
-wall-time estimates of `conf/experiment/full.yaml` and the GPU default (`benchmark.estimate`)
+wall-time estimates of `conf/experiment/full.yaml` and the GPU default (`benchmark.perf.estimate`)
 are built from what this measures, per cell × arm × T at one cohort size and shape:
 
-- `step_ms`: one training step of the whole cohort exactly as `benchmark.train_cohort` runs it
+- `step_ms`: one training step of the whole cohort exactly as `benchmark.training.train_cohort` runs it
   (members' batches, stacked forward + losses + backward, one-pass step statistics, each member's
   optimiser and schedule), eager (`accel=none`) and as a CUDA-graph replay (`accel=graph`);
   median over the timed steps after the warm-up steps (the capture is `capture_s`, apart);
 - `solo_ms`: one step of a member alone through its own model (torch's fused cuDNN kernel where
   the arm allows it): the cost of training the members one after another instead;
 - `eval_ms`: one evaluation of every member at once (precise BN where the arm has BN, then
-  validation; `benchmark.cohort_eval`), as the cohort runs it every `eval_interval` steps.
+  validation; `benchmark.training.cohort_eval`), as the cohort runs it every `eval_interval` steps.
 
 Training steps never evaluate here (the budget is far beyond the timed steps). Rows are measured
 in the order given and written after each one, so a run cut short by `--deadline-s` keeps what
@@ -30,17 +30,24 @@ from typing import Any, Optional
 
 import torch
 
-from benchmark import envinfo
 from benchmark.arms import load_arm
-from benchmark.cohort_eval import refresh_stacked, validate_stacked
-from benchmark.config import Accel, Precision, TrainConfig
-from benchmark.io import atomic_write_json
+from benchmark.core.config import Accel, Precision, TrainConfig
+from benchmark.core.io import atomic_write_json
+from benchmark.job import envinfo
 from benchmark.models import ModelSpec, build_model, get_cell, masks
-from benchmark.precision import set_tf32, sync
 from benchmark.tasks import get_task
 from benchmark.tasks.base import Task
-from benchmark.train import TrainResult
-from benchmark.train_cohort import EagerCohortStep, GraphedCohortStep, Member, restack, step_alone, step_members
+from benchmark.training.cohort_eval import refresh_stacked, validate_stacked
+from benchmark.training.precision import set_tf32, sync
+from benchmark.training.train import TrainResult
+from benchmark.training.train_cohort import (
+    EagerCohortStep,
+    GraphedCohortStep,
+    Member,
+    restack,
+    step_alone,
+    step_members,
+)
 
 SKIP_NO_CUDA = "skipped: no CUDA device (torch.cuda.is_available() is False)"
 

@@ -1,6 +1,6 @@
 """Evaluating a cohort's members together: precise BN, validation and final metrics through one stacked model.
 
-Each member evaluates exactly as its solo run does (`benchmark.train`): the same population statistics
+Each member evaluates exactly as its solo run does (`benchmark.training.train`): the same population statistics
 (precise BN's average over its own fixed training batches) and the same eval-mode outputs on its own
 splits, since member e of a `CohortModel` computes what solo model e computes on its inputs
 (tests/test_cohort.py). Stacked, an evaluation is one batched forward for every member instead of one
@@ -19,12 +19,12 @@ from typing import Any, Iterator, Optional, Sequence, TypeVar
 import torch
 from torch import Tensor, nn
 
-from benchmark.config import Impl, Precision
+from benchmark.core.config import Impl, Precision
 from benchmark.models.cohort import CohortModel
 from benchmark.models.cohort_norm import CohortStepBatchNorm
-from benchmark.precision import autocast, autocast_dtype
 from benchmark.tasks.base import Task
-from benchmark.train import EVAL_BATCH, Trainee, final_record, final_splits, scores, val_row
+from benchmark.training.precision import autocast, autocast_dtype
+from benchmark.training.train import EVAL_BATCH, Trainee, final_record, final_splits, scores, val_row
 
 __all__ = ["final_metrics_stacked", "refresh_stacked", "stacked_outputs", "validate_stacked"]
 
@@ -120,7 +120,7 @@ def validate_stacked(trainees: Sequence[Trainee], step: int) -> None:
 def final_metrics_stacked(
     models: Sequence[nn.Module], tasks: Sequence[Task], device: torch.device, precision: Precision
 ) -> Optional[list[dict[str, Any]]]:
-    """Each model's `benchmark.train.final_metrics` on its own task, stacked; None where they cannot stack."""
+    """Each model's `benchmark.training.train.final_metrics` on its own task, stacked; None where they cannot stack."""
     splits = [final_splits(t) for t in tasks]
     dtype = autocast_dtype(precision)
     ev: list[dict[str, dict[str, float]]] = [{} for _ in models]

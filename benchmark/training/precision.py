@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from benchmark.config import Precision
+from benchmark.core.config import Precision
 
 NATIVE_RNNS: tuple[type[nn.Module], ...] = (nn.RNN, nn.LSTM, nn.GRU)
 

@@ -3,7 +3,7 @@
 A member is a solo run in every respect but the forward and backward: its own model (whose
 parameters are the leaves its own optimiser steps), seed, batches (`Task.train_batches`),
 mask stream (`benchmark.models.masks`), learning rate, clipping, precise-BN batches,
-evaluations and stopping rules (`benchmark.train.Trainee`). Each step stacks the active
+evaluations and stopping rules (`benchmark.training.train.Trainee`). Each step stacks the active
 members' parameters along a leading member dimension and runs them through one
 `CohortModel` (`torch.func.functional_call`): one batched GEMM per time step instead of one
 per member. The summed loss's backward leaves in each member's parameters exactly the
@@ -15,7 +15,7 @@ that runs torch's fused kernel (faster than a stack of one), else as a stack of 
 
 BN's running statistics live in the cohort's buffers while it trains and are written to the
 members' models before every evaluation and when the stack changes. At an evaluation, precise BN
-and validation run for every member at once through a stacked model (`benchmark.cohort_eval`);
+and validation run for every member at once through a stacked model (`benchmark.training.cohort_eval`);
 each member's stopping rules then read its own row. Each member's training time is its share of
 the cohort's step time.
 
@@ -33,15 +33,15 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from benchmark import accel as accel_mod
-from benchmark.cohort_eval import refresh_stacked, validate_stacked
-from benchmark.config import Accel, Impl, Precision, TrainConfig
+from benchmark.core.config import Accel, Impl, Precision, TrainConfig
 from benchmark.models.cohort import CohortModel
 from benchmark.models.model import SequenceModel
-from benchmark.precision import autocast, autocast_dtype
-from benchmark.step import BatchSource
 from benchmark.tasks.base import Task
-from benchmark.train import Trainee, TrainResult, cohort_step_stats, progress_bar
+from benchmark.training import accel as accel_mod
+from benchmark.training.cohort_eval import refresh_stacked, validate_stacked
+from benchmark.training.precision import autocast, autocast_dtype
+from benchmark.training.step import BatchSource
+from benchmark.training.train import Trainee, TrainResult, cohort_step_stats, progress_bar
 
 __all__ = ["Member", "train_cohort"]
 
@@ -166,7 +166,8 @@ def restack(cohort: Optional[CohortModel], stacked: list[Member], active: list[M
 
 
 def step_alone(m: Member, dtype: Optional[torch.dtype], i: int) -> None:
-    """Step i of the one member left, through its own model, as its solo run steps (`benchmark.step.EagerStep`)."""
+    """Step i of the one member left, through its own model, as its solo run steps
+    (`benchmark.training.step.EagerStep`)."""
     t0 = time.perf_counter()
     m.zero_grad()
     x, y = m.batches.next()
@@ -219,7 +220,7 @@ def train_cohort(
     precise_bn_batches: int = 0,
     accel: Accel = Accel.none,
 ) -> list[TrainResult]:
-    """Train every member as its solo run (`benchmark.train.train`) would, stacked; returns their results.
+    """Train every member as its solo run (`benchmark.training.train.train`) would, stacked; returns their results.
 
     `accel=graph` (CUDA): each stack's forward and backward is captured once and replayed (`GraphedCohortStep`).
 

@@ -15,10 +15,10 @@ from typing import Any, Optional
 
 import torch
 
-from benchmark import allocator
-from benchmark.precision import cpu_bf16_fallbacks
+from benchmark.training import allocator
+from benchmark.training.precision import cpu_bf16_fallbacks
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def git_rev(repo: Path = REPO) -> Optional[str]:

@@ -6,29 +6,22 @@ of "key=value" overrides. `group_jobs` merges the jobs that differ only in the c
 (`cohort.axes`, default seed and train.lr) into one job: here 2 jobs of 6 members each. A merged
 job keeps its first member's overrides (so it composes with valid values) and adds
 `cohort.members=[...]`, one "key=value key=value" string per member (its axis overrides) in the
-order Hydra would have launched them; a job alone in its group stays exactly as it was.
-`member_overrides` reads a member string back into its overrides, `member_point` a member back into
-its grid point (the overrides the basic sweeper would have launched it with); `job_numbers` says which
-job trains each grid point (`make status`).
+order Hydra would have launched them (their text form: benchmark/job/members.py, which the job reads
+back); a job alone in its group stays exactly as it was. `job_numbers` says which job trains each grid
+point (`make status`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
-from benchmark.config import ConfigError
+from benchmark.core.config import ConfigError
+from benchmark.job.members import MEMBERS_KEY, key_of, members_override
 
 AXES_KEY = "cohort.axes"
-MEMBERS_KEY = "cohort.members"
 # The sweeper's class, as conf/hydra/sweeper/cohort.yaml names it (Hydra instantiates plugins only
 # from the hydra_plugins namespace package).
 SWEEPER_TARGET = "hydra_plugins.cohort_sweeper.cohort_sweeper.CohortSweeper"
-
-
-def key_of(override: str) -> str:
-    """The key of one "key=value" override as Hydra's sweeper writes it (a key holds no '=')."""
-    return override.split("=", 1)[0]
 
 
 def group_jobs(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[list[str]]:
@@ -77,47 +70,3 @@ def cohort_job(jobs: Sequence[Sequence[str]], axes: set[str]) -> list[str]:
             )
         seen.add(m)
     return [*jobs[0], members_override(members)]
-
-
-def members_override(members: Sequence[str]) -> str:
-    """`cohort.members=['seed=0 train.lr=0.01',...]` in Hydra's override grammar."""
-    return f"{MEMBERS_KEY}=[{','.join(quote(m) for m in members)}]"
-
-
-def quote(text: str) -> str:
-    """`text` as a single-quoted value of Hydra's override grammar, read back as exactly `text`.
-
-    Inside quotes Hydra unescapes only a backslash run before a quote or at the end, and the config
-    reads `${` as an interpolation (a backslash run before it escaped likewise); so those runs are
-    doubled, quotes and `${` escaped.
-    """
-    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
-    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
-    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + "'"
-
-
-def member_overrides(member: str) -> list[str]:
-    """A member string back into its "key=value" overrides: split at spaces neither quoted nor escaped."""
-    out, cur, q, i = [], "", "", 0
-    while i < len(member):
-        c = member[i]
-        if c == "\\" and i + 1 < len(member):  # an escaped character, quoted or not
-            cur, i = cur + member[i : i + 2], i + 2
-            continue
-        if c in "'\"" and (not q or c == q):
-            q = "" if q else c
-        if c == " " and not q:
-            out, cur = (out + [cur] if cur else out), ""
-        else:
-            cur += c
-        i += 1
-    if q:
-        raise ConfigError(MEMBERS_KEY, member, "'key=value key=value' strings whose quotes are closed")
-    return out + [cur] if cur else out
-
-
-def member_point(job: Sequence[str], member: str) -> list[str]:
-    """The grid point of one member of a launched job: the job's overrides without `cohort.members`, each
-    cohort axis at the member's value, in the job's order (the list Hydra's basic sweeper would launch)."""
-    mine = {key_of(o): o for o in member_overrides(member)}
-    return [mine.get(key_of(o), o) for o in job if key_of(o) != MEMBERS_KEY]

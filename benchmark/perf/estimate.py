@@ -1,11 +1,11 @@
-"""A GPU sweep's wall time from measured cohort costs: `python -m benchmark.estimate EXPERIMENT` (`make estimate`).
+"""A GPU sweep's wall time from measured cohort costs: `python -m benchmark.perf.estimate EXPERIMENT` (`make estimate`).
 
 What the GPU experiments' files state (conf/experiment/full.yaml, claims_gpu.yaml) is what this prints. A sweep
 on one GPU is its cohort jobs one after another; a job with S steps, evaluated every `eval_interval` steps, costs
 
     capture + S x step_ms(T) + evaluations x eval_ms(T) + overhead(T)
 
-- step_ms, eval_ms, capture: `benchmark.gpu_cohort` rows with accel=graph (the cohort's step as a CUDA-graph
+- step_ms, eval_ms, capture: `benchmark.perf.gpu_cohort` rows with accel=graph (the cohort's step as a CUDA-graph
   replay, one stacked evaluation of every member, the capture), for the job's cell and arm, at the measured
   shape nearest the experiment's (hidden, batch), linear in T between the measured lengths (and beyond them
   along the nearest segment). At these sizes a step is launch-bound: 15 or 20 members cost about what one
@@ -14,14 +14,13 @@ on one GPU is its cohort jobs one after another; a job with S steps, evaluated e
   member, final metrics, the dedicated timing), fitted to whole cohort jobs of `full` timed on the same GPU;
 - S: the run's whole step budget. Runs that stop at the target cost less: the estimate is an upper bound.
 
-The costs come from benchmark/baselines/gpu_cohort_h200.json (an H200: the H100's processor with faster memory;
-launch-bound steps cost about the same on both, docs/timing.md).
+The costs come from benchmark/baselines/gpu_cohort_h200.json, read by benchmark/perf/costs.py (an H200: the H100's
+processor with faster memory; launch-bound steps cost about the same on both, docs/timing.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -29,10 +28,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import yaml
 
-from benchmark.analysis import protocol
-from benchmark.config import ConfigError
+from benchmark.perf.costs import BASELINE, Costs, load
+from benchmark.sweep import protocol
 
-BASELINE = Path(__file__).resolve().parent / "baselines" / "gpu_cohort_h200.json"
 CONF = protocol.CONF
 
 
@@ -63,7 +61,7 @@ def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
 
 
 def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
-    """The jobs of a claims protocol (benchmark.analysis.protocol): tuning at each regime's first length (tuning
+    """The jobs of a claims protocol (benchmark.sweep.protocol): tuning at each regime's first length (tuning
     seeds x rates x dropout p as one job), then confirmation at every length, plus claim (f)'s other rates."""
     proto = protocol.load(name)
     assert proto is not None
@@ -101,62 +99,25 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
     return jobs
 
 
-class Costs:
-    """Measured costs (`benchmark.gpu_cohort` rows of one `accel`, whole jobs) and their interpolation in T."""
-
-    def __init__(self, doc: dict[str, Any], hidden: int, batch: int, accel: str = "graph") -> None:
-        rows = [r for r in doc["rows"] if r.get("accel") == accel and "step_ms" in r]
-        shapes = {(r["hidden"], r["batch"]) for r in rows}
-        self.shape = min(shapes, key=lambda s: (abs(np.log(s[0] / hidden)), abs(np.log(s[1] / batch))))
-        self.rows, self.all = [r for r in rows if (r["hidden"], r["batch"]) == self.shape], rows
-        self.overhead = np.polyfit(
-            [j["seq_len"] for j in doc["jobs"]],
-            [j["cohort_wall_s"] - j["capture_s"] - j["steps"] * j["cohort_step_ms"] / 1e3 for j in doc["jobs"]],
-            1,
-        )  # (b, a): seconds per unit of T, seconds
-
-    def has(self, cell: str, reg: str) -> bool:
-        return any((r["cell"], r["arm"]) == (cell, reg) for r in self.all)
-
-    def at(self, cell: str, reg: str, T: int, key: str) -> float:
-        """`key` of (cell, reg) at length T, linear in T through the measured lengths; a key the nearest shape's
-        rows lack (an evaluation timed at one shape only) from the rows of any shape that have it."""
-        pts = self._points(self.rows, cell, reg, key) or self._points(self.all, cell, reg, key)
-        if not pts:
-            raise ConfigError("estimate", f"{cell}-{reg}", "a variant measured by benchmark.gpu_cohort", f"no {key}")
-        if len(pts) == 1:
-            return float(pts[0][1])
-        k = min(max(int(np.searchsorted([p[0] for p in pts], T)), 1), len(pts) - 1)
-        (t0, v0), (t1, v1) = pts[k - 1], pts[k]
-        return float(max(v0 + (v1 - v0) * (T - t0) / (t1 - t0), 0.0))
-
-    @staticmethod
-    def _points(rows: list[dict[str, Any]], cell: str, reg: str, key: str) -> list[tuple[int, float]]:
-        """(T, value) of (cell, reg), one per length (the mean where shapes repeat a length)."""
-        by_t: dict[int, list[float]] = {}
-        for r in rows:
-            if (r["cell"], r["arm"]) == (cell, reg) and key in r:
-                by_t.setdefault(int(r["seq_len"]), []).append(float(r[key]))
-        return sorted((t, float(np.mean(v))) for t, v in by_t.items())
-
-    def job_s(self, j: Job) -> float:
-        evals = -(-j.steps // j.eval_interval)
-        b, a = self.overhead
-        return (
-            self.at(j.cell, j.reg, j.seq_len, "capture_s")
-            + j.steps * self.at(j.cell, j.reg, j.seq_len, "step_ms") / 1e3
-            + evals * self.at(j.cell, j.reg, j.seq_len, "eval_ms") / 1e3
-            + a
-            + b * j.seq_len
-        )
+def job_s(costs: Costs, j: Job) -> float:
+    """A job's estimated seconds: capture + steps x step_ms(T) + evaluations x eval_ms(T) + overhead(T)."""
+    evals = -(-j.steps // j.eval_interval)
+    b, a = costs.overhead
+    return (
+        costs.at(j.cell, j.reg, j.seq_len, "capture_s")
+        + j.steps * costs.at(j.cell, j.reg, j.seq_len, "step_ms") / 1e3
+        + evals * costs.at(j.cell, j.reg, j.seq_len, "eval_ms") / 1e3
+        + a
+        + b * j.seq_len
+    )
 
 
 def estimate(name: str, baseline: Path = BASELINE) -> tuple[list[tuple[Job, float]], Costs]:
     """Every job of the experiment with its estimated seconds, and the costs used."""
     cfg = protocol.experiment_cfg(name)
     jobs = protocol_jobs(name, cfg) if protocol.load(name) is not None else grid_jobs(cfg)
-    costs = Costs(json.loads(baseline.read_text()), int(cfg.get("hidden_size", 128)), int(_train(cfg, "batch_size")))
-    return [(j, costs.job_s(j)) for j in jobs], costs
+    costs = load(int(cfg.get("hidden_size", 128)), int(_train(cfg, "batch_size")), path=baseline)
+    return [(j, job_s(costs, j)) for j in jobs], costs
 
 
 def summary(name: str, jobs: Sequence[tuple[Job, float]], costs: Costs) -> str:

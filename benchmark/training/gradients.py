@@ -24,8 +24,8 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.record import INIT_GAINS
 from benchmark.models.norm import bn_modules
-from benchmark.record import INIT_GAINS
 
 GROUPS = ("input", "recurrent", "norm", "head")
 

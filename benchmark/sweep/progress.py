@@ -1,4 +1,4 @@
-"""A live progress display for a running sweep: `python -m benchmark.analysis.progress SWEEP_DIR -- CMD ...`.
+"""A live progress display for a running sweep: `python -m benchmark.sweep.progress SWEEP_DIR -- CMD ...`.
 
 `make sweep` runs the Hydra multirun through this wrapper. It starts the command, passes
 every line the command (and every joblib or local worker it starts) prints through one
@@ -8,7 +8,7 @@ and reads the results folder (files only) for the counts:
     total     the jobs of the multirun (from results/<sweep>/hydra/multirun.yaml, once Hydra wrote it)
     done      run folders whose metrics.json was completed since the sweep started, plus skipped points
     failed    of those, status failed; diverged likewise
-    skipped   points already complete (the files `benchmark.run` leaves in `--marks`, see run.py)
+    skipped   points already complete (the files `benchmark.run` leaves in `--marks`, see benchmark/job/execute.py)
     ETA       from the pace of the points finished so far (rich's estimate)
 
 The wrapper exits with the command's status. Ctrl-C reaches the command too (same process
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Optional, Sequence
 
-from benchmark.analysis.status import MULTIRUN, SweepError, expand, load_multirun
-from benchmark.io import METRICS, read_metrics
-from benchmark.record import Status
+from benchmark.core.io import METRICS, read_metrics
+from benchmark.core.record import Status
+from benchmark.sweep.status import MULTIRUN, SweepError, expand, load_multirun
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -222,10 +222,10 @@ def run(
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
-        print("usage: python -m benchmark.analysis.progress SWEEP_DIR [--marks DIR] -- COMMAND ...", file=sys.stderr)
+        print("usage: python -m benchmark.sweep.progress SWEEP_DIR [--marks DIR] -- COMMAND ...", file=sys.stderr)
         return 2
     split = argv.index("--")
-    ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.progress", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmark.sweep.progress", description=__doc__.splitlines()[0])
     ap.add_argument("sweep_dir", type=Path, help="results/<sweep>, where the command writes its runs")
     ap.add_argument("--marks", type=Path, default=None, help="the skip_marks folder the command's jobs write to")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between reads of the results folder")

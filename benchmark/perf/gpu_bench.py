@@ -1,16 +1,16 @@
-"""How close the custom loop comes to the fused kernel: `python -m benchmark.gpu_bench`.
+"""How close the custom loop comes to the fused kernel: `python -m benchmark.perf.gpu_bench`.
 
-    python -m benchmark.gpu_bench                         # CUDA (skipped cleanly without it)
-    python -m benchmark.gpu_bench --device cpu --hidden 32 --seq-lens 20   # the same table on CPU
+    python -m benchmark.perf.gpu_bench                         # CUDA (skipped cleanly without it)
+    python -m benchmark.perf.gpu_bench --device cpu --hidden 32 --seq-lens 20   # the same table on CPU
 
 For every cell and T, in one process and at identical shapes, it times forward and
 forward+loss+backward of native `none` (the reference: cuDNN on a GPU) and of every variant
-registered in benchmark/variants.py on each of its impls, the custom ones also with every
-`--accel` speed-up (benchmark/accel.py). The ratio to the reference is set against each
+registered in benchmark/arms/variants.py on each of its impls, the custom ones also with every
+`--accel` speed-up (benchmark/training/accel.py). The ratio to the reference is set against each
 variant's GPU target from the registry (on an H100: custom none <= 2.0x, bn.recurrent
 <= 3.0x, dropout.variational <= 2.5x).
 
-Protocol (benchmark.timing): every variant is built, compiled or captured first (that time
+Protocol (benchmark.training.timing): every variant is built, compiled or captured first (that time
 is `setup_s`, never part of throughput), warmed up, then the variants of one (cell, T)
 are timed in interleaved rounds, so load that comes and goes hits them all alike. On CUDA
 each call is bracketed by CUDA events and the device synchronised before reading them; on
@@ -31,15 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark import accel as accel_mod
-from benchmark import allocator, envinfo
-from benchmark import variants as registry
 from benchmark.arms import Arm
-from benchmark.config import Accel, Impl, Precision
-from benchmark.io import atomic_write_json
+from benchmark.arms import variants as registry
+from benchmark.core.config import Accel, Impl, Precision
+from benchmark.core.io import atomic_write_json
+from benchmark.job import envinfo
 from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.precision import autocast_dtype, set_tf32, sync
-from benchmark.timing import StepFns, median_iqr, step_fns, time_calls
+from benchmark.training import accel as accel_mod
+from benchmark.training import allocator
+from benchmark.training.precision import autocast_dtype, set_tf32, sync
+from benchmark.training.timing import StepFns, median_iqr, step_fns, time_calls
 
 SKIP_NO_CUDA = "skipped: no CUDA device (torch.cuda.is_available() is False)"
 OUTPUT_SIZE = 10
@@ -47,7 +48,7 @@ OUTPUT_SIZE = 10
 
 @dataclass(frozen=True)
 class Variant:
-    """One column of the comparison: a registered variant (benchmark/variants.py) on an impl, with a speed-up."""
+    """One column of the comparison: a registered variant (benchmark/arms/variants.py) on an impl, with a speed-up."""
 
     impl: Impl
     spec: registry.Variant
@@ -65,7 +66,7 @@ class Variant:
 
     @property
     def target(self) -> Optional[float]:
-        """Forward+backward time / native none on a GPU (benchmark/variants.py); None where none is set."""
+        """Forward+backward time / native none on a GPU (benchmark/arms/variants.py); None where none is set."""
         return self.spec.target(self.impl.value, "gpu")
 
     def reg_config(self, p: Optional[float]) -> Arm:
@@ -312,7 +313,7 @@ def environment(device: torch.device, precision: Precision, start: str) -> dict[
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m benchmark.gpu_bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmark.perf.gpu_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=256)
@@ -335,7 +336,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         nargs="+",
         choices=registry.names(),
         default=None,
-        help="registered variants to time besides the reference (default: all, benchmark/variants.py)",
+        help="registered variants to time besides the reference (default: all, benchmark/arms/variants.py)",
     )
     ap.add_argument(
         "--dropout-p",

@@ -1,4 +1,4 @@
-"""Where a sweep stands: `python -m benchmark.analysis.status results/<sweep>` (`make status`).
+"""Where a sweep stands: `python -m benchmark.sweep.status results/<sweep>` (`make status`).
 
 It only reads files, so it works at any time: during a sweep, after an interrupted one,
 and while a SLURM array is still running. The grid comes from the sweep's own record,
@@ -6,7 +6,7 @@ and while a SLURM array is still running. The grid comes from the sweep's own re
 sweeper params and command-line overrides are expanded exactly as Hydra's basic sweeper
 does (its own parser and `split_arguments`), each grid point is composed with Hydra's
 compose API from the same config folder, and its run id is computed as `benchmark.run`
-does (`benchmark.io.run_id` over the resolved config). So every grid point is matched to
+does (`benchmark.core.io.run_id` over the resolved config). So every grid point is matched to
 its run folder `runs/<run_id>/` and falls in exactly one category:
 
     ok          metrics.json complete, status ok
@@ -15,7 +15,7 @@ its run folder `runs/<run_id>/` and falls in exactly one category:
     incomplete  the folder exists but has no complete metrics.json: running now, or killed
     missing     in the grid, never started (no folder)
 
-The first three are the run statuses of the record (`benchmark.record.Status`); the last two
+The first three are the run statuses of the record (`benchmark.core.record.Status`); the last two
 say why a grid point has none.
 
 Run folders that belong to no grid point (an earlier grid, or configs changed since) are
@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from benchmark.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers, key_of
-from benchmark.io import GRID_POINT, RUN_ID_EXCLUDE, read_metrics, run_id
-from benchmark.record import Status
+from benchmark.core.io import GRID_POINT, RUN_ID_EXCLUDE, read_metrics, run_id
+from benchmark.core.record import Status
+from benchmark.job.members import key_of
+from benchmark.sweep.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers
 
 if TYPE_CHECKING:
     import pandas
@@ -113,7 +114,7 @@ def expand(multirun: Any) -> list[GridPoint]:
 
     Sweeper params first, then the command line's task overrides (a key given on both wins
     from the command line), the cartesian product of every swept key. The cohort sweeper
-    (benchmark/cohort_sweep.py) launches the same grid with a cohort's points in one job, so
+    (benchmark/sweep/cohort_sweep.py) launches the same grid with a cohort's points in one job, so
     its points are these too, one per member; `num` is then the number of the job that trains
     the point (its cohort's), as Hydra numbers the jobs it launches.
     """
@@ -213,7 +214,7 @@ def composed_run_ids(multirun: Any, points: Sequence[GridPoint]) -> list[str]:
     from omegaconf.errors import OmegaConfBaseException
 
     from benchmark.arms.base import id_form
-    from benchmark.config import ConfigError, register_configs
+    from benchmark.core.config import ConfigError, register_configs
 
     register_configs()  # the run schema and the resolvers the configs use
     h = multirun.hydra
@@ -348,7 +349,7 @@ def render(st: SweepStatus, limit: int = 20) -> list[Any]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from rich.console import Console
 
-    ap = argparse.ArgumentParser(prog="python -m benchmark.analysis.status", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmark.sweep.status", description=__doc__.splitlines()[0])
     ap.add_argument("sweep_dir", type=Path, help="results/<sweep>")
     ap.add_argument("--limit", type=int, default=20, help="points listed per category (default 20)")
     args = ap.parse_args(argv)

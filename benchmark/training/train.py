@@ -1,7 +1,7 @@
 """The training loop: library code over plain typed objects (no Hydra here).
 
 `train` reads top to bottom: take a batch from the task's `BatchSource`, call the `StepFn`
-(forward under bf16 autocast if asked, loss, backward; `benchmark.step`), measure the global
+(forward under bf16 autocast if asked, loss, backward; `benchmark.training.step`), measure the global
 and per-group gradient norms before clipping, clip, optimiser and scheduler step. The loss
 and every norm of a step are read back in one device sync (`step_stats`). A non-finite loss
 or gradient norm stops training at that step (`status = "diverged"`) without applying the
@@ -32,13 +32,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from benchmark import record
-from benchmark.config import Optimizer, Precision, Scheduler, TrainConfig
-from benchmark.gradients import GROUPS, group_norm_tensors, total_norm
+from benchmark.core import record
+from benchmark.core.config import Optimizer, Precision, Scheduler, TrainConfig
 from benchmark.models.norm import estimate_population
-from benchmark.precision import autocast, autocast_dtype
-from benchmark.step import BatchSampler, BatchSource, StepFn
 from benchmark.tasks.base import Task, split_seed
+from benchmark.training.gradients import GROUPS, group_norm_tensors, total_norm
+from benchmark.training.precision import autocast, autocast_dtype
+from benchmark.training.step import BatchSampler, BatchSource, StepFn
 
 __all__ = ["HISTORY_COLUMNS", "BatchSampler", "TrainResult", "evaluate", "final_metrics", "lr_factor", "train"]
 
@@ -425,7 +425,7 @@ class Trainee:
     """One run's training: the model whose parameters its optimiser steps, and its bookkeeping.
 
     The loop that computes the gradients is someone else's: `train` (one model, one step
-    function) or `benchmark.train_cohort` (many members through one stacked model). After
+    function) or `benchmark.training.train_cohort` (many members through one stacked model). After
     the gradients of step i are in `p.grad`: `update` clips and applies them (False: the step
     diverged, nothing applied), `book` logs, evaluates and asks the stopping rules, `finish`
     restores the best weights or re-estimates BN's statistics once the loop has ended.

@@ -1,14 +1,14 @@
 """Whole cohort jobs measured on a GPU, and an experiment's wall-time estimate rebuilt from them.
 
-`benchmark.estimate` prices every job of an experiment from cohort-step costs and a per-job overhead fitted to
+`benchmark.perf.estimate` prices every job of an experiment from cohort-step costs and a per-job overhead fitted to
 two jobs of another experiment. Here, one whole job per regime x length of the experiment itself is run (the
 cheapest confirmation job there: its cell and arm at the full step budget, every confirmation seed as one
 cohort) and each measured job's wall time over its estimate is the factor that rebuilds the estimate of every
 job of that regime at that length (at the nearest measured length where a length was not measured):
 
-    python -m benchmark.estimate_jobs plan claims_gpu                 # "<seconds> <overrides>" per whole job
+    python -m benchmark.perf.estimate_jobs plan claims_gpu                 # "<seconds> <overrides>" per whole job
     python -m benchmark.run --multirun <overrides> results_dir=R sweep=claims_jobs    # each, timed (gpu_check.sh)
-    python -m benchmark.estimate_jobs rebuild claims_gpu R/claims_jobs --json rebuilt.json
+    python -m benchmark.perf.estimate_jobs rebuild claims_gpu R/claims_jobs --json rebuilt.json
 
 A job's measured seconds are its cohort's wall time (`env.cohort_wall_s`; the members' `wall_s` summed where
 they trained one after another).
@@ -25,8 +25,8 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from benchmark.analysis import protocol
-from benchmark.estimate import BASELINE, Job, estimate
+from benchmark.perf.estimate import BASELINE, Job, estimate
+from benchmark.sweep import protocol
 
 NO_P = ("none", "bn")  # arms without a dropout p: a whole job's settings need no tuning to be meaningful
 

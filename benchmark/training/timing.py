@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from benchmark.precision import autocast, sync
+from benchmark.training.precision import autocast, sync
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _time(fn: Callable[[], None], warmup: int, repeats: int, device: torch.devic
     return out
 
 
-time_calls = _time  # the public name (benchmark.gpu_bench interleaves variants with it)
+time_calls = _time  # the public name (benchmark.perf.gpu_bench interleaves variants with it)
 StepFns = tuple[Callable[[], None], Callable[[], None]]
 
 
@@ -125,7 +125,7 @@ def time_model(
     """Time forward (with autograd on, as in training) and forward+loss+backward on (x, y).
 
     x: (B, T, I) already on the model's device. `make_fns(copy) -> (fwd, fwd_bwd)` replaces
-    the eager closures of `step_fns` (e.g. CUDA-graph replays, benchmark.accel).
+    the eager closures of `step_fns` (e.g. CUDA-graph replays, benchmark.training.accel).
     """
     device = x.device
     m = copy.deepcopy(model).train()

@@ -1,0 +1,220 @@
+"""Prepare one run: compose-time checks and everything cheap, before anything is written.
+
+`prepare` type-checks the composed config (`run_schema`), runs `validate`, builds the task, looks up
+the cell class and resolves `impl`. Any bad value raises `ConfigError` naming the key (the entry
+point, benchmark/run.py, prints it and exits 2 before anything is written). `identity` is what
+the run is: the identity keys of its record.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from hydra.errors import InstantiationException, OverrideParseException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.arms import Arm, build_arm
+from benchmark.arms.base import id_form
+from benchmark.core import record
+from benchmark.core.config import Accel, ConfigError, Device, InitScheme, RunConfig, register_configs, validate
+from benchmark.core.io import run_dir, run_id
+from benchmark.job.members import member_overrides, member_point
+from benchmark.models import ModelSpec, check_cell_class, check_spec, resolve_impl
+from benchmark.tasks import Task, check_task
+
+# The run schema and Hydra's warning filter, wherever runs are prepared: a launcher's worker (joblib, submitit)
+# unpickles the job's task function and composes the job's config without importing benchmark.run.
+register_configs()
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything a job needs, checked; nothing has been written yet."""
+
+    cfg: RunConfig
+    resolved: dict[str, Any]  # the resolved config, as written to config.yaml
+    run_id: str
+    out: Path
+    task: Task
+    spec: ModelSpec
+    device: torch.device
+    point: tuple[str, ...] = ()  # the grid point's overrides, as the sweep launched it (grid_point.json)
+
+
+def _config_cause(e: BaseException) -> Optional[ConfigError]:
+    while e is not None:
+        if isinstance(e, ConfigError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def build_task_and_cell(cfg: DictConfig) -> tuple[Task, type]:
+    """The task (instantiated and checked) and the cell class; raises ConfigError naming the key."""
+    try:
+        task = check_task(instantiate(cfg.task, _convert_="all"))
+    except InstantiationException as e:
+        cause = _config_cause(e)
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(
+            "task", cfg.task.get("name"), "a task config whose keys match its class", str(e).splitlines()[0]
+        ) from None
+    try:
+        cell = get_class(cfg.cell._target_)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(
+            "cell._target_", cfg.cell._target_, "an importable CellMath subclass", str(e).splitlines()[0]
+        ) from None
+    cell = check_cell_class(cell)
+    return task, cell
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Validate and build everything cheap; raises ConfigError, writes nothing."""
+    run_cfg: RunConfig = OmegaConf.to_object(cfg)
+    validate(run_cfg)
+    if run_cfg.device is Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda", "auto or cpu on this machine", "torch sees no CUDA device.")
+    use_cuda = run_cfg.device is Device.cuda or (run_cfg.device is Device.auto and torch.cuda.is_available())
+    for group in ("cell", "task", "reg"):
+        if not isinstance(cfg.get(group), DictConfig) or "_target_" not in cfg[group]:
+            raise ConfigError(group, cfg.get(group), f"a config from conf/{group}/ with a _target_")
+    task, cell = build_task_and_cell(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    arm = build_arm(resolved["reg"])  # validates its own settings (ConfigError)
+    b = run_cfg.train.batch_size
+    if b < arm.min_batch_size():
+        raise ConfigError(
+            "train.batch_size",
+            b,
+            f"an integer >= {arm.min_batch_size()} with reg={arm.name}",
+            "Batch statistics of a single example are undefined.",
+        )
+    if task.carries_state and run_cfg.accel is Accel.graph:  # a captured graph cannot carry a state across windows
+        raise ConfigError("accel", "graph", "none or compile for a stream task (task.name=ptb)")
+    spec = model_spec(run_cfg, task, cell, arm)
+    check_spec(spec)  # e.g. reg.bn.max_stats_steps < task.total_len
+    arm_identity(arm, task.total_len)  # an arm's record columns must be the record's
+    resolve_impl(cell, arm, run_cfg.impl)  # impl=native with a variant that needs the loop
+    rid = run_id(id_form(resolved))
+    return Prepared(
+        cfg=run_cfg,
+        resolved=resolved,
+        run_id=rid,
+        out=run_dir(run_cfg.results_dir, run_cfg.sweep, rid),
+        task=task,
+        spec=spec,
+        device=torch.device("cuda" if use_cuda else "cpu"),
+    )
+
+
+def model_spec(run_cfg: RunConfig, task: Task, cell: type, arm: Arm) -> ModelSpec:
+    """The model a run trains. With tokens in (task.vocab_size), an input_size of 0 means an embedding
+    as wide as the hidden size (Zaremba)."""
+    return ModelSpec(
+        cell=cell,
+        input_size=task.input_size or run_cfg.hidden_size,
+        hidden_size=run_cfg.hidden_size,
+        num_layers=run_cfg.num_layers,
+        output_size=task.output_size,
+        per_step=task.per_step,
+        reg=arm,
+        impl=run_cfg.impl,
+        total_len=task.total_len,
+        vocab_size=task.vocab_size,
+        init_scale=run_cfg.init.scale if run_cfg.init.scheme is InitScheme.uniform else None,
+    )
+
+
+def arm_identity(arm: Arm, total_len: Optional[int]) -> dict[str, Any]:
+    """The arm's columns of the run record; ValueError when it names a key the record does not have."""
+    own = arm.identity(total_len)
+    unknown = sorted(set(own) - set(record.IDENTITY_KEYS))
+    if unknown:
+        raise ValueError(
+            f"reg={arm.name}: identity() returns {unknown}, which are not identity keys of the run "
+            "record (benchmark/core/record.py); an arm's own settings go to `reg_params`"
+        )
+    return own
+
+
+def identity(p: Prepared) -> dict[str, Any]:
+    """What the run is: every identity key of the record (benchmark/core/record.py) in its order, null where
+    nothing sets it (e.g. another arm's columns); the arm contributes its own (`Arm.identity`)."""
+    values = run_identity(p)
+    unknown = sorted(set(values) - set(record.IDENTITY_KEYS))
+    if unknown:
+        raise ValueError(f"identity {unknown} are not identity keys of the run record (benchmark/core/record.py)")
+    return {"schema_version": record.SCHEMA_VERSION, **{k: values.get(k) for k in record.IDENTITY_KEYS}}
+
+
+def run_identity(p: Prepared) -> dict[str, Any]:
+    """The values `identity` arranges: the config's, the task's and the arm's."""
+    c, reg = p.cfg, p.spec.reg
+    return {
+        "run_id": p.run_id,
+        "sweep": c.sweep,
+        "cell": p.resolved["cell"].get("name", p.spec.cell.name),
+        "reg": reg.name,
+        "reg_params": reg.params(),
+        **arm_identity(reg, p.task.total_len),
+        "impl": c.impl.value,
+        "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value,
+        "accel": c.accel.value,
+        "task": p.task.label,
+        "seq_len": p.task.seq_len,
+        "total_len": p.task.total_len,
+        "seed": c.seed,
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_layers,
+        "batch_size": c.train.batch_size,
+        "steps": c.train.steps,
+        "lr": c.train.lr,
+        "device": p.device.type,
+        "precision": c.precision.value,
+        "metric_name": p.task.metric_name,
+        "metric_baseline": p.task.metric_baseline,
+        "metric_perfect": p.task.metric_perfect,
+        "metric_higher_is_better": bool(p.task.higher_is_better),
+        "target_score": p.task.target_score,
+        "stop_at_target": c.train.stop_at_target,
+    }
+
+
+def member_configs(cfg: DictConfig) -> list[DictConfig]:
+    """The job's runs: `cfg` with each of `cohort.members` applied, read as the cohort sweeper wrote them
+    (`member_overrides`, values parsed by Hydra's override parser); [cfg] for a solo job.
+    A member sets only cohort axes, each a plain config value (ConfigError otherwise)."""
+    axes, parser = list(cfg.cohort.axes), OverridesParser.create()
+    allowed = f"space-separated key=value overrides of cohort.axes {axes}"
+    out = []
+    for text in cfg.cohort.members:
+        try:
+            overrides = parser.parse_overrides(member_overrides(str(text)))
+        except OverrideParseException as e:
+            raise ConfigError("cohort.members", text, allowed, str(e).splitlines()[0]) from None
+        if not overrides or any(
+            o.key_or_group not in axes or o.type is not OverrideType.CHANGE or o.is_sweep_override() for o in overrides
+        ):
+            raise ConfigError("cohort.members", text, allowed)
+        member = copy.deepcopy(cfg)
+        for o in overrides:
+            OmegaConf.update(member, o.key_or_group, o.value(), merge=False)
+        member.cohort.members = []
+        out.append(member)
+    return out or [cfg]
+
+
+def prepare_job(cfg: DictConfig, task_overrides: list[str]) -> list[Prepared]:
+    """Every run of a job (its members, or the one run of a solo job), prepared, each with its grid point
+    (`task_overrides`: the job's overrides as Hydra launched it). Raises ConfigError, writes nothing."""
+    points = [member_point(task_overrides, str(m)) for m in cfg.cohort.members] or [list(task_overrides)]
+    return [dataclasses.replace(prepare(c), point=tuple(pt)) for c, pt in zip(member_configs(cfg), points)]
