@@ -29,13 +29,16 @@ import yaml
 
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import claims as claims_mod
+from benchmark.analysis import claims_view, export, plots, stats, tables
 from benchmark.analysis import comparisons as cmp
-from benchmark.analysis import export, plots, stats, tables
+from benchmark.analysis import controls as controls_mod
+from benchmark.analysis import design as design_mod
 from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table
 from benchmark.analysis.html import present as _present
 from benchmark.arms import variants
 from benchmark.arms.blocks import BNConfig, DropoutConfig
 from benchmark.core import record
+from benchmark.core.config import ConfigError
 from benchmark.core.io import atomic_write_text
 from benchmark.sweep import status
 
@@ -169,63 +172,32 @@ def _longest(df: pd.DataFrame, task: str) -> int:
 # ----------------------------------------------------------------------------- sections
 
 
-def claim_row(r: pd.Series) -> dict[str, Any]:
-    """One claim comparison as the template shows it."""
+def claims_section(
+    results: list[claims_mod.ClaimResult],
+    s: Optional["Sweep"],
+    design: Optional[design_mod.Design],
+    design_error: str,
+    alpha: float,
+) -> dict[str, Any]:
+    """Section 1: claims at a glance, the instrument check (a failed control above every word), the
+    design's hash and seeds, then each claim's per-point and descriptive rows with its figures."""
+    detail = claims_view.details(results)
+    for d in detail:
+        d["figures"] = claim_figures(d["key"], s) if s is not None else []
     return {
-        **{k: r[k] for k in ("role", "task", "seq_len", "cell", "variant", "baseline", "endpoint")},
-        "base_mean": fmt(r["baseline_mean"]),
-        **effect_cell(r),
-        "margin": fmt(r["margin"], 3),
-        "p_eq": fmt_p(r["p_equivalent"]),
-        "mde": fmt(r["mde"]),
-        "note": r["note"] if isinstance(r["note"], str) else "",
+        "glance": claims_view.glance(results),
+        "instrument": claims_view.instrument(controls_mod.check(results, design, alpha)),
+        "design": claims_view.design_view(design, design_error),
+        "details": detail,
     }
 
 
-def claim_glance(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per endpoint of a claim: points, seeds, median effect and MDE, and the count of each word."""
-    glance = []
-    for (role, ep), g in rows.groupby(["role", "endpoint"], sort=False):
-        tally = g["verdict"].value_counts()
-        n = f"{int(g['n'].min())}–{int(g['n'].max())}" if g["n"].nunique() > 1 else str(int(g["n"].iloc[0]))
-        glance.append(
-            {
-                "role": role,
-                "endpoint": ep,
-                "points": len(g),
-                "n": n,
-                "median": fmt(g["mean_diff"].median(), sign=True),
-                "mde": fmt(g["mde"].median()),
-                "words": [
-                    {"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
-                    for w in [*stats.WORDS, claims_mod.DESCRIPTIVE]
-                    if w in tally
-                ],
-            }
-        )
-    return glance
-
-
-def claims_section(results: list[claims_mod.ClaimResult], s: Optional["Sweep"] = None) -> list[dict[str, Any]]:
-    """Section 1: each claim, its words per endpoint at a glance, every comparison folded below, and its
-    figures (Kaplan-Meier curves for (a), gradient profiles by BN gain for (b)); or why the sweep cannot test it."""
-    out = []
-    for r in results:
-        figs = claim_figures(r.claim.key, s) if s is not None and not r.not_testable else []
-        out.append(
-            {
-                "key": r.claim.key,
-                "title": r.claim.title,
-                "summary": r.summary,
-                "testable": not r.not_testable,
-                "condition": r.claim.condition_text,
-                "skipped": r.skipped,
-                "figures": figs,
-                "rows": [claim_row(x) for _, x in r.rows.iterrows()],
-                "glance": claim_glance(r.rows),
-            }
-        )
-    return out
+def load_design(sweep_dir: Path) -> tuple[Optional[design_mod.Design], str]:
+    """The sweep's declared design, or None and why (no file: exploratory; a malformed one: its error)."""
+    try:
+        return design_mod.load(sweep_dir), ""
+    except ConfigError as e:
+        return None, str(e)
 
 
 def claim_figures(key: str, s: "Sweep") -> list[dict[str, str]]:
@@ -746,7 +718,8 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / sweep_dir.name
     vt = cmp.verdicts(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.COLUMNS)
     agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
-    results = claims_mod.run_claims(s.selected, opts, s.comp) if len(s.selected) else []
+    design, design_error = load_design(sweep_dir)
+    results = claims_mod.run_claims(s.selected, opts, s.comp, design) if len(s.selected) else []
     out_dir.mkdir(parents=True, exist_ok=True)
     export.write_table(vt, out_dir, "verdicts")
     export.write_table(claims_mod.claims_table(results), out_dir, "claims")
@@ -763,7 +736,7 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
         "adjust_name": stats.ADJUST_NAMES[opts.adjust],
         "level": f"{100 * opts.level:g}",
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "claims": claims_section(results, s),
+        "claims": claims_section(results, s, design, design_error, opts.alpha),
         "seeds": seeds,
         "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
         "lr": lr_section(s),
