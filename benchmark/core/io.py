@@ -33,18 +33,29 @@ RUN_ID_EXCLUDE = (
     "protocol",
     "cohort",  # which points train together: a member is its solo run
 )  # a claims experiment's seed roles and grids (the settings are in the config)
+# Knobs added after runs were recorded, at their defaults: a config that leaves a knob at its default hashes as
+# it did before the knob existed, so the ids of those runs stay valid (tests/test_run.py checks the defaults).
+LATER_KNOBS: dict[str, Any] = {
+    "accel": "none",
+    "init": {"scheme": "torch", "scale": 0.1},
+    "train.lr_decay": 0.5,
+    "train.lr_decay_every": 1,
+    "train.lr_decay_after": 0,
+    "task.window_loss": "mean",
+}
 COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
 GRID_POINT = "grid_point.json"  # the overrides of the grid point a run folder was made for (benchmark/job/execute.py)
 
 
-def _drop(cfg: Mapping[str, Any], dotted: str) -> dict[str, Any]:
+def _drop(cfg: Mapping[str, Any], dotted: str, only_if: Any = ...) -> dict[str, Any]:
+    """cfg without the key at `dotted` (only where it equals `only_if`, when given)."""
     head, _, rest = dotted.partition(".")
     out = dict(cfg)
     if rest:
         if isinstance(out.get(head), Mapping):
-            out[head] = _drop(out[head], rest)
-    else:
+            out[head] = _drop(out[head], rest, only_if)
+    elif only_if is ... or (head in out and out[head] == only_if):
         out.pop(head, None)
     return out
 
@@ -52,8 +63,8 @@ def _drop(cfg: Mapping[str, Any], dotted: str) -> dict[str, Any]:
 def run_id(resolved: Mapping[str, Any], exclude: Iterable[str] = RUN_ID_EXCLUDE) -> str:
     """12 hex digits of sha256 over the resolved config (sorted keys) minus output paths."""
     cfg: dict[str, Any] = dict(resolved)
-    if cfg.get("accel") == "none":  # the default of a later knob: ids of runs made before it stay valid
-        cfg.pop("accel")
+    for key, default in LATER_KNOBS.items():
+        cfg = _drop(cfg, key, default)
     for key in exclude:
         cfg = _drop(cfg, key)
     blob = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))

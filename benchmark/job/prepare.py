@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form, package_arms
 from benchmark.core import record
-from benchmark.core.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
+from benchmark.core.config import Accel, ConfigError, Device, InitScheme, RunConfig, register_configs, validate
 from benchmark.core.io import run_dir, run_id
 from benchmark.job.members import member_overrides, member_point
 from benchmark.models import ModelSpec, check_cell_class, check_spec, resolve_impl
@@ -153,6 +153,7 @@ def model_spec(run_cfg: RunConfig, task: Task, cell: type, arm: Arm) -> ModelSpe
         impl=run_cfg.impl,
         total_len=task.total_len,
         vocab_size=task.vocab_size,
+        init_scale=run_cfg.init.scale if run_cfg.init.scheme is InitScheme.uniform else None,
     )
 
 

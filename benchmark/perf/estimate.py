@@ -45,6 +45,7 @@ class Job:
     members: int
     steps: int
     eval_interval: int
+    regime: Optional[str] = None  # conf/regime/<name>.yaml, where the experiment has regimes
 
 
 def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
@@ -78,11 +79,11 @@ def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
                 for T in rg.lengths:
                     seeds = n if (task, T, cell, reg) in reads else (proto.exploratory_count or n)
                     jobs += [
-                        Job("tuning", cell, reg, T, tuning, steps, every),
-                        Job("confirmation", cell, reg, T, seeds, steps, every),
+                        Job("tuning", cell, reg, T, tuning, steps, every, rg.name),
+                        Job("confirmation", cell, reg, T, seeds, steps, every, rg.name),
                     ]
                 if grid and grid.regime == rg.name and cell in grid.cells and reg in grid.arms:
-                    jobs += [Job("confirmation", cell, reg, grid.length, n, steps, every)] * (len(grid.lr) - 1)
+                    jobs += [Job("confirmation", cell, reg, grid.length, n, steps, every, rg.name)] * (len(grid.lr) - 1)
     return jobs
 
 
@@ -98,7 +99,7 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
         for T in outer["task.seq_len"]:
             for cell in outer["cell"]:
                 for reg in outer["reg"]:
-                    jobs.append(Job("grid", cell, reg, int(T), members, int(steps), int(every)))
+                    jobs.append(Job("grid", cell, reg, int(T), members, int(steps), int(every), regime))
     return jobs
 
 

