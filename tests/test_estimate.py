@@ -18,8 +18,9 @@ def test_protocol_jobs_hold_every_run_of_the_protocol():
     grid reads the point and 6 elsewhere; (f)'s other four rates for none and bn. One job per design."""
     jobs = estimate.protocol_jobs("claims_cpu", protocol.experiment_cfg("claims_cpu"))
     runs = {s: sum(j.members for j in jobs if j.stage == s) for s in ("tuning", "confirmation")}
-    # tuning: 2 seeds x 2 rates x (1 | 2 p) x (3 cells x 2 lengths on adding + the LSTM at one length on chars)
-    assert runs["tuning"] == 2 * 2 * (1 + 1 + 2 + 2) * (3 * 2 + 1)
+    # tuning: 2 seeds x 2 rates x (1 | its 1 p) x (3 cells x 2 lengths on adding + the LSTM at one length on chars)
+    p = len(protocol.load("claims_cpu").dropout_p)
+    assert p == 1 and runs["tuning"] == 2 * 2 * (1 + 1 + p + p) * (3 * 2 + 1)
     # confirmation: adding T=30 reads none and bn of every cell (a, b, g) -> 6 x 16, its dropout and both 6 x 6,
     # adding T=15 12 x 6, chars every arm (c, d, e) 4 x 16, (f) 2 arms x 4 rates x 16
     n = protocol.load("claims_cpu").confirmation_count
