@@ -128,6 +128,25 @@ def test_tuning_writes_the_design_first_and_tunes_every_length(tmp_path):
         protocol.tune(design({**BLOCK, "lr": [0.01, 0.1]}), tmp_path)
 
 
+def test_one_dropout_p_is_set_in_the_designs_not_swept(tmp_path):
+    """With a single p, an override `reg.dropout.p=0.5` would meet Hydra's first composition, where the arm is
+    still `none` and has no dropout block; so the p goes into the dropping arms' designs, in one multirun."""
+    (line,) = protocol.tune(design({**BLOCK, "dropout_p": [0.5]}), tmp_path)
+    o = overrides(line)
+    assert "reg.dropout.p" not in o and "t_claims_chars_T25_lstm_dropout" in o["design"].split(",")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        c = compose(
+            config_name="config",
+            overrides=[
+                "+experiment=claims",
+                f"hydra.searchpath={o['hydra.searchpath']}",
+                *(f"{k}={v.split(',')[0]}" for k, v in o.items() if k in ("train.lr", "seed")),
+                "design=t_claims_chars_T25_lstm_dropout",
+            ],
+        )
+    assert (c.reg.name, c.reg.dropout.p) == ("dropout", 0.5)
+
+
 def tuning_runs(sweep: Path, proto: protocol.Protocol) -> None:
     """Every tuning run: at chars T=25 dropout p=0.1 at lr 0.03 validates best, at T=50 p=0.5 at lr 0.01;
     `none` best at 0.01 everywhere."""

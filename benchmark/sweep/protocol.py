@@ -376,18 +376,22 @@ def tune(design: Design, sweep_dir: Path) -> list[str]:
     """Write plan/design.json and the tuning designs, and return the overrides of the tuning multiruns, one per
     line of the CLI: the arms without dropout, then (when the protocol tunes dropout p) the arms that drop out,
     with `reg.dropout.p` swept like the seeds and rates (a cohort axis of conf/experiment/claims.yaml: each
-    arm's seeds x rates x p train as one job). Every length tunes its own settings: a rate that suits T = 30
-    may leave a cell at chance at T = 100, which would confound length with the rate. Two multiruns because
-    Hydra sweeps a key for every design."""
+    arm's seeds x rates x p train as one job); a single p is set in their designs instead, in one multirun
+    (an override of a key that only the design's arm has would fail at Hydra's first composition). Every
+    length tunes its own settings: a rate that suits T = 30 may leave a cell at chance at T = 100, which would
+    confound length with the rate. Two multiruns because Hydra sweeps a key for every design."""
     proto = design.protocol
     write_design(design, sweep_dir)
     plain, dropping = {}, {}
+    one_p = proto.dropout_p[0] if len(proto.dropout_p) == 1 else None  # set in the design: nothing to sweep
     for rg in proto.regimes:
         for T in rg.lengths:
             for cell in rg.cells:
                 for reg in rg.regs:
-                    files = dropping if reg in DROPOUT_ARMS and proto.dropout_p else plain
-                    files[f"t_{rg.name}_T{T}_{cell}_{reg}"] = design_file(rg, cell, reg, T)
+                    drops = reg in DROPOUT_ARMS and proto.dropout_p
+                    files = dropping if drops and one_p is None else plain
+                    p = one_p if drops else None
+                    files[f"t_{rg.name}_T{T}_{cell}_{reg}"] = design_file(rg, cell, reg, T, p=p)
     folder = sweep_dir / "plan" / "tune"
     lrs = "train.lr=" + ",".join(f"{x:g}" for x in proto.lr)
     ps = "reg.dropout.p=" + ",".join(f"{x:g}" for x in proto.dropout_p)
