@@ -210,3 +210,14 @@ def test_the_rate_grid_runs_never_enter_selection_or_the_verdicts_runs(tmp_path)
     used = comparisons.select(done, d.protocol.tuning_seeds)
     at = used[(used["task"] == "adding")]
     assert set(at["lr"]) == {0.01} and set(at["seed"]) == set(d.confirmation_seeds)
+
+
+def test_the_dearest_designs_launch_first(tmp_path):
+    """Two workers that took adding's cheap jobs first would leave a chars job (hidden 128) running alone at
+    the end of the stage: the designs are listed by hidden² x T x budget, dearest first."""
+    (line,) = protocol.tune(design({**BLOCK, "dropout_p": [0.5]}), tmp_path)
+    names = overrides(line)["design"].split(",")
+    assert names.index("t_claims_chars_T50_lstm_none") < names.index("t_claims_chars_T25_lstm_none")
+    assert names.index("t_claims_chars_T25_lstm_none") < names.index("t_claims_adding_T30_lstm_none")
+    rg = protocol.Regime("claims_chars", (25,))
+    assert protocol.design_cost(rg, 50, "lstm", 32) == 2 * protocol.design_cost(rg, 25, "lstm", 32)

@@ -354,11 +354,20 @@ def design_file(
     return "\n".join(lines) + "\n"
 
 
-def _write(folder: Path, files: dict[str, str]) -> list[str]:
+def design_cost(rg: Regime, seq_len: int, cell: str, hidden: int) -> float:
+    """A job's relative cost, to launch the dearest first: hidden² x T x the step budget (the regime's).
+    Two workers that take the cheap jobs first leave the dearest one running alone at the stage's end."""
+    regime = _yaml(CONF / "regime" / f"{rg.name}.yaml") or {}
+    steps = rg.steps.get(cell) or (regime.get("train") or {}).get("steps") or 1
+    return float(regime.get("hidden_size") or hidden) ** 2 * seq_len * steps
+
+
+def _write(folder: Path, files: dict[str, str], cost: dict[str, float]) -> list[str]:
+    """Write the designs; their names, dearest first (by `cost`), then by name."""
     (folder / "design").mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / "design" / f"{name}.yaml").write_text(text, encoding="utf-8")
-    return sorted(files)
+    return sorted(files, key=lambda n: (-cost.get(n, 0.0), n))
 
 
 def _overrides(folder: Path, designs: list[str], seeds: Sequence[int], extra: Sequence[str] = ()) -> str:
@@ -382,7 +391,8 @@ def tune(design: Design, sweep_dir: Path) -> list[str]:
     confound length with the rate. Two multiruns because Hydra sweeps a key for every design."""
     proto = design.protocol
     write_design(design, sweep_dir)
-    plain, dropping = {}, {}
+    plain, dropping, cost = {}, {}, {}
+    hidden = int(experiment_cfg(design.experiment).get("hidden_size") or 0)
     one_p = proto.dropout_p[0] if len(proto.dropout_p) == 1 else None  # set in the design: nothing to sweep
     for rg in proto.regimes:
         for T in rg.lengths:
@@ -392,11 +402,14 @@ def tune(design: Design, sweep_dir: Path) -> list[str]:
                     files = dropping if drops and one_p is None else plain
                     p = one_p if drops else None
                     files[f"t_{rg.name}_T{T}_{cell}_{reg}"] = design_file(rg, cell, reg, T, p=p)
+                    cost[f"t_{rg.name}_T{T}_{cell}_{reg}"] = design_cost(rg, T, cell, hidden)
     folder = sweep_dir / "plan" / "tune"
     lrs = "train.lr=" + ",".join(f"{x:g}" for x in proto.lr)
     ps = "reg.dropout.p=" + ",".join(f"{x:g}" for x in proto.dropout_p)
     stages = [(plain, [lrs]), (dropping, [lrs, ps])]
-    return [_overrides(folder, _write(folder, files), proto.tuning_seeds, extra) for files, extra in stages if files]
+    return [
+        _overrides(folder, _write(folder, files, cost), proto.tuning_seeds, extra) for files, extra in stages if files
+    ]
 
 
 def expected_tuning_runs(proto: Protocol) -> int:
@@ -442,7 +455,8 @@ def confirm(design: Design, sweep_dir: Path) -> list[str]:
     chosen = chosen_settings(proto, sweep_dir)
     (sweep_dir / "plan").mkdir(parents=True, exist_ok=True)
     chosen.to_csv(sweep_dir / "plan" / "chosen.csv", index=False)
-    tested, explored, reads = {}, {}, tested_points(proto)
+    tested, explored, reads, cost = {}, {}, tested_points(proto), {}
+    hidden = int(experiment_cfg(design.experiment).get("hidden_size") or 0)
     for rg in proto.regimes:
         task = regime_task(rg)
         for r in chosen[chosen["task"].astype(str).str.startswith(task)].itertuples():
@@ -450,15 +464,17 @@ def confirm(design: Design, sweep_dir: Path) -> list[str]:
             T, grid = int(r.seq_len), proto.rate_grid
             files = tested if (str(r.task), T, r.cell, r.reg) in reads else explored
             files[f"c_{rg.name}_T{T}_{r.cell}_{r.reg}"] = design_file(rg, r.cell, r.reg, T, lr=float(r.lr), p=p)
+            cost[f"c_{rg.name}_T{T}_{r.cell}_{r.reg}"] = design_cost(rg, T, r.cell, hidden)
             if grid and grid.regime == rg.name and grid.length == T and r.cell in grid.cells and r.reg in grid.arms:
                 for lr in (x for x in grid.lr if x != float(r.lr)):  # claim (f): every other rate of the grid
                     name = f"c_{rg.name}_T{T}_{r.cell}_{r.reg}_lr{lr:g}"
                     tested[name] = design_file(rg, r.cell, r.reg, T, lr=lr, p=p)
+                    cost[name] = design_cost(rg, T, r.cell, hidden)
     if proto.exploratory_count is None:
         tested, explored = {**tested, **explored}, {}
     folder, seeds = sweep_dir / "plan" / "confirm", design.confirmation_seeds
     stages = [(tested, seeds), (explored, seeds[: proto.exploratory_count or len(seeds)])]
-    return [_overrides(folder, _write(folder, files), s) for files, s in stages if files]
+    return [_overrides(folder, _write(folder, files, cost), s) for files, s in stages if files]
 
 
 def regime_task(rg: Regime) -> str:
