@@ -59,7 +59,7 @@ def hidden_grad_profile(
 ) -> list[float]:
     """‖∂L/∂h_t‖ (Frobenius over the batch) for t = 1..T of the top layer, on (x, y).
 
-    x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
+    model: a stack of one; x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
     API's custom loop, each h_t retaining its grad) on a deep copy in eval mode (`train_mode`: through
     the batch statistics, as the training step sees them), in float64, and
     with norms that cannot underflow (`_scaled_norm`): a vanishing gradient would otherwise read as
@@ -74,8 +74,8 @@ def hidden_grad_profile(
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)
-        y_hat, hs = probe(x, return_hidden=True)  # hs: T tensors (B, H)
-        loss_fn(y_hat, y).backward()
+        y_hat, hs = probe(x.unsqueeze(0), return_hidden=True)  # hs: T tensors (1, B, H)
+        loss_fn(y_hat[0], y).backward()
     return [0.0 if h.grad is None else _scaled_norm(h.grad) for h in hs]
 
 

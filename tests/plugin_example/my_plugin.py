@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.arms import Arm, ArmVariant
+from benchmark.arms import Arm, ArmVariant, Site
 from benchmark.core.config import ConfigError
+from benchmark.models import masks
 from benchmark.models.cells import CellMath
 from benchmark.tasks.base import Task
 
@@ -48,14 +49,20 @@ class NoiseConfig:
 
 
 class GaussianNoise(torch.nn.Module):
-    """Adds N(0, std²) to every hidden activation in training; the identity at eval (zero-mean noise)."""
+    """Adds N(0, std²) to every hidden activation in training; the identity at eval (zero-mean noise).
+
+    Acts on (T, E, B, F): the member dimension E is the second, and the noise is drawn member first through
+    `benchmark.models.masks` (row e from member e's stream), so member e of a stack draws what it draws alone."""
 
     def __init__(self, std: float) -> None:
         super().__init__()
         self.std = std
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.std * torch.randn_like(x) if self.training else x
+        if not self.training:
+            return x
+        T, E, B, F_ = x.shape
+        return x + self.std * masks.normal(x, (E, T, B, F_)).transpose(0, 1)
 
 
 class NoiseArm(Arm):
@@ -73,7 +80,7 @@ class NoiseArm(Arm):
         if not self.std >= 0:
             raise ConfigError("reg.noise.std", self.std, "a number >= 0")
 
-    def hidden_dropout(self, features: int):
+    def hidden_dropout(self, site: Site, features: int):
         return GaussianNoise(self.std) if self.std > 0 else None
 
     @classmethod
