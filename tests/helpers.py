@@ -36,8 +36,35 @@ TINY = [
 # configs (`threads=1`), not OMP_NUM_THREADS, which would also change what `nproc` counts in the Makefile.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
 
+# Summary columns (benchmark/analysis/aggregate.py) that measure time, memory or the environment, or name the
+# folder: expected to differ between two sweeps of the same grid.
+VOLATILE = (
+    "_ms",
+    "per_s",
+    "tokens",
+    "wall",
+    "env",
+    "peak_memory",
+    "time",
+    "timing",
+    "compile",
+    "host",
+    "path",
+    "jobs_beside",
+    "load_avg",
+)
+
 # What a complete run folder holds (benchmark/job/execute.py): no temp files, nothing else.
 RUN_FILES = ["config.yaml", "grid_point.json", "history.csv", "metrics.json"]
+
+
+def as_terminal_job() -> None:
+    """`preexec_fn` of a command a test interrupts as Ctrl-C would: SIGINT handled as in a terminal's job, even
+    where the tests themselves run in the background (a non-interactive shell starts those with it ignored,
+    and Python keeps an ignored SIGINT ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def names(group: str) -> list[str]:

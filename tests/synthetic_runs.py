@@ -21,6 +21,7 @@ from benchmark.core import record
 METRIC = {
     "adding": ("mse", 1 / 6, 0.0, False),
     "digits": ("error", 0.9, 0.0, False),
+    "chars": ("bpc", 4.4, 0.0, False),
     "copy": ("cross_entropy", 0.3, 0.0, False),
     "sign_nll": ("nll", math.log(2), 0.0, False),
     "agree": ("agreement", 0.5, 1.0, True),

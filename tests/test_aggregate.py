@@ -89,6 +89,31 @@ def test_run_id_mismatch_is_corrupt(tmp_path):
     assert a.summary["status"].tolist() == ["corrupt"] and a.problems[0][0] == str(folder)
 
 
+@pytest.mark.parametrize("rename", [False, True])
+def test_a_copied_run_folder_is_named_and_left_out_of_the_tables(tmp_path, capsys, rename):
+    """A copy keeps its record's run id (corrupt: it does not match the folder); a copy whose run id was edited
+    to match is a second record of one training (duplicate). Either way the original stays, once."""
+    import shutil
+
+    sweep = tmp_path / "s"
+    original = make_run(sweep, seed=0)
+    make_run(sweep, seed=1)
+    copy = shutil.copytree(original, sweep / "runs" / "ffffffffffff")
+    if rename:
+        m = json.loads((copy / "metrics.json").read_text())
+        (copy / "metrics.json").write_text(json.dumps({**m, "run_id": copy.name}))
+    assert aggregate.main([str(sweep)]) == 1
+    err = capsys.readouterr().err
+    s = pd.read_parquet(sweep / "summary.parquet")
+    bad = s[s["path"] == str(copy)].iloc[0]
+    assert bad["status"] == ("duplicate" if rename else "corrupt") and str(copy) in err
+    assert (str(original) in bad["problem"]) == rename
+    assert (s["status"] == "ok").sum() == 2
+    for table in ("curves", "profiles"):  # the copy adds no curve: each run's rows once
+        t = pd.read_parquet(sweep / f"{table}.parquet")
+        assert t.groupby("run_id").size().nunique() == 1 and t["run_id"].nunique() == 2
+
+
 @pytest.mark.parametrize("setup", ["missing", "empty", "no_runs"])
 def test_missing_or_empty_results_folder_is_an_error_that_writes_nothing(tmp_path, capsys, setup):
     target = tmp_path / "results" / "nosuch"

@@ -199,8 +199,9 @@ OLD_IDS = {
     "cell=gru reg=bn reg.bn.gain_init=0.3 reg.bn.population=moving task.seq_len=20": "750c130047f2",
     "cell=gru reg=both task.seq_len=20": "41c81885ca53",
     "cell=gru reg=zoneout task.seq_len=20": "2d4d9681d851",
-    "+experiment=claims design=claims_adding_lstm_none": "9b3abbcc76bf",  # none with the sweep's bn block
-    "+experiment=claims design=claims_digits_lstm_both": "ccb8808ba3c3",
+    # none with the sweep's bn block; the claims design itself was redrawn (adding T = 30 every 25 steps, chars):
+    "+experiment=claims design=claims_adding_lstm_none": "fb673b034335",
+    "+experiment=claims design=claims_chars_lstm_both": "e9c48c5573bf",
 }
 # The `reg` node as the old schema resolved it (what the ids above hashed), independent of other config groups.
 OLD_REG_NODES = {

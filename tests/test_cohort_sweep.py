@@ -211,6 +211,58 @@ def test_plain_axes_pass(compose):
     assert check_axes(axes_of(cfg), cfg, set(cfg.hydra.runtime.choices)) == ["seed", "train.lr", "task.seq_len"]
 
 
+def sweeper_for(*args: str):
+    """The cohort sweeper set up in-process as Hydra sets it up for `python -m benchmark.run --multirun args`,
+    and a function that splits the multirun into its jobs as its `sweep` does (composing and checking each
+    one); nothing is launched."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import HydraContext, RunMode
+    from hydra.utils import instantiate
+
+    from benchmark.core.config import register_configs
+
+    register_configs()
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(ROOT / "conf")))
+    cfg = loader.load_configuration("config", overrides=list(args), run_mode=RunMode.MULTIRUN)
+    sweeper = instantiate(cfg.hydra.sweeper)
+    ctx = HydraContext(config_loader=loader, callbacks=Callbacks(cfg))
+    sweeper.setup(hydra_context=ctx, task_function=lambda c: None, config=cfg)
+    parser = OverridesParser.create(config_loader=loader)
+    return sweeper, lambda: sweeper.split_arguments(parser.parse_overrides(sweeper._parse_config() + list(args)), None)
+
+
+@pytest.mark.parametrize("axes", ["[seed,nonexistent]", "[seed,train.lrr]", "[reg.dropout.pp]"])
+def test_every_axis_is_checked_at_sweep_start_swept_or_not(tmp_path, axes, capsys):
+    """A misspelt axis would group nothing (twice the jobs, no word): refused before any job, even when the
+    multirun does not sweep it; an axis only some option of its group has (reg.dropout.p) is accepted."""
+    with pytest.raises(SystemExit) as e:
+        sweeper_for("+experiment=smoke", f"results_dir={tmp_path}", f"cohort.axes={axes}")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("error: invalid config: cohort.axes=") and "is not a key of the config" in err
+    sweeper, _ = sweeper_for("+experiment=smoke", f"results_dir={tmp_path}", "cohort.axes=[seed,reg.dropout.p]")
+    assert sweeper.axes == ["seed", "reg.dropout.p"]
+
+
+def test_one_bad_point_fails_the_multirun_at_composition_before_any_job(tmp_path):
+    """`task.seq_len=6,0`: every job is composed and checked as it checks itself (`benchmark.run.prepare_job`)
+    before the first is launched, so no sibling starts and none is killed mid-write."""
+    _, split = sweeper_for("+experiment=smoke", f"results_dir={tmp_path}", "cell=rnn", "task.seq_len=6,0")
+    with pytest.raises(ConfigError) as e:
+        split()
+    assert (e.value.key, e.value.value) == ("task.seq_len", 0) and not list(tmp_path.iterdir())
+    _, split = sweeper_for(
+        "+experiment=smoke", f"results_dir={tmp_path}", "cell=rnn", "reg=none", "+reg.bn.placement=input"
+    )
+    with pytest.raises(ConfigError, match="reg=none never reads reg.bn"):
+        split()
+    _, split = sweeper_for("+experiment=smoke", f"results_dir={tmp_path}", "cell=rnn", "task.seq_len=6,10")
+    assert sum(len(b) for b in split()) == 8  # a good grid: its 8 cohort jobs
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
@@ -269,7 +321,8 @@ def test_max_batch_size_batches_cohorts_and_axes_off_launches_every_point(tmp_pa
         (1, "bn", 2),
         (2, "dropout", 2),
     ]
-    assert p.stdout.count("Launching") + p.stderr.count("Launching") == 2  # two batches: 2 cohorts, then 1
+    log = (tmp_path / "a" / "single" / "hydra" / "multirun.log").read_text()  # Hydra's job listing, off the terminal
+    assert log.count("Launching") == 2 and "Launching" not in p.stdout + p.stderr  # two batches: 2 cohorts, then 1
     p = multirun(tmp_path / "b", "seed=0,1", "reg=none,bn", "cohort.axes=[]")
     assert p.returncode == 0, p.stderr[-3000:]
     assert [(r["seed"], r["reg"], r["members"]) for r in launched(tmp_path / "b")] == [

@@ -103,7 +103,7 @@ def first_values_and_points(exp: str, tmp: Path) -> list[list[str]]:
 
     proto = protocol.load(exp)
     if proto is not None:
-        o = tuning_overrides(protocol.tune(proto, tmp))
+        o = tuning_overrides(protocol.tune(protocol.freeze(exp), tmp))
         lengths = {r.name: r.lengths for r in proto.regimes}
         first = f"_{proto.cells[0]}_"
         picked = [
@@ -157,38 +157,46 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
 
 @pytest.mark.parametrize("exp", ["claims", "claims_cpu"])
 def test_claims_design_keeps_its_promises(exp, tmp_path):
-    """One budget per regime and cell (a fair race between arms), adding trained to a target, the
-    overfitting regime small, and the comparisons the claims need (the seed roles: test_protocol.py)."""
+    """One budget per regime and length for every cell and arm (a fair race: claim (g) compares cells), adding
+    trained to a target, chars with early stopping and the test at the best checkpoint, every replicate its
+    own data, and the whole grid (every cell x arm at two lengths) in the adding regime."""
     from benchmark.sweep import protocol
 
-    proto = protocol.load(exp)
-    o = tuning_overrides(protocol.tune(proto, tmp_path))
+    o = tuning_overrides(protocol.tune(protocol.freeze(exp), tmp_path))
     budgets, arms = {}, set()
     with hydra_held():
         for d in o["design"].split(","):
             c = composed(f"+experiment={exp}", f"hydra.searchpath={o['hydra.searchpath']}", f"design={d}")
-            budgets.setdefault((c.task.name, c.cell.name), set()).add((c.train.steps, c.train.stop_at_target))
-            arms.add((c.task.name, c.cell.name, c.reg.name))
+            key = (c.task.name, c.task.seq_len)
+            budgets.setdefault(key, set()).add((c.train.steps, c.train.stop_at_target, c.train.early_stopping_patience))
+            arms.add((c.task.name, c.task.seq_len, c.cell.name, c.reg.name))
             assert c.task.data_seed == c.seed  # replicates draw their own data
-            if c.task.name == "digits":
-                assert c.task.n_train <= 300
     assert all(len(b) == 1 for b in budgets.values()), budgets
-    assert all(stop for (task, _), b in budgets.items() for _, stop in b if task == "adding")
-    assert {("adding", "lstm", "none"), ("adding", "lstm", "bn")} <= arms
-    if exp == "claims":
-        assert {
-            (t, c, r)
-            for t in ("adding", "digits")
-            for c in ("rnn", "lstm", "gru")
-            for r in ("none", "bn", "dropout", "both")
-        } == arms
+    for (task, _), b in budgets.items():
+        ((steps, stop, patience),) = b
+        assert (stop, patience is None) == (True, True) if task == "adding" else (stop, patience) == (False, 6)
+    lengths = sorted({T for t, T, _, _ in arms if t == "adding"})
+    whole = {
+        ("adding", T, c, r) for T in lengths for c in ("rnn", "lstm", "gru") for r in ("none", "bn", "dropout", "both")
+    }
+    assert len(lengths) >= 2 and whole <= arms
+    assert {("chars", 25, "lstm", r) for r in ("none", "bn", "dropout", "both")} <= arms
 
 
-def test_make_sweep_runs_claims_on_every_core_without_a_gpu():
+def test_make_sweep_runs_claims_on_every_core_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: make sweep runs `full` with the basic launcher")
+    from benchmark.sweep import driver
+
     out = run(["make", "-n", "sweep", f"VPY={sys.executable}"], cwd=ROOT, timeout=60, check=True).stdout
     cores = len(os.sched_getaffinity(0))  # what nproc counts
-    assert "+experiment=claims_cpu" in out and "hydra/launcher=joblib" in out
-    assert "benchmark.sweep.protocol tune claims_cpu" in out and "benchmark.sweep.protocol confirm" in out
-    assert f"hydra.launcher.n_jobs={cores}" in out
+    assert "benchmark.sweep.driver claims_cpu --sweep claims_cpu" in out
+    assert f"--launcher joblib --jobs {cores}" in out
+    plan = driver.Plan("claims_cpu", "claims_cpu", tmp_path / "results", tmp_path / "reports", "joblib", cores)
+    from benchmark.sweep import protocol
+
+    proto = protocol.freeze("claims_cpu")
+    (stage, *_) = driver.stages(plan, proto, confirm=False)  # the protocol's tuning multiruns
+    cmd = plan.multirun(tmp_path / "marks", stage)
+    assert {"+experiment=claims_cpu", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cores}"} <= set(cmd)
+    assert any(o.startswith("design=t_") for o in cmd)

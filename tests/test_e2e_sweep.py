@@ -19,7 +19,7 @@ import yaml
 
 import benchmark as bm  # noqa: F401
 
-from helpers import ENV, ROOT, RUN_FILES, run, wait_for_runs
+from helpers import ENV, ROOT, RUN_FILES, as_terminal_job, run, wait_for_runs
 from synthetic_runs import parse_report
 
 pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
@@ -122,6 +122,7 @@ def test_interrupted_sweep_resumes_without_duplicates_or_losses(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=as_terminal_job,
         )
         wait_for_runs(sweep, after, proc, mid_point=True)  # a kill inside a grid point
         os.killpg(proc.pid, sig)

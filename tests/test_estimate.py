@@ -14,14 +14,19 @@ from benchmark.sweep import protocol
 
 
 def test_protocol_jobs_hold_every_run_of_the_protocol():
-    """claims: 288 tuning + 600 confirmation runs (conf/experiment/claims.yaml's count), one job per design."""
-    jobs = estimate.protocol_jobs("claims", protocol.experiment_cfg("claims"))
+    """claims_cpu: tuning at every length; confirmation on 20 seeds where a claim, a control or (f)'s rate grid
+    reads the point and 6 elsewhere; (f)'s other four rates for none and bn. One job per design."""
+    jobs = estimate.protocol_jobs("claims_cpu", protocol.experiment_cfg("claims_cpu"))
     runs = {s: sum(j.members for j in jobs if j.stage == s) for s in ("tuning", "confirmation")}
-    assert runs == {"tuning": 288, "confirmation": 600}
-    proto = protocol.load("claims")
-    per_regime = len(proto.cells) * len(proto.regs)
-    assert sum(j.stage == "tuning" for j in jobs) == len(proto.regimes) * per_regime
-    assert {j.steps for j in jobs if j.cell == "rnn" and j.seq_len == 100} == {600}  # the protocol's shorter budget
+    # tuning: 2 seeds x 2 rates x (1 | 2 p) x (3 cells x 2 lengths on adding + the LSTM at one length on chars)
+    assert runs["tuning"] == 2 * 2 * (1 + 1 + 2 + 2) * (3 * 2 + 1)
+    # confirmation: adding T=30 reads none and bn of every cell (a, b, g) -> 6 x 20, its dropout and both 6 x 6,
+    # adding T=15 12 x 6, chars every arm (c, d, e) 4 x 20, (f) 2 arms x 4 rates x 20
+    assert runs["confirmation"] == 6 * 20 + 6 * 6 + 12 * 6 + 4 * 20 + 2 * 4 * 20
+    proto = protocol.load("claims_cpu")
+    per_length = sum(len(r.cells) * len(r.regs) * len(r.lengths) for r in proto.regimes)
+    assert sum(j.stage == "tuning" for j in jobs) == per_length
+    assert {j.steps for j in jobs if j.seq_len == 30} == {1500}  # one budget for every cell (claim (g))
 
 
 def test_grid_jobs_take_the_cohort_axes_as_members():

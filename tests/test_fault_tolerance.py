@@ -13,28 +13,12 @@ import pytest
 import benchmark as bm  # noqa: F401
 from benchmark.sweep import status
 
-from helpers import ENV, ROOT, RUN_FILES, TINY, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
+from helpers import ENV, ROOT, RUN_FILES, TINY, VOLATILE, complete_runs, run, started_runs, sweep_cmd, wait_for_runs
 
 pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
 
 # Four tiny grid points; threads=1 so every launcher computes bit-identical numbers.
 GRID = ["cell=lstm,gru", "reg=none,dropout", *TINY, "sweep=ft"]
-# Columns that measure time, memory or the environment, or name the folder: expected to differ.
-VOLATILE = (
-    "_ms",
-    "per_s",
-    "tokens",
-    "wall",
-    "env",
-    "peak_memory",
-    "time",
-    "timing",
-    "compile",
-    "host",
-    "path",
-    "jobs_beside",
-    "load_avg",
-)
 
 
 def run_sweep(results: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -9,10 +9,12 @@ import torch
 from arm_configs import arm
 
 import benchmark as bm  # noqa: F401
-from benchmark.core.record import INIT_GAINS
+from benchmark.core.record import INIT_GAINS, filled_gain_key
 from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.models.stack import estimate_population
 from benchmark.training.gradients import (
     balance,
+    filled_init_ratios,
     group_norm_tensors,
     hidden_grad_profile,
     init_gain_profiles,
@@ -222,7 +224,6 @@ def test_balance_scores_exploding_as_far_from_balance_as_vanishing():
 def test_digits_probe_starts_at_the_first_pixel_that_varies_between_images():
     """Pixel 0 is blank in every image: from h_1 a BN model's eval-mode ratio is undefined (BN's population
     variance at step 2 is 0, so ‖∂L/∂h_1‖ is exactly 0); from the task's first probe step it is defined."""
-    from benchmark.models.stack import estimate_population
     from benchmark.tasks import get_task
     from benchmark.tasks.digits import load_pixels
 
@@ -260,3 +261,34 @@ def test_the_gain_init_profiles_are_those_of_models_initialised_with_each_gain(c
     assert got[0.1] != pytest.approx(got[1.0], rel=1e-3)  # the gain changes the profile: the check can fail
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert init_gain_profiles(rnn_model(), sum_loss, torch.randn(4, 5, 3), torch.zeros(4)) == {}
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_the_filled_init_ratio_probes_the_model_with_its_population_estimated_first(cell):
+    """At initialisation BN's population is mean 0, variance 1; `filled_init_ratios` first estimates it over
+    training batches (precise BN) on a copy, at the model's own gain and at each γ, and leaves the model as it
+    was; without BN it is the plain start ratio."""
+    x = torch.randn(8, 12, 1, generator=torch.Generator().manual_seed(2))
+    batches = [torch.randn(16, 12, 1, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+
+    def built(gain: float, reg=None):
+        torch.manual_seed(0)
+        reg = arm("bn", bn="recurrent", gain_init=gain) if reg is None else reg
+        return build_model(ModelSpec(get_cell(cell), 1, 6, 1, 1, reg=reg, total_len=12))
+
+    model = built(0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = filled_init_ratios(model, sum_loss, x, torch.zeros(8), batches, (0, 11))
+    for gain in INIT_GAINS:
+        ref = built(gain)
+        estimate_population([ref], [[b[None] for b in batches]])
+        want = profile_ratio(hidden_grad_profile(ref, sum_loss, x, torch.zeros(8)), 0, 11)
+        assert got[filled_gain_key(gain)] == pytest.approx(want, rel=1e-9)
+    assert got["hidden_grad_ratio_init_filled"] == got[filled_gain_key(0.1)]
+    unfilled = profile_ratio(hidden_grad_profile(model, sum_loss, x, torch.zeros(8)), 0, 11)
+    assert got["hidden_grad_ratio_init_filled"] != pytest.approx(unfilled, rel=1e-3)  # filling changes it
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    plain = built(0.1, reg=arm("none"))
+    assert filled_init_ratios(plain, sum_loss, x, torch.zeros(8), batches, (0, 11)) == {
+        "hidden_grad_ratio_init_filled": profile_ratio(hidden_grad_profile(plain, sum_loss, x, torch.zeros(8)), 0, 11)
+    }

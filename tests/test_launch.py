@@ -29,6 +29,7 @@ def test_launcher_kind():
         ({**JOBLIB, "n_jobs": -1}, 8, None, 1),
         (JOBLIB, 16, 3, 3),
         (SLURM, 64, None, 6),
+        ({**SLURM, "cpus_per_task": None}, 64, None, 1),  # SLURM's default allocation: one CPU
         (None, 16, None, None),
         (None, 16, 2, 2),
     ],

@@ -372,3 +372,23 @@ def test_hidden_connections_are_dropped(cell, placement):
     assert isinstance(m.drops[0], nn.Identity)
     locked = placement == "variational"
     assert all(isinstance(d, SequenceDropout) and d.locked == locked and d.p == 0.5 for d in m.drops[1:])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_uniform_init_covers_every_weight_and_bias_but_the_norms(cell):
+    """init.scheme=uniform (Zaremba et al. 2014): the embedding, W_ih, W_hh, their biases and the head uniform in
+    ±s; a BN gain keeps the arm's initial value (Cooijmans' 0.1), so the init never undoes a variant's definition."""
+    torch.manual_seed(0)
+    spec = ModelSpec(cell, I, H, 2, O, per_step=True, reg=reg("bn"), vocab_size=30, init_scale=0.05)
+    model = build_model(spec)
+    groups = model.param_groups()
+    drawn = torch.cat([p.detach().flatten() for g in ("input", "recurrent", "head") for p in groups[g]])
+    assert drawn.numel() == sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in groups["norm"])
+    assert drawn.abs().max() <= 0.05 and drawn.std().item() == pytest.approx(0.05 / 3**0.5, rel=0.1)  # U(-s, s)
+    assert any(p is model.embed.weight for p in groups["input"]) and model.embed.weight.abs().max() <= 0.05
+    norm_ids = {id(p) for p in groups["norm"]}
+    gains = [p for n, p in model.named_parameters() if n.endswith("weight") and id(p) in norm_ids]
+    assert gains and all(torch.all(p == 0.1) for p in gains)
+    with pytest.raises(ConfigError) as e:
+        build_model(ModelSpec(cell, I, H, 1, O, init_scale=0.0))
+    assert e.value.key == "init.scale"

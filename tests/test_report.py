@@ -5,6 +5,7 @@ effects (bn helps, dropout hurts, both none: inconclusive, as 6 seeds cannot sho
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -73,29 +74,107 @@ def test_tables_beside_the_report_in_three_formats(built):
     assert COLUMNS <= set(v.columns) and len(v) == 2 * 2 * 3 * 3  # tasks x lengths x cells x treatments
     c = pd.read_csv(path.parent / "claims.csv")
     assert COLUMNS | {"claim", "baseline", "role", "mde", "p_equivalent"} <= set(c.columns)
-    assert set(c["claim"]) == {"b", "c", "d", "e", "g", "h"}  # (a) needs runs trained to a target, (f) a rate grid
+    assert set(c["claim"]) == {"a", "b", "c", "d", "e", "g", "h"}  # (f) needs a rate grid
+    assert c.loc[c["claim"] == "a", "verdict"].str.contains("not trained to a target").all()
     for name in ("verdicts", "claims"):
         md = (path.parent / f"{name}.md").read_text()
         assert md.startswith("| ") and "| verdict" in md.splitlines()[0].replace("  ", " ")
-        tex = (path.parent / f"{name}.tex").read_text()
-        assert "\\begin{tabular}" in tex and "p\\_adjusted" in tex
+        tex = (path.parent / f"{name}.tex").read_text()  # shaped for a paper, booktabs rules: not the CSV's columns
+        assert all(r in tex for r in ("\\toprule", "\\midrule", "\\bottomrule")) and "p\\_adjusted" not in tex
+    tex = (path.parent / "verdicts.tex").read_text()
+    assert "\\begin{tabular}{lllll}" in tex and "task & cell & variant & T=5 & T=10 \\\\" in tex
+    rows = [r for r in tex.splitlines() if r.endswith("\\\\") and "[" in r]
+    assert len(rows) == 2 * 3 * 4  # tasks x cells x variants; each length a column of "mean [low, high]"
+    lstm_bn = [r for r in rows if "& bn.recurrent &" in r][1]  # adding, lstm
+    assert lstm_bn.count("[") == 2 and lstm_bn.split("&")[3].strip().startswith("0.")
+    claims_tex = (path.parent / "claims.tex").read_text()
+    assert "claim & where & comparison & endpoint & effect [CI] & p (Holm) & word" in claims_tex
+
+
+def test_the_paper_table_is_the_mean_and_its_t_interval_per_cell_variant_and_length():
+    from scipy import stats as ss
+
+    from benchmark.analysis import export
+
+    runs = pd.DataFrame(
+        {
+            "task": "adding",
+            "seq_len": [5, 5, 5, 10, 10, 5],
+            "cell": ["lstm"] * 5 + ["gru"],
+            "variant": ["none"] * 5 + ["bn.recurrent"],
+            "test_score": [0.5, 0.6, 0.7, 0.4, float("nan"), 0.9],
+        }
+    )
+    t = export.score_table(runs, 0.95)
+    assert list(t.columns) == ["task", "cell", "variant", "T=5", "T=10"]
+    half = ss.t.ppf(0.975, 2) * 0.1 / 3**0.5
+    assert t.loc[0, "T=5"] == f"0.600 [{0.6 - half:.3f}, {0.6 + half:.3f}]"
+    assert t.loc[0, "T=10"] == "0.400" and t.loc[1, "T=10"] == ""  # one seed: no interval; no run: empty
+    assert list(t["task"]) == ["adding", ""] and list(t["cell"]) == ["lstm", "gru"]  # repeats blanked
 
 
 def test_claims_lead_and_say_what_the_known_effects_say(built):
     path, html = built
-    assert html.index('id="claims"') < html.index('id="verdicts-section"')
+    assert html.index('id="claims-glance"') < html.index('id="instrument-check"') < html.index('id="verdicts-section"')
+    assert "Exploratory:</b> this sweep declares no design" in html  # no plan/design.json
     c = pd.read_csv(path.parent / "claims.csv")
+    assert set(c["role"]) == {"point", "secondary"}  # no confirmatory test without a design
     word = lambda claim, ep: set(c[(c["claim"] == claim) & (c["endpoint"] == ep)]["verdict"])  # noqa: E731
-    b = c[(c["claim"] == "b") & (c["role"] == "primary")]
-    assert (b["mean_diff"] > 0).all()  # bn's profile is nearer balance at every seed, by the same amount: the exact
-    assert word("b", "grad_balance_end") == {"inconclusive"}  # sign-flip p 2^-5 at 6 seeds survives no Holm
-    assert word("b", "grad_balance_start") == {"descriptive"}  # so the secondary is not tested
+    b = c[(c["claim"] == "b") & (c["role"] == "point")]  # the synthetic runs predate the filled init probe
+    assert b["verdict"].str.startswith("not testable: no probe at initialisation").all()
     assert word("e", "test_score") == {"helps"}  # bn: + test score
-    assert word("e", "score_gap") <= {"helps", "hurts", "no effect", "inconclusive"}  # behind a rejected primary
+    assert word("e", "score_gap") == {"descriptive"}
     assert word("c", "test_score") == {"hurts"}  # dropout's smaller gap comes with a lower test score: no support
-    assert (c.loc[c["claim"] == "c", "note"].str.startswith("gap +")).all()  # ... though its gap is smaller
-    assert set(c[(c["claim"] == "d") & (c["role"] == "primary")]["baseline"]) == {"bn.recurrent & dropout.output"}
+    assert c.loc[c["claim"] == "c", "note"].isna().all()  # (c) tests the held-out score alone, its gap descriptive
+    d = c[(c["claim"] == "d") & (c["role"] == "point")]
+    assert d["note"].str.startswith("intersection-union: the row is the component test_score").all()
+    assert set(d["baseline"]) == {"bn.recurrent & dropout.output"}
+    assert c.loc[c["claim"] == "h", "verdict"].str.startswith("not testable at this budget: needs n ≈").all()
     assert "at initialisation with every BN gain set to γ" in html  # (b): the profiles at each gain init
+    a = html[html.index('id="claim-a"') : html.index('id="claim-b"')]  # not testable: no run trained to a target
+    assert "Not tested at" not in a
+    cells = ("rnn", "lstm", "gru")
+    points = [f"{t} T={T} {x}</td>" for t in ("adding", "digits") for T in (5, 10) for x in cells]
+    assert all(a.count(p) == 1 for p in points), a  # each point one row, its word "not testable: ..."
+    assert a.count("not testable: ") == len(points)
+
+
+def test_a_declared_design_gets_one_row_per_claim_and_a_failed_control_goes_first(tmp_path):
+    import json
+
+    sweep = make_sweep(tmp_path, "dsg", cells=("lstm", "gru"), lens=(5,), tasks=("adding",), seeds=range(8))
+    where = {"task": "adding", "seq_len": 5, "cell": "lstm"}
+    doc = {
+        "experiment": "claims_cpu",
+        "hash": "0123456789ab",
+        "tuning_seeds": [1000, 1001],
+        "confirmation_seeds": list(range(8)),
+        "design": {
+            "gate": {"learned_margin": 0.05},
+            "claims": {
+                "e": {"points": [where, {**where, "cell": "gru"}], "margin": 0.02},
+                "h": {"needs": "claims_gpu", "why": "needs n ≈ 90 seeds per arm"},
+            },
+            "controls": [
+                {"name": "bn_helps", "claim": "e", "point": where, "source": "synthetic"},
+                {"name": "dropout_overfit", "claim": "c", "point": where, "source": "Zaremba et al. 2014"},
+            ],
+        },
+    }
+    (sweep / "plan").mkdir()
+    (sweep / "plan" / "design.json").write_text(json.dumps(doc))
+    out = tmp_path / "report"
+    assert report.main([str(sweep), "--out", str(out), "--n-boot", "200"]) == 0
+    html = (out / "index.html").read_text()
+    assert html.index('id="instrument-alarm"') < html.index('id="claims-glance"')  # the failed control first
+    assert "<code>dropout_overfit</code>" in html and "0123456789ab" in html and "8 confirmation seeds" in html
+    glance = html[html.index('id="claims-glance"') : html.index('id="instrument-check"')]
+    assert glance.count("<tr>") == 1 + 8  # one row per claim
+    assert "needs the GPU regime (claims_gpu): needs n ≈ 90 seeds per arm" in glance
+    c = pd.read_csv(out / "claims.csv")
+    e = c[(c["claim"] == "e") & (c["role"] == "primary")]
+    assert len(e) == 1 and e["points"].iloc[0] == "adding T=5 lstm; adding T=5 gru" and e["verdict"].iloc[0] == "helps"
+    assert (c["role"] == "primary").sum() == 1  # only (e) is declared with points
 
 
 def test_sections_in_order_and_verdict_table_one_row_per_task_length_cell(built):
@@ -181,7 +260,8 @@ def test_two_seeds_print_no_verdict_words(tmp_path):
         assert words and not words & {"helps", "hurts"}, (name, words)
     html = out.read_text()
     assert html.count('class="verdict v-helps"') == 1 and html.count('class="verdict v-hurts"') == 1  # the legend
-    assert "not testable in this sweep: at most 2 seeds per comparison" in html
+    claims = pd.read_csv(out.parent / "claims.csv")
+    assert claims["verdict"].str.startswith(("not testable", "too few seeds", "descriptive")).all()
 
 
 def test_cost_separates_regulariser_overhead_from_leaving_the_fused_kernel(tmp_path):
@@ -251,6 +331,89 @@ def test_plots_draw_on_the_given_axes_with_one_colour_per_reg(tmp_path):
     g = plots.facet(s, plots.vs_length, y="test_accuracy", hue="variant")
     assert len(g.axes) == 2 and [a.get_title() for a in g.axes] == ["cell=lstm", "cell=gru"]
     assert plots.to_data_uri(g).startswith("data:image/png;base64,iVBOR")
+
+
+def test_equal_lines_stay_visible_and_large_throughputs_keep_their_label():
+    """`none` was hidden under `dropout` where both score alike; the tokens/s label was clipped by 6-digit ticks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from benchmark.analysis import plots
+
+    d = pd.DataFrame(
+        {
+            "cell": "lstm",
+            "seq_len": [6, 10] * 4,
+            "variant": ["none"] * 4 + ["dropout.output"] * 4,
+            "score": [0.5, 0.6] * 4,  # equal means and bands
+            "tokens": [190000.0, 220000.0] * 4,
+        }
+    )
+    fig = plots.facet(d, plots.vs_length, y="score", hue="variant")
+    lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) == 2]
+    xs = {ln.get_marker(): tuple(ln.get_xdata()) for ln in lines}
+    assert len(xs) == 2 and len(set(xs.values())) == 2  # own marker, own x: neither hides the other
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["6", "10"]  # ticks at the true lengths
+    fig = plots.facet(d, plots.vs_length, y="tokens", hue="variant", sharey=False, ylabel="tokens/s")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    assert ax.get_yticklabels()[1].get_text().endswith(" k")
+    assert ax.yaxis.label.get_window_extent().x0 >= 0  # inside the figure
+
+
+def test_the_environment_lists_where_runs_ran_and_the_command_reproduces_the_sweep(tmp_path):
+    """Each cohort's wall time was listed as an 'environment' value (20 of them), and the reproduce line carried
+    the invocation's temporary skip-marks folder."""
+    import json
+
+    import yaml
+
+    sweep = make_sweep(tmp_path, "env", cells=("gru",), regs=("none", "bn"), tasks=("adding",), lens=(5,), seeds=(0, 1))
+    for i, m in enumerate(sorted(sweep.glob("runs/*/metrics.json"))):
+        r = json.loads(m.read_text())
+        r["env"] |= {"cohort_wall_s": 1.5 + i, "hostname": f"node{i}"}
+        m.write_text(json.dumps(r))
+    mr = yaml.safe_load((sweep / "hydra" / "multirun.yaml").read_text())
+    mr["hydra"]["overrides"]["task"] += [f"skip_marks={tmp_path}/env/.skipped-1796650074-553", "force=0"]
+    (sweep / "hydra" / "multirun.yaml").write_text(yaml.safe_dump(mr))
+    html = report.build(sweep, tmp_path / "rep").read_text()
+    env = html[html.index('id="env-table"') :]
+    env = env[: env.index("</table>")]
+    assert "env_cohort_wall_s" not in env and "env_hostname" in env and "node0 (1 runs)" in env
+    command = report.reproduce(sweep)["command"]
+    assert command.startswith("python -m benchmark.run --multirun +experiment=smoke results_dir=")
+    assert "skip_marks" not in command and "force" not in command
+    many = pd.Series([f"v{i % 11}" for i in range(22)])
+    assert report.env_values(many).endswith("; and 3 other values (6 runs)")
+
+
+@pytest.mark.parametrize("damage", ["failed", "corrupt", "deleted"])
+def test_one_run_of_a_two_seed_pair_lost_still_gives_the_whole_report(tmp_path, damage, capsys):
+    """A 2-seed sweep with one run of a pair failed, torn or deleted crashed every report: the across-task
+    bootstrap met a stratum of one run (scipy refuses it). Now its interval is empty and the rest stands."""
+    import json
+
+    sweep = make_sweep(
+        tmp_path / "results", "pair", cells=("gru",), regs=("none", "bn"), tasks=("adding", "digits"), seeds=(0, 1)
+    )
+    victim = next(
+        f for f in sorted((sweep / "runs").iterdir()) if json.loads((f / "metrics.json").read_text())["reg"] == "bn"
+    )
+    if damage == "failed":
+        m = json.loads((victim / "metrics.json").read_text())
+        (victim / "metrics.json").write_text(
+            json.dumps({**m, "status": "failed", "error": "RuntimeError: x", "test_score": None})
+        )
+    elif damage == "corrupt":
+        (victim / "metrics.json").write_text('{"complete": true, "sta')
+    else:
+        shutil.rmtree(victim)
+    rc = report.main([str(sweep), "--aggregate", "--out", str(tmp_path / "rep"), "--n-boot", "200"])
+    assert rc == (1 if damage == "corrupt" else 0)
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert len(parse_report(html).h2) == 9 and (damage == "deleted" or str(victim) in html)
+    agg = pd.read_csv(tmp_path / "rep" / "aggregates.csv").set_index("variant")
+    assert agg.loc["bn.recurrent", "iqm_diff"] == agg.loc["bn.recurrent", "iqm_diff"]  # a number, its interval NaN
+    assert pd.isna(agg.loc["bn.recurrent", "iqm_diff_low"]) and capsys.readouterr().out.rstrip().endswith("index.html")
 
 
 def test_make_report_with_a_corrupt_run_builds_the_report_then_fails(tmp_path):

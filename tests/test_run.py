@@ -138,6 +138,26 @@ def test_run_id_ignores_output_location_only():
     assert run_id(base) != run_id({**base, "seed": 1})
 
 
+def test_a_later_knob_at_its_default_leaves_the_run_id_as_it_was_before_the_knob(compose):
+    """Each knob of LATER_KNOBS is named with the default the schema (or its task's YAML) gives it: a config at
+    that default hashes as the same config without the key; any other value is another run."""
+    from omegaconf import OmegaConf
+
+    from benchmark.core.io import LATER_KNOBS, _drop
+
+    resolved = OmegaConf.to_container(compose("task=ptb"), resolve=True)
+    for key, default in LATER_KNOBS.items():
+        node = resolved
+        for part in key.split("."):
+            node = node[part]
+        assert node == default, key
+        assert run_id(resolved) == run_id(_drop(resolved, key)), key
+    other = {**resolved, "init": {"scheme": "uniform", "scale": 0.1}}
+    assert run_id(other) != run_id(resolved)
+    other = {**resolved, "task": {**resolved["task"], "window_loss": "sum"}}
+    assert run_id(other) != run_id(resolved)
+
+
 def test_is_complete_only_for_ok_or_diverged(tmp_path):
     assert not is_complete(tmp_path)
     for status, want in (("ok", True), ("diverged", True), ("failed", False)):

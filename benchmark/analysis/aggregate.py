@@ -49,8 +49,11 @@ PROFILE_KEYS = {
 }
 # Identity columns copied onto every curve row, so curves.parquet reads on its own: the record's.
 IDENTITY = [*record.IDENTITY_KEYS, "status"]
-# The run statuses, then the states of folders that hold no finished run.
-STATUS_ORDER = [*(s.value for s in record.Status), "incomplete", "corrupt"]
+# The run statuses, then the states of folders that hold no finished run (or a second record of one).
+RUN_STATUSES = tuple(s.value for s in record.Status)
+STATUS_ORDER = [*RUN_STATUSES, "incomplete", "corrupt", "duplicate"]
+# Two folders are one training recorded twice (a copied run folder) when all of these are equal.
+SAME_TRAINING = [k for k in record.IDENTITY_KEYS if k not in ("run_id", "sweep")] + ["env_start_time"]
 
 
 class ResultsError(Exception):
@@ -86,14 +89,26 @@ def run_folders(sweep_dir: str | Path) -> list[Path]:
     return folders
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where installed: ~10x faster
+
+
+def read_config(folder: Path, only_with: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """A run folder's config.yaml as a mapping, or None where it is missing, unreadable or not a mapping;
+    `only_with`: None too, without parsing, unless the file has that top-level key."""
+    try:
+        text = (Path(folder) / "config.yaml").read_text(encoding="utf-8")
+        if only_with is not None and not (text.startswith(f"{only_with}:") or f"\n{only_with}:" in text):
+            return None
+        cfg = yaml.load(text, Loader=_YAML_LOADER)
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: bytes that are not UTF-8
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
 def _identity_from_config(folder: Path) -> dict[str, Any]:
     """What config.yaml says about the grid point (for rows of runs that never finished)."""
-    p = folder / "config.yaml"
-    try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    if not isinstance(cfg, dict):
+    cfg = read_config(folder)
+    if cfg is None:
         return {}
     sub = lambda k: cfg.get(k) if isinstance(cfg.get(k), dict) else {}  # noqa: E731
     reg = sub("reg")
@@ -156,8 +171,9 @@ def load_run(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Optio
     hpath = folder / "history.csv"
     if hpath.exists():
         try:
-            curves = pa_csv.read_csv(hpath)  # pyarrow: about half of pandas' per-file cost
+            curves = read_history(hpath)
         except (OSError, ValueError, pa.ArrowException) as e:
+            curves = None
             problem = problem or f"unreadable {hpath}: {e}"
             row["status"] = "corrupt"
     elif row.get("status") in record.MEASURED:
@@ -165,6 +181,39 @@ def load_run(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Optio
         row["status"] = "corrupt"
     row["problem"] = problem
     return row, profiles, curves, problem
+
+
+def mark_duplicates(rows: Sequence[dict[str, Any]]) -> None:
+    """Mark every complete run that is a second record of an earlier folder's training (each identity key of
+    the record and the start time equal: a copied folder) as `duplicate`, naming the first; in place.
+    Two trainings never share a start time and their identity, so genuine runs are never merged."""
+    first: dict[tuple, str] = {}
+    for row in rows:
+        if row.get("status") not in RUN_STATUSES or row.get("env_start_time") is None:
+            continue
+        key = tuple(_hashable(row.get(k)) for k in SAME_TRAINING)
+        if key in first:
+            row["status"] = "duplicate"
+            row["problem"] = (
+                f"a second record of the training in {first[key]} (every identity key and the start time equal); "
+                "left out of every comparison"
+            )
+        else:
+            first[key] = str(row["path"])
+
+
+def _hashable(v: Any) -> Any:
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+
+
+def read_history(path: Path) -> pa.Table:
+    """history.csv as a table (pyarrow: about half of pandas' per-file cost); ValueError unless its header is
+    the record's columns as text (a torn or foreign file can parse as CSV with any header)."""
+    table = pa_csv.read_csv(path)
+    names = table.schema.names  # decodes the header: invalid UTF-8 raises here, not in a later concat
+    if "step" not in names:
+        raise ValueError(f"no `step` column (header {names[:4]}; expected {list(record.HISTORY_COLUMNS[:4])} ...)")
+    return table
 
 
 def aggregate(sweep_dir: str | Path, warn: Callable[[str], None] | None = None) -> Aggregate:
@@ -180,16 +229,20 @@ def aggregate(sweep_dir: str | Path, warn: Callable[[str], None] | None = None) 
     folders = run_folders(sweep_dir)
     with ThreadPoolExecutor(max_workers=4) as pool:  # file reads and pyarrow's parser release the GIL
         loaded = list(pool.map(load_run, folders))
-    for i, (folder, (row, prof, hist, problem)) in enumerate(zip(folders, loaded)):
+    mark_duplicates([row for row, *_ in loaded])
+    for i, (folder, (row, prof, hist, _)) in enumerate(zip(folders, loaded)):
         rows.append(row)
+        problem = row["problem"]
+        if problem:
+            problems.append((str(folder), problem))
+            warn(f"aggregate: {row['status']} run folder {folder}: {problem}")
+        if row.get("status") not in RUN_STATUSES:  # curves only of complete runs: a copy or a torn file adds none
+            continue
         for which, v in prof.items():
             prof_vals.append(v)
             prof_run.append(np.full(v.size, i))
             prof_which.append(np.full(v.size, which, dtype=object))
             prof_t.append(np.arange(1, v.size + 1))
-        if problem:
-            problems.append((str(folder), problem))
-            warn(f"aggregate: {row['status']} run folder {folder}: {problem}")
         if hist is not None and hist.num_rows:
             hists.append(hist)
             hist_run.append(np.full(hist.num_rows, i))
@@ -267,20 +320,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    paths = write(agg, args.sweep_dir)
+    try:
+        paths = write(agg, args.sweep_dir)
+    except OSError as e:  # an unwritable or full results folder: the run folders are untouched
+        print(f"error: cannot write the tables to {args.sweep_dir}: {e.strerror or e}", file=sys.stderr)
+        return 1
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(agg.summary).items())
     print(
         f"aggregate: {len(agg.summary)} run folders ({counts}) -> {paths['summary']}, {paths['summary_csv'].name}, "
         f"{paths['profiles'].name}, {paths['curves'].name}"
     )
-    corrupt = agg.summary.loc[agg.summary["status"] == "corrupt"]
-    if len(corrupt):
-        listing = "; ".join(str(problem) for problem in corrupt["problem"])
+    bad = agg.summary.loc[agg.summary["status"].isin(["corrupt", "duplicate"])]
+    if len(bad):
+        listing = "; ".join(f"{p}: {problem}" for p, problem in bad[["path", "problem"]].itertuples(index=False))
         print(
-            f"error: {len(corrupt)} run folder(s) of {args.sweep_dir} hold a corrupt metrics.json or history.csv "
-            f"({listing}). They are listed as status=corrupt in {paths['summary'].name} and in the report, and "
-            "were left as they are; every other run was aggregated. A run folder must hold a complete "
-            "metrics.json (JSON object with complete=true and its own run_id) and a readable history.csv: "
+            f"error: {len(bad)} run folder(s) of {args.sweep_dir} hold a corrupt or duplicated record "
+            f"({listing}). They are listed as status=corrupt or duplicate in {paths['summary'].name} and in the "
+            "report, and were left as they are; every other run was aggregated. A run folder must hold a complete "
+            "metrics.json (JSON object with complete=true and its own run_id) and a readable history.csv, once: "
             "delete the folder and re-run the sweep (or `make sweep FORCE=1`) to redo that grid point.",
             file=sys.stderr,
         )

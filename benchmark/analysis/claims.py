@@ -1,77 +1,75 @@
-"""The seeds' claims, each with one primary endpoint declared here, tested as the literature means it.
+"""The seeds' claims (a)-(h): each claim's endpoint and test defined here, where to test it declared in the
+sweep's design (`plan/design.json`, benchmark/analysis/design.py).
 
-Every claim is tested at each (task, seq_len, cell) where the sweep has its arms, on the confirmation
-seeds at the settings the tuning seeds chose (comparisons.select). The primary rows of all claims form
-one family, corrected with Holm; a secondary endpoint is tested only where its primary was rejected
-(fixed sequence: its adjusted p is the larger of its own p and its primary's adjusted p), otherwise it is
-shown as descriptive. "no effect" needs an equivalence test (TOST) within the endpoint's declared margin.
+Each claim has **one confirmatory test**, over the points its design declares that pass the testability
+gate (benchmark/analysis/gate.py): at one point, the comparison there; at several, a stratified test (each
+seed's mean paired difference over the points, one test over seeds; for a ratio endpoint the mean of the
+points' log ratios). The claims' confirmatory tests are one family, corrected with **Holm**. Every point
+where the sweep has a claim's arms also gets a **per-point** row (secondary: which length, which cell),
+corrected as its own family with Benjamini-Hochberg, shown with numbers, never as the claim's word. Other
+endpoints (the gap of (e), the interaction of (d), the widening of (g), the divergences of (f), the
+probe per BN gain of (b)) are **descriptive**: numbers, no word. A row that fails the gate reads
+"not testable: <reason>", keeps its numbers and joins no family. "no effect" needs an equivalence test
+(TOST) within the margin the design declares.
 
-(a) BN speeds up training: time to the validation target as survival data, `bn` vs `none` (runs trained
-    to a target only): difference of restricted mean time to target (Kaplan-Meier, misses censored at
-    the budget), log-rank p.
-(b) BN eases vanishing gradients: distance from balance |log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖| of the eval-mode probe
-    after training, BN with its estimated population (secondary: at the start, where BN's population
-    statistics are still their initial values), where `none`'s gradient vanishes; exploding is not help.
-(c) Dropout curbs overfitting: test score primary; supported only with a better test score AND a smaller
-    train - test gap (intersection-union test: p = the larger one-sided p), where `none` overfits.
-(d) BN and dropout complement each other: `both` beats `bn` and beats `dropout` on the test score
-    (min-test: the smaller improvement, p = the larger p), paired by seed; secondary: the 2x2
-    interaction contrast both - bn - dropout + none.
-(e) BN improves the test score: `bn` vs `none`; secondary: the train - test gap.
-(f) BN stabilises training: spread (sd over the learning-rate grid) of the validation score per seed,
-    on the seeds that ran the whole grid (the tuning seeds, and the confirmation seeds where the protocol
-    names `none` and `bn` in `rate_grid_arms`: no choice is made on this statistic);
-    secondary: divergences at the largest rate (Fisher's exact test).
-(g) Gated cells carry dependencies the tanh RNN cannot: `lstm`/`gru` vs `rnn` (reg none) on the test
-    score at each length, paired by seed; secondary: the gap widening from the shortest to the longest.
-(h) Dropout makes the test score steadier across seeds: log variance ratio none / dropout,
-    Brown-Forsythe (median-centred Levene) p.
+A sweep without a design has no confirmatory tests: its per-point rows are the claims' only rows, in one
+Holm family, labelled exploratory (as before the designs).
+
+(a) BN speeds up training: steps to the validation target as survival data (misses censored at the
+    budget), ratio of restricted means none / bn (benchmark/analysis/survival.py).
+(b) BN eases vanishing gradients: |log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖| of the eval-mode probe at initialisation
+    with BN's population statistics filled on training batches, capped at the declared decades, none
+    minus bn, where none's gradient vanishes.
+(c) Dropout curbs overfitting: a better test score AND a smaller train - test gap (intersection-union),
+    where none overfits.
+(d) BN and dropout complement each other: `both` beats `bn` AND beats `dropout` on the test score.
+(e) BN improves the test score.
+(f) BN stabilises training: the width in decades of the learning rates whose validation score reaches
+    the declared fraction of the seed's best, on a log-spaced grid of at least 5 rates.
+(g) Gated cells carry dependencies the tanh RNN cannot: lstm / gru vs rnn (reg none), test score.
+(h) Dropout makes the test score steadier across seeds: spread ratio none / dropout
+    (benchmark/analysis/varratio.py); needs the seeds that resolve the declared variance ratio.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-from scipy import stats as ss
 
-from benchmark.analysis import stats, survival
-from benchmark.analysis.comparisons import BASELINE, COLUMNS, KEY, PRIMARY_MARGIN, Options, family, sort_rows
+from benchmark.analysis import design as design_mod
+from benchmark.analysis import estimates as est
+from benchmark.analysis import gate, stats, varratio
+from benchmark.analysis.comparisons import BASELINE, KEY, PRIMARY_MARGIN, Options, family, sort_rows
+from benchmark.analysis.families import CLAIM_COLUMNS, NUMERIC, POINT, PRIMARY, SECONDARY, words
+from benchmark.core import record
 
-MIN_GAP = 0.02  # `none` overfits at a point when its mean train-test score gap exceeds this
-DESCRIPTIVE = "descriptive"  # a secondary endpoint whose primary was not rejected
-# The comparison table's columns (comparisons.COLUMNS), less the learning rates, with the claim, its role
-# and a note in front of the verdict.
-CLAIM_COLUMNS = [
-    "claim",
-    "role",
-    *[c for c in COLUMNS if c not in ("lr", "baseline_lr", "verdict")],
-    "note",
-    "verdict",
-]
+MIN_GAP = 0.02  # `none` overfits at a point when its mean train - test score gap exceeds this
+GATED = ("lstm", "gru")
 
 
 @dataclass(frozen=True)
 class Endpoint:
     column: str
     higher_is_better: bool
-    margin: float  # equivalence margin (TOST), in the endpoint's units: "no effect" means |effect| < margin
+    margin: float  # equivalence margin (TOST) in the test's units: log units where `log`
     label: str
+    log: bool = False  # tested as a log ratio; the report shows the ratio
 
 
 TEST = Endpoint("test_score", True, PRIMARY_MARGIN, "test score")
 GAP = Endpoint("score_gap", False, 0.02, "train - test score gap")
-TTT = Endpoint("rmst_to_target", False, 100.0, "restricted mean steps to the validation target")
-BAL_START = Endpoint("grad_balance_start", False, 0.5, "|log10 gradient ratio| at start (eval mode)")
-BAL_END = Endpoint("grad_balance_end", False, 0.5, "|log10 gradient ratio| at end (eval mode)")
+TTT = Endpoint("rmst_ratio", True, math.log(1.25), "restricted mean steps to target, none / bn", log=True)
+TTT_CELLS = Endpoint("rmst_ratio", True, math.log(1.25), "restricted mean steps to target, rnn / gated", log=True)
+BALANCE = Endpoint("grad_balance_init", False, 0.5, "|log10 gradient ratio| at init, BN population filled (capped)")
+WIDTH = Endpoint("lr_width", True, 0.25, "width (decades) of the rates within the fraction of the best")
+STEADIER = Endpoint("spread_ratio", True, 0.5 * math.log(2.0), "spread of the test score, none / dropout", log=True)
 INTERACTION = Endpoint("interaction", True, 0.02, "both - bn - dropout + none (test score)")
-SPREAD = Endpoint("val_spread_over_lr", False, 0.02, "sd of validation score over the learning-rate grid")
-DIVERGED = Endpoint("diverged_at_top_lr", False, 0.2, "share of runs diverged at the largest rate")
 WIDENING = Endpoint("widening", True, 0.02, "gated - rnn test score, longest minus shortest length")
-STEADIER = Endpoint("log_var_ratio", True, math.log(2), "log(var none / var dropout) of the test score")
+DIVERGED = Endpoint("diverged_at_top_lr", True, 0.2, "share of seeds diverged at the largest rate, none - bn")
 
 
 @dataclass(frozen=True)
@@ -79,521 +77,577 @@ class Claim:
     key: str
     title: str
     primary: Endpoint
-    secondary: tuple[Endpoint, ...] = ()
+    test: str  # the confirmatory test, as the report states it
+    rule: str = gate.BOTH  # which arms must have learned
+    score: str = "test_score"  # the score the learned gate reads
+    pinnable: bool = True  # the endpoint is pinned where runs stop at the target
     condition_text: str = ""
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("a", "BN speeds up training", TTT),
+    Claim(
+        "a",
+        "BN speeds up training",
+        TTT,
+        "ratio of restricted mean steps to the validation target, none / bn (Kaplan-Meier, misses censored at "
+        "the budget), Welch t on the log ratio",
+        rule=gate.REACHED,
+        pinnable=False,
+        condition_text="runs trained to a target",
+    ),
     Claim(
         "b",
         "BN eases vanishing gradients",
-        BAL_END,
-        (BAL_START,),
-        "none's gradient vanishes (median log10 ratio at start < 0)",
+        BALANCE,
+        "|log10 gradient ratio| at initialisation (BN population filled), capped, none - bn, paired t over seeds",
+        rule=gate.NONE,
+        pinnable=False,
+        condition_text="none's gradient vanishes at initialisation (median log10 ratio < 0)",
     ),
-    Claim("c", "Dropout curbs overfitting", TEST, (), f"none overfits (mean train - test score gap > {MIN_GAP})"),
-    Claim("d", "BN and dropout complement each other", TEST, (INTERACTION,)),
-    Claim("e", "BN improves the test score (curbs overfitting)", TEST, (GAP,)),
-    Claim("f", "BN stabilises training", SPREAD, (DIVERGED,)),
-    Claim("g", "Gated cells carry dependencies the tanh RNN cannot", TEST, (WIDENING,)),
-    Claim("h", "Dropout makes the test score steadier across seeds", STEADIER),
+    Claim(
+        "c",
+        "Dropout curbs overfitting",
+        TEST,
+        "test score at the best checkpoint, dropout - none, paired t over seeds (the train - test gap is "
+        "descriptive: with early stopping each arm is scored at its own best checkpoint, where a regulariser that "
+        "lets training go on longer may fit more and still generalise better)",
+        condition_text=f"none overfits (mean train - test score gap > {MIN_GAP})",
+    ),
+    Claim(
+        "d",
+        "BN and dropout complement each other",
+        TEST,
+        "test score, both vs bn and vs dropout, both must improve (intersection-union of paired t-tests)",
+    ),
+    Claim("e", "BN improves the test score", TEST, "test score, bn - none, paired t over seeds"),
+    Claim(
+        "f",
+        "BN stabilises training",
+        WIDTH,
+        "width in decades of the learning rates within the declared fraction of the best validation score, "
+        "bn - none, paired t over seeds",
+        score="best_val_over_grid",
+        pinnable=False,  # the validation score only sorts each rate into good or not: reaching the target is good
+        condition_text=f"a log-spaced grid of at least {est.MIN_GRID} rates",
+    ),
+    Claim(
+        "g",
+        "Gated cells carry dependencies the tanh RNN cannot",
+        TTT_CELLS,
+        "ratio of restricted mean steps to the validation target, tanh RNN / gated cell (reg none, equal "
+        "budgets; misses censored at the budget), Welch t on the log ratio",
+        rule=gate.REACHED_EITHER,
+        pinnable=False,
+        condition_text="runs trained to a target",
+    ),
+    Claim(
+        "h",
+        "Dropout makes the test score steadier across seeds",
+        STEADIER,
+        "spread of the test score over seeds (mean |score - median|), ratio none / dropout, Welch t on the log ratio",
+        condition_text="enough seeds to resolve the declared variance ratio",
+    ),
 )
+BY_KEY = {c.key: c for c in CLAIMS}
+DEFAULTS: dict[str, dict[str, float]] = {  # a claim's parameters where its design declares none
+    "a": {"margin": 1.25},
+    "g": {"margin": 1.25},
+    "b": {"margin": 0.5, "cap_decades": 8.0},
+    "f": {"margin": 0.25, "fraction": 0.9},
+    "h": {"ratio": 2.0},
+}
 
 
-def endpoints(selected: pd.DataFrame) -> pd.DataFrame:
-    """The derived endpoints the claims use, as columns of the run table."""
+def params(key: str, spec: Optional[design_mod.ClaimSpec]) -> dict[str, float]:
+    """The claim's parameters: the design's, else the defaults."""
+    return {**DEFAULTS.get(key, {"margin": BY_KEY[key].primary.margin}), **(spec.params if spec else {})}
+
+
+def test_margin(key: str, p: dict[str, float]) -> float:
+    """The TOST margin in the test's units: a ratio's log (h: the spread ratio sqrt(variance ratio))."""
+    if key in ("a", "g"):
+        return math.log(p["margin"])
+    if key == "h":
+        return 0.5 * math.log(p.get("margin", p["ratio"]))
+    return p["margin"]
+
+
+# ----------------------------------------------------------------------------- endpoints per run
+
+
+def endpoints(selected: pd.DataFrame, cap: float = DEFAULTS["b"]["cap_decades"]) -> pd.DataFrame:
+    """The derived endpoints the claims use, as columns of the run table; a missing source column is no
+    data (NaN), never an error."""
     d = selected.copy()
-    for w in ("start", "end"):
-        r = pd.to_numeric(d.get(f"hidden_grad_ratio_{w}"), errors="coerce")
-        d[f"log10_grad_ratio_{w}"] = np.log10(r.where(r > 0))
-        d[f"grad_balance_{w}"] = d[f"log10_grad_ratio_{w}"].abs()
-    d["score_gap"] = pd.to_numeric(d.get("train_score"), errors="coerce") - pd.to_numeric(
-        d.get("test_score"), errors="coerce"
-    )
+    d["score_gap"] = est.column(d, "train_score") - est.column(d, "test_score")
     d["family"] = d["variant"].map(family)
+    sources = {"init": "hidden_grad_ratio_init_filled"}
+    sources.update({f"init_gain_{g:g}": f"hidden_grad_ratio_init_filled_gain_{g:g}" for g in record.INIT_GAINS})
+    for name, col in sources.items():
+        r = est.column(d, col)
+        d[f"log10_grad_ratio_{name}"] = np.log10(r.where(r > 0))
+        d[f"grad_balance_{name}"] = d[f"log10_grad_ratio_{name}"].abs().clip(upper=cap)
     return d
 
 
-# ----------------------------------------------------------------------------- one row per comparison
+# ----------------------------------------------------------------------------- where a claim compares
 
 
-def _by_seed(g: pd.DataFrame, col: str, sign: float = 1.0) -> pd.Series:
-    v = pd.Series(pd.to_numeric(g[col], errors="coerce").to_numpy(float), index=g["seed"].to_numpy())
-    return sign * (v.groupby(level=0).mean() if v.index.has_duplicates else v)
+@dataclass
+class Point:
+    """One comparison: where, the labels, and each arm's runs (for (f): each arm's per-seed widths)."""
+
+    keys: tuple  # (task, seq_len, cell)
+    variant: str
+    baseline: str
+    arms: dict[str, pd.DataFrame]
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (treatment arm, baseline arm) compared
+    grid: tuple[float, ...] = ()  # (f): the learning rates both arms ran
+
+    @property
+    def pair(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        t, b = self.parts[0]
+        return self.arms[t], self.arms[b]
 
 
-def paired_row(treat: pd.DataFrame, base: pd.DataFrame, ep: Endpoint, opts: Options, key: str) -> dict[str, Any]:
-    """Treatment vs baseline on one endpoint, paired by seed, oriented so that + = the claim's direction."""
-    sign = 1.0 if ep.higher_is_better else -1.0
-    c = stats.compare(
-        _by_seed(treat, ep.column, sign),
-        _by_seed(base, ep.column, sign),
-        ci=opts.ci,
-        test=opts.test,
-        level=opts.level,
-        seed=opts.seed,
-        key=key,
-    )
-    return {**c.as_dict(), "variant_mean": treat[ep.column].mean(), "baseline_mean": base[ep.column].mean()}
-
-
-def survival_row(treat: pd.DataFrame, base: pd.DataFrame, opts: Options) -> Optional[dict[str, Any]]:
-    """(a): restricted mean time to target, misses censored at the budget; None where no run reached it."""
-    both = pd.concat([treat, base])
-    if not both.get("stop_at_target", pd.Series(False, index=both.index)).fillna(False).astype(bool).all():
-        return None
-    arms = []
-    for g in (treat, base):
-        reached = pd.to_numeric(g["steps_to_target"], errors="coerce")
-        arms += [reached.fillna(pd.to_numeric(g["steps"], errors="coerce")).to_numpy(float), reached.notna().to_numpy()]
-    if not (arms[1].any() or arms[3].any()):
-        return None
-    tau = float(pd.to_numeric(both["steps"], errors="coerce").min())
-    c = survival.compare(*arms, tau=tau, level=opts.level)
-    return {
-        "n": min(c.n_treat, c.n_base),
-        "n_treat": c.n_treat,
-        "n_base": c.n_base,
-        "paired": False,
-        "mean_diff": c.mean_diff,
-        "ci_low": c.ci_low,
-        "ci_high": c.ci_high,
-        "p_value": c.p_value,
-        "se": c.se,
-        "df": math.inf,
-        "prob_improvement": math.nan,
-        "variant_mean": c.rmst_treat,
-        "baseline_mean": c.rmst_base,
-        "note": f"reached {c.reached_treat}/{c.n_treat} vs {c.reached_base}/{c.n_base}; misses censored at "
-        f"{tau:g} steps; log-rank p",
-    }
-
-
-def intersection_union(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every component must improve: effect = the smallest improvement, p = the largest one-sided p
-    (Berger 1982); where one component is worse, the row reports that component (two-sided)."""
-    worst = min(parts, key=lambda r: r["mean_diff"] if np.isfinite(r["mean_diff"]) else -np.inf)
-    if not all(np.isfinite(r["mean_diff"]) and r["mean_diff"] > 0 for r in parts):
-        return dict(worst)
-    return {**worst, "p_value": max(r["p_value"] / 2 for r in parts)}
-
-
-def variance_row(treat: pd.DataFrame, base: pd.DataFrame, ep_col: str, level: float) -> dict[str, Any]:
-    """(h): log(var base / var treat); Brown-Forsythe p; normal-theory interval of the log ratio."""
-    t = pd.to_numeric(treat[ep_col], errors="coerce").dropna().to_numpy(float)
-    b = pd.to_numeric(base[ep_col], errors="coerce").dropna().to_numpy(float)
-    out = {
-        "n": min(t.size, b.size),
-        "n_treat": t.size,
-        "n_base": b.size,
-        "paired": False,
-        "df": math.inf,
-        "prob_improvement": math.nan,
-        "variant_mean": float(np.std(t, ddof=1)) if t.size > 1 else math.nan,
-        "baseline_mean": float(np.std(b, ddof=1)) if b.size > 1 else math.nan,
-        "note": "means are the sds",
-    }
-    if t.size < 3 or b.size < 3 or t.var() == 0 or b.var() == 0:
-        return {
-            **out,
-            "mean_diff": math.nan,
-            "ci_low": math.nan,
-            "ci_high": math.nan,
-            "p_value": math.nan,
-            "se": math.nan,
-        }
-    diff = math.log(b.var(ddof=1) / t.var(ddof=1))
-    se = math.sqrt(2 / (t.size - 1) + 2 / (b.size - 1))
-    z = float(ss.norm.ppf(0.5 + level / 2))
-    return {
-        **out,
-        "mean_diff": diff,
-        "ci_low": diff - z * se,
-        "ci_high": diff + z * se,
-        "se": se,
-        "p_value": float(ss.levene(t, b, center="median").pvalue),
-    }
-
-
-# ----------------------------------------------------------------------------- the claims' comparisons
-
-
-def _one(g: pd.DataFrame, fam: str) -> list[str]:
+def _variants(g: pd.DataFrame, fam: str) -> list[str]:
     return sorted(g.loc[g["family"] == fam, "variant"].unique())
 
 
-def _label(keys: tuple, variant: str, baseline: str, claim: Claim, ep: Endpoint, role: str) -> dict[str, Any]:
+def _vs_none(d: pd.DataFrame, fam: str) -> list[Point]:
+    out = []
+    for keys, g in d.groupby(KEY, sort=True):
+        base = g[g["variant"] == BASELINE]
+        for v in _variants(g, fam) if len(base) else []:
+            out.append(Point(keys, v, BASELINE, {v: g[g["variant"] == v], BASELINE: base}, [(v, BASELINE)]))
+    return out
+
+
+def _points_d(d: pd.DataFrame) -> list[Point]:
+    out = []
+    for keys, g in d.groupby(KEY, sort=True):
+        arms = {f: _variants(g, f) for f in ("both", "bn", "dropout")}
+        if not all(arms.values()):
+            continue
+        names = {f: v[0] for f, v in arms.items()}
+        runs = {names[f]: g[g["variant"] == names[f]] for f in names}
+        if (g["variant"] == BASELINE).any():
+            runs[BASELINE] = g[g["variant"] == BASELINE]
+        parts = [(names["both"], names["bn"]), (names["both"], names["dropout"])]
+        out.append(Point(keys, names["both"], f"{names['bn']} & {names['dropout']}", runs, parts))
+    return out
+
+
+def _points_g(d: pd.DataFrame) -> list[Point]:
+    none = d[d["variant"] == BASELINE]
+    out = []
+    for (task, T), g in none.groupby(["task", "seq_len"], sort=True):
+        base = g[g["cell"] == "rnn"]
+        for cell in [c for c in GATED if c in set(g["cell"])] if len(base) else []:
+            out.append(
+                Point((task, T, cell), BASELINE, "rnn", {cell: g[g["cell"] == cell], "rnn": base}, [(cell, "rnn")])
+            )
+    return out
+
+
+def _points_f(done: pd.DataFrame, fraction: float) -> list[Point]:
+    d = done.assign(family=done["variant"].map(family))
+    out = []
+    for keys, g in d.groupby(KEY, sort=True):
+        lrs = sorted(est.column(g, "lr").dropna().unique())
+        base = g[g["variant"] == BASELINE]
+        for v in _variants(g, "bn") if len(base) and len(lrs) >= 2 else []:
+            t = est.rate_widths(g[g["variant"] == v], lrs, fraction)
+            b = est.rate_widths(base, lrs, fraction)
+            if len(t) or len(b):  # a point where each arm ran only its chosen rate has no grid
+                out.append(Point(keys, v, BASELINE, {v: t, BASELINE: b}, [(v, BASELINE)], tuple(lrs)))
+    return out
+
+
+def points(claim: Claim, d: pd.DataFrame, done: pd.DataFrame, p: dict[str, float]) -> list[Point]:
+    """Every point where the sweep has the claim's arms."""
+    if claim.key == "d":
+        return _points_d(d)
+    if claim.key == "g":
+        return _points_g(d)
+    if claim.key == "f":
+        return _points_f(done, p["fraction"])
+    return _vs_none(d, "dropout" if claim.key in ("c", "h") else "bn")
+
+
+# ----------------------------------------------------------------------------- gate, estimate, rows
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a claim's rows need besides the runs."""
+
+    opts: Options
+    learned_margin: float
+    params: dict[str, float]
+    # the level (h) counts its seeds at: alpha / the declared claims (a confirmatory test), alpha (a point)
+    alpha_design: float
+
+
+def condition(claim: Claim, pts: list[Point], ctx: Ctx) -> str:
+    """The claim's own reason a comparison (one point, or the points of a stratified test) cannot inform."""
+    if claim.key in ("a", "g"):
+        runs = pd.concat([a for pt in pts for a in pt.arms.values()])
+        trained = runs.get("stop_at_target", pd.Series(False, index=runs.index)).fillna(False).astype(bool)
+        return "" if trained.all() else "not trained to a target (stop_at_target off)"
+    if claim.key == "b":
+        return _b_condition(pts, ctx.params["cap_decades"])
+    if claim.key == "c":
+        gaps = [pt.arms[BASELINE]["score_gap"].mean() for pt in pts]
+        bad = [g for g in gaps if not (np.isfinite(g) and g > MIN_GAP)]
+        return f"none does not overfit (mean train - test gap {bad[0]:+.3f} <= {MIN_GAP})" if bad else ""
+    if claim.key == "f":
+        small = [pt.grid for pt in pts if len(pt.grid) < est.MIN_GRID or not np.isfinite(est.grid_spacing(pt.grid))]
+        return (
+            f"a grid of {len(small[0])} rates ({', '.join(f'{x:g}' for x in small[0])}); the width needs at "
+            f"least {est.MIN_GRID} log-spaced"
+            if small
+            else ""
+        )
+    return ""
+
+
+def _b_condition(pts: list[Point], cap: float) -> str:
+    for pt in pts:
+        base, treat = pt.arms[BASELINE], pt.arms[pt.variant]
+        r = base["log10_grad_ratio_init"].median()
+        if not np.isfinite(r) or not treat["log10_grad_ratio_init"].notna().any():
+            return "no probe at initialisation with BN's population filled (hidden_grad_ratio_init_filled)"
+        if not r < 0:
+            return f"none's gradient does not vanish at initialisation (median log10 ratio {r:+.2f})"
+        if (pd.concat([base, treat])["grad_balance_init"].dropna() >= cap).all():
+            return f"pinned: every run of both arms at the cap of {cap:g} decades"
+    return ""
+
+
+def _h_condition(pts: list[Point], ctx: Ctx) -> str:
+    ratio, alpha = ctx.params["ratio"], ctx.alpha_design
+    need = _seeds_needed(ratio, len(pts), alpha)
+    have = min(int(est.column(a, "test_score").notna().sum()) for pt in pts for a in pt.arms.values())
+    if have >= need:
+        return ""
+    where = f" at each of {len(pts)} points" if len(pts) > 1 else ""
+    return (
+        f"not testable at this budget: needs n ≈ {need if need <= varratio.MAX_SEEDS else f'> {varratio.MAX_SEEDS}'}"
+        f" seeds per arm{where} (has {have}) to resolve a variance ratio of {ratio:g} with 80 % power at "
+        f"alpha = {alpha:.3g}"
+    )
+
+
+_NEEDED: dict[tuple[float, int, float], int] = {}
+
+
+def _seeds_needed(ratio: float, k: int, alpha: float) -> int:
+    key = (ratio, k, round(alpha, 12))
+    if key not in _NEEDED:
+        _NEEDED[key] = varratio.seeds_needed(ratio, k, alpha)
+    return _NEEDED[key]
+
+
+def check(claim: Claim, pts: list[Point], ctx: Ctx, whole: bool = True) -> str:
+    """'' where the comparison can inform, else why not: the gate's reasons, the claim's own at each point,
+    and (`whole`) those of the comparison as a whole ((h): enough seeds for a test over these points)."""
+    reasons = [
+        gate.check(
+            pt.arms,
+            rule=claim.rule,
+            score=claim.score,
+            pinnable=claim.pinnable,
+            margin=ctx.learned_margin,
+            level=ctx.opts.level,
+        )
+        for pt in pts
+    ]
+    found = [f"{_where(pt.keys)}: {r}" if len(pts) > 1 else r for pt, r in zip(pts, reasons) if r]
+    own = [condition(claim, pts, ctx), _h_condition(pts, ctx) if whole and claim.key == "h" else ""]
+    return "; ".join(found + [r for r in own if r])
+
+
+def estimate(claim: Claim, pts: list[Point], ctx: Ctx, key: str) -> dict[str, Any]:
+    """The claim's effect over the points (one, or the stratified test's several)."""
+    o, pairs = ctx.opts, [pt.pair for pt in pts]
+    if claim.key in ("a", "g"):
+        return est.time_ratio(pairs, o.level)
+    if claim.key == "h":
+        return est.spread_ratio(pairs, "test_score", o.level)
+    if claim.key == "d":
+        return _iut(claim, pts, ctx, key)
+    col = {"b": "grad_balance_init", "f": "lr_width"}.get(claim.key, "test_score")
+    return est.paired(pairs, col, claim.primary.higher_is_better, o, key)
+
+
+def _iut(claim: Claim, pts: list[Point], ctx: Ctx, key: str) -> dict[str, Any]:
+    """(d): `both` must beat `bn` and `dropout` (intersection-union: the row is the weaker component)."""
+    parts = []
+    for i in range(2):
+        pairs = [(pt.arms[pt.parts[i][0]], pt.arms[pt.parts[i][1]]) for pt in pts]
+        parts.append((TEST, est.paired(pairs, "test_score", True, ctx.opts, f"{key}|{i}")))
+    named = [(f"{ep.column} vs {pts[0].parts[min(i, len(pts[0].parts) - 1)][1]}", r) for i, (ep, r) in enumerate(parts)]
+    name, row = est.intersection_union(named)
+    ep = dict(zip([n for n, _ in named], [e for e, _ in parts]))[name]
+    others = "; ".join(
+        f"{n} {r['mean_diff']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}] p={r['p_value']:.3g}"
+        for n, r in named
+        if n != name
+    )
     return {
-        **dict(zip(KEY, keys)),
-        "variant": variant,
-        "baseline": baseline,
-        "claim": claim.key,
-        "role": role,
+        **row,
         "endpoint": ep.column,
-        "higher_is_better": ep.higher_is_better,
-        "margin": ep.margin,
+        "margin": ctx.params["margin"] if ep is TEST else ep.margin,
+        "note": f"intersection-union: the row is the component {name}; the other: {others} (+ = the claim's way)",
     }
 
 
 def _where(keys: tuple) -> str:
-    return ", ".join(f"{k}={v}" for k, v in zip(KEY, keys))
+    return " ".join(str(k) if i != 1 else f"T={k}" for i, k in enumerate(keys))
 
 
-def _vs_none(
-    claim: Claim,
-    d: pd.DataFrame,
-    fam: str,
-    opts: Options,
-    skipped: list[str],
-    condition: Optional[Callable[[pd.DataFrame], tuple[bool, str]]] = None,
-) -> list[dict[str, Any]]:
-    """Claims (b), (e): each `fam` variant vs `none`, primary then secondaries, paired by seed."""
-    rows = []
-    for keys, g in d.groupby(KEY, sort=True):
-        base = g[g["variant"] == BASELINE]
-        if base.empty or not _one(g, fam):
-            continue
-        if condition is not None:
-            ok, why = condition(base)
-            if not ok:
-                skipped.append(f"{_where(keys)}: {why}")
-                continue
-        for v in _one(g, fam):
-            treat = g[g["variant"] == v]
-            for role, ep in (("primary", claim.primary), *(("secondary", e) for e in claim.secondary)):
-                key = f"{claim.key}|{keys}|{v}|{ep.column}"
-                rows.append({**_label(keys, v, BASELINE, claim, ep, role), **paired_row(treat, base, ep, opts, key)})
-    return rows
-
-
-def _vanishes(base: pd.DataFrame) -> tuple[bool, str]:
-    r = base["log10_grad_ratio_start"].median()
-    return bool(np.isfinite(r) and r < 0), f"none's median log10 ratio at start {r:+.2f}"
-
-
-def _overfits(base: pd.DataFrame) -> tuple[bool, str]:
-    g = base["score_gap"].mean()
-    return bool(np.isfinite(g) and g > MIN_GAP), f"none's mean gap {g:+.3f}"
-
-
-def claim_a(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for keys, g in d.groupby(KEY, sort=True):
-        base = g[g["variant"] == BASELINE]
-        for v in _one(g, "bn") if len(base) else []:
-            r = survival_row(g[g["variant"] == v], base, opts)
-            if r is None:
-                skipped.append(f"{_where(keys)} ({v}): not trained to a target, or no run of either arm reached it")
-                continue
-            rows.append({**_label(keys, v, BASELINE, claim, claim.primary, "primary"), **r})
-    return rows
-
-
-def claim_c(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for keys, g in d.groupby(KEY, sort=True):
-        base = g[g["variant"] == BASELINE]
-        if base.empty or not _one(g, "dropout"):
-            continue
-        ok, why = _overfits(base)
-        if not ok:
-            skipped.append(f"{_where(keys)}: {why}")
-            continue
-        for v in _one(g, "dropout"):
-            treat = g[g["variant"] == v]
-            test, gap = (paired_row(treat, base, ep, opts, f"c|{keys}|{v}|{ep.column}") for ep in (TEST, GAP))
-            r = intersection_union([test, gap])
-            note = f"gap {gap['mean_diff']:+.3f} [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}] (+ = smaller)"
-            rows.append(
-                {
-                    **_label(keys, v, BASELINE, claim, TEST, "primary"),
-                    **r,
-                    "note": note,
-                    "variant_mean": test["variant_mean"],
-                    "baseline_mean": test["baseline_mean"],
-                }
-            )
-    return rows
-
-
-def claim_d(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for keys, g in d.groupby(KEY, sort=True):
-        arms = {f: _one(g, f) for f in ("both", "bn", "dropout", BASELINE)}
-        if not (arms["both"] and arms["bn"] and arms["dropout"]):
-            if arms["both"]:
-                skipped.append(f"{_where(keys)}: `both` without `bn` and `dropout` to compare with")
-            continue
-        both, bn, dr = (g[g["variant"] == arms[f][0]] for f in ("both", "bn", "dropout"))
-        parts = [
-            paired_row(both, other, TEST, opts, f"d|{keys}|{arms['both'][0]}|{name}")
-            for name, other in (("bn", bn), ("dropout", dr))
-        ]
-        r = intersection_union(parts)
-        note = f"vs bn {parts[0]['mean_diff']:+.3f}, vs dropout {parts[1]['mean_diff']:+.3f}"
-        rows.append(
-            {
-                **_label(keys, arms["both"][0], f"{arms['bn'][0]} & {arms['dropout'][0]}", claim, TEST, "primary"),
-                **r,
-                "note": note,
-            }
-        )
-        if arms[BASELINE]:
-            none = g[g["variant"] == BASELINE]
-            inter = (
-                _by_seed(both, "test_score")
-                - _by_seed(bn, "test_score")
-                - _by_seed(dr, "test_score")
-                + _by_seed(none, "test_score")
-            ).dropna()
-            c = stats.compare(
-                inter,
-                pd.Series(0.0, index=inter.index),
-                ci=opts.ci,
-                test=opts.test,
-                level=opts.level,
-                seed=opts.seed,
-                key=f"d|{keys}|interaction",
-            )
-            rows.append(
-                {
-                    **_label(keys, arms["both"][0], "2x2", claim, INTERACTION, "secondary"),
-                    **c.as_dict(),
-                    "variant_mean": inter.mean(),
-                    "baseline_mean": 0.0,
-                }
-            )
-    return rows
-
-
-def claim_f(claim: Claim, done: pd.DataFrame, opts: Options, skipped: list[str]) -> list[dict[str, Any]]:
-    """Spread over the learning-rate grid per seed, on the seeds that ran every rate of the grid."""
-    rows = []
-    d = done.assign(family=done["variant"].map(family), val=pd.to_numeric(done["val_score"], errors="coerce"))
-    for keys, g in d.groupby(KEY, sort=True):
-        lrs = sorted(g["lr"].astype(float).unique())
-        if len(lrs) < 2 or not _one(g, "bn") or g[g["variant"] == BASELINE].empty:
-            continue
-        d_lr = g.assign(lr=g["lr"].astype(float))
-        spread = {v: _grid_seeds(d_lr[d_lr["variant"] == v], lrs) for v in [BASELINE, *_one(g, "bn")]}
-        for v in _one(g, "bn"):
-            t, b = spread[v], spread[BASELINE]
-            if t.empty and b.empty:  # the two rates here are the two arms' chosen ones: no seed ran the grid
-                continue
-            rows.append(
-                {
-                    **_label(keys, v, BASELINE, claim, SPREAD, "primary"),
-                    **paired_row(t, b, SPREAD, opts, f"f|{keys}|{v}"),
-                    "note": "lr grid " + ", ".join(f"{float(lr):g}" for lr in lrs),
-                }
-            )
-            rows.append({**_label(keys, v, BASELINE, claim, DIVERGED, "secondary"), **_fisher(t, b)})
-    return rows
-
-
-def _grid_seeds(gv: pd.DataFrame, lrs: list[float]) -> pd.DataFrame:
-    """Per seed that ran every rate: sd of the validation score over the rates, diverged at the largest."""
-    full = gv.groupby("seed")["lr"].nunique() == len(lrs)
-    gv = gv[gv["seed"].isin(full[full].index)]
-    spread = gv.groupby("seed")["val"].std(ddof=1).rename("val_spread_over_lr")
-    top = gv[gv["lr"] == lrs[-1]]
-    div = top.groupby("seed")["status"].agg(lambda s: float((s == "diverged").any())).astype(float)  # float if none
-    return pd.DataFrame({"val_spread_over_lr": spread, "diverged": div}).rename_axis("seed").reset_index()
-
-
-def _fisher(t: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
-    """Share of runs diverged at the largest rate, none minus bn (+ = fewer divergences), Fisher's exact p."""
-    kt, kb, nt, nb = int(t["diverged"].sum()), int(b["diverged"].sum()), len(t), len(b)
-    p = float(ss.fisher_exact([[kt, nt - kt], [kb, nb - kb]]).pvalue) if nt and nb else math.nan
-    pt, pb = (kt / nt if nt else math.nan), (kb / nb if nb else math.nan)
-    se = math.sqrt(pt * (1 - pt) / nt + pb * (1 - pb) / nb) if nt and nb else math.nan
+def _label(claim: Claim, role: str, keys: Optional[tuple], variant: str, baseline: str, where: str) -> dict[str, Any]:
+    keys = keys or (None, None, None)
     return {
-        "n": min(nt, nb),
-        "n_treat": nt,
-        "n_base": nb,
-        "paired": False,
-        "mean_diff": pb - pt,
-        "se": se,
-        "df": math.inf,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "p_value": p,
-        "prob_improvement": math.nan,
-        "variant_mean": pt,
-        "baseline_mean": pb,
-        "note": f"{kt}/{nt} vs {kb}/{nb} diverged",
+        **dict(zip(KEY, keys)),
+        "points": where,
+        "variant": variant,
+        "baseline": baseline,
+        "claim": claim.key,
+        "role": role,
+        "endpoint": claim.primary.column,
+        "higher_is_better": claim.primary.higher_is_better,
     }
 
 
-def claim_g(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    none = d[d["variant"] == BASELINE]
-    for task, gt in none.groupby("task", sort=True):
-        lens = sorted(gt["seq_len"].unique())
-        for cell in [c for c in ("lstm", "gru") if c in set(gt["cell"])]:
-            diffs = {}
-            for T in lens:
-                at = gt[gt["seq_len"] == T]
-                treat, base = at[at["cell"] == cell], at[at["cell"] == "rnn"]
-                if treat.empty or base.empty:
-                    continue
-                keys = (task, T, cell)
-                rows.append(
-                    {
-                        **_label(keys, BASELINE, "rnn", claim, TEST, "primary"),
-                        **paired_row(treat, base, TEST, opts, f"g|{keys}"),
-                    }
-                )
-                diffs[T] = _by_seed(treat, "test_score") - _by_seed(base, "test_score")
-            if len(diffs) >= 2:
-                w = (diffs[max(diffs)] - diffs[min(diffs)]).dropna()
-                c = stats.compare(
-                    w,
-                    pd.Series(0.0, index=w.index),
-                    ci=opts.ci,
-                    test=opts.test,
-                    level=opts.level,
-                    seed=opts.seed,
-                    key=f"g|{task}|{cell}|widening",
-                )
-                rows.append(
-                    {
-                        **_label((task, max(diffs), cell), BASELINE, "rnn", claim, WIDENING, "secondary"),
-                        **c.as_dict(),
-                        "variant_mean": w.mean(),
-                        "baseline_mean": 0.0,
-                        "note": f"T={min(diffs)} -> T={max(diffs)}",
-                    }
-                )
-    return rows
+def row(claim: Claim, pts: list[Point], ctx: Ctx, role: str) -> dict[str, Any]:
+    """One comparison over `pts`: the gate's verdict, then the numbers (kept where it fails)."""
+    key = f"{claim.key}|{role}|" + "|".join(_where(pt.keys) for pt in pts)
+    keys = pts[0].keys if len(pts) == 1 else None
+    out = {
+        **_label(claim, role, keys, pts[0].variant, pts[0].baseline, "; ".join(_where(pt.keys) for pt in pts)),
+        "margin": test_margin(claim.key, ctx.params),
+        "gate": check(claim, pts, ctx),
+        **estimate(claim, pts, ctx, key),
+    }
+    if claim.key in ("a", "g") and len(pts) == 1:
+        lr = est.logrank_note(*pts[0].pair, ctx.opts, key)
+        out["note"] = "; ".join(x for x in (out.get("note", ""), lr) if x)
+    return out
 
 
-def claim_h(claim: Claim, d: pd.DataFrame, opts: Options, skipped: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for keys, g in d.groupby(KEY, sort=True):
-        base = g[g["variant"] == BASELINE]
-        for v in _one(g, "dropout") if len(base) else []:
-            rows.append(
-                {
-                    **_label(keys, v, BASELINE, claim, STEADIER, "primary"),
-                    **variance_row(g[g["variant"] == v], base, "test_score", opts.level),
-                }
-            )
-    return rows
+def secondaries(claim: Claim, pt: Point, ctx: Ctx) -> list[dict[str, Any]]:
+    """Descriptive rows at one point: other endpoints, numbers only."""
+    o, key = ctx.opts, f"{claim.key}|{_where(pt.keys)}|secondary"
+    t, b = pt.pair
+    found: list[tuple[Endpoint, dict[str, Any]]] = []
+    if claim.key in ("c", "e"):
+        found.append((GAP, est.paired([(t, b)], GAP.column, False, o, key)))
+    if claim.key == "f":
+        found.append((DIVERGED, est.divergences(t, b)))
+    if claim.key == "d" and BASELINE in pt.arms:
+        found.append((INTERACTION, _interaction(pt, o, key)))
+    if claim.key == "b":
+        for g in record.INIT_GAINS:
+            at_g = t.assign(grad_balance_init=t[f"grad_balance_init_gain_{g:g}"])
+            r = est.paired([(at_g, b)], "grad_balance_init", False, o, f"{key}|{g:g}")
+            found.append((Endpoint(f"grad_balance_init_gain_{g:g}", False, BALANCE.margin, f"at BN gain γ = {g:g}"), r))
+    return [
+        {
+            **_label(claim, SECONDARY, pt.keys, pt.variant, pt.baseline, _where(pt.keys)),
+            "endpoint": ep.column,
+            "higher_is_better": ep.higher_is_better,
+            "margin": ep.margin,
+            "gate": "",
+            **r,
+        }
+        for ep, r in found
+        if r["n"] > 0  # an endpoint the runs do not record (a probe per gain where none ran) makes no row
+    ]
 
 
-# ----------------------------------------------------------------------------- the family and its words
+def _interaction(pt: Point, o: Options, key: str) -> dict[str, Any]:
+    both, bn, dr = (pt.arms[n] for n in (pt.parts[0][0], pt.parts[0][1], pt.parts[1][1]))
+    per_seed = (
+        est.by_seed(both, "test_score")
+        - est.by_seed(bn, "test_score")
+        - est.by_seed(dr, "test_score")
+        + est.by_seed(pt.arms[BASELINE], "test_score")
+    ).dropna()
+    c = stats.compare(
+        per_seed, pd.Series(0.0, index=per_seed.index), ci=o.ci, test=o.test, level=o.level, seed=o.seed, key=key
+    )
+    return {**c.as_dict(), "variant_mean": float(per_seed.mean()), "baseline_mean": 0.0}
+
+
+def widening(claim: Claim, pts: list[Point], ctx: Ctx) -> list[dict[str, Any]]:
+    """(g), descriptive: per task and gated cell, the gap at the longest minus at the shortest length."""
+    out = []
+    by: dict[tuple[str, str], dict[int, Point]] = {}
+    for pt in pts:
+        by.setdefault((pt.keys[0], pt.keys[2]), {})[int(pt.keys[1])] = pt
+    for (task, cell), at in sorted(by.items()):
+        if len(at) < 2:
+            continue
+        lo, hi = at[min(at)], at[max(at)]
+        gap = lambda pt: est.by_seed(pt.pair[0], "test_score") - est.by_seed(pt.pair[1], "test_score")  # noqa: E731
+        w = (gap(hi) - gap(lo)).dropna()
+        o = ctx.opts
+        c = stats.compare(
+            w, pd.Series(0.0, index=w.index), ci=o.ci, test=o.test, level=o.level, seed=o.seed, key=f"g|{task}|{cell}|w"
+        )
+        out.append(
+            {
+                **_label(claim, SECONDARY, hi.keys, BASELINE, "rnn", f"{task} {cell} T={min(at)} -> T={max(at)}"),
+                "endpoint": WIDENING.column,
+                "higher_is_better": True,
+                "margin": WIDENING.margin,
+                "gate": "",
+                **c.as_dict(),
+                "variant_mean": float(w.mean()),
+                "baseline_mean": 0.0,
+            }
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- the confirmatory test
+
+
+def _matches(pt: Point, where: dict[str, Any]) -> bool:
+    have = {**dict(zip(KEY, pt.keys)), "variant": pt.variant}
+    return all(str(have[k]) == str(v) if k != "seq_len" else int(have[k]) == int(v) for k, v in where.items())
+
+
+def locate(claim: Claim, spec: design_mod.ClaimSpec, pts: list[Point]) -> tuple[list[Point], list[str]]:
+    """The declared points of the claim's test among the sweep's, and why any cannot be found."""
+    found, why = [], []
+    for where in spec.points:
+        name = design_mod.describe(where)
+        unknown = sorted(set(where) - {*KEY, "variant"})
+        m = [pt for pt in pts if _matches(pt, where)] if not unknown else []
+        if unknown:
+            why.append(f"{name}: `{unknown[0]}` is not a key points are located by (task, seq_len, cell, variant)")
+        elif not m:
+            why.append(f"{name}: the sweep has no runs of the claim's arms there")
+        elif len(m) > 1:
+            why.append(f"{name}: several variants ({', '.join(pt.variant for pt in m)}); the point must name one")
+        else:
+            found.append(m[0])
+    return found, why
+
+
+def primary(
+    claim: Claim, spec: design_mod.ClaimSpec, pts: list[Point], ctx: Ctx
+) -> tuple[Optional[dict[str, Any]], str]:
+    """The claim's confirmatory test over its declared points that pass the gate (None and why, where the
+    sweep has none of them). Points that fail are left out and named; where all fail the row keeps the
+    numbers over all of them and reads not testable."""
+    found, missing = locate(claim, spec, pts)
+    if not found:
+        return None, "; ".join(missing)
+    failed = {id(pt): check(claim, [pt], ctx, whole=False) for pt in found}
+    passing = [pt for pt in found if not failed[id(pt)]]
+    left_out = [f"{_where(pt.keys)}: {failed[id(pt)]}" for pt in found if failed[id(pt)]] + missing
+    r = row(claim, passing or found, ctx, PRIMARY)
+    if not passing:
+        r["gate"] = "no declared point passes the gate: " + "; ".join(left_out)
+    elif left_out:
+        r["note"] = "; ".join(x for x in (r.get("note", ""), "left out: " + "; ".join(left_out)) if x)
+    return r, ""
+
+
+# ----------------------------------------------------------------------------- every claim
+
+
+EXPLORATORY = "exploratory: no declared test (the sweep has no plan/design.json)"
 
 
 @dataclass
 class ClaimResult:
     claim: Claim
-    rows: pd.DataFrame  # this claim's comparisons (after the family-wide correction)
-    not_testable: str = ""  # why, when the sweep cannot test it at all
-    skipped: list[str] = field(default_factory=list)  # points left out, with the reason
+    rows: pd.DataFrame  # its confirmatory row (if any), per-point rows and descriptive rows
+    status: str = ""  # why it has no confirmatory row
+    spec: Optional[design_mod.ClaimSpec] = None
+    params: dict[str, float] = field(default_factory=dict)
 
     @property
-    def summary(self) -> str:
-        if self.not_testable:
-            return f"not testable in this sweep: {self.not_testable}"
-        prim = self.rows[self.rows["role"] == "primary"]
-        counts = prim["verdict"].value_counts()
-        parts = [
-            f"{int(counts[w])} {w}"
-            for w in (stats.HELPS, stats.HURTS, stats.NO_EFFECT, stats.UNCLEAR, stats.TOO_FEW)
-            if w in counts
-        ]
-        return (
-            f"primary endpoint ({self.claim.primary.label}): supported at {int(counts.get(stats.HELPS, 0))} of "
-            f"{len(prim)} points (" + ", ".join(parts) + ")"
-        )
+    def primary(self) -> Optional[pd.Series]:
+        p = self.rows[self.rows["role"] == PRIMARY]
+        return p.iloc[0] if len(p) else None
 
 
-def _testers(opts: Options, done: pd.DataFrame) -> dict[str, Callable[..., list[dict[str, Any]]]]:
-    return {
-        "a": claim_a,
-        "b": lambda c, d, o, s: _vs_none(c, d, "bn", o, s, _vanishes),
-        "c": claim_c,
-        "d": claim_d,
-        "e": lambda c, d, o, s: _vs_none(c, d, "bn", o, s),
-        "f": lambda c, d, o, s: claim_f(c, done, o, s),
-        "g": claim_g,
-        "h": claim_h,
-    }
+def _status(claim: Claim, spec: Optional[design_mod.ClaimSpec], design: Optional[design_mod.Design]) -> str:
+    if design is None:
+        return EXPLORATORY
+    if spec is None:
+        return "not declared in the design: no confirmatory test"
+    if spec.needs:
+        return f"needs the GPU regime ({spec.needs})" + (f": {spec.why}" if spec.why else "")
+    return ""
 
 
-def words(t: pd.DataFrame, opts: Options) -> pd.DataFrame:
-    """Holm over every claim's primary rows; each secondary row behind its primary (fixed sequence)."""
-    prim = stats.add_words(
-        t[t["role"] == "primary"],
-        adjust_method=stats.Adjust.holm,
-        min_seeds=opts.min_seeds,
-        alpha=opts.alpha,
-        test=opts.test,
+def _claim_rows(
+    claim: Claim, d: pd.DataFrame, done: pd.DataFrame, opts: Options, design: Optional[design_mod.Design]
+) -> ClaimResult:
+    spec = design.claims.get(claim.key) if design is not None else None
+    p = params(claim.key, spec)
+    margin = design.learned_margin if design is not None else design_mod.LEARNED_MARGIN
+    declared = sum(1 for c in design.claims.values() if c.points) if design is not None else 0
+    ctx_point = Ctx(opts, margin, p, opts.alpha)
+    pts = points(claim, d, done, p)
+    rows = [row(claim, [pt], ctx_point, POINT) for pt in pts]
+    rows += [r for pt in pts for r in secondaries(claim, pt, ctx_point)] + (
+        widening(claim, pts, ctx_point) if claim.key == "g" else []
     )
-    m = max(1, int(prim["p_adjusted"].notna().sum()))
-    gate = {(r.claim, r.task, r.seq_len, r.cell, r.variant): r.p_adjusted for r in prim.itertuples()}
-    sec = t[t["role"] == "secondary"].copy()
-    opened = np.array(
-        [
-            gate.get(tuple(k), np.nan) < opts.alpha
-            for k in sec[["claim", "task", "seq_len", "cell", "variant"]].itertuples(index=False)
-        ],
-        dtype=bool,
-    )
-    sec["p_adjusted"] = [
-        max(p, gate.get(tuple(k), np.nan)) if o else np.nan
-        for o, (p, *k) in zip(
-            opened, sec[["p_value", "claim", "task", "seq_len", "cell", "variant"]].itertuples(index=False)
-        )
-    ]
-    sec["p_equivalent"] = [stats.tost_p(*r) for r in sec[["mean_diff", "se", "df", "margin"]].to_numpy(float)]
-    sec["mde"] = [stats.mde(se, df, opts.alpha / m) for se, df in sec[["se", "df"]].to_numpy(float)]
-    sec["verdict"] = [
-        stats.verdict(md, pa, int(n), min_seeds=opts.min_seeds, alpha=opts.alpha, p_equivalent=pe) if o else DESCRIPTIVE
-        for o, md, pa, n, pe in zip(opened, sec["mean_diff"], sec["p_adjusted"], sec["n"], sec["p_equivalent"])
-    ]
-    return pd.concat([prim, sec], ignore_index=True)
+    status = _status(claim, spec, design)
+    if not status and spec is not None:
+        r, status = primary(claim, spec, pts, Ctx(opts, margin, p, opts.alpha / max(1, declared)))
+        rows = ([r] if r is not None else []) + rows
+    return ClaimResult(claim, pd.DataFrame(rows), status, spec, p)
 
 
-def run_claims(selected: pd.DataFrame, opts: Options, done: Optional[pd.DataFrame] = None) -> list[ClaimResult]:
-    """Every claim's comparisons, corrected together; one result per claim. `done` (every finished run,
-    all settings) feeds claim (f), which needs the whole learning-rate grid."""
-    d = endpoints(selected)
-    testers = _testers(opts, done if done is not None else selected)
-    found: dict[str, tuple[list[dict[str, Any]], list[str]]] = {}
-    for claim in CLAIMS:
-        skipped: list[str] = []
-        found[claim.key] = (testers[claim.key](claim, d, opts, skipped), skipped)
-    rows = [r for rs, _ in found.values() for r in rs]
-    table = pd.DataFrame(rows).reindex(
-        columns=[c for c in CLAIM_COLUMNS if c not in ("p_adjusted", "verdict")] + ["se", "df"]
+def run_claims(
+    selected: pd.DataFrame,
+    opts: Options,
+    done: Optional[pd.DataFrame] = None,
+    design: Optional[design_mod.Design] = None,
+) -> list[ClaimResult]:
+    """Every claim's rows, each family worded; one result per claim. `done` (every finished run, all
+    settings) feeds claim (f), which needs the whole learning-rate grid; `design` declares the tests."""
+    cap = params("b", design.claims.get("b") if design is not None else None)["cap_decades"]
+    d = endpoints(selected, cap)
+    found = [_claim_rows(c, d, done if done is not None else selected, opts, design) for c in CLAIMS]
+    table = (
+        pd.concat([r.rows.assign(_claim=r.claim.key) for r in found if len(r.rows)], ignore_index=True)
+        if any(len(r.rows) for r in found)
+        else pd.DataFrame()
     )
-    table = words(table, opts) if len(table) else table.assign(p_adjusted=np.nan, verdict=None)
-    results = []
-    for claim in CLAIMS:
-        mine = sort_rows(table[table["claim"] == claim.key]).reindex(columns=CLAIM_COLUMNS)
-        skipped = found[claim.key][1]
-        why = (
-            ""
-            if len(mine)
-            else (
-                ("nothing to compare: " + "; ".join(skipped[:6]))
-                if skipped
-                else "the sweep lacks the arms this claim compares"
-            )
-        )
-        if len(mine) and (mine["n"] < opts.min_seeds).all():
-            why = (
-                f"at most {int(mine['n'].max())} seeds per comparison, fewer than --min-seeds {opts.min_seeds} "
-                "(the numbers are shown, without a word)"
-            )
-        results.append(ClaimResult(claim, mine, why, skipped))
-    return results
+    if len(table):
+        table = words(table, opts, exploratory=design is None)
+    for r in found:
+        mine = table[table["_claim"] == r.claim.key] if len(table) else pd.DataFrame()
+        r.rows = _ordered(mine)
+        if not r.status and r.primary is None and not len(r.rows):
+            r.status = "the sweep lacks the arms this claim compares"
+    return found
+
+
+def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
+    """The confirmatory row first, then the per-point rows, then the descriptive ones, each in reading order."""
+    cols = [*CLAIM_COLUMNS, "gate", "se", "df", "sizes"]
+    if not len(rows):
+        return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC else object) for c in cols})
+    rank = {PRIMARY: 0, POINT: 1, SECONDARY: 2}
+    out = rows.reindex(columns=cols).copy()
+    numbers = [c for c in cols if c in NUMERIC]
+    out[numbers] = out[numbers].apply(pd.to_numeric, errors="coerce").astype(float)
+    out = sort_rows(out)
+    return out.sort_values("role", key=lambda r: r.map(rank), kind="stable").reset_index(drop=True)
 
 
 def claims_table(results: list[ClaimResult]) -> pd.DataFrame:
-    """All claims' comparisons in one table (claims.csv)."""
+    """All claims' rows in one table (claims.csv)."""
     tabs = [r.rows for r in results if len(r.rows)]
     return pd.concat(tabs, ignore_index=True)[CLAIM_COLUMNS] if tabs else pd.DataFrame(columns=CLAIM_COLUMNS)

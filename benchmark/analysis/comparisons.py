@@ -127,8 +127,8 @@ def lr_table(done: pd.DataFrame, tuning: Optional[Collection[int]] = None) -> pd
     selects first, and `val_score` breaks ties. The test split is never consulted.
 
     With `tuning` seeds (a protocol with confirmation seeds), only those seeds' runs select, once per
-    task x cell x variant (over the lengths they ran: the protocol tunes at one length), and the
-    dropout probability is a setting chosen with the rate, not a variant.
+    task x length x cell x variant (the protocol tunes at every length), and the dropout probability is a
+    setting chosen with the rate, not a variant.
     """
     d = done.assign(
         lr=done["lr"].astype(float),
@@ -139,7 +139,7 @@ def lr_table(done: pd.DataFrame, tuning: Optional[Collection[int]] = None) -> pd
     where = KEY
     if tuning is not None:
         d = d[d["seed"].isin(list(tuning))].assign(variant=lambda x: x["variant"].map(base_variant))
-        where = ["task", "cell"]
+        where = ["task", "seq_len", "cell"]
     cols = where + ["variant", *SETTINGS]
     t = (
         d.groupby(cols, dropna=False)

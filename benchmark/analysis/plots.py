@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # used directly: no pyplot, no display backend, nothing global
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, NullLocator
+from matplotlib.ticker import EngFormatter, LogLocator, NullLocator
 
 from benchmark.analysis.comparisons import CELL_ORDER, REG_ORDER, ordered
 
@@ -29,6 +29,8 @@ _CB = sns.color_palette("colorblind")  # 10 colours
 _REG_COLOURS = {"none": _CB[7], "bn": _CB[0], "dropout": _CB[1], "both": _CB[2]}
 _SPARE = [_CB[i] for i in (3, 4, 5, 6, 8, 9)]
 LEGEND_W = 2.0  # inches on the right of a faceted figure for its legend
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]  # one per level of a line figure's hue, in its order
+DODGE = 0.025  # each level's points shifted by this share of the x range (log range on a log axis)
 
 
 def reg_palette(levels: Sequence[str]) -> dict[str, Any]:
@@ -74,14 +76,13 @@ def band_lines(
     handles: dict[str, Any] = {}
     for keys, g in groups:
         level, st = keys[0], (keys[1] if style else None)
+        mk = MARKERS[rank[level] % len(MARKERS)] if marker else None  # a shape per level: equal lines stay told apart
         xs = g[x].to_numpy(float)
-        ax.plot(
-            xs, g["mean"].to_numpy(float), color=pal[level], marker=marker, markersize=4, lw=1.6, dashes=_dashes(st)
-        )
+        ax.plot(xs, g["mean"].to_numpy(float), color=pal[level], marker=mk, markersize=5, lw=1.6, dashes=_dashes(st))
         ax.fill_between(
             xs, g["min"].to_numpy(float), g["max"].to_numpy(float), color=pal[level], alpha=0.18, linewidth=0
         )
-        handles.setdefault(str(level), Line2D([], [], color=pal[level], lw=2, marker=marker))
+        handles.setdefault(str(level), Line2D([], [], color=pal[level], lw=2, marker=mk))
     for st in ordered(s[style].unique(), IMPL_ORDER) if style else []:
         handles[f"{style}={st}"] = Line2D([], [], color="0.35", lw=1.6, dashes=_dashes(st))
     ax.legend(list(handles.values()), list(handles.keys()), fontsize=8)
@@ -117,17 +118,35 @@ def vs_length(
     ax = _new_ax(ax)
     d = data.dropna(subset=[y])
     if len(d):
-        s = summarise(d, "seq_len", y, [hue] + ([style] if style else []))
-        band_lines(s, "seq_len", ax=ax, hue=hue, style=style, marker="o")
+        logx = d["seq_len"].nunique() > 1 and d["seq_len"].max() / max(d["seq_len"].min(), 1) >= 8
+        d = d.assign(x=dodged(d, hue, logx))  # levels with equal values side by side, not one under another
+        s = summarise(d, "x", y, [hue] + ([style] if style else []))
+        band_lines(s, "x", ax=ax, hue=hue, style=style, marker="o")
         pal = reg_palette(ordered(d[hue].unique(), REG_ORDER))
-        ax.scatter(d["seq_len"], d[y], s=9, c=[pal[v] for v in d[hue]], alpha=0.5, linewidths=0)
-        if d["seq_len"].nunique() > 1 and d["seq_len"].max() / max(d["seq_len"].min(), 1) >= 8:
+        ax.scatter(d["x"], d[y], s=9, c=[pal[v] for v in d[hue]], alpha=0.5, linewidths=0)
+        if logx:
             log_axis(ax, "x")
+        lengths = sorted(d["seq_len"].unique())  # the true lengths as ticks, whatever the dodge
+        ax.set_xticks(lengths, [f"{t:g}" for t in lengths])
     if logy:
         log_axis(ax, "y")
+    elif len(d) and d[y].abs().max() >= 1e4:  # throughputs: 200 k, not 200000 (whose width clips the label)
+        ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
     ax.set_xlabel("sequence length")
     ax.set_ylabel(ylabel or y)
     return ax.figure
+
+
+def dodged(d: pd.DataFrame, hue: str, logx: bool) -> np.ndarray:
+    """seq_len with each hue level shifted by its own small step around the true length (`DODGE`)."""
+    levels = ordered(d[hue].unique(), REG_ORDER)
+    k = {v: i - (len(levels) - 1) / 2 for i, v in enumerate(levels)}
+    x = d["seq_len"].to_numpy(float)
+    lo, hi = float(x.min()), float(x.max())
+    shift = d[hue].map(k).to_numpy(float)
+    if logx:
+        return x * (hi / lo) ** (DODGE * shift)
+    return x + (hi - lo if hi > lo else 1.0) * DODGE * shift
 
 
 def lines(

@@ -29,13 +29,16 @@ import yaml
 
 from benchmark.analysis import aggregate as agg_mod
 from benchmark.analysis import claims as claims_mod
+from benchmark.analysis import claims_view, export, plots, stats, tables
 from benchmark.analysis import comparisons as cmp
-from benchmark.analysis import export, plots, stats, tables
+from benchmark.analysis import controls as controls_mod
+from benchmark.analysis import design as design_mod
 from benchmark.analysis.html import TEMPLATES, fmt, fmt_p, html_table
 from benchmark.analysis.html import present as _present
 from benchmark.arms import variants
 from benchmark.arms.blocks import BNConfig, DropoutConfig
 from benchmark.core import record
+from benchmark.core.config import ConfigError
 from benchmark.core.io import atomic_write_text
 from benchmark.sweep import status
 
@@ -130,11 +133,9 @@ def load_sweep(sweep_dir: Path) -> Sweep:
 def config_block(summary: pd.DataFrame, key: str) -> Any:
     """A block of the sweep's run config.yaml that no run reads (`literature`, `protocol`), or None."""
     for path in summary.get("path", pd.Series(dtype=object)).dropna():
-        cfg = Path(str(path)) / "config.yaml"
-        if cfg.exists():
-            block = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get(key)
-            if block:
-                return block
+        block = (agg_mod.read_config(Path(str(path)), only_with=key) or {}).get(key)  # unreadable: says nothing
+        if block:
+            return block
     return None
 
 
@@ -169,63 +170,32 @@ def _longest(df: pd.DataFrame, task: str) -> int:
 # ----------------------------------------------------------------------------- sections
 
 
-def claim_row(r: pd.Series) -> dict[str, Any]:
-    """One claim comparison as the template shows it."""
+def claims_section(
+    results: list[claims_mod.ClaimResult],
+    s: Optional["Sweep"],
+    design: Optional[design_mod.Design],
+    design_error: str,
+    alpha: float,
+) -> dict[str, Any]:
+    """Section 1: claims at a glance, the instrument check (a failed control above every word), the
+    design's hash and seeds, then each claim's per-point and descriptive rows with its figures."""
+    detail = claims_view.details(results)
+    for d in detail:
+        d["figures"] = claim_figures(d["key"], s) if s is not None else []
     return {
-        **{k: r[k] for k in ("role", "task", "seq_len", "cell", "variant", "baseline", "endpoint")},
-        "base_mean": fmt(r["baseline_mean"]),
-        **effect_cell(r),
-        "margin": fmt(r["margin"], 3),
-        "p_eq": fmt_p(r["p_equivalent"]),
-        "mde": fmt(r["mde"]),
-        "note": r["note"] if isinstance(r["note"], str) else "",
+        "glance": claims_view.glance(results),
+        "instrument": claims_view.instrument(controls_mod.check(results, design, alpha)),
+        "design": claims_view.design_view(design, design_error),
+        "details": detail,
     }
 
 
-def claim_glance(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per endpoint of a claim: points, seeds, median effect and MDE, and the count of each word."""
-    glance = []
-    for (role, ep), g in rows.groupby(["role", "endpoint"], sort=False):
-        tally = g["verdict"].value_counts()
-        n = f"{int(g['n'].min())}–{int(g['n'].max())}" if g["n"].nunique() > 1 else str(int(g["n"].iloc[0]))
-        glance.append(
-            {
-                "role": role,
-                "endpoint": ep,
-                "points": len(g),
-                "n": n,
-                "median": fmt(g["mean_diff"].median(), sign=True),
-                "mde": fmt(g["mde"].median()),
-                "words": [
-                    {"verdict": w, "cls": WORD_CLASS.get(w, "v-nodata"), "count": int(tally[w])}
-                    for w in [*stats.WORDS, claims_mod.DESCRIPTIVE]
-                    if w in tally
-                ],
-            }
-        )
-    return glance
-
-
-def claims_section(results: list[claims_mod.ClaimResult], s: Optional["Sweep"] = None) -> list[dict[str, Any]]:
-    """Section 1: each claim, its words per endpoint at a glance, every comparison folded below, and its
-    figures (Kaplan-Meier curves for (a), gradient profiles by BN gain for (b)); or why the sweep cannot test it."""
-    out = []
-    for r in results:
-        figs = claim_figures(r.claim.key, s) if s is not None and not r.not_testable else []
-        out.append(
-            {
-                "key": r.claim.key,
-                "title": r.claim.title,
-                "summary": r.summary,
-                "testable": not r.not_testable,
-                "condition": r.claim.condition_text,
-                "skipped": r.skipped,
-                "figures": figs,
-                "rows": [claim_row(x) for _, x in r.rows.iterrows()],
-                "glance": claim_glance(r.rows),
-            }
-        )
-    return out
+def load_design(sweep_dir: Path) -> tuple[Optional[design_mod.Design], str]:
+    """The sweep's declared design, or None and why (no file: exploratory; a malformed one: its error)."""
+    try:
+        return design_mod.load(sweep_dir), ""
+    except ConfigError as e:
+        return None, str(e)
 
 
 def claim_figures(key: str, s: "Sweep") -> list[dict[str, str]]:
@@ -441,14 +411,7 @@ def scores_section(s: Sweep) -> dict[str, Any]:
 
 def literature_block(s: Sweep) -> Optional[dict[str, Any]]:
     """The `literature:` block of the sweep's config (published values it reproduces), or None."""
-    for r in s.summary.itertuples():
-        cfg = Path(str(r.path)) / "config.yaml"
-        text = cfg.read_text(encoding="utf-8") if cfg.exists() else ""
-        if text.startswith("literature:") or "\nliterature:" in text:  # a top-level key; parse only then
-            block = (yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("literature")
-            if block:
-                return block
-    return None
+    return config_block(s.summary, "literature")
 
 
 def literature_table(s: Sweep, block: dict[str, Any]) -> pd.DataFrame:
@@ -555,7 +518,7 @@ def cost_section(s: Sweep) -> dict[str, Any]:
     figs = []
     for task in _tasks(s):
         dt = data[data["task"] == task]
-        for y, what in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)"),):
+        for y, what, short in (("fwd_bwd_tokens_per_s", "forward+backward tokens/s (dedicated timing)", "tokens/s"),):
             figs.append(
                 figure(
                     plots.facet(
@@ -565,7 +528,7 @@ def cost_section(s: Sweep) -> dict[str, Any]:
                         hue="variant",
                         style="impl_used",
                         sharey=False,
-                        ylabel=what,
+                        ylabel=short,
                         title=f"{task}: {what}",
                     ),
                     f"{task}: {what}; line style = the impl that ran",
@@ -610,12 +573,16 @@ def learning_section(s: Sweep) -> dict[str, Any]:
 
 
 def failures_section(s: Sweep) -> dict[str, Any]:
-    """Section 8: every run that is not ok, with its error; tracebacks folded."""
-    bad = s.summary[s.summary["status"] != "ok"].copy()
+    """Section 8: every run that is not ok, with its error, and every ok run without a test score (it counts
+    in no comparison); tracebacks folded."""
+    summary = s.summary
+    unscored = (summary["status"] == "ok") & pd.to_numeric(summary["test_score"], errors="coerce").isna()
+    bad = summary[(summary["status"] != "ok") | unscored].copy()
     if len(bad) == 0:
         return {"table": None, "tracebacks": []}
     for c in ("error", "problem", "traceback"):
         bad[c] = [v if isinstance(v, str) else "" for v in bad.get(c, pd.Series([None] * len(bad), index=bad.index))]
+    bad.loc[unscored[unscored].index, "problem"] = "status ok without a test score: left out of every comparison"
     cols = [
         c
         for c in [
@@ -642,12 +609,22 @@ def failures_section(s: Sweep) -> dict[str, Any]:
 
 
 def missing_section(s: Sweep) -> dict[str, Any]:
-    """Grid points of the sweep's multirun.yaml that never started (no run folder): listed, never dropped."""
+    """Grid points of the sweep's multirun.yaml that never started (no run folder) or whose cluster job was lost
+    (benchmark/sweep/history.py): listed, never dropped."""
     try:
         miss = status.missing_points(s.dir)
     except status.SweepError as e:  # no multirun.yaml (single runs), or configs changed since the sweep
         return {"n": None, "table": None, "note": f"The grid could not be read, so missing points are not listed: {e}"}
-    return {"n": len(miss), "note": None, "table": html_table(miss, table_id="missing-table") if len(miss) else None}
+    lost = int((miss["lost"] != "").sum()) if "lost" in miss else 0  # points whose cluster job was lost
+    table = html_table(miss, table_id="missing-table") if len(miss) else None
+    return {"n": len(miss), "lost": lost, "note": None, "table": table}
+
+
+# Overrides of one invocation, not of the sweep: the folder its skip marks went to (a temporary path), `force`.
+INVOCATION_KEYS = ("skip_marks", "force")
+# env_* columns that time a run rather than describe where it ran (one value per run: not an environment).
+ENV_TIMINGS = ("env_start_time", "env_wall_s", "env_cohort_wall_s")
+ENV_VALUES_SHOWN = 8  # distinct values listed per environment key; the rest counted
 
 
 def reproduce(sweep_dir: Path) -> dict[str, Any]:
@@ -666,9 +643,8 @@ def reproduce(sweep_dir: Path) -> dict[str, Any]:
     h = cfg.get("hydra", {}) or {}
     ov = h.get("overrides", {}) or {}
     hydra_ov = [o for o in ov.get("hydra", []) or [] if o != "hydra.mode=MULTIRUN"]
-    out["command"] = " ".join(
-        ["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + (ov.get("task") or []))]
-    )
+    task = [o for o in ov.get("task") or [] if str(o).split("=", 1)[0] not in INVOCATION_KEYS]
+    out["command"] = " ".join(["python -m benchmark.run --multirun", *map(shlex.quote, hydra_ov + task)])
     params = ((h.get("sweeper") or {}).get("params")) or {}
     out["params"] = yaml.safe_dump(params, sort_keys=False).strip() if params else None
     return out
@@ -691,17 +667,22 @@ def point_command(r: pd.Series, sweep: str) -> str:
     return "python -m benchmark.run " + " ".join(p for p in parts if "=None" not in p and "=nan" not in p)
 
 
+def env_values(column: pd.Series) -> str:
+    """Each value of an environment key with its run count, commonest first; past `ENV_VALUES_SHOWN`, a count."""
+    counts = column.astype(str).value_counts()
+    shown = "; ".join(f"{v} ({n} runs)" for v, n in counts.iloc[:ENV_VALUES_SHOWN].items())
+    rest = len(counts) - ENV_VALUES_SHOWN
+    return shown + (f"; and {rest} other values ({int(counts.iloc[ENV_VALUES_SHOWN:].sum())} runs)" if rest > 0 else "")
+
+
 def environment_section(s: Sweep, out_dir: Path) -> dict[str, Any]:
     """Section 9: every env value with its run count, and the commands that reproduce the report."""
     summary = s.summary
-    cols = [c for c in summary.columns if c.startswith("env_") and c not in ("env_start_time", "env_wall_s")]
+    cols = [c for c in summary.columns if c.startswith("env_") and c not in ENV_TIMINGS]
     cols += [
         c for c in ("device", "precision", "hidden_size", "num_layers", "batch_size", "steps", "lr") if c in summary
     ]
-    env = [
-        {"key": c, "values": "; ".join(f"{v} ({n} runs)" for v, n in summary[c].astype(str).value_counts().items())}
-        for c in cols
-    ]
+    env = [{"key": c, "values": env_values(summary[c])} for c in cols]
     point = None
     if len(s.done):
         r0 = s.done.iloc[0]
@@ -746,10 +727,16 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / sweep_dir.name
     vt = cmp.verdicts(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.COLUMNS)
     agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
-    results = claims_mod.run_claims(s.selected, opts, s.comp) if len(s.selected) else []
+    design, design_error = load_design(sweep_dir)
+    results = claims_mod.run_claims(s.selected, opts, s.comp, design) if len(s.selected) else []
     out_dir.mkdir(parents=True, exist_ok=True)
-    export.write_table(vt, out_dir, "verdicts")
-    export.write_table(claims_mod.claims_table(results), out_dir, "claims")
+    level = f"{100 * opts.level:g} %"
+    scores = export.score_table(s.selected, opts.level)
+    caption = f"{s.name}: mean test score (0 = trivial, 1 = perfect) [{level} t interval over seeds]"
+    export.write_table(vt, out_dir, "verdicts", paper=scores, caption=caption)
+    claims = claims_mod.claims_table(results)
+    caption = f"{s.name}: each claim's primary endpoint, effect in the claim's direction [{level} interval]"
+    export.write_table(claims, out_dir, "claims", paper=export.claims_paper(claims), caption=caption)
     export.write_table(agg, out_dir, "aggregates")
     seeds = seeds_section(s)
     export.write_table(seeds["table"], out_dir, "seeds")
@@ -763,7 +750,7 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
         "adjust_name": stats.ADJUST_NAMES[opts.adjust],
         "level": f"{100 * opts.level:g}",
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "claims": claims_section(results, s),
+        "claims": claims_section(results, s, design, design_error, opts.alpha),
         "seeds": seeds,
         "verdicts": verdicts_section(s, vt, agg) if len(s.selected) else None,
         "lr": lr_section(s),
@@ -815,6 +802,12 @@ def parser() -> argparse.ArgumentParser:
         "--n-boot", type=int, default=2000, help="resamples of the aggregates' stratified bootstrap (default 2000)"
     )
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
+    ap.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="aggregate the run folders first (`make report`): the report is written even where aggregate names "
+        "corrupt folders, and the exit status is aggregate's",
+    )
     return ap
 
 
@@ -834,13 +827,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         n_boot=args.n_boot,
     )
+    status = agg_mod.main([args.sweep_dir]) if args.aggregate else 0
+    if status == 2:  # no results to report on: aggregate said so, once
+        return 2
     try:
         path = build(args.sweep_dir, args.out, opts)
     except agg_mod.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable or full reports folder: the results are untouched
+        where = e.filename or args.out or Path("reports") / Path(args.sweep_dir).name
+        print(f"error: cannot write the report to {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(f"report: {path.resolve()}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -68,7 +68,15 @@ class Optimizer(str, enum.Enum):
 class Scheduler(str, enum.Enum):
     none = "none"
     cosine = "cosine"
-    step = "step"
+    step = "step"  # divide by 10 at 1/2 and again at 3/4 of the budget
+    decay = "decay"  # multiply by lr_decay after every period of lr_decay_every steps past the first lr_decay_after
+
+
+class InitScheme(str, enum.Enum):
+    """How a model's weights start (benchmark/models/model.py `init_weights`)."""
+
+    torch = "torch"  # each module's own: torch's uniform ±1/sqrt(H) for recurrent layers, N(0, 1) for an embedding
+    uniform = "uniform"  # every weight and bias but the norms' uniform in ±init.scale (Zaremba et al. 2014)
 
 
 @dataclass
@@ -82,6 +90,11 @@ class TrainConfig:
     scheduler: Scheduler = Scheduler.none
     warmup_steps: int = 0
     max_norm: Optional[float] = 1.0  # gradient clipping; null = off (norms are still measured)
+    # scheduler=decay (Zaremba et al. 2014's schedule, their `decay` and `max_epoch`): at the end of every period
+    # of lr_decay_every steps (an epoch) past the first lr_decay_after periods, the rate is multiplied by lr_decay.
+    lr_decay: float = 0.5
+    lr_decay_every: int = 1
+    lr_decay_after: int = 0
     eval_interval: int = 100
     log_interval: int = 10
     eval_batches: int = 0  # 0 = the whole split
@@ -91,6 +104,12 @@ class TrainConfig:
     # score over the budget's remaining evaluations, so stopping at the target is not penalised.
     stop_at_target: bool = False
     progress: bool = True  # a progress bar, quiet when stderr is not a terminal
+
+
+@dataclass
+class InitConfig:
+    scheme: InitScheme = InitScheme.torch
+    scale: float = 0.1  # scheme=uniform: the half-width of the uniform range
 
 
 @dataclass
@@ -131,6 +150,7 @@ class RunConfig:
     reg: Any = None  # {name, _target_, <the arm's blocks>}: conf/reg/ (benchmark/arms/)
     train: TrainConfig = field(default_factory=TrainConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     cohort: CohortConfig = field(default_factory=CohortConfig)
     seed: int = 0
     impl: Impl = Impl.auto
@@ -154,15 +174,31 @@ class RunConfig:
     protocol: Optional[Any] = None
 
 
+def writable_dir_problem(path: str | Path) -> Optional[str]:
+    """Why `path` cannot be a folder this process writes into, or None where it can: a file in its way, or
+    the system's refusal (permissions, a read-only file system, a full inode table) to make a folder in it
+    or, where it does not exist yet, in its nearest existing parent. Leaves nothing behind."""
+    probe = Path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory"
+    try:
+        with tempfile.TemporaryDirectory(dir=probe, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        return f"{probe}: {e.strerror or e}"
+    return None
+
+
 def hydra_output_root(results_dir: str) -> str:
     """`${hydra_output_root:${results_dir}}`: where Hydra keeps its own logs for this run.
 
-    Hydra creates that folder before any job code runs. When results_dir names a file, its
-    bookkeeping goes to the temp folder instead, so `validate` can reject results_dir with a
-    clear message (raising here would surface as a Hydra-internal stack trace).
+    Hydra creates that folder before any job code runs. Where results_dir cannot be written (a file
+    in its way, no permission), its bookkeeping goes to the temp folder instead, so `validate` can
+    reject results_dir with a clear message (raising here would surface as a Hydra-internal stack trace).
     """
-    p = Path(results_dir)
-    if p.exists() and not p.is_dir():
+    if writable_dir_problem(results_dir):
         return str(Path(tempfile.gettempdir()) / "rnn-ablation-bench-rejected")
     return results_dir
 
@@ -194,6 +230,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     _check(t.lr > 0, "train.lr", t.lr, "a number > 0")
     _check(t.max_norm is None or t.max_norm > 0, "train.max_norm", t.max_norm, "null (off) or a number > 0")
+    if t.scheduler is Scheduler.decay:
+        _check(0 < t.lr_decay <= 1, "train.lr_decay", t.lr_decay, "a number in (0, 1] with train.scheduler=decay")
+        _check(t.lr_decay_every >= 1, "train.lr_decay_every", t.lr_decay_every, "an integer >= 1 (steps)")
+        _check(t.lr_decay_after >= 0, "train.lr_decay_after", t.lr_decay_after, "an integer >= 0 (periods)")
+    _check(
+        cfg.init.scheme is not InitScheme.uniform or cfg.init.scale > 0,
+        "init.scale",
+        cfg.init.scale,
+        "a number > 0 with init.scheme=uniform",
+    )
     _check(t.eval_interval >= 1, "train.eval_interval", t.eval_interval, "an integer >= 1")
     _check(t.log_interval >= 1, "train.log_interval", t.log_interval, "an integer >= 1")
     _check(cfg.timing.repeats >= 1, "timing.repeats", cfg.timing.repeats, "an integer >= 1")
@@ -208,13 +254,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             "none or compile on this machine" if cfg.device is not Device.cpu else "none or compile with device=cpu",
             "CUDA-graph capture needs a CUDA device" + ("" if torch.cuda.is_available() else "; torch sees none") + ".",
         )
-    res = Path(cfg.results_dir)
-    _check(
-        not res.exists() or res.is_dir(),
-        "results_dir",
-        cfg.results_dir,
-        "a directory (or a path that does not exist yet)",
-        "It names an existing file.",
-    )
+    problem = writable_dir_problem(cfg.results_dir)
+    _check(problem is None, "results_dir", cfg.results_dir, "a directory this user can write (or can make)", problem)
     _check(bool(cfg.sweep) and "/" not in cfg.sweep, "sweep", cfg.sweep, "a non-empty name without '/'")
     return cfg

@@ -33,18 +33,29 @@ RUN_ID_EXCLUDE = (
     "protocol",
     "cohort",  # which points train together: a member is its solo run
 )  # a claims experiment's seed roles and grids (the settings are in the config)
+# Knobs added after runs were recorded, at their defaults: a config that leaves a knob at its default hashes as
+# it did before the knob existed, so the ids of those runs stay valid (tests/test_run.py checks the defaults).
+LATER_KNOBS: dict[str, Any] = {
+    "accel": "none",
+    "init": {"scheme": "torch", "scale": 0.1},
+    "train.lr_decay": 0.5,
+    "train.lr_decay_every": 1,
+    "train.lr_decay_after": 0,
+    "task.window_loss": "mean",
+}
 COMPLETE_STATUSES = MEASURED  # a failed run is not complete: a re-run tries it again
 METRICS = "metrics.json"
 GRID_POINT = "grid_point.json"  # the overrides of the grid point a run folder was made for (benchmark/job/execute.py)
 
 
-def _drop(cfg: Mapping[str, Any], dotted: str) -> dict[str, Any]:
+def _drop(cfg: Mapping[str, Any], dotted: str, only_if: Any = ...) -> dict[str, Any]:
+    """cfg without the key at `dotted` (only where it equals `only_if`, when given)."""
     head, _, rest = dotted.partition(".")
     out = dict(cfg)
     if rest:
         if isinstance(out.get(head), Mapping):
-            out[head] = _drop(out[head], rest)
-    else:
+            out[head] = _drop(out[head], rest, only_if)
+    elif only_if is ... or (head in out and out[head] == only_if):
         out.pop(head, None)
     return out
 
@@ -52,8 +63,8 @@ def _drop(cfg: Mapping[str, Any], dotted: str) -> dict[str, Any]:
 def run_id(resolved: Mapping[str, Any], exclude: Iterable[str] = RUN_ID_EXCLUDE) -> str:
     """12 hex digits of sha256 over the resolved config (sorted keys) minus output paths."""
     cfg: dict[str, Any] = dict(resolved)
-    if cfg.get("accel") == "none":  # the default of a later knob: ids of runs made before it stay valid
-        cfg.pop("accel")
+    for key, default in LATER_KNOBS.items():
+        cfg = _drop(cfg, key, default)
     for key in exclude:
         cfg = _drop(cfg, key)
     blob = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
@@ -64,11 +75,18 @@ def run_dir(results_dir: str | Path, sweep: str, rid: str) -> Path:
     return Path(results_dir) / sweep / "runs" / rid
 
 
+def mark_skipped(skip_marks: str | Path | None, rid: str) -> None:
+    """Leave the file `make sweep` counts for a grid point skipped as complete (`skip_marks`; none: nothing)."""
+    if skip_marks:
+        Path(skip_marks).mkdir(parents=True, exist_ok=True)
+        (Path(skip_marks) / rid).touch()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temp file next to `path`, fsync it, then rename it over `path`.
 
-    Readers never see half a file, and a failed write leaves the old file and no temp file.
-    The file gets the usual permissions (mkstemp makes 0600).
+    Readers never see half a file, and a failed write leaves the old file and no temp file; its
+    OSError names `path`. The file gets the usual permissions (mkstemp makes 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,9 +98,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # a full disk names no file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+
+
+def write_failure(e: OSError, where: str | Path = "the results folder") -> str:
+    """One line for a write that failed (a full disk, a folder turned read-only) in the middle of a sweep:
+    the file, the system's reason, and that nothing complete is lost."""
+    return (
+        f"cannot write {e.filename or where}: {e.strerror or e}; the complete grid points are kept: free space "
+        "(or choose another RESULTS_DIR), then run the same command again to resume"
+    )
 
 
 def _umask() -> int:

@@ -44,6 +44,11 @@ def init_gain_key(gain: float) -> str:
     return f"hidden_grad_profile_init_gain_{gain:g}"
 
 
+def filled_gain_key(gain: float) -> str:
+    """The record key of the ratio at initialisation, BN population filled, every BN gain set to `gain`."""
+    return f"hidden_grad_ratio_init_filled_gain_{gain:g}"
+
+
 @dataclass(frozen=True)
 class Field:
     """One key of metrics.json. `kind`: who fills it (identity: known before training; result:
@@ -147,6 +152,13 @@ FIELDS: tuple[Field, ...] = (
     ),
     F("steps_done", "int", "training steps applied"),
     F("stopped_early", "bool", "training ended before its budget: by early stopping, or at the target"),
+    F(
+        "test_checkpoint",
+        "str",
+        "whose weights the test scores measure: `last` (the last step's) | `best_val` (with early stopping: the "
+        "evaluation with the best validation score, whether or not the budget ran out)",
+    ),
+    F("test_step", "int", "the training step of the weights the test scores measure"),
     F("test_accuracy", "float?", "accuracy on the test split, eval mode"),
     F("test_metric", "float?", "the task metric on the test split"),
     F("test_loss", "float?", "the training loss on the test split"),
@@ -202,6 +214,20 @@ FIELDS: tuple[Field, ...] = (
         "is the recall window only): ≪ 1 vanishing, ≫ 1 exploding",
     ),
     F("hidden_grad_ratio_end", "float?", "the same after training"),
+    F(
+        "hidden_grad_ratio_init_filled",
+        "float?",
+        "the ratio at initialisation, eval mode, with BN's population statistics first filled by precise BN over "
+        "training batches (the function training starts from; without BN: `hidden_grad_ratio_start`)",
+    ),
+    *(
+        F(
+            filled_gain_key(g),
+            "float?",
+            f"BN arms: the same with every BN gain set to γ = {g:g} before the filling (every member)",
+        )
+        for g in INIT_GAINS
+    ),
     F(
         "train_tokens_per_s",
         "float?",

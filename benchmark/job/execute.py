@@ -41,20 +41,22 @@ from benchmark.core.io import (
     atomic_write_json,
     atomic_write_text,
     is_complete,
+    mark_skipped,
     remove_leftovers,
 )
 from benchmark.job import envinfo
-from benchmark.job.launch import RunningJobs, gpu_slot, running_jobs
+from benchmark.job.launch import RUNNING, RunningJobs, gpu_slot, running_jobs
 from benchmark.job.prepare import Prepared, identity
 from benchmark.models import build_model, masks
+from benchmark.models.norm import bn_modules
 from benchmark.tasks import Task
 from benchmark.training import accel as accel_mod
 from benchmark.training.evaluate import final_metrics
-from benchmark.training.gradients import hidden_grad_profile, init_gain_profiles, profile_ratio
+from benchmark.training.gradients import filled_init_ratios, hidden_grad_profile, init_gain_profiles, profile_ratio
 from benchmark.training.loop import build_members, train_members
 from benchmark.training.precision import autocast_dtype, set_tf32
 from benchmark.training.timing import MemoryMeter, time_model
-from benchmark.training.train import HISTORY_COLUMNS, TrainResult
+from benchmark.training.train import HISTORY_COLUMNS, TrainResult, precise_batches
 
 log = logging.getLogger(__name__)
 PROBE_BATCH = 64  # examples in the fixed probe batch of the hidden-gradient profile
@@ -153,7 +155,21 @@ def gradient_profile(
     if gains:
         by_gain = init_gain_profiles(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
         out |= {record.init_gain_key(g): prof for g, prof in by_gain.items()}
+    if when == "start":
+        out |= filled_start(p, model, probe)
     return out
+
+
+def filled_start(p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    """The start ratio with BN's population filled first (`filled_init_ratios`; without BN, the start ratio):
+    over the training batches precise BN uses, or 10 of them where the arm keeps a moving average."""
+    if not bn_modules(model):
+        profile = hidden_grad_profile(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
+        return {"hidden_grad_ratio_init_filled": profile_ratio(profile, *p.task.probe_steps)}
+    x_tr = p.task.splits()["train"][0]
+    n = p.spec.reg.precise_batches() or 10
+    batches = [b.to(probe[0].device) for b in precise_batches(x_tr, p.cfg.train.batch_size, n, p.cfg.seed)]
+    return filled_init_ratios(model, p.task.probe_loss, *probe, batches, p.task.probe_steps, seed=p.cfg.seed)
 
 
 def training(
@@ -191,6 +207,8 @@ def training_keys(res: TrainResult) -> dict[str, Any]:
         "diverged_at_step": res.diverged_at_step,
         "steps_done": res.steps_done,
         "stopped_early": res.stopped_early,
+        "test_checkpoint": res.test_checkpoint,
+        "test_step": res.test_step if res.test_step is not None else res.steps_done,
         "best_val_accuracy": res.best_val_accuracy,
         "steps_to_target": res.steps_to_target,
         **res.summary(),
@@ -243,9 +261,7 @@ def skip_complete(p: Prepared) -> bool:
     if cfg.force or not is_complete(p.out):
         return False
     log.info("skipping complete run %s", p.run_id)
-    if cfg.skip_marks:
-        Path(cfg.skip_marks).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.skip_marks) / p.run_id).touch()
+    mark_skipped(cfg.skip_marks, p.run_id)
     return True
 
 
@@ -290,7 +306,7 @@ def execute(
     reset_job_state(first.cfg, threads)
     for p in ps:
         start_folder(p)
-    running = Path(first.cfg.results_dir) / first.cfg.sweep / ".running"
+    running = Path(first.cfg.results_dir) / first.cfg.sweep / RUNNING
     with _device_for_job(first, multirun, job_num) as device, running_jobs(running) as jobs:
         idents = [identity(p) for p in ps]
         measured, results = measure(ps, device, jobs)

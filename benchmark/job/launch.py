@@ -5,7 +5,8 @@ two joblib workers each run torch with every core (oversubscription), and `job.n
 n_gpus` puts two long jobs on one GPU while another idles. So:
 
 - threads: the cores divided by the jobs that run at once (`cores // n_jobs`), or
-  `cpus_per_task` under submitit; an explicit `threads` in the config always wins;
+  `cpus_per_task` under submitit (one where it is unset, as SLURM allocates); an explicit
+  `threads` in the config always wins;
 - GPUs: a pool of lock files, one per visible device, in the sweep folder. A job holds
   the first free device for its whole run (starting its search at `job_num % n` so
   jobs spread out) and waits when all are taken.
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 from filelock import FileLock, Timeout
+
+RUNNING = ".running"  # the sweep's folder of running jobs' lock files (`running_jobs`)
 
 
 def launcher_kind(launcher: Optional[Mapping[str, Any]]) -> str:
@@ -47,7 +50,7 @@ def threads_for_job(launcher: Optional[Mapping[str, Any]], cores: int, requested
         return max(1, cores // max(1, n_jobs))
     if kind == "submitit":
         cpus = launcher.get("cpus_per_task")
-        return int(cpus) if cpus else None
+        return int(cpus) if cpus else 1  # unset: SLURM allocates one CPU per task
     return None
 
 
@@ -117,3 +120,13 @@ def running_jobs(folder: Path) -> Iterator[RunningJobs]:
     finally:
         me.lock.release()
         me.path.unlink(missing_ok=True)
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Delete the job files a killed job left in `folder` (its lock died with it; the file stays). Only while
+    no job of the sweep runs — the sweep's lock held, before or after its multiruns — as deleting a file a
+    starting job is about to lock would hide that job. Returns what it removed."""
+    removed = sorted(Path(folder).glob("*.lock"))
+    for f in removed:
+        f.unlink(missing_ok=True)
+    return removed

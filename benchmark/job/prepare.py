@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -21,9 +21,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.arms import Arm, build_arm
-from benchmark.arms.base import id_form
+from benchmark.arms.base import id_form, package_arms
 from benchmark.core import record
-from benchmark.core.config import Accel, ConfigError, Device, RunConfig, register_configs, validate
+from benchmark.core.config import Accel, ConfigError, Device, InitScheme, RunConfig, register_configs, validate
 from benchmark.core.io import run_dir, run_id
 from benchmark.job.members import member_overrides, member_point
 from benchmark.models import ModelSpec, check_cell_class, check_spec, resolve_impl
@@ -77,8 +77,9 @@ def build_task_and_cell(cfg: DictConfig) -> tuple[Task, type]:
     return task, cell
 
 
-def prepare(cfg: DictConfig) -> Prepared:
-    """Validate and build everything cheap; raises ConfigError, writes nothing."""
+def prepare(cfg: DictConfig, point: Sequence[str] = ()) -> Prepared:
+    """Validate and build everything cheap; raises ConfigError, writes nothing. `point`: the grid point's
+    overrides as typed (checked too: `check_point`)."""
     run_cfg: RunConfig = OmegaConf.to_object(cfg)
     validate(run_cfg)
     if run_cfg.device is Device.cuda and not torch.cuda.is_available():
@@ -90,6 +91,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     task, cell = build_task_and_cell(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     arm = build_arm(resolved["reg"])  # validates its own settings (ConfigError)
+    check_point(point, arm)
     b = run_cfg.train.batch_size
     if b < arm.min_batch_size():
         raise ConfigError(
@@ -113,7 +115,28 @@ def prepare(cfg: DictConfig) -> Prepared:
         task=task,
         spec=spec,
         device=torch.device("cuda" if use_cuda else "cpu"),
+        point=tuple(point),
     )
+
+
+def check_point(point: Sequence[str], arm: Arm) -> None:
+    """A grid point's overrides set only settings of its own arm. An experiment file may configure a block for
+    the arms of its sweep that read it (runs of the others carry it unread, as their run ids always have); a
+    setting typed for an arm that never reads it (`reg=none +reg.dropout.p=0.3`) would label a run it does not
+    describe: ConfigError naming the arm's blocks and the arms that read it."""
+    for text in point:
+        key = text.split("=", 1)[0].lstrip("+~")
+        parts = key.split(".")
+        if len(parts) < 3 or parts[0] != "reg" or parts[1] in arm.blocks:
+            continue
+        readers = [o for o, c in package_arms().items() if parts[1] in c.blocks]
+        raise ConfigError(
+            key,
+            text.split("=", 1)[-1],
+            f"settings of reg={arm.name}'s blocks: " + (", ".join(f"reg.{b}.*" for b in arm.blocks) or "none"),
+            f"reg={arm.name} never reads reg.{parts[1]}"
+            + (f"; the arms that do: {', '.join(f'reg={o}' for o in readers)}." if readers else "."),
+        )
 
 
 def model_spec(run_cfg: RunConfig, task: Task, cell: type, arm: Arm) -> ModelSpec:
@@ -130,6 +153,7 @@ def model_spec(run_cfg: RunConfig, task: Task, cell: type, arm: Arm) -> ModelSpe
         impl=run_cfg.impl,
         total_len=task.total_len,
         vocab_size=task.vocab_size,
+        init_scale=run_cfg.init.scale if run_cfg.init.scheme is InitScheme.uniform else None,
     )
 
 
@@ -212,8 +236,11 @@ def member_configs(cfg: DictConfig) -> list[DictConfig]:
     return out or [cfg]
 
 
-def prepare_job(cfg: DictConfig, task_overrides: list[str]) -> list[Prepared]:
+def prepare_job(cfg: DictConfig, task_overrides: Sequence[str]) -> list[Prepared]:
     """Every run of a job (its members, or the one run of a solo job), prepared, each with its grid point
-    (`task_overrides`: the job's overrides as Hydra launched it). Raises ConfigError, writes nothing."""
-    points = [member_point(task_overrides, str(m)) for m in cfg.cohort.members] or [list(task_overrides)]
-    return [dataclasses.replace(prepare(c), point=tuple(pt)) for c, pt in zip(member_configs(cfg), points)]
+    (`task_overrides`: the job's overrides as Hydra launched it). Raises ConfigError, writes nothing. What
+    benchmark/run.py checks before training, and what the cohort sweeper checks for every job of a multirun
+    before it launches any (conf/hydra/sweeper/cohort.yaml), so one bad point ends the multirun before a
+    sibling starts."""
+    points = [member_point(list(task_overrides), str(m)) for m in cfg.cohort.members] or [list(task_overrides)]
+    return [prepare(c, pt) for c, pt in zip(member_configs(cfg), points)]

@@ -49,6 +49,9 @@ class ModelSpec:
     # Tokens in (language modelling, tasks/ptb.py): an embedding of vocab_size rows of input_size before the
     # first layer; the input is then (E, B, T) token ids. None: float features (E, B, T, input_size).
     vocab_size: Optional[int] = None
+    # None: each module's own initialisation (torch's); a number s: the embedding, every W_ih, W_hh, their biases
+    # and the head uniform in ±s (Zaremba et al. 2014: ±0.1 small, ±0.05 medium); norms keep the arm's gains.
+    init_scale: Optional[float] = None
 
     @property
     def stats_steps(self) -> Optional[int]:
@@ -146,6 +149,8 @@ class SequenceModel(nn.Module):
         self.head = StackedLinear(E, H, spec.output_size)
         self.mask_gens: Optional[list[torch.Generator]] = None  # the members' random streams; None: global
         self.penalty: Optional[Tensor] = None  # (E,): the loss terms of the last training forward (None: none)
+        if spec.init_scale is not None:
+            init_uniform(self, spec.init_scale)
 
     def forward(self, x: Tensor, return_hidden: bool = False):
         """x: (E, B, T, I) → (E, B, O) or (E, B, T, O); with return_hidden also the top layer's h_t list.
@@ -223,6 +228,16 @@ class SequenceModel(nn.Module):
         return groups
 
 
+@torch.no_grad()
+def init_uniform(model: SequenceModel, scale: float) -> None:
+    """Every parameter of the input, recurrent and head groups uniform in ±scale, in the model's parameter order
+    (Zaremba et al. 2014 draw all of theirs so: `getParameters():uniform(-w, w)`); the norm group keeps its own."""
+    keep = {id(p) for p in model.param_groups()["norm"]}
+    for p in model.parameters():
+        if id(p) not in keep:
+            p.uniform_(-scale, scale)
+
+
 def build_model(spec: ModelSpec, members: int = 1) -> SequenceModel:
     """A stack of `members` members of `spec` (one: a run alone); raises ConfigError for a bad spec, or when
     impl=native cannot run the variant."""
@@ -233,6 +248,8 @@ def build_model(spec: ModelSpec, members: int = 1) -> SequenceModel:
 def check_spec(spec: ModelSpec) -> None:
     """Sizes >= 1 and enough per-step statistics for the task's length; raises ConfigError."""
     require_arm(spec.reg, "reg")
+    if spec.init_scale is not None and not spec.init_scale > 0:
+        raise ConfigError("init.scale", spec.init_scale, "a number > 0 with init.scheme=uniform")
     for key, v in (
         ("hidden_size", spec.hidden_size),
         ("num_layers", spec.num_layers),

