@@ -112,7 +112,7 @@ def test_bad_values_raise_config_error_naming_the_key(name, kw, key):
 
 
 def test_unknown_task_lists_the_choices():
-    with pytest.raises(ConfigError, match="adding, copy, digits"):
+    with pytest.raises(ConfigError, match="adding, chars, copy, digits"):
         get_task("addding")
 
 

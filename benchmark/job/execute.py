@@ -156,16 +156,18 @@ def gradient_profile(
         by_gain = init_gain_profiles(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
         out |= {record.init_gain_key(g): prof for g, prof in by_gain.items()}
     if when == "start":
-        out |= filled_start(p, model, probe)
+        out |= filled_start(p, model, probe, out["hidden_grad_ratio_start"])
     return out
 
 
-def filled_start(p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
-    """The start ratio with BN's population filled first (`filled_init_ratios`; without BN, the start ratio):
-    over the training batches precise BN uses, or 10 of them where the arm keeps a moving average."""
+def filled_start(
+    p: Prepared, model: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], start_ratio: float
+) -> dict[str, Any]:
+    """The start ratio with BN's population filled first (`filled_init_ratios`; without BN there is nothing to
+    fill: the start ratio itself): over the training batches precise BN uses, or 10 of them where the arm
+    keeps a moving average."""
     if not bn_modules(model):
-        profile = hidden_grad_profile(model, p.task.probe_loss, *probe, seed=p.cfg.seed)
-        return {"hidden_grad_ratio_init_filled": profile_ratio(profile, *p.task.probe_steps)}
+        return {"hidden_grad_ratio_init_filled": start_ratio}
     x_tr = p.task.splits()["train"][0]
     n = p.spec.reg.precise_batches() or 10
     batches = [b.to(probe[0].device) for b in precise_batches(x_tr, p.cfg.train.batch_size, n, p.cfg.seed)]
