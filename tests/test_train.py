@@ -137,8 +137,6 @@ def test_with_early_stopping_the_test_measures_the_best_checkpoint_even_when_the
     still ends with the best evaluation's weights (`test_checkpoint: best_val`, `test_step` its step)."""
     task, model = setup()
     r = train(model, task, cfg(steps=60, eval_interval=2, lr=0.5, early_stopping_patience=1000), CPU, seed=0)
-    from benchmark.training.train import evaluate
-
     assert not r.stopped_early and r.steps_done == 60 and r.test_checkpoint == "best_val"
     best = max(range(len(r.val_scores)), key=lambda i: r.val_scores[i])
     assert r.val_scores[-1] < r.val_scores[best]  # the score turned: the check below can fail

@@ -19,7 +19,7 @@ members: its factory receives a `Site` (the member count, each member's arm, the
 the rows of per-step statistics), it acts on tensors that lead with the member dimension
 ((T, E, B, F) sequences, (E, B, F) steps), keeps parameters per member ((E, …)), and draws random
 tensors through `benchmark.models.masks` (row e from member e's stream). A piece written that way
-stacks with no change to the package (docs/extending.md; `benchmark.arms.check.check_arm` tests it).
+stacks with no change to the package (docs/extending.md; `benchmark.models.check.check_arm` tests it).
 An arm also contributes its columns of the run record (`identity`) and declares its variants
 (`variants`): placements, paper and one-line description, from which benchmark/arms/variants.py
 builds the registry.

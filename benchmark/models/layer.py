@@ -48,7 +48,7 @@ _REFERENCE: contextvars.ContextVar[bool] = contextvars.ContextVar("reference_loo
 @contextlib.contextmanager
 def reference_loop() -> Iterator[None]:
     """Inside, every layer takes the autograd loop (neither torch's kernel nor a fused one): the reference the
-    fast paths are checked against (tests/test_fused.py, `benchmark.arms.check.check_arm`)."""
+    fast paths are checked against (tests/test_fused.py, `benchmark.models.check.check_arm`)."""
     token = _REFERENCE.set(True)
     try:
         yield
