@@ -15,8 +15,10 @@ from arm_configs import arm
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm, options
-from benchmark.models import ModelSpec, build_model, masks
+from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
+from benchmark.models.check import check_members as member_check
+from benchmark.models.check import give_streams, outcome, stacks_of_one
 from benchmark.models.stack import estimate_population, stack, stackable, write
 
 CELLS = [RNNCell, LSTMCell, GRUCell]
@@ -33,51 +35,25 @@ VARIANTS = {
 
 def members(spec: ModelSpec, n: int = E) -> list:
     """Float64 stacks of one of `spec`, seeds 0..n-1, in training mode."""
-    out = []
-    for seed in range(n):
-        torch.manual_seed(seed)
-        out.append(build_model(spec).double().train())
-    return out
+    return stacks_of_one(spec, n)
 
 
 def streams(models) -> None:
-    for seed, m in enumerate(models):
-        m.mask_gens = [masks.generator(seed, torch.device("cpu"))]
+    give_streams(models)
 
 
 def run(model, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    model.zero_grad(set_to_none=True)
-    x = x.clone().requires_grad_()
-    y = model(x)
-    if model.training:
-        (y * w).sum().backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return y.detach(), x.grad, grads
+    out = outcome(model, x, w)
+    return out["y"], out.get("x.grad"), {n.removesuffix(".grad"): t for n, t in out.items() if n.endswith(".grad")}
 
 
 def check_members(spec: ModelSpec, training: bool) -> None:
-    solos = members(spec)
-    for m in solos:
-        m.train(training)
+    """`benchmark.models.check.check_members`: outputs, loss terms, gradients and buffers of member e of a stack
+    of three against its stack of one."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(E, B, T, I, dtype=torch.float64, generator=g)
     w = torch.randn(E, B, O, dtype=torch.float64, generator=g)
-    streams(solos)
-    stacked = stack(solos)
-    streams(solos)  # fresh streams for the members alone: the same draws
-    y, dx, grads = run(stacked, x, w)
-    for e, m in enumerate(solos):
-        ye, dxe, ge = run(m, x[e : e + 1], w[e : e + 1])
-        torch.testing.assert_close(y[e : e + 1], ye, **TOL)
-        if training:
-            torch.testing.assert_close(dx[e : e + 1], dxe, **TOL)
-            assert set(grads) == set(ge)
-            for name, gr in ge.items():
-                torch.testing.assert_close(grads[name][e : e + 1], gr, **TOL, msg=name)
-    for name, buf in stacked.named_buffers():  # per-step BN statistics: member dimension 1
-        dim = 1 if buf.dim() == 3 else 0
-        for e, m in enumerate(solos):
-            torch.testing.assert_close(buf.select(dim, e), m.get_buffer(name).select(dim, 0), **TOL, msg=name)
+    member_check(spec, x, w, training, f"{spec.reg.name} {spec.cell.name}")
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
