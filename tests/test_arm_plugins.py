@@ -284,7 +284,8 @@ def test_a_user_arm_trains_through_the_cli_and_is_its_own_variant_in_the_report(
     agg = aggregate.aggregate(sweep)
     assert set(agg.summary["reg"]) == {"noise", "none"}
     html = report.build(sweep, tmp_path / "report").read_text()
-    assert "noise" in html and "user variant: reg=noise" in html
+    assert all(m["reg_about"] == "Gaussian noise on hidden non-recurrent connections" for m in noise)
+    assert "user variant: reg=noise: Gaussian noise on hidden non-recurrent connections; noise.std=0.1" in html
 
 
 def test_a_user_arm_with_a_bad_setting_is_a_config_error(tmp_path):

@@ -99,6 +99,7 @@ def test_a_loss_term_arm_trains_with_its_penalty_apart_and_two_settings_are_two_
     out = report.build(tmp_path / "tar", tmp_path / "report")
     verdicts = pd.read_csv(out.parent / "verdicts.csv")
     assert {"tar[tar.beta=0.5]", "tar[tar.beta=4.0]"} <= set(verdicts["variant"])
+    assert "AR and TAR: a loss term" in out.read_text() and "Revisiting Activation Regularization" in out.read_text()
 
 
 def test_a_variant_name_carries_only_the_settings_that_differ_at_one_point():

@@ -90,6 +90,13 @@ FIELDS: tuple[Field, ...] = (
         "zoneout.p_c=0.5` (null for an arm without settings)",
         "identity",
     ),
+    F(
+        "reg_about",
+        "str?",
+        "what the arm says the run's variant is (its `variants()`: description, then the paper in parentheses); "
+        "the report's words for an arm the variant registry does not hold, such as a user's",
+        "identity",
+    ),
     F("bn_placement", "str?", "`recurrent` | `input` | `output` (null unless BN is used)", "identity"),
     F("dropout_placement", "str?", "`output` | `variational` | `recurrent` (null unless dropout is used)", "identity"),
     F("dropout_p", "float?", "dropout probability (null unless dropout is used)", "identity"),
