@@ -14,15 +14,16 @@ from benchmark.sweep import protocol
 
 
 def test_protocol_jobs_hold_every_run_of_the_protocol():
-    """claims_cpu: tuning at every length; confirmation on 20 seeds where a claim, a control or (f)'s rate grid
-    reads the point and 6 elsewhere; (f)'s other four rates for none and bn. One job per design."""
+    """claims_cpu: tuning at every length; confirmation on its 16 seeds where a claim, a control or (f)'s rate
+    grid reads the point and 6 elsewhere; (f)'s other four rates for none and bn. One job per design."""
     jobs = estimate.protocol_jobs("claims_cpu", protocol.experiment_cfg("claims_cpu"))
     runs = {s: sum(j.members for j in jobs if j.stage == s) for s in ("tuning", "confirmation")}
     # tuning: 2 seeds x 2 rates x (1 | 2 p) x (3 cells x 2 lengths on adding + the LSTM at one length on chars)
     assert runs["tuning"] == 2 * 2 * (1 + 1 + 2 + 2) * (3 * 2 + 1)
-    # confirmation: adding T=30 reads none and bn of every cell (a, b, g) -> 6 x 20, its dropout and both 6 x 6,
-    # adding T=15 12 x 6, chars every arm (c, d, e) 4 x 20, (f) 2 arms x 4 rates x 20
-    assert runs["confirmation"] == 6 * 20 + 6 * 6 + 12 * 6 + 4 * 20 + 2 * 4 * 20
+    # confirmation: adding T=30 reads none and bn of every cell (a, b, g) -> 6 x 16, its dropout and both 6 x 6,
+    # adding T=15 12 x 6, chars every arm (c, d, e) 4 x 16, (f) 2 arms x 4 rates x 16
+    n = protocol.load("claims_cpu").confirmation_count
+    assert n == 16 and runs["confirmation"] == 6 * n + 6 * 6 + 12 * 6 + 4 * n + 2 * 4 * n
     proto = protocol.load("claims_cpu")
     per_length = sum(len(r.cells) * len(r.regs) * len(r.lengths) for r in proto.regimes)
     assert sum(j.stage == "tuning" for j in jobs) == per_length

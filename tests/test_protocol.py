@@ -56,7 +56,8 @@ def test_the_experiments_protocols_parse_and_keep_their_promises():
     for name in ("claims", "claims_cpu"):
         d = protocol.freeze(name)
         p = d.protocol
-        assert len(d.confirmation_seeds) >= 20 and not set(d.confirmation_seeds) & set(p.tuning_seeds)
+        assert len(d.confirmation_seeds) >= 16 and not set(d.confirmation_seeds) & set(p.tuning_seeds)
+        assert not set(d.confirmation_seeds) & set(p.retired_seeds)  # no seed an earlier design used
         assert set(p.cells) == {"rnn", "lstm", "gru"} and set(p.regs) == {"none", "bn", "dropout", "both"}
         whole = [r for r in p.regimes if set(r.cells) == set(p.cells) and set(r.regs) == set(p.regs)]
         assert any(len(r.lengths) >= 2 for r in whole)  # the whole grid at two lengths or more
