@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import Arm, load_arm, options
 from benchmark.arms import variants as registry
-from benchmark.arms.base import package_arms
+from benchmark.arms.base import Site, package_arms
 from benchmark.core.config import ConfigError, register_configs
 from benchmark.models import masks as masks_mod
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
@@ -57,13 +57,16 @@ def drawn(monkeypatch):
 
 
 def _pick(drawn, shape, scale):
-    """The masks of one shape and kind (inverted dropout: scaled; zoneout's keeps: not), in drawing order."""
-    return [m for s, _, sc, m in drawn if s == shape and sc == scale]
+    """Member 0's masks of one shape and kind (inverted dropout: scaled; zoneout's keeps: not), in drawing order."""
+    return [m[0] for s, _, sc, m in drawn if s == (1, *shape) and sc == scale]
 
 
 def plain_loop(layer: RecurrentLayer, x: torch.Tensor, drawn) -> torch.Tensor:
-    """h_1..h_T from the equations, with the layer's pieces and the masks it drew."""
-    w_ih, w_hh, b_ih, b_hh = layer.weights()
+    """h_1..h_T (T, B, H) from the equations, with a stack of one layer's pieces and the masks it drew."""
+    w_ih, w_hh, b_ih, b_hh = (w[0] for w in layer.weights())
+    norm_x = None if layer.norm_x is None else (lambda v: layer.norm_x(v.unsqueeze(1))[:, 0])
+    norm_h = None if layer.norm_h is None else (lambda v, t: layer.norm_h.step(v.unsqueeze(0), t)[0])
+    norm_c = None if layer.norm_c is None else (lambda v, t: layer.norm_c.step(v.unsqueeze(0), t)[0])
     cell, G = type(layer.cell), w_hh.shape[0]
     train = layer.training
     w_masks = _pick(drawn, tuple(w_hh.shape), True) if train else []
@@ -73,23 +76,23 @@ def plain_loop(layer: RecurrentLayer, x: torch.Tensor, drawn) -> torch.Tensor:
     zones = _pick(drawn, (x.shape[0], x.shape[1], H), False) if train else []
     zone_p = layer.zone_p
     ax_all = x @ w_ih.T
-    if layer.norm_x is not None:
-        ax_all = layer.norm_x(ax_all)
+    if norm_x is not None:
+        ax_all = norm_x(ax_all)
     h = x.new_zeros(x.shape[1], H)
     c = torch.zeros_like(h)
     outs = []
     for t in range(x.shape[0]):
         h_in = h * state_masks[0] if state_masks else h
         ah = h_in @ w.T
-        if layer.norm_h is not None:
-            ah = layer.norm_h.step(ah, t)
+        if norm_h is not None:
+            ah = norm_h(ah, t)
         ax, ah = ax_all[t] + b_ih, ah + b_hh
         d = (lambda v: v * cand[0][t]) if cand else (lambda v: v)  # noqa: E731
         c_new = c
         if cell is LSTMCell:
             i, f, g, o = (ax + ah).chunk(4, 1)
             c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * d(torch.tanh(g))
-            cn = layer.norm_c.step(c_new, t) if layer.norm_c is not None else c_new
+            cn = norm_c(c_new, t) if norm_c is not None else c_new
             h_new = torch.sigmoid(o) * torch.tanh(cn)
         elif cell is GRUCell:
             (xr, xz, xn), (hr, hz, hn) = ax.chunk(3, 1), ah.chunk(3, 1)
@@ -125,13 +128,14 @@ def _grads(layer, x, y):
 @pytest.mark.parametrize("option", ARMS)
 def test_every_arms_custom_path_matches_a_plain_loop_in_float64(option, cell, mode, drawn):
     torch.manual_seed(0)
-    layer = RecurrentLayer(cell, I, H, arm_for_parity(option), stats_steps=T).double().train(mode == "train")
+    reg = arm_for_parity(option)
+    layer = RecurrentLayer(cell, I, H, reg, Site((reg,), 0, T)).double().train(mode == "train")
     with torch.no_grad():  # norm gains and betas off their init, so their gradients are tested
         for n, p in layer.named_parameters():
             if "norm" in n:
                 p.add_(torch.rand_like(p) - 0.3)
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
-    y = layer(x, True)
+    y = layer(x.unsqueeze(1))[:, 0]
     y_ref = plain_loop(layer, x, drawn)
     torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-10)
     g, g_ref = _grads(layer, x, y), _grads(layer, x, y_ref)
@@ -145,13 +149,13 @@ def test_every_arm_trains_a_two_layer_model_with_finite_gradients(option, cell):
     from benchmark.models import ModelSpec, build_model
 
     torch.manual_seed(0)
-    m = build_model(ModelSpec(cell, I, 8, 2, 3, per_step=True, reg=load_arm(option), total_len=T)).train()
-    y = m(torch.randn(B, T, I))
+    m = build_model(ModelSpec(cell, I, 8, 2, 3, per_step=True, reg=load_arm(option), total_len=T), members=2)
+    y = m.train()(torch.randn(2, B, T, I))
     y.pow(2).sum().backward()
     assert torch.isfinite(y).all()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
     with torch.no_grad():
-        assert torch.isfinite(m.eval()(torch.randn(B, T, I))).all()
+        assert torch.isfinite(m.eval()(torch.randn(2, B, T, I))).all()
 
 
 @pytest.mark.parametrize("option", ARMS)
@@ -280,7 +284,8 @@ def test_a_user_arm_trains_through_the_cli_and_is_its_own_variant_in_the_report(
     agg = aggregate.aggregate(sweep)
     assert set(agg.summary["reg"]) == {"noise", "none"}
     html = report.build(sweep, tmp_path / "report").read_text()
-    assert "noise" in html and "user variant: reg=noise" in html
+    assert all(m["reg_about"] == "Gaussian noise on hidden non-recurrent connections" for m in noise)
+    assert "user variant: reg=noise: Gaussian noise on hidden non-recurrent connections; noise.std=0.1" in html
 
 
 def test_a_user_arm_with_a_bad_setting_is_a_config_error(tmp_path):

@@ -1,4 +1,4 @@
-"""A cohort job (benchmark/job/cohort_run.py): each member is recorded as its solo run would be.
+"""A cohort job (benchmark/job/cohort_run.py): each member is recorded as its run alone (a stack of one) would be.
 
 In-process: the job's config is composed as `benchmark.run.main` sees it (cohort.members set, as the
 cohort sweeper sets it), its members prepared, and `run_job` called.
@@ -13,7 +13,7 @@ import pytest
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.core.config import ConfigError
 from benchmark.job.cohort_run import cuda_eager_stack_loses, run_job, stack_loses
-from benchmark.job.execute import execute
+from benchmark.job.execute import SOLO, execute
 from benchmark.job.prepare import member_configs, prepare
 
 from helpers import TINY, compose
@@ -36,7 +36,7 @@ def test_a_stacked_job_writes_each_member_under_its_solo_run_id_with_its_solo_nu
     solos = job(tmp_path / "solo", "cell=gru", "reg=bn")
     for p, s in zip(ps, solos):
         assert p.run_id == s.run_id  # cohort is not part of a run id
-        execute(s, threads=1)
+        execute([s], 1, False, 0, SOLO)
         a, b = record(p), record(s)
         assert (a["cohort_mode"], a["cohort_size"], b["cohort_mode"], b["cohort_size"]) == ("stacked", 3, "solo", 1)
         assert (a["seed"], a["lr"]) == (b["seed"], b["lr"])
@@ -60,8 +60,9 @@ def test_a_rerun_trains_only_the_missing_members(tmp_path):
     assert run_job(ps, threads=1) == ["skipped"] * 3
 
 
-def test_stacked_mode_names_the_key_where_a_variant_has_no_cohort_form(tmp_path):
-    ps = job(tmp_path, "cell=lstm", "reg=bn", "reg.bn.placement=output", "cohort.mode=stacked")
+def test_stacked_mode_names_the_key_where_members_cannot_share_a_stack(tmp_path):
+    """accel=compile speeds up one model's loop: its members run one by one; asked to stack, a clear error."""
+    ps = job(tmp_path, "cell=lstm", "reg=bn", "accel=compile", "cohort.mode=stacked")
     with pytest.raises(ConfigError, match="cohort.mode"):
         run_job(ps, threads=1)
     assert not any(p.out.exists() for p in ps)  # nothing written

@@ -37,7 +37,7 @@ def test_cell_and_reg_configs_build_a_model_that_trains(cell, reg):
     cell_cls = check_cell_class(get_class(cfg.cell._target_))
     assert cell_cls.name == cell
     model = build_model(ModelSpec(cell_cls, 3, 8, 2, 2, reg=arm, impl=run_cfg.impl))
-    y = model(torch.randn(4, 6, 3))
+    y = model(torch.randn(1, 4, 6, 3))
     y.sum().backward()
     assert torch.isfinite(y).all()
     assert all(p.grad is not None for p in model.parameters())

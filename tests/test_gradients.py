@@ -11,7 +11,7 @@ from arm_configs import arm
 import benchmark as bm  # noqa: F401
 from benchmark.core.record import INIT_GAINS, filled_gain_key
 from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.models.norm import estimate_population
+from benchmark.models.stack import estimate_population
 from benchmark.training.gradients import (
     balance,
     filled_init_ratios,
@@ -63,11 +63,11 @@ def test_nonlinear_per_step_matches_backward_recursion():
     model = rnn_model(H, per_step=True, out=2)
     x = torch.randn(B, T, 3)
     prof = hidden_grad_profile(model, sum_loss, x, torch.zeros(B))
-    _, hs = model(x, return_hidden=True)
-    hs = [h.detach() for h in hs]
+    _, hs = model(x.unsqueeze(0), return_hidden=True)
+    hs = [h[0].detach() for h in hs]
     with torch.no_grad():
-        w_hh = model.layers[0].rnn.weight_hh_l0  # (H, H)
-        direct = model.head.weight.sum(0).expand(B, H)  # (B, H): dL/dh_t from the head at t
+        w_hh = model.layers[0].rnn.weight_hh_l0[0]  # (H, H)
+        direct = model.head.weight[0].sum(0).expand(B, H)  # (B, H): dL/dh_t from the head at t
         g = direct.clone()
         grads = [g]
         for t in range(T - 2, -1, -1):
@@ -103,7 +103,7 @@ def test_group_norms_partition_the_global_norm():
     model = build_model(
         ModelSpec(cell=get_cell("gru"), input_size=3, hidden_size=8, num_layers=1, output_size=1, reg=arm("bn"))
     ).train()
-    model(torch.randn(4, 6, 3)).pow(2).sum().backward()
+    model(torch.randn(1, 4, 6, 3)).pow(2).sum().backward()
     groups = group_norm_tensors(model.param_groups())
     present = [v for v in groups.values() if v is not None]
     assert groups["norm"] is not None and groups["head"] is not None
@@ -224,7 +224,6 @@ def test_balance_scores_exploding_as_far_from_balance_as_vanishing():
 def test_digits_probe_starts_at_the_first_pixel_that_varies_between_images():
     """Pixel 0 is blank in every image: from h_1 a BN model's eval-mode ratio is undefined (BN's population
     variance at step 2 is 0, so ‖∂L/∂h_1‖ is exactly 0); from the task's first probe step it is defined."""
-    from benchmark.models.norm import estimate_population
     from benchmark.tasks import get_task
     from benchmark.tasks.digits import load_pixels
 
@@ -236,7 +235,7 @@ def test_digits_probe_starts_at_the_first_pixel_that_varies_between_images():
     reg = arm("bn", bn="recurrent")
     model = build_model(ModelSpec(get_cell("rnn"), 1, 8, 1, task.output_size, reg=reg, total_len=task.total_len))
     x, y = task.splits()["train"]
-    estimate_population(model, [x[:32], x[32:]])
+    estimate_population([model], [[x[None, :32], x[None, 32:]]])
     profile = hidden_grad_profile(model, task.loss, x, y)
     assert profile[0] == 0.0 and profile_ratio(profile, 0, last) == 0.0
     assert profile_ratio(profile, first, last) > 0
@@ -282,7 +281,7 @@ def test_the_filled_init_ratio_probes_the_model_with_its_population_estimated_fi
     got = filled_init_ratios(model, sum_loss, x, torch.zeros(8), batches, (0, 11))
     for gain in INIT_GAINS:
         ref = built(gain)
-        estimate_population(ref, batches)
+        estimate_population([ref], [[b[None] for b in batches]])
         want = profile_ratio(hidden_grad_profile(ref, sum_loss, x, torch.zeros(8)), 0, 11)
         assert got[filled_gain_key(gain)] == pytest.approx(want, rel=1e-9)
     assert got["hidden_grad_ratio_init_filled"] == got[filled_gain_key(0.1)]

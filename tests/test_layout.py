@@ -116,3 +116,18 @@ def test_a_training_job_imports_neither_pandas_nor_the_analysis(tmp_path):
     assert "benchmark.job.cohort_run" in loaded and "torch" in loaded  # the probe saw the job's imports
     unwanted = [m for m in loaded if m.split(".")[0] == "pandas" or m.startswith("benchmark.analysis")]
     assert not unwanted, f"a training job imported {unwanted[:10]}"
+
+
+def test_no_function_is_longer_than_60_lines_outside_the_hand_written_kernels():
+    """One sitting to read: every function of the package (its decorators and docstring included) is at most 60
+    lines, but for the hand-written forward and backward kernels (benchmark/models/fused_*.py)."""
+    long = []
+    for name, path in modules().items():
+        if path.name.startswith("fused_") and path.parent.name == "models":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if node.end_lineno - first + 1 > 60:
+                    long.append(f"{name}.{node.name} ({node.end_lineno - first + 1} lines)")
+    assert not long, long

@@ -1,4 +1,5 @@
-"""Correctness of every variant: parity with torch's fused cells, BN and dropout semantics."""
+"""Correctness of every variant: parity with torch's fused cells, BN and dropout semantics (stacks of one,
+input (1, B, T, I) member first; stacks of several: tests/test_stack.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from benchmark.arms import Arm
 from benchmark.arms.blocks import BNPlacement, DropoutPlacement
 from benchmark.core.config import ConfigError, Impl
 from benchmark.models import GRUCell, LSTMCell, ModelSpec, RNNCell, build_model
-from benchmark.models.dropout import LockedDropout, StepDropout
+from benchmark.models.dropout import SequenceDropout
 from benchmark.models.norm import StepBatchNorm
 
 CELLS = [RNNCell, LSTMCell, GRUCell]
@@ -31,7 +32,8 @@ def make(cell, r: Arm = None, impl: Impl = Impl.auto, layers: int = 1, per_step:
 
 
 def xb(b: int = B, t: int = T, seed: int = 1) -> torch.Tensor:
-    return torch.randn(b, t, I, generator=torch.Generator().manual_seed(seed))
+    """(1, B, T, I): one member's batch."""
+    return torch.randn(1, b, t, I, generator=torch.Generator().manual_seed(seed))
 
 
 def run(model, x, seed: int = 123):
@@ -66,13 +68,13 @@ def test_custom_loop_matches_torch_multilayer_module(cell, torch_cls):
     with torch.no_grad():
         for k, layer in enumerate(model.layers):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(ref, f"{name}_l{k}").copy_(getattr(layer.rnn, f"{name}_l0"))
-    x = xb().transpose(0, 1).requires_grad_()  # (T, B, I)
-    z = x
+                getattr(ref, f"{name}_l{k}").copy_(getattr(layer.rnn, f"{name}_l0")[0])
+    x = xb()[0].transpose(0, 1).requires_grad_()  # (T, B, I)
+    z = x.unsqueeze(1)  # (T, 1, B, I)
     for layer in model.layers:
-        z = layer(z, custom=True)
+        z = layer(z)
     ref_out = ref(x.detach().clone().requires_grad_())[0]
-    torch.testing.assert_close(z, ref_out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(z[:, 0], ref_out, atol=1e-5, rtol=0)
     (gz,) = torch.autograd.grad(z.sum(), x)
     xr = x.detach().clone().requires_grad_()
     (gr,) = torch.autograd.grad(ref(xr)[0].sum(), xr)
@@ -133,7 +135,7 @@ def test_recurrent_bn_is_cooijmans():
     assert layer.norm_x is not None and layer.norm_h is not None and layer.norm_c is not None
     for norm in (layer.norm_x, layer.norm_h, layer.norm_c):
         assert torch.all(norm.weight == 0.1)  # gains initialised to 0.1
-        assert norm.running_mean.shape[0] == 1000  # per-step population stats
+        assert norm.running_mean.shape[:2] == (1000, 1)  # per-step population stats, (steps, members, F)
     assert layer.norm_x.bias is None and layer.norm_h.bias is None  # one shared bias (the cell's)
     assert layer.norm_c.bias is not None
     assert make(GRUCell, reg("bn")).layers[0].norm_c is None  # no cell state
@@ -143,16 +145,18 @@ def test_recurrent_bn_is_cooijmans():
 
 
 def test_step_bn_uses_per_step_batch_stats_in_training():
-    bn = StepBatchNorm(6, max_steps=4, gain_init=1.0, momentum=1.0, eps=1e-5)
-    x = torch.randn(7, 32, 6) * torch.arange(1, 8).view(7, 1, 1) + torch.arange(7).view(7, 1, 1)
+    """Two members: each with its own statistics per step, never across members."""
+    bn = StepBatchNorm(6, max_steps=4, gain_init=1.0, momentum=1.0, eps=1e-5, members=2)
+    x = torch.randn(7, 2, 32, 6) * torch.arange(1, 8).view(7, 1, 1, 1) + torch.arange(7).view(7, 1, 1, 1)
+    x[:, 1] = 3 * x[:, 1] + 5  # the second member's statistics are others
     y = bn(x)
-    torch.testing.assert_close(y.mean(1), torch.zeros(7, 6), atol=1e-5, rtol=0)
-    torch.testing.assert_close(y.var(1, unbiased=False), torch.ones(7, 6), atol=1e-3, rtol=0)
+    torch.testing.assert_close(y.mean(2), torch.zeros(7, 2, 6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(2, unbiased=False), torch.ones(7, 2, 6), atol=1e-3, rtol=0)
     # momentum 1: rows 0..3 now hold steps 0..3's statistics; no row exists for steps 4..6
-    torch.testing.assert_close(bn.running_mean, x[:4].mean(1))
-    torch.testing.assert_close(bn.running_var, x[:4].var(1, unbiased=True))
+    torch.testing.assert_close(bn.running_mean, x[:4].mean(2))
+    torch.testing.assert_close(bn.running_var, x[:4].var(2, unbiased=True))
     # the single-step path (used inside the loop) agrees with the sequence path
-    bn2 = StepBatchNorm(6, max_steps=4, gain_init=1.0, momentum=1.0, eps=1e-5)
+    bn2 = StepBatchNorm(6, max_steps=4, gain_init=1.0, momentum=1.0, eps=1e-5, members=2)
     steps = torch.stack([bn2.step(x_t, t) for t, x_t in enumerate(x.unbind(0))])
     torch.testing.assert_close(steps, y, atol=1e-5, rtol=0)
     torch.testing.assert_close(bn2.running_mean, bn.running_mean)
@@ -161,9 +165,9 @@ def test_step_bn_uses_per_step_batch_stats_in_training():
 
 def test_step_bn_eval_uses_population_stats_per_step_and_reuses_the_last():
     bn = StepBatchNorm(3, max_steps=4, gain_init=2.0, momentum=0.1, eps=1e-5).eval()
-    bn.running_mean.copy_(torch.arange(4.0).view(4, 1).expand(4, 3))
-    bn.running_var.copy_(torch.tensor([1.0, 4.0, 9.0, 16.0]).view(4, 1).expand(4, 3))
-    x = torch.randn(7, 5, 3)
+    bn.running_mean.copy_(torch.arange(4.0).view(4, 1, 1).expand(4, 1, 3))
+    bn.running_var.copy_(torch.tensor([1.0, 4.0, 9.0, 16.0]).view(4, 1, 1).expand(4, 1, 3))
+    x = torch.randn(7, 1, 5, 3)
     rows = [0, 1, 2, 3, 3, 3, 3]  # steps beyond max_stats_steps reuse the last row
     expected = torch.stack(
         [(x[t] - rows[t]) / torch.sqrt(torch.tensor((rows[t] + 1.0) ** 2) + 1e-5) * 2.0 for t in range(7)]
@@ -185,11 +189,11 @@ def test_bn_model_eval_is_per_example_and_train_is_per_batch(cell, placement):
         m(x)  # accumulate population statistics
     m.eval()
     with torch.no_grad():
-        alone, batched = m(x[:1]), m(x)[:1]
+        alone, batched = m(x[:, :1]), m(x)[:, :1]
     torch.testing.assert_close(alone, batched, atol=1e-5, rtol=0)
     m.train()
     with torch.no_grad():
-        assert not torch.allclose(m(x[:4])[:1], m(x)[:1], atol=1e-4)  # batch statistics in training
+        assert not torch.allclose(m(x[:, :4])[:, :1], m(x)[:, :1], atol=1e-4)  # batch statistics in training
 
 
 # --- dropout --------------------------------------------------------------------------------------
@@ -197,11 +201,11 @@ def test_bn_model_eval_is_per_example_and_train_is_per_batch(cell, placement):
 
 def test_locked_dropout_mask_is_shared_over_time_and_differs_across_sequences():
     torch.manual_seed(0)
-    y = LockedDropout(0.5)(torch.ones(20, 32, 10))
+    y = SequenceDropout(0.5, locked=True)(torch.ones(20, 2, 32, 10))  # (T, E, B, F)
     mask = y[0]
     assert torch.equal(y, mask.expand_as(y))  # the same at every step
     assert set(y.unique().tolist()) == {0.0, 2.0}  # inverted scaling
-    assert len({tuple(r.tolist()) for r in mask}) > 20  # different sequences, different masks
+    assert len({tuple(r.tolist()) for r in mask.flatten(0, 1)}) > 40  # different sequences, different masks
 
 
 def _rnn_identity_layer(r: Arm, c: float = 0.3):
@@ -219,21 +223,21 @@ def _rnn_identity_layer(r: Arm, c: float = 0.3):
 def test_variational_recurrent_mask_is_one_per_sequence():
     layer = _rnn_identity_layer(reg("dropout", drop="variational", p=0.5))
     torch.manual_seed(0)
-    h = layer(torch.zeros(10, 32, I), custom=True)  # (T, B, H)
+    h = layer(torch.zeros(10, 1, 32, I))[:, 0]  # (T, B, H)
     dropped = torch.isclose(h, torch.tanh(torch.tensor(0.3)).expand_as(h))
     for t in range(2, 10):
         assert torch.equal(dropped[t], dropped[1])  # the same units dropped at every step
     assert dropped[1].any() and (~dropped[1]).any()
     assert len({tuple(r.tolist()) for r in dropped[1]}) > 16  # and a different mask per sequence
     layer.eval()
-    h_eval = layer(torch.zeros(10, 32, I), custom=True)
+    h_eval = layer(torch.zeros(10, 1, 32, I))[:, 0]
     assert not torch.isclose(h_eval[2:], torch.tanh(torch.tensor(0.3))).any()  # off at eval
 
 
 def test_output_dropout_draws_a_fresh_mask_each_step():
     torch.manual_seed(0)
     m = make(LSTMCell, reg("dropout", drop="output", p=0.5))
-    x = torch.ones(T, 32, I)
+    x = torch.ones(T, 1, 32, H)
     masked = m.drops[-1](x) == 0  # the head's input
     assert not all(torch.equal(masked[t], masked[0]) for t in range(1, T))
 
@@ -256,18 +260,18 @@ def test_recurrent_dropout_keeps_lstm_memory_unscaled():
     """Semeniuta: only the candidate is dropped, with inverted scaling, so E[c_t] is unchanged."""
     r = reg("dropout", drop="recurrent", p=0.5)
     layer = make(LSTMCell, r).layers[0]
-    x = xb(b=1, t=1).transpose(0, 1).expand(1, 20000, I).contiguous()
+    x = xb(b=1, t=1)[0].expand(20000, 1, I).contiguous()  # (B, T=1, I)
     cs = {}
     for mode in (True, False):
         layer.train(mode)
-        w_ih, w_hh, b_ih, b_hh = layer.weights()
-        xw = x[0] @ w_ih.t() + b_ih + b_hh
-        state = layer.cell.init_state(x.shape[1], H, xw)
-        masks = layer.candidate_masks(1, state[0])  # (T=1, B, H) in training, None at eval
-        assert (masks is None) == (not mode)
-        slots = layer._slots(None if masks is None else masks[0])
-        _, (h, c) = layer.cell.step(None, xw, state, 0, slots)
-        cs[mode] = c
+        w_ih, w_hh, b_ih, b_hh = (w[0] for w in layer.weights())
+        xw = x[:, 0] @ w_ih.t() + b_ih + b_hh  # (B, 4H)
+        state = tuple(s.unsqueeze(0) for s in layer.cell.init_state(x.shape[0], H, xw))  # (1, B, H)
+        _, c_masks, _ = layer._masks(1, state[0])  # (E=1, T=1, B, H) in training, None at eval
+        assert (c_masks is None) == (not mode)
+        _, (h, c) = layer._step(xw.unsqueeze(0), state, None, None if c_masks is None else c_masks[:, 0],
+                                torch.zeros(1, H, 4 * H), b_hh.unsqueeze(0), 0)  # fmt: skip
+        cs[mode] = c[0]
     torch.testing.assert_close(cs[True].mean(0), cs[False][0], atol=0.01, rtol=0)  # unscaled in expectation
     assert (cs[True] == 0).float().mean() > 0.3  # dropped in training
     assert torch.allclose(cs[False], cs[False][:1].expand_as(cs[False]))  # deterministic at eval
@@ -306,7 +310,7 @@ def test_hidden_states_carry_the_total_gradient():
     assert len(hs) == T and all(h.grad is not None for h in hs)
     assert hs[0].grad.abs().sum() > 0  # per-sequence head: only a path through time reaches h_1
     h_last = hs[-1]
-    torch.testing.assert_close(h_last.grad, m.head.weight.sum(0).expand_as(h_last.grad))
+    torch.testing.assert_close(h_last.grad, m.head.weight.sum(1).expand_as(h_last.grad))
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
@@ -318,15 +322,15 @@ def test_two_layer_bn_dropout_model_overfits_a_tiny_batch(cell):
     loss_fn = nn.CrossEntropyLoss()
     m.eval()
     with torch.no_grad():
-        start = loss_fn(m(x), y).item()
+        start = loss_fn(m(x)[0], y).item()
     m.train()
     for _ in range(300):
         opt.zero_grad()
-        loss_fn(m(x), y).backward()
+        loss_fn(m(x)[0], y).backward()
         opt.step()
     m.eval()
     with torch.no_grad():
-        end = loss_fn(m(x), y).item()
+        end = loss_fn(m(x)[0], y).item()
     assert end < start / 10, (start, end)
 
 
@@ -334,7 +338,7 @@ def test_two_layer_bn_dropout_model_overfits_a_tiny_batch(cell):
 
 
 def _first_layer_inputs(m, x) -> torch.Tensor:
-    """What the first recurrent layer receives (T, B, I) in one training forward."""
+    """What the first recurrent layer receives (T, 1, B, I) in one training forward."""
     seen = []
     handle = m.layers[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
     m.train()(x)
@@ -349,13 +353,13 @@ def test_dropout_never_masks_the_raw_input_unless_asked(cell, name, drop):
     m = make(cell, reg(name, drop=drop, p=0.5), layers=2)
     for seed in range(3):
         torch.manual_seed(seed)
-        assert torch.equal(_first_layer_inputs(m, x), x.transpose(0, 1))  # never masked
+        assert torch.equal(_first_layer_inputs(m, x), x.permute(2, 0, 1, 3))  # never masked
     asked = arm(name, drop=drop, p=0.5, input_p=0.5)
     m = make(cell, asked, layers=2)
     torch.manual_seed(0)
     seen = _first_layer_inputs(m, x)
     kept = seen != 0
-    assert 0.3 < kept.float().mean() < 0.7 and torch.allclose(seen[kept], 2 * x.transpose(0, 1)[kept])  # inverted
+    assert 0.3 < kept.float().mean() < 0.7 and torch.allclose(seen[kept], 2 * x.permute(2, 0, 1, 3)[kept])  # inverted
     if drop == "variational":  # one mask per sequence, as the hidden connections have
         assert torch.equal(kept, kept[:1].expand_as(kept))
 
@@ -366,8 +370,8 @@ def test_hidden_connections_are_dropped(cell, placement):
     """Between layers and the head's input: drops[1:] act, each with the placement's mask."""
     m = make(cell, reg("dropout", drop=placement, p=0.5), layers=2)
     assert isinstance(m.drops[0], nn.Identity)
-    kind = StepDropout if placement == "output" else LockedDropout
-    assert all(isinstance(d, kind) and d.p == 0.5 for d in m.drops[1:])
+    locked = placement == "variational"
+    assert all(isinstance(d, SequenceDropout) and d.locked == locked and d.p == 0.5 for d in m.drops[1:])
 
 
 @pytest.mark.parametrize("cell", CELLS)

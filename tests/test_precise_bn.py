@@ -17,10 +17,13 @@ from benchmark.arms import Arm
 from benchmark.arms.blocks import BNPlacement, BNPopulation, DropoutPlacement
 from benchmark.core.config import ConfigError, Impl, TrainConfig
 from benchmark.job.prepare import prepare
-from benchmark.models import CELLS, ModelSpec, bn_modules, build_model, estimate_population
-from benchmark.models.norm import OutputBatchNorm, SeqBatchNorm, StepBatchNorm
+from benchmark.models import CELLS, ModelSpec, bn_modules, build_model
+from benchmark.models.norm import SequenceBatchNorm, StepBatchNorm
+from benchmark.models.stack import estimate_population
 from benchmark.tasks import get_task
 from benchmark.training import train as bm_train
+from benchmark.training.evaluate import refresh_population
+from benchmark.training.loop import train
 
 from helpers import compose
 
@@ -53,14 +56,15 @@ def model64(cell: str, r: Arm, layers: int = 2):
 
 
 def batches(n: int = 4) -> list[torch.Tensor]:
+    """n batches (1, B, T, I) of one member."""
     g = torch.Generator().manual_seed(5)
-    return [torch.randn(B, T, I, generator=g, dtype=torch.float64) * (k + 1) for k in range(n)]
+    return [torch.randn(1, B, T, I, generator=g, dtype=torch.float64) * (k + 1) for k in range(n)]
 
 
 def record_bn_inputs(model, xs: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
     """Every BN's input rows, per batch, from a batch-statistics pass that changes no statistic.
 
-    Per-step BN: (T, B, F) per batch (its `step` calls gathered by t); sequence-wise and output
+    Per-step BN: (T, 1, B, F) per batch (its `step` calls gathered by t); sequence-wise and output
     BN: (T·B, F) per batch. Dropout off (non-BN modules in eval), as precise BN has it.
     """
     ref = copy.deepcopy(model).eval()
@@ -77,6 +81,7 @@ def record_bn_inputs(model, xs: list[torch.Tensor]) -> dict[str, list[torch.Tens
                 return _orig(x, t)
 
             bn.step = step  # the loop and the cell-state slot call it step by step
+            bn.project = lambda x, w: None  # W_ih·x normalised through forward (not from x's moments): recorded
             bn.register_forward_pre_hook(
                 lambda mod, a, _name=name: seen.setdefault(_name, [[]])[-1].extend(a[0].detach().clone().unbind(0))
             )
@@ -106,36 +111,40 @@ def test_precise_statistics_equal_a_direct_computation(cell, bn, drop):
     inputs = record_bn_inputs(m, xs)
     rng = torch.get_rng_state()
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
-    assert estimate_population(m, xs) == len(xs)
+    estimate_population([m], [xs])
     named = dict(m.named_modules())
     assert set(inputs) == {n for n, mod in named.items() if mod in bn_modules(m)} and inputs
     for name, per_batch in inputs.items():
-        x = torch.stack(per_batch)  # (n_batches, T, B, F) per-step, (n_batches, T·B, F) otherwise
-        mean, var = x.mean(-2).mean(0), x.var(-2, unbiased=True).mean(0)
+        x = torch.stack(per_batch)  # (n_batches, T, 1, B, F) per-step, (n_batches, T·B, F) otherwise
         bn_mod = named[name]
+        mean = x.mean(-2).mean(0).view_as(bn_mod.running_mean)
+        var = x.var(-2, unbiased=True).mean(0).view_as(bn_mod.running_var)
         torch.testing.assert_close(bn_mod.running_mean, mean, atol=1e-12, rtol=1e-10, msg=name)
         torch.testing.assert_close(bn_mod.running_var, var, atol=1e-12, rtol=1e-10, msg=name)
     assert torch.equal(torch.get_rng_state(), rng)  # dropout was off: no random draw
     assert all(torch.equal(p, before[n]) for n, p in m.named_parameters())
 
 
-def test_precise_restores_modes_and_momenta():
+def test_precise_leaves_modes_and_momenta_and_a_model_without_bn_alone():
     m = model64("lstm", reg("output", "variational", momentum=0.3))
     m.train()
     m.head.eval()  # an odd mix of modes comes back as it was
     modes = {n: mod.training for n, mod in m.named_modules()}
-    estimate_population(m, batches(2))
+    estimate_population([m], [batches(2)])
     assert {n: mod.training for n, mod in m.named_modules()} == modes
     assert all(bn.momentum == 0.3 for bn in bn_modules(m))
-    assert estimate_population(model64("gru", arm("none")), batches(2)) == 0  # no BN: nothing to do
+    plain = model64("gru", arm("none"))
+    state = copy.deepcopy(plain.state_dict())
+    estimate_population([plain], [batches(2)])  # no BN: nothing to do
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in state.items())
 
 
 # --- a feature that is constant at a step normalises to 0 at eval, as in training ----------------------
 
 
 def _constant_feature_input(T_: int = 4) -> torch.Tensor:
-    x = torch.randn(T_, 16, 3)
-    x[:, :, 1] = 0.7  # feature 1: the same value for every example at every step
+    x = torch.randn(T_, 1, 16, 3)  # (T, E, B, F)
+    x[..., 1] = 0.7  # feature 1: the same value for every example at every step
     return x
 
 
@@ -146,8 +155,8 @@ def test_constant_feature_is_not_amplified_at_eval(kind):
     x = _constant_feature_input()
     bn = {
         "step": lambda: StepBatchNorm(3, 4, 1.0, 1.0, 1e-5, bias=True),
-        "seq": lambda: SeqBatchNorm(3, 1.0, 1.0, 1e-5),
-        "output": lambda: OutputBatchNorm(3, eps=1e-5, momentum=1.0),
+        "seq": lambda: SequenceBatchNorm(3, 1.0, 1.0, 1e-5),
+        "output": lambda: SequenceBatchNorm(3, 1.0, 1.0, 1e-5, bias=True),
     }[kind]()  # momentum 1: this batch's stats
     with torch.no_grad():
         if bn.bias is not None:
@@ -230,14 +239,14 @@ def test_training_estimates_before_every_evaluation_and_changes_no_training_step
     real = bm_train.refresh_population
     monkeypatch.setattr(bm_train, "refresh_population", lambda m, *a, **k: (calls.append(1), real(m, *a, **k)))
     precise = _lstm_bn(task, BNPopulation.precise)
-    r_p = bm_train.train(precise, task, cfg, CPU, seed=1, precise_bn_batches=3)
+    r_p = train(precise, task, cfg, CPU, seed=1, precise_bn_batches=3)
     assert len(calls) == 3  # evaluations at steps 5, 10, 12
     moving = _lstm_bn(task, BNPopulation.moving)
-    r_m = bm_train.train(moving, task, cfg, CPU, seed=1)
+    r_m = train(moving, task, cfg, CPU, seed=1)
     assert r_p.grad_norms == r_m.grad_norms  # training uses batch statistics: the same steps
     # the final statistics are those of the final weights over the run's fixed batches
     again = copy.deepcopy(precise)
-    estimate_population(again, bm_train.precise_batches(task.splits()["train"][0], 16, 3, seed=1))
+    refresh_population([again], [bm_train.precise_batches(task.splits()["train"][0], 16, 3, seed=1)], CPU, None)
     for a, b in zip(precise.buffers(), again.buffers()):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert any(not torch.equal(a, b) for a, b in zip(precise.buffers(), moving.buffers()))
@@ -257,7 +266,7 @@ def _train_and_eval_losses(population: BNPopulation, seq_len: int, steps: int, h
     """Mean train-mode (batch statistics) and eval-mode loss of a trained BN-LSTM on 256 training examples."""
     task = get_task("copy", seq_len=seq_len, n_train=2000, n_val=100, n_test=100)
     m = _lstm_bn(task, population, hidden)
-    bm_train.train(
+    train(
         m,
         task,
         TrainConfig(steps=steps, batch_size=32, lr=0.01, eval_interval=steps, progress=False),
@@ -269,9 +278,9 @@ def _train_and_eval_losses(population: BNPopulation, seq_len: int, steps: int, h
     x, y = x[:256], y[:256]
     with torch.no_grad():
         m.train()
-        train_loss = sum(task.loss(m(x[i : i + 32]), y[i : i + 32]).item() for i in range(0, 256, 32)) / 8
+        train_loss = sum(task.loss(m(x[None, i : i + 32])[0], y[i : i + 32]).item() for i in range(0, 256, 32)) / 8
         m.eval()
-        eval_loss = task.loss(m(x), y).item()
+        eval_loss = task.loss(m(x[None])[0], y).item()
     return train_loss, eval_loss
 
 

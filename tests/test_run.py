@@ -17,6 +17,7 @@ from benchmark.core import record
 from benchmark.core.config import ConfigError
 from benchmark.core.io import atomic_write_json, is_complete, run_id
 from benchmark.job import execute as bm_execute
+from benchmark.job.cohort_run import run_job
 from benchmark.job.prepare import prepare
 
 from helpers import PLUGIN, TINY, compose
@@ -62,7 +63,7 @@ def composed(overrides: list[str], plugin: bool = False):
 
 def run_inprocess(tmp_path: Path, overrides: list[str], plugin: bool = False) -> tuple[str, dict, Path]:
     p = prepare(composed([f"results_dir={tmp_path}"] + overrides, plugin))
-    status = bm_execute.execute(p, threads=1)
+    status = run_job([p], threads=1)[0]
     return status, json.loads((p.out / "metrics.json").read_text()), p.out
 
 
@@ -106,7 +107,7 @@ def test_one_point_writes_the_documented_files(tmp_path):
     assert len(evals) and m["val_score_auc"] == pytest.approx(evals["val_score"].mean())
     assert m["best_val_score"] == pytest.approx(evals["val_score"].max())
     header = (out / "history.csv").read_text().splitlines()[0]
-    assert header.startswith("step,train_loss,grad_norm,clipped,lr,tokens_per_s")
+    assert header.startswith("step,train_loss,train_penalty,grad_norm,clipped,lr,tokens_per_s")
 
 
 def test_rerun_after_a_kill_removes_the_temp_files_it_left(tmp_path):
@@ -115,7 +116,7 @@ def test_rerun_after_a_kill_removes_the_temp_files_it_left(tmp_path):
     p.out.mkdir(parents=True)
     (p.out / "config.yaml").write_text("from the killed attempt\n")
     (p.out / ".metrics.json.x1y2z3.tmp").write_text('{"complete": tr')  # killed mid-write
-    assert bm_execute.execute(p, threads=1) == "ok"
+    assert run_job([p], threads=1)[0] == "ok"
     assert {f.name for f in p.out.iterdir()} == {"config.yaml", "history.csv", "metrics.json"}
 
 

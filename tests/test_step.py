@@ -13,8 +13,8 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark.core.config import TrainConfig
 from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.tasks import AddingTask, get_task
+from benchmark.training.loop import train
 from benchmark.training.step import EagerStep, RandomBatches
-from benchmark.training.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_example"))
 
@@ -48,8 +48,9 @@ def test_eager_step_sets_the_same_gradients_as_a_plain_step():
     x, y = torch.randn(5, 7, 2), torch.randn(5)
     step = EagerStep(m, task.loss)
     assert step.capture_s == 0.0
-    loss = step(x, y)
-    loss_ref = task.loss(ref(x), y)
+    loss, penalty = step(x, y)
+    assert penalty.item() == 0.0  # reg=none adds no loss term
+    loss_ref = task.loss(ref(x.unsqueeze(0))[0], y)
     loss_ref.backward()
     assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-6)
     for (n, p), q in zip(m.named_parameters(), ref.parameters()):
@@ -89,12 +90,12 @@ class CarriedStateStep:
     def __init__(self, model: torch.nn.Module, loss_fn) -> None:
         self.model, self.loss_fn, self.state, self.seen = model, loss_fn, None, []
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.seen.append(self.state)
-        loss = self.loss_fn(self.model(x), y)
+        loss = self.loss_fn(self.model(x.unsqueeze(0))[0], y)
         loss.backward()
         self.state = loss.detach()
-        return loss
+        return loss, torch.zeros(())
 
 
 class SequentialAdding(AddingTask):
@@ -125,9 +126,9 @@ def test_passed_batches_and_step_replace_the_task_defaults():
 
     def step(x, y):  # a plain function is a step too (no set-up time)
         calls.append(len(x))
-        loss = task.loss(model(x), y)
+        loss = task.loss(model(x.unsqueeze(0))[0], y)
         loss.backward()
-        return loss
+        return loss, torch.zeros(())
 
     r = train(model, task, cfg(steps=5), CPU, seed=0, step=step, batches=batches)
     assert calls == [8] * 5 and batches.starts == [0, 8, 16, 24, 32] and r.capture_s is None

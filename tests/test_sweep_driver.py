@@ -239,7 +239,7 @@ def test_a_full_disk_names_the_file_keeps_what_is_complete_and_leaves_no_marker(
     from benchmark.job import execute, prepare
 
     done = prepare.prepare(tiny("seed=0", f"results_dir={tmp_path}"))
-    assert execute.execute(done, threads=1) == "ok"
+    assert execute.execute([done], 1, False, 0, execute.SOLO) == ["ok"]
     p = prepare.prepare(tiny("seed=1", f"results_dir={tmp_path}"))
     real = bm_io.atomic_write
 
@@ -250,7 +250,7 @@ def test_a_full_disk_names_the_file_keeps_what_is_complete_and_leaves_no_marker(
 
     monkeypatch.setattr(bm_io, "atomic_write", full)
     with pytest.raises(OSError) as e:
-        execute.execute(p, threads=1)
+        execute.execute([p], 1, False, 0, execute.SOLO)
     line = bm_io.write_failure(e.value)
     assert line.startswith(f"cannot write {p.out / 'metrics.json'}: No space left on device;") and "\n" not in line
     assert "run the same command again to resume" in line

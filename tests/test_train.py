@@ -13,7 +13,16 @@ import benchmark as bm  # noqa: F401
 from benchmark.core.config import Precision, Scheduler, TrainConfig
 from benchmark.models import ModelSpec, build_model, get_cell
 from benchmark.tasks import get_task
-from benchmark.training.train import HISTORY_COLUMNS, BatchSampler, final_metrics, lr_factor, train
+from benchmark.training.evaluate import evaluate
+from benchmark.training.evaluate import final_metrics as final_metrics_of
+from benchmark.training.loop import train
+from benchmark.training.train import HISTORY_COLUMNS, BatchSampler, lr_factor
+
+
+def final_metrics(model, task, device, precision=Precision.fp32):
+    """One model's final metrics (a stack of one)."""
+    return final_metrics_of([model], [task], device, precision)[0]
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_example"))
 from my_plugin import FailingTask, NaNTask  # noqa: E402
@@ -117,7 +126,6 @@ def test_early_stopping_restores_the_best_weights():
     task, model = setup()
     r = train(model, task, cfg(steps=200, eval_interval=1, lr=0.5, early_stopping_patience=1), CPU, seed=0)
     assert r.stopped_early and r.steps_done < 200
-    from benchmark.training.train import evaluate
 
     val = evaluate(model, task, *task.splits()["val"], CPU)
     assert task.score(val["metric"]) == pytest.approx(max(r.val_scores))  # the best score, not the last
@@ -129,8 +137,6 @@ def test_with_early_stopping_the_test_measures_the_best_checkpoint_even_when_the
     still ends with the best evaluation's weights (`test_checkpoint: best_val`, `test_step` its step)."""
     task, model = setup()
     r = train(model, task, cfg(steps=60, eval_interval=2, lr=0.5, early_stopping_patience=1000), CPU, seed=0)
-    from benchmark.training.train import evaluate
-
     assert not r.stopped_early and r.steps_done == 60 and r.test_checkpoint == "best_val"
     best = max(range(len(r.val_scores)), key=lambda i: r.val_scores[i])
     assert r.val_scores[-1] < r.val_scores[best]  # the score turned: the check below can fail
@@ -159,7 +165,6 @@ def test_stop_at_target_ends_training_there_and_holds_the_score_over_the_budget(
     assert r.val_scores == full.val_scores[: len(r.val_scores)]  # the same run, cut at the target
     held = (sum(r.val_scores) + (12 - len(r.val_scores)) * r.val_scores[-1]) / 12  # 60 / 5 = 12 evaluations
     assert r.summary()["val_score_auc"] == pytest.approx(held)
-    from benchmark.training.train import evaluate
 
     val = evaluate(model, task, *task.splits()["val"], CPU)
     assert task.score(val["metric"]) == pytest.approx(r.val_scores[-1])  # the final model is the one at the target

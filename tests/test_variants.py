@@ -90,7 +90,7 @@ def test_every_variant_runs_on_each_of_its_impls(name):
         for cell in CELLS:
             assert resolve_impl(get_cell(cell), rc, Impl(impl)) is Impl(impl)  # native only where it can
             model = build_model(ModelSpec(get_cell(cell), 3, 8, 1, 2, reg=rc, impl=Impl(impl)))
-            model(torch.randn(4, 5, 3)).sum().backward()
+            model(torch.randn(1, 4, 5, 3)).sum().backward()
 
 
 def test_targets_name_an_impl_the_variant_runs_on():

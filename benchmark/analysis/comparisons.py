@@ -58,22 +58,50 @@ def variant_name(reg: Any, bn: Any, dropout: Any, p: Any, with_p: bool) -> str:
 
 
 def add_variants(df: pd.DataFrame) -> pd.DataFrame:
-    """Add `variant` (see `variant_name`) to a summary table."""
+    """Add `variant` (see `variant_name`, then `setting_suffixes`) to a summary table."""
     df = df.copy()
     for c in ("reg", "bn_placement", "dropout_placement", "dropout_p", "impl", "impl_used", "lr"):
         if c not in df.columns:
             df[c] = np.nan
     with_p = df["dropout_p"].dropna().nunique() > 1
-    df["variant"] = [
+    names = [
         variant_name(*r, with_p)
         for r in df[["reg", "bn_placement", "dropout_placement", "dropout_p"]].itertuples(index=False)
     ]
+    df["variant"] = [n + s for n, s in zip(names, setting_suffixes(df, names))]
     return df
 
 
+def arm_settings(params: Any) -> dict[str, str]:
+    """A run's `reg_params` (`tar.alpha=0 tar.beta=2`) as {key: value} ({} where it has none)."""
+    if not _present(params):
+        return {}
+    return dict(item.split("=", 1) for item in str(params).split() if "=" in item)
+
+
+def setting_suffixes(df: pd.DataFrame, names: list[str]) -> list[str]:
+    """Per row, `[key=value ...]` of the arm settings that differ between runs of one name at one point (task,
+    length, cell), '' where none do: two settings of one arm in one sweep (`reg.tar.beta=0.5,2`) are two
+    variants, never merged. The built-in arms' names already carry what their sweeps vary (placements, p)."""
+    if "reg_params" not in df.columns:
+        return [""] * len(df)
+    settings = [arm_settings(p) for p in df["reg_params"]]
+    where = [c for c in KEY if c in df.columns]
+    points = list(zip(*(df[c].astype(str) for c in where), names)) if where else [(n,) for n in names]
+    seen: dict[tuple, dict[str, set[str]]] = {}
+    for point, st in zip(points, settings):
+        for k, v in st.items():
+            seen.setdefault(point, {}).setdefault(k, set()).add(v)
+    out = []
+    for point, st in zip(points, settings):
+        varying = [k for k, vs in seen.get(point, {}).items() if len(vs) > 1]
+        out.append("[" + " ".join(f"{k}={st.get(k, '')}" for k in sorted(varying)) + "]" if varying else "")
+    return out
+
+
 def family(variant: str) -> str:
-    """The regulariser a variant belongs to (`bn.recurrent` -> `bn`)."""
-    return str(variant).split(".")[0].split("@")[0]
+    """The regulariser a variant belongs to (`bn.recurrent` -> `bn`, `tar[tar.beta=2]` -> `tar`)."""
+    return str(variant).split("[")[0].split(".")[0].split("@")[0]
 
 
 def ordered(levels: Any, order: tuple[str, ...] | list[str] = ()) -> list[Any]:

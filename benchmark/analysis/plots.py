@@ -21,7 +21,7 @@ from matplotlib.figure import Figure  # used directly: no pyplot, no display bac
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullLocator
 
-from benchmark.analysis.comparisons import CELL_ORDER, REG_ORDER, ordered
+from benchmark.analysis.comparisons import CELL_ORDER, REG_ORDER, family, ordered
 
 IMPL_ORDER = ["native", "custom"]
 _DASHES = {"native": "", "custom": (4, 2)}  # solid = fused kernel, dashed = the custom loop
@@ -38,7 +38,7 @@ def reg_palette(levels: Sequence[str]) -> dict[str, Any]:
     pal: dict[str, Any] = {}
     spare = iter(_SPARE * 4)
     for lv in ordered(levels, REG_ORDER):
-        base = str(lv).split(".")[0].split("@")[0]
+        base = family(str(lv))
         pal[lv] = (
             _REG_COLOURS.get(base) if base in _REG_COLOURS and _REG_COLOURS[base] not in pal.values() else next(spare)
         )

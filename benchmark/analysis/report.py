@@ -255,6 +255,14 @@ def registered_variant(row: pd.Series) -> Optional[variants.Variant]:
     return None
 
 
+def user_variant(r: pd.Series) -> str:
+    """A variant the registry does not hold (a user's arm): the arm's own words (`reg_about`) and settings."""
+    about = r.get("reg_about")
+    settings = r.get("reg_params")
+    text = f"user variant: reg={r['reg']}" + (f": {about}" if _present(about) else "")
+    return text + (f"; {settings}" if _present(settings) else "")
+
+
 def describe_variants(done: pd.DataFrame) -> list[dict[str, str]]:
     """What each verdict column is, from the variant registry: description, paper, dropout p, the impl that ran."""
     out = []
@@ -265,8 +273,7 @@ def describe_variants(done: pd.DataFrame) -> list[dict[str, str]]:
         what = (
             (f"{entry.description}" + (f" ({entry.paper})" if entry.paper else ""))
             if entry is not None
-            else f"user variant: reg={r['reg']}, bn placement {r['bn_placement']}, "
-            f"dropout placement {r['dropout_placement']}"
+            else user_variant(r)
         )
         if _present(r.get("dropout_p")):
             what += f"; dropout p={r['dropout_p']:g}"

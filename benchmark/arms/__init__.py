@@ -4,6 +4,6 @@ See `benchmark.arms.base` for what an arm provides, docs/arms.md for the built-i
 docs/extending.md for adding one from outside the package.
 """
 
-from benchmark.arms.base import Arm, ArmVariant, build_arm, check_arm, load_arm, options
+from benchmark.arms.base import Arm, ArmVariant, Site, build_arm, load_arm, options, require_arm
 
-__all__ = ["Arm", "ArmVariant", "build_arm", "check_arm", "load_arm", "options"]
+__all__ = ["Arm", "ArmVariant", "Site", "build_arm", "load_arm", "options", "require_arm"]

@@ -12,12 +12,17 @@ pieces a recurrent layer and the sequence model ask for. Every piece defaults to
            weight_hh                  a module W_hh passes through once per forward (weight drop)
     model: input_dropout / hidden_dropout / output_norm   modules on the raw input, before each
            later layer and the head, and after each layer
+           penalty                    a loss term from each layer's output (AR/TAR), per member
 
-Pieces are built by factory methods that receive their sizes, and random masks are drawn by
-`benchmark.models.masks.bernoulli`, so stacking several models along a leading dimension
-later changes those two places, not every arm. An arm also contributes its columns of the
-run record (`identity`) and declares its variants (`variants`): placements, paper and one-line
-description, from which benchmark/arms/variants.py builds the registry.
+Every model is a stack of E >= 1 members (benchmark/models/), so every module piece is built for E
+members: its factory receives a `Site` (the member count, each member's arm, the layer's index and
+the rows of per-step statistics), it acts on tensors that lead with the member dimension
+((T, E, B, F) sequences, (E, B, F) steps), keeps parameters per member ((E, …)), and draws random
+tensors through `benchmark.models.masks` (row e from member e's stream). A piece written that way
+stacks with no change to the package (docs/extending.md; `benchmark.models.check.check_arm` tests it).
+An arm also contributes its columns of the run record (`identity`) and declares its variants
+(`variants`): placements, paper and one-line description, from which benchmark/arms/variants.py
+builds the registry.
 
 This module is torch-free (the variant registry and the report import it); arms import their
 torch pieces inside the factory methods.
@@ -31,11 +36,41 @@ import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Optional, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, TypeVar
 
 from benchmark.core.config import ConfigError
 
 REG_CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "reg"
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a piece goes and whom it serves: the stack's members and the layer.
+
+    arms: member e's arm, one per member (their `stack_key`s are equal; settings it leaves out, such as
+        output dropout's p, may differ: read them with `each`).
+    layer: the 0-based index of the recurrent layer the piece belongs to: a layer's own pieces, its
+        `output_norm` and `penalty` say which layer; `input_dropout`/`embedding_dropout` see 0, the
+        `hidden_dropout` before layer k sees k (the head's input: num_layers).
+    steps: rows of per-step population statistics the norms keep (`Arm.stats_steps`), or None.
+    """
+
+    arms: tuple["Arm", ...]
+    layer: int = 0
+    steps: Optional[int] = None
+
+    @property
+    def members(self) -> int:
+        """E: every tensor the piece keeps or draws leads with one row per member."""
+        return len(self.arms)
+
+    def each(self, value: Callable[["Arm"], V]) -> tuple[V, ...]:
+        """One value per member, read from each member's arm (e.g. `site.each(lambda a: a.dropout.p)`)."""
+        return tuple(value(a) for a in self.arms)
+
+    def at(self, layer: int) -> "Site":
+        return dataclasses.replace(self, layer=layer)
 
 
 @dataclass(frozen=True)
@@ -83,16 +118,17 @@ class Arm:
         """Why torch's fused module cannot run this arm (config keys and values); empty: it can."""
         return []
 
-    # --- pieces of one recurrent layer --------------------------------------------------------
-    def norm_x(self, features: int, steps: Optional[int]) -> Any:
-        """Normaliser of W_ih·x over (T, B, features) with a per-step `.step(x, t)` too; None = none."""
+    # --- pieces of one recurrent layer (each built for `site.members` members) ------------------------
+    def norm_x(self, site: Site, features: int) -> Any:
+        """Normaliser of W_ih·x over (T, E, B, features) with a per-step `.step(x, t)` on (E, B, features) too;
+        None = none."""
         return None
 
-    def norm_h(self, features: int, steps: Optional[int]) -> Any:
-        """Normaliser of W_hh·h_{t-1}, called per step as `.step(x, t)`; None = none."""
+    def norm_h(self, site: Site, features: int) -> Any:
+        """Normaliser of W_hh·h_{t-1}, called per step as `.step(x, t)` on (E, B, features); None = none."""
         return None
 
-    def norm_c(self, features: int, steps: Optional[int]) -> Any:
+    def norm_c(self, site: Site, features: int) -> Any:
         """Normaliser of the LSTM cell state before its output tanh, `.step(c, t)`; None = none."""
         return None
 
@@ -108,25 +144,31 @@ class Arm:
         """Keep probabilities per state tensor, (p_h,) or (p_h, p_c); None = off."""
         return None
 
-    def weight_hh(self, gates_hidden: int, hidden: int) -> Any:
-        """A module W_hh (gates_hidden, hidden) passes through once per forward; None = W_hh as is."""
+    def weight_hh(self, site: Site, gates_hidden: int, hidden: int) -> Any:
+        """A module W_hh (E, gates_hidden, hidden) passes through once per forward; None = W_hh as is."""
         return None
 
-    # --- pieces of the sequence model -----------------------------------------------------------
-    def input_dropout(self, features: int) -> Any:
-        """Module on the raw task input (T, B, features); None = identity."""
+    # --- pieces of the sequence model ---------------------------------------------------------------
+    def input_dropout(self, site: Site, features: int) -> Any:
+        """Module on the raw task input (T, E, B, features); None = identity."""
         return None
 
-    def hidden_dropout(self, features: int) -> Any:
-        """Module before each later layer and before the head, on (T, B, features); None = identity."""
+    def hidden_dropout(self, site: Site, features: int) -> Any:
+        """Module before layer `site.layer` >= 1 and before the head, on (T, E, B, features); None = identity."""
         return None
 
-    def embedding_dropout(self, features: int) -> Any:
-        """Module on a token embedding's output (T, B, features), the literature's input dropout; None = identity."""
+    def embedding_dropout(self, site: Site, features: int) -> Any:
+        """Module on a token embedding's output (T, E, B, features), the literature's input dropout; None = identity."""
         return None
 
-    def output_norm(self, features: int) -> Any:
-        """Module after each layer's output (T, B, features); None = identity."""
+    def output_norm(self, site: Site, features: int) -> Any:
+        """Module after layer `site.layer`'s output (T, E, B, features); None = identity."""
+        return None
+
+    def penalty(self, site: Site, features: int) -> Any:
+        """A loss term: a module called in training with layer `site.layer`'s output (T, E, B, features) that
+        returns one value per member, (E,), added to that member's training loss (the record keeps it apart:
+        `train_penalty`); None = none. E.g. activation regularisation (Merity et al. 2018)."""
         return None
 
     # --- run-level facts --------------------------------------------------------------------------
@@ -162,9 +204,9 @@ class Arm:
         return [ArmVariant(None, (), ("custom",), "", f"user arm {cls.__module__}.{cls.__qualname__}")]
 
     def stack_key(self) -> Any:
-        """What two runs of this arm must share to train as one cohort stack (benchmark/models/cohort.py): by
-        default every setting. An arm may leave out a setting that only modules keeping one value per member
-        read (output dropout's p: `DropoutArm`), so a cohort can sweep it."""
+        """What two runs of this arm must share to train as one stack (benchmark/models/stack.py): by default
+        every setting. An arm may leave out a setting that its pieces read per member (`Site.each`; output
+        dropout's p: `DropoutArm`), so a stack's members may differ in it."""
         return (type(self), self.name, self.config)
 
     def __eq__(self, other: object) -> bool:
@@ -221,7 +263,8 @@ def _coerce(key: str, v: Any, hint: Any) -> Any:
 # --- building arms ---------------------------------------------------------------------------------
 
 
-def check_arm(obj: Any, key: str = "reg._target_") -> Arm:
+def require_arm(obj: Any, key: str = "reg._target_") -> Arm:
+    """`obj` if it is an Arm; ConfigError naming `key` otherwise."""
     if not isinstance(obj, Arm):
         raise ConfigError(key, type(obj).__name__, "an instance of a subclass of benchmark.arms.Arm")
     return obj

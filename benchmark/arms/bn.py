@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from benchmark.arms.base import ArmVariant
+from benchmark.arms.base import ArmVariant, Site
 from benchmark.arms.blocks import BNConfig, BNPlacement, BNPopulation
 from benchmark.arms.legacy import BuiltinArm
 from benchmark.core.config import ConfigError
@@ -80,43 +80,37 @@ class BatchNormArm(BuiltinArm):
         p = self.bn.placement
         return [] if p is BNPlacement.output else [f"reg.bn.placement={p.value}"]
 
-    def norm_x(self, features: int, steps: Optional[int]) -> Any:
-        from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
+    def _step_bn(self, site: Site, features: int, bias: bool = False) -> Any:
+        from benchmark.models.norm import StepBatchNorm
+
+        steps, bn = site.steps or DEFAULT_STATS_STEPS, self.bn
+        return StepBatchNorm(features, steps, self.gain, bn.momentum, bn.eps, bias=bias, members=site.members)
+
+    def norm_x(self, site: Site, features: int) -> Any:
+        from benchmark.models.norm import SequenceBatchNorm
 
         bn = self.bn
         if bn.placement is BNPlacement.recurrent:
-            return StepBatchNorm(features, steps or DEFAULT_STATS_STEPS, self.gain, bn.momentum, bn.eps)
+            return self._step_bn(site, features)
         if bn.placement is BNPlacement.input:
-            return SeqBatchNorm(features, self.gain, bn.momentum, bn.eps)
+            return SequenceBatchNorm(features, self.gain, bn.momentum, bn.eps, members=site.members)
         return None
 
-    def norm_h(self, features: int, steps: Optional[int]) -> Any:
-        from benchmark.models.norm import StepBatchNorm
+    def norm_h(self, site: Site, features: int) -> Any:
+        return self._step_bn(site, features) if self.bn.placement is BNPlacement.recurrent else None
 
-        if self.bn.placement is not BNPlacement.recurrent:
-            return None
-        return StepBatchNorm(features, steps or DEFAULT_STATS_STEPS, self.gain, self.bn.momentum, self.bn.eps)
-
-    def norm_c(self, features: int, steps: Optional[int]) -> Any:
+    def norm_c(self, site: Site, features: int) -> Any:
         """Cooijmans also normalise the LSTM cell state before its output tanh (with a beta)."""
-        from benchmark.models.norm import StepBatchNorm
+        return self._step_bn(site, features, bias=True) if self.bn.placement is BNPlacement.recurrent else None
 
-        if self.bn.placement is not BNPlacement.recurrent:
-            return None
-        return StepBatchNorm(
-            features, steps or DEFAULT_STATS_STEPS, self.gain, self.bn.momentum, self.bn.eps, bias=True
-        )
-
-    def output_norm(self, features: int) -> Any:
+    def output_norm(self, site: Site, features: int) -> Any:
+        """BN over the layer output's features, statistics over batch and time, with a beta (torch's BatchNorm1d)."""
         if self.bn.placement is not BNPlacement.output:
             return None
-        from torch import nn
+        from benchmark.models.norm import SequenceBatchNorm
 
-        from benchmark.models.norm import OutputBatchNorm
-
-        norm = OutputBatchNorm(features, eps=self.bn.eps, momentum=self.bn.momentum)
-        nn.init.constant_(norm.weight, self.gain)
-        return norm
+        bn = self.bn
+        return SequenceBatchNorm(features, self.gain, bn.momentum, bn.eps, bias=True, members=site.members)
 
     def stats_steps(self, total_len: Optional[int]) -> Optional[int]:
         if self.bn.placement is not BNPlacement.recurrent:

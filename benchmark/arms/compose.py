@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from benchmark.arms.base import Arm
+from benchmark.arms.base import Arm, Site
 
 
 class Composite(Arm):
@@ -34,14 +34,14 @@ class Composite(Arm):
     def needs_custom(self) -> list[str]:
         return [w for p in self.parts for w in p.needs_custom()]
 
-    def norm_x(self, features: int, steps: Optional[int]) -> Any:
-        return self._one("norm_x", features, steps)
+    def norm_x(self, site: Site, features: int) -> Any:
+        return self._one("norm_x", site, features)
 
-    def norm_h(self, features: int, steps: Optional[int]) -> Any:
-        return self._one("norm_h", features, steps)
+    def norm_h(self, site: Site, features: int) -> Any:
+        return self._one("norm_h", site, features)
 
-    def norm_c(self, features: int, steps: Optional[int]) -> Any:
-        return self._one("norm_c", features, steps)
+    def norm_c(self, site: Site, features: int) -> Any:
+        return self._one("norm_c", site, features)
 
     def state_dropout(self) -> float:
         return self._p("state_dropout")
@@ -52,20 +52,23 @@ class Composite(Arm):
     def zoneout(self, has_cell_state: bool) -> Optional[tuple[float, ...]]:
         return self._one("zoneout", has_cell_state)
 
-    def weight_hh(self, gates_hidden: int, hidden: int) -> Any:
-        return self._one("weight_hh", gates_hidden, hidden)
+    def weight_hh(self, site: Site, gates_hidden: int, hidden: int) -> Any:
+        return self._one("weight_hh", site, gates_hidden, hidden)
 
-    def input_dropout(self, features: int) -> Any:
-        return self._one("input_dropout", features)
+    def input_dropout(self, site: Site, features: int) -> Any:
+        return self._one("input_dropout", site, features)
 
-    def hidden_dropout(self, features: int) -> Any:
-        return self._one("hidden_dropout", features)
+    def hidden_dropout(self, site: Site, features: int) -> Any:
+        return self._one("hidden_dropout", site, features)
 
-    def embedding_dropout(self, features: int) -> Any:
-        return self._one("embedding_dropout", features)
+    def embedding_dropout(self, site: Site, features: int) -> Any:
+        return self._one("embedding_dropout", site, features)
 
-    def output_norm(self, features: int) -> Any:
-        return self._one("output_norm", features)
+    def output_norm(self, site: Site, features: int) -> Any:
+        return self._one("output_norm", site, features)
+
+    def penalty(self, site: Site, features: int) -> Any:
+        return self._one("penalty", site, features)
 
     def stats_steps(self, total_len: Optional[int]) -> Optional[int]:
         return self._one("stats_steps", total_len)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from benchmark.arms.base import ArmVariant
+from benchmark.arms.base import ArmVariant, Site
 from benchmark.arms.blocks import DropoutConfig, DropoutPlacement
 from benchmark.arms.legacy import BuiltinArm
 from benchmark.core.config import ConfigError
@@ -33,8 +33,8 @@ def check_dropout(d: DropoutConfig) -> DropoutConfig:
 def stack_key_without_output_p(arm: Any) -> Any:
     """`Arm.stack_key` of an arm with a `dropout` block: at the output placement p is read only by the
     dropout modules between layers and before the head, which a cohort keeps per member
-    (models/cohort_norm.py's CohortDropout), so members may differ in it; elsewhere p acts inside the
-    recurrence and must be shared."""
+    (benchmark/models/dropout.py's SequenceDropout, one p per member), so members may differ in it; elsewhere p
+    acts inside the recurrence and must be shared."""
     d = arm.config["dropout"]
     if d.placement is not DropoutPlacement.output:
         return (type(arm), arm.name, arm.config)
@@ -67,24 +67,29 @@ class DropoutArm(BuiltinArm):
     def candidate_dropout(self) -> float:
         return self._at(DropoutPlacement.recurrent)
 
-    def _drop(self, p: float) -> Any:
-        from benchmark.models.dropout import LockedDropout, StepDropout
+    def _drop(self, ps: tuple[float, ...]) -> Any:
+        """One module for the stack, each member with its own p (one mask per sequence where variational)."""
+        from benchmark.models.dropout import SequenceDropout
 
-        if p == 0.0:
+        if all(p == 0.0 for p in ps):
             return None
-        return LockedDropout(p) if self.dropout.placement is DropoutPlacement.variational else StepDropout(p)
+        return SequenceDropout(ps, locked=self.dropout.placement is DropoutPlacement.variational)
 
-    def input_dropout(self, features: int) -> Any:
-        return self._drop(self.dropout.input_p)
+    def input_dropout(self, site: Site, features: int) -> Any:
+        return self._drop(site.each(lambda a: a.config["dropout"].input_p))
 
-    def hidden_dropout(self, features: int) -> Any:
+    def hidden_dropout(self, site: Site, features: int) -> Any:
         """Between layers and on the head's input: output and variational; recurrent acts inside only."""
-        return None if self.dropout.placement is DropoutPlacement.recurrent else self._drop(self.dropout.p)
+        if self.dropout.placement is DropoutPlacement.recurrent:
+            return None
+        return self._drop(site.each(lambda a: a.config["dropout"].p))
 
-    def embedding_dropout(self, features: int) -> Any:
+    def embedding_dropout(self, site: Site, features: int) -> Any:
         """A word/character embedding's output (Zaremba, Gal): `input_p` if > 0, else the placement's `p`
         (recurrent, Semeniuta, leaves it undropped)."""
-        return self.input_dropout(features) if self.dropout.input_p > 0 else self.hidden_dropout(features)
+        if self.dropout.input_p > 0:
+            return self.input_dropout(site, features)
+        return self.hidden_dropout(site, features)
 
     def identity(self, total_len: Any) -> dict[str, Any]:
         d = self.dropout

@@ -7,9 +7,9 @@ of each example and step: the same in training and evaluation.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
-from benchmark.arms.base import ArmVariant
+from benchmark.arms.base import ArmVariant, Site
 from benchmark.arms.blocks import LNConfig
 from benchmark.arms.legacy import BuiltinArm
 from benchmark.core.config import ConfigError
@@ -32,19 +32,19 @@ class LayerNormArm(BuiltinArm):
     def needs_custom(self) -> list[str]:
         return [f"reg={self.name}"]
 
-    def _ln(self, features: int, bias: bool = False) -> Any:
+    def _ln(self, site: Site, features: int, bias: bool = False) -> Any:
         from benchmark.models.layernorm import StepLayerNorm
 
-        return StepLayerNorm(features, self.ln.gain_init, self.ln.eps, bias=bias)
+        return StepLayerNorm(features, self.ln.gain_init, self.ln.eps, bias=bias, members=site.members)
 
-    def norm_x(self, features: int, steps: Optional[int]) -> Any:
-        return self._ln(features) if self.ln.input else None
+    def norm_x(self, site: Site, features: int) -> Any:
+        return self._ln(site, features) if self.ln.input else None
 
-    def norm_h(self, features: int, steps: Optional[int]) -> Any:
-        return self._ln(features)
+    def norm_h(self, site: Site, features: int) -> Any:
+        return self._ln(site, features)
 
-    def norm_c(self, features: int, steps: Optional[int]) -> Any:
-        return self._ln(features, bias=True)
+    def norm_c(self, site: Site, features: int) -> Any:
+        return self._ln(site, features, bias=True)
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:

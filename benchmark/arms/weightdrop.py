@@ -22,7 +22,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.arms.base import Arm, ArmVariant
+from benchmark.arms.base import Arm, ArmVariant, Site
 from benchmark.core.config import ConfigError
 
 
@@ -34,7 +34,8 @@ class WeightDropConfig:
 
 @functools.lru_cache(maxsize=None)
 def weight_drop_class() -> type:
-    """`WeightDrop(p)`: W_hh -> W_hh ⊙ mask / (1 - p) in training (one mask per call), W_hh at eval."""
+    """`WeightDrop(p)`: W_hh (E, gH, H) -> W_hh ⊙ mask / (1 - p) in training (one mask per member and call, from
+    the member's stream), W_hh at eval."""
     from torch import Tensor, nn
 
     from benchmark.models import masks
@@ -70,7 +71,7 @@ class WeightDropArm(Arm):
     def needs_custom(self) -> list[str]:
         return [f"reg={self.name} (W_hh is dropped per forward; torch's fused module reads its own parameter)"]
 
-    def weight_hh(self, gates_hidden: int, hidden: int) -> Any:
+    def weight_hh(self, site: Site, gates_hidden: int, hidden: int) -> Any:
         return weight_drop_class()(self.p) if self.p > 0 else None
 
     @classmethod

@@ -124,7 +124,7 @@ class CohortMode(str, enum.Enum):
     """How a job trains its cohort's members (benchmark/job/cohort_run.py)."""
 
     auto = "auto"  # stacked where the variant needs the custom loop, one after another where a fused kernel runs it
-    stacked = "stacked"  # one model with a leading member dimension (benchmark/models/cohort.py)
+    stacked = "stacked"  # every member in one stack (benchmark/models/stack.py)
     sequential = "sequential"  # each member alone, one after another in this process
 
 

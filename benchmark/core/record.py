@@ -90,6 +90,13 @@ FIELDS: tuple[Field, ...] = (
         "zoneout.p_c=0.5` (null for an arm without settings)",
         "identity",
     ),
+    F(
+        "reg_about",
+        "str?",
+        "what the arm says the run's variant is (its `variants()`: description, then the paper in parentheses); "
+        "the report's words for an arm the variant registry does not hold, such as a user's",
+        "identity",
+    ),
     F("bn_placement", "str?", "`recurrent` | `input` | `output` (null unless BN is used)", "identity"),
     F("dropout_placement", "str?", "`output` | `variational` | `recurrent` (null unless dropout is used)", "identity"),
     F("dropout_p", "float?", "dropout probability (null unless dropout is used)", "identity"),
@@ -179,6 +186,11 @@ FIELDS: tuple[Field, ...] = (
         "higher = learnt sooner",
     ),
     F("steps_to_target", "int?", "first evaluation step with validation score >= `target_score` (null: not reached)"),
+    F(
+        "train_penalty_mean",
+        "float?",
+        "the loss term the arm adds to the training loss (`Arm.penalty`, e.g. AR/TAR): mean over steps (null: none)",
+    ),
     F("grad_norm_mean", "float?", "global L2 gradient norm before clipping: mean over steps"),
     F("grad_norm_max", "float?", "... its maximum"),
     F("grad_norm_std", "float?", "... its standard deviation"),
@@ -266,7 +278,8 @@ LIST_KEYS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.type.startswith("
 # steps since the previous row; the val_* columns are empty except on evaluation steps.
 HISTORY: tuple[Field, ...] = (
     F("step", "int", "training steps done"),
-    F("train_loss", "float", "mean training loss"),
+    F("train_loss", "float", "mean training loss (the task's; an arm's loss term is `train_penalty`)"),
+    F("train_penalty", "float?", "mean loss term the arm adds (`Arm.penalty`, e.g. AR/TAR); empty without one"),
     F("grad_norm", "float", "mean global gradient norm before clipping"),
     F("clipped", "float", "share of steps clipped"),
     F("lr", "float", "learning rate after the scheduler"),

@@ -1,10 +1,17 @@
-"""Execute one prepared run: train, measure and write its folder.
+"""The job executor: train E >= 1 prepared runs together (one run alone is a stack of one), measure them and
+write each one's folder.
 
-In `results/<sweep>/runs/<run_id>/`: `config.yaml`, train, measure, `history.csv`, and
+In `results/<sweep>/runs/<run_id>/`, per run: `config.yaml`, train, measure, `history.csv`, and
 `metrics.json` last (its `complete: true` marks the point done). A grid point whose metrics.json
 is complete with status ok or diverged is skipped (logged as "skipping complete run <run_id>")
 unless `force=true`; a failed one is re-run. An exception in training is recorded as
-`status: failed` with the error and traceback. A non-finite loss is `status: diverged`.
+`status: failed` with the error and traceback, for every run of the call. A non-finite loss is
+`status: diverged`.
+
+The runs train in one loop (benchmark/training/loop.py): their gradients through one stacked model, each
+with its own optimiser, stopping and record. Their dedicated timing (`fwd_ms`, ...) is measured once, on the
+first run's model, and recorded for each as the variant's timing; `train_tokens_per_s` is a run's share of
+the stack's throughput and `wall_s` its share of the call's wall time (`env.cohort_wall_s` the whole).
 
 Hydra's basic launcher runs every job in one process, so each job resets the RNGs, the
 torch thread count, the TF32 flags and the CUDA peak-memory statistics.
@@ -20,7 +27,7 @@ import random
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -44,10 +51,12 @@ from benchmark.models import build_model, masks
 from benchmark.models.norm import bn_modules
 from benchmark.tasks import Task
 from benchmark.training import accel as accel_mod
+from benchmark.training.evaluate import final_metrics
 from benchmark.training.gradients import filled_init_ratios, hidden_grad_profile, init_gain_profiles, profile_ratio
+from benchmark.training.loop import build_members, train_members
 from benchmark.training.precision import autocast_dtype, set_tf32
 from benchmark.training.timing import MemoryMeter, time_model
-from benchmark.training.train import HISTORY_COLUMNS, TrainResult, final_metrics, precise_batches, train
+from benchmark.training.train import HISTORY_COLUMNS, TrainResult, precise_batches
 
 log = logging.getLogger(__name__)
 PROBE_BATCH = 64  # examples in the fixed probe batch of the hidden-gradient profile
@@ -63,39 +72,45 @@ def reset_job_state(cfg: RunConfig, threads: Optional[int]) -> None:
     set_tf32(cfg.precision)
 
 
-def measure(p: Prepared, device: torch.device, progress: bool, jobs: RunningJobs) -> tuple[dict[str, Any], TrainResult]:
-    """Build, train and measure: the measured part of the record, merged once from each phase's part,
-    and the training result (its history rows).
+def measure(
+    ps: Sequence[Prepared], device: torch.device, jobs: RunningJobs
+) -> tuple[list[dict[str, Any]], list[TrainResult]]:
+    """Build, train and measure every run: each one's measured record part (merged once from each phase's
+    part) and training result (its history rows).
 
-    A phase that raises ends the run as `status: failed` with the error and traceback; the parts
-    measured before it are kept. `jobs` counts the sweep's grid points running beside this one,
-    at the start and end of training and of the dedicated timing: throughput measured beside
-    other jobs says so.
+    A phase that raises fails every run (`status: failed`, the error and traceback); the parts measured
+    before it are kept. `jobs` counts the sweep's grid points running beside this job, at the start and end
+    of training and of the dedicated timing: throughput measured beside other jobs says so.
     """
-    parts: list[dict[str, Any]] = []
-    res = TrainResult()
+    parts: list[list[dict[str, Any]]] = [[] for _ in ps]
+    results = [TrainResult() for _ in ps]
     try:
-        model = run_model(p, device)
-        parts.append(compile_time(p, model, device))
-        probe = probe_batch(p.task, device)
-        parts.append(gradient_profile(p, model, probe, "start", gains=True))
+        models = [run_model(p, device) for p in ps]
+        parts[0].append(compile_time(ps[0], models[0], device))
+        probes = [probe_batch(p.task, device) for p in ps]
+        for e, (part, p, m, probe) in enumerate(zip(parts, ps, models, probes)):
+            part.append(gradient_profile(p, m, probe, "start", gains=e == 0))  # the gain inits: once per job
         meter = MemoryMeter(device)
-        parts.append(training(p, model, device, res, progress, jobs))
-        parts.append(gradient_profile(p, model, probe, "end"))
-        parts.append(final_metrics(model, p.task, device, p.cfg.precision))
-        parts.append(dedicated_timing(p, model, device, jobs))
-        parts.append({"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind})
-    except Exception as e:  # recorded, never silent: status failed + error + traceback
-        parts.append(failure(p, e, res))
-    return {k: v for part in parts for k, v in part.items()}, res
+        trained = training(ps, models, device, results, jobs)
+        finals = final_metrics(models, [p.task for p in ps], device, ps[0].cfg.precision)
+        for part, p, m, probe, res, final in zip(parts, ps, models, probes, results, finals):
+            part += [trained, training_keys(res), gradient_profile(p, m, probe, "end"), final]
+        shared = dedicated_timing(ps[0], models[0], device, jobs)  # the variant's timing, once per job
+        shared |= {"peak_memory_mb": meter.peak_mb(), "peak_memory_kind": meter.kind}
+        for part in parts:
+            part.append(shared)
+    except Exception as e:  # recorded, never silent: every run failed, with the error and traceback
+        for part, p, res in zip(parts, ps, results):
+            part.append(failure(p, e, res))
+    return [{k: v for d in part for k, v in d.items()} for part in parts], results
 
 
 def run_model(p: Prepared, device: torch.device) -> torch.nn.Module:
-    """The run's model: initialised from its seed alone, drawing its masks from a stream of its own
-    (`masks.generator`; a CUDA graph registers it and replays its draws), so a cohort member gets the same."""
+    """The run's model, a stack of one: initialised from its seed alone, drawing its masks from a stream of its
+    own (`masks.generator`; a CUDA graph registers it and replays its draws), whatever it trains beside."""
     torch.manual_seed(p.cfg.seed)
     model = build_model(p.spec).to(device)
-    model.mask_gen = masks.generator(p.cfg.seed, device)
+    model.mask_gens = [masks.generator(p.cfg.seed, device)]
     return accel_mod.apply(model, p.cfg.accel)
 
 
@@ -160,32 +175,31 @@ def filled_start(
 
 
 def training(
-    p: Prepared, model: torch.nn.Module, device: torch.device, res: TrainResult, progress: bool, jobs: RunningJobs
+    ps: Sequence[Prepared],
+    models: Sequence[torch.nn.Module],
+    device: torch.device,
+    results: Sequence[TrainResult],
+    jobs: RunningJobs,
 ) -> dict[str, Any]:
-    """Train (filling `res`, so a failure keeps its steps and history); the training keys of the record."""
-    cfg = p.cfg
-    step = (
-        accel_mod.GraphedForwardBackward(model, p.task.loss, autocast_dtype(cfg.precision))
-        if cfg.accel is Accel.graph
-        else None
-    )  # None: the task's own step (eager)
-    beside = jobs.beside()
-    train(
-        model,
-        p.task,
-        cfg.train,
+    """Train the runs together (filling `results`, so a failure keeps their steps and history); the training keys
+    every run shares: the jobs beside, and with accel=graph the capture time of the steps' graphs."""
+    c, beside = ps[0].cfg, jobs.beside()
+    members = build_members(
+        models,
+        [p.task for p in ps],
+        [p.cfg.train for p in ps],
         device,
-        cfg.seed,
-        cfg.precision,
-        progress,
-        result=res,
-        precise_bn_batches=p.spec.reg.precise_batches(),
-        step=step,
+        [p.cfg.seed for p in ps],
+        c.precision,
+        results,
+        ps[0].spec.reg.precise_batches(),
+        c.accel,
     )
+    train_members(members, c.train.progress, graph=c.accel is Accel.graph)
     out = {"train_jobs_beside": max(beside, jobs.beside())}
-    if res.capture_s is not None:
-        out["compile_s"] = res.capture_s  # accel=graph: capture time of the training step's graph
-    return out | training_keys(res)
+    if results[0].capture_s is not None:
+        out["compile_s"] = results[0].capture_s  # accel=graph: capture time of the training steps' graphs
+    return out
 
 
 def training_keys(res: TrainResult) -> dict[str, Any]:
@@ -284,24 +298,25 @@ def write_record(
 
 
 def execute(
-    p: Prepared, threads: Optional[int], multirun: bool = False, job_num: int = 0, cohort: Optional[dict] = None
-) -> str:
-    """Run one prepared grid point; returns its status ("skipped" if already complete).
+    ps: Sequence[Prepared], threads: Optional[int], multirun: bool, job_num: int, cohort: dict[str, Any]
+) -> list[str]:
+    """Train the prepared runs `ps` together (one: a run alone) and write each one's record; their statuses.
 
-    `cohort`: the record's cohort keys when this run is one of a job's members run one after another.
-    """
-    if skip_complete(p):
-        return "skipped"
-    cfg = p.cfg
+    `cohort`: the record's cohort keys of these runs (`SOLO` for a run alone)."""
+    first = ps[0]
     start, start_iso = time.perf_counter(), envinfo.now_iso()
-    reset_job_state(cfg, threads)
-    start_folder(p)
-    running = Path(cfg.results_dir) / cfg.sweep / RUNNING
-    with _device_for_job(p, multirun, job_num) as device, running_jobs(running) as jobs:
-        ident = identity(p)
-        measured, res = measure(p, device, cfg.train.progress, jobs)
+    reset_job_state(first.cfg, threads)
+    for p in ps:
+        start_folder(p)
+    running = Path(first.cfg.results_dir) / first.cfg.sweep / RUNNING
+    with _device_for_job(first, multirun, job_num) as device, running_jobs(running) as jobs:
+        idents = [identity(p) for p in ps]
+        measured, results = measure(ps, device, jobs)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # after an OOM, give the next job of the sweep the memory back
-        env = envinfo.collect(device, cfg.precision.value, start_iso)
-    env["wall_s"] = time.perf_counter() - start
-    return write_record(p, ident, {**measured, **(cohort or SOLO)}, res, env)
+        env = envinfo.collect(device, first.cfg.precision.value, start_iso)
+    wall = time.perf_counter() - start
+    env["wall_s"] = wall / len(ps)
+    if len(ps) > 1:
+        env["cohort_wall_s"] = wall
+    return [write_record(p, i, {**m, **cohort}, r, env) for p, i, m, r in zip(ps, idents, measured, results)]

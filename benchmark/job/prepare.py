@@ -169,6 +169,17 @@ def arm_identity(arm: Arm, total_len: Optional[int]) -> dict[str, Any]:
     return own
 
 
+def arm_about(arm: Arm, own: dict[str, Any]) -> Optional[str]:
+    """The arm's own words for the run's variant (`Arm.variants`): description (paper); among several, the one
+    whose placement the run records (`own`: the arm's identity columns)."""
+    declared = type(arm).variants(arm.name)
+    placed = {str(v) for v in own.values() if v is not None}
+    v = next((d for d in declared if d.placement in placed), declared[0] if declared else None)
+    if v is None or not (v.description or v.paper):
+        return None
+    return v.description + (f" ({v.paper})" if v.paper else "")
+
+
 def identity(p: Prepared) -> dict[str, Any]:
     """What the run is: every identity key of the record (benchmark/core/record.py) in its order, null where
     nothing sets it (e.g. another arm's columns); the arm contributes its own (`Arm.identity`)."""
@@ -188,7 +199,8 @@ def run_identity(p: Prepared) -> dict[str, Any]:
         "cell": p.resolved["cell"].get("name", p.spec.cell.name),
         "reg": reg.name,
         "reg_params": reg.params(),
-        **arm_identity(reg, p.task.total_len),
+        "reg_about": arm_about(reg, own := arm_identity(reg, p.task.total_len)),
+        **own,
         "impl": c.impl.value,
         "impl_used": resolve_impl(p.spec.cell, reg, c.impl).value,
         "accel": c.accel.value,

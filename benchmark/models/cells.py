@@ -11,11 +11,15 @@ and hands both to `step`. Regularisers that act *inside* a cell arrive as two sl
 Gate order and the placement of biases follow torch's nn.RNN/LSTM/GRU exactly, so the
 custom loop and the fused kernels compute the same function on the same parameters.
 
+Every tensor here may lead with the member dimension E of a stack (`layer.py`): gates are split on the
+last dimension, so (E, B, gH) tensors pass through `step` unchanged.
+
 To add a cell: subclass `CellMath`, set `gates` (pre-activation width in units of H),
 `native` (a torch module with the same parameter layout, or None) and write `step`;
 then point a `conf/cell/<name>.yaml` `_target_` at the class. A cell may also set `fused`,
-a whole-sequence function with its own backward (LSTM does: `fused.py`); without it the
-layer's autograd loop over `step` runs, which is always correct.
+its whole-sequence functions with their own backward (`Kernels`; the built-in cells do:
+fused_plain.py, fused_gru.py, fused_norm.py, fused_masks.py); without them the layer's autograd
+loop over `step` runs, which is always correct.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.core.config import ConfigError
-from benchmark.models.fused import fused_lstm
+from benchmark.models.fused_gru import gru_plain, rnn_plain
+from benchmark.models.fused_masks import lstm_masked
+from benchmark.models.fused_norm import gru_norm, lstm_norm, rnn_norm
+from benchmark.models.fused_plain import lstm_plain
 
 State = tuple[Tensor, ...]
 
@@ -48,6 +55,24 @@ class Slots:
     cell_norm: Callable[[Tensor, int], Tensor] = _identity_t
 
 
+@dataclass(frozen=True)
+class Kernels:
+    """A cell's hand-written whole-sequence functions for training with gradients, each computing exactly what
+    the layer's autograd loop over `step` computes (tests/test_fused.py); None where the cell has none.
+
+    plain: `(x (T, E, B, I), w_ih, b_ih, w_hh, b_hh) -> (T, E, B, H)`, nothing inside the recurrence.
+    norm: `(xw (T, E, B, gH), w_hh, b_hh (E, 1, gH), norm_h, norm_c) -> (T, E, B, H)`, per-step norms inside
+        (pieces with a `fused(T, like)` step); xw holds W_ih·x (after norm_x) plus b_ih, and b_hh where
+        the cell is additive.
+    masked: `(xw (T, E, B, gH) both biases in, w_hh, h_mask, c_masks, zone) -> (T, E, B, H)`, a state mask,
+        candidate masks and zoneout inside.
+    """
+
+    plain: Optional[Callable[..., Tensor]] = None
+    norm: Optional[Callable[..., Tensor]] = None
+    masked: Optional[Callable[..., Tensor]] = None
+
+
 class CellMath:
     """One recurrent cell's step. Stateless; parameters live in the layer.
 
@@ -58,9 +83,7 @@ class CellMath:
         additive: True when the gates depend on `xw + hw` only, so the layer may fold
             `xw_t` into the recurrent GEMM (`addmm(xw_t, h, W_hh^T)`) and pass `xw=None`.
         has_cell_state: True when the state carries a memory besides h (LSTM's c).
-        fused: optional fast path for training, `(xw, w_hh, h_mask, c_masks, norm_h, norm_c[, norm_x,
-            bias], zone=[h, c] keep masks or None)` -> (T, B, H), computing exactly what the layer's loop
-            over `step` (and zoneout after it) computes.
+        fused: the cell's hand-written kernels (`Kernels`), or None.
     """
 
     name: ClassVar[str] = "cell"
@@ -68,7 +91,7 @@ class CellMath:
     native: ClassVar[Optional[type[nn.RNNBase]]] = None
     additive: ClassVar[bool] = True
     has_cell_state: ClassVar[bool] = False
-    fused: ClassVar[Optional[Callable[..., Tensor]]] = None
+    fused: ClassVar[Optional[Kernels]] = None
 
     def init_state(self, batch: int, hidden: int, like: Tensor) -> State:
         """Zero initial state, (B, H) per state tensor."""
@@ -79,7 +102,7 @@ class CellMath:
         """One time step. xw, hw: (B, gates*H) incl. biases (xw None: already summed into hw).
 
         Gates are split on the last dimension, so the same math runs on (E, B, gates*H) tensors of
-        E models stacked along a leading member dimension (`cohort.py`).
+        E members stacked along a leading member dimension (`layer.py`).
 
         Returns the output h_t (B, H) and the new state.
         """
@@ -96,6 +119,7 @@ class RNNCell(CellMath):
     name = "rnn"
     gates = 1
     native = nn.RNN
+    fused = Kernels(plain=rnn_plain, norm=rnn_norm)
 
     def step(self, xw, hw, state, t, slots):
         pre = hw if xw is None else xw + hw
@@ -115,7 +139,7 @@ class LSTMCell(CellMath):
     gates = 4
     native = nn.LSTM
     has_cell_state = True
-    fused = staticmethod(fused_lstm)
+    fused = Kernels(plain=lstm_plain, norm=lstm_norm, masked=lstm_masked)
 
     def step(self, xw, hw, state, t, slots):
         h, c = state
@@ -137,6 +161,7 @@ class GRUCell(CellMath):
     gates = 3
     native = nn.GRU
     additive = False
+    fused = Kernels(plain=gru_plain, norm=gru_norm)
 
     def step(self, xw, hw, state, t, slots):
         (h,) = state

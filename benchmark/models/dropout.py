@@ -1,50 +1,39 @@
-"""Dropout masks over time: fresh per step (Zaremba) or one per sequence (Gal).
+"""Dropout of E stacked members over time: a fresh mask per step (Zaremba) or one per sequence (Gal).
 
-Inverted dropout throughout: kept units are scaled by 1/(1-p) in training, so nothing
-is rescaled at eval and expectations match.
+Inverted dropout throughout: kept units are scaled by 1/(1-p) in training, so nothing is rescaled at
+eval and expectations match. Masks are drawn member first through `benchmark.models.masks` (row e from
+member e's stream), and each member may drop out with its own p (a stack over dropout p).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from torch import Tensor, nn
 
 from benchmark.models import masks
 
 
-def sequence_mask(like: Tensor, p: float) -> Tensor:
-    """An inverted-dropout mask shaped like `like` ((B, F): reused at every step of a sequence)."""
-    return masks.bernoulli(like, like.shape, 1.0 - p, scale=True)
+class SequenceDropout(nn.Module):
+    """Inverted dropout on (T, E, B, F): a fresh mask per element (Zaremba), or, `locked`, one (E, B, F) mask
+    per member and sequence shared over T (Gal & Ghahramani). `p`: one probability, or one per member."""
 
-
-class _Dropout(nn.Module):
-    """Inverted dropout with probability p in training, the identity at eval: `mask(x)` says which units."""
-
-    def __init__(self, p: float) -> None:
+    def __init__(self, p: float | Sequence[float], locked: bool) -> None:
         super().__init__()
-        self.p = p
+        ps = (float(p),) if isinstance(p, (int, float)) else tuple(float(q) for q in p)
+        self.p: float | tuple[float, ...] = ps[0] if len(set(ps)) == 1 else ps
+        self.locked = locked
+
+    def keep(self) -> float | tuple[float, ...]:
+        return 1.0 - self.p if isinstance(self.p, float) else tuple(1.0 - p for p in self.p)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return x * self.mask(x)
-
-    def mask(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        T, E, B, Fd = x.shape
+        if self.locked:
+            return x * masks.bernoulli(x, (E, B, Fd), self.keep(), scale=True)
+        return x * masks.bernoulli(x, (E, T, B, Fd), self.keep(), scale=True).transpose(0, 1)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-class StepDropout(_Dropout):
-    """Dropout with a fresh mask per element (and so per step; Zaremba): `nn.Dropout`'s law, drawn by
-    `masks.bernoulli` so a trained model's masks come from its own stream (benchmark/models/masks.py)."""
-
-    def mask(self, x: Tensor) -> Tensor:
-        return masks.bernoulli(x, x.shape, 1.0 - self.p, scale=True)
-
-
-class LockedDropout(_Dropout):
-    """Variational dropout on a (T, B, F) sequence: one mask per sequence, shared over T."""
-
-    def mask(self, x: Tensor) -> Tensor:
-        return sequence_mask(x[0], self.p).unsqueeze(0)  # (1, B, F) broadcast over T
+        return f"p={self.p}, locked={self.locked}"

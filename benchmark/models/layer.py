@@ -1,96 +1,102 @@
-"""One recurrent layer with two implementations over the same parameters.
+"""One recurrent layer of E stacked members: (T, E, B, I) -> (T, E, B, H). A run alone is a stack of one.
 
-`native` calls torch's fused module (cuDNN / oneDNN / ATen); `custom` is the suite's own
-time loop, needed whenever a regulariser acts inside the recurrence. Both read the same
-`weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0`, so switching impl changes speed,
-never the function.
+Every parameter is the E members' stacked along dim 0, in torch's RNN layout per member
+(`weight_ih_l0` (E, gH, I), `weight_hh_l0` (E, gH, H), `bias_ih_l0`, `bias_hh_l0` (E, gH)). Three paths
+compute the same function on the same parameters:
 
-The custom loop is O(T) in time and memory, forward and backward:
-- the input projection of all steps is one GEMM: (T·B, I) × (I, gH);
-- input-side BN is one vectorised op over the (T, B, gH) tensor;
-- steps are taken with `unbind(0)` (indexing `xw[t]` makes backward O(T²));
-- when the cell is additive and h is not normalised, `xw_t` rides in the recurrent GEMM
-  as its bias: `addmm(xw_t, h, W_hh^T)`.
-Cells that declare a `fused` sequence function (LSTM: `fused.py`, a hand-written backward
-with one GEMM for W_hh's gradient) take it in training with gradients on; everything else,
-and every cell from outside the package, runs this autograd loop, which stays the reference.
-Dropout masks are drawn before the loop, once per sequence ((B, H), Gal) or per step
-((T, B, H), Semeniuta), so both paths and the compiled step see the same masks.
-Layer normalisation (`reg=ln`, `layernorm.py`) fills the same three norm slots as recurrent
-BN; zoneout (`reg=zoneout`, `zoneout.py`) mixes each new state with the previous one after
-the step, with (T, B, H) masks drawn before the loop. The fused LSTM runs both (LN of W_ih·x
-for all steps at once before it, LN of W_hh·h and c inside it; the same zoneout masks).
-Every such piece comes from the run's arm (benchmark/arms/), asked once when the layer is built;
-an arm's `weight_hh` module (weight drop) turns W_hh into the matrix one whole forward uses,
-which the loop and the fused LSTM then read like W_hh itself.
+- **native**: a stack of one whose variant allows it (`impl_used` native) calls torch's fused kernel
+  (cuDNN / oneDNN / ATen) on member 0's weights;
+- **fused**: in training with gradients on, the cell's hand-written kernels (`CellMath.fused`: plain,
+  per-step norms whose pieces offer a `fused` step, masks and zoneout), chosen by what the pieces inside
+  the recurrence are (`_fused`);
+- **loop**: the autograd loop over the cell's `step`, which serves everything else and stays the reference.
+
+The loop is O(T) in time and memory, forward and backward: the input projection of all members and steps
+is one batched GEMM (T, E, B, I)·(E, I, gH); input-side norms act on that whole tensor at once; steps are
+taken with `unbind(0)` (indexing `xw[t]` makes backward O(T²)); when the cell is additive and h is not
+normalised, `xw_t` rides in the recurrent GEMM as its bias: `baddbmm(xw_t, h, W_hh^T)`.
+
+Every piece comes from the run's arm (benchmark/arms/), asked once when the layer is built and built for
+the stack's E members: norms of W_ih·x, W_hh·h and the cell state; a state mask (Gal), candidate masks
+(Semeniuta) and zoneout (Krueger), drawn before the loop, member first, through
+`benchmark.models.masks` (row e from member e's stream); an arm's `weight_hh` module (weight drop) turns
+W_hh into the matrix one whole forward uses, which every path then reads like W_hh itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
 
-from benchmark.arms.base import Arm
-from benchmark.arms.none import NoArm
+from benchmark.arms.base import Arm, Site
+from benchmark.models import masks
 from benchmark.models.cells import CellMath, Slots
-from benchmark.models.dropout import sequence_mask
-from benchmark.models.layernorm import StepLayerNorm
-from benchmark.models.norm import SeqBatchNorm, StepBatchNorm
+from benchmark.models.fused_norm import add_bias
 from benchmark.models.zoneout import keep_masks, zone
-from benchmark.training.precision import _needs_fp32, native_rnn
+from benchmark.training.precision import needs_fp32
+
+# torch's fused sequence functions by the cell's native module (what nn.RNN/LSTM/GRU.forward call)
+NATIVE_FNS: dict[type, Callable[..., tuple]] = {nn.RNN: torch.rnn_tanh, nn.LSTM: torch.lstm, nn.GRU: torch.gru}
+_REFERENCE: contextvars.ContextVar[bool] = contextvars.ContextVar("reference_loop", default=False)
 
 
-class CellParams(nn.Module):
-    """Parameters in torch's RNN layout, for cells that have no native module."""
+@contextlib.contextmanager
+def reference_loop() -> Iterator[None]:
+    """Inside, every layer takes the autograd loop (neither torch's kernel nor a fused one): the reference the
+    fast paths are checked against (tests/test_fused.py, `benchmark.models.check.check_arm`)."""
+    token = _REFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
 
-    def __init__(self, input_size: int, hidden_size: int, gates: int) -> None:
+
+class StackedWeights(nn.Module):
+    """W_ih, W_hh, b_ih, b_hh of E members, (E, …) each, under torch's names; torch's RNN initialisation
+    U(-1/√H, 1/√H) in torch's order, member by member (a stack of one draws what nn.LSTM draws)."""
+
+    def __init__(self, members: int, input_size: int, hidden_size: int, gates: int) -> None:
         super().__init__()
         gh = gates * hidden_size
-        self.weight_ih_l0 = nn.Parameter(torch.empty(gh, input_size))
-        self.weight_hh_l0 = nn.Parameter(torch.empty(gh, hidden_size))
-        self.bias_ih_l0 = nn.Parameter(torch.empty(gh))
-        self.bias_hh_l0 = nn.Parameter(torch.empty(gh))
-        k = 1.0 / math.sqrt(hidden_size)  # torch's RNN initialisation
-        for p in self.parameters():
-            nn.init.uniform_(p, -k, k)
+        self.weight_ih_l0 = nn.Parameter(torch.empty(members, gh, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(members, gh, hidden_size))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(members, gh))
+        self.bias_hh_l0 = nn.Parameter(torch.empty(members, gh))
+        k = 1.0 / math.sqrt(hidden_size)
+        with torch.no_grad():
+            for e in range(members):
+                for p in self.parameters():
+                    p[e].uniform_(-k, k)
 
 
 class RecurrentLayer(nn.Module):
-    """A single recurrent layer. Input and output are (T, B, ·).
+    """A single recurrent layer of E members. Input and output are (T, E, B, ·).
 
-    `reg`: the regulariser (benchmark/arms/), asked for the pieces of this layer; None = no arm.
-    `stats_steps`: rows of per-step population statistics its norms keep (`Arm.stats_steps`).
+    `site`: the stack's members and this layer's index (`Site`), which the arm builds its pieces for.
+    `native`: a stack of one whose variant torch's fused kernel runs (`impl_used` native).
     """
 
     def __init__(
-        self,
-        cell: type[CellMath],
-        input_size: int,
-        hidden_size: int,
-        reg: Optional[Arm] = None,
-        stats_steps: Optional[int] = None,
+        self, cell: type[CellMath], input_size: int, hidden_size: int, reg: Arm, site: Site, native: bool = False
     ) -> None:
         super().__init__()
-        reg = reg if reg is not None else NoArm("none")
-        self.cell = cell()
-        self.hidden_size = hidden_size
+        self.cell, self.hidden_size, self.members = cell(), hidden_size, site.members
         gh = cell.gates * hidden_size
-        self.rnn = (
-            cell.native(input_size, hidden_size)
-            if cell.native is not None
-            else CellParams(input_size, hidden_size, cell.gates)
-        )
-        # The arm's pieces (benchmark/arms/base.py); None / 0 where it has none.
-        self.norm_x: Optional[nn.Module] = reg.norm_x(gh, stats_steps)  # on W_ih·x
-        self.norm_h: Optional[nn.Module] = reg.norm_h(gh, stats_steps)  # on W_hh·h
-        self.norm_c = reg.norm_c(hidden_size, stats_steps) if cell.has_cell_state else None  # on the cell state
+        self.rnn = StackedWeights(site.members, input_size, hidden_size, cell.gates)
+        self.native = native and site.members == 1 and cell.native is not None
+        # The arm's pieces (benchmark/arms/base.py), built for the stack's members; None / 0 where it has none.
+        self.norm_x: Optional[nn.Module] = reg.norm_x(site, gh)  # on W_ih·x
+        self.norm_h: Optional[nn.Module] = reg.norm_h(site, gh)  # on W_hh·h
+        self.norm_c = reg.norm_c(site, hidden_size) if cell.has_cell_state else None  # on the cell state
         self.zone_p: Optional[tuple[float, ...]] = reg.zoneout(cell.has_cell_state)  # (p_h[, p_c])
         self.p_state = reg.state_dropout()  # Gal: one mask per sequence on h_{t-1}
         self.p_candidate = reg.candidate_dropout()  # Semeniuta: a fresh mask per step on the candidate
-        self.weight_hh: Optional[nn.Module] = reg.weight_hh(gh, hidden_size)  # W_hh -> what this forward uses
+        self.weight_hh: Optional[nn.Module] = reg.weight_hh(site, gh, hidden_size)  # W_hh -> what this forward uses
         # torch.compile of the step, set by benchmark/training/accel.py
         self.compiled_step: Optional[Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = None
 
@@ -98,55 +104,116 @@ class RecurrentLayer(nn.Module):
         r = self.rnn
         return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
 
-    def forward(self, x: Tensor, custom: bool, hiddens: Optional[list[Tensor]] = None) -> Tensor:
-        """x: (T, B, I) -> (T, B, H). `hiddens`, if given, collects each h_t with retain_grad()."""
-        if not custom and hiddens is None:
-            return native_rnn(self.rnn, x)  # fp32 where this CPU has no bf16 kernel for it
-        return self._loop(x, hiddens)
+    def forward(self, x: Tensor, hiddens: Optional[list[Tensor]] = None) -> Tensor:
+        """x: (T, E, B, I) -> (T, E, B, H). `hiddens`, if given, collects each h_t (E, B, H) with retain_grad()."""
+        if _REFERENCE.get():
+            return self._loop(x, hiddens)
+        if self.native and hiddens is None and self.compiled_step is None:
+            return self._native(x, None)[0]
+        out = self._fused(x) if hiddens is None else None
+        return out if out is not None else self._loop(x, hiddens)
 
-    # -- carried state (truncated BPTT over a stream, tasks/ptb.py): an optional initial state in, the final out --
-    def forward_carry(
-        self, x: Tensor, custom: bool, state: Optional[tuple[Tensor, ...]]
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """x: (T, B, I), state: the previous window's final (h[, c]), (B, H) each, or None (zeros)
-        -> ((T, B, H), the final state). The fused LSTM starts from zeros, so this takes the autograd loop."""
-        if custom:
-            return self._loop(x, None, state, want_state=True)
-        has_c = self.cell.has_cell_state
-        hx = None if state is None else (tuple(s.unsqueeze(0) for s in state) if has_c else state[0].unsqueeze(0))
-        if _needs_fp32(self.rnn, x):
+    def forward_carry(self, x: Tensor, state: Optional[tuple[Tensor, ...]]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Carried state (truncated BPTT over a stream, tasks/ptb.py): x (T, E, B, I), the previous window's final
+        (h[, c]), (E, B, H) each, or None (zeros) -> ((T, E, B, H), the final state). The fused kernels start
+        from zeros, so a custom layer takes the autograd loop."""
+        if self.native and self.compiled_step is None and not _REFERENCE.get():
+            return self._native(x, state)
+        return self._loop(x, None, state, want_state=True)
+
+    def _native(self, x: Tensor, state: Optional[tuple[Tensor, ...]]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """torch's fused kernel on member 0 (E = 1): the member dimension stands where torch keeps its layers."""
+        T, E, B, _ = x.shape
+        has_c, H = self.cell.has_cell_state, self.hidden_size
+        native = type(self.cell).native
+        if state is None:
+            state = tuple(x.new_zeros(1, B, H) for _ in range(2 if has_c else 1))
+        w_ih, w_hh, b_ih, b_hh = (w[0] for w in self.weights())
+        if needs_fp32(native, x):  # this CPU has no bf16 kernel for it: float32, autocast off
             with torch.autocast("cpu", enabled=False):
-                hx = None if hx is None else (tuple(h.float() for h in hx) if has_c else hx.float())
-                out, hn = self.rnn(x.float(), hx)
-        else:
-            out, hn = self.rnn(x, hx)
-        return out, (tuple(h[0] for h in hn) if has_c else (hn[0],))
+                return self._call_native(x.float(), tuple(s.float() for s in state), (w_ih, w_hh, b_ih, b_hh))
+        return self._call_native(x, state, (w_ih, w_hh, b_ih, b_hh))
 
-    def candidate_masks(self, T: int, like: Tensor) -> Optional[Tensor]:
-        """Semeniuta's (T, B, H) inverted-dropout masks on the candidate, fresh each step; None when off."""
-        if not (self.p_candidate > 0 and self.training):
+    def _call_native(self, x: Tensor, state: tuple[Tensor, ...], weights: tuple[Tensor, ...]) -> tuple:
+        fn = NATIVE_FNS[type(self.cell).native]
+        hx = state if self.cell.has_cell_state else state[0]
+        out, *final = fn(x[:, 0], hx, weights, True, 1, 0.0, self.training, False, False)
+        return out.unsqueeze(1), tuple(final)
+
+    # --- the fused kernels -------------------------------------------------------------------------
+    def _fusable(self, x: Tensor) -> bool:
+        """Training with gradients, nothing per step to hook (no compiled step), no autocast."""
+        return (
+            self.cell.fused is not None
+            and self.training
+            and torch.is_grad_enabled()
+            and self.compiled_step is None
+            and not torch.is_autocast_enabled(x.device.type)
+        )
+
+    def _fused(self, x: Tensor) -> Optional[Tensor]:
+        """The cell's kernel for what sits inside the recurrence, or None (the autograd loop runs): plain (nothing
+        inside), norm (per-step norms with a `fused` step, nothing else), masked (masks or zoneout, no norm)."""
+        if not self._fusable(x):
             return None
-        return sequence_mask(like.new_empty(T, *like.shape), self.p_candidate)
-
-    def zone_masks(self, T: int, like: Tensor) -> Optional[list[Optional[Tensor]]]:
-        """Zoneout's keep masks in training, per state (h[, c]): (T, B, H), or None where p = 0; None when off."""
-        if self.zone_p is None or not self.training:
+        kernels, w_hh = self.cell.fused, self._w_hh()
+        inside = self.p_state > 0 or self.p_candidate > 0 or self.zone_p is not None
+        if self.norm_h is None and self.norm_c is None:
+            if not inside and self.norm_x is None and kernels.plain is not None:
+                w_ih, _, b_ih, b_hh = self.weights()
+                return kernels.plain(x, w_ih, b_ih, w_hh, b_hh)
+            if kernels.masked is not None and self.cell.additive:
+                xw, _ = self._input_side(x)
+                state = x.new_empty(x.shape[1], x.shape[2], self.hidden_size)
+                h_mask, c_masks, zones = self._masks(x.shape[0], state)
+                return kernels.masked(xw, w_hh, h_mask, c_masks, zones)
             return None
-        return [keep_masks(T, like, p) for p in self.zone_p]
-
-    def zone_keeps(self, T: int, masks: Optional[list[Optional[Tensor]]]) -> Optional[list[tuple]]:
-        """Per step, what each state keeps of its previous value: (B, H) masks in training, p at eval."""
-        if self.zone_p is None:
+        norms = [n for n in (self.norm_h, self.norm_c) if n is not None]
+        if inside or kernels.norm is None or self.norm_h is None or not all(hasattr(n, "fused") for n in norms):
             return None
-        if masks is None:  # eval: the expectation
-            return [tuple(p if p > 0 else None for p in self.zone_p)] * T
-        return list(zip(*((m.unbind(0) if m is not None else (None,) * T) for m in masks)))
+        xw, b_hh = self._input_side(x, add_bias)
+        return kernels.norm(xw, w_hh, b_hh, self.norm_h, self.norm_c)
 
-    def _slots(self, c_mask: Optional[Tensor] = None) -> Slots:
-        """The cell's regulariser hooks; `c_mask` (B, H) is this step's candidate mask."""
+    def _w_hh(self) -> Tensor:
+        w_hh = self.rnn.weight_hh_l0
+        return w_hh if self.weight_hh is None else self.weight_hh(w_hh)  # e.g. weight drop: one W_hh per forward
+
+    def _input_side(self, x: Tensor, add: Callable[[Tensor, Tensor], Tensor] = torch.add) -> tuple[Tensor, Tensor]:
+        """xw = (norm_x of) W_ih·x + the biases outside the recurrent GEMM, (T, E, B, gH), and b_hh (E, 1, gH).
+
+        `add` adds the biases after norm_x (the fused path's `add_bias`: the same sum, a faster gradient).
+        """
+        w_ih, _, b_ih, b_hh = self.weights()
+        b_hh = b_hh.unsqueeze(1)  # (E, 1, gH)
+        bias = b_ih.unsqueeze(1) + b_hh if self.cell.additive else b_ih.unsqueeze(1)
+        # (T, E, B, I) @ (E, I, gH): every member and step in one batched GEMM, laid out (T, E, B, gH) so
+        # each step's (E, B, gH) slice is contiguous (no copy per step, a plain stack in backward).
+        if self.norm_x is None:  # the bias as one more input row: its gradient comes out of the GEMM too
+            T, E, B, _ = x.shape
+            ones = x.new_ones(1, 1, 1, 1).expand(T, E, B, 1)
+            return torch.matmul(torch.cat([x, ones], -1), torch.cat([w_ih.transpose(1, 2), bias], 1)), b_hh
+        project = getattr(self.norm_x, "project", None)  # a cheaper form of norm_x(W·x) the piece may offer
+        xw = project(x, w_ih) if project is not None else None
+        if xw is None:
+            xw = self.norm_x(torch.matmul(x, w_ih.transpose(1, 2)))
+        return add(xw, bias), b_hh
+
+    # --- the autograd loop ---------------------------------------------------------------------------
+    def _masks(self, T: int, like: Tensor) -> tuple[Optional[Tensor], Optional[Tensor], Optional[list]]:
+        """Training: state mask (E, B, H), candidate masks (E, T, B, H), zoneout keep masks [h, c] (E, T, B, H),
+        drawn in this order, member first; at eval none, and zoneout's expectation p."""
+        if not self.training:
+            return None, None, None if self.zone_p is None else [p if p > 0 else None for p in self.zone_p]
+        E, B, H = like.shape
+        h_mask = masks.bernoulli(like, (E, B, H), 1.0 - self.p_state, scale=True) if self.p_state > 0 else None
+        c_masks = None
+        if self.p_candidate > 0:
+            c_masks = masks.bernoulli(like, (E, T, B, H), 1.0 - self.p_candidate, scale=True)
+        zones = None if self.zone_p is None else [keep_masks(T, like, p) for p in self.zone_p]
+        return h_mask, c_masks, zones
+
+    def _slots(self) -> Slots:
         slots = Slots()
-        if c_mask is not None:
-            slots.candidate = c_mask.mul
         if self.norm_c is not None:
             slots.cell_norm = self.norm_c.step
         return slots
@@ -162,35 +229,22 @@ class RecurrentLayer(nn.Module):
         t: int,
         slots: Optional[Slots] = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """One step of the custom loop: xw_t (B, gH) -> h_t (B, H) and the new state.
+        """One step for every member: xw_t (E, B, gH) -> h_t (E, B, H) and the new state.
 
         Everything per step lives here, so `benchmark.training.accel` can compile exactly this (never the
-        unrolled loop). `slots=None` builds them here (the compiled path and candidate dropout).
+        unrolled loop). `slots=None` builds them here (the compiled path). `c_mask`: this step's candidate mask.
         """
-        slots = self._slots(c_mask) if slots is None else slots
-        cell, norm_h, additive = self.cell, self.norm_h, self.cell.additive
+        slots = self._slots() if slots is None else slots
+        if c_mask is not None:
+            slots = Slots(candidate=c_mask.mul, cell_norm=slots.cell_norm)
+        cell, norm_h = self.cell, self.norm_h
         h = state[0] if h_mask is None else state[0] * h_mask  # Gal: the same mask every step
-        if additive and norm_h is None:  # xw_t rides in the recurrent GEMM as its bias
-            return cell.step(None, torch.addmm(xw_t, h, w_hh_t), state, t, slots)
-        if norm_h is not None:
-            hw = norm_h.step(torch.mm(h, w_hh_t), t)  # Cooijmans: BN(W_hh h) with the bias shared, outside it
-            return cell.step(xw_t, hw if additive else hw + b_hh, state, t, slots)
-        return cell.step(xw_t, torch.addmm(b_hh, h, w_hh_t), state, t, slots)
-
-    def _can_fuse(self, x: Tensor, hiddens: Optional[list[Tensor]]) -> bool:
-        """The cell's fused sequence function applies: training with gradients, nothing per step to hook."""
-        return (
-            self.cell.fused is not None
-            and self.training
-            and torch.is_grad_enabled()
-            and hiddens is None
-            and self.compiled_step is None
-            and not torch.is_autocast_enabled(x.device.type)
-            and all(
-                n is None or (n.training and isinstance(n, (StepBatchNorm, SeqBatchNorm, StepLayerNorm)))
-                for n in (self.norm_x, self.norm_h, self.norm_c)
-            )
-        )
+        if cell.additive and norm_h is None:  # xw_t (biases included) rides in the recurrent GEMM
+            return cell.step(None, torch.baddbmm(xw_t, h, w_hh_t), state, t, slots)
+        if norm_h is not None:  # Cooijmans: BN(W_hh h) with the bias shared, outside it
+            hw = norm_h.step(torch.bmm(h, w_hh_t), t)
+            return cell.step(xw_t, hw if cell.additive else hw + b_hh, state, t, slots)
+        return cell.step(xw_t, torch.baddbmm(b_hh, h, w_hh_t), state, t, slots)
 
     def _loop(
         self,
@@ -199,39 +253,19 @@ class RecurrentLayer(nn.Module):
         state0: Optional[tuple[Tensor, ...]] = None,
         want_state: bool = False,
     ):
-        """The custom loop: (T, B, H) outputs; with want_state (forward_carry) also the final state,
+        """The autograd loop: (T, E, B, H) outputs; with want_state (forward_carry) also the final state,
         starting from `state0` (None: zeros)."""
-        T, B, _ = x.shape
-        w_ih, w_hh, b_ih, b_hh = self.weights()
-        if self.weight_hh is not None:  # e.g. weight drop: one W_hh for the whole forward
-            w_hh = self.weight_hh(w_hh)
-        additive = self.cell.additive  # gates see xw + hw only: b_hh can join b_ih in xw
-        bias = b_ih + b_hh if additive else b_ih
-        fuse = self._can_fuse(x, hiddens) and not want_state  # forward_carry: the fused LSTM has no state in/out
-        fuse_norm_x = fuse and isinstance(self.norm_x, StepBatchNorm)  # the fused loop normalises W_ih·x per step
-        if self.norm_x is None:
-            xw = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, -1)  # (T, B, gH): one GEMM
-        elif fuse_norm_x:
-            xw = torch.matmul(x, w_ih.t())
-        else:
-            xw = self.norm_x(torch.matmul(x, w_ih.t())) + bias
-        state = self.cell.init_state(B, self.hidden_size, xw) if state0 is None else state0
-        h_mask = sequence_mask(state[0], self.p_state) if self.p_state > 0 and self.training else None
-        c_masks = self.candidate_masks(T, state[0])
-        zone_masks = self.zone_masks(T, state[0])
+        T, E, B, _ = x.shape
+        xw, b_hh = self._input_side(x)
+        w_hh_t = self._w_hh().transpose(1, 2).contiguous()  # (E, H, gH): one copy, not one per step
+        if state0 is None:
+            state0 = tuple(s.view(E, B, -1) for s in self.cell.init_state(E * B, self.hidden_size, xw))
+        state = state0
+        h_mask, c_masks, zones = self._masks(T, state[0])
+        step_masks = c_masks.unbind(1) if c_masks is not None else (None,) * T
+        keeps = self._keeps(T, zones)
         compiled = self.compiled_step
-        if fuse:
-            norm_x_and_bias = (self.norm_x, bias) if fuse_norm_x else ()
-            return self.cell.fused(
-                xw, w_hh, h_mask, c_masks, self.norm_h, self.norm_c, *norm_x_and_bias, zone=zone_masks
-            )
-        w_hh_t = w_hh.t()
-        # benchmark.training.accel may set `compiled_step`: torch.compile of the unbound `_step`, shared by every
-        # layer (so a deep copy stays correct); it builds its slots inside the compiled frame, since a
-        # fresh closure passed in would force a recompile per call.
-        slots = self._slots() if compiled is None and c_masks is None else None
-        step_masks = c_masks.unbind(0) if c_masks is not None else (None,) * T
-        zone_keeps = self.zone_keeps(T, zone_masks)
+        slots = self._slots() if compiled is None else None
         outs: list[Tensor] = []
         for t, (xw_t, c_mask) in enumerate(zip(xw.unbind(0), step_masks)):
             prev = state
@@ -239,11 +273,19 @@ class RecurrentLayer(nn.Module):
                 h, state = self._step(xw_t, state, h_mask, c_mask, w_hh_t, b_hh, t, slots)
             else:
                 h, state = compiled(self, xw_t, state, h_mask, c_mask, w_hh_t, b_hh, t)
-            if zone_keeps is not None:  # Krueger: mix the new state with the previous one, unit by unit
-                state = tuple(zone(new, old, keep) for new, old, keep in zip(state, prev, zone_keeps[t]))
+            if keeps is not None:  # Krueger: mix the new state with the previous one, unit by unit
+                state = tuple(zone(new, old, keep) for new, old, keep in zip(state, prev, keeps[t]))
                 h = state[0]
             if hiddens is not None:
                 h.retain_grad()
                 hiddens.append(h)
             outs.append(h)
         return (torch.stack(outs), state) if want_state else torch.stack(outs)
+
+    @staticmethod
+    def _keeps(T: int, zones: Optional[list]) -> Optional[list[tuple]]:
+        """Per step, what each state keeps of its previous value: (E, B, H) masks in training, p at eval."""
+        if zones is None:
+            return None
+        per_state = [z.unbind(1) if isinstance(z, Tensor) else (z,) * T for z in zones]
+        return list(zip(*per_state))

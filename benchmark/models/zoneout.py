@@ -21,14 +21,16 @@ from torch import Tensor
 
 from benchmark.models import masks
 
-Keep = Union[Tensor, float]  # a (B, H) 0/1 mask in training, the probability p at eval
+Keep = Union[Tensor, float]  # an (E, B, H) 0/1 mask in training, the probability p at eval
 
 
 def keep_masks(T: int, like: Tensor, p: float) -> Optional[Tensor]:
-    """(T, B, H) float masks, 1 where a unit keeps its previous value (probability p); None if p == 0."""
+    """(E, T, B, H) float masks for a state like `like` (E, B, H), 1 where a unit keeps its previous value
+    (probability p), member first; None if p == 0."""
     if p == 0.0:
         return None
-    return masks.bernoulli(like, (T, *like.shape), p, scale=False)
+    E, B, H = like.shape
+    return masks.bernoulli(like, (E, T, B, H), p, scale=False)
 
 
 def zone(new: Tensor, old: Tensor, keep: Optional[Keep]) -> Tensor:

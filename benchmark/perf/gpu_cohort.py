@@ -4,14 +4,14 @@ The sweep's wall time on a GPU is its cohort jobs' training steps plus their eva
 wall-time estimates of `conf/experiment/full.yaml` and the GPU default (`benchmark.perf.estimate`)
 are built from what this measures, per cell × arm × T at one cohort size and shape:
 
-- `step_ms`: one training step of the whole cohort exactly as `benchmark.training.train_cohort` runs it
+- `step_ms`: one training step of the whole cohort exactly as `benchmark.training.loop` runs it
   (members' batches, stacked forward + losses + backward, one-pass step statistics, each member's
   optimiser and schedule), eager (`accel=none`) and as a CUDA-graph replay (`accel=graph`);
   median over the timed steps after the warm-up steps (the capture is `capture_s`, apart);
 - `solo_ms`: one step of a member alone through its own model (torch's fused cuDNN kernel where
   the arm allows it): the cost of training the members one after another instead;
 - `eval_ms`: one evaluation of every member at once (precise BN where the arm has BN, then
-  validation; `benchmark.training.cohort_eval`), as the cohort runs it every `eval_interval` steps.
+  validation; `benchmark.training.evaluate`), as the cohort runs it every `eval_interval` steps.
 
 Training steps never evaluate here (the budget is far beyond the timed steps). Rows are measured
 in the order given and written after each one, so a run cut short by `--deadline-s` keeps what
@@ -37,17 +37,10 @@ from benchmark.job import envinfo
 from benchmark.models import ModelSpec, build_model, get_cell, masks
 from benchmark.tasks import get_task
 from benchmark.tasks.base import Task
-from benchmark.training.cohort_eval import refresh_stacked, validate_stacked
+from benchmark.training.evaluate import refresh_members, validate_members
+from benchmark.training.loop import Member, StackStep, restack, step_alone, step_members
 from benchmark.training.precision import set_tf32, sync
 from benchmark.training.train import TrainResult
-from benchmark.training.train_cohort import (
-    EagerCohortStep,
-    GraphedCohortStep,
-    Member,
-    restack,
-    step_alone,
-    step_members,
-)
 
 SKIP_NO_CUDA = "skipped: no CUDA device (torch.cuda.is_available() is False)"
 
@@ -73,7 +66,7 @@ def members(cell: str, arm: str, task: Task, hidden: int, n: int, batch: int, de
     for seed in range(n):
         torch.manual_seed(seed)
         model = build_model(spec).to(device).train()
-        model.mask_gen = masks.generator(seed, device)
+        model.mask_gens = [masks.generator(seed, device)]
         cfg = TrainConfig(
             steps=100_000,
             batch_size=batch,
@@ -87,6 +80,7 @@ def members(cell: str, arm: str, task: Task, hidden: int, n: int, batch: int, de
             Member(
                 model,
                 task.train_batches(batch, seed, device),
+                task.train_step(model),
                 task=task,
                 cfg=cfg,
                 device=device,
@@ -115,8 +109,8 @@ def measure(cell: str, arm: str, seq_len: int, accel: Accel, a: argparse.Namespa
     """One row: the cohort's step (and, with --solo/--eval, a member alone and one evaluation)."""
     task = make_task(seq_len, a.batch)
     ms = members(cell, arm, task, a.hidden, a.members, a.batch, device)
-    cohort = restack(None, [], ms)
-    step = (GraphedCohortStep if accel is Accel.graph else EagerCohortStep)(cohort, ms, None)
+    stacked = restack(None, [], ms)
+    step = StackStep(stacked, ms, None, graph=accel is Accel.graph)
     i = iter(range(1, 10**9))
     calls = timed(lambda: step_members(step, ms, next(i)), a.warmup + a.repeats, device)[a.warmup :]
     row: dict[str, Any] = dict(
@@ -135,15 +129,15 @@ def measure(cell: str, arm: str, seq_len: int, accel: Accel, a: argparse.Namespa
     if a.solo and accel is Accel.none:
         solo = members(cell, arm, task, a.hidden, 1, a.batch, device)[0]
         j = iter(range(1, 10**9))
-        s = timed(lambda: step_alone(solo, None, next(j)), a.warmup + a.repeats, device)[a.warmup :]
+        s = timed(lambda: step_alone(solo, next(j)), a.warmup + a.repeats, device)[a.warmup :]
         row["solo_ms"] = statistics.median(s)
     if a.eval and accel is Accel.graph:
         k = iter(range(1, 10**9))
 
         def evaluate() -> None:
             n = next(k)
-            refresh_stacked(ms, n)
-            validate_stacked(ms, n)
+            refresh_members(ms, n)
+            validate_members(ms, n)
 
         row["eval_ms"] = statistics.median(timed(evaluate, 2, device))
     return row

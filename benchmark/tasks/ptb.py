@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from benchmark.core.config import ConfigError
 from benchmark.tasks.base import Task, defaults_from
 from benchmark.training.precision import autocast
+from benchmark.training.step import penalty_of
 
 LEVELS = ("word", "char")
 WINDOW_LOSSES = ("mean", "sum")  # task.window_loss: what the training step differentiates
@@ -271,8 +272,8 @@ class PennTreebank(Task):
         for i in range(k):
             xb, yb = x[i * B : (i + 1) * B].to(device), y[i * B : (i + 1) * B].to(device)
             with autocast(device.type, dtype):
-                out, state = model.forward_carry(xb, state)
-            s = _sums(out, yb)
+                out, state = model.forward_carry(xb.unsqueeze(0), state)  # a stack of one
+            s = _sums(out[0], yb)
             nll, correct, n = nll + s[0], correct + s[1], n + s[2]
         model.train(was_training)
         if self._stream is not None:
@@ -320,9 +321,10 @@ class StreamTrainer:
     `next_batch()` gives window k of every stream; calling it with that window runs forward from the
     state the previous window ended in (detached: gradients stop at the window's start), the loss and
     backward, and keeps this window's final state. A new epoch and `reset()` (after each evaluation)
-    start from a zero state. Has the trainer's forward+backward interface (`capture_s`, `(x, y) -> loss`):
-    it returns the mean loss per token and differentiates that, or with `task.window_loss=sum` the sum over
-    the window's steps of the batch's mean (seq_len times the mean: every training target is scored).
+    start from a zero state. Has the trainer's forward+backward interface (`capture_s`,
+    `(x, y) -> (loss, penalty)`) on a stack of one: it returns the mean loss per token and differentiates that,
+    or with `task.window_loss=sum` the sum over the window's steps of the batch's mean (seq_len times the mean:
+    every training target is scored), plus the arm's loss terms.
     """
 
     capture_s = 0.0
@@ -366,14 +368,15 @@ class StreamTrainer:
         """Drop the carried state: the next window starts from zeros."""
         self.state = None
 
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         self.state_in = self.state
         with autocast(x.device.type, self.dtype):
-            out, state = self.model.forward_carry(x, self.state)
+            out, state = self.model.forward_carry(x.unsqueeze(0), self.state)
         self.state = [tuple(s.detach() for s in layer) for layer in state]
-        loss = self.task.loss(out, y)
-        (loss * y.shape[1] if self.task.window_loss == "sum" else loss).backward()
-        return loss
+        loss = self.task.loss(out[0], y)
+        penalty = penalty_of(self.model, loss)
+        ((loss * y.shape[1] if self.task.window_loss == "sum" else loss) + penalty).backward()
+        return loss, penalty
 
 
 __all__ = ["PennTreebank", "StreamTrainer", "PTBUnavailable", "tokenize", "build_vocab", "batchify", "windows"]

@@ -4,7 +4,7 @@ A Python time loop launches several small kernels per step; on a GPU the launche
 the arithmetic, set its speed. Two ways to remove them:
 
 - `compile`: `torch.compile` of the per-step function `RecurrentLayer._step` only (the
-  recurrent GEMM and the gate math of one step; Inductor fuses the element-wise work,
+  recurrent GEMM and the gate math of one step, for every member; Inductor fuses the element-wise work,
   forward and backward). Never the unrolled loop: its compile time grows superlinearly
   with T. One compiled function serves every layer (the layer is an argument, not a
   captured constant), so grid points of the same cell and shape in one process reuse it.
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from benchmark.core.config import Accel, ConfigError
 from benchmark.models.layer import RecurrentLayer
 from benchmark.training.precision import autocast, sync
-from benchmark.training.step import EagerStep, LossFn
+from benchmark.training.step import EagerStep, LossFn, penalty_of
 
 RECOMPILE_LIMIT = 64  # cells × regs × train/eval × grad mode of a sweep in one process; default 8 is too few
 
@@ -153,13 +153,13 @@ class Captured:
 
 
 def mask_generators(model: nn.Module) -> list[torch.Generator]:
-    """The model's own mask streams (a solo model's `mask_gen`, a cohort's `mask_gens`), to register with a graph."""
-    gens = getattr(model, "mask_gens", None) or [getattr(model, "mask_gen", None)]
-    return [g for g in gens if g is not None]
+    """The model's members' random streams (`mask_gens`), to register with a graph."""
+    return list(getattr(model, "mask_gens", None) or [])
 
 
 class CudaGraphStep:
-    """forward + loss + backward of one model and one fixed input shape, captured once and replayed (`Captured`).
+    """forward + loss + backward of a stack of one and one fixed input shape (B, T, I), captured once and replayed
+    (`Captured`); returns the loss and the arm's loss term.
 
     Args:
         forward_only: capture just the forward (with autograd recording, as in training),
@@ -180,28 +180,29 @@ class CudaGraphStep:
         self.model, self.device = model, x.device
         self.static_x, self.static_y = x.clone(), y.clone()
 
-        def body() -> Tensor:
+        def body() -> tuple[Tensor, Tensor]:
             with autocast(self.device.type, autocast_dtype, cache_enabled=False):
-                out = model(self.static_x)
+                out = model(self.static_x.unsqueeze(0))[0]
             loss = loss_fn(out, self.static_y)
+            penalty = penalty_of(model, loss)
             if not forward_only:
-                loss.backward()
-            return loss
+                (loss + penalty).backward()
+            return loss, penalty
 
         params = [p for p in model.parameters() if p.requires_grad]
         self.captured = Captured(body, params, model, mask_generators(model), self.device, warmup)
         self.capture_s = self.captured.capture_s
 
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        """Replay on (x, y) (copied into the static inputs); returns the loss, sets every p.grad."""
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Replay on (x, y) (copied into the static inputs); returns the loss and loss term, sets every p.grad."""
         self.static_x.copy_(x, non_blocking=True)
         self.static_y.copy_(y, non_blocking=True)
         return self.captured.replay()
 
 
 class GraphedForwardBackward:
-    """The training step as CUDA-graph replays (a `benchmark.training.step.StepFn`): `(x, y) -> loss` with
-    gradients set, a graph per input shape, captured on first sight.
+    """The training step of a stack of one as CUDA-graph replays (a `benchmark.training.step.StepFn`):
+    `(x, y) -> (loss, penalty)` with gradients set, a graph per input shape, captured on first sight.
 
     Shapes are few in practice (the training batch; a timing batch). Each graph keeps its
     own memory pool: a shared pool is only safe when graphs replay in capture order, and
@@ -214,7 +215,7 @@ class GraphedForwardBackward:
         self.graphs: dict[tuple[Any, ...], CudaGraphStep] = {}
         self.capture_s = 0.0
 
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         key = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype, self.model.training)
         g = self.graphs.get(key)
         if g is None:

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.core.record import INIT_GAINS, filled_gain_key
-from benchmark.models.norm import bn_modules, estimate_population
+from benchmark.models.norm import bn_modules
+from benchmark.models.stack import estimate_population
 
 GROUPS = ("input", "recurrent", "norm", "head")
 
@@ -59,7 +60,7 @@ def hidden_grad_profile(
 ) -> list[float]:
     """‖∂L/∂h_t‖ (Frobenius over the batch) for t = 1..T of the top layer, on (x, y).
 
-    x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
+    model: a stack of one; x: (B, T, I) on the model's device. Runs forward with `return_hidden=True` (the model
     API's custom loop, each h_t retaining its grad) on a deep copy in eval mode (`train_mode`: through
     the batch statistics, as the training step sees them), in float64, and
     with norms that cannot underflow (`_scaled_norm`): a vanishing gradient would otherwise read as
@@ -74,8 +75,8 @@ def hidden_grad_profile(
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)
-        y_hat, hs = probe(x, return_hidden=True)  # hs: T tensors (B, H)
-        loss_fn(y_hat, y).backward()
+        y_hat, hs = probe(x.unsqueeze(0), return_hidden=True)  # hs: T tensors (1, B, H)
+        loss_fn(y_hat[0], y).backward()
     return [0.0 if h.grad is None else _scaled_norm(h.grad) for h in hs]
 
 
@@ -103,7 +104,7 @@ def filled_init_ratios(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     x: Tensor,
     y: Tensor,
-    batches: list[Tensor],
+    batches: list[Tensor],  # (B, T, I) each
     steps: tuple[int, int],
     seed: int = 0,
 ) -> dict[str, Optional[float]]:
@@ -115,7 +116,7 @@ def filled_init_ratios(
     deciding between vanishing and exploding gradients at initialisation."""
 
     def ratio(probe: nn.Module) -> Optional[float]:
-        estimate_population(probe, batches)
+        estimate_population([probe], [[b.unsqueeze(0) for b in batches]])  # a stack of one, batches (1, B, T, I)
         return profile_ratio(hidden_grad_profile(probe, loss_fn, x, y, seed), *steps)
 
     out = {"hidden_grad_ratio_init_filled": ratio(copy.deepcopy(model))}

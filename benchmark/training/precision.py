@@ -3,8 +3,8 @@
 `precision=bf16` trains under autocast to bfloat16. On CPUs without AVX-512 (e.g. AVX2-only
 AMD EPYC) oneDNN has no bfloat16 kernel for the fused LSTM and fails with "could not create a
 primitive descriptor for the LSTM forward propagation primitive". Rather than refuse bf16
-there, `native_rnn(module, x)` runs such a fused CPU kernel in float32 with autocast off
-around it, and everything else stays under bf16 autocast. Which kernels fall back is probed
+there, such a fused CPU kernel runs in float32 with autocast off around it (`needs_fp32`, asked by
+benchmark/models/layer.py), and everything else stays under bf16 autocast. Which kernels fall back is probed
 once per process per module class (`native_bf16_ok`), never read from the CPU's name, and
 recorded in metrics.json as `env.cpu_bf16_fp32_fallback`.
 """
@@ -66,21 +66,15 @@ def native_bf16_ok(module_cls: type[nn.Module]) -> bool:
     return True
 
 
-def _needs_fp32(module: nn.Module, x: Tensor) -> bool:
+def needs_fp32(module_cls: type[nn.Module], x: Tensor) -> bool:
+    """Whether torch's fused kernel of `module_cls` (nn.LSTM, ...) must run on x in float32, autocast off: bf16
+    autocast on a CPU that has no bf16 kernel for it."""
     return (
         x.device.type == "cpu"
         and torch.is_autocast_enabled("cpu")
         and torch.get_autocast_dtype("cpu") == torch.bfloat16
-        and not native_bf16_ok(type(module))
+        and not native_bf16_ok(module_cls)
     )
-
-
-def native_rnn(module: nn.Module, x: Tensor) -> Tensor:
-    """`module(x)[0]`, in float32 with autocast off where this CPU has no bf16 kernel for it."""
-    if _needs_fp32(module, x):
-        with torch.autocast("cpu", enabled=False):
-            return module(x.float())[0]
-    return module(x)[0]
 
 
 def cpu_bf16_fallbacks() -> list[str]:

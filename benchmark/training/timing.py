@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.training.precision import autocast, sync
+from benchmark.training.step import penalty_of
 
 
 @dataclass
@@ -91,23 +92,26 @@ def step_fns(
     y: Tensor,
     autocast_dtype: Optional[torch.dtype] = None,
 ) -> StepFns:
-    """The eager (forward, forward+loss+backward) closures on (x, y) that `time_model` times."""
+    """The eager (forward, forward+loss+backward) closures of a stack of one on (x, y) (B, T, I) that `time_model`
+    times; the loss includes the arm's loss term, as in training."""
     device = x.device
     params = list(m.parameters())
 
     def ctx():
         return autocast(device.type, autocast_dtype)
 
+    xs = x.unsqueeze(0)
+
     def fwd() -> None:
         with ctx():
-            m(x)
+            m(xs)
 
     def fwd_bwd() -> None:
         for p in params:
             p.grad = None
         with ctx():
-            loss = loss_fn(m(x), y)
-        loss.backward()
+            loss = loss_fn(m(xs)[0], y)
+        (loss + penalty_of(m, loss)).backward()
 
     return fwd, fwd_bwd
 

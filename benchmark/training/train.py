@@ -1,19 +1,18 @@
-"""The training loop: library code over plain typed objects (no Hydra here).
+"""One member's training, step by step: its optimiser, clipping, divergence, history, evaluations and stopping.
 
-`train` reads top to bottom: take a batch from the task's `BatchSource`, call the `StepFn`
-(forward under bf16 autocast if asked, loss, backward; `benchmark.training.step`), measure the global
-and per-group gradient norms before clipping, clip, optimiser and scheduler step. The loss
-and every norm of a step are read back in one device sync (`step_stats`). A non-finite loss
-or gradient norm stops training at that step (`status = "diverged"`) without applying the
-update; everything measured so far is kept. Every `log_interval` steps a history row
-averages the steps since the last one (`HistoryWindow`); every `eval_interval` steps the
-model is validated and the stopping rules are asked (`EarlyStopping`, `StopAtTarget`).
-Progress: a tqdm bar with loss and tokens/s, quiet when stderr is not a terminal.
+Library code over plain typed objects (no Hydra here). The loop that computes the gradients of every member
+is benchmark/training/loop.py; after the gradients of step i are in `p.grad`, a member's `Trainee`
+measures the global and per-group gradient norms before clipping and clips (`step_stats`: the loss, the
+arm's loss term and every norm read back in one device sync), applies the update with its own optimiser
+and schedule, or, on a non-finite loss or gradient norm, stops at that step (`status = "diverged"`) without
+applying it; everything measured so far is kept. Every `log_interval` steps a history row averages the
+steps since the last one (`HistoryWindow`); every `eval_interval` steps the member is validated and its
+stopping rules are asked (`EarlyStopping`, `StopAtTarget`).
 
 With precise BN (`precise_bn_batches > 0`, the `PreciseBN` hook), BN's population statistics
 are re-estimated over a fixed set of training batches, weights frozen, before every
 evaluation and once more at the end if the weights changed since
-(`benchmark.models.norm.estimate_population`), so every evaluation, early-stopping snapshot
+(`benchmark.models.stack.estimate_population`), so every evaluation, early-stopping snapshot
 and final metric sees statistics of the weights it evaluates. Its cost is outside the
 training throughput, like evaluation's.
 """
@@ -24,7 +23,6 @@ import copy
 import math
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -33,59 +31,80 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from benchmark.core import record
-from benchmark.core.config import Optimizer, Precision, Scheduler, TrainConfig
-from benchmark.models.norm import estimate_population
+from benchmark.core.config import Optimizer, Scheduler, TrainConfig
 from benchmark.tasks.base import Task, split_seed
+from benchmark.training.evaluate import refresh_population, validate
 from benchmark.training.gradients import GROUPS, group_norm_tensors, total_norm
-from benchmark.training.precision import autocast, autocast_dtype
-from benchmark.training.step import BatchSampler, BatchSource, StepFn
+from benchmark.training.step import BatchSampler
 
-__all__ = ["HISTORY_COLUMNS", "BatchSampler", "TrainResult", "evaluate", "final_metrics", "lr_factor", "train"]
+__all__ = ["HISTORY_COLUMNS", "BatchSampler", "Trainee", "TrainResult", "lr_factor"]
 
 HISTORY_COLUMNS = list(record.HISTORY_COLUMNS)  # the run record defines the columns once
-EVAL_BATCH = 512  # evaluation batch; BN uses population statistics in eval, so size does not matter
 
 
 @dataclass(frozen=True)
 class StepStats:
-    """What one step measured: its loss, the global gradient norm before clipping, the per-group norms."""
+    """What one step measured: its loss, the arm's loss term, the global gradient norm before clipping, the
+    per-group norms."""
 
     loss: float
     grad_norm: float
     clipped: bool
     groups: dict[str, float]  # only the groups the model has
+    penalty: float = 0.0
 
     @property
     def finite(self) -> bool:
-        return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
+        return math.isfinite(self.loss) and math.isfinite(self.grad_norm) and math.isfinite(self.penalty)
 
 
-def step_stats(loss: Tensor, params: list[nn.Parameter], groups: Any, max_norm: Optional[float]) -> StepStats:
-    """Clip (if `max_norm`) and read the loss and every gradient norm back in one device sync."""
+def own_grads(params: list[nn.Parameter]) -> None:
+    """Give a gradient whose memory another parameter's gradient also holds (autograd hands b_ih and b_hh of
+    b_ih + b_hh one tensor, or views of one) a tensor of its own: the in-place clipping would scale it twice."""
+    seen: set[int] = set()
+    for p in params:
+        if p.grad is None:
+            continue
+        if p.grad.data_ptr() in seen:
+            p.grad = p.grad.clone()
+        seen.add(p.grad.data_ptr())
+
+
+def step_stats(
+    loss: Tensor, penalty: Tensor, params: list[nn.Parameter], groups: Any, max_norm: Optional[float]
+) -> StepStats:
+    """Clip (if `max_norm`) and read the loss, the loss term and every gradient norm back in one device sync."""
+    own_grads(params)
     if max_norm is not None:
         gnorm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     else:
         gnorm = total_norm(params).to(loss.device)
     gn = group_norm_tensors(groups)
     present = [g for g in GROUPS if gn[g] is not None]
-    vals = torch.stack([loss.detach().float(), gnorm.float()] + [gn[g].float() for g in present]).tolist()
-    return StepStats(vals[0], vals[1], max_norm is not None and vals[1] > max_norm, dict(zip(present, vals[2:])))
+    head = [loss.detach().float(), penalty.detach().float(), gnorm.float()]
+    vals = torch.stack(head + [gn[g].float() for g in present]).tolist()
+    clipped = max_norm is not None and vals[2] > max_norm
+    return StepStats(vals[0], vals[2], clipped, dict(zip(present, vals[3:])), vals[1])
 
 
-def cohort_step_stats(
-    losses: Tensor, runs: list[tuple[list[nn.Parameter], Any]], max_norm: Optional[float]
+def stack_step_stats(
+    losses: Tensor, penalties: Tensor, runs: list[tuple[list[nn.Parameter], Any]], max_norm: Optional[float]
 ) -> list[StepStats]:
-    """`step_stats` of E runs of one architecture at once: each run's (params, groups), its loss in `losses` (E,).
+    """`step_stats` of E runs of one architecture at once: each run's (params, groups), its loss in `losses` (E,)
+    and its loss term in `penalties` (E,).
 
     Each run's gradients are clipped by its own global norm as `clip_grad_norm_` does (coefficient
     max_norm / (norm + 1e-6), at most 1, in the gradients' dtype), with one norm call and one read-back for
     all runs instead of one each. A group's norm is read before clipping and scaled by the run's coefficient:
     the norm of the clipped gradients up to rounding.
     """
+    for params, _ in runs:
+        own_grads(params)
     grads = [[p.grad for p in params if p.grad is not None] for params, _ in runs]
     n = len(grads[0])
     if n == 0 or any(len(g) != n for g in grads):
-        return [step_stats(loss, params, groups, max_norm) for loss, (params, groups) in zip(losses.unbind(0), runs)]
+        pairs = zip(losses.unbind(0), penalties.unbind(0), runs)
+        return [step_stats(loss, pen, params, groups, max_norm) for loss, pen, (params, groups) in pairs]
     flat = [g for gs in grads for g in gs]  # each norm as the solo run takes it: clip_grad_norm_'s, or `total_norm`'s
     each = torch._foreach_norm(flat) if max_norm is not None else [torch.linalg.vector_norm(g) for g in flat]
     norms = torch.stack(each).view(len(runs), n)
@@ -95,16 +114,15 @@ def cohort_step_stats(
     present = [(g, [position[id(p)] for p in runs[0][1].get(g, []) if id(p) in position]) for g in GROUPS]
     present = [(g, idx) for g, idx in present if idx]
     # loss and norms read in float32 as `step_stats` reads them (an overflow is not finite), the coefficient exactly
-    read = [losses.detach().float(), total.float(), coef]
+    read = [losses.detach().float(), total.float(), coef, penalties.detach().float()]
     read += [torch.linalg.vector_norm(norms[:, idx], dim=1).float() for _, idx in present]
     rows = torch.stack([c.double() for c in read], 1).tolist()
     if max_norm is not None:
         torch._foreach_mul_([g for gs, r in zip(grads, rows) for g in gs], [r[2] for r in rows for _ in range(n)])
+    clipped = [max_norm is not None and r[1] > max_norm for r in rows]
     return [
-        StepStats(
-            r[0], r[1], max_norm is not None and r[1] > max_norm, {g: v * r[2] for (g, _), v in zip(present, r[3:])}
-        )
-        for r in rows
+        StepStats(r[0], r[1], c, {g: v * r[2] for (g, _), v in zip(present, r[4:])}, r[3])
+        for r, c in zip(rows, clipped)
     ]
 
 
@@ -117,6 +135,7 @@ class TrainResult:
     steps_done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     grad_norms: list[float] = field(default_factory=list)  # global norm before clipping, per step
+    penalties: Optional[list[float]] = None  # the arm's loss term per step (None: the arm adds none)
     clipped: list[bool] = field(default_factory=list)
     group_norms: dict[str, list[float]] = field(default_factory=lambda: {g: [] for g in GROUPS})
     train_time_s: float = 0.0  # time inside training steps only (no eval, no logging)
@@ -139,6 +158,7 @@ class TrainResult:
             return statistics.fmean(xs) if xs else None
 
         out: dict[str, Any] = {
+            "train_penalty_mean": mean(self.penalties) if self.penalties else None,
             "grad_norm_mean": mean(g),
             "grad_norm_max": max(g) if g else None,
             "grad_norm_std": statistics.pstdev(g) if g else None,
@@ -152,10 +172,12 @@ class TrainResult:
         return out
 
     def add_step(self, step: int, s: StepStats, dt: float, tokens: int) -> None:
-        """Book one applied update: its time, tokens and gradient norms."""
+        """Book one applied update: its time, tokens, loss term and gradient norms."""
         self.train_time_s += dt
         self.tokens += tokens
         self.steps_done = step
+        if self.penalties is not None:
+            self.penalties.append(s.penalty)
         self.grad_norms.append(s.grad_norm)
         self.clipped.append(s.clipped)
         for g, v in s.groups.items():
@@ -231,46 +253,13 @@ def precise_batches(x: Tensor, batch_size: int, n: int, seed: int) -> list[Tenso
     return [x[sampler.next()] for _ in range(n)]
 
 
-def refresh_population(
-    model: nn.Module, batches: list[Tensor], device: torch.device, dtype: Optional[torch.dtype] = None
-) -> None:
-    """Precise BN over `batches` under the run's autocast (a no-op for a model without BN)."""
-    with autocast(device.type, dtype):
-        estimate_population(model, (b.to(device, non_blocking=True) for b in batches))
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    task: Task,
-    x: Tensor,
-    y: Tensor,
-    device: torch.device,
-    dtype: Optional[torch.dtype] = None,
-    max_batches: int = 0,
-) -> dict[str, float]:
-    """{'loss', 'accuracy', 'metric'} over (x, y) in eval mode (the first `max_batches` batches if > 0)."""
-    if task.carries_state:  # a stream task (tasks/ptb.py): windows in order, the state carried from zeros
-        return task.evaluate_stream(model, x, y, device, dtype, max_batches)
-    was_training = model.training
-    model.eval()
-    outs, n = [], len(x) if max_batches <= 0 else min(len(x), max_batches * EVAL_BATCH)
-    for i in range(0, n, EVAL_BATCH):
-        with autocast(device.type, dtype):
-            outs.append(model(x[i : i + EVAL_BATCH].to(device)).float().cpu())
-    model.train(was_training)
-    return scores(task, torch.cat(outs), y[:n])
-
-
-def scores(task: Task, y_hat: Tensor, y: Tensor) -> dict[str, float]:
-    """{'loss', 'accuracy', 'metric'} of outputs y_hat (on the CPU, float) against targets y."""
-    return {"loss": task.loss(y_hat, y).item(), **task.evaluate(y_hat, y)}
-
-
 class HistoryWindow:
-    """The steps since the last history row; `row` averages them into one and starts afresh."""
+    """The steps since the last history row; `row` averages them into one and starts afresh.
 
-    def __init__(self) -> None:
+    `penalty`: the arm adds a loss term (the rows' `train_penalty`; empty otherwise)."""
+
+    def __init__(self, penalty: bool = False) -> None:
+        self.penalty = penalty
         self.reset()
 
     def reset(self) -> None:
@@ -287,6 +276,7 @@ class HistoryWindow:
         row: dict[str, Any] = {
             "step": step,
             "train_loss": statistics.fmean(s.loss for s in st),
+            "train_penalty": statistics.fmean(s.penalty for s in st) if self.penalty else None,
             "grad_norm": statistics.fmean(s.grad_norm for s in st),
             "clipped": statistics.fmean(float(s.clipped) for s in st),
             "lr": lr,
@@ -297,23 +287,6 @@ class HistoryWindow:
             row[f"grad_norm_{g}"] = statistics.fmean(v) if v else None
         self.reset()
         return row
-
-
-def validate(
-    model: nn.Module, task: Task, device: torch.device, dtype: Optional[torch.dtype], max_batches: int
-) -> dict[str, Any]:
-    """The val_* columns of a history row: loss, accuracy, metric and score on the validation split."""
-    return val_row(task, evaluate(model, task, *task.splits()["val"], device, dtype, max_batches))
-
-
-def val_row(task: Task, val: dict[str, float]) -> dict[str, Any]:
-    """The val_* columns of a history row from the validation split's `scores`."""
-    return {
-        "val_loss": val["loss"],
-        "val_accuracy": val["accuracy"],
-        "val_metric": val["metric"],
-        "val_score": task.score(val["metric"]),
-    }
 
 
 class PreciseBN:
@@ -328,13 +301,13 @@ class PreciseBN:
     def before_eval(self, step: int) -> None:
         """Re-estimate, unless already done for this step (a cohort refreshes its members together)."""
         if self.refreshed_at != step:
-            refresh_population(self.model, self.batches, self.device, self.dtype)
+            refresh_population([self.model], [self.batches], self.device, self.dtype)
             self.refreshed_at = step
 
     def at_end(self, steps_done: int) -> None:
         """Re-estimate once more if the weights changed since the last evaluation (e.g. diverged between)."""
         if self.refreshed_at != steps_done:
-            refresh_population(self.model, self.batches, self.device, self.dtype)
+            refresh_population([self.model], [self.batches], self.device, self.dtype)
 
 
 class EarlyStopping:
@@ -429,12 +402,11 @@ def precise_bn(
 
 
 class Trainee:
-    """One run's training: the model whose parameters its optimiser steps, and its bookkeeping.
+    """One member's training: its own model (a stack of one) whose parameters its optimiser steps, and its bookkeeping.
 
-    The loop that computes the gradients is someone else's: `train` (one model, one step
-    function) or `benchmark.training.train_cohort` (many members through one stacked model). After
-    the gradients of step i are in `p.grad`: `update` clips and applies them (False: the step
-    diverged, nothing applied), `book` logs, evaluates and asks the stopping rules, `finish`
+    The loop that computes the gradients is benchmark/training/loop.py's (the member alone, or every member
+    through one stacked model). After the gradients of step i are in `p.grad`: `update` clips and applies them
+    (False: the step diverged, nothing applied), `book` logs, evaluates and asks the stopping rules, `finish`
     restores the best weights or re-estimates BN's statistics once the loop has ended.
     """
 
@@ -454,15 +426,17 @@ class Trainee:
         self.params, self.groups = [p for p in model.parameters() if p.requires_grad], model.param_groups()
         self.opt, self.sched = optimizer_and_schedule(self.params, cfg)
         self.precise = precise_bn(model, task, cfg.batch_size, precise_bn_batches, seed, device, dtype)
-        self.rules, self.window = stopping_rules(cfg), HistoryWindow()
+        has_penalty = bool(getattr(model, "has_penalty", False))
+        result.penalties = [] if has_penalty else None
+        self.rules, self.window = stopping_rules(cfg), HistoryWindow(has_penalty)
         self.validated: Optional[tuple[int, dict[str, Any]]] = None  # (step, val_* columns) computed elsewhere
 
     def zero_grad(self) -> None:
         self.opt.zero_grad(set_to_none=True)
 
-    def stats(self, loss: Tensor) -> StepStats:
-        """Clip this run's gradients and read its loss and norms back (`step_stats`)."""
-        return step_stats(loss, self.params, self.groups, self.cfg.max_norm)
+    def stats(self, loss: Tensor, penalty: Tensor) -> StepStats:
+        """Clip this run's gradients and read its loss, loss term and norms back (`step_stats`)."""
+        return step_stats(loss, penalty, self.params, self.groups, self.cfg.max_norm)
 
     def update(self, i: int, stats: StepStats) -> bool:
         """Apply step i's (clipped) gradients; a non-finite loss or norm marks the run diverged instead."""
@@ -496,7 +470,7 @@ class Trainee:
         """At an evaluation step: precise BN, validation into `row`, then the stopping rules (True: stop)."""
         if self.precise is not None:
             self.precise.before_eval(i)
-        if self.validated is not None and self.validated[0] == i:  # a cohort validated its members together
+        if self.validated is not None and self.validated[0] == i:  # validated with the other members, stacked
             row.update(self.validated[1])
         else:
             row.update(validate(self.model, self.task, self.device, self.dtype, self.cfg.eval_batches))
@@ -507,89 +481,3 @@ class Trainee:
         restored = any([r.restore(self.model, self.res) for r in self.rules])
         if self.precise is not None and not restored:
             self.precise.at_end(self.res.steps_done)
-
-
-def train(
-    model: nn.Module,
-    task: Task,
-    cfg: TrainConfig,
-    device: torch.device,
-    seed: int,
-    precision: Precision = Precision.fp32,
-    progress: bool = True,
-    result: Optional[TrainResult] = None,
-    precise_bn_batches: int = 0,
-    step: Optional[StepFn] = None,
-    batches: Optional[BatchSource] = None,
-) -> TrainResult:
-    """Train `model` (on `device`) on the task's training batches; validate every eval_interval steps.
-
-    `step`/`batches` default to the task's (`Task.train_step`/`train_batches`); `result` keeps the partial
-    record if this raises; the stopping rules (early stopping, stop at target) may end it early and restore
-    the best weights; `precise_bn_batches > 0`: precise BN over that many training batches before evaluations.
-    """
-    res = result if result is not None else TrainResult()
-    dtype = autocast_dtype(precision)
-    run = Trainee(model, task, cfg, device, seed, dtype, res, precise_bn_batches)
-    batches = batches if batches is not None else task.train_batches(cfg.batch_size, seed, device)
-    step = step if step is not None else task.train_step(model, dtype)
-    bar = progress_bar(task, cfg.steps, progress)
-    model.train()
-    try:
-        for i in range(1, cfg.steps + 1):
-            t0, capture0 = time.perf_counter(), _capture_s(step)
-            xb, yb = batches.next()
-            run.zero_grad()
-            stats = run.stats(step(xb, yb))  # forward, loss, backward; one sync
-            if not run.update(i, stats):
-                break
-            dt = time.perf_counter() - t0 - (_capture_s(step) - capture0)  # a capture (accel=graph) is not throughput
-            stop = run.book(i, stats, dt, xb.shape[0] * xb.shape[1], bar)
-            bar.update(1)
-            if stop:
-                break
-    finally:
-        bar.close()
-        res.capture_s = _capture_s(step) or None
-    run.finish()
-    return res
-
-
-def _capture_s(step: StepFn) -> float:
-    """The step's set-up seconds so far (a plain function has none)."""
-    return float(getattr(step, "capture_s", 0.0))
-
-
-def final_metrics(
-    model: nn.Module, task: Task, device: torch.device, precision: Precision = Precision.fp32
-) -> dict[str, Any]:
-    """Test metrics, train metrics on the first n_test training examples (equal noise), and the
-    final model's validation score (the learning-rate selection reads it; the test split selects nothing)."""
-    dtype = autocast_dtype(precision)
-    return final_record(
-        task, {k: evaluate(model, task, x, y, device, dtype) for k, (x, y) in final_splits(task).items()}
-    )
-
-
-def final_splits(task: Task) -> dict[str, tuple[Tensor, Tensor]]:
-    """What the final metrics evaluate: test, validation, and the first n_test training examples."""
-    s = task.splits()
-    n = len(s["test"][0])
-    return {"test": s["test"], "val": s["val"], "train": (s["train"][0][:n], s["train"][1][:n])}
-
-
-def final_record(task: Task, ev: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The final-metric columns of a run record from the `scores` of each of `final_splits`."""
-    test, val, tr = ev["test"], ev["val"], ev["train"]
-    return {
-        "test_accuracy": test["accuracy"],
-        "test_metric": test["metric"],
-        "test_loss": test["loss"],
-        "test_score": task.score(test["metric"]),
-        "train_accuracy": tr["accuracy"],
-        "train_loss": tr["loss"],
-        "train_metric": tr["metric"],
-        "train_score": task.score(tr["metric"]),
-        "val_score": task.score(val["metric"]),
-        "generalization_gap": tr["accuracy"] - test["accuracy"],
-    }

@@ -1,4 +1,5 @@
-"""Per-member training-step time of a cohort (benchmark/models/cohort.py) against its solo model, `make bench-cohort`.
+"""Per-member training-step time of a stack of E members (benchmark/models/stack.py) against a stack of one,
+`make bench-cohort`.
 
 One step = zero_grad + forward + MSE loss + backward (no optimiser step), T=100, B=32, one layer, a
 last-step head, float32, on the thread count of --bench-threads (the Makefile: 1). The grid: every
@@ -41,7 +42,7 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark.arms import load_arm
 from benchmark.job.cohort_run import stack_loses
 from benchmark.models import ModelSpec, build_model, get_cell
-from benchmark.models.cohort import CohortModel
+from benchmark.models.stack import stack
 
 T, BATCH, INPUT, OUTPUT = 100, 32, 2, 1
 CELLS = ("rnn", "lstm", "gru")
@@ -96,14 +97,14 @@ def cohort_step(cell: str, arm: str, hidden: int, members: int, device: str) -> 
         solos.append(build_model(_spec(cell, arm, hidden)))
     g = torch.Generator().manual_seed(members)
     x, y = torch.randn(members, BATCH, T, INPUT, generator=g), torch.randn(members, BATCH, OUTPUT, generator=g)
-    return _step(CohortModel(solos).to(device).train(), x.to(device), y.to(device))
+    return _step(stack(solos).to(device).train(), x.to(device), y.to(device))
 
 
 def solo_step(cell: str, arm: str, hidden: int, device: str) -> tuple[Callable[[], None], str]:
     """The solo model's step and the impl it resolved to (native or custom)."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(BATCH, T, INPUT, generator=g), torch.randn(BATCH, OUTPUT, generator=g)
+    x, y = torch.randn(1, BATCH, T, INPUT, generator=g), torch.randn(1, BATCH, OUTPUT, generator=g)
     model = build_model(_spec(cell, arm, hidden))
     return _step(model.to(device).train(), x.to(device), y.to(device)), model.impl_used.value
 

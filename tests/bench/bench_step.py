@@ -51,8 +51,8 @@ def make_step(v: BenchPoint) -> Callable[[], None]:
     assert model.impl_used is impl
     model.train()
     g = torch.Generator().manual_seed(v.seq_len)
-    x = torch.randn(BATCH, v.seq_len, INPUT, generator=g)  # (B, T, I)
-    y = torch.randn(BATCH, OUTPUT, generator=g)  # (B, O)
+    x = torch.randn(1, BATCH, v.seq_len, INPUT, generator=g)  # (1, B, T, I): a run alone is a stack of one
+    y = torch.randn(1, BATCH, OUTPUT, generator=g)  # (1, B, O)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)

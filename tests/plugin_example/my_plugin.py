@@ -5,6 +5,10 @@ Put this module on PYTHONPATH and its conf/ on Hydra's search path:
     PYTHONPATH=tests/plugin_example python -m benchmark.run \
         hydra.searchpath=[file://$PWD/tests/plugin_example/conf] cell=leaky task=sign reg=noise
 
+Three arms: Gaussian noise (a module between layers), spectral normalisation of W_hh (a transform of the
+recurrent weights, with per-member state) and AR/TAR (a loss term); each piece is written for a stack of E
+members, so the seeds of a sweep train stacked (`benchmark.models.check.check_arm` proves it).
+
 The tests also use two deliberately broken tasks from here (`FailingTask`, `NaNTask`).
 """
 
@@ -17,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.arms import Arm, ArmVariant
+from benchmark.arms import Arm, ArmVariant, Site
 from benchmark.core.config import ConfigError
+from benchmark.models import masks
 from benchmark.models.cells import CellMath
 from benchmark.tasks.base import Task
 
@@ -48,14 +53,20 @@ class NoiseConfig:
 
 
 class GaussianNoise(torch.nn.Module):
-    """Adds N(0, std²) to every hidden activation in training; the identity at eval (zero-mean noise)."""
+    """Adds N(0, std²) to every hidden activation in training; the identity at eval (zero-mean noise).
+
+    Acts on (T, E, B, F): the member dimension E is the second, and the noise is drawn member first through
+    `benchmark.models.masks` (row e from member e's stream), so member e of a stack draws what it draws alone."""
 
     def __init__(self, std: float) -> None:
         super().__init__()
         self.std = std
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.std * torch.randn_like(x) if self.training else x
+        if not self.training:
+            return x
+        T, E, B, F_ = x.shape
+        return x + self.std * masks.normal(x, (E, T, B, F_)).transpose(0, 1)
 
 
 class NoiseArm(Arm):
@@ -73,12 +84,121 @@ class NoiseArm(Arm):
         if not self.std >= 0:
             raise ConfigError("reg.noise.std", self.std, "a number >= 0")
 
-    def hidden_dropout(self, features: int):
+    def hidden_dropout(self, site: Site, features: int):
         return GaussianNoise(self.std) if self.std > 0 else None
 
     @classmethod
     def variants(cls, option: str) -> list[ArmVariant]:
         return [ArmVariant(None, (), ("native", "custom"), "", "Gaussian noise on hidden non-recurrent connections")]
+
+
+@dataclass
+class SpectralConfig:
+    iterations: int = 1  # power iterations per training forward (Miyato et al. use one)
+
+
+class SpectralNormHH(torch.nn.Module):
+    """W_hh / σ(W_hh) for each member, σ its largest singular value, estimated by power iteration (Miyato et al.
+    2018, as `torch.nn.utils.spectral_norm`): each member keeps its own left vector `u` (E, gH), updated in
+    training; σ = uᵀ W v with u and v held constant in backward.
+
+    Member-aware: W_hh comes in as (E, gH, H) and every operation is a batched one over E, so member e of a stack
+    computes what it computes alone; `u` leads with the member dimension, so the stack keeps each member's."""
+
+    def __init__(self, members: int, gates_hidden: int, iterations: int) -> None:
+        super().__init__()
+        self.iterations = iterations
+        self.register_buffer("u", F.normalize(torch.ones(members, gates_hidden), dim=1))
+
+    def forward(self, w: Tensor) -> Tensor:
+        with torch.no_grad():
+            u = self.u
+            for _ in range(self.iterations if self.training else 0):
+                v = F.normalize(torch.bmm(u.unsqueeze(1), w).squeeze(1), dim=1)  # (E, H)
+                u = F.normalize(torch.bmm(w, v.unsqueeze(2)).squeeze(2), dim=1)  # (E, gH)
+            if self.training:
+                self.u.copy_(u)
+            v = F.normalize(torch.bmm(u.unsqueeze(1), w).squeeze(1), dim=1)
+        sigma = torch.einsum("eg,egh,eh->e", u, w, v)  # (E,)
+        return w / sigma.view(-1, 1, 1)
+
+
+class SpectralArm(Arm):
+    """Spectral normalisation of the recurrent weights: one piece, `weight_hh`, written for E members."""
+
+    blocks = {"spectral": SpectralConfig}
+
+    def __init__(self, name: str = "spectral", **blocks) -> None:
+        super().__init__(name, **blocks)
+        self.iterations = self.config["spectral"].iterations
+        if self.iterations < 1:
+            raise ConfigError("reg.spectral.iterations", self.iterations, "an integer >= 1")
+
+    def needs_custom(self) -> list[str]:
+        return [f"reg={self.name} (W_hh is rescaled per forward; torch's fused module reads its own parameter)"]
+
+    def weight_hh(self, site: Site, gates_hidden: int, hidden: int):
+        return SpectralNormHH(site.members, gates_hidden, self.iterations)
+
+    @classmethod
+    def variants(cls, option: str) -> list[ArmVariant]:
+        return [
+            ArmVariant(
+                None,
+                (),
+                ("custom",),
+                "Miyato et al. 2018, Spectral Normalization for Generative Adversarial Networks",
+                "W_hh divided by its largest singular value (power iteration) at every forward",
+            )
+        ]
+
+
+@dataclass
+class TARConfig:
+    alpha: float = 0.0  # AR: alpha · mean h_t² over steps, examples and units
+    beta: float = 1.0  # TAR: beta · mean (h_t - h_{t-1})²
+
+
+class ActivationPenalty(torch.nn.Module):
+    """AR and TAR (Merity et al. 2017) of a layer's output (T, E, B, H): one loss term per member, (E,)."""
+
+    def __init__(self, alpha: float, beta: float) -> None:
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+
+    def forward(self, out: Tensor) -> Tensor:
+        ar = out.pow(2).mean(dim=(0, 2, 3))
+        tar = (out[1:] - out[:-1]).pow(2).mean(dim=(0, 2, 3)) if len(out) > 1 else torch.zeros_like(ar)
+        return self.alpha * ar + self.beta * tar
+
+
+class TARArm(Arm):
+    """Activation and temporal activation regularisation: a loss term on every layer's output (`penalty`).
+    The run record keeps it apart from the task's loss (`train_penalty`, `train_penalty_mean`)."""
+
+    blocks = {"tar": TARConfig}
+
+    def __init__(self, name: str = "tar", **blocks) -> None:
+        super().__init__(name, **blocks)
+        self.alpha, self.beta = self.config["tar"].alpha, self.config["tar"].beta
+        for key, v in (("alpha", self.alpha), ("beta", self.beta)):
+            if not v >= 0:
+                raise ConfigError(f"reg.tar.{key}", v, "a number >= 0")
+
+    def penalty(self, site: Site, features: int):
+        return ActivationPenalty(self.alpha, self.beta) if self.alpha or self.beta else None
+
+    @classmethod
+    def variants(cls, option: str) -> list[ArmVariant]:
+        return [
+            ArmVariant(
+                None,
+                (),
+                ("native", "custom"),
+                "Merity, McCann & Socher 2017, Revisiting Activation Regularization for Language RNNs",
+                "AR and TAR: a loss term on the size and the step-to-step change of each layer's output",
+            )
+        ]
 
 
 @dataclass

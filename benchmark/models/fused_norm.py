@@ -1,22 +1,22 @@
-"""Recurrent BN (Cooijmans et al. 2016) of E cohort members with a hand-written backward (`cohort.py`'s fast path).
+"""Per-step normalisation inside the recurrence (recurrent BN, Cooijmans et al. 2016; LN, Ba et al. 2016) of E
+stacked members with a hand-written backward (the layer's fast path).
 
-With per-step BN of W_hh·h inside the recurrence, the cohort's autograd loop records some twenty
-nodes per step, and each BN goes through a transpose, a copy and the generic batch-norm kernels.
-These functions compute what that loop computes (`CohortLayer._step` with `CohortStepBatchNorm.step`
-and the cell's `step`), as `cohort_fused.py` does for the plain LSTM:
-- every step writes into preallocated buffers, in place, with no graph; the BN statistics are taken
-  in the (E, B, F) layout itself, per member and feature over the batch, as (E, 1, B)·(E, B, F)
-  batched GEMMs (faster here than mean or var_mean), the variance in two passes;
-- tanh is 2σ(2x) − 1 on CPU (as `fused._tanh_`);
+With a norm of W_hh·h inside the recurrence, the layer's autograd loop records some twenty nodes per step,
+and each BN goes through a transpose, a copy and the generic batch-norm kernels. These functions compute
+what that loop computes (`RecurrentLayer._step` with the norms' `step` and the cell's `step`), as
+`fused_plain.py` does for the plain LSTM:
+- every step writes into preallocated buffers, in place, with no graph; each norm takes its step through
+  the hand-written form the norm piece itself offers (`norm.fused(T, like)`: BN's in
+  benchmark/models/norm.py, LN's in layernorm.py; any piece with that method fuses likewise): x̂ forward,
+  γ·x̂ + β, its backward, ∂L/∂γ and ∂L/∂β, and the running statistics after the loop;
+- tanh is 2σ(2x) − 1 on CPU (as `fused_plain.tanh_into`);
 - the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}; W_hh's gradient is one batched
-  GEMM afterwards, and the BN gains (and the cell norm's bias) come from the saved batch means.
-Running statistics move as torch's batch_norm moves them (the batch mean and the unbiased
-variance, by `momentum`), row t for every step t < max_steps, after the loop; later steps use
-batch statistics only. BN of W_ih·x (norm_x) is computed before, for the whole sequence, and the
-biases added after it by `add_bias`, whose gradient avoids autograd's slow reduction over two dims.
+  GEMM afterwards.
+A norm of W_ih·x (norm_x) is computed before, for the whole sequence, and the biases added after it by
+`add_bias`, whose gradient avoids autograd's slow reduction over two dims.
 
-Only in training with gradients on, with nothing else inside the recurrence (`CohortLayer._can_fuse_bn`);
-the autograd loop stays the reference: tests/test_cohort_fused_bn.py checks both agree in float64.
+Only in training with gradients on, with nothing else inside the recurrence (`RecurrentLayer._fused`);
+the autograd loop stays the reference: tests/test_fused_norm.py checks both agree in float64.
 """
 
 from __future__ import annotations
@@ -27,66 +27,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from benchmark.models.cohort_fused import tanh_constants, tanh_into, w_hh_grad
-from benchmark.models.cohort_norm import CohortStepBatchNorm
-from benchmark.models.fused import _sigmoid_backward, _tanh_backward
+from benchmark.models.fused_plain import sigmoid_backward, tanh_backward, tanh_constants, tanh_into, w_hh_grad
 
-
-class _CohortBN:
-    """One member-stacked per-step BN inside a fused loop: x (E, B, F) -> x̂, and its backward.
-
-    Keeps x̂ and γ/σ per step for backward, each step's batch mean and biased variance for the running
-    statistics (`update_population`); the backward then reuses that room for the batch means of ∂L/∂y
-    and ∂L/∂y·x̂, from which `grads` forms ∂L/∂γ and ∂L/∂β.
-    """
-
-    def __init__(self, norm: CohortStepBatchNorm, T: int, like: Tensor) -> None:
-        E, B, Fd = like.shape[0], like.shape[-2], norm.features
-        self.norm, self.T, self.B = norm, T, B
-        self.avg = like.new_full((E, 1, B), 1.0 / B)
-        self.gamma = norm.weight.detach().unsqueeze(1)  # (E, 1, F)
-        self.beta = None if norm.bias is None else norm.bias.detach().unsqueeze(1)
-        self.xhat = like.new_empty(T, E, B, Fd)
-        self.stats = like.new_empty(2, T, E, 1, Fd)
-        self.scale = like.new_empty(T, E, 1, Fd)  # 1/σ in the forward, γ/σ after it
-        self.sq = like.new_empty(E, B, Fd)
-        self.eps = like.new_full((), norm.eps)  # a tensor: a Python scalar costs a conversion per op
-        # every per-step view made once, outside the loops
-        self.xhat_, self.scale_ = self.xhat.unbind(0), self.scale.unbind(0)
-        self.mean_, self.var_ = self.stats[0].unbind(0), self.stats[1].unbind(0)
-
-    def forward(self, x: Tensor, t: int) -> Tensor:
-        """x̂_t of x (E, B, F), kept for backward; the caller applies γ (and β)."""
-        mean, var = self.mean_[t], self.var_[t]
-        xc = torch.sub(x, torch.bmm(self.avg, x, out=mean), out=self.xhat_[t])
-        torch.bmm(self.avg, torch.mul(xc, xc, out=self.sq), out=var)
-        return xc.mul_(torch.add(var, self.eps, out=self.scale_[t]).rsqrt_())
-
-    def affine(self, xhat: Tensor, out: Tensor) -> Tensor:
-        """γ·x̂ + β into `out` (β where the norm has one)."""
-        if self.beta is None:
-            return torch.mul(xhat, self.gamma, out=out)
-        return torch.addcmul(self.beta, xhat, self.gamma, out=out)
-
-    def finish_forward(self) -> None:
-        """Move the running statistics (rows t < max_steps) and keep γ/σ for backward."""
-        norm, n = self.norm, min(self.T, self.norm.max_steps)
-        norm.running_mean[:n].lerp_(self.stats[0, :n, :, 0], norm.momentum)
-        norm.running_var[:n].lerp_(self.stats[1, :n, :, 0] * (self.B / (self.B - 1)), norm.momentum)
-        self.scale.mul_(self.gamma)
-
-    def backward(self, dy: Tensor, t: int, out: Tensor) -> Tensor:
-        """∂L/∂x_t into `out` given ∂L/∂y_t, y = γ·x̂ (+ β)."""
-        xhat, m_dy, m_dyx = self.xhat_[t], self.mean_[t], self.var_[t]  # forward's stats are spent
-        torch.bmm(self.avg, dy, out=m_dy)
-        torch.bmm(self.avg, torch.mul(dy, xhat, out=self.sq), out=m_dyx)
-        return torch.sub(dy, m_dy, out=out).addcmul_(xhat, m_dyx, value=-1).mul_(self.scale_[t])
-
-    def grads(self) -> tuple[Tensor, Optional[Tensor]]:
-        """∂L/∂γ and ∂L/∂β (None without β), (E, F): B times the batch means, summed over steps."""
-        d_gamma = self.stats[1].sum(0).mul_(self.B).squeeze(1)
-        d_beta = None if self.beta is None else self.stats[0].sum(0).mul_(self.B).squeeze(1)
-        return d_gamma, d_beta
+Norm = Any  # a norm piece with `weight`, `bias` and `fused(T, like)` (its per-step helper)
 
 
 class _AddBias(torch.autograd.Function):
@@ -108,16 +51,16 @@ def add_bias(xw: Tensor, bias: Tensor) -> Tensor:
     return _AddBias.apply(xw, bias)
 
 
-class CohortBNLSTM(torch.autograd.Function):
-    """h_1..h_T (T, E, B, H) of E BN-LSTM layers: gates = xw_t + γ_h·BN(W_hh·h), h = σ(o)·tanh(γ_c·BN(c) + β_c).
+class NormLSTM(torch.autograd.Function):
+    """h_1..h_T (T, E, B, H) of E LSTM layers: gates = xw_t + γ_h·N(W_hh·h), h = σ(o)·tanh(γ_c·N(c) + β_c).
 
     xw (T, E, B, 4H) holds the input side with both biases (and norm_x, if any); gates (i, f, g, o).
     """
 
     @staticmethod
     def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Tensor, gamma_c: Optional[Tensor],
-                beta_c: Optional[Tensor], norm_h: CohortStepBatchNorm,
-                norm_c: Optional[CohortStepBatchNorm]) -> Tensor:  # fmt: skip
+                beta_c: Optional[Tensor], norm_h: Norm,
+                norm_c: Optional[Norm]) -> Tensor:  # fmt: skip
         T, E, B, G = xw.shape
         H = G // 4
         two, minus_one = tanh_constants(xw)
@@ -126,8 +69,8 @@ class CohortBNLSTM(torch.autograd.Function):
         acts = xw.new_empty(T, E, B, G)  # σ(i), σ(f), tanh(g), σ(o)
         tcs = xw.new_empty(T, E, B, H)  # tanh(N(c_t))
         hw = xw.new_empty(E, B, G)
-        bn_h = _CohortBN(norm_h, T, hw)
-        bn_c = None if norm_c is None else _CohortBN(norm_c, T, tcs[0])
+        bn_h = norm_h.fused(T, hw)
+        bn_c = None if norm_c is None else norm_c.fused(T, tcs[0])
         x_, h_, c_, tc_, a_ = xw.unbind(0), hs.unbind(1), cs.unbind(0), tcs.unbind(0), acts.unbind(0)
         i_, f_, g_, o_ = (v.unbind(0) for v in acts.chunk(4, -1))
         wt = w_hh.transpose(1, 2)
@@ -162,12 +105,12 @@ class CohortBNLSTM(torch.autograd.Function):
         di_, df_, dg_, do_ = (v.unbind(0) for v in dG.chunk(4, -1))
         c_, tc_, dy_, dG_, dA_ = cs.unbind(0), tcs.unbind(0), dy.unbind(0), dG.unbind(0), dA.unbind(1)
         for t in reversed(range(T)):
-            _sigmoid_backward(torch.mul(dh, tc_[t], out=tmp), o_[t], grad_input=do_[t])
-            _tanh_backward(torch.mul(dh, o_[t], out=tmp), tc_[t], grad_input=dn)
+            sigmoid_backward(torch.mul(dh, tc_[t], out=tmp), o_[t], grad_input=do_[t])
+            tanh_backward(torch.mul(dh, o_[t], out=tmp), tc_[t], grad_input=dn)
             dc = (dn if bn_c is None else bn_c.backward(dn, t, out=dc_bn)).add_(dc_next)
-            _sigmoid_backward(torch.mul(dc, g_[t], out=tmp), i_[t], grad_input=di_[t])
-            _tanh_backward(torch.mul(dc, i_[t], out=tmp), g_[t], grad_input=dg_[t])
-            _sigmoid_backward(torch.mul(dc, c_[t], out=tmp), f_[t], grad_input=df_[t])
+            sigmoid_backward(torch.mul(dc, g_[t], out=tmp), i_[t], grad_input=di_[t])
+            tanh_backward(torch.mul(dc, i_[t], out=tmp), g_[t], grad_input=dg_[t])
+            sigmoid_backward(torch.mul(dc, c_[t], out=tmp), f_[t], grad_input=df_[t])
             bn_h.backward(dG_[t], t, out=dA_[t])
             if t > 0:  # h_0 and c_0 are constant zero states
                 torch.mul(dc, f_[t], out=dc_next)
@@ -177,15 +120,15 @@ class CohortBNLSTM(torch.autograd.Function):
         return dG, d_w_hh, bn_h.grads()[0], d_gamma_c, d_beta_c, None, None
 
 
-class CohortBNGRU(torch.autograd.Function):
-    """h_1..h_T (T, E, B, H) of E BN-GRU layers: hw = γ_h·BN(W_hh·h) + b_hh, then `GRUCell.step` on (xw_t, hw).
+class NormGRU(torch.autograd.Function):
+    """h_1..h_T (T, E, B, H) of E GRU layers: hw = γ_h·N(W_hh·h) + b_hh, then `GRUCell.step` on (xw_t, hw).
 
     xw (T, E, B, 3H) holds W_ih·x + b_ih (after norm_x, if any); gates (r, z, n), b_hn inside the reset product.
     """
 
     @staticmethod
     def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Tensor, b_hh: Tensor,
-                norm_h: CohortStepBatchNorm) -> Tensor:  # fmt: skip
+                norm_h: Norm) -> Tensor:  # fmt: skip
         T, E, B, G = xw.shape
         H = G // 3
         two, minus_one = tanh_constants(xw)
@@ -193,7 +136,7 @@ class CohortBNGRU(torch.autograd.Function):
         acts = xw.new_empty(T, E, B, G)  # σ(r), σ(z), n
         hws = xw.new_empty(T, E, B, G)  # γ_h·BN(W_hh·h) + b_hh
         hw, tmp = xw.new_empty(E, B, G), xw.new_empty(E, B, H)
-        bn_h = _CohortBN(norm_h, T, hw)
+        bn_h = norm_h.fused(T, hw)
         b = b_hh.detach().unsqueeze(1)
         h_, hw_ = hs.unbind(1), hws.unbind(0)
         xrz_, xn_ = (v.unbind(0) for v in xw.split((2 * H, H), -1))
@@ -229,9 +172,9 @@ class CohortBNGRU(torch.autograd.Function):
         h_, hn_, dy_, dHW_, dA_ = hs.unbind(1), hws[..., 2 * H :].unbind(0), dy.unbind(0), dHW.unbind(0), dA.unbind(1)
         for t in reversed(range(T)):  # h' = n + z·(h − n), n = tanh(x_n + r·hw_n), r, z = σ(x_rz + hw_rz)
             torch.mul(dh, z_[t], out=dh_z)  # ∂L/∂h_{t-1} directly through z
-            _tanh_backward(torch.sub(dh, dh_z, out=tmp), n_[t], grad_input=dn_[t])
-            _sigmoid_backward(dh.mul_(torch.sub(h_[t], n_[t], out=tmp)), z_[t], grad_input=dz_[t])
-            _sigmoid_backward(torch.mul(dn_[t], hn_[t], out=tmp), r_[t], grad_input=dr_[t])
+            tanh_backward(torch.sub(dh, dh_z, out=tmp), n_[t], grad_input=dn_[t])
+            sigmoid_backward(dh.mul_(torch.sub(h_[t], n_[t], out=tmp)), z_[t], grad_input=dz_[t])
+            sigmoid_backward(torch.mul(dn_[t], hn_[t], out=tmp), r_[t], grad_input=dr_[t])
             dhrz_[t].copy_(drz_[t])
             torch.mul(dn_[t], r_[t], out=dhn_[t])
             bn_h.backward(dHW_[t], t, out=dA_[t])
@@ -242,16 +185,16 @@ class CohortBNGRU(torch.autograd.Function):
         return dX, d_w_hh, bn_h.grads()[0], d_b_hh, None
 
 
-class CohortBNRNN(torch.autograd.Function):
-    """h_1..h_T (T, E, B, H) of E BN tanh RNN layers: h = tanh(xw_t + γ_h·BN(W_hh·h)); xw holds both biases."""
+class NormRNN(torch.autograd.Function):
+    """h_1..h_T (T, E, B, H) of E tanh RNN layers: h = tanh(xw_t + γ_h·N(W_hh·h)); xw holds both biases."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Tensor, norm_h: CohortStepBatchNorm) -> Tensor:
+    def forward(ctx: FunctionCtx, xw: Tensor, w_hh: Tensor, gamma_h: Tensor, norm_h: Norm) -> Tensor:
         T, E, B, H = xw.shape
         two, minus_one = tanh_constants(xw)
         hs = xw.new_zeros(E, T + 1, B, H)
         hw = xw.new_empty(E, B, H)
-        bn_h = _CohortBN(norm_h, T, hw)
+        bn_h = norm_h.fused(T, hw)
         x_, h_ = xw.unbind(0), hs.unbind(1)
         wt = w_hh.transpose(1, 2)
         for t in range(T):
@@ -273,7 +216,7 @@ class CohortBNRNN(torch.autograd.Function):
         dh = dy[T - 1].clone()
         h_, dy_, dX_, dA_ = hs.unbind(1), dy.unbind(0), dX.unbind(0), dA.unbind(1)
         for t in reversed(range(T)):
-            _tanh_backward(dh, h_[t + 1], grad_input=dX_[t])
+            tanh_backward(dh, h_[t + 1], grad_input=dX_[t])
             bn_h.backward(dX_[t], t, out=dA_[t])
             if t > 0:
                 torch.baddbmm(dy_[t - 1], dA_[t], w_hh, out=dh)
@@ -281,19 +224,17 @@ class CohortBNRNN(torch.autograd.Function):
         return dX, d_w_hh, bn_h.grads()[0], None
 
 
-def cohort_bn_lstm(
-    xw: Tensor, w_hh: Tensor, norm_h: CohortStepBatchNorm, norm_c: Optional[CohortStepBatchNorm]
-) -> Tensor:
-    """(T, E, B, 4H) input side (both biases in) -> (T, E, B, H) outputs, training mode."""
+def lstm_norm(xw: Tensor, w_hh: Tensor, b_hh: Tensor, norm_h: Norm, norm_c: Optional[Norm]) -> Tensor:
+    """(T, E, B, 4H) input side (both biases in) -> (T, E, B, H) outputs, training mode (b_hh is in xw)."""
     gamma_c, beta_c = (None, None) if norm_c is None else (norm_c.weight, norm_c.bias)
-    return CohortBNLSTM.apply(xw.contiguous(), w_hh, norm_h.weight, gamma_c, beta_c, norm_h, norm_c)
+    return NormLSTM.apply(xw.contiguous(), w_hh, norm_h.weight, gamma_c, beta_c, norm_h, norm_c)
 
 
-def cohort_bn_gru(xw: Tensor, w_hh: Tensor, b_hh: Tensor, norm_h: CohortStepBatchNorm) -> Tensor:
-    """(T, E, B, 3H) input side (b_ih in), b_hh (E, 3H) -> (T, E, B, H) outputs, training mode."""
-    return CohortBNGRU.apply(xw.contiguous(), w_hh, norm_h.weight, b_hh, norm_h)
+def gru_norm(xw: Tensor, w_hh: Tensor, b_hh: Tensor, norm_h: Norm, norm_c: Optional[Norm]) -> Tensor:
+    """(T, E, B, 3H) input side (b_ih in), b_hh (E, 1, 3H) -> (T, E, B, H) outputs, training mode (no cell norm)."""
+    return NormGRU.apply(xw.contiguous(), w_hh, norm_h.weight, b_hh.squeeze(1), norm_h)
 
 
-def cohort_bn_rnn(xw: Tensor, w_hh: Tensor, norm_h: CohortStepBatchNorm) -> Tensor:
+def rnn_norm(xw: Tensor, w_hh: Tensor, b_hh: Tensor, norm_h: Norm, norm_c: Optional[Norm]) -> Tensor:
     """(T, E, B, H) input side (both biases in) -> (T, E, B, H) outputs, training mode."""
-    return CohortBNRNN.apply(xw.contiguous(), w_hh, norm_h.weight, norm_h)
+    return NormRNN.apply(xw.contiguous(), w_hh, norm_h.weight, norm_h)

@@ -1,21 +1,21 @@
-"""Whole plain-GRU and plain tanh-RNN sequences of E cohort members with a hand-written backward (`cohort.py`).
+"""Whole plain-GRU and plain tanh-RNN sequences of E stacked members with a hand-written backward.
 
-As `cohort_fused.py` is for the plain LSTM: the cohort's autograd loop records about ten nodes per
+As `fused_plain.py` is for the plain LSTM: the layer's autograd loop records about ten nodes per
 GRU step, whose bookkeeping costs more than the batched math at small sizes. Here
 - every step writes into preallocated buffers, in place, with no graph. The GRU kernel does its own
   input projection, into one (E, T, B, 4H) buffer [x_rz + b_ih,rz + b_hh,rz, b_hn, x_n + b_in] that
   the loop updates in place: W_hh·h (one `bmm` into a dense scratch) adds to its first 3H, σ(r), σ(z)
   is one in-place sigmoid, n overwrites x_n, and h' = lerp(n, h, z) is one op, as in `GRUCell.step`. Fewer, smaller
   fresh buffers matter here: first touches of new pages cost about as much as the math;
-- tanh is 2σ(2x) − 1 on CPU (as `fused._tanh_`), the factor 2 folded into the input GEMM's weights;
+- tanh is 2σ(2x) − 1 on CPU (as `fused_plain.tanh_into`), the factor 2 folded into the input GEMM's weights;
 - the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}, on a dense member-first ∂L/∂(W_hh·h)
   (a strided one costs a copy per step); W_hh's, W_ih's and the input's gradients are one batched
   GEMM each afterwards, the biases' one reduction each.
 Buffers the backward multiplies as (E, T·B, ·) matrices are laid member first, (E, T, B, ·).
 
-Only the plain recurrence runs here (no norm, mask, zoneout or weight drop inside it), in training
-with gradients on (`CohortLayer._can_fuse`); everything else takes the cohort's autograd loop,
-which stays the reference: tests/test_cohort_fused.py checks that both agree in float64.
+Only the plain recurrence runs here (no norm, mask or zoneout inside it), in training with gradients on
+(`RecurrentLayer._fused`); everything else takes the layer's autograd loop, which stays the reference:
+tests/test_fused.py checks that both agree in float64.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from benchmark.models.cohort_fused import w_hh_grad
-from benchmark.models.fused import _sigmoid_backward, _tanh_backward
+from benchmark.models.fused_plain import input_member_first, sigmoid_backward, tanh_backward, w_hh_grad
 
 
 def _tanh_scale(like: Tensor) -> int:
@@ -53,7 +52,7 @@ def _gru_weights(w_ih: Tensor, b_ih: Tensor, b_hh: Tensor, scale: int) -> tuple[
     return w, b.unsqueeze(1)
 
 
-class CohortGRU(torch.autograd.Function):
+class StackGRU(torch.autograd.Function):
     """h_1..h_T (T, E, B, H) of E GRU layers on x (T, E, B, I), W_ih (E, 3H, I), b_ih, W_hh (E, 3H, H), b_hh (E, 3H).
 
     The input projection runs inside, so its output (E, T, B, 4H) is this function's own buffer, updated in
@@ -98,9 +97,9 @@ class CohortGRU(torch.autograd.Function):
         dr_, dz_, dhn_ = (v.unbind(1) for v in dA.chunk(3, -1))
         h_, dy_, dA_, dxn_ = hs.unbind(1), dy.unbind(0), dA.unbind(1), dxn.unbind(1)
         for t in reversed(range(T)):  # h_{t+1} = n + z·(h_t − n), n = tanh(x_n + r·hn), r, z = σ(x_rz + hw_rz)
-            _tanh_backward(torch.addcmul(dh, dh, z_[t], value=-1, out=tmp), n_[t], grad_input=dxn_[t])
-            _sigmoid_backward(torch.sub(h_[t], n_[t], out=tmp).mul_(dh), z_[t], grad_input=dz_[t])
-            _sigmoid_backward(torch.mul(dxn_[t], hn_[t], out=tmp), r_[t], grad_input=dr_[t])
+            tanh_backward(torch.addcmul(dh, dh, z_[t], value=-1, out=tmp), n_[t], grad_input=dxn_[t])
+            sigmoid_backward(torch.sub(h_[t], n_[t], out=tmp).mul_(dh), z_[t], grad_input=dz_[t])
+            sigmoid_backward(torch.mul(dxn_[t], hn_[t], out=tmp), r_[t], grad_input=dr_[t])
             torch.mul(dxn_[t], r_[t], out=dhn_[t])
             if t > 0:  # h_0 is the constant zero state
                 torch.addcmul(dy_[t - 1], dh, z_[t], out=dh_h)  # ∂L/∂h_t outside W_hh: the output and through z
@@ -136,7 +135,7 @@ def _gru_grads(ctx: Any, dA: Tensor, dxn: Tensor, xe: Tensor, w_ih: Tensor, hs: 
     return dx, d_w_ih, d_b_ih, d_w_hh, d_b_hh
 
 
-class CohortRNN(torch.autograd.Function):
+class StackRNN(torch.autograd.Function):
     """h_1..h_T (E, T, B, H) of E tanh RNN layers, h' = tanh(xw_t + W_hh·h), xw = W_ih·x + b_ih + b_hh (E, T, B, H)."""
 
     @staticmethod
@@ -165,18 +164,18 @@ class CohortRNN(torch.autograd.Function):
         dh = dy[:, T - 1].clone()
         h_, dy_, dX_ = hs.unbind(1), dy.unbind(1), dX.unbind(1)
         for t in reversed(range(T)):
-            _tanh_backward(dh, h_[t + 1], grad_input=dX_[t])
+            tanh_backward(dh, h_[t + 1], grad_input=dX_[t])
             if t > 0:
                 torch.baddbmm(dy_[t - 1], dX_[t], w_hh, out=dh)
         d_w_hh = w_hh_grad(dX, hs) if ctx.needs_input_grad[1] else None
         return dX, d_w_hh
 
 
-def cohort_gru(x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+def gru_plain(x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
     """(T, E, B, I) inputs and the stacked GRU parameters -> (T, E, B, H) outputs, training mode."""
-    return CohortGRU.apply(x, w_ih, b_ih, w_hh, b_hh)
+    return StackGRU.apply(x, w_ih, b_ih, w_hh, b_hh)
 
 
-def cohort_rnn(xw: Tensor, w_hh: Tensor) -> Tensor:
-    """(E, T, B, H) input-side pre-activations (both biases in) -> (E, T, B, H) outputs, training mode."""
-    return CohortRNN.apply(xw.contiguous(), w_hh)
+def rnn_plain(x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+    """x (T, E, B, I) -> (T, E, B, H) outputs of a plain tanh RNN layer, training mode."""
+    return StackRNN.apply(input_member_first(x, w_ih, b_ih + b_hh), w_hh).transpose(0, 1)

@@ -1,8 +1,7 @@
-"""Evaluating a cohort's members stacked (benchmark/training/cohort_eval.py) gives each member its solo evaluation.
+"""Evaluating members stacked (benchmark/training/evaluate.py) gives each member its evaluation alone.
 
 Precise BN's statistics, validation rows and final metrics of every member, computed through one stacked
-model, against the solo code (`estimate_population`, `validate`, `final_metrics`) on each member's own
-model, in float64, for every cell x arm with a cohort form.
+model, against the same functions on each member's own model (a stack of one), in float64, every cell x arm.
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ from benchmark.arms import load_arm, options
 from benchmark.core.config import Impl, Precision, TrainConfig
 from benchmark.models import ModelSpec, build_model
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
-from benchmark.models.norm import estimate_population
 from benchmark.tasks import get_task
-from benchmark.training.cohort_eval import final_metrics_stacked, refresh_stacked, validate_stacked
-from benchmark.training.train import Trainee, TrainResult, final_metrics, validate
+from benchmark.training.evaluate import final_metrics, refresh_members, refresh_population, validate, validate_members
+from benchmark.training.train import Trainee, TrainResult
 
 CPU = torch.device("cpu")
 CELLS = [RNNCell, LSTMCell, GRUCell]
@@ -46,7 +44,7 @@ def trained_trainees(cell, option: str, tasks: list, impl: Impl = Impl.custom) -
         x, y = task.splits()["train"]
         for i in range(3):
             t.zero_grad()
-            task.loss(model(x[16 * i : 16 * (i + 1)]), y[16 * i : 16 * (i + 1)]).backward()
+            task.loss(model(x[None, 16 * i : 16 * (i + 1)])[0], y[16 * i : 16 * (i + 1)]).backward()
             t.opt.step()
         out.append(t)
     return out
@@ -63,12 +61,12 @@ def test_stacked_precise_bn_gives_each_member_its_own_estimate(option, cell, flo
     expected = []
     for t in trainees:
         before = bn_buffers(t.model)
-        estimate_population(t.model, t.precise.batches)
+        refresh_population([t.model], [t.precise.batches], CPU, None)
         expected.append(bn_buffers(t.model))
         for n, b in before.items():  # back to the statistics training left
             t.model.get_buffer(n).copy_(b)
     assert any(not torch.equal(bn_buffers(t.model)[n], e[n]) for t, e in zip(trainees, expected) for n in e)
-    refresh_stacked(trainees, step=3)
+    refresh_members(trainees, step=3)
     for t, e in zip(trainees, expected):
         assert t.precise.refreshed_at == 3
         for n, b in bn_buffers(t.model).items():
@@ -80,23 +78,22 @@ def test_stacked_precise_bn_gives_each_member_its_own_estimate(option, cell, flo
 def test_stacked_validation_and_final_metrics_are_each_members_own(option, cell, float64):
     tasks = member_tasks()
     trainees = trained_trainees(cell, option, tasks)
-    validate_stacked(trainees, step=3)
+    validate_members(trainees, step=3)
     for t in trainees:
         step, row = t.validated
         assert step == 3
         assert row == pytest.approx(validate(t.model, t.task, CPU, None, 0), rel=1e-9)
-    stacked = final_metrics_stacked([t.model for t in trainees], tasks, CPU, Precision.fp32)
+    stacked = final_metrics([t.model for t in trainees], tasks, CPU, Precision.fp32)
     for t, got in zip(trainees, stacked):
-        assert got == pytest.approx(final_metrics(t.model, t.task, CPU), rel=1e-9)
+        assert got == pytest.approx(final_metrics([t.model], [t.task], CPU)[0], rel=1e-9)
 
 
 def test_members_with_splits_of_other_shapes_are_left_to_evaluate_alone(float64):
     tasks = member_tasks()
     tasks[1] = get_task("adding", seq_len=8, n_train=96, n_val=30, n_test=20, data_seed=1)
     trainees = trained_trainees(LSTMCell, "bn", tasks)
-    validate_stacked(trainees, step=3)
+    validate_members(trainees, step=3)
     assert all(t.validated is None for t in trainees)
-    assert final_metrics_stacked([t.model for t in trainees], tasks, CPU, Precision.fp32) is None
 
 
 def test_models_on_torchs_fused_kernel_evaluate_alone(float64):
@@ -104,6 +101,5 @@ def test_models_on_torchs_fused_kernel_evaluate_alone(float64):
     tasks = member_tasks()
     trainees = trained_trainees(LSTMCell, "none", tasks, impl=Impl.auto)
     assert trainees[0].model.impl_used is Impl.native
-    validate_stacked(trainees, step=3)
+    validate_members(trainees, step=3)
     assert all(t.validated is None for t in trainees)
-    assert final_metrics_stacked([t.model for t in trainees], tasks, CPU, Precision.fp32) is None

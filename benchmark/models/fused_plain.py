@@ -1,19 +1,20 @@
-"""A whole plain-LSTM sequence of E cohort members with a hand-written backward (`cohort.py`'s fast path).
+"""A whole plain-LSTM sequence of E stacked members with a hand-written backward (the layer's fast path).
 
-The cohort's autograd loop records about ten nodes per step, whose bookkeeping costs more than
+The layer's autograd loop records about ten nodes per step, whose bookkeeping costs more than
 the batched math at small sizes, so a stacked plain LSTM lost to torch's fused nn.LSTM run member
-after member. `CohortLSTM` is `fused.py`'s idea with the member dimension E in front:
+after member. `StackLSTM`:
 - every step writes into preallocated buffers, in place, with no graph: one `baddbmm` per step
   for all members' W_hh·h + xw, one sigmoid for all four gates (tanh(g) = 2σ(2g) − 1), tanh(c)
-  likewise on CPU (as `fused._tanh_`);
+  likewise on CPU (torch's CPU tanh costs about three sigmoids at these sizes);
 - the backward sweep keeps one `bmm` per step for ∂L/∂h_{t-1}; W_hh's gradient is one batched
   GEMM afterwards, (E, 4H, T·B)·(E, T·B, H).
 Buffers the backward multiplies as (E, T·B, ·) matrices (the gate gradients, the hidden states,
 so xw and the outputs too) are laid member first, (E, T, B, ·): those GEMMs need no copy.
 
-Only the plain recurrence runs here (no norm, mask, zoneout or weight drop inside it), in training
-with gradients on (`CohortLayer._can_fuse`); everything else takes the cohort's autograd loop,
-which stays the reference: tests/test_cohort_fused.py checks that both agree in float64.
+Only the plain recurrence runs here (no norm, mask or zoneout inside it; a weight-dropped W_hh is an
+ordinary input), in training with gradients on (`RecurrentLayer._fused`); everything else takes the
+layer's autograd loop, which stays the reference: tests/test_fused.py checks that both agree in float64.
+The helpers here (`tanh_into`, `w_hh_grad`, the ATen backward kernels) serve every fused kernel.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from benchmark.models.fused import _sigmoid_backward, _tanh_backward
+sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
 
 def tanh_constants(like: Tensor) -> tuple[Tensor, Tensor]:
@@ -40,7 +42,7 @@ def tanh_into(x: Tensor, out: Tensor, two: Tensor, minus_one: Tensor) -> Tensor:
     return torch.add(minus_one, out, alpha=2, out=out)
 
 
-class CohortLSTM(torch.autograd.Function):
+class StackLSTM(torch.autograd.Function):
     """h_1..h_T (E, T, B, H) of E LSTM layers, given xw = W_ih·x + b_ih + b_hh (E, T, B, 4H) and W_hh (E, 4H, H).
 
     Gates in torch's order (i, f, g, o); the math of `LSTMCell.step` with empty slots, from zero state.
@@ -87,12 +89,12 @@ class CohortLSTM(torch.autograd.Function):
         di_, df_, dg_, do_ = (v.unbind(1) for v in dG.chunk(4, -1))
         c_, tc_, dy_, dG_ = cs.unbind(0), tcs.unbind(0), dy.unbind(1), dG.unbind(1)
         for t in reversed(range(T)):
-            _sigmoid_backward(torch.mul(dh, tc_[t], out=tmp), o_[t], grad_input=do_[t])
-            _tanh_backward(torch.mul(dh, o_[t], out=tmp), tc_[t], grad_input=dc)
+            sigmoid_backward(torch.mul(dh, tc_[t], out=tmp), o_[t], grad_input=do_[t])
+            tanh_backward(torch.mul(dh, o_[t], out=tmp), tc_[t], grad_input=dc)
             dc.add_(dc_next)
-            _sigmoid_backward(torch.mul(dc, g_[t], out=tmp), i_[t], grad_input=di_[t])
-            _tanh_backward(torch.mul(dc, i_[t], out=tmp), g_[t], grad_input=dg_[t])
-            _sigmoid_backward(torch.mul(dc, c_[t], out=tmp), f_[t], grad_input=df_[t])
+            sigmoid_backward(torch.mul(dc, g_[t], out=tmp), i_[t], grad_input=di_[t])
+            tanh_backward(torch.mul(dc, i_[t], out=tmp), g_[t], grad_input=dg_[t])
+            sigmoid_backward(torch.mul(dc, c_[t], out=tmp), f_[t], grad_input=df_[t])
             if t > 0:  # h_0 and c_0 are constant zero states
                 torch.mul(dc, f_[t], out=dc_next)
                 torch.baddbmm(dy_[t - 1], dG_[t], w_hh, out=dh)
@@ -102,11 +104,20 @@ class CohortLSTM(torch.autograd.Function):
 def w_hh_grad(dA: Tensor, hs: Tensor) -> Tensor:
     """∂L/∂W_hh for all steps in one batched GEMM: (E, gH, T·B)·(E, T·B, H); dA (E, T, B, gH), hs (E, ≥T, B, H).
 
-    Shared by every fused cohort kernel (`cohort_fused_gru.py`, `cohort_fused_bn.py`)."""
+    Shared by every fused kernel (`fused_gru.py`, `fused_norm.py`, `fused_masks.py`)."""
     E, T, B, G = dA.shape
     return torch.bmm(dA.view(E, T * B, G).transpose(1, 2), hs[:, :T].reshape(E, T * B, -1))
 
 
-def cohort_lstm(xw: Tensor, w_hh: Tensor) -> Tensor:
-    """(E, T, B, 4H) input-side pre-activations (both biases in) -> (E, T, B, H) outputs, training mode."""
-    return CohortLSTM.apply(xw.contiguous(), w_hh)
+def input_member_first(x: Tensor, w_ih: Tensor, bias: Tensor) -> Tensor:
+    """W_ih·x + bias for every member and step as one (E, T·B, I)·(E, I, gH) GEMM, laid member first (E, T, B, gH).
+
+    x (T, E, B, I), w_ih (E, gH, I), bias (E, gH)."""
+    T, E, B, _ = x.shape
+    xe = x.transpose(0, 1).reshape(E, T * B, -1)
+    return torch.baddbmm(bias.unsqueeze(1), xe, w_ih.transpose(1, 2)).view(E, T, B, -1)
+
+
+def lstm_plain(x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+    """x (T, E, B, I) -> (T, E, B, H) outputs of a plain LSTM layer, training mode (a view of member-first outputs)."""
+    return StackLSTM.apply(input_member_first(x, w_ih, b_ih + b_hh), w_hh).transpose(0, 1)

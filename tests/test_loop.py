@@ -1,8 +1,8 @@
-"""A cohort's members train exactly as their solo runs (benchmark/training/train_cohort.py), in float64.
+"""Members of a stack train exactly as their runs alone (benchmark/training/loop.py), in float64.
 
-Six members (3 seeds x 2 learning rates) of every cell x arm train for 100 steps as one cohort;
+Six members (3 seeds x 2 learning rates) of every cell x arm train for 100 steps as one stack;
 each one's history (training losses, gradient norms, validation scores), stopping and final
-metrics must equal its solo run's (`benchmark.training.train.train` on its own model), to 1e-4 relative.
+metrics must equal its run alone (the same loop with one member, on its own model), to 1e-4 relative.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import torch
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import load_arm, options
-from benchmark.core.config import Accel, Optimizer, TrainConfig
+from benchmark.core.config import Accel, Optimizer, Precision, TrainConfig
 from benchmark.models import ModelSpec, build_model, masks
 from benchmark.models.cells import GRUCell, LSTMCell, RNNCell
+from benchmark.models.stack import stack
 from benchmark.tasks import get_task
-from benchmark.training import train_cohort as train_cohort_mod
-from benchmark.training.train import final_metrics, train
-from benchmark.training.train_cohort import train_cohort
+from benchmark.training import loop as loop_mod
+from benchmark.training.evaluate import final_metrics as final_metrics_of
+from benchmark.training.loop import build_members, train, train_members
+from benchmark.training.train import TrainResult
 
 CPU = torch.device("cpu")
 SEEDS, LRS = (0, 1, 2), (0.01, 0.03)
@@ -38,8 +40,20 @@ def member_model(task, cell, arm, seed: int, device: torch.device = CPU):
     )
     torch.manual_seed(seed)
     m = build_model(spec).to(device)
-    m.mask_gen = masks.generator(seed, device)
+    m.mask_gens = [masks.generator(seed, device)]
     return m
+
+
+def final_metrics(model, task, device):
+    return final_metrics_of([model], [task], device)[0]
+
+
+def train_stack(models, tasks, cfgs, device, seeds, precise_bn_batches=0, accel=Accel.none) -> list[TrainResult]:
+    """The members trained together, as the job's executor trains them."""
+    results = [TrainResult() for _ in models]
+    members = build_members(models, tasks, cfgs, device, seeds, Precision.fp32, results, precise_bn_batches, accel)
+    train_members(members, progress=False, graph=accel is Accel.graph)
+    return results
 
 
 def config(lr: float, **kw) -> TrainConfig:
@@ -49,7 +63,7 @@ def config(lr: float, **kw) -> TrainConfig:
 
 
 def solo_and_cohort(task, cell, arm, lrs=LRS, seeds=SEEDS, device=CPU, accels=(Accel.none,), **cfg_kw):
-    """The solo runs (trained eagerly, one by one) and, per entry of `accels`, the same runs as one cohort."""
+    """The runs alone (trained eagerly, one by one) and, per entry of `accels`, the same runs as one stack."""
     grid = [(s, lr) for lr in lrs for s in seeds]
     n_precise = arm.precise_batches()
     solos = []
@@ -60,13 +74,12 @@ def solo_and_cohort(task, cell, arm, lrs=LRS, seeds=SEEDS, device=CPU, accels=(A
     cohorts = []
     for accel in accels:
         models = [member_model(task, cell, arm, s, device) for s, _ in grid]
-        results = train_cohort(
+        results = train_stack(
             models,
             [task] * len(models),
             [config(lr, **cfg_kw) for _, lr in grid],
             device,
             [s for s, _ in grid],
-            progress=False,
             precise_bn_batches=n_precise,
             accel=accel,
         )
@@ -80,7 +93,7 @@ def close(a, b, what: str) -> None:
     elif isinstance(a, float) and math.isnan(a):
         assert math.isnan(b), what
     else:
-        assert a == pytest.approx(b, rel=REL, abs=1e-9), f"{what}: cohort {b} vs solo {a}"
+        assert a == pytest.approx(b, rel=REL, abs=1e-9), f"{what}: stacked {b} vs alone {a}"
 
 
 def assert_same_run(solo, member, task, device: torch.device = CPU) -> None:
@@ -97,7 +110,7 @@ def assert_same_run(solo, member, task, device: torch.device = CPU) -> None:
 
 @pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
 @pytest.mark.parametrize("option", options())
-def test_every_member_of_a_six_member_cohort_is_its_solo_run(option, cell, float64):
+def test_every_member_of_a_six_member_stack_is_its_run_alone(option, cell, float64):
     task = tiny_task()
     solos, members = solo_and_cohort(task, cell, load_arm(option))
     for solo, member in zip(solos, members):
@@ -115,8 +128,8 @@ CUDA = pytest.mark.skipif(
 @pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
 @pytest.mark.parametrize("option", options())
 def test_on_cuda_every_member_eager_and_graphed_is_its_solo_run(option, cell, float64):
-    """On a GPU: the cohort's eager step and its CUDA-graph replay (accel=graph, the members' mask streams
-    registered with the graph) each give every member its solo run (eager, alone), 4 members x 60 steps."""
+    """On a GPU: the stack's eager step and its CUDA-graph replay (accel=graph, the members' random streams
+    registered with the graph) each give every member its run alone (eager), 4 members x 60 steps."""
     task, cuda = tiny_task(), torch.device("cuda")
     solos, eager, graphed = solo_and_cohort(
         task, cell, load_arm(option), lrs=LRS, seeds=(0, 1), device=cuda, accels=(Accel.none, Accel.graph), steps=60
@@ -130,7 +143,7 @@ def test_on_cuda_every_member_eager_and_graphed_is_its_solo_run(option, cell, fl
 @pytest.mark.gpu
 @CUDA
 def test_on_cuda_a_graphed_cohort_recaptures_when_members_stop_at_their_targets(float64):
-    """accel=graph: each stack (members leave at their targets) is captured anew; every member is its solo run."""
+    """accel=graph: each stack (members leave at their targets) is captured anew; every member is its run alone."""
     task, cuda = tiny_task(), torch.device("cuda")
     task.target_score = 0.5
     solos, graphed = solo_and_cohort(
@@ -150,7 +163,7 @@ def test_on_cuda_a_graphed_cohort_recaptures_when_members_stop_at_their_targets(
         assert member[0].steps_to_target == solo[0].steps_to_target
 
 
-def test_a_diverging_member_stops_alone_and_the_others_are_their_solo_runs(float64):
+def test_a_diverging_member_stops_alone_and_the_others_are_their_runs_alone(float64):
     task = tiny_task()
     solos, members = solo_and_cohort(
         task, RNNCell, load_arm("dropout"), lrs=(0.01, 1e30), seeds=(0, 1), max_norm=None, optimizer=Optimizer.sgd
@@ -161,13 +174,13 @@ def test_a_diverging_member_stops_alone_and_the_others_are_their_solo_runs(float
         assert_same_run(solo, member, task)
 
 
-@pytest.mark.parametrize("arm, seeds, alone", [("dropout", (1,), True), ("bn", (0, 1), False)])
-def test_with_stop_at_target_each_member_stops_at_its_own_step(arm, seeds, alone, float64, monkeypatch):
-    """The last member left trains alone where its solo model runs torch's fused GRU (dropout), else (bn, the
-    custom loop) as a stack of one, which takes the fused cohort kernel; either way it is its solo run."""
+@pytest.mark.parametrize("arm, seeds", [("dropout", (1,)), ("bn", (0, 1))])
+def test_with_stop_at_target_each_member_stops_at_its_own_step(arm, seeds, float64, monkeypatch):
+    """The last member left trains alone through its own model (torch's fused GRU where the arm allows it, dropout;
+    the fused BN kernel otherwise): it is its run alone."""
     calls = []
-    step_alone = train_cohort_mod.step_alone
-    monkeypatch.setattr(train_cohort_mod, "step_alone", lambda *a: calls.append(1) or step_alone(*a))
+    step_alone = loop_mod.step_alone
+    monkeypatch.setattr(loop_mod, "step_alone", lambda *a: calls.append(1) or step_alone(*a))
     task = tiny_task()
     task.target_score = 0.5  # reached at different evaluations by different members
     solos, members = solo_and_cohort(
@@ -175,7 +188,7 @@ def test_with_stop_at_target_each_member_stops_at_its_own_step(arm, seeds, alone
     )
     stops = sorted(r.steps_done for r, _ in members)
     assert stops[-2] < stops[-1], f"no member trained last on its own {stops}: the test would not tell"
-    assert bool(calls) is alone
+    assert calls
     for solo, member in zip(solos, members):
         assert_same_run(solo, member, task)
         assert member[0].steps_to_target == solo[0].steps_to_target
@@ -184,9 +197,9 @@ def test_with_stop_at_target_each_member_stops_at_its_own_step(arm, seeds, alone
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("max_norm", [None, 1.0])
 def test_step_stats_of_members_together_are_each_ones_own(dtype, max_norm):
-    """Clipping and norms of E runs in one pass (`cohort_step_stats`) equal `step_stats` run by run: the
-    clipped gradients and the loss and global norm bit for bit, the group norms to rounding."""
-    from benchmark.training.train import cohort_step_stats, step_stats
+    """Clipping and norms of E runs in one pass (`stack_step_stats`) equal `step_stats` run by run: the
+    clipped gradients, the loss, the loss term and the global norm bit for bit, the group norms to rounding."""
+    from benchmark.training.train import stack_step_stats, step_stats
 
     task = tiny_task()
 
@@ -201,11 +214,21 @@ def test_step_stats_of_members_together_are_each_ones_own(dtype, max_norm):
         return out
 
     losses = torch.tensor([0.5, 2.0, 1e39 if dtype == torch.float64 else 3.0], dtype=dtype)  # 1e39: inf as float32
+    penalties = torch.tensor([0.0, 0.25, 0.125], dtype=dtype)
     alone, together = models(), models()
-    expected = [step_stats(loss, list(m.parameters()), m.param_groups(), max_norm) for loss, m in zip(losses, alone)]
-    got = cohort_step_stats(losses, [(list(m.parameters()), m.param_groups()) for m in together], max_norm)
+    expected = [
+        step_stats(loss, pen, list(m.parameters()), m.param_groups(), max_norm)
+        for loss, pen, m in zip(losses, penalties, alone)
+    ]
+    got = stack_step_stats(losses, penalties, [(list(m.parameters()), m.param_groups()) for m in together], max_norm)
     for a, b in zip(expected, got):
-        assert (b.loss, b.grad_norm, b.clipped, b.finite) == (a.loss, a.grad_norm, a.clipped, a.finite)
+        assert (b.loss, b.penalty, b.grad_norm, b.clipped, b.finite) == (
+            a.loss,
+            a.penalty,
+            a.grad_norm,
+            a.clipped,
+            a.finite,
+        )
         assert b.groups == pytest.approx(a.groups, rel=1e-6)
     assert [s.clipped for s in got] == ([False] * 3 if max_norm is None else [False, True, True])
     for ma, mb in zip(alone, together):
@@ -215,11 +238,9 @@ def test_step_stats_of_members_together_are_each_ones_own(dtype, max_norm):
 
 @pytest.mark.parametrize("option", ["dropout", "both"])
 @pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
-def test_members_with_their_own_dropout_p_are_their_solo_runs(option, cell, float64):
+def test_members_with_their_own_dropout_p_are_their_runs_alone(option, cell, float64):
     """Dropout p as a cohort axis: output dropout keeps one p per member, so four members (2 seeds x p 0.1,
-    0.5) train as one stack and each is its solo run at its own p."""
-    from benchmark.models.cohort import CohortModel
-
+    0.5) train as one stack and each is its run alone at its own p."""
     task = tiny_task()
     grid = [(s, p) for p in (0.1, 0.5) for s in (0, 1)]
     arms = {p: load_arm(option, f"dropout.p={p}") for _, p in grid}
@@ -229,24 +250,20 @@ def test_members_with_their_own_dropout_p_are_their_solo_runs(option, cell, floa
         m = member_model(task, cell, arms[p], s)
         solos.append((train(m, task, config(0.01), CPU, s, progress=False, precise_bn_batches=n_precise), m))
     models = [member_model(task, cell, arms[p], s) for s, p in grid]
-    assert CohortModel(models).drops[-1].p == (0.1, 0.1, 0.5, 0.5)
-    results = train_cohort(
-        models, [task] * 4, [config(0.01)] * 4, CPU, [s for s, _ in grid], progress=False, precise_bn_batches=n_precise
-    )
+    assert stack(models).drops[-1].p == (0.1, 0.1, 0.5, 0.5)
+    results = train_stack(models, [task] * 4, [config(0.01)] * 4, CPU, [s for s, _ in grid], n_precise)
     for solo, member in zip(solos, zip(results, models)):
         assert_same_run(solo, member, task)
 
 
 def test_members_that_differ_in_a_setting_the_stack_shares_are_refused():
-    from benchmark.models.cohort import CohortModel
-
     task = tiny_task()
     a, b = (member_model(task, LSTMCell, load_arm("bn", f"bn.eps={eps}"), 0) for eps in (1e-5, 1e-3))
     with pytest.raises(ValueError, match="share one ModelSpec"):
-        CohortModel([a, b])
+        stack([a, b])
     c, d = (
         member_model(task, LSTMCell, load_arm("dropout", "dropout.placement=variational", f"dropout.p={p}"), 0)
         for p in (0.1, 0.5)
     )
     with pytest.raises(ValueError, match="share one ModelSpec"):  # p inside the recurrence: one per stack
-        CohortModel([c, d])
+        stack([c, d])
