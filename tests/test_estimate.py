@@ -28,7 +28,7 @@ def test_protocol_jobs_hold_every_run_of_the_protocol():
     proto = protocol.load("claims_cpu")
     per_length = sum(len(r.cells) * len(r.regs) * len(r.lengths) for r in proto.regimes)
     assert sum(j.stage == "tuning" for j in jobs) == per_length
-    assert {j.steps for j in jobs if j.seq_len == 30} == {1500}  # one budget for every cell (claim (g))
+    assert {j.steps for j in jobs if j.seq_len == 30} == {1000}  # one budget for every cell (claim (g))
 
 
 def test_grid_jobs_take_the_cohort_axes_as_members():
