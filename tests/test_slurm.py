@@ -185,7 +185,7 @@ def test_without_accounting_a_cancelled_task_is_lost_in_bounded_time(no_accounti
     grace period, instead of reading its state as UNKNOWN (running) for ever."""
     sweep = tmp_path / "results" / "smoke"
     started = time.monotonic()
-    longer = ["cell=lstm", "reg=bn", "train.steps=600", "train.eval_interval=200"]  # jobs outlast scancel's KillWait
+    longer = ["cell=lstm", "reg=bn", "train.steps=6000", "train.eval_interval=2000"]  # jobs outlast KillWait (5 s)
     proc = start(sweep_cmd(tmp_path, "slurm_cpu", *longer, "hydra.launcher.retries=0", *FAST))
     cancelled = kill_mid_run(sweep, lambda: running_tasks(sweep, progress=False), proc, scancel=True)
     cancelled_at = time.monotonic()
