@@ -88,15 +88,17 @@ def init_gain_profiles(
     through the per-step BN vanishes or explodes (Cooijmans et al. 2016); `model` is left unchanged."""
     if not bn_modules(model):
         return {}
-    out = {}
-    for gain in INIT_GAINS:
-        probe = copy.deepcopy(model)
-        with torch.no_grad():
-            for bn in bn_modules(probe):
-                if bn.weight is not None:
-                    bn.weight.fill_(gain)
-        out[gain] = hidden_grad_profile(probe, loss_fn, x, y, seed)
-    return out
+    return {gain: hidden_grad_profile(with_gain(model, gain), loss_fn, x, y, seed) for gain in INIT_GAINS}
+
+
+def with_gain(model: nn.Module, gain: float) -> nn.Module:
+    """A copy of `model` with every BN gain set to `gain` (the model itself is left unchanged)."""
+    probe = copy.deepcopy(model)
+    with torch.no_grad():
+        for bn in bn_modules(probe):
+            if bn.weight is not None:
+                bn.weight.fill_(gain)
+    return probe
 
 
 def filled_init_ratios(
@@ -121,13 +123,7 @@ def filled_init_ratios(
 
     out = {"hidden_grad_ratio_init_filled": ratio(copy.deepcopy(model))}
     if bn_modules(model):
-        for gain in INIT_GAINS:
-            probe = copy.deepcopy(model)
-            with torch.no_grad():
-                for bn in bn_modules(probe):
-                    if bn.weight is not None:
-                        bn.weight.fill_(gain)
-            out[filled_gain_key(gain)] = ratio(probe)
+        out |= {filled_gain_key(gain): ratio(with_gain(model, gain)) for gain in INIT_GAINS}
     return out
 
 
