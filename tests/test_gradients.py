@@ -11,6 +11,7 @@ from arm_configs import arm
 import benchmark as bm  # noqa: F401
 from benchmark.core.record import INIT_GAINS, filled_gain_key
 from benchmark.models import ModelSpec, build_model, get_cell
+from benchmark.models.norm import bn_modules
 from benchmark.models.stack import estimate_population
 from benchmark.training.gradients import (
     balance,
@@ -18,6 +19,7 @@ from benchmark.training.gradients import (
     group_norm_tensors,
     hidden_grad_profile,
     init_gain_profiles,
+    initial_gain,
     profile_ratio,
     total_norm,
 )
@@ -292,3 +294,26 @@ def test_the_filled_init_ratio_probes_the_model_with_its_population_estimated_fi
     assert filled_init_ratios(plain, sum_loss, x, torch.zeros(8), batches, (0, 11)) == {
         "hidden_grad_ratio_init_filled": profile_ratio(hidden_grad_profile(plain, sum_loss, x, torch.zeros(8)), 0, 11)
     }
+
+
+def test_the_filled_ratio_at_the_models_own_gain_is_probed_once(monkeypatch):
+    """A model whose BN gains all hold one γ of INIT_GAINS (recurrent BN starts at 0.1) is the γ copy itself:
+    its filled ratio is that copy's, from 3 population estimates, not 4; at another gain it is probed apart."""
+    import benchmark.training.gradients as gradients
+
+    x = torch.randn(8, 12, 1, generator=torch.Generator().manual_seed(2))
+    batches = [torch.randn(16, 12, 1, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    calls = []
+    real = gradients.estimate_population
+    monkeypatch.setattr(gradients, "estimate_population", lambda *a: calls.append(1) or real(*a))
+    for gain, estimates in ((0.1, 3), (1.0, 3), (0.3, 4)):
+        calls.clear()
+        model = bn_rnn(gain=gain)
+        assert initial_gain(model) == (gain if gain in INIT_GAINS else None)
+        got = filled_init_ratios(model, sum_loss, x, torch.zeros(8), batches, (0, 11))
+        assert len(calls) == estimates
+        if gain in INIT_GAINS:
+            assert got["hidden_grad_ratio_init_filled"] == got[filled_gain_key(gain)]
+    with torch.no_grad():
+        bn_modules(model)[0].weight[0, 0] = 0.1  # gains that differ: a trained model holds none of the γ
+    assert initial_gain(model) is None

@@ -121,10 +121,22 @@ def filled_init_ratios(
         estimate_population([probe], [[b.unsqueeze(0) for b in batches]])  # a stack of one, batches (1, B, T, I)
         return profile_ratio(hidden_grad_profile(probe, loss_fn, x, y, seed), *steps)
 
-    out = {"hidden_grad_ratio_init_filled": ratio(copy.deepcopy(model))}
-    if bn_modules(model):
-        out |= {filled_gain_key(gain): ratio(with_gain(model, gain)) for gain in INIT_GAINS}
-    return out
+    if not bn_modules(model):
+        return {"hidden_grad_ratio_init_filled": ratio(copy.deepcopy(model))}
+    out = {filled_gain_key(gain): ratio(with_gain(model, gain)) for gain in INIT_GAINS}
+    own = initial_gain(model)  # a model at one of the γ (recurrent BN's 0.1) is that copy: probed once
+    at_own = out[filled_gain_key(own)] if own is not None else ratio(copy.deepcopy(model))
+    return {"hidden_grad_ratio_init_filled": at_own} | out
+
+
+def initial_gain(model: nn.Module) -> Optional[float]:
+    """The γ of `record.INIT_GAINS` that every BN gain of `model` holds (compared in the gains' dtype, as
+    `with_gain` would set it), or None: gains that differ (a trained model) or none of the γ."""
+    gains = [bn.weight.detach() for bn in bn_modules(model) if bn.weight is not None]
+    for gain in INIT_GAINS if gains else ():
+        if all(bool((g == torch.tensor(gain, dtype=g.dtype)).all()) for g in gains):
+            return gain
+    return None
 
 
 def _scaled_norm(g: Tensor) -> float:
