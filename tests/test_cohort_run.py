@@ -14,11 +14,13 @@ import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark
 from benchmark.core.config import ConfigError
 from benchmark.job.cohort_run import cuda_eager_stack_loses, run_job, stack_loses
 from benchmark.job.execute import SOLO, execute
-from benchmark.job.prepare import member_configs, prepare
+from benchmark.job.members import members_override
+from benchmark.job.prepare import member_configs, prepare, prepare_job
+from benchmark.sweep.cohort_sweep import group_jobs
 
 from helpers import TINY, compose
 
-MEMBERS = 'cohort.members=["seed=0 train.lr=0.01","seed=1 train.lr=0.01","seed=0 train.lr=0.03"]'
+MEMBERS = "cohort.members=[{seed:0,train:{lr:0.01}},{seed:1,train:{lr:0.01}},{seed:0,train:{lr:0.03}}]"
 
 
 def job(tmp_path, *overrides: str):
@@ -68,10 +70,32 @@ def test_stacked_mode_names_the_key_where_members_cannot_share_a_stack(tmp_path)
     assert not any(p.out.exists() for p in ps)  # nothing written
 
 
-def test_a_member_naming_a_key_outside_the_cohort_axes_is_a_config_error(tmp_path):
-    cfg = compose(*TINY, f"results_dir={tmp_path}", 'cohort.members=["seed=0 hidden_size=4"]')
-    with pytest.raises(ConfigError, match="cohort.members"):
+def test_each_member_is_prepared_with_the_grid_point_hydra_would_have_launched(tmp_path):
+    jobs = [["cell=rnn", f"seed={s}", f"train.lr={lr}"] for s in (0, 1) for lr in ("0.01", "1e-05")]
+    (launched,) = group_jobs(jobs, ["seed", "train.lr"])
+    cfg = compose(*TINY, f"results_dir={tmp_path}", *launched)
+    assert [list(p.point) for p in prepare_job(cfg, launched)] == jobs
+    # members set by no override of the job's (a config file, say): their points from the config's values
+    assert [list(p.point) for p in prepare_job(cfg, launched[:-1])] == jobs
+    assert [list(p.point) for p in prepare_job(compose(*TINY, "seed=3"), ["seed=3"])] == [["seed=3"]]
+
+
+@pytest.mark.parametrize(
+    "members, why",
+    [
+        ("[{seed:0,hidden_size:4}]", "mappings of cohort.axes"),  # a key outside the axes
+        ("[{seed:0},{}]", "mappings of cohort.axes"),  # a member that sets nothing
+        ("[{seed:[0,1]}]", "to plain values"),
+        ("[{train:{lr:{a:1}}}]", "mappings of cohort.axes"),  # a node below an axis
+        ("['seed=0 train.lr=0.01']", "mappings of cohort.axes"),  # a string, not a mapping
+        ("[{seed:zero}]", "could not be converted"),  # the schema's type, named by OmegaConf
+    ],
+)
+def test_a_member_that_is_not_a_mapping_of_axis_values_is_a_config_error(tmp_path, members, why):
+    cfg = compose(*TINY, f"results_dir={tmp_path}", f"cohort.members={members}")
+    with pytest.raises(ConfigError, match=why) as e:
         member_configs(cfg)
+    assert e.value.key == "cohort.members" and "e.g. [{seed:0,train:{lr:0.01}},...]" in str(e.value)
 
 
 def test_members_over_dropout_p_stack_and_members_over_a_shared_setting_run_one_by_one(tmp_path):
@@ -81,7 +105,7 @@ def test_members_over_dropout_p_stack_and_members_over_a_shared_setting_run_one_
     from benchmark.job.cohort_run import choose_mode
 
     def members_over(key: str, values: tuple[float, float], *overrides: str):
-        members = "cohort.members=[" + ",".join(f'"seed=0 {key}={v}"' for v in values) + "]"
+        members = members_override([["seed=0", f"{key}={v}"] for v in values])
         cfg = compose(*TINY, f"results_dir={tmp_path}", "sweep=c", f"cohort.axes=[seed,{key}]", members, *overrides)
         return [prepare(c) for c in member_configs(cfg)]
 

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from benchmark.core.config import ConfigError
-from benchmark.job.members import member_overrides, member_point, members_override, quote
+from benchmark.job.members import member_points, members_override, parse, render, written_members
 from benchmark.sweep.cohort_sweep import SWEEPER_TARGET, group_jobs, groups, job_numbers
 
 from helpers import ROOT, run
@@ -28,13 +28,18 @@ def basic_jobs(*overrides: str) -> list[list[str]]:
     return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(list(overrides)), None)[0]
 
 
-def members_of(job: list[str]) -> list[str]:
-    """The member strings of a cohort job, read back through Hydra's parser (what the job's config holds)."""
+def members_of(job: list[str]) -> list[dict]:
+    """The members of a cohort job, read back through Hydra's parser (what the job's config holds)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     o = OverridesParser.create().parse_override(job[-1])
     assert o.key_or_group == "cohort.members"
     return OmegaConf.to_container(OmegaConf.create({"m": o.value()}), resolve=True)["m"]
+
+
+def points_of(job: list[str]) -> list[list[str]]:
+    """The grid points of a cohort job's members, as the job rebuilds them."""
+    return member_points(job, written_members(job))
 
 
 # --- grouping -----------------------------------------------------------------------------------
@@ -46,9 +51,8 @@ def test_points_differing_only_in_the_axes_are_one_job_in_hydras_order():
     assert len(jobs) == 12 and len(grouped) == 2
     for g, reg in zip(grouped, ["none", "bn"]):
         assert g[:-1] == ["seed=0", "train.lr=0.1", f"reg={reg}"]  # the first member's overrides
-        expected = [" ".join(o for o in j if not o.startswith("reg=")) for j in jobs if f"reg={reg}" in j]
-        assert members_of(g) == expected
-        assert expected[:2] == ["seed=0 train.lr=0.1", "seed=0 train.lr=0.2"]
+        assert points_of(g) == [j for j in jobs if f"reg={reg}" in j]
+        assert members_of(g)[:2] == [{"seed": 0, "train": {"lr": 0.1}}, {"seed": 0, "train": {"lr": 0.2}}]
     assert job_numbers(jobs, AXES) == [0, 1] * 6
 
 
@@ -61,7 +65,7 @@ def test_groups_follow_their_first_point_and_other_axes_stay_jobs():
         ["reg=bn", "seed=0", "task.seq_len=6"],
         ["reg=bn", "seed=0", "task.seq_len=10"],
     ]
-    assert all(members_of(g) == ["seed=0", "seed=1"] for g in grouped)
+    assert all(members_of(g) == [{"seed": 0}, {"seed": 1}] for g in grouped)
     assert job_numbers(jobs, ["seed"]) == [0, 1, 0, 1, 2, 3, 2, 3]
 
 
@@ -81,7 +85,7 @@ def test_no_axes_no_grouping():
 def test_an_axis_set_but_not_swept_is_in_every_member():
     grouped = group_jobs(basic_jobs("seed=0,1", "train.lr=0.03"), AXES)
     assert grouped[0][:-1] == ["seed=0", "train.lr=0.03"]
-    assert members_of(grouped[0]) == ["seed=0 train.lr=0.03", "seed=1 train.lr=0.03"]
+    assert members_of(grouped[0]) == [{"seed": 0, "train": {"lr": 0.03}}, {"seed": 1, "train": {"lr": 0.03}}]
 
 
 @pytest.mark.parametrize(
@@ -90,12 +94,13 @@ def test_an_axis_set_but_not_swept_is_in_every_member():
         (("reg=none,bn", "seed=0,1,2", "train.lr=0.1,0.2"), AXES),
         (("seed=0,1", "task.seq_len=6,10", "reg=bn"), ["seed"]),
         (("train.lr=0.03", "seed=5,6", "task.name='a b'"), AXES),  # an axis set but not swept; a quoted value
+        (("seed=0,1", "train.lr=1e-2,1e-5,-3,2.50", "name='a b',a\\ b,'1',\"it's\""), [*AXES, "name"]),
     ],
 )
 def test_each_member_reads_back_as_the_grid_point_hydra_would_have_launched(overrides, axes):
     jobs = basic_jobs(*overrides)
     for launched, group in zip(group_jobs(jobs, axes), groups(jobs, axes)):
-        points = [member_point(launched, m) for m in members_of(launched)] if len(group) > 1 else [launched]
+        points = points_of(launched) if len(group) > 1 else [launched]
         assert points == [jobs[i] for i in group]
 
 
@@ -104,66 +109,59 @@ def test_a_point_listed_twice_is_refused():
         group_jobs(basic_jobs("seed=0,0", "reg=bn"), AXES)
 
 
-# --- quoting ------------------------------------------------------------------------------------
+# --- values -------------------------------------------------------------------------------------
 
-TRICKY = [
-    "seed=0 train.lr=0.01",
-    "name='a b' seed=1",
-    'name="it\'s" seed=2',
-    "path='C:\\dir\\\\' seed=3",
-    "x=$\\{foo\\} note='${oc.env:HOME}'",
-    "x='a\\'b' y=\"q\\\"\"",
-    "",
+# Awkward values of a string axis (`sweep`, a plain string of the config) as typed on a command line: spaces,
+# quotes, backslashes, an interpolation, an escaped one, a number in quotes, characters the grammar escapes.
+AWKWARD = [
+    "'a b'",
+    '"it\'s"',
+    "'a\\'b'",
+    "'C:\\dir\\\\'",
+    "'${seed}'",
+    "\\${seed}",
+    "'\\${x}'",
+    "$\\{oc.env:HOME\\}",
+    "a\\ b\\,c\\=d",
+    "'1'",
+    "'null'",
 ]
 
 
-@pytest.mark.parametrize("text", TRICKY + ["\\", "'", "\\'", "a\\\\", "${x}", "\\${x}"])
-def test_quote_reads_back_exactly_through_hydras_parser_and_the_config(text):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    value = OverridesParser.create().parse_override(f"k={quote(text)}").value()
-    assert OmegaConf.to_container(OmegaConf.create({"k": value}), resolve=True)["k"] == text
-
-
-def test_members_override_reads_back_as_a_list_of_the_members():
-    job = ["seed=0", members_override(TRICKY)]
-    assert members_of(job) == TRICKY
+@pytest.mark.parametrize("text", AWKWARD + ["-3", "1e-05", "1e-5", "-0.5", "2.50", "inf", "null", "true", "0"])
+def test_a_value_renders_back_as_hydras_basic_sweeper_wrote_it(text):
+    (job,) = basic_jobs(f"k={text}")  # the basic sweeper's text: 1e-5 -> 1e-05, 2.50 -> 2.5, quotes kept
+    assert render(parse(job[0].split("=", 1)[1])) == job[0].split("=", 1)[1]
+    (member,) = points_of(["seed=0", job[0], members_override([[job[0]]])])
+    assert member == ["seed=0", job[0]]
 
 
-@pytest.mark.parametrize(
-    "member, overrides",
-    [
-        ("seed=0 train.lr=0.01", ["seed=0", "train.lr=0.01"]),
-        ("name='a b' seed=1", ["name='a b'", "seed=1"]),
-        ('name="it\'s x"  seed=2', ['name="it\'s x"', "seed=2"]),
-        ("x='a\\' b' y=a\\ b", ["x='a\\' b'", "y=a\\ b"]),
-        ("", []),
-    ],
-)
-def test_member_overrides_splits_where_hydra_would(member, overrides):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+def test_awkward_values_round_trip_exactly_into_each_members_config(compose):
+    """Each member's config is its solo run's (interpolations unresolved and resolved), and its grid point the
+    overrides Hydra's basic sweeper would have launched it with, to the character."""
+    from benchmark.job.prepare import member_configs
 
-    assert member_overrides(member) == overrides
-    OverridesParser.create().parse_overrides(overrides)  # each one a valid override
-
-
-def test_member_overrides_refuses_an_open_quote():
-    with pytest.raises(ConfigError, match="cohort.members"):
-        member_overrides("name='a b seed=1")
+    axes = "cohort.axes=[seed,train.lr,sweep]"
+    jobs = basic_jobs("seed=-3,7", "train.lr=1e-5,0.01", "sweep=" + ",".join(AWKWARD))
+    (launched,) = group_jobs(jobs, ["seed", "train.lr", "sweep"])
+    assert points_of(launched) == jobs
+    members = member_configs(compose(axes, *launched))
+    assert len(members) == len(jobs) == 2 * 2 * len(AWKWARD)
+    for member, point in zip(members, jobs):
+        solo = compose(axes, *point)
+        for resolve in (False, True):
+            assert OmegaConf.to_container(member, resolve=resolve) == OmegaConf.to_container(solo, resolve=resolve)
+    assert [m.sweep for m in members[:5]] == ["a b", "it's", "a'b", "C:\\dir\\", "-3"]
 
 
 def test_floats_survive_the_round_trip_into_the_jobs_config(compose):
-    """The cohort job composes with its first member's values; each member string parses to its own."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    """The cohort job composes with its first member's values; each member is a mapping of its own."""
     (job,) = group_jobs(basic_jobs("seed=0,1", "train.lr=0.01,1e-3"), AXES)
     cfg = compose(*job)
     assert cfg.seed == 0 and cfg.train.lr == 0.01
-    members = list(cfg.cohort.members)
-    assert members == ["seed=0 train.lr=0.01", "seed=0 train.lr=0.001", "seed=1 train.lr=0.01", "seed=1 train.lr=0.001"]
-    parser = OverridesParser.create()
-    values = [{o.key_or_group: o.value() for o in parser.parse_overrides(member_overrides(m))} for m in members]
-    assert values[1] == {"seed": 0, "train.lr": 0.001} and isinstance(values[1]["train.lr"], float)
+    members = OmegaConf.to_container(cfg.cohort.members)
+    assert members == [{"seed": s, "train": {"lr": lr}} for s in (0, 1) for lr in (0.01, 0.001)]
+    assert isinstance(members[1]["train"]["lr"], float) and isinstance(members[1]["seed"], int)
 
 
 # --- the plugin ---------------------------------------------------------------------------------
@@ -266,7 +264,7 @@ def test_one_bad_point_fails_the_multirun_at_composition_before_any_job(tmp_path
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("cohort.members=['seed=0','seed=1']", "cohort.members"),
+        ("cohort.members=[{seed:0},{seed:1}]", "cohort.members"),
         ("cohort.members=[]", "cohort.members"),
         ("cohort.axes=[seed],[]", "cohort.axes"),
         ("+seed=0,1", "cohort.axes"),
@@ -307,7 +305,7 @@ def test_a_multirun_launches_one_job_per_cohort(tmp_path, launcher):
     assert p.returncode == 0, p.stderr[-3000:]
     rows = launched(tmp_path / "r")
     assert [(r["num"], r["reg"], r["seed"], r["lr"]) for r in rows] == [(0, "none", 0, 0.1), (1, "bn", 0, 0.1)]
-    members = [f"seed={s} train.lr={lr}" for s in (0, 1, 2) for lr in (0.1, 0.2)]
+    members = [{"seed": s, "train": {"lr": lr}} for s in (0, 1, 2) for lr in (0.1, 0.2)]
     assert all(r["members"] == members for r in rows)
     assert sum(len(r["members"]) for r in rows) == 6 * 2
 
@@ -339,7 +337,7 @@ def test_bad_axes_fail_before_any_job(tmp_path):
     assert p.returncode == 2
     assert "error: invalid config: cohort.axes=['seed', 'reg']" in p.stderr and "config group" in p.stderr
     assert not (tmp_path / "r" / "jobs.jsonl").exists()
-    p = multirun(tmp_path / "r", "seed=0,1", "cohort.members=['seed=0']")
+    p = multirun(tmp_path / "r", "seed=0,1", "cohort.members=[{seed:0}]")
     assert p.returncode == 2 and "error: invalid config: cohort.members=" in p.stderr, p.stderr[-2000:]
     assert not (tmp_path / "r" / "jobs.jsonl").exists()
 
@@ -373,7 +371,7 @@ def test_status_and_progress_count_members_not_jobs(tmp_path):
     assert len(points) == 12 and len({pt.run_id for pt in points}) == 12
     for row in launched(results):  # the points of job n are its members
         labels = [pt.label for pt in points if pt.num == row["num"]]
-        assert labels == [f"{m} reg={row['reg']}" for m in row["members"]]
+        assert labels == [f"seed={m['seed']} train.lr={m['train']['lr']} reg={row['reg']}" for m in row["members"]]
 
     assert len(status.missing_points(sweep_dir)) == 12  # nothing trained: every point missing, none dropped
     assert progress.Watcher(sweep_dir, None, 0.0).poll().total == 12

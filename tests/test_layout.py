@@ -107,7 +107,7 @@ runpy.run_module("benchmark.run", run_name="__main__", alter_sys=True)
 def test_a_training_job_imports_neither_pandas_nor_the_analysis(tmp_path):
     """A cohort job of two members (stacked), end to end through the entry point, in a fresh process."""
     args = [*TINY, "cell=lstm", "reg=bn", f"results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    p = run([sys.executable, "-c", PROBE, *args, "cohort.members=['seed=0','seed=1']"], cwd=tmp_path)
+    p = run([sys.executable, "-c", PROBE, *args, "cohort.members=[{seed:0},{seed:1}]"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     records = [json.loads(f.read_text()) for f in tmp_path.glob("*/runs/*/metrics.json")]
     assert sorted(r["seed"] for r in records) == [0, 1] and {r["cohort_mode"] for r in records} == {"stacked"}

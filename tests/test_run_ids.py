@@ -37,7 +37,7 @@ PINNED = {
 }
 # A cohort job of two members: each has its solo run's id (the first is the lstm-bn point above).
 JOB = ["+experiment=smoke", "cell=lstm", "reg=bn", "task.seq_len=6"]
-MEMBERS = "cohort.members=['seed=0 train.lr=0.01','seed=1 train.lr=0.03']"
+MEMBERS = "cohort.members=[{seed:0,train:{lr:0.01}},{seed:1,train:{lr:0.03}}]"
 MEMBER_IDS = ["ce49a1954f0a", "388f94f30694"]
 
 

@@ -134,12 +134,13 @@ class CohortConfig:
 
     `axes`: config keys (plain values, not config groups) whose swept values become members; the
     cohort sweeper (benchmark/sweep/cohort_sweep.py) groups the points Hydra's basic sweeper would launch by
-    every other override. `members`: set by that sweeper, one "key=value key=value" string per
-    member; empty for a solo job. Neither is part of a run id: a member is its solo run.
+    every other override. `members`: set by that sweeper, one mapping of the axes' values per member
+    (`{seed: 0, train: {lr: 0.01}}`, benchmark/job/members.py); empty for a solo job. Neither is part of a
+    run id: a member is its solo run.
     """
 
     axes: list[str] = field(default_factory=lambda: ["seed", "train.lr"])
-    members: list[str] = field(default_factory=list)
+    members: list[Any] = field(default_factory=list)  # mappings; checked by benchmark.job.prepare.member_configs
     mode: CohortMode = CohortMode.auto
 
 

@@ -1,17 +1,18 @@
-"""A cohort job's members in their text form, `cohort.members` (no Hydra, no torch here).
+"""A cohort job's members as config values: `cohort.members=[{seed:0,train:{lr:0.01}},...]` (no torch here).
 
-The cohort sweeper (benchmark/sweep/cohort_sweep.py) writes one "key=value key=value" string per member
-(`members_override`); the job reads each back into its overrides (`member_overrides`) and its grid point
-(`member_point`, the overrides Hydra's basic sweeper would have launched it with);
-`benchmark.job.prepare.member_configs` applies them to the job's config.
+Each member is a mapping of its cohort axes' values, nested at the dots of their keys, so the job's config holds
+it as a DictConfig that `benchmark.job.prepare.member_configs` merges into the job's config. The cohort sweeper
+(benchmark/sweep/cohort_sweep.py) writes them from the overrides Hydra's basic sweeper made (`members_override`);
+`member_points` rebuilds each member's grid point, the overrides the basic sweeper would have launched it with.
+Both directions go through Hydra's own override grammar: values are parsed by its parser and written by the
+function its basic sweeper writes them with (`render`), so a value reads back as the same text (0.01 stays 0.01,
+`'a b'` keeps its quotes) and this project has no quoting rules of its own.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Sequence
-
-from benchmark.core.config import ConfigError
+import functools
+from typing import Any, Mapping, Optional, Sequence
 
 MEMBERS_KEY = "cohort.members"
 
@@ -21,45 +22,68 @@ def key_of(override: str) -> str:
     return override.split("=", 1)[0]
 
 
-def members_override(members: Sequence[str]) -> str:
-    """`cohort.members=['seed=0 train.lr=0.01',...]` in Hydra's override grammar."""
-    return f"{MEMBERS_KEY}=[{','.join(quote(m) for m in members)}]"
+@functools.lru_cache(maxsize=None)
+def _parser() -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # lazy: history.py needs only key_of
+
+    return OverridesParser.create()
 
 
-def quote(text: str) -> str:
-    """`text` as a single-quoted value of Hydra's override grammar, read back as exactly `text`.
-
-    Inside quotes Hydra unescapes only a backslash run before a quote or at the end, and the config
-    reads `${` as an interpolation (a backslash run before it escaped likewise); so those runs are
-    doubled, quotes and `${` escaped.
-    """
-    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
-    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
-    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + "'"
+def parse(text: str) -> Any:
+    """The value of an override ("key=VALUE") as Hydra's grammar reads it, quoted strings still quoted
+    (`QuotedString`), so that `render` writes it back as it was."""
+    return _parser().parse_rule(text, "value")
 
 
-def member_overrides(member: str) -> list[str]:
-    """A member string back into its "key=value" overrides: split at spaces neither quoted nor escaped."""
-    out, cur, q, i = [], "", "", 0
-    while i < len(member):
-        c = member[i]
-        if c == "\\" and i + 1 < len(member):  # an escaped character, quoted or not
-            cur, i = cur + member[i : i + 2], i + 2
-            continue
-        if c in "'\"" and (not q or c == q):
-            q = "" if q else c
-        if c == " " and not q:
-            out, cur = (out + [cur] if cur else out), ""
+def render(value: Any) -> str:
+    """A value as Hydra's basic sweeper writes it after the '=' of an override (`Transformer.str`)."""
+    from hydra.core.override_parser.types import Transformer
+
+    return Transformer.str(value)
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """{"train.lr": v} -> {"train": {"lr": v}}: dotted keys as the config mapping they set."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def flat(member: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The inverse of `nest`: each value (or empty mapping) of `member` by its dotted key."""
+    out: dict[str, Any] = {}
+    for key, value in member.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flat(value, f"{prefix}{key}."))
         else:
-            cur += c
-        i += 1
-    if q:
-        raise ConfigError(MEMBERS_KEY, member, "'key=value key=value' strings whose quotes are closed")
-    return out + [cur] if cur else out
+            out[f"{prefix}{key}"] = value
+    return out
 
 
-def member_point(job: Sequence[str], member: str) -> list[str]:
-    """The grid point of one member of a launched job: the job's overrides without `cohort.members`, each
+def members_override(members: Sequence[Sequence[str]]) -> str:
+    """`cohort.members=[{seed:0,train:{lr:0.01}},...]` from each member's axis overrides ("key=value", as the
+    basic sweeper wrote them)."""
+    values = [nest({key_of(o): parse(o.split("=", 1)[1]) for o in member}) for member in members]
+    return f"{MEMBERS_KEY}={render(values)}"
+
+
+def written_members(job: Sequence[str]) -> Optional[list[Any]]:
+    """The members a launched job's `cohort.members=...` override holds, as parsed values; None without one."""
+    text = next((o for o in job if key_of(o) == MEMBERS_KEY), None)
+    return None if text is None else list(parse(text.split("=", 1)[1]))
+
+
+def member_points(job: Sequence[str], members: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """The grid point of each member of a launched job: the job's overrides without `cohort.members`, each
     cohort axis at the member's value, in the job's order (the list Hydra's basic sweeper would launch)."""
-    mine = {key_of(o): o for o in member_overrides(member)}
-    return [mine.get(key_of(o), o) for o in job if key_of(o) != MEMBERS_KEY]
+    rest = [o for o in job if key_of(o) != MEMBERS_KEY]
+    points = []
+    for member in members:
+        mine = flat(member)
+        points.append([f"{key_of(o)}={render(mine[key_of(o)])}" if key_of(o) in mine else o for o in rest])
+    return points

@@ -8,24 +8,22 @@ the run is: the identity keys of its record.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import OverrideType
-from hydra.errors import InstantiationException, OverrideParseException
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.arms import Arm, build_arm
 from benchmark.arms.base import id_form, package_arms
 from benchmark.core import record
 from benchmark.core.config import Accel, ConfigError, Device, InitScheme, RunConfig, register_configs, validate
 from benchmark.core.io import run_dir, run_id
-from benchmark.job.members import member_overrides, member_point
+from benchmark.job.members import MEMBERS_KEY, flat, member_points, written_members
 from benchmark.models import ModelSpec, check_cell_class, check_spec, resolve_impl
 from benchmark.tasks import Task, check_task
 
@@ -225,34 +223,35 @@ def run_identity(p: Prepared) -> dict[str, Any]:
 
 
 def member_configs(cfg: DictConfig) -> list[DictConfig]:
-    """The job's runs: `cfg` with each of `cohort.members` applied, read as the cohort sweeper wrote them
-    (`member_overrides`, values parsed by Hydra's override parser); [cfg] for a solo job.
-    A member sets only cohort axes, each a plain config value (ConfigError otherwise)."""
-    axes, parser = list(cfg.cohort.axes), OverridesParser.create()
-    allowed = f"space-separated key=value overrides of cohort.axes {axes}"
+    """The job's runs: `cfg` with each mapping of `cohort.members` merged into it by OmegaConf, as Hydra merges
+    a solo run's overrides; [cfg] for a solo job. A member sets only cohort axes, each to a plain value
+    (ConfigError otherwise)."""
+    axes = list(cfg.cohort.axes)
+    allowed = f"mappings of cohort.axes {axes} to plain values, e.g. [{{seed:0,train:{{lr:0.01}}}},...]"
     out = []
-    for text in cfg.cohort.members:
+    for member in OmegaConf.to_container(cfg.cohort.members, resolve=False):
+        values = flat(member) if isinstance(member, dict) else {}
+        if not values or any(k not in axes or isinstance(v, (dict, list)) for k, v in values.items()):
+            raise ConfigError(MEMBERS_KEY, member, allowed)
         try:
-            overrides = parser.parse_overrides(member_overrides(str(text)))
-        except OverrideParseException as e:
-            raise ConfigError("cohort.members", text, allowed, str(e).splitlines()[0]) from None
-        if not overrides or any(
-            o.key_or_group not in axes or o.type is not OverrideType.CHANGE or o.is_sweep_override() for o in overrides
-        ):
-            raise ConfigError("cohort.members", text, allowed)
-        member = copy.deepcopy(cfg)
-        for o in overrides:
-            OmegaConf.update(member, o.key_or_group, o.value(), merge=False)
-        member.cohort.members = []
-        out.append(member)
+            merged = OmegaConf.merge(cfg, member)
+        except OmegaConfBaseException as e:
+            raise ConfigError(MEMBERS_KEY, member, allowed, str(e).splitlines()[0]) from None
+        merged.cohort.members = []
+        out.append(merged)
     return out or [cfg]
 
 
 def prepare_job(cfg: DictConfig, task_overrides: Sequence[str]) -> list[Prepared]:
     """Every run of a job (its members, or the one run of a solo job), prepared, each with its grid point
-    (`task_overrides`: the job's overrides as Hydra launched it). Raises ConfigError, writes nothing. What
-    benchmark/run.py checks before training, and what the cohort sweeper checks for every job of a multirun
-    before it launches any (conf/hydra/sweeper/cohort.yaml), so one bad point ends the multirun before a
-    sibling starts."""
-    points = [member_point(list(task_overrides), str(m)) for m in cfg.cohort.members] or [list(task_overrides)]
-    return [prepare(c, pt) for c, pt in zip(member_configs(cfg), points)]
+    (`task_overrides`: the job's overrides as Hydra launched it; a member's point is rebuilt from the values
+    its `cohort.members` override wrote, or the config's where no override set them). Raises ConfigError,
+    writes nothing. What benchmark/run.py checks before training, and what the cohort sweeper checks for every
+    job of a multirun before it launches any (conf/hydra/sweeper/cohort.yaml), so one bad point ends the
+    multirun before a sibling starts."""
+    configs = member_configs(cfg)
+    if not cfg.cohort.members:
+        return [prepare(configs[0], task_overrides)]
+    written = written_members(task_overrides)
+    members = OmegaConf.to_container(cfg.cohort.members, resolve=False) if written is None else written
+    return [prepare(c, pt) for c, pt in zip(configs, member_points(task_overrides, members), strict=True)]

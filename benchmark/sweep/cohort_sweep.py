@@ -1,14 +1,13 @@
-"""Grid points into cohort jobs: the sweep side of cohorts (no Hydra here; the plugin in
-hydra_plugins/cohort_sweeper/ calls it).
+"""Grid points into cohort jobs: the sweep side of cohorts (the plugin in hydra_plugins/cohort_sweeper/
+calls it; Hydra's grammar only through benchmark/job/members.py).
 
 Hydra's basic sweeper turns `seed=0,1,2 train.lr=0.01,0.03 reg=none,bn` into 12 jobs, each a list
 of "key=value" overrides. `group_jobs` merges the jobs that differ only in the cohort axes
 (`cohort.axes`, default seed and train.lr) into one job: here 2 jobs of 6 members each. A merged
 job keeps its first member's overrides (so it composes with valid values) and adds
-`cohort.members=[...]`, one "key=value key=value" string per member (its axis overrides) in the
-order Hydra would have launched them (their text form: benchmark/job/members.py, which the job reads
-back); a job alone in its group stays exactly as it was. `job_numbers` says which job trains each grid
-point (`make status`).
+`cohort.members=[{seed:0,train:{lr:0.01}},...]`, one mapping of its axis values per member, in the
+order Hydra would have launched them (benchmark/job/members.py); a job alone in its group stays exactly
+as it was. `job_numbers` says which job trains each grid point (`make status`).
 """
 
 from __future__ import annotations
@@ -58,13 +57,13 @@ def job_numbers(jobs: Sequence[Sequence[str]], axes: Sequence[str]) -> list[int]
 
 def cohort_job(jobs: Sequence[Sequence[str]], axes: set[str]) -> list[str]:
     """One job for a group: its first job's overrides plus `cohort.members=[...]`."""
-    members = [" ".join(o for o in job if key_of(o) in axes) for job in jobs]
-    seen: set[str] = set()
+    members = [tuple(o for o in job if key_of(o) in axes) for job in jobs]
+    seen: set[tuple[str, ...]] = set()
     for m in members:
         if m in seen:
             raise ConfigError(
                 MEMBERS_KEY,
-                m,
+                " ".join(m),
                 "distinct grid points (each value listed once on a swept axis)",
                 f"The grid point {' '.join(jobs[0])} would be trained twice.",
             )

@@ -42,7 +42,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 from benchmark.core.config import ConfigError
 from benchmark.core.io import is_complete, mark_skipped, run_dir
-from benchmark.job.members import MEMBERS_KEY, key_of, member_point
+from benchmark.job.members import member_points, written_members
 from benchmark.sweep import history
 from benchmark.sweep.history import LostJob, point_key
 
@@ -97,13 +97,10 @@ def refusal_line(sbatch_stderr: str) -> str:
 
 def job_points(overrides: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     """The grid points (`point_key`) one launched job trains: its cohort's members, or itself."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    members = [o for o in overrides if key_of(o) == MEMBERS_KEY]
-    if not members:
+    members = written_members(overrides)
+    if members is None:
         return (point_key(overrides),)
-    values = OverridesParser.create().parse_override(members[0]).value()
-    return tuple(point_key(member_point(overrides, str(m))) for m in values)
+    return tuple(point_key(p) for p in member_points(overrides, members))
 
 
 def queue_states() -> Optional[dict[str, str]]:
