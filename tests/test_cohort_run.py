@@ -149,3 +149,18 @@ def test_on_a_gpu_the_eager_stack_wins_from_a_member_count_that_grows_with_T():
     assert cuda_eager_stack_loses("lstm", "zoneout_native_arm", 100, 5) == cuda_eager_stack_loses(
         "lstm", "none", 100, 5
     )
+
+
+def test_the_blocks_no_run_reads_are_recorded_but_never_merged_per_member(tmp_path):
+    """A claims experiment's `protocol` block is most of its config: every member's config.yaml records it,
+    resolved, while the members are built and checked on a config without it (the run ids do not read it)."""
+    jobs = [["cell=rnn", f"seed={s}"] for s in (0, 1)]
+    (launched,) = group_jobs(jobs, ["seed", "train.lr"])
+    plain = compose(*TINY, f"results_dir={tmp_path}", *launched)
+    claims = compose(*TINY, f"results_dir={tmp_path}", *launched, "+protocol.tuning_seeds=[1000,1001]")
+    got, want = prepare_job(claims, launched), prepare_job(plain, launched)
+    assert [p.run_id for p in got] == [p.run_id for p in want]
+    assert all(p.resolved["protocol"] == {"tuning_seeds": [1000, 1001]} for p in got)
+    assert all(p.cfg.protocol is None for p in got)
+    assert all("protocol" not in p.resolved or p.resolved["protocol"] is None for p in want)
+    assert claims.protocol.tuning_seeds == [1000, 1001]  # the job's own config is left as it was

@@ -174,7 +174,7 @@ def test_claims_design_keeps_its_promises(exp, tmp_path):
     assert all(len(b) == 1 for b in budgets.values()), budgets
     for (task, _), b in budgets.items():
         ((steps, stop, patience),) = b
-        assert (stop, patience is None) == (True, True) if task == "adding" else (stop, patience) == (False, 6)
+        assert (stop, patience is None) == (True, True) if task == "adding" else (stop, patience) == (False, 4)
     lengths = sorted({T for t, T, _, _ in arms if t == "adding"})
     whole = {
         ("adding", T, c, r) for T in lengths for c in ("rnn", "lstm", "gru") for r in ("none", "bn", "dropout", "both")
