@@ -75,6 +75,7 @@ test-all:  ## every test, slow and sweep ones included (the `slurm` ones: make t
 # (after selection on their validation scores) its confirmation seeds at the chosen settings
 # (benchmark/sweep/protocol.py); any other experiment its one multirun — then aggregates and reports.
 # joblib runs $(JOBS) jobs at once (ARGS="hydra.launcher.n_jobs=N" still wins: later overrides replace earlier ones).
+# An experiment of your own folder: ARGS="hydra.searchpath=[file://$$PWD/conf]" (docs/extending.md).
 sweep:  ## Hydra multirun(s) over conf/experiment/$(EXPERIMENT).yaml (CPU: claims_cpu on every core) under a live progress bar, then aggregate and report; prints the report path
 	@set -f; $(VPY) -m benchmark.sweep.driver $(EXPERIMENT) --sweep $(SWEEP) --results-dir $(RESULTS_DIR) \
 		--reports-dir $(REPORTS_DIR) --launcher $(LAUNCHER) --jobs $(JOBS) $(if $(filter 1 true,$(FORCE)),--force) \

@@ -1,6 +1,7 @@
 """End to end: `experiment=smoke` through the real Hydra multirun, `make sweep`, aggregation and
 the report; and a sweep interrupted (SIGINT, then SIGKILL) and re-run completes its grid with no
-duplicated, lost or half-written runs, saying how many points it skipped."""
+duplicated, lost or half-written runs, saying how many points it skipped; and `make sweep` of a study kept in its
+own folder (its experiments, regime, task and arm on `hydra.searchpath`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import yaml
 
 import benchmark as bm  # noqa: F401
 
-from helpers import ENV, ROOT, RUN_FILES, as_terminal_job, run, wait_for_runs
+from helpers import ENV, PLUGIN, ROOT, RUN_FILES, as_terminal_job, run, wait_for_runs
 from synthetic_runs import parse_report
 
 pytestmark = pytest.mark.sweep  # Hydra multiruns in subprocesses: `make test-sweeps`
@@ -150,3 +152,52 @@ def test_interrupted_sweep_resumes_without_duplicates_or_losses(tmp_path):
     unchanged = df[df["run_id"].isin(done_before)]
     assert (unchanged["mtime"] == unchanged["run_id"].map(done_before)).all()  # complete runs were not redone
     assert out.rstrip().splitlines()[-1] == f"report: {(tmp_path / 'reports' / 'smoke' / 'index.html').resolve()}"
+
+
+# --- a study kept in its own folder: `make sweep ... ARGS="hydra.searchpath=[...]"` ------------------------------
+
+
+def user_study(tmp_path: Path) -> Path:
+    """The example study (its modules and conf/: task sign, arm noise, experiments my_grid and my_claims, regime
+    my_sign) copied to a folder of its own, outside the package."""
+    study = tmp_path / "study"
+    shutil.copytree(PLUGIN, study, ignore=shutil.ignore_patterns("__pycache__"))
+    return study
+
+
+def make_user_sweep(study: Path, tmp_path: Path, experiment: str) -> subprocess.CompletedProcess:
+    """`make sweep` from the study's folder, as docs/extending.md writes it (the package's Makefile and Python)."""
+    make = ["make", "-f", str(ROOT / "Makefile"), "sweep", f"VPY={sys.executable}", f"EXPERIMENT={experiment}"]
+    make += [f"RESULTS_DIR={tmp_path / 'results'}", f"REPORTS_DIR={tmp_path / 'reports'}", "LAUNCHER=basic"]
+    make += [f"ARGS=hydra.searchpath=[file://{study / 'conf'}]"]
+    return run(make, cwd=study, env={"PYTHONPATH": os.pathsep.join([str(study), str(ROOT)])}, timeout=300)
+
+
+def test_make_sweep_runs_a_protocol_whose_experiment_and_regime_live_in_the_users_folder(tmp_path):
+    """Tuning (1 seed x 2 arms), selection, confirmation (2 seeds derived from the hash), the report; the design
+    frozen from the user's regime file; the user's arm described in its own words."""
+    study = user_study(tmp_path)
+    r = make_user_sweep(study, tmp_path, "my_claims")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    sweep = tmp_path / "results" / "my_claims"
+    metrics = [json.loads(p.read_text()) for p in sweep.glob("runs/*/metrics.json")]
+    design = json.loads((sweep / "plan" / "design.json").read_text())
+    assert sorted((m["task"], m["reg"], m["seed"] in design["confirmation_seeds"]) for m in metrics) == sorted(
+        [("sign", reg, False) for reg in ("none", "noise")] + [("sign", reg, True) for reg in ("none", "noise")] * 2
+    )
+    assert all(m["status"] == "ok" and m["steps_done"] == 6 for m in metrics)  # the user's regime's budget
+    assert design["frozen"]["regimes"] == {"my_sign": yaml.safe_load((study / "conf/regime/my_sign.yaml").read_text())}
+    html = (tmp_path / "reports" / "my_claims" / "index.html").read_text()
+    assert "user variant: reg=noise: Gaussian noise on hidden non-recurrent connections" in html
+    assert out.rstrip().splitlines()[-1] == f"report: {(tmp_path / 'reports' / 'my_claims' / 'index.html').resolve()}"
+
+
+def test_make_sweep_runs_a_plain_experiment_of_the_users_folder(tmp_path):
+    r = make_user_sweep(user_study(tmp_path), tmp_path, "my_grid")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    metrics = [json.loads(p.read_text()) for p in (tmp_path / "results" / "my_grid").glob("runs/*/metrics.json")]
+    assert sorted((m["reg"], m["seed"], m["status"]) for m in metrics) == [
+        (reg, seed, "ok") for reg in ("noise", "none") for seed in (0, 1)
+    ]
+    assert (tmp_path / "reports" / "my_grid" / "index.html").is_file()

@@ -9,8 +9,11 @@ import re
 import pytest
 
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
-from benchmark.perf import costs, estimate
+from benchmark.core import confpath
+from benchmark.perf import costs, estimate, estimate_jobs
 from benchmark.sweep import protocol
+
+from helpers import PLUGIN_SEARCHPATH
 
 
 def test_protocol_jobs_hold_every_run_of_the_protocol():
@@ -67,7 +70,7 @@ def test_an_unmeasured_variant_is_an_error_naming_it():
 
 @pytest.mark.parametrize("name", ["claims_gpu", "full"])
 def test_the_experiment_file_states_the_estimate_it_prints(name):
-    text = (estimate.CONF / "experiment" / f"{name}.yaml").read_text()
+    text = confpath.PACKAGE.require("experiment", name, "EXPERIMENT").read_text()
     h, m = map(int, re.search(r"Estimated wall time on one H100, with cohorts: (\d+) h (\d+) min", text).groups())
     jobs, _ = estimate.estimate(name)
     assert sum(s for _, s in jobs) / 60 == pytest.approx(60 * h + m, abs=1.0)
@@ -88,3 +91,17 @@ def test_the_baseline_holds_every_variant_the_gpu_experiments_need():
     doc = json.loads(costs.BASELINE.read_text())
     graph = {(r["cell"], r["arm"]) for r in doc["rows"] if r["accel"] == "graph" and "eval_ms" in r}
     assert graph >= {(c, r) for c in ("rnn", "lstm", "gru") for r in ("none", "bn", "dropout", "both")}
+
+
+def test_a_users_experiment_is_priced_from_its_own_folder():
+    """my_claims and its regime live only in the user's folder (tests/plugin_example/conf): read as its runs read
+    them, and the whole-job overrides carry the search path."""
+    search = confpath.from_overrides([PLUGIN_SEARCHPATH])
+    jobs = estimate.protocol_jobs("my_claims", protocol.experiment_cfg("my_claims", search), search)
+    assert {(j.stage, j.reg, j.members, j.steps, j.eval_interval, j.regime) for j in jobs} == {
+        (stage, reg, n, 6, 3, "my_sign")
+        for stage, n in (("tuning", 1), ("confirmation", 2))
+        for reg in ("none", "noise")
+    }
+    over = estimate_jobs.overrides("my_claims", jobs[1], None, search)
+    assert over[:2] == [PLUGIN_SEARCHPATH, "+experiment=my_claims"] and over[2] == "regime=my_sign"

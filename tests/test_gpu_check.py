@@ -129,7 +129,7 @@ def test_the_estimate_is_rebuilt_from_the_measured_jobs_factors(tmp_path, monkey
         (Job("confirmation", "rnn", "none", 1000, 2, 10, 5, "claims_adding"), 50.0),
         (Job("confirmation", "rnn", "none", 64, 2, 10, 5, "claims_chars"), 8.0),
     ]
-    monkeypatch.setattr(estimate_jobs, "estimate", lambda name, baseline: (jobs, None))
+    monkeypatch.setattr(estimate_jobs, "estimate", lambda name, baseline, search: (jobs, None))
     members = (("c1", 20.0, "ok", 100), ("c1", 20.0, "ok", 100), ("c2", 1.0, "failed", 1000))  # c2: left out
     for i, (cid, wall, status, T) in enumerate(members):  # c1: one stacked job of two members, 20 s
         run = tmp_path / "runs" / f"r{i}"

@@ -6,18 +6,22 @@ and claim (f)'s rate grid at its point."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 import benchmark.run  # noqa: F401  (registers the run schema)
 from benchmark.analysis import aggregate, comparisons
 from benchmark.analysis import design as analysis_design
+from benchmark.core import confpath
 from benchmark.core.config import ConfigError
 from benchmark.sweep import protocol
 
+from helpers import PLUGIN, PLUGIN_SEARCHPATH
 from synthetic_runs import make_run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -221,3 +225,25 @@ def test_the_dearest_designs_launch_first(tmp_path):
     assert names.index("t_claims_chars_T25_lstm_none") < names.index("t_claims_adding_T30_lstm_none")
     rg = protocol.Regime("claims_chars", (25,))
     assert protocol.design_cost(rg, 50, "lstm", 32) == 2 * protocol.design_cost(rg, 25, "lstm", 32)
+
+
+def test_a_users_experiment_and_regime_are_frozen_from_the_folder_they_were_found_in(tmp_path):
+    """my_claims and its regime live only in the user's folder: the design holds those files (and the user's
+    task), a changed regime there changes the hash, the same files in another folder do not."""
+    study = tmp_path / "study" / "conf"
+    shutil.copytree(PLUGIN / "conf", study)
+    search = confpath.from_overrides([f"hydra.searchpath=[file://{study}]"])
+    d = protocol.freeze("my_claims", search)
+    assert d.doc["regimes"] == {"my_sign": yaml.safe_load((study / "regime" / "my_sign.yaml").read_text())}
+    assert d.doc["tasks"] == {"sign": yaml.safe_load((study / "task" / "sign.yaml").read_text())}
+    assert protocol.freeze("my_claims", confpath.from_overrides([PLUGIN_SEARCHPATH])).hash == d.hash
+    regime = study / "regime" / "my_sign.yaml"
+    regime.write_text(regime.read_text().replace("steps: 6", "steps: 7"))
+    assert protocol.freeze("my_claims", search).hash != d.hash
+    with pytest.raises(ConfigError, match=r"EXPERIMENT='my_claims'.*'claims_cpu'"):
+        protocol.freeze("my_claims")  # not on the package's search path alone
+
+
+def test_a_regime_that_no_folder_of_the_search_path_holds_is_named():
+    with pytest.raises(ConfigError, match=r"protocol\.regimes='nope'.*'claims_adding'"):
+        protocol.parse({**BLOCK, "regimes": {"nope": {"lengths": [5]}}, "rate_grid": None})

@@ -25,7 +25,7 @@ import yaml
 from benchmark.analysis import report
 from benchmark.sweep import driver, lock, progress, status
 
-from helpers import ENV, ROOT, as_terminal_job, run
+from helpers import ENV, PLUGIN, PLUGIN_SEARCHPATH, ROOT, as_terminal_job, compose, run
 from synthetic_runs import make_run
 
 
@@ -47,6 +47,37 @@ def test_an_unknown_experiment_stops_after_one_line_listing_the_experiments(tmp_
     line = one_error_line(capsys.readouterr().err)
     assert "EXPERIMENT='doesnotexist'" in line and "claims_cpu" in line and "smoke" in line
     assert not list(tmp_path.iterdir())  # no multirun started, nothing written
+
+
+def test_an_unknown_experiment_lists_the_experiments_of_the_whole_search_path_and_runs_nothing(tmp_path, capsys):
+    assert driver.sweep(plan(tmp_path, "doesnotexist", overrides=(PLUGIN_SEARCHPATH,))) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert all(name in line for name in ("'doesnotexist'", "'claims_cpu'", "'smoke'", "'my_claims'", "'my_grid'"))
+    assert not list(tmp_path.iterdir())  # no results or reports folder, no multirun, no report
+
+
+@pytest.mark.parametrize("bad", [f"+{PLUGIN_SEARCHPATH}", "hydra.searchpath=[file:///no/such/study/conf]"])
+def test_a_search_path_the_runs_would_not_search_is_one_line_before_anything_runs(tmp_path, capsys, bad):
+    assert driver.sweep(plan(tmp_path, "my_grid", overrides=(bad,))) == 2
+    assert "invalid config: hydra.searchpath=" in one_error_line(capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_users_protocol_stage_composes_from_the_users_folder_and_the_stages_designs(tmp_path):
+    """Experiment and regime only in the user's folder: the checks pass, and each multirun gets one search path
+    (the stage's designs, then the user's folder) with which Hydra composes the user's regime."""
+    from benchmark.sweep import protocol
+
+    p = plan(tmp_path, "my_claims", overrides=("cell=lstm", PLUGIN_SEARCHPATH))
+    driver.check_start(p)
+    (stage,) = driver.stages(p, protocol.freeze(p.experiment, p.search), confirm=False)
+    cmd = p.multirun(tmp_path / "marks", stage)
+    paths = [o for o in cmd if "hydra.searchpath" in o]
+    assert paths == [f"hydra.searchpath=[file://{p.sweep_dir.resolve() / 'plan' / 'tune'},file://{PLUGIN / 'conf'}]"]
+    assert cmd[-2:] == ["seed=1", "cell=lstm"]  # the user's other overrides stay last
+    design = next(o for o in cmd if o.startswith("design=")).split("=")[1].split(",")[0]
+    cfg = compose(paths[0], f"+experiment={p.experiment}", f"design={design}")
+    assert (cfg.task.name, cfg.train.steps, cfg.task.seq_len, cfg.hidden_size) == ("sign", 6, 8, 8)
 
 
 @pytest.mark.parametrize("which", ["RESULTS_DIR", "REPORTS_DIR"])

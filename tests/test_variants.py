@@ -18,11 +18,12 @@ from omegaconf import OmegaConf
 import benchmark as bm  # noqa: F401  (pytest-benchmark owns the name `benchmark`)
 from benchmark.arms import build_arm
 from benchmark.arms import variants as registry
+from benchmark.core import confpath
 from benchmark.core.config import Impl, register_configs, validate
 from benchmark.models import CELLS, ModelSpec, build_model, get_cell, resolve_impl
 from benchmark.perf import bench_check, gpu_bench
 
-from helpers import compose
+from helpers import PLUGIN, PLUGIN_SEARCHPATH, compose
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
@@ -209,3 +210,34 @@ def test_bench_check_takes_references_from_the_registry(fake):
     assert notes[0] == "reference gru-native-none-T9: 2.00 ms now, not in the baseline"
     assert notes[1] == "not in the variant registry (benchmark/arms/variants.py): gru-custom-gone.away-T9"
     assert len(notes) == 2
+
+
+@pytest.fixture
+def user_arms(monkeypatch) -> list[registry.Variant]:
+    """The example study's arms (tests/plugin_example/conf/reg/) registered from its search path, then removed."""
+    monkeypatch.syspath_prepend(str(PLUGIN))  # their modules, as PYTHONPATH gives them to a run
+    found = registry.register_search_path(confpath.from_overrides([PLUGIN_SEARCHPATH]))
+    try:
+        yield found
+    finally:
+        for v in found:
+            registry.unregister(v.name)
+
+
+def test_a_users_arms_join_the_registry_from_a_search_path_in_their_own_words(user_arms, tmp_path):
+    """Loaded as a run loads them (each YAML's `_target_`), described by their own classes; `noise` timed by
+    gpu_bench given the search path after `--`."""
+    from my_plugin import NoiseArm
+
+    by_name = {v.name: v for v in user_arms}
+    assert set(by_name) == {"noise", "spectral", "tar"} and set(by_name) <= set(registry.names())
+    assert by_name["noise"].description == "Gaussian noise on hidden non-recurrent connections"
+    assert by_name["spectral"].paper.startswith("Miyato et al. 2018")  # each arm's own paper
+    assert isinstance(registry.arm(by_name["noise"]), NoiseArm)  # built from the user's reg/noise.yaml
+    assert registry.search_variants(confpath.PACKAGE) == []  # the package's arms: registered at import
+    out = tmp_path / "gpu.json"
+    args = ["--device", "cpu", "--batch", "4", "--hidden", "8", "--input", "3", "--seq-lens", "5", "--repeats", "2"]
+    args += ["--rounds", "1", "--warmup", "0", "--threads", "1", "--cells", "rnn", "--variants", "noise"]
+    assert gpu_bench.main([*args, "--out", str(out), "--", PLUGIN_SEARCHPATH]) == 0
+    rows = {r["variant"] for r in json.loads(out.read_text())["rows"]}
+    assert rows == {"native-none", "native-noise", "custom-noise"}

@@ -36,11 +36,13 @@ import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, TypeVar, Union
 
 from benchmark.core.config import ConfigError
 
 REG_CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "reg"
+# One reg/ folder, or several in Hydra's precedence (the first that holds an option wins: confpath.SearchPath)
+Folders = Union[Path, Sequence[Path]]
 V = TypeVar("V")
 
 
@@ -303,46 +305,58 @@ def id_form(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return {**resolved, "reg": arm_class(node["_target_"]).id_node(node)}
 
 
-def load_node(option: str, overrides: Sequence[str] = (), conf_dir: Path = REG_CONF_DIR) -> dict[str, Any]:
+def load_node(option: str, overrides: Sequence[str] = (), conf_dir: Folders = REG_CONF_DIR) -> dict[str, Any]:
     """conf/reg/<option>.yaml with `overrides` relative to reg (`bn.placement=input`), as a plain dict.
 
     Composes as Hydra does for `reg=<option> reg.<override>`: the file's `defaults` (other options of
-    conf/reg/, e.g. both.yaml's bn and dropout) first, then the file itself, then the overrides.
+    conf/reg/, e.g. both.yaml's bn and dropout) first, then the file itself, then the overrides; each
+    option from the first of the `conf_dir` folders that holds it.
     """
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(
-        OmegaConf.merge(_compose(option, Path(conf_dir)), OmegaConf.from_dotlist(list(overrides)))
+        OmegaConf.merge(_compose(option, _folders(conf_dir)), OmegaConf.from_dotlist(list(overrides)))
     )
 
 
-def _compose(option: str, conf_dir: Path) -> Any:
+def _folders(conf_dir: Folders) -> tuple[Path, ...]:
+    return (Path(conf_dir),) if isinstance(conf_dir, (str, Path)) else tuple(Path(d) for d in conf_dir)
+
+
+def _compose(option: str, folders: tuple[Path, ...]) -> Any:
     from omegaconf import OmegaConf
 
-    path = conf_dir / f"{option}.yaml"
-    if not path.is_file():
-        raise ConfigError("reg", option, "one of: " + ", ".join(options(conf_dir)))
+    path = next((p for d in folders if (p := d / f"{option}.yaml").is_file()), None)
+    if path is None:
+        raise ConfigError("reg", option, "one of: " + ", ".join(options(folders)))
     own = OmegaConf.load(path)
     defaults = list(own.pop("defaults", []))
-    parts = [own if d == "_self_" else _compose(str(d), conf_dir) for d in defaults] or [own]
+    parts = [own if d == "_self_" else _compose(str(d), folders) for d in defaults] or [own]
     if "_self_" not in defaults:
         parts.append(own)
     return OmegaConf.merge(*parts)
 
 
-def load_arm(option: str, *overrides: str, conf_dir: Path = REG_CONF_DIR) -> Arm:
+def load_arm(option: str, *overrides: str, conf_dir: Folders = REG_CONF_DIR) -> Arm:
     """The arm `reg=<option> reg.<override>...` builds, e.g. load_arm("bn", "bn.placement=input")."""
     return build_arm(load_node(option, overrides, conf_dir))
 
 
-def options(conf_dir: Path = REG_CONF_DIR) -> list[str]:
-    """The `reg` options: every conf/reg/*.yaml."""
-    return sorted(p.stem for p in Path(conf_dir).glob("*.yaml"))
+def options(conf_dir: Folders = REG_CONF_DIR) -> list[str]:
+    """The `reg` options: every conf/reg/*.yaml (of every folder given)."""
+    return sorted({p.stem for d in _folders(conf_dir) for p in d.glob("*.yaml")})
+
+
+def arms_in(conf_dir: Folders) -> dict[str, type[Arm]]:
+    """{option: arm class} of every reg/ option in the folders, by each YAML's `_target_` (the class a run builds)."""
+    return {
+        o: arm_class(load_node(o, (), conf_dir)["_target_"], f"conf/reg/{o}.yaml: _target_") for o in options(conf_dir)
+    }
 
 
 def package_arms() -> dict[str, type[Arm]]:
     """{option: arm class} of conf/reg/, by each YAML's `_target_`."""
-    return {o: arm_class(load_node(o)["_target_"], f"conf/reg/{o}.yaml: _target_") for o in options()}
+    return arms_in(REG_CONF_DIR)
 
 
 _KNOWN_BLOCKS: Optional[frozenset[str]] = None

@@ -12,6 +12,9 @@ in the step benchmarks (tests/bench/bench_step.py), `benchmark.perf.gpu_bench`, 
 and the report with no edit here. A speed target is the largest step time allowed as a ratio to
 the reference, `native` `none` of the same cell and length, measured in the same process.
 
+A user's arms from their own folder (`conf/reg/<name>.yaml` with a `_target_`, on `hydra.searchpath`) join the
+registry through `register_search_path`, where a tool takes the search path (`benchmark.perf.gpu_bench -- ...`).
+
 Benchmark ids read `<cell>-<impl>-<variant>-T<seq_len>`, e.g. `lstm-custom-bn.recurrent-T50`;
 the committed CPU baseline (benchmark/baselines/cpu.json) is keyed by them.
 """
@@ -19,9 +22,11 @@ the committed CPU baseline (benchmark/baselines/cpu.json) is keyed by them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from benchmark.arms import base as arms
+from benchmark.core.confpath import SearchPath
 
 IMPLS = ("native", "custom")
 REFERENCE = "none"  # the variant every ratio is taken against, on REFERENCE_IMPL
@@ -42,6 +47,7 @@ class Variant:
         description: one line: what is regularised, where, and how.
         targets: {(device, impl): max step-time ratio to native `none`}; device `cpu` (`make bench`,
             batch 64, hidden 128) or `gpu` (`make bench-gpu`, H100, batch 64, hidden 256).
+        conf_dirs: the reg/ folders its arm is composed from, first wins (a user's arm: the search path's).
     """
 
     name: str
@@ -50,6 +56,7 @@ class Variant:
     paper: str
     description: str
     targets: Mapping[tuple[str, str], float] = field(default_factory=dict, compare=False, hash=False)
+    conf_dirs: tuple[Path, ...] = field(default=(REG_CONF_DIR,), compare=False)
 
     @property
     def reg(self) -> str:
@@ -123,11 +130,11 @@ def names() -> list[str]:
 
 
 def arm(v: Variant, extra: Sequence[str] = ()) -> arms.Arm:
-    """The arm of a variant: conf/reg/<reg>.yaml, its overrides, then `extra` (e.g. `dropout.p=0.3`).
+    """The arm of a variant: reg/<reg>.yaml from its folders, its overrides, then `extra` (e.g. `dropout.p=0.3`).
 
     The same composition Hydra does for `reg=<reg> reg.<key>=<value>` on the command line.
     """
-    return arms.load_arm(v.reg, *v.reg_dotlist, *extra)
+    return arms.load_arm(v.reg, *v.reg_dotlist, *extra, conf_dir=v.conf_dirs)
 
 
 # --- benchmark ids ----------------------------------------------------------------------------
@@ -204,10 +211,34 @@ def reference_id(bench_id: str) -> str:
 # --- the registry: derived from the arms of conf/reg/ --------------------------------------------
 
 
-def from_arm(option: str, av: arms.ArmVariant) -> Variant:
+def from_arm(option: str, av: arms.ArmVariant, conf_dirs: tuple[Path, ...] = (REG_CONF_DIR,)) -> Variant:
     """The registry entry of one variant an arm declares for `reg=<option>`."""
     name = option if av.placement is None else f"{option}.{av.placement}"
-    return Variant(name, (f"reg={option}", *av.overrides), av.impls, av.paper, av.description, dict(av.targets))
+    overrides = (f"reg={option}", *av.overrides)
+    return Variant(name, overrides, av.impls, av.paper, av.description, dict(av.targets), conf_dirs)
+
+
+def search_variants(search: SearchPath) -> list[Variant]:
+    """The variants of the user's arms on a search path: the reg/ options its folders add to the package's (an
+    option the package also has is the package's, as Hydra finds it), each arm loaded as a run loads it (its
+    YAML's `_target_`) and declaring its own variants, paper and description. Their modules must be importable."""
+    folders = search.group_dirs("reg")
+    if folders == (REG_CONF_DIR,):
+        return []
+    own = set(arms.options())
+    classes = {o: cls for o, cls in arms.arms_in(folders).items() if o not in own}
+    ordered = sorted(classes, key=lambda o: (classes[o].order, o))
+    return [from_arm(o, av, folders) for o in ordered for av in classes[o].variants(o)]
+
+
+def register_search_path(search: SearchPath) -> list[Variant]:
+    """Register the variants of the user's arms on `search` not registered yet (every tool that reads the registry
+    then times and describes them); all of them, registered now or before."""
+    found = search_variants(search)
+    for v in found:
+        if v.name not in _REGISTRY:
+            register(v)
+    return found
 
 
 def register_arms() -> None:

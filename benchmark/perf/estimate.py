@@ -1,6 +1,7 @@
 """A GPU sweep's wall time from measured cohort costs: `python -m benchmark.perf.estimate EXPERIMENT` (`make estimate`).
 
-What the GPU experiments' files state (conf/experiment/full.yaml, claims_gpu.yaml) is what this prints. A sweep
+What the GPU experiments' files state (conf/experiment/full.yaml, claims_gpu.yaml; an experiment of the user's own
+folder with `-- hydra.searchpath=[file://$PWD/conf]`, read as its runs read it) is what this prints. A sweep
 on one GPU is its cohort jobs one after another; a job with S steps, evaluated every `eval_interval` steps, costs
 
     capture + S x step_ms(T) + evaluations x eval_ms(T) + overhead(T)
@@ -21,6 +22,7 @@ processor with faster memory; launch-bound steps cost about the same on both, do
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -28,10 +30,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import yaml
 
+from benchmark.core import confpath
+from benchmark.core.config import ConfigError
+from benchmark.core.confpath import PACKAGE, SearchPath
 from benchmark.perf.costs import BASELINE, Costs, load
 from benchmark.sweep import protocol
-
-CONF = protocol.CONF
 
 
 @dataclass(frozen=True)
@@ -45,34 +48,35 @@ class Job:
     members: int
     steps: int
     eval_interval: int
-    regime: Optional[str] = None  # conf/regime/<name>.yaml, where the experiment has regimes
+    regime: Optional[str] = None  # regime/<name>.yaml on the search path, where the experiment has regimes
 
 
-def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None) -> Any:
+def _train(cfg: dict[str, Any], key: str, regime: Optional[str] = None, search: SearchPath = PACKAGE) -> Any:
     """train.<key>: the regime's (composed after the experiment), else the experiment's, else conf/train's."""
     sources = []
     if regime is not None:
-        sources.append(yaml.safe_load((CONF / "regime" / f"{regime}.yaml").read_text(encoding="utf-8")) or {})
-    sources += [cfg, {"train": yaml.safe_load((CONF / "train" / "default.yaml").read_text(encoding="utf-8"))}]
+        path = search.require("regime", regime, "regime")
+        sources.append(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    sources += [cfg, {"train": search.load("train", "default")}]
     for s in sources:
         if key in (s.get("train") or {}):
             return s["train"][key]
     raise KeyError(key)
 
 
-def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
+def protocol_jobs(name: str, cfg: dict[str, Any], search: SearchPath = PACKAGE) -> list[Job]:
     """The jobs of a claims protocol (benchmark.sweep.protocol): tuning at every length (tuning seeds x rates
     x dropout p as one job), then confirmation at every length — on every confirmation seed where a claim, a
     control or (f)'s rate grid reads the point, on `exploratory_count` of them elsewhere — plus (f)'s other rates."""
-    proto = protocol.load(name)
+    proto = protocol.load(name, search)
     assert proto is not None
     grid, n = proto.rate_grid, proto.confirmation_count
     reads = protocol.tested_points(proto)
     jobs = []
     for rg in proto.regimes:
-        every, task = _train(cfg, "eval_interval", rg.name), protocol.regime_task(rg)
+        every, task = _train(cfg, "eval_interval", rg.name, search), protocol.regime_task(rg)
         for cell in rg.cells:
-            steps = rg.steps.get(cell, _train(cfg, "steps", rg.name))
+            steps = rg.steps.get(cell, _train(cfg, "steps", rg.name, search))
             for reg in rg.regs:
                 drops = reg in protocol.DROPOUT_ARMS and proto.dropout_p
                 tuning = len(proto.tuning_seeds) * len(proto.lr) * (len(proto.dropout_p) if drops else 1)
@@ -87,7 +91,7 @@ def protocol_jobs(name: str, cfg: dict[str, Any]) -> list[Job]:
     return jobs
 
 
-def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
+def grid_jobs(cfg: dict[str, Any], search: SearchPath = PACKAGE) -> list[Job]:
     """The jobs of a grid experiment (hydra.sweeper.params): the cohort axes' points are one job's members."""
     params = {k: str(v).split(",") for k, v in cfg["hydra"]["sweeper"]["params"].items()}
     axes = (cfg.get("cohort") or {}).get("axes", ["seed", "train.lr"])
@@ -95,7 +99,7 @@ def grid_jobs(cfg: dict[str, Any]) -> list[Job]:
     outer = {k: v for k, v in params.items() if k not in axes}
     jobs = []
     for regime in outer.get("regime", [None]):
-        steps, every = _train(cfg, "steps", regime), _train(cfg, "eval_interval", regime)
+        steps, every = _train(cfg, "steps", regime, search), _train(cfg, "eval_interval", regime, search)
         for T in outer["task.seq_len"]:
             for cell in outer["cell"]:
                 for reg in outer["reg"]:
@@ -116,11 +120,13 @@ def job_s(costs: Costs, j: Job) -> float:
     )
 
 
-def estimate(name: str, baseline: Path = BASELINE) -> tuple[list[tuple[Job, float]], Costs]:
-    """Every job of the experiment with its estimated seconds, and the costs used."""
-    cfg = protocol.experiment_cfg(name)
-    jobs = protocol_jobs(name, cfg) if protocol.load(name) is not None else grid_jobs(cfg)
-    costs = load(int(cfg.get("hidden_size", 128)), int(_train(cfg, "batch_size")), path=baseline)
+def estimate(
+    name: str, baseline: Path = BASELINE, search: SearchPath = PACKAGE
+) -> tuple[list[tuple[Job, float]], Costs]:
+    """Every job of the experiment (found on the search path) with its estimated seconds, and the costs used."""
+    cfg = protocol.experiment_cfg(name, search)
+    jobs = protocol_jobs(name, cfg, search) if cfg.get("protocol") is not None else grid_jobs(cfg, search)
+    costs = load(int(cfg.get("hidden_size", 128)), int(_train(cfg, "batch_size", search=search)), path=baseline)
     return [(j, job_s(costs, j)) for j in jobs], costs
 
 
@@ -143,12 +149,19 @@ def summary(name: str, jobs: Sequence[tuple[Job, float]], costs: Costs) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("experiment", nargs="+")
+    ap.add_argument("experiment", nargs="+", help="names under conf/experiment/ (yours: -- hydra.searchpath=[...])")
     ap.add_argument("--baseline", type=Path, default=BASELINE)
-    a = ap.parse_args(argv)
-    for name in a.experiment:
-        jobs, costs = estimate(name, a.baseline)
-        print(summary(name, jobs, costs))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    a = ap.parse_args(argv[:split])
+    try:
+        search = confpath.from_overrides(argv[split + 1 :])
+        for name in a.experiment:
+            jobs, costs = estimate(name, a.baseline, search)
+            print(summary(name, jobs, costs))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -10,6 +10,9 @@ job of that regime at that length (at the nearest measured length where a length
     python -m benchmark.run --multirun <overrides> results_dir=R sweep=claims_jobs    # each, timed (gpu_check.sh)
     python -m benchmark.perf.estimate_jobs rebuild claims_gpu R/claims_jobs --json rebuilt.json
 
+An experiment of the user's own folder: add `-- hydra.searchpath=[file://$PWD/conf]` (the plan's overrides then
+carry it).
+
 A job's measured seconds are its cohort's wall time (`env.cohort_wall_s`; the members' `wall_s` summed where
 they trained one after another).
 """
@@ -19,25 +22,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import yaml
-
+from benchmark.core import confpath
+from benchmark.core.confpath import PACKAGE, SearchPath
 from benchmark.perf.estimate import BASELINE, Job, estimate
 from benchmark.sweep import protocol
 
 NO_P = ("none", "bn")  # arms without a dropout p: a whole job's settings need no tuning to be meaningful
 
 
-def regime_task(regime: str) -> str:
+def regime_task(regime: str, search: SearchPath = PACKAGE) -> str:
     """The task a regime trains (its `override /task:` default), as run records name it."""
-    doc = yaml.safe_load((protocol.CONF / "regime" / f"{regime}.yaml").read_text(encoding="utf-8")) or {}
-    for entry in doc.get("defaults", []):
-        if isinstance(entry, dict) and "override /task" in entry:
-            return str(entry["override /task"])
-    raise ValueError(f"conf/regime/{regime}.yaml names no task")
+    file = search.require("regime", regime, "regime")
+    return protocol.regime_task(protocol.Regime(regime, (), file=file))
 
 
 def whole_jobs(jobs: Sequence[tuple[Job, float]]) -> list[tuple[Job, float]]:
@@ -50,13 +51,14 @@ def whole_jobs(jobs: Sequence[tuple[Job, float]]) -> list[tuple[Job, float]]:
     return sorted(best.values(), key=lambda js: js[1])
 
 
-def overrides(name: str, j: Job, members: Optional[int] = None) -> list[str]:
-    """The `benchmark.run --multirun` overrides of one whole job: the experiment, the job's variant, length and
-    budget, its confirmation seeds (the first `members` of them) at the protocol's first rate."""
-    proto = protocol.load(name)
-    seeds = list(protocol.freeze(name).confirmation_seeds if proto else [0])[: members or None]
+def overrides(name: str, j: Job, members: Optional[int] = None, search: SearchPath = PACKAGE) -> list[str]:
+    """The `benchmark.run --multirun` overrides of one whole job: the search path, the experiment, the job's variant,
+    length and budget, its confirmation seeds (the first `members` of them) at the protocol's first rate."""
+    proto = protocol.load(name, search)
+    seeds = list(protocol.freeze(name, search).confirmation_seeds if proto else [0])[: members or None]
     lr = proto.lr[0] if proto else None
     return [
+        *search.overrides(),
         f"+experiment={name}",
         *([f"regime={j.regime}"] if j.regime else []),
         f"cell={j.cell}",
@@ -93,12 +95,12 @@ def measured(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def rebuild(name: str, folder: Path, baseline: Path = BASELINE) -> dict[str, Any]:
+def rebuild(name: str, folder: Path, baseline: Path = BASELINE, search: SearchPath = PACKAGE) -> dict[str, Any]:
     """The experiment's estimate, and the same rebuilt with each measured whole job's factor (measured / estimated)
     applied to every job of its regime at its length (the nearest measured length of the regime otherwise; the
     mean factor for a regime with none measured). Jobs with a failed member are left out."""
-    jobs, _ = estimate(name, baseline)
-    tasks = {rg: regime_task(rg) for rg in {j.regime for j, _ in jobs if j.regime}}
+    jobs, _ = estimate(name, baseline, search)
+    tasks = {rg: regime_task(rg, search) for rg in {j.regime for j, _ in jobs if j.regime}}
     rows = []
     for m in measured(folder):
         if not set(m["statuses"]) <= {"ok", "diverged"}:  # a failed job's wall time prices nothing
@@ -140,12 +142,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     again.add_argument("--json", type=Path, default=None)
     for p in (plan, again):
         p.add_argument("--baseline", type=Path, default=BASELINE)
-    a = ap.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)  # after it: the user's hydra.searchpath override
+    a, search = ap.parse_args(argv[:split]), confpath.from_overrides(argv[split + 1 :])
     if a.cmd == "plan":
-        for j, s in whole_jobs(estimate(a.experiment, a.baseline)[0]):
-            print(f"{s:.0f}", " ".join(overrides(a.experiment, j, a.members)))
+        for j, s in whole_jobs(estimate(a.experiment, a.baseline, search)[0]):
+            print(f"{s:.0f}", " ".join(overrides(a.experiment, j, a.members, search)))
         return 0
-    out = rebuild(a.experiment, a.folder, a.baseline)
+    out = rebuild(a.experiment, a.folder, a.baseline, search)
     for r in out["measured"]:
         print(
             f"  {r['regime']} T={r['seq_len']} {r['cell']}-{r['reg']} x{r['members']}: "

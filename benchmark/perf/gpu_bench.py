@@ -2,6 +2,8 @@
 
     python -m benchmark.perf.gpu_bench                         # CUDA (skipped cleanly without it)
     python -m benchmark.perf.gpu_bench --device cpu --hidden 32 --seq-lens 20   # the same table on CPU
+    PYTHONPATH=$PWD python -m benchmark.perf.gpu_bench --variants tar -- hydra.searchpath=[file://$PWD/conf]
+                                                               # a user's arm (conf/reg/tar.yaml) beside the reference
 
 For every cell and T, in one process and at identical shapes, it times forward and
 forward+loss+backward of native `none` (the reference: cuDNN on a GPU) and of every variant
@@ -33,7 +35,8 @@ from torch import Tensor, nn
 
 from benchmark.arms import Arm
 from benchmark.arms import variants as registry
-from benchmark.core.config import Accel, Impl, Precision
+from benchmark.core import confpath
+from benchmark.core.config import Accel, ConfigError, Impl, Precision
 from benchmark.core.io import atomic_write_json
 from benchmark.job import envinfo
 from benchmark.models import ModelSpec, build_model, get_cell
@@ -312,7 +315,20 @@ def environment(device: torch.device, precision: Precision, start: str) -> dict[
     return env
 
 
+def with_user_arms(argv: list[str]) -> list[str]:
+    """The arguments before `--`. After it, a `hydra.searchpath=[...]`: the variants of the user's arms in its
+    folders join the registry (their modules on PYTHONPATH), each with its own paper and description."""
+    split = argv.index("--") if "--" in argv else len(argv)
+    try:
+        registry.register_search_path(confpath.from_overrides(argv[split + 1 :]))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return argv[:split]
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    argv = with_user_arms(list(sys.argv[1:] if argv is None else argv))
     ap = argparse.ArgumentParser(prog="python -m benchmark.perf.gpu_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--batch", type=int, default=64)

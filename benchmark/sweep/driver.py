@@ -5,17 +5,25 @@
 
 In order, each step one line when it cannot go on, with a non-zero exit, and nothing lost:
 
-1. the experiment exists (`conf/experiment/<name>.yaml`; else the list of experiments, exit 2) and the
+1. the experiment exists (`experiment/<name>.yaml` in the package's conf/ or a folder of the user's
+   `hydra.searchpath=[...]` among the overrides; else the experiments of the whole search path, exit 2), the
+   search path is one Hydra searches (`benchmark.core.confpath`; else which form and why, exit 2), and the
    results and reports folders can be written (else which folder and why, exit 2) — before anything runs;
 2. the sweep's lock (`benchmark.sweep.lock`): a second `make sweep` of the same sweep exits 75 at once,
    naming the pid and host of the first;
 3. the multirun(s), each through `benchmark.sweep.progress`: an experiment with a `protocol:` block
    (claims) runs its tuning multiruns, selects, then its confirmation multirun
-   (benchmark/sweep/protocol.py); any other experiment its one multirun. A failed multirun ends the
+   (benchmark/sweep/protocol.py, reading the experiment and its regimes from the same search path; each
+   stage's design folder and the user's folders go to the runs as one `hydra.searchpath` list, since Hydra
+   searches only the first); any other experiment its one multirun. A failed multirun ends the
    sweep with its exit status; Ctrl-C with 130 and one line saying that the same command resumes it;
    one whose cluster jobs stayed lost (`history.LOST_EXIT`) ends the stages, but the report is still
    written, and the line about the lost jobs comes last (exit 3);
 4. aggregate and report (`benchmark.analysis.report --aggregate`), whose last line is the report's path.
+
+A study kept in its own folder sweeps as
+
+    make sweep EXPERIMENT=mine ARGS="hydra.searchpath=[file://$PWD/conf]"
 
 Every grid point a multirun skips leaves a file named by its run id in a folder of this invocation
 (`skip_marks`, beside the results, so SLURM jobs on other nodes reach it too); they are counted, then
@@ -33,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from benchmark.core import confpath
 from benchmark.core.config import ConfigError, writable_dir_problem
 from benchmark.job.launch import RUNNING, remove_stale
 from benchmark.sweep import history
@@ -59,6 +68,11 @@ class Plan:
     def sweep_dir(self) -> Path:
         return self.results_dir / self.sweep
 
+    @property
+    def search(self) -> confpath.SearchPath:
+        """Where the runs find configs: the package's conf/, then the user's `hydra.searchpath` (ConfigError)."""
+        return confpath.from_overrides(self.overrides)
+
     def multirun(self, marks: Path, stage: Sequence[str]) -> list[str]:
         """The command line of one multirun of the sweep (a protocol stage's overrides before the user's)."""
         launcher = [f"hydra/launcher={self.launcher}"]
@@ -79,16 +93,16 @@ class Plan:
             f"force={str(self.force).lower()}",
             f"skip_marks={marks.resolve()}",
             *launcher,
-            *stage,
-            *self.overrides,
+            *confpath.merged([*stage, *self.overrides]),  # one hydra.searchpath: Hydra searches only the first
         ]
 
 
 def check_start(plan: Plan) -> None:
-    """Before anything runs: the experiment exists, the folders can be written. ConfigError naming the setting."""
+    """Before anything runs: the search path is sound, the experiment is on it, the folders can be written.
+    ConfigError naming the setting."""
     from benchmark.sweep import protocol
 
-    protocol.experiment_cfg(plan.experiment)  # ConfigError listing the experiments
+    protocol.load(plan.experiment, plan.search)  # ConfigError listing the experiments, or naming a missing regime
     for key, folder in (("RESULTS_DIR", plan.sweep_dir), ("REPORTS_DIR", plan.reports_dir / plan.sweep)):
         problem = writable_dir_problem(folder)
         if problem:
@@ -110,7 +124,8 @@ def run_multiruns(plan: Plan, marks: Path) -> int:
     """Every multirun of the sweep, in order, through the progress display; the first non-zero status ends it."""
     from benchmark.sweep import progress, protocol
 
-    proto = protocol.freeze(plan.experiment) if protocol.load(plan.experiment) is not None else None
+    search = plan.search
+    proto = protocol.freeze(plan.experiment, search) if protocol.load(plan.experiment, search) is not None else None
     for confirm in (False, True):
         todo = stages(plan, proto, confirm)
         if proto is not None and todo:
@@ -170,7 +185,7 @@ def sweep(plan: Plan) -> int:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmark.sweep.driver", description=__doc__.splitlines()[0])
-    ap.add_argument("experiment", help="a name under conf/experiment/")
+    ap.add_argument("experiment", help="a name under conf/experiment/ of the package or of a hydra.searchpath folder")
     ap.add_argument("--sweep", default=None, help="the sweep's name (default: the experiment's)")
     ap.add_argument("--results-dir", type=Path, default=Path("results"))
     ap.add_argument("--reports-dir", type=Path, default=Path("reports"))

@@ -7,6 +7,11 @@ and per regime its lengths (the first one tunes) and shorter budgets for cells t
 
     python -m benchmark.sweep.protocol tune claims results/claims     # the tuning multiruns' overrides, one per line
     python -m benchmark.sweep.protocol confirm claims results/claims  # selects, prints the confirmation ones
+    python -m benchmark.sweep.protocol tune mine results/mine -- hydra.searchpath=[file://$PWD/conf]
+
+Experiments, regimes, tasks and the run defaults are read from wherever a run's Hydra finds them: the package's
+conf/, then the folders of the user's `hydra.searchpath` (`benchmark.core.confpath`, which every function here
+takes as `search`), so an experiment and its regimes may live in the user's own folder.
 
 Each step writes Hydra design files (one per grid cell: regime, cell, arm, length and settings)
 under `results/<sweep>/plan/{tune,confirm}/design/` and prints the overrides of its multiruns (one per line),
@@ -14,7 +19,8 @@ which adds that folder to Hydra's search path. `confirm` selects with `compariso
 the tuning seeds' validation scores, once per task x cell x arm, writes `plan/chosen.csv`, and
 refuses to run while a tuning run is missing. Both steps are deterministic, so a second
 `make sweep` finds the same run ids and skips what is complete (resumable). `has` exits 0
-when the experiment declares a protocol. Imports no Hydra: the experiment file is plain YAML.
+when the experiment declares a protocol. Composes nothing with Hydra: the experiment file is plain YAML (only a
+user's `hydra.searchpath` override is read with Hydra's override grammar).
 
 **The design is frozen before any run.** The design — the merged experiment (its protocol block: regimes,
 budgets, settings grids, the gate, each claim's declared primary test and margin, the positive controls),
@@ -39,10 +45,11 @@ import yaml
 from omegaconf import OmegaConf
 
 from benchmark.analysis import aggregate
+from benchmark.core import confpath
 from benchmark.core.config import ConfigError
+from benchmark.core.confpath import PACKAGE, SearchPath
 from benchmark.core.io import atomic_write_text
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 DROPOUT_ARMS = ("dropout", "both")
 
 
@@ -53,6 +60,7 @@ class Regime:
     steps: dict[str, int] = field(default_factory=dict)  # cell -> a shorter budget (cells that never learn)
     cells: tuple[str, ...] = ()  # this regime's cells and arms (default: the protocol's)
     regs: tuple[str, ...] = ()
+    file: Optional[Path] = field(default=None, compare=False)  # where the search path found it (None: conf/)
 
 
 @dataclass(frozen=True)
@@ -107,9 +115,10 @@ CLAIM_KEYS = tuple("abcdefgh")
 POINT_KEYS = ("task", "seq_len", "cell")
 
 
-def parse(block: Any) -> Protocol:
-    """The `protocol:` block, checked: disjoint seed sets, every regime with at least one length, the rate grid
-    at a regime, length and cells of the protocol, claims and controls that name points."""
+def parse(block: Any, search: SearchPath = PACKAGE) -> Protocol:
+    """The `protocol:` block, checked: disjoint seed sets, every regime with at least one length and a file on
+    the search path, the rate grid at a regime, length and cells of the protocol, claims and controls that name
+    points."""
     if not isinstance(block, dict):
         raise ConfigError(
             "protocol", block, "a mapping with tuning_seeds, confirmation_count, lr, cells, regs, regimes"
@@ -119,7 +128,7 @@ def parse(block: Any) -> Protocol:
     if not isinstance(count, int) or count < 2:
         raise ConfigError("protocol.confirmation_count", count, "an integer >= 2 (seeds derived from the design)")
     cells, regs = tuple(_need(block, "cells")), tuple(_need(block, "regs"))
-    regimes = tuple(_regime(name, r or {}, cells, regs) for name, r in _need(block, "regimes").items())
+    regimes = tuple(_regime(name, r or {}, cells, regs, search) for name, r in _need(block, "regimes").items())
     return Protocol(
         tune,
         count,
@@ -175,10 +184,11 @@ def tested_points(proto: Protocol) -> set[tuple[str, int, str, str]]:
     return out
 
 
-def _regime(name: str, r: dict[str, Any], cells: tuple[str, ...], regs: tuple[str, ...]) -> Regime:
+def _regime(name: str, r: dict[str, Any], cells: tuple[str, ...], regs: tuple[str, ...], search: SearchPath) -> Regime:
     lengths = tuple(int(x) for x in _need(r, "lengths"))
     steps = {str(k): int(v) for k, v in (r.get("steps") or {}).items()}
-    return Regime(name, lengths, steps, tuple(r.get("cells") or cells), tuple(r.get("regs") or regs))
+    file = search.require("regime", name, "protocol.regimes")
+    return Regime(name, lengths, steps, tuple(r.get("cells") or cells), tuple(r.get("regs") or regs), file)
 
 
 def _rate_grid(block: Any, regimes: tuple[Regime, ...]) -> Optional[RateGrid]:
@@ -237,46 +247,57 @@ def _controls(block: list[Any]) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def experiment_cfg(name: str) -> dict[str, Any]:
-    """conf/experiment/<name>.yaml merged over the experiments its defaults list builds on, as Hydra composes
-    them into every run's config.yaml (the `protocol:` block here, the budget in `benchmark.perf.estimate`)."""
-    path = CONF / "experiment" / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError("EXPERIMENT", name, sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def experiment_cfg(name: str, search: SearchPath = PACKAGE) -> dict[str, Any]:
+    """experiment/<name>.yaml, found on the search path, merged over the experiments its defaults list builds on,
+    as Hydra composes them into every run's config.yaml (the `protocol:` block here, the budget in
+    `benchmark.perf.estimate`); a ConfigError listing every experiment on the search path when none holds it."""
+    path = search.find("experiment", name)
+    if path is None:
+        raise ConfigError("EXPERIMENT", name, f"one of {search.options('experiment')} (experiment/ on the search path)")
     own = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     merged = OmegaConf.create({})
     for entry in own.get("defaults", []):
         if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"):
-            merged = OmegaConf.merge(merged, experiment_cfg(entry))
+            merged = OmegaConf.merge(merged, experiment_cfg(entry, search))
     own = {k: v for k, v in own.items() if k != "defaults"}
     return OmegaConf.to_container(OmegaConf.merge(merged, own))  # type: ignore[return-value]
 
 
-def block_of(experiment: str) -> Any:
-    """The `protocol:` block of conf/experiment/<experiment>.yaml merged over the experiments it builds on."""
-    return experiment_cfg(experiment).get("protocol")
+def block_of(experiment: str, search: SearchPath = PACKAGE) -> Any:
+    """The `protocol:` block of experiment/<experiment>.yaml merged over the experiments it builds on."""
+    return experiment_cfg(experiment, search).get("protocol")
 
 
-def load(experiment: str) -> Optional[Protocol]:
-    """The protocol of conf/experiment/<experiment>.yaml, or None when it declares none."""
-    block = block_of(experiment)
-    return None if block is None else parse(block)
+def load(experiment: str, search: SearchPath = PACKAGE) -> Optional[Protocol]:
+    """The protocol of experiment/<experiment>.yaml (regimes found on the search path), or None when it declares
+    none."""
+    block = block_of(experiment, search)
+    return None if block is None else parse(block, search)
 
 
-def _yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+def _regime_yaml(rg: Regime) -> Any:
+    """The regime's file, from where the search path found it (the package's conf/ for a Regime built by hand)."""
+    path = rg.file or PACKAGE.require("regime", rg.name, "protocol.regimes")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def design_of(experiment: str, proto: Protocol) -> dict[str, Any]:
+def regime_cfg(rg: Regime) -> dict[str, Any]:
+    """The regime's settings (an empty file: none)."""
+    return _regime_yaml(rg) or {}
+
+
+def design_of(experiment: str, proto: Protocol, search: SearchPath = PACKAGE) -> dict[str, Any]:
     """What the hash freezes: the merged experiment (its protocol block included, but for nothing derived),
-    each regime's file and its task's defaults, and the run and training defaults."""
+    each regime's file and its task's defaults, and the run and training defaults — each file's content from
+    the folder the search path found it in, as the runs compose it (where it was found is not hashed: moving
+    a study's folder keeps its design)."""
     tasks = {regime_task(rg) for rg in proto.regimes}
     return {
         "experiment": experiment,
-        "config": experiment_cfg(experiment),
-        "regimes": {rg.name: _yaml(CONF / "regime" / f"{rg.name}.yaml") for rg in proto.regimes},
-        "tasks": {t: _yaml(CONF / "task" / f"{t}.yaml") for t in sorted(tasks)},
-        "defaults": {"config": _yaml(CONF / "config.yaml"), "train": _yaml(CONF / "train" / "default.yaml")},
+        "config": experiment_cfg(experiment, search),
+        "regimes": {rg.name: _regime_yaml(rg) for rg in proto.regimes},
+        "tasks": {t: search.load("task", t) for t in sorted(tasks)},
+        "defaults": {"config": search.load("", "config"), "train": search.load("train", "default")},
     }
 
 
@@ -298,12 +319,12 @@ def derive_seeds(digest: str, count: int, avoid: Sequence[int]) -> tuple[int, ..
     return tuple(out)
 
 
-def freeze(experiment: str) -> Design:
+def freeze(experiment: str, search: SearchPath = PACKAGE) -> Design:
     """The experiment's protocol frozen: its design, hash and confirmation seeds."""
-    proto = load(experiment)
+    proto = load(experiment, search)
     if proto is None:
         raise ConfigError("EXPERIMENT", experiment, "an experiment with a `protocol:` block")
-    doc = design_of(experiment, proto)
+    doc = design_of(experiment, proto, search)
     digest = design_hash(doc)
     seeds = derive_seeds(digest, proto.confirmation_count, (*proto.tuning_seeds, *proto.retired_seeds))
     return Design(experiment, proto, doc, digest, seeds)
@@ -357,7 +378,7 @@ def design_file(
 def design_cost(rg: Regime, seq_len: int, cell: str, hidden: int) -> float:
     """A job's relative cost, to launch the dearest first: hidden² x T x the step budget (the regime's).
     Two workers that take the cheap jobs first leave the dearest one running alone at the stage's end."""
-    regime = _yaml(CONF / "regime" / f"{rg.name}.yaml") or {}
+    regime = regime_cfg(rg)
     steps = rg.steps.get(cell) or (regime.get("train") or {}).get("steps") or 1
     return float(regime.get("hidden_size") or hidden) ** 2 * seq_len * steps
 
@@ -392,7 +413,7 @@ def tune(design: Design, sweep_dir: Path) -> list[str]:
     proto = design.protocol
     write_design(design, sweep_dir)
     plain, dropping, cost = {}, {}, {}
-    hidden = int(experiment_cfg(design.experiment).get("hidden_size") or 0)
+    hidden = int(design.doc["config"].get("hidden_size") or 0)
     one_p = proto.dropout_p[0] if len(proto.dropout_p) == 1 else None  # set in the design: nothing to sweep
     for rg in proto.regimes:
         for T in rg.lengths:
@@ -456,7 +477,7 @@ def confirm(design: Design, sweep_dir: Path) -> list[str]:
     (sweep_dir / "plan").mkdir(parents=True, exist_ok=True)
     chosen.to_csv(sweep_dir / "plan" / "chosen.csv", index=False)
     tested, explored, reads, cost = {}, {}, tested_points(proto), {}
-    hidden = int(experiment_cfg(design.experiment).get("hidden_size") or 0)
+    hidden = int(design.doc["config"].get("hidden_size") or 0)
     for rg in proto.regimes:
         task = regime_task(rg)
         for r in chosen[chosen["task"].astype(str).str.startswith(task)].itertuples():
@@ -479,8 +500,7 @@ def confirm(design: Design, sweep_dir: Path) -> list[str]:
 
 def regime_task(rg: Regime) -> str:
     """The task a regime file selects (`defaults: - override /task: <name>`)."""
-    cfg = yaml.safe_load((CONF / "regime" / f"{rg.name}.yaml").read_text(encoding="utf-8")) or {}
-    for entry in cfg.get("defaults", []):
+    for entry in regime_cfg(rg).get("defaults", []):
         if isinstance(entry, dict) and "override /task" in entry:
             return str(entry["override /task"])
     raise ConfigError(f"regime {rg.name}", "no task", "a regime that selects its task (override /task: <name>)")
@@ -489,19 +509,22 @@ def regime_task(rg: Regime) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmark.sweep.protocol", description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=["has", "tune", "confirm"])
-    ap.add_argument("experiment", help="a name under conf/experiment/")
+    ap.add_argument("experiment", help="a name under conf/experiment/ of a folder on the search path")
     ap.add_argument("sweep_dir", nargs="?", help="results/<sweep>")
-    args = ap.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)  # after it: the user's hydra.searchpath override
+    args, user = ap.parse_args(argv[:split]), argv[split + 1 :]
     try:
-        proto = load(args.experiment)
+        search = confpath.from_overrides(user)
+        proto = load(args.experiment, search)
         if args.step == "has" or proto is None:
             return 0 if proto is not None else 1
         if not args.sweep_dir:
             ap.error(f"{args.step} needs the sweep folder")
-        design = freeze(args.experiment)
+        design = freeze(args.experiment, search)
         sweep_dir = Path(args.sweep_dir)
         stages = tune(design, sweep_dir) if args.step == "tune" else confirm(design, sweep_dir)
-        print("\n".join(stages))
+        print("\n".join(" ".join(confpath.merged([*line.split(), *search.overrides()])) for line in stages))
     except (ConfigError, aggregate.ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
