@@ -117,8 +117,12 @@ def test_one_arm_at_chance_fails_the_regulariser_claims_but_not_g():
 def test_unequal_budgets_pinned_scores_and_different_checkpoints_are_not_testable():
     runs = table({"none": {"test_score": 0.5}, "bn": {"test_score": 0.6, "steps": 400}})
     assert "unequal budgets (bn.recurrent 400, none 1000 steps)" in rows_of(runs, "e")["verdict"].iloc[0]
-    pinned = table({"none": {"stop_at_target": True}, "bn": {"test_score": 0.6, "stop_at_target": True}})
+    reached = {"stop_at_target": True, "steps_to_target": 300.0}
+    pinned = table({"none": reached, "bn": {**reached, "test_score": 0.6}})
     assert rows_of(pinned, "e")["verdict"].iloc[0].startswith("not testable: pinned")
+    # where the baseline's runs never reach the target, the scores differ by more than an overshoot
+    missed = table({"none": {"stop_at_target": True, "test_score": 0.3}, "bn": {**reached, "test_score": 0.6}})
+    assert "pinned" not in rows_of(missed, "e")["verdict"].iloc[0]
     ckpt = table({"none": {"test_checkpoint": "last"}, "bn": {"test_checkpoint": "best_val"}})
     assert "different checkpoints" in rows_of(ckpt, "e")["verdict"].iloc[0]
 

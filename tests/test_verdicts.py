@@ -66,6 +66,26 @@ def test_a_real_difference_of_one_and_a_half_sd_with_ten_seeds_reads_helps(tmp_p
     assert (t["verdict"] == stats.HELPS).mean() >= 0.9 and not (t["verdict"] == stats.HURTS).any()
 
 
+def test_a_row_whose_arms_both_sit_at_chance_is_not_testable_and_joins_no_family(tmp_path):
+    """The exploratory verdicts pass the testability gate too: two arms at chance (score 0) get no word,
+    keep their numbers, and leave the other rows' correction alone."""
+    at_chance = {"none": -0.5, "bn": -0.5}  # synthetic runs score 0.5 + the effect
+    t = verdict_table(
+        quick_sweep(
+            tmp_path,
+            "chance",
+            tasks=("adding",),
+            lens=(10,),
+            cells=("lstm",),
+            regs=("none", "bn"),
+            seeds=range(10),
+            effect=at_chance,
+        )
+    )
+    assert t["verdict"].iloc[0].startswith("not testable: no arm learned")
+    assert t["mean_diff"].notna().all() and t["p_value"].notna().all() and t["p_adjusted"].isna().all()
+
+
 def test_learning_rate_is_selected_on_validation_never_on_test(tmp_path):
     sweep = tmp_path / "lr"
     for s in range(6):

@@ -15,7 +15,8 @@ from typing import Any, Collection, Optional
 import numpy as np
 import pandas as pd
 
-from benchmark.analysis import stats
+from benchmark.analysis import gate, stats
+from benchmark.analysis.design import LEARNED_MARGIN
 from benchmark.arms import variants
 
 KEY = ["task", "seq_len", "cell"]  # one comparison point
@@ -299,8 +300,10 @@ COLUMNS = [
 ]
 
 
-def verdicts(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
-    """Every variant vs `none` at every (task, seq_len, cell) on `test_score`, one family.
+def verdicts(selected: pd.DataFrame, opts: Options, learned_margin: float = LEARNED_MARGIN) -> pd.DataFrame:
+    """Every variant vs `none` at every (task, seq_len, cell) on `test_score`, one family of the rows that
+    pass the testability gate (benchmark/analysis/gate.py: either arm learned, the score not pinned by a stop
+    at the target, equal budgets); a row that fails reads "not testable: <reason>" with its numbers.
 
     Columns: see `COLUMNS` (documented in docs/statistics.md).
     """
@@ -323,7 +326,17 @@ def verdicts(selected: pd.DataFrame, opts: Options) -> pd.DataFrame:
     t = pd.DataFrame(
         rows, columns=[c for c in COLUMNS if c not in ("p_adjusted", "p_equivalent", "mde", "verdict")] + ["se", "df"]
     ).assign(margin=PRIMARY_MARGIN)
+    reasons = [
+        gate.check(
+            {"variant": tr, BASELINE: b}, rule=gate.EITHER, score=PRIMARY, margin=learned_margin, level=opts.level
+        )
+        for _, tr, b in pairs
+    ]
+    shown = t["p_value"].copy()
+    t.loc[[r is not None for r in reasons], "p_value"] = np.nan  # out of the family
     t = stats.add_words(t, adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha, test=opts.test)
+    t["p_value"] = shown
+    t["verdict"] = [v if r is None else gate.word(r) for v, r in zip(t["verdict"], reasons)]
     return sort_rows(t)[COLUMNS]
 
 

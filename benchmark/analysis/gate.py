@@ -10,8 +10,8 @@ Before any test, each comparison's arms are checked (`check`):
    either arm reached the target — that the tanh RNN never does is the claim itself), or `none` (claim (b):
    a probe at initialisation, before any learning);
 2. the endpoint is free to vary: an endpoint read from the scores is pinned where runs stop at the first
-   evaluation at or above the target (`stop_at_target`): it then measures the overshoot within one
-   evaluation interval;
+   evaluation at or above the target (`stop_at_target`) and every run of the arms reached it: it then
+   measures the overshoot within one evaluation interval;
 3. equal budgets: the same step budget (`steps`) in every arm, and the test score read at the same kind
    of checkpoint (`test_checkpoint`: last or best validation) where the runs record it.
 
@@ -95,9 +95,13 @@ def _checkpoint_reason(arms: Mapping[str, pd.DataFrame]) -> str:
 
 
 def _pinned(arms: Mapping[str, pd.DataFrame]) -> bool:
-    return any(
+    """Runs stop at the target, and every run of every arm reached it (where `steps_to_target` is recorded):
+    then each score is the target plus an overshoot. Where an arm's runs miss the target, their scores
+    differ by more than the overshoot (the tanh RNN that never reaches it against BN that does)."""
+    stops = any(
         g.get("stop_at_target", pd.Series(False, index=g.index)).fillna(False).astype(bool).any() for g in arms.values()
     )
+    return stops and all("steps_to_target" not in g or bool(g["steps_to_target"].notna().all()) for g in arms.values())
 
 
 def check(
@@ -112,7 +116,7 @@ def check(
     """None where the comparison of `arms` (name -> its runs) can inform, else the reason it cannot."""
     reasons = [
         _learn_reason(arms, rule, score, margin, level),
-        "pinned: runs stop at the first evaluation at or above the target (stop_at_target), so the "
+        "pinned: every run stopped at the first evaluation at or above the target (stop_at_target), so the "
         "score measures only the overshoot"
         if pinnable and _pinned(arms)
         else "",

@@ -732,9 +732,10 @@ def build(sweep_dir: str | Path, out_dir: str | Path | None = None, opts: cmp.Op
     agg_mod.run_folders(sweep_dir)  # fails loud before anything is written
     s = load_sweep(sweep_dir)
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / sweep_dir.name
-    vt = cmp.verdicts(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.COLUMNS)
-    agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
     design, design_error = load_design(sweep_dir)
+    margin = design.learned_margin if design is not None else design_mod.LEARNED_MARGIN
+    vt = cmp.verdicts(s.selected, opts, margin) if len(s.selected) else pd.DataFrame(columns=cmp.COLUMNS)
+    agg = cmp.aggregates(s.selected, opts) if len(s.selected) else pd.DataFrame(columns=cmp.AGG_COLUMNS)
     results = claims_mod.run_claims(s.selected, opts, s.comp, design) if len(s.selected) else []
     out_dir.mkdir(parents=True, exist_ok=True)
     level = f"{100 * opts.level:g} %"
