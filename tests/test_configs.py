@@ -140,19 +140,18 @@ def test_every_point_of_every_experiment_prepares(exp, tmp_path, mnist_full_dir)
 
     points = first_values_and_points(exp, tmp_path / "plan")
     assert points
-    for over in points:
-        with hydra_held():  # one initialisation for both composes
+    with hydra_held():  # one initialisation for every point
+        for over in points:
+            # One compose a point (the cost of this test); the values below are set on it, as an override would.
             cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over)
             if "data_dir" in cfg.task:  # a task that reads files: full-size test files, never the network
-                files = [f"task.data_dir={mnist_full_dir}", "task.mirrors=[]"]
-                cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, *files)
-        if cfg.accel == "graph" and not torch.cuda.is_available():  # a GPU experiment: refused here, naming the key
-            with pytest.raises(ConfigError, match="accel"):
-                prepare(cfg)
-            with hydra_held():  # ... and everything else in it valid
-                cfg = composed(f"+experiment={exp}", f"results_dir={tmp_path}", *over, "accel=none")
-        p = prepare(cfg)
-        assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
+                cfg.task.data_dir, cfg.task.mirrors = str(mnist_full_dir), []
+            if cfg.accel == "graph" and not torch.cuda.is_available():  # a GPU experiment: refused here, naming the key
+                with pytest.raises(ConfigError, match="accel"):
+                    prepare(cfg)
+                cfg.accel = "none"  # ... and everything else in it valid
+            p = prepare(cfg)
+            assert p.cfg.sweep == exp and p.cfg.train.lr > 0, over
 
 
 @pytest.mark.parametrize("exp", ["claims", "claims_cpu"])

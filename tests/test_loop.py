@@ -1,6 +1,7 @@
 """Members of a stack train exactly as their runs alone (benchmark/training/loop.py), in float64.
 
-Six members (3 seeds x 2 learning rates) of every cell x arm train for 100 steps as one stack;
+Six members (3 seeds x 2 learning rates) of every cell x arm train for 50 steps as one stack (8 passes
+over the data, 10 logged rows, 5 evaluations);
 each one's history (training losses, gradient norms, validation scores), stopping and final
 metrics must equal its run alone (the same loop with one member, on its own model), to 1e-4 relative.
 """
@@ -27,6 +28,9 @@ from benchmark.training.train import TrainResult
 CPU = torch.device("cpu")
 SEEDS, LRS = (0, 1, 2), (0.01, 0.03)
 REL = 1e-4
+# The parity tests over every cell x arm: as many logged rows and evaluations as config()'s 100 steps, in half
+# the steps (the tests that need members to stop at different evaluations keep the 100).
+SHORT = dict(steps=50, eval_interval=10, log_interval=5)
 
 
 def tiny_task(name: str = "adding", **kw):
@@ -104,15 +108,16 @@ def assert_same_run(solo, member, task, device: torch.device = CPU) -> None:
     for hs, hc in zip(rs.history, rc.history):
         for k in ("step", "train_loss", "grad_norm", "lr", "val_loss", "val_score", "grad_norm_hh"):
             close(hs.get(k), hc.get(k), f"history step {hs['step']} {k}")
-    for k, v in final_metrics(ms, task, device).items():
-        close(v, final_metrics(mc, task, device)[k], k)
+    alone, stacked = final_metrics(ms, task, device), final_metrics(mc, task, device)
+    for k, v in alone.items():
+        close(v, stacked[k], k)
 
 
 @pytest.mark.parametrize("cell", [RNNCell, LSTMCell, GRUCell], ids=lambda c: c.name)
 @pytest.mark.parametrize("option", options())
 def test_every_member_of_a_six_member_stack_is_its_run_alone(option, cell, float64):
     task = tiny_task()
-    solos, members = solo_and_cohort(task, cell, load_arm(option))
+    solos, members = solo_and_cohort(task, cell, load_arm(option), **SHORT)
     for solo, member in zip(solos, members):
         assert_same_run(solo, member, task)
 
@@ -248,10 +253,10 @@ def test_members_with_their_own_dropout_p_are_their_runs_alone(option, cell, flo
     solos = []
     for s, p in grid:
         m = member_model(task, cell, arms[p], s)
-        solos.append((train(m, task, config(0.01), CPU, s, progress=False, precise_bn_batches=n_precise), m))
+        solos.append((train(m, task, config(0.01, **SHORT), CPU, s, progress=False, precise_bn_batches=n_precise), m))
     models = [member_model(task, cell, arms[p], s) for s, p in grid]
     assert stack(models).drops[-1].p == (0.1, 0.1, 0.5, 0.5)
-    results = train_stack(models, [task] * 4, [config(0.01)] * 4, CPU, [s for s, _ in grid], n_precise)
+    results = train_stack(models, [task] * 4, [config(0.01, **SHORT)] * 4, CPU, [s for s, _ in grid], n_precise)
     for solo, member in zip(solos, zip(results, models)):
         assert_same_run(solo, member, task)
 

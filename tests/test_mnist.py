@@ -200,6 +200,7 @@ def test_run_trains_end_to_end_on_the_fixture(tmp_path, mnist_dir):
         "train.eval_interval=3",
         "timing.repeats=1",
         "timing.warmup=0",
+        "threads=1",
         f"results_dir={tmp_path}/r",
     )
     assert p.returncode == 0, p.stderr[-2000:]

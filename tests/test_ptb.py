@@ -309,6 +309,7 @@ def test_run_trains_offline_and_writes_a_complete_record(tmp_path, level):
             "train.eval_interval=2",
             "timing.repeats=1",
             "timing.warmup=0",
+            "threads=1",
             f"results_dir={tmp_path}",
         ],
         cwd=ROOT,

@@ -16,6 +16,7 @@ from benchmark.analysis import aggregate, comparisons, report, tables
 
 from synthetic_runs import make_run, make_sweep, parse_report
 
+pytestmark = pytest.mark.xdist_group("report")  # `make test`: one worker builds `built` (a report: seconds)
 SECTIONS = [
     "1. Claims",
     "2. Verdicts",

@@ -21,6 +21,7 @@ from synthetic_runs import make_sweep, parse_report
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("report_browser"),  # `make test`: one worker builds the module's report
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason="headless Chromium not installed at /usr/bin/chromium "

@@ -92,6 +92,7 @@ def test_trains_end_to_end_offline(tmp_path):
             "train.eval_interval=2",
             "timing.repeats=1",
             "timing.warmup=0",
+            "threads=1",
             f"results_dir={tmp_path}",
         ],
         cwd=ROOT,

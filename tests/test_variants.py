@@ -23,7 +23,7 @@ from benchmark.core.config import Impl, register_configs, validate
 from benchmark.models import CELLS, ModelSpec, build_model, get_cell, resolve_impl
 from benchmark.perf import bench_check, gpu_bench
 
-from helpers import PLUGIN, PLUGIN_SEARCHPATH, compose
+from helpers import ENV, PLUGIN, PLUGIN_SEARCHPATH, compose
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
@@ -194,7 +194,7 @@ def test_a_registered_variant_appears_in_the_step_benchmarks(tmp_path):
         f"--benchmark-json={out}",
     ]
     code = REGISTER_FAKE + f"import pytest, sys; sys.exit(pytest.main({args!r}))"
-    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     (b,) = json.loads(out.read_text())["benchmarks"]
     info = b["extra_info"]
