@@ -6,8 +6,8 @@ VPY := $(VENV)/bin/python
 # The CPU build lies on the CPU machines; on a GPU box an importable CUDA torch is kept.
 TORCH_VERSION ?= 2.13.0
 
-# Without a GPU: experiment `claims_cpu` (the claims protocol on the whole grid, cheapened: docs/design.md; over
-# the 15-minute budget on 2 AVX2 cores as measured there; `claims_lstm` is a 4-minute subset) on every core
+# Without a GPU: experiment `claims_cpu` (the claims protocol on the whole grid, cheapened: docs/design.md; 9 min 15 s
+# on 2 AVX-512 cores, 12-13.5 min projected on 2 AVX2 cores; `claims_lstm` is a 4-minute subset) on every core
 # (joblib, one job per core, one torch thread each);
 # with one: `claims_gpu` (the claims at hidden 128 and lengths up to 1000, an estimated 1 h 46 min on one H100:
 # `make estimate`) with the basic launcher (one job at a time on the GPU); `full` is the exhaustive grid (~7 h).
