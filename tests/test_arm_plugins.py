@@ -201,7 +201,8 @@ OLD_IDS = {
     "cell=gru reg=zoneout task.seq_len=20": "2d4d9681d851",
     # none with the sweep's bn block; the claims design itself was redrawn (adding T = 30 every 25 steps, chars):
     "+experiment=claims design=claims_adding_lstm_none": "fb673b034335",
-    "+experiment=claims design=claims_chars_lstm_both": "e9c48c5573bf",
+    # chars' early stopping patience went from 6 to 4 evaluations (a computing setting: a new id, as it must)
+    "+experiment=claims design=claims_chars_lstm_both": "8e2812fb6e6e",
 }
 # The `reg` node as the old schema resolved it (what the ids above hashed), independent of other config groups.
 OLD_REG_NODES = {

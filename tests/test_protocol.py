@@ -127,7 +127,7 @@ def test_tuning_writes_the_design_first_and_tunes_every_length(tmp_path):
                 "seed=100",
             ],
         )
-    assert (c.task.name, c.task.seq_len, c.task.data_seed, c.train.early_stopping_patience) == ("chars", 25, 100, 6)
+    assert (c.task.name, c.task.seq_len, c.task.data_seed, c.train.early_stopping_patience) == ("chars", 25, 100, 4)
     with pytest.raises(ConfigError, match="SWEEP"):  # the folder holds this design: a changed one is refused
         protocol.tune(design({**BLOCK, "lr": [0.01, 0.1]}), tmp_path)
 
