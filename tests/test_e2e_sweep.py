@@ -87,7 +87,8 @@ def test_smoke_sweep_aggregate_report(tmp_path):
     assert [h.split(".")[0] for h in p.verdict_headers] == REGS  # every reg: none (baseline) and each treatment
     for r in p.verdict_rows:
         assert {v.split(".")[0] for v in r["verdicts"]} == set(REGS) - {"none"}
-        assert set(r["verdicts"].values()) == {"too few seeds"}  # 2 seeds earn no word
+        # 2 seeds earn no word: too few seeds, or the gate's reason (two seeds rarely show that an arm learned)
+        assert all(w == "too few seeds" or w.startswith("not testable: ") for w in r["verdicts"].values())
     for name in ("verdicts", "claims"):
         table = pd.read_csv(reports / "smoke" / f"{name}.csv")
         assert {
