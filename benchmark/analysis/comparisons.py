@@ -326,17 +326,14 @@ def verdicts(selected: pd.DataFrame, opts: Options, learned_margin: float = LEAR
     t = pd.DataFrame(
         rows, columns=[c for c in COLUMNS if c not in ("p_adjusted", "p_equivalent", "mde", "verdict")] + ["se", "df"]
     ).assign(margin=PRIMARY_MARGIN)
-    reasons = [
-        gate.check(
-            {"variant": tr, BASELINE: b}, rule=gate.EITHER, score=PRIMARY, margin=learned_margin, level=opts.level
-        )
-        for _, tr, b in pairs
-    ]
-    shown = t["p_value"].copy()
-    t.loc[[r is not None for r in reasons], "p_value"] = np.nan  # out of the family
-    t = stats.add_words(t, adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha, test=opts.test)
-    t["p_value"] = shown
-    t["verdict"] = [v if r is None else gate.word(r) for v, r in zip(t["verdict"], reasons)]
+    check = lambda tr, b: gate.check(  # noqa: E731
+        {"variant": tr, BASELINE: b}, rule=gate.EITHER, score=PRIMARY, margin=learned_margin, level=opts.level
+    )
+    reasons = pd.Series([check(tr, b) for _, tr, b in pairs], index=t.index, dtype=object)
+    words = lambda r: stats.add_words(  # noqa: E731
+        r, adjust_method=opts.adjust, min_seeds=opts.min_seeds, alpha=opts.alpha, test=opts.test
+    )
+    t = gate.worded(t, reasons, words)
     return sort_rows(t)[COLUMNS]
 
 

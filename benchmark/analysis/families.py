@@ -85,11 +85,11 @@ def _family(rows: pd.DataFrame, method: stats.Adjust, opts: Options) -> pd.DataF
     ok = rows["gate"].fillna("") == ""
     fam = ok & (rows["n"] >= opts.min_seeds) & np.isfinite(rows["p_value"].astype(float))
     alpha = opts.alpha / max(1, int(fam.sum()))
-    tested = stats.add_words(rows[ok], adjust_method=method, min_seeds=opts.min_seeds, alpha=opts.alpha, test=opts.test)
-    rest = rows[~ok].assign(
-        p_adjusted=np.nan, p_equivalent=np.nan, verdict=[gate.word(g) for g in rows.loc[~ok, "gate"]]
+    out = gate.worded(
+        rows,
+        rows["gate"],
+        lambda r: stats.add_words(r, adjust_method=method, min_seeds=opts.min_seeds, alpha=opts.alpha, test=opts.test),
     )
-    out = pd.concat([tested, rest]).loc[rows.index] if len(rows) else rows.assign(p_adjusted=np.nan, verdict=None)
     out["mde"] = [_mde(r, alpha) for _, r in out.iterrows()]
     return out
 

@@ -21,7 +21,7 @@ A comparison that fails reads "not testable: <reason>", keeps its numbers and jo
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -130,3 +130,11 @@ def check(
 def word(reason: str) -> str:
     """The verdict a comparison that fails the gate shows ("not testable at this budget: ..." as it is)."""
     return reason if reason.startswith(NOT_TESTABLE) else f"{NOT_TESTABLE}: {reason}"
+
+
+def worded(rows: pd.DataFrame, reasons: pd.Series, word_family: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """`rows` worded: those whose `reasons` is empty as one family (`word_family`: adjust and word them), the
+    others with their gate's reason as the verdict and no adjusted p: they join no family."""
+    ok = reasons.fillna("") == ""
+    rest = rows[~ok].assign(p_adjusted=np.nan, p_equivalent=np.nan, verdict=[word(r) for r in reasons[~ok]])
+    return pd.concat([word_family(rows[ok]), rest]).loc[rows.index] if len(rows) else word_family(rows)
